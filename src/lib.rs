@@ -1,0 +1,10 @@
+//! sugar-sessions: SugarCRM REST API OAuth2 sessions for many named profiles.
+//!
+//! Layers (see DESIGN.md in the shared folder): `config` (profiles file), `sugar` (HTTP client),
+//! `session` (what a session is and the rules, pure), `store` (token cache on disk), `engine`
+//! (runs operations: bounded concurrency, persistence), `app` (the screen's pure state machine),
+//! `ui` (terminal and view), `cli` (shell commands), `emulator` (an independent Sugar server).
+
+pub mod config;
+pub mod secret;
+pub mod emulator;
