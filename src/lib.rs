@@ -5,6 +5,11 @@
 //! (runs operations: bounded concurrency, persistence), `app` (the screen's pure state machine),
 //! `ui` (terminal and view), `cli` (shell commands), `emulator` (an independent Sugar server).
 
+pub mod cli;
 pub mod config;
-pub mod secret;
 pub mod emulator;
+pub mod engine;
+pub mod secret;
+pub mod session;
+pub mod store;
+pub mod sugar;

@@ -1,0 +1,569 @@
+//! The command line: clap definitions and the non-interactive commands.
+
+use crate::config::{self, PasswordSource, Profile, Profiles};
+use crate::engine::{Engine, Outcome};
+use crate::secret::Secret;
+use crate::session::{Entry, Op, State, rfc3339};
+use crate::store::Store;
+use chrono::Utc;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Exit statuses (documented in README.md).
+pub mod exit {
+    /// Every profile succeeded.
+    pub const OK: i32 = 0;
+    /// At least one profile failed.
+    pub const FAILED: i32 = 1;
+    /// Bad usage, an unknown profile name, or a bad profiles file: nothing was done.
+    pub const USAGE: i32 = 2;
+    /// `token` only: a login is needed and no non-interactive password source can provide it.
+    pub const NEEDS_LOGIN: i32 = 4;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sugar-sessions",
+    version,
+    about = "SugarCRM REST API OAuth2 sessions for many named profiles: a live screen, and commands for scripts",
+    long_about = None,
+    after_help = "Without a command, opens the screen over the profiles file (the built-in demo when there is none).\n\
+                  Exit status: 0 all succeeded, 1 a profile failed, 2 bad usage or profiles file, 4 (token) a login is needed."
+)]
+pub struct Cli {
+    /// The profiles file [default: profiles.toml in the config directory]
+    #[arg(
+        long,
+        global = true,
+        env = "SUGAR_SESSIONS_PROFILES",
+        value_name = "FILE"
+    )]
+    pub profiles: Option<PathBuf>,
+    /// Where the token cache lives [default: the platform's data directory]
+    #[arg(
+        long,
+        global = true,
+        env = "SUGAR_SESSIONS_STATE_DIR",
+        value_name = "DIR"
+    )]
+    pub state_dir: Option<PathBuf>,
+    /// ASCII symbols only on the screen (for terminals without UTF-8)
+    #[arg(long, global = true)]
+    pub ascii: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the profiles (no network)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every profile's session from the token cache (no network)
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log in (password grant)
+    Login(Targets),
+    /// Refresh (refresh-token grant)
+    Refresh(Targets),
+    /// Log out on the server and remove the local session
+    Logout(Targets),
+    /// Print a usable access token: cached, refreshed, or from a new login
+    Token {
+        /// The profile
+        name: String,
+    },
+    /// Run the built-in Sugar emulator in the foreground
+    Emulator {
+        /// Port on 127.0.0.1 (0: any free port)
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Write a profiles file for the emulator's demo users
+        #[arg(long, value_name = "FILE")]
+        write_profiles: Option<PathBuf>,
+    },
+    /// Open the screen on the built-in demo (an emulator with demo instances; nothing touches your cache)
+    Demo,
+}
+
+#[derive(Args, Debug)]
+pub struct Targets {
+    /// Profile names
+    pub names: Vec<String>,
+    /// Every profile
+    #[arg(long)]
+    pub all: bool,
+    /// Profiles with this tag (repeatable; adds to the names)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Print a JSON array of {name, ok, state, message}
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A failure that ends the command before anything was done: printed, exit status 2.
+struct Usage(String);
+
+/// Parses the arguments and runs; returns the exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sugar-sessions: cannot start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    // Tasks still running (requests abandoned at exit) must not hold the process.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
+}
+
+async fn dispatch(cli: Cli) -> i32 {
+    match run(cli).await {
+        Ok(code) => code,
+        Err(Usage(msg)) => {
+            eprintln!("{msg}");
+            exit::USAGE
+        }
+    }
+}
+
+/// The default profiles file: `profiles.toml` in the platform's config directory.
+pub fn default_profiles_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "sugar-sessions")
+        .map(|d| d.config_dir().join("profiles.toml"))
+}
+
+fn default_state_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "sugar-sessions").map(|d| d.data_dir().to_path_buf())
+}
+
+fn profiles_path(cli: &Cli) -> Result<PathBuf, Usage> {
+    cli.profiles
+        .clone()
+        .or_else(default_profiles_path)
+        .ok_or_else(|| Usage("sugar-sessions: no home directory to find the profiles file in: pass --profiles FILE".into()))
+}
+
+fn load_profiles(path: &Path) -> Result<Profiles, Usage> {
+    config::load(path).map_err(|e| Usage(format!("{e}")))
+}
+
+fn open_store(cli: &Cli) -> Result<Store, Usage> {
+    let dir = cli
+        .state_dir
+        .clone()
+        .or_else(default_state_dir)
+        .ok_or_else(|| {
+            Usage(
+                "sugar-sessions: no home directory for the token cache: pass --state-dir DIR"
+                    .into(),
+            )
+        })?;
+    Store::open(dir).map_err(|e| Usage(format!("sugar-sessions: {e}")))
+}
+
+async fn run(cli: Cli) -> Result<i32, Usage> {
+    match &cli.command {
+        None => screen(&cli).await,
+        Some(Command::Demo) => demo(&cli).await,
+        Some(Command::Emulator {
+            port,
+            write_profiles,
+        }) => emulator(*port, write_profiles.as_deref()).await,
+        Some(Command::List { json }) => {
+            let profiles = load_profiles(&profiles_path(&cli)?)?;
+            list(&profiles, *json);
+            Ok(exit::OK)
+        }
+        Some(Command::Status { json }) => {
+            let profiles = load_profiles(&profiles_path(&cli)?)?;
+            let store = open_store(&cli)?;
+            status(&profiles, &store, *json)
+        }
+        Some(Command::Login(t)) => act(&cli, t, Op::Login).await,
+        Some(Command::Refresh(t)) => act(&cli, t, Op::Refresh).await,
+        Some(Command::Logout(t)) => act(&cli, t, Op::Logout).await,
+        Some(Command::Token { name }) => token(&cli, name).await,
+    }
+}
+
+fn source_kind(p: &Profile) -> &'static str {
+    match p.password {
+        PasswordSource::Env(_) => "env",
+        PasswordSource::Cmd(_) => "cmd",
+        PasswordSource::Plain(_) => "plain",
+        PasswordSource::Prompt => "prompt",
+    }
+}
+
+fn list(profiles: &Profiles, json: bool) {
+    if json {
+        let rows: Vec<_> = profiles
+            .profiles
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name, "url": p.url.as_str().trim_end_matches('/'), "api": p.api, "username": p.username,
+                    "platform": p.platform, "client_id": p.client_id, "tags": p.tags, "password_source": source_kind(p),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+        return;
+    }
+    let w = profiles
+        .profiles
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    for p in &profiles.profiles {
+        let tags = if p.tags.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", p.tags.join(", "))
+        };
+        println!(
+            "{:w$}  {}  {} on {} (password: {}){tags}",
+            p.name,
+            p.url.as_str().trim_end_matches('/'),
+            p.username,
+            p.platform,
+            source_kind(p)
+        );
+    }
+}
+
+/// The cache entry of a profile, ignoring a session that belongs to another identity.
+fn entry_for(p: &Profile, cache: &crate::store::Cache) -> Entry {
+    let mut e = cache.entry(&p.name).cloned().unwrap_or_default();
+    if e.session
+        .as_ref()
+        .is_some_and(|s| !s.belongs_to(p.url.as_str(), &p.username, &p.platform))
+    {
+        e.session = None;
+    }
+    e
+}
+
+fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> {
+    let (cache, report) = store
+        .load()
+        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    if let Some((aside, why)) = report.moved_aside {
+        eprintln!(
+            "sugar-sessions: warning: the token cache did not parse ({why}); moved it aside to {}",
+            aside.display()
+        );
+    }
+    let now = Utc::now();
+    let rows: Vec<(&Profile, Entry)> = profiles
+        .profiles
+        .iter()
+        .map(|p| (p, entry_for(p, &cache)))
+        .collect();
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|(p, e)| {
+                let s = e.session.as_ref();
+                json!({
+                    "name": p.name, "url": p.url.as_str().trim_end_matches('/'), "username": p.username, "platform": p.platform,
+                    "tags": p.tags, "state": e.state(now).as_str(), "reason": e.reason(now),
+                    "obtained_at": s.map(|s| rfc3339(s.obtained_at)),
+                    "expires_at": s.map(|s| rfc3339(s.expires_at)),
+                    "refresh_expires_at": s.and_then(|s| s.refresh_token.as_ref().and(s.refresh_expires_at)).map(rfc3339),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        return Ok(exit::OK);
+    }
+    let w = profiles
+        .profiles
+        .iter()
+        .map(|p| p.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    for (p, e) in &rows {
+        let state = e.state(now);
+        let mut line = format!("{:w$}  {:15}", p.name, state.words());
+        if e.session.is_some() && matches!(state, State::Active | State::Expired | State::Error) {
+            line.push_str(&format!("  {}", crate::engine::describe(e, now)));
+        }
+        if let Some(r) = e.reason(now) {
+            let r = r
+                .strip_prefix(&format!("{}: ", p.name))
+                .unwrap_or(&r)
+                .to_string();
+            line.push_str(&format!("  ({r})"));
+        }
+        println!("{}", line.trim_end());
+    }
+    Ok(exit::OK)
+}
+
+/// The profiles named on the command line, in file order, each once.
+fn select<'a>(profiles: &'a Profiles, t: &Targets) -> Result<Vec<&'a Profile>, Usage> {
+    if t.names.is_empty() && t.tags.is_empty() && !t.all {
+        return Err(Usage(
+            "sugar-sessions: name one or more profiles, or use --all or --tag TAG".into(),
+        ));
+    }
+    let unknown: Vec<&str> = t
+        .names
+        .iter()
+        .filter(|n| profiles.get(n).is_none())
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        let known: Vec<&str> = profiles.profiles.iter().map(|p| p.name.as_str()).collect();
+        return Err(Usage(format!(
+            "sugar-sessions: unknown profile{} {} in {} (known: {})",
+            if unknown.len() > 1 { "s" } else { "" },
+            unknown.join(", "),
+            profiles.path.display(),
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    for tag in &t.tags {
+        if !profiles.profiles.iter().any(|p| p.has_tag(tag)) {
+            return Err(Usage(format!(
+                "sugar-sessions: no profile has the tag {tag} in {}",
+                profiles.path.display()
+            )));
+        }
+    }
+    Ok(profiles
+        .profiles
+        .iter()
+        .filter(|p| t.all || t.names.contains(&p.name) || t.tags.iter().any(|tag| p.has_tag(tag)))
+        .collect())
+}
+
+/// Asks for a password on the terminal, without echo; `None` when there is no terminal.
+fn prompt_password(p: &Profile) -> Option<Secret> {
+    if !std::io::stdin().is_terminal() && std::fs::File::open("/dev/tty").is_err() {
+        return None;
+    }
+    let prompt = format!(
+        "Password for {} ({} at {}): ",
+        p.name,
+        p.username,
+        p.host_port()
+    );
+    rpassword::prompt_password(prompt)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+}
+
+async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
+    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let chosen = select(&profiles, t)?;
+    let store = open_store(cli)?;
+    let engine = Arc::new(Engine::new(store, &profiles.settings));
+    // Passwords that only a person can give are asked first, one profile at a time.
+    let mut jobs = Vec::with_capacity(chosen.len());
+    for p in chosen {
+        let password = if op == Op::Login && p.password == PasswordSource::Prompt {
+            prompt_password(p)
+        } else {
+            None
+        };
+        let engine = engine.clone();
+        let p = p.clone();
+        jobs.push(tokio::spawn(
+            async move { engine.run(&p, op, password).await },
+        ));
+    }
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match job.await {
+            Ok(o) => outcomes.push(o),
+            Err(e) => eprintln!("sugar-sessions: internal error: a task failed: {e}"),
+        }
+    }
+    print_outcomes(&outcomes, t.json);
+    Ok(if outcomes.iter().all(|o| o.ok) && !outcomes.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+fn print_outcomes(outcomes: &[Outcome], json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let rows: Vec<_> = outcomes
+            .iter()
+            .map(|o| json!({"name": o.name, "ok": o.ok, "state": o.state.as_str(), "message": o.message}))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("json")
+        );
+    } else {
+        for o in outcomes {
+            let _ = writeln!(out, "{}", o.message);
+        }
+    }
+}
+
+async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
+    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let targets = Targets {
+        names: vec![name.to_string()],
+        all: false,
+        tags: vec![],
+        json: false,
+    };
+    let p = select(&profiles, &targets)?.remove(0).clone();
+    let engine = Engine::new(open_store(cli)?, &profiles.settings);
+    let print = |entry: &Entry| -> Option<i32> {
+        let s = entry.usable_session(Utc::now())?;
+        println!("{}", s.access_token.expose());
+        Some(exit::OK)
+    };
+    let entry = engine
+        .current(&p.name)
+        .await
+        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    let own = entry
+        .session
+        .as_ref()
+        .is_some_and(|s| s.belongs_to(p.url.as_str(), &p.username, &p.platform));
+    if own && let Some(code) = print(&entry) {
+        return Ok(code);
+    }
+    if own
+        && entry
+            .session
+            .as_ref()
+            .is_some_and(|s| s.refresh_valid(Utc::now()))
+    {
+        let o = engine.run(&p, Op::Refresh, None).await;
+        if o.ok {
+            if let Some(code) = print(&o.entry) {
+                return Ok(code);
+            }
+        } else if !o.error.as_ref().is_some_and(|e| e.is_invalid_grant()) {
+            eprintln!("{}", o.message);
+            return Ok(exit::FAILED);
+        } else {
+            eprintln!("{}", o.message);
+        }
+    }
+    if !p.password.is_non_interactive() {
+        eprintln!(
+            "{}: a login is needed, and the profile has no non-interactive password source (password_env, password_cmd or password): run `sugar-sessions login {}`",
+            p.name, p.name
+        );
+        return Ok(exit::NEEDS_LOGIN);
+    }
+    let o = engine.run(&p, Op::Login, None).await;
+    if o.ok
+        && let Some(code) = print(&o.entry)
+    {
+        return Ok(code);
+    }
+    eprintln!("{}", o.message);
+    Ok(exit::FAILED)
+}
+
+async fn start_demo_emulator(port: u16) -> Result<crate::emulator::Emulator, Usage> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    crate::emulator::Emulator::start(crate::emulator::demo_config(), addr)
+        .await
+        .map_err(|e| {
+            Usage(format!(
+                "sugar-sessions: cannot start the emulator on {addr}: {e}"
+            ))
+        })
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+async fn emulator(port: u16, write_profiles: Option<&Path>) -> Result<i32, Usage> {
+    let emu = start_demo_emulator(port).await?;
+    let config = crate::emulator::demo_config();
+    println!("Sugar emulator listening on http://{}", emu.addr());
+    for inst in &config.instances {
+        let mode = if inst.maintenance {
+            "  (maintenance mode)"
+        } else {
+            ""
+        };
+        println!("  instance {:14} {}{mode}", inst.name, emu.url(&inst.name));
+        for u in &inst.users {
+            println!(
+                "    user {:14} password {:14}{}",
+                u.user_name,
+                u.password,
+                if u.admin { " (admin)" } else { "" }
+            );
+        }
+        println!(
+            "    platforms: base, mobile, portal, {}",
+            inst.platforms.join(", ")
+        );
+    }
+    if let Some(path) = write_profiles {
+        write_private(path, &crate::emulator::demo_profiles_toml(&emu)).map_err(|e| {
+            Usage(format!(
+                "sugar-sessions: cannot write {}: {e}",
+                path.display()
+            ))
+        })?;
+        println!(
+            "Wrote a profiles file for these users to {}",
+            path.display()
+        );
+        println!(
+            "Try: sugar-sessions --profiles {} login --all",
+            path.display()
+        );
+    }
+    println!("Ctrl-C stops the emulator.");
+    let _ = std::io::stdout().flush();
+    let _ = tokio::signal::ctrl_c().await;
+    emu.shutdown().await;
+    Ok(exit::OK)
+}
+
+async fn screen(_cli: &Cli) -> Result<i32, Usage> {
+    Err(Usage("the screen is not wired yet".into()))
+}
+
+async fn demo(cli: &Cli) -> Result<i32, Usage> {
+    screen(cli).await
+}

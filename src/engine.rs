@@ -1,0 +1,644 @@
+//! Runs operations on profiles: bounded concurrency, password sources, persistence.
+//!
+//! Shared by the shell commands and the screen's runtime. Results are persisted to the token cache
+//! before they are reported; results that arrive together are written together (one write for many).
+
+use crate::config::{PasswordSource, Profile, Settings};
+use crate::secret::Secret;
+use crate::session::{
+    Entry, Failure, Op, RequestLog, Session, State, format_duration, remaining, rfc3339,
+};
+use crate::store::{Cache, Store, StoreError};
+use crate::sugar::{Call, Client, Grant, NetSettings, SugarError};
+use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+/// How long a `password_cmd` may run.
+pub const PASSWORD_CMD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an operation on one profile came to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub name: String,
+    pub op: Op,
+    pub ok: bool,
+    /// One line for people, starting with the profile's name.
+    pub message: String,
+    /// The profile's cache entry after the operation (as persisted).
+    pub entry: Entry,
+    /// The state at the time the outcome was made.
+    pub state: State,
+    /// The requests sent, in order.
+    pub requests: Vec<RequestLog>,
+    /// The failure, when a request failed.
+    pub error: Option<SugarError>,
+}
+
+/// A place in both concurrency bounds (global and per instance host).
+pub struct Permit {
+    _host: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+}
+
+type Change = Box<dyn FnOnce(&mut Entry) + Send>;
+type Ack = oneshot::Sender<Result<Entry, String>>;
+
+/// The engine: one per process.
+pub struct Engine {
+    store: Store,
+    clients: Mutex<HashMap<NetSettings, Client>>,
+    global: Arc<Semaphore>,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_host: usize,
+    persist_tx: mpsc::UnboundedSender<(String, Change, Ack)>,
+}
+
+impl Engine {
+    /// Must be called inside a tokio runtime (it starts the cache writer task).
+    pub fn new(store: Store, settings: &Settings) -> Engine {
+        let (persist_tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(persister(store.clone(), rx));
+        Engine {
+            store,
+            clients: Mutex::new(HashMap::new()),
+            global: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            hosts: Mutex::new(HashMap::new()),
+            per_host: settings.max_per_host.max(1),
+            persist_tx,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Waits for a place under both bounds. Dropping the future while it waits gives nothing up.
+    pub async fn acquire(&self, p: &Profile) -> Permit {
+        let host = {
+            let mut hosts = self.hosts.lock().expect("hosts lock");
+            hosts
+                .entry(p.host_port())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+                .clone()
+        };
+        let host = host
+            .acquire_owned()
+            .await
+            .expect("semaphores are never closed");
+        let global = self
+            .global
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphores are never closed");
+        Permit {
+            _host: host,
+            _global: global,
+        }
+    }
+
+    fn client(&self, p: &Profile) -> Result<Client, String> {
+        let key = NetSettings::of(p);
+        let mut clients = self.clients.lock().expect("clients lock");
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = Client::new(&key)?;
+        clients.insert(key, c.clone());
+        Ok(c)
+    }
+
+    /// Acquires a place and runs the operation.
+    pub async fn run(&self, p: &Profile, op: Op, password: Option<Secret>) -> Outcome {
+        let permit = self.acquire(p).await;
+        self.execute(p, op, password, permit).await
+    }
+
+    /// Runs `op` on `p` holding `permit`. `password` is used by a login instead of the profile's source.
+    pub async fn execute(
+        &self,
+        p: &Profile,
+        op: Op,
+        password: Option<Secret>,
+        permit: Permit,
+    ) -> Outcome {
+        let mut run = Run {
+            engine: self,
+            p,
+            op,
+            requests: Vec::new(),
+        };
+        let result = match run.engine.client(p) {
+            Err(msg) => Err(run
+                .fail_local(format!("{}: {op} failed: {msg}", p.name), false)
+                .await),
+            Ok(client) => match op {
+                Op::Login => run.login(&client, password).await,
+                Op::Refresh => run.refresh(&client).await,
+                Op::Logout => run.logout(&client).await,
+            },
+        };
+        drop(permit);
+        let (ok, message, entry, error) = match result {
+            Ok((message, entry)) => (true, message, entry, None),
+            Err(Failed {
+                message,
+                entry,
+                error,
+            }) => (false, message, entry, error),
+        };
+        let state = entry.state(Utc::now());
+        Outcome {
+            name: p.name.clone(),
+            op,
+            ok,
+            state,
+            message,
+            entry,
+            requests: run.requests,
+            error,
+        }
+    }
+
+    /// Applies `change` to the profile's entry in the cache (under the lock, merged with what other
+    /// processes wrote) and returns the entry as persisted.
+    pub async fn persist(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Entry) + Send + 'static,
+    ) -> Result<Entry, String> {
+        let (ack, rx) = oneshot::channel();
+        self.persist_tx
+            .send((name.to_string(), Box::new(change), ack))
+            .map_err(|_| "the cache writer has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the cache writer has stopped".to_string())?
+    }
+
+    /// The current cache entry of a profile, read from disk (another process may have changed it).
+    pub async fn current(&self, name: &str) -> Result<Entry, String> {
+        let store = self.store.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            store
+                .load()
+                .map(|(c, _)| c.profiles.get(&name).cloned().unwrap_or_default())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
+    }
+
+    /// The whole cache, read from disk.
+    pub fn load_cache(&self) -> Result<Cache, StoreError> {
+        self.store.load().map(|(c, _)| c)
+    }
+}
+
+/// Writes queued changes; all changes waiting when a write starts go into that one write.
+async fn persister(store: Store, mut rx: mpsc::UnboundedReceiver<(String, Change, Ack)>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let store = store.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut acks = Vec::with_capacity(batch.len());
+            let written = store.update(|cache| {
+                let now = Utc::now();
+                for (name, change, ack) in batch {
+                    let entry = cache.profiles.entry(name).or_default();
+                    change(entry);
+                    entry.updated_at = Some(now);
+                    acks.push((ack, entry.clone()));
+                }
+            });
+            (written, acks)
+        })
+        .await;
+        match result {
+            Ok((Ok(()), acks)) => {
+                for (ack, entry) in acks {
+                    let _ = ack.send(Ok(entry));
+                }
+            }
+            Ok((Err(e), acks)) => {
+                for (ack, _) in acks {
+                    let _ = ack.send(Err(format!("the token cache could not be written: {e}")));
+                }
+            }
+            Err(_) => {} // the batch's acks were dropped with the panicked task: callers see "stopped"
+        }
+    }
+}
+
+struct Failed {
+    message: String,
+    entry: Entry,
+    error: Option<SugarError>,
+}
+
+type Step = Result<(String, Entry), Failed>;
+
+struct Run<'a> {
+    engine: &'a Engine,
+    p: &'a Profile,
+    op: Op,
+    requests: Vec<RequestLog>,
+}
+
+impl Run<'_> {
+    fn name(&self) -> &str {
+        &self.p.name
+    }
+
+    fn record<T>(&mut self, call: Call<T>) -> Result<T, SugarError> {
+        self.requests.push(call.log);
+        call.result
+    }
+
+    /// Stores a failure that is not an HTTP error (no password, a cache problem, ...).
+    async fn fail_local(&self, message: String, needs_login: bool) -> Failed {
+        let op = self.op;
+        let m = message.clone();
+        let entry = self
+            .engine
+            .persist(self.name(), move |e| {
+                e.failure = Some(Failure {
+                    at: Utc::now(),
+                    op,
+                    message: m,
+                    needs_login,
+                })
+            })
+            .await
+            .unwrap_or_default();
+        Failed {
+            message,
+            entry,
+            error: None,
+        }
+    }
+
+    /// Stores a failed request; `change` adjusts the session (for example drops a rejected refresh token).
+    async fn fail_http(
+        &self,
+        error: SugarError,
+        needs_login: bool,
+        change: impl FnOnce(&mut Entry) + Send + 'static,
+    ) -> Failed {
+        let op = self.op;
+        let message = error.to_string();
+        let m = message.clone();
+        let entry = match self
+            .engine
+            .persist(self.name(), move |e| {
+                change(e);
+                e.failure = Some(Failure {
+                    at: Utc::now(),
+                    op,
+                    message: m,
+                    needs_login,
+                });
+            })
+            .await
+        {
+            Ok(e) => e,
+            Err(cache) => {
+                return Failed {
+                    message: format!("{message}; and {cache}"),
+                    entry: Entry::default(),
+                    error: Some(error),
+                };
+            }
+        };
+        Failed {
+            message,
+            entry,
+            error: Some(error),
+        }
+    }
+
+    async fn store_session(&self, session: Session) -> Result<Entry, Failed> {
+        self.engine
+            .persist(self.name(), move |e| {
+                e.session = Some(session);
+                e.failure = None;
+            })
+            .await
+            .map_err(|cache| Failed {
+                message: format!("{}: {} succeeded but {cache}", self.name(), self.op),
+                entry: Entry::default(),
+                error: None,
+            })
+    }
+
+    async fn current(&self) -> Result<Entry, Failed> {
+        self.engine.current(self.name()).await.map_err(|e| Failed {
+            message: format!("{}: cannot read the token cache: {e}", self.name()),
+            entry: Entry::default(),
+            error: None,
+        })
+    }
+
+    /// The cached session, if it belongs to this profile's instance, user and platform.
+    fn own_session(&self, entry: &Entry) -> Option<Session> {
+        let p = self.p;
+        entry
+            .session
+            .clone()
+            .filter(|s| s.belongs_to(p.url.as_str(), &p.username, &p.platform))
+    }
+
+    async fn login(&mut self, client: &Client, password: Option<Secret>) -> Step {
+        let password = match password {
+            Some(pw) => pw,
+            None => match resolve_password(self.p).await {
+                Ok(Some(pw)) => pw,
+                Ok(None) => {
+                    let msg = format!(
+                        "{}: login failed: no password: the profile has no password_env, password_cmd or password, and there is no terminal to ask on",
+                        self.name()
+                    );
+                    return Err(self.fail_local(msg, true).await);
+                }
+                Err(why) => {
+                    return Err(self
+                        .fail_local(format!("{}: login failed: {why}", self.name()), true)
+                        .await);
+                }
+            },
+        };
+        let call = client.login(self.p, &password).await;
+        drop(password);
+        let at = call.log.at;
+        match self.record(call) {
+            Ok(grant) => {
+                let session = session_from(grant, self.p, at);
+                let entry = self.store_session(session).await?;
+                Ok((
+                    format!(
+                        "{}: logged in; {}",
+                        self.name(),
+                        describe(&entry, Utc::now())
+                    ),
+                    entry,
+                ))
+            }
+            Err(e) => Err(self.fail_http(e, false, |_| {}).await),
+        }
+    }
+
+    async fn refresh(&mut self, client: &Client) -> Step {
+        let entry = self.current().await?;
+        let now = Utc::now();
+        let Some(session) = self.own_session(&entry) else {
+            let msg = match &entry.session {
+                Some(_) => format!(
+                    "{}: refresh failed: the cached session belongs to another url, user or platform than the profile now names; log in",
+                    self.name()
+                ),
+                None => format!("{}: refresh failed: no session: log in first", self.name()),
+            };
+            return Err(self.fail_local(msg, true).await);
+        };
+        let Some(refresh_token) = session
+            .refresh_token
+            .clone()
+            .filter(|_| session.refresh_valid(now))
+        else {
+            let msg = format!(
+                "{}: refresh failed: the refresh token has expired (or there is none): log in again",
+                self.name()
+            );
+            return Err(self.fail_local(msg, true).await);
+        };
+        let call = client.refresh(self.p, &refresh_token).await;
+        let at = call.log.at;
+        match self.record(call) {
+            Ok(grant) => {
+                let entry = self.store_session(session_from(grant, self.p, at)).await?;
+                Ok((
+                    format!(
+                        "{}: refreshed; {}",
+                        self.name(),
+                        describe(&entry, Utc::now())
+                    ),
+                    entry,
+                ))
+            }
+            Err(e) if e.is_invalid_grant() => Err(self
+                .fail_http(e, true, |entry| {
+                    if let Some(s) = &mut entry.session {
+                        s.refresh_token = None;
+                        s.refresh_expires_at = None;
+                    }
+                })
+                .await),
+            Err(e) => Err(self.fail_http(e, false, |_| {}).await),
+        }
+    }
+
+    async fn remove_session(&self, message: String) -> Step {
+        let entry = self
+            .engine
+            .persist(self.name(), |e| {
+                e.session = None;
+                e.failure = None;
+            })
+            .await
+            .map_err(|cache| Failed {
+                message: format!("{message}; but {cache}"),
+                entry: Entry::default(),
+                error: None,
+            })?;
+        Ok((message, entry))
+    }
+
+    async fn logout(&mut self, client: &Client) -> Step {
+        let entry = self.current().await?;
+        let Some(mut session) = entry.session.clone() else {
+            return self
+                .remove_session(format!("{}: no session; nothing to log out", self.name()))
+                .await;
+        };
+        let now = Utc::now();
+        if !session.access_valid(now) {
+            // With a live refresh token, refresh first so that the logout revokes it on the server
+            // (otherwise it stays valid there until it expires).
+            let Some(refresh_token) = session
+                .refresh_token
+                .clone()
+                .filter(|_| session.refresh_valid(now))
+            else {
+                return self
+                    .remove_session(format!(
+                        "{}: the session had already expired; removed it locally",
+                        self.name()
+                    ))
+                    .await;
+            };
+            let call = client.refresh(self.p, &refresh_token).await;
+            let at = call.log.at;
+            match self.record(call) {
+                Ok(grant) => {
+                    session = session_from(grant, self.p, at);
+                    self.store_session(session.clone()).await?;
+                }
+                Err(e) if e.is_invalid_grant() => {
+                    return self
+                        .remove_session(format!(
+                            "{}: the server had already ended the session ({}); removed it locally",
+                            self.name(),
+                            e.what()
+                        ))
+                        .await;
+                }
+                Err(e) => return Err(self.fail_http(e, false, |_| {}).await),
+            }
+        }
+        let call = client
+            .logout(
+                self.p,
+                &session.access_token,
+                session.refresh_token.as_ref(),
+            )
+            .await;
+        match self.record(call) {
+            Ok(()) => {
+                self.remove_session(format!("{}: logged out", self.name()))
+                    .await
+            }
+            Err(e) if e.session_gone() => {
+                self.remove_session(format!(
+                    "{}: the server had already ended the session ({}); removed it locally",
+                    self.name(),
+                    e.what()
+                ))
+                .await
+            }
+            Err(e) => Err(self.fail_http(e, false, |_| {}).await),
+        }
+    }
+}
+
+fn session_from(grant: Grant, p: &Profile, at: DateTime<Utc>) -> Session {
+    Session {
+        access_token: grant.access_token,
+        refresh_token: grant.refresh_token,
+        download_token: grant.download_token,
+        obtained_at: at,
+        expires_at: at + TimeDelta::seconds(grant.expires_in),
+        refresh_expires_at: grant.refresh_expires_in.map(|s| at + TimeDelta::seconds(s)),
+        platform: p.platform.clone(),
+        username: p.username.clone(),
+        url: p.url.as_str().to_string(),
+    }
+}
+
+/// `access token valid for 59m 59s (until 2026-...Z); refresh token for 14d 00h`.
+pub fn describe(entry: &Entry, now: DateTime<Utc>) -> String {
+    let Some(s) = &entry.session else {
+        return "no session".into();
+    };
+    let mut out = format!(
+        "access token valid for {} (until {})",
+        format_duration(remaining(s.expires_at, now)),
+        rfc3339(s.expires_at)
+    );
+    match s.refresh_expires_at {
+        Some(r) if s.refresh_token.is_some() => out.push_str(&format!(
+            "; refresh token for {} (until {})",
+            format_duration(remaining(r, now)),
+            rfc3339(r)
+        )),
+        _ => out.push_str("; no refresh token"),
+    }
+    out
+}
+
+/// The password from the profile's non-interactive source; `Ok(None)` when a person must be asked.
+pub async fn resolve_password(p: &Profile) -> Result<Option<Secret>, String> {
+    match &p.password {
+        PasswordSource::Plain(s) => Ok(Some(s.clone())),
+        PasswordSource::Prompt => Ok(None),
+        PasswordSource::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
+            Ok(_) => Err(format!(
+                "the environment variable {var} (password_env) is empty"
+            )),
+            Err(_) => Err(format!(
+                "the environment variable {var} (password_env) is not set"
+            )),
+        },
+        PasswordSource::Cmd(cmd) => run_password_cmd(cmd, PASSWORD_CMD_TIMEOUT).await.map(Some),
+    }
+}
+
+/// Runs `sh -c cmd` with stdin closed, in a process group of its own (killed whole on timeout);
+/// the password is the first line of stdout. Stdout never appears in a message; stderr may.
+pub async fn run_password_cmd(cmd: &str, timeout: Duration) -> Result<Secret, String> {
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("password_cmd could not be started: {e}"))?;
+    let pid = child.id();
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let work = async {
+        let mut out = zeroize::Zeroizing::new(Vec::new());
+        let mut err = Vec::new();
+        let (r1, r2) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        r1.and(r2)
+            .map_err(|e| format!("password_cmd output could not be read: {e}"))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| format!("password_cmd: {e}"))?;
+        Ok::<_, String>((status, out, err))
+    };
+    let (status, out, err) = match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r?,
+        Err(_) => {
+            if let Some(pid) = pid {
+                // SAFETY: killpg only sends a signal to the process group we created.
+                unsafe {
+                    libc::killpg(pid as i32, libc::SIGKILL);
+                }
+            }
+            return Err(format!(
+                "password_cmd did not finish within {} s and was killed",
+                timeout.as_secs()
+            ));
+        }
+    };
+    let stderr_text = String::from_utf8_lossy(&err).trim().to_string();
+    if !status.success() {
+        let code = status
+            .code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "a signal".into());
+        return Err(if stderr_text.is_empty() {
+            format!("password_cmd failed (exit {code})")
+        } else {
+            format!("password_cmd failed (exit {code}): {stderr_text}")
+        });
+    }
+    let text = String::from_utf8_lossy(&out);
+    let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if first.is_empty() {
+        return Err("password_cmd printed no password on its first line".into());
+    }
+    Ok(Secret::new(first))
+}

@@ -1,0 +1,248 @@
+//! The token cache on disk: `sessions.json` in the state directory.
+//!
+//! - created with mode 0600 in a directory of mode 0700;
+//! - written to a temporary file, synced, then renamed over the old one, so a reader (or a process
+//!   killed mid-write) only ever sees the old or the new file;
+//! - every read-modify-write holds an exclusive lock on `sessions.lock`, a separate file that the
+//!   rename never replaces, and re-reads the cache under that lock before changing it, so two
+//!   processes never lose each other's results (a rotated refresh token above all);
+//! - a cache that does not parse is moved aside (kept for inspection), never silently lost.
+
+use crate::session::Entry;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub const CACHE_FILE: &str = "sessions.json";
+pub const LOCK_FILE: &str = "sessions.lock";
+const FORMAT_VERSION: u32 = 1;
+
+/// Everything the cache holds: one entry per profile name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Cache {
+    #[serde(default = "format_version")]
+    pub version: u32,
+    #[serde(default)]
+    pub profiles: IndexMap<String, Entry>,
+}
+
+fn format_version() -> u32 {
+    FORMAT_VERSION
+}
+
+impl Cache {
+    pub fn entry(&self, name: &str) -> Option<&Entry> {
+        self.profiles.get(name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path, what: &'static str) -> impl FnOnce(io::Error) -> StoreError + use<> {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { path, what, source }
+}
+
+/// The token cache of one state directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// What loading found besides the cache itself.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// A cache that did not parse was moved to this path; the message says why.
+    pub moved_aside: Option<(PathBuf, String)>,
+}
+
+impl Store {
+    /// Opens (creating with mode 0700 when missing) a state directory.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let dir = dir.into();
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err(&dir, "cannot create the state directory"))?;
+        }
+        Ok(Store { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn cache_path(&self) -> PathBuf {
+        self.dir.join(CACHE_FILE)
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join(LOCK_FILE)
+    }
+
+    /// Reads the cache without taking the lock (a rename is atomic, so this sees a whole file).
+    pub fn load(&self) -> Result<(Cache, LoadReport), StoreError> {
+        let path = self.cache_path();
+        match fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Cache>(&bytes) {
+                Ok(cache) => Ok((cache, LoadReport::default())),
+                Err(e) => {
+                    let _lock = self.lock()?;
+                    // Re-check under the lock: another process may just have replaced it.
+                    let bytes = match fs::read(&path) {
+                        Ok(b) => b,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            return Ok((Cache::default(), LoadReport::default()));
+                        }
+                        Err(e) => return Err(io_err(&path, "cannot read the token cache")(e)),
+                    };
+                    if let Ok(cache) = serde_json::from_slice::<Cache>(&bytes) {
+                        return Ok((cache, LoadReport::default()));
+                    }
+                    let aside = self.move_aside(&path)?;
+                    Ok((
+                        Cache::default(),
+                        LoadReport {
+                            moved_aside: Some((aside, e.to_string())),
+                        },
+                    ))
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Ok((Cache::default(), LoadReport::default()))
+            }
+            Err(e) => Err(io_err(&path, "cannot read the token cache")(e)),
+        }
+    }
+
+    fn move_aside(&self, path: &Path) -> Result<PathBuf, StoreError> {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let aside = self.dir.join(format!(
+            "{CACHE_FILE}.corrupt-{stamp}-{}",
+            std::process::id()
+        ));
+        fs::rename(path, &aside)
+            .map_err(io_err(path, "cannot move the unreadable token cache aside"))?;
+        Ok(aside)
+    }
+
+    fn lock(&self) -> Result<File, StoreError> {
+        let path = self.lock_path();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path, "cannot open the lock file"))?;
+        file.lock()
+            .map_err(io_err(&path, "cannot lock the token cache"))?;
+        Ok(file)
+    }
+
+    /// Read-modify-write under the lock: re-reads the cache, lets `f` change it, writes it atomically.
+    /// `f` should change only the entries it is about, so that other processes' results survive.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Cache) -> R) -> Result<R, StoreError> {
+        let _lock = self.lock()?;
+        let path = self.cache_path();
+        let mut cache = match fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<Cache>(&bytes) {
+                Ok(c) => c,
+                Err(_) => {
+                    self.move_aside(&path)?;
+                    Cache::default()
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Cache::default(),
+            Err(e) => return Err(io_err(&path, "cannot read the token cache")(e)),
+        };
+        let result = f(&mut cache);
+        cache.version = FORMAT_VERSION;
+        self.write(&cache)?;
+        Ok(result)
+    }
+
+    fn write(&self, cache: &Cache) -> Result<(), StoreError> {
+        let path = self.cache_path();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".sessions.")
+            .suffix(".tmp")
+            .permissions(fs::Permissions::from_mode(0o600))
+            .tempfile_in(&self.dir)
+            .map_err(io_err(
+                &self.dir,
+                "cannot create a temporary file for the token cache",
+            ))?;
+        let json = serde_json::to_vec_pretty(cache).expect("the cache always serialises");
+        tmp.write_all(&json)
+            .map_err(io_err(tmp.path(), "cannot write the token cache"))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(io_err(tmp.path(), "cannot sync the token cache"))?;
+        tmp.persist(&path).map_err(|e| StoreError::Io {
+            path: path.clone(),
+            what: "cannot replace the token cache",
+            source: e.error,
+        })?;
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Entry;
+
+    #[test]
+    fn cache_and_dir_have_private_modes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("state")).unwrap();
+        store
+            .update(|c| c.profiles.insert("a".into(), Entry::default()))
+            .unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.cache_path()), 0o600);
+        assert_eq!(mode(store.dir()), 0o700);
+    }
+
+    #[test]
+    fn updates_merge_instead_of_overwriting() {
+        let tmp = tempfile::tempdir().unwrap();
+        let one = Store::open(tmp.path()).unwrap();
+        let two = Store::open(tmp.path()).unwrap();
+        one.update(|c| c.profiles.insert("a".into(), Entry::default()))
+            .unwrap();
+        two.update(|c| c.profiles.insert("b".into(), Entry::default()))
+            .unwrap();
+        let (cache, _) = one.load().unwrap();
+        assert_eq!(cache.profiles.keys().collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_corrupt_cache_is_moved_aside_not_lost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        fs::write(store.cache_path(), b"{ not json").unwrap();
+        let (cache, report) = store.load().unwrap();
+        assert!(cache.profiles.is_empty());
+        let (aside, why) = report.moved_aside.expect("moved aside");
+        assert_eq!(fs::read(&aside).unwrap(), b"{ not json");
+        assert!(!why.is_empty());
+    }
+}

@@ -1,0 +1,758 @@
+//! The HTTP client for Sugar's REST API: login, refresh, logout, me, ping, server info.
+//!
+//! Every answer, and every way of not getting one, maps to a typed outcome whose message names the
+//! profile, the HTTP status, Sugar's `error` label and `error_message`, and a hint where one helps.
+//! Requests follow no redirects, read at most [`MAX_BODY`] bytes, and carry a connect timeout and a
+//! total timeout. No message ever contains a password or a token.
+
+use crate::config::Profile;
+use crate::secret::Secret;
+use crate::session::{Op, RequestLog};
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use std::error::Error as _;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// The most of a response body that is read.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What went wrong, by kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Sugar answered with its error JSON: `{"error": label, "error_message": text}`.
+    Sugar {
+        status: u16,
+        label: String,
+        message: Option<String>,
+    },
+    /// A redirect that is not a Sugar error; nothing was sent to `location`.
+    Redirect {
+        status: u16,
+        location: Option<String>,
+    },
+    /// An error status without Sugar's error JSON (a proxy's HTML page, say).
+    Http {
+        status: u16,
+        html: bool,
+    },
+    /// A success status whose body is not JSON.
+    NotJson {
+        status: u16,
+        html: bool,
+    },
+    /// JSON, but not the shape Sugar sends.
+    BadShape {
+        status: u16,
+        what: String,
+    },
+    /// More than [`MAX_BODY`] bytes.
+    TooLarge {
+        status: u16,
+    },
+    /// The connection closed before the whole body arrived.
+    Truncated {
+        status: u16,
+    },
+    ConnectionRefused,
+    Dns,
+    Timeout {
+        after: Duration,
+    },
+    Tls {
+        detail: String,
+    },
+    /// Any other transport failure.
+    Network {
+        detail: String,
+    },
+}
+
+/// A failed request: which profile, which operation, and what happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SugarError {
+    pub profile: String,
+    pub op: &'static str,
+    pub platform: String,
+    pub api: String,
+    pub host: String,
+    pub kind: ErrorKind,
+}
+
+impl SugarError {
+    pub fn status(&self) -> Option<u16> {
+        match &self.kind {
+            ErrorKind::Sugar { status, .. }
+            | ErrorKind::Redirect { status, .. }
+            | ErrorKind::Http { status, .. }
+            | ErrorKind::NotJson { status, .. }
+            | ErrorKind::BadShape { status, .. }
+            | ErrorKind::TooLarge { status }
+            | ErrorKind::Truncated { status } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Sugar's `error` label, when the server sent one.
+    pub fn label(&self) -> Option<&str> {
+        match &self.kind {
+            ErrorKind::Sugar { label, .. } => Some(label),
+            _ => None,
+        }
+    }
+
+    /// Sugar rejected the token or refresh token (`invalid_grant`): the session is over.
+    pub fn is_invalid_grant(&self) -> bool {
+        self.label() == Some("invalid_grant")
+    }
+
+    /// The answer shows that the session the request used is gone on the server.
+    pub fn session_gone(&self) -> bool {
+        matches!(&self.kind, ErrorKind::Sugar { status: 401, label, .. } if label == "invalid_grant" || label == "need_login")
+    }
+
+    /// What a person can do about it.
+    pub fn hint(&self) -> Option<String> {
+        let msg = match &self.kind {
+            ErrorKind::Sugar { message, .. } => message.as_deref().unwrap_or(""),
+            _ => "",
+        };
+        let lower = msg.to_ascii_lowercase();
+        Some(match &self.kind {
+            ErrorKind::Sugar { status: 422, label, .. } if label == "invalid_parameter" && lower.contains("platform") => format!(
+                "the platform \"{}\" must be registered in Sugar's Admin > Configure API Platforms, or the profile must use a registered one",
+                self.platform
+            ),
+            ErrorKind::Sugar { label, .. } if label == "incorrect_version" => format!(
+                "the instance does not serve REST API {}; set `api` to a version it serves (v10, v11, ...)",
+                self.api
+            ),
+            ErrorKind::Sugar { label, .. } if label == "need_login" && lower.contains("maintenance") => {
+                "the instance is in maintenance mode: only admins can log in until it ends".into()
+            }
+            ErrorKind::Sugar { label, .. } if label == "need_login" && lower.contains("too many") => {
+                "the account is locked after failed logins: wait, or ask a Sugar admin to unlock it".into()
+            }
+            ErrorKind::Sugar { label, .. } if label == "need_login" && self.op == "login" => {
+                "check the username and the password source of the profile".into()
+            }
+            ErrorKind::Sugar { label, .. } if label == "need_login" => "the session has ended: log in again".into(),
+            ErrorKind::Sugar { label, .. } if label == "invalid_client" => {
+                "check client_id and client_secret (Sugar's default client is \"sugar\" with an empty secret)".into()
+            }
+            ErrorKind::Sugar { status: 400, label, .. } if label == "invalid_grant" && lower.contains("expired") => {
+                "the refresh token has expired: log in again".into()
+            }
+            ErrorKind::Sugar { status: 400, label, .. } if label == "invalid_grant" => {
+                "the refresh token was rejected (already used, or ended by another login of this user on the same platform): log in again".into()
+            }
+            ErrorKind::Sugar { label, .. } if label == "invalid_grant" => "the session has ended on the server: log in again".into(),
+            ErrorKind::Sugar { label, .. } if label == "maintenance" => "the instance is in maintenance mode: try again later".into(),
+            ErrorKind::Sugar { label, .. } if label == "license_seats_needed" => {
+                "the instance has no free licence seats for this user: ask its Sugar admin".into()
+            }
+            ErrorKind::Sugar { label, .. } if label == "admin_only" => "the instance's licence has expired: only admins can use it".into(),
+            ErrorKind::Sugar { label, .. } if label == "invalid_request" => "the request was incomplete: check username and password".into(),
+            ErrorKind::Sugar { .. } => return None,
+            ErrorKind::Redirect { location, .. } => format!(
+                "the server redirected to {} (an SSO login page or a proxy?); nothing was sent there: check the profile's url",
+                location_host(location.as_deref())
+            ),
+            ErrorKind::Http { html: true, .. } | ErrorKind::NotJson { html: true, .. } => {
+                "a web page answered instead of Sugar's REST API: a proxy or load balancer in front of Sugar, or a wrong url".into()
+            }
+            ErrorKind::Http { status, .. } if *status >= 500 => "the server failed: try again later".into(),
+            ErrorKind::Http { .. } | ErrorKind::NotJson { .. } | ErrorKind::BadShape { .. } => {
+                "this does not look like a Sugar REST API: check the profile's url and api".into()
+            }
+            ErrorKind::TooLarge { .. } => "this does not look like a Sugar REST API: check the profile's url".into(),
+            ErrorKind::Truncated { .. } => "the connection broke off: try again".into(),
+            ErrorKind::ConnectionRefused => format!("nothing listens at {}: is the instance up, and the url right?", self.host),
+            ErrorKind::Dns => format!("the host name {} does not resolve: check the url (or the VPN/tunnel)", self.host),
+            ErrorKind::Timeout { .. } => "the server is slow or unreachable: raise timeout_s if it is only slow".into(),
+            ErrorKind::Tls { .. } => format!("the certificate of {} was not accepted: check the url's host name and its CA", self.host),
+            ErrorKind::Network { .. } => return None,
+        })
+    }
+
+    /// The problem without the profile name and hint, e.g. `HTTP 401 need_login: You must ...`.
+    pub fn what(&self) -> String {
+        match &self.kind {
+            ErrorKind::Sugar {
+                status,
+                label,
+                message,
+            } => match message {
+                Some(m) if !m.is_empty() => format!("HTTP {status} {label}: {m}"),
+                _ => format!("HTTP {status} {label}"),
+            },
+            ErrorKind::Redirect { status, location } => {
+                format!(
+                    "HTTP {status} redirect to {}",
+                    location_host(location.as_deref())
+                )
+            }
+            ErrorKind::Http { status, html: true } => {
+                format!("HTTP {status} with an HTML page instead of Sugar's JSON")
+            }
+            ErrorKind::Http {
+                status,
+                html: false,
+            } => format!("HTTP {status} without Sugar's error JSON"),
+            ErrorKind::NotJson { status, html: true } => {
+                format!("HTTP {status} with an HTML page instead of JSON")
+            }
+            ErrorKind::NotJson {
+                status,
+                html: false,
+            } => format!("HTTP {status} with a body that is not JSON"),
+            ErrorKind::BadShape { status, what } => {
+                format!("HTTP {status} with an unexpected answer: {what}")
+            }
+            ErrorKind::TooLarge { status } => {
+                format!("HTTP {status} with a body over {} KiB", MAX_BODY / 1024)
+            }
+            ErrorKind::Truncated { status } => {
+                format!("HTTP {status}, but the connection closed before the whole answer arrived")
+            }
+            ErrorKind::ConnectionRefused => format!("connection to {} refused", self.host),
+            ErrorKind::Dns => format!("cannot resolve host {}", self.host),
+            ErrorKind::Timeout { after } => format!(
+                "no answer from {} within {} s",
+                self.host,
+                after.as_secs_f64()
+            ),
+            ErrorKind::Tls { detail } => format!("TLS failure with {}: {detail}", self.host),
+            ErrorKind::Network { detail } => {
+                format!("network failure with {}: {detail}", self.host)
+            }
+        }
+    }
+}
+
+impl fmt::Display for SugarError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} failed: {}", self.profile, self.op, self.what())?;
+        if let Some(h) = self.hint() {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SugarError {}
+
+fn location_host(location: Option<&str>) -> String {
+    match location {
+        None | Some("") => "an unnamed location".into(),
+        Some(l) => match url::Url::parse(l) {
+            Ok(u) => u.host_str().unwrap_or("an unnamed host").to_string(),
+            Err(_) => "the same host".into(), // a relative Location
+        },
+    }
+}
+
+/// The result of one request and what a person may see of it.
+#[derive(Debug)]
+pub struct Call<T> {
+    pub result: Result<T, SugarError>,
+    pub log: RequestLog,
+}
+
+/// Tokens granted by a login, a refresh or a sudo.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub access_token: Secret,
+    pub expires_in: i64,
+    pub refresh_token: Option<Secret>,
+    pub refresh_expires_in: Option<i64>,
+    pub download_token: Option<Secret>,
+}
+
+/// `GET /me`: who the session belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Me {
+    pub id: String,
+    pub user_name: String,
+    pub full_name: String,
+    pub admin: bool,
+}
+
+/// `GET /metadata?type_filter=server_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ServerInfo {
+    #[serde(default)]
+    pub flavor: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub build: Option<String>,
+    #[serde(default)]
+    pub product_name: Option<String>,
+}
+
+/// One HTTP client per distinct network setting; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+}
+
+/// Makes sure one rustls crypto provider is installed for the process (ring).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Settings that need a client of their own.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NetSettings {
+    pub connect_timeout: Duration,
+}
+
+impl NetSettings {
+    pub fn of(profile: &Profile) -> NetSettings {
+        NetSettings {
+            connect_timeout: profile.connect_timeout,
+        }
+    }
+}
+
+impl Client {
+    pub fn new(settings: &NetSettings) -> Result<Client, String> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(concat!("sugar-sessions/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        Ok(Client { http })
+    }
+
+    /// `POST /oauth2/token` with the password grant.
+    pub async fn login(&self, p: &Profile, password: &Secret) -> Call<Grant> {
+        let body = serde_json::json!({
+            "grant_type": "password",
+            "client_id": p.client_id,
+            "client_secret": p.client_secret.expose(),
+            "username": p.username,
+            "password": password.expose(),
+            "platform": p.platform,
+        });
+        self.send(
+            p,
+            Op::Login.as_str(),
+            Method::Post("/oauth2/token", body),
+            None,
+            parse_grant,
+        )
+        .await
+    }
+
+    /// `POST /oauth2/token` with the refresh-token grant, always with the profile's platform.
+    pub async fn refresh(&self, p: &Profile, refresh_token: &Secret) -> Call<Grant> {
+        let body = serde_json::json!({
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token.expose(),
+            "client_id": p.client_id,
+            "client_secret": p.client_secret.expose(),
+            "platform": p.platform,
+        });
+        self.send(
+            p,
+            Op::Refresh.as_str(),
+            Method::Post("/oauth2/token", body),
+            None,
+            parse_grant,
+        )
+        .await
+    }
+
+    /// `POST /oauth2/logout` with the access token, asking the server to delete the refresh token too.
+    pub async fn logout(&self, p: &Profile, access: &Secret, refresh: Option<&Secret>) -> Call<()> {
+        let body = match refresh {
+            Some(r) => serde_json::json!({ "refresh_token": r.expose() }),
+            None => serde_json::json!({}),
+        };
+        self.send(
+            p,
+            Op::Logout.as_str(),
+            Method::Post("/oauth2/logout", body),
+            Some(access),
+            |v| match v.get("success") {
+                Some(Value::Bool(true)) => Ok(()),
+                _ => Err("no \"success\": true in the logout answer".into()),
+            },
+        )
+        .await
+    }
+
+    /// `GET /me`.
+    pub async fn me(&self, p: &Profile, access: &Secret) -> Call<Me> {
+        self.send(p, "me", Method::Get("/me"), Some(access), parse_me)
+            .await
+    }
+
+    /// `GET /ping`: a cheap check that the session is alive.
+    pub async fn ping(&self, p: &Profile, access: &Secret) -> Call<()> {
+        self.send(p, "ping", Method::Get("/ping"), Some(access), |v| {
+            match v.as_str() {
+                Some("pong") => Ok(()),
+                _ => Err("the ping answer is not \"pong\"".into()),
+            }
+        })
+        .await
+    }
+
+    /// `GET /ping/whattimeisit`: the server's clock.
+    pub async fn server_time(&self, p: &Profile, access: &Secret) -> Call<DateTime<FixedOffset>> {
+        self.send(
+            p,
+            "ping",
+            Method::Get("/ping/whattimeisit"),
+            Some(access),
+            |v| {
+                v.as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .ok_or_else(|| "the server time is not an RFC 3339 string".into())
+            },
+        )
+        .await
+    }
+
+    /// `GET /metadata?type_filter=server_info`.
+    pub async fn server_info(&self, p: &Profile, access: &Secret) -> Call<ServerInfo> {
+        self.send(
+            p,
+            "server info",
+            Method::Get("/metadata?type_filter=server_info"),
+            Some(access),
+            |v| {
+                let info = v.get("server_info").ok_or("no \"server_info\" object")?;
+                serde_json::from_value::<ServerInfo>(info.clone())
+                    .map_err(|e| format!("server_info: {e}"))
+            },
+        )
+        .await
+    }
+
+    async fn send<T>(
+        &self,
+        p: &Profile,
+        op: &'static str,
+        method: Method,
+        token: Option<&Secret>,
+        parse: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Call<T> {
+        let path = method.path();
+        let url = format!(
+            "{}/rest/{}{}",
+            p.url.as_str().trim_end_matches('/'),
+            p.api,
+            path
+        );
+        let err = |kind| SugarError {
+            profile: p.name.clone(),
+            op,
+            platform: p.platform.clone(),
+            api: p.api.clone(),
+            host: p.host_port(),
+            kind,
+        };
+        let mut req = match &method {
+            Method::Get(_) => self.http.get(&url),
+            Method::Post(_, body) => self.http.post(&url).json(body),
+        };
+        req = req.timeout(p.timeout).header("Accept", "application/json");
+        if let Some(t) = token {
+            req = req.header("OAuth-Token", t.expose());
+        }
+        let at = Utc::now();
+        let started = Instant::now();
+        let mut log = RequestLog {
+            at,
+            method: method.name(),
+            path: path_for_log(path),
+            status: None,
+            latency_ms: 0,
+        };
+        let result = match req.send().await {
+            Err(e) => Err(err(classify(&e, p.timeout))),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                log.status = Some(status);
+                let html = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("html"));
+                let location = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                match read_body(resp).await {
+                    Err(BodyError::TooLarge) => Err(err(ErrorKind::TooLarge { status })),
+                    Err(BodyError::Broken(e)) if e.is_timeout() => {
+                        Err(err(ErrorKind::Timeout { after: p.timeout }))
+                    }
+                    Err(BodyError::Broken(_)) => Err(err(ErrorKind::Truncated { status })),
+                    Ok(body) => interpret(status, html, location, &body)
+                        .and_then(|v| {
+                            parse(&v).map_err(|what| ErrorKind::BadShape { status, what })
+                        })
+                        .map_err(err),
+                }
+            }
+        };
+        log.latency_ms = started.elapsed().as_millis() as u64;
+        Call { result, log }
+    }
+}
+
+enum Method {
+    Get(&'static str),
+    Post(&'static str, Value),
+}
+
+impl Method {
+    fn path(&self) -> &'static str {
+        match self {
+            Method::Get(p) | Method::Post(p, _) => p,
+        }
+    }
+    fn name(&self) -> &'static str {
+        match self {
+            Method::Get(_) => "GET",
+            Method::Post(..) => "POST",
+        }
+    }
+}
+
+fn path_for_log(path: &'static str) -> &'static str {
+    path.split('?').next().unwrap_or(path)
+}
+
+enum BodyError {
+    TooLarge,
+    Broken(reqwest::Error),
+}
+
+async fn read_body(mut resp: reqwest::Response) -> Result<Bytes, BodyError> {
+    if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Broken)? {
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Turns a status and body into JSON or a typed error.
+fn interpret(
+    status: u16,
+    html_type: bool,
+    location: Option<String>,
+    body: &[u8],
+) -> Result<Value, ErrorKind> {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let looks_html = html_type || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+    // Sugar's error JSON, whatever the status (a 301 incorrect_version included).
+    if !(200..300).contains(&status) {
+        if let Some(Value::Object(map)) = &parsed
+            && let Some(Value::String(label)) = map.get("error")
+        {
+            let message = map
+                .get("error_message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string);
+            return Err(ErrorKind::Sugar {
+                status,
+                label: label.clone(),
+                message,
+            });
+        }
+        if (300..400).contains(&status) {
+            return Err(ErrorKind::Redirect { status, location });
+        }
+        return Err(ErrorKind::Http {
+            status,
+            html: looks_html,
+        });
+    }
+    parsed.ok_or(ErrorKind::NotJson {
+        status,
+        html: looks_html,
+    })
+}
+
+fn classify(e: &reqwest::Error, timeout: Duration) -> ErrorKind {
+    if e.is_timeout() {
+        return ErrorKind::Timeout { after: timeout };
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    let mut chain = Vec::new();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return ErrorKind::ConnectionRefused,
+                std::io::ErrorKind::TimedOut => return ErrorKind::Timeout { after: timeout },
+                _ => {}
+            }
+        }
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return ErrorKind::Tls {
+                detail: tls.to_string(),
+            };
+        }
+        chain.push(s.to_string());
+        source = s.source();
+    }
+    let text = chain.join(": ");
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("dns error")
+        || lower.contains("failed to lookup address")
+        || lower.contains("name or service not known")
+    {
+        ErrorKind::Dns
+    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    {
+        ErrorKind::Tls {
+            detail: chain.last().cloned().unwrap_or_default(),
+        }
+    } else if lower.contains("connection refused") {
+        ErrorKind::ConnectionRefused
+    } else {
+        ErrorKind::Network {
+            detail: if text.is_empty() { e.to_string() } else { text },
+        }
+    }
+}
+
+fn int_field(v: &Value, key: &str) -> Result<Option<i64>, String> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| format!("\"{key}\" is not a positive whole number")),
+        Some(Value::String(s)) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| format!("\"{key}\" is not a positive whole number")),
+        Some(_) => Err(format!("\"{key}\" is not a number")),
+    }
+}
+
+fn token_field(v: &Value, key: &str) -> Result<Option<Secret>, String> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(Secret::new(s.as_str()))),
+        Some(_) => Err(format!("\"{key}\" is not a non-empty string")),
+    }
+}
+
+/// Parses a token answer; never assumes lifetimes.
+pub fn parse_grant(v: &Value) -> Result<Grant, String> {
+    if !v.is_object() {
+        return Err("the token answer is not a JSON object".into());
+    }
+    let access_token =
+        token_field(v, "access_token")?.ok_or("no \"access_token\" in the token answer")?;
+    let expires_in = int_field(v, "expires_in")?.ok_or("no \"expires_in\" in the token answer")?;
+    let refresh_token = token_field(v, "refresh_token")?;
+    let refresh_expires_in = int_field(v, "refresh_expires_in")?;
+    if refresh_token.is_some() && refresh_expires_in.is_none() {
+        return Err("a \"refresh_token\" without \"refresh_expires_in\"".into());
+    }
+    let download_token = token_field(v, "download_token").unwrap_or(None);
+    Ok(Grant {
+        access_token,
+        expires_in,
+        refresh_token,
+        refresh_expires_in,
+        download_token,
+    })
+}
+
+fn parse_me(v: &Value) -> Result<Me, String> {
+    let u = v
+        .get("current_user")
+        .filter(|u| u.is_object())
+        .ok_or("no \"current_user\" object")?;
+    let s = |k: &str| u.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    Ok(Me {
+        id: s("id"),
+        user_name: s("user_name"),
+        full_name: s("full_name"),
+        admin: s("type") == "admin",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_parsing_takes_lifetimes_from_the_answer() {
+        let v = serde_json::json!({"access_token":"a-b","expires_in":90,"token_type":"bearer","scope":null,
+            "refresh_token":"r","refresh_expires_in":"600","download_token":"d","extra":[1]});
+        let g = parse_grant(&v).unwrap();
+        assert_eq!((g.expires_in, g.refresh_expires_in), (90, Some(600)));
+        assert!(
+            parse_grant(&serde_json::json!({"access_token": 5, "expires_in": 1}))
+                .unwrap_err()
+                .contains("access_token")
+        );
+        assert!(
+            parse_grant(&serde_json::json!({"access_token": "x"}))
+                .unwrap_err()
+                .contains("expires_in")
+        );
+        assert!(parse_grant(&serde_json::json!({"access_token": "x", "expires_in": -3})).is_err());
+        assert!(parse_grant(&serde_json::json!([1])).is_err());
+    }
+
+    #[test]
+    fn sugar_error_json_wins_over_the_status_class() {
+        let body = br#"{"error":"incorrect_version","error_message":"Incorrect API version"}"#;
+        assert_eq!(
+            interpret(301, false, None, body),
+            Err(ErrorKind::Sugar {
+                status: 301,
+                label: "incorrect_version".into(),
+                message: Some("Incorrect API version".into())
+            })
+        );
+        assert_eq!(
+            interpret(302, true, Some("https://sso.example.com/login".into()), b""),
+            Err(ErrorKind::Redirect {
+                status: 302,
+                location: Some("https://sso.example.com/login".into())
+            })
+        );
+        assert_eq!(
+            interpret(502, false, None, b"<html>bad gateway</html>"),
+            Err(ErrorKind::Http {
+                status: 502,
+                html: true
+            })
+        );
+        assert_eq!(
+            interpret(200, false, None, b"pong?"),
+            Err(ErrorKind::NotJson {
+                status: 200,
+                html: false
+            })
+        );
+    }
+}
