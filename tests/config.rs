@@ -1,0 +1,709 @@
+//! The profiles file: one fixture per kind of mistake, asserting the exact text a user sees.
+
+use std::path::Path;
+use std::time::Duration;
+use sugar_sessions::config::{self, ConfigError, PasswordSource, Profiles, Settings};
+
+const DIR: &str = "tests/fixtures/config";
+
+fn load_ok(fixture: &str) -> Profiles {
+    let path = format!("{DIR}/{fixture}");
+    config::load(Path::new(&path)).unwrap_or_else(|e| panic!("{path} should load:\n{e}"))
+}
+
+/// The full text a user sees for a bad file, one error a line.
+fn refused(fixture: &str) -> String {
+    let path = format!("{DIR}/{fixture}");
+    match config::load(Path::new(&path)) {
+        Ok(p) => panic!(
+            "{path} should be refused, loaded {} profiles",
+            p.profiles.len()
+        ),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn parse(text: &str) -> Result<Profiles, Vec<ConfigError>> {
+    config::parse(text, Path::new("profiles.toml"))
+}
+
+fn parse_errors(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("should be refused:\n{text}"),
+        Err(errors) => errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+/// Expected lines, each prefixed with the fixture's path.
+fn lines(fixture: &str, lines: &[&str]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("{DIR}/{fixture}:{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[track_caller]
+fn assert_refused(fixture: &str, expected: &[&str]) {
+    assert_eq!(refused(fixture), lines(fixture, expected));
+}
+
+const PROFILE_KEYS: &str = "url, api, username, password, password_env, password_cmd, platform, \
+                            client_id, client_secret, tags, allow_http, timeout_s";
+const DEFAULTS_KEYS: &str = "api, username, password, password_env, password_cmd, platform, \
+                             client_id, client_secret, tags, allow_http, timeout_s, \
+                             max_concurrency, max_per_host";
+
+// ---- One fixture per kind of mistake ------------------------------------------------------------
+
+#[test]
+fn unknown_key_suggests_the_closest_known_key() {
+    // The misspelt key is not reported a second time as a missing `username`.
+    assert_refused(
+        "unknown_key.toml",
+        &[&format!(
+            "3:1: profiles.acme-prod.usernme: unknown key `usernme` (did you mean `username`?); \
+             allowed keys: {PROFILE_KEYS}"
+        )],
+    );
+}
+
+#[test]
+fn unknown_key_without_a_close_match_lists_the_allowed_keys() {
+    assert_refused(
+        "unknown_key_no_suggestion.toml",
+        &[&format!(
+            "4:1: profiles.acme-prod.colour: unknown key `colour`; allowed keys: {PROFILE_KEYS}"
+        )],
+    );
+}
+
+#[test]
+fn unknown_top_level_table() {
+    assert_refused(
+        "unknown_top_level_key.toml",
+        &[
+            "1:2: profile: unknown key `profile` (did you mean `profiles`?); allowed keys: defaults, \
+           profiles",
+        ],
+    );
+}
+
+#[test]
+fn profile_key_at_the_top_level() {
+    assert_refused(
+        "profile_key_at_top_level.toml",
+        &[
+            "1:1: username: `username` cannot be set at the top level: profile keys go in a \
+             [profiles.NAME] table, shared ones in [defaults]; allowed keys here: defaults, profiles",
+            "3:1: profiles.acme-prod.username: missing `username` (set it here or in [defaults])",
+        ],
+    );
+}
+
+#[test]
+fn url_in_defaults() {
+    assert_refused(
+        "url_in_defaults.toml",
+        &["2:1: defaults.url: `url` cannot be set in [defaults]: each profile sets its own"],
+    );
+}
+
+#[test]
+fn file_setting_in_a_profile() {
+    assert_refused(
+        "setting_in_profile.toml",
+        &[
+            "4:1: profiles.acme-prod.max_per_host: `max_per_host` can only be set in [defaults]: it \
+           applies to the whole file",
+        ],
+    );
+}
+
+#[test]
+fn wrong_value_types() {
+    assert_refused(
+        "wrong_type.toml",
+        &[
+            "2:14: defaults.allow_http: expected true or false, found a string",
+            "7:13: profiles.acme-prod.timeout_s: expected an integer, found a string",
+            "8:8: profiles.acme-prod.tags: expected an array of strings, found a string",
+        ],
+    );
+}
+
+#[test]
+fn missing_url_is_located_at_the_table_header() {
+    assert_refused(
+        "missing_url.toml",
+        &[
+            "1:1: profiles.acme-prod.url: missing `url` (the instance root, e.g. \
+           https://acme.sugarondemand.com)",
+        ],
+    );
+}
+
+#[test]
+fn missing_username_is_located_at_the_table_header() {
+    assert_refused(
+        "missing_username.toml",
+        &["1:1: profiles.acme-prod.username: missing `username` (set it here or in [defaults])"],
+    );
+}
+
+#[test]
+fn bad_profile_name() {
+    assert_refused(
+        "bad_profile_name.toml",
+        &[
+            "1:11: profiles.\"acme prod\": invalid profile name: use only ASCII letters, digits, `.`, \
+           `_` and `-`",
+        ],
+    );
+}
+
+#[test]
+fn url_not_http() {
+    assert_refused(
+        "url_not_http.toml",
+        &["2:7: profiles.acme-prod.url: the URL must start with https:// (or http://), not `ftp:`"],
+    );
+}
+
+#[test]
+fn url_unparsable() {
+    assert_refused(
+        "url_unparsable.toml",
+        &[
+            "2:7: profiles.acme-prod.url: not a valid URL (relative URL without a base); expected the \
+           instance root, e.g. https://acme.sugarondemand.com",
+        ],
+    );
+}
+
+#[test]
+fn url_without_host() {
+    assert_refused(
+        "url_no_host.toml",
+        &[
+            "2:7: profiles.acme-prod.url: not a valid URL (empty host); expected the instance root, \
+           e.g. https://acme.sugarondemand.com",
+        ],
+    );
+}
+
+#[test]
+fn url_with_query() {
+    assert_refused(
+        "url_query.toml",
+        &[
+            "2:7: profiles.acme-prod.url: the URL must not have a query (`?...`): give the instance \
+           root",
+        ],
+    );
+}
+
+#[test]
+fn url_with_fragment() {
+    assert_refused(
+        "url_fragment.toml",
+        &[
+            "2:7: profiles.acme-prod.url: the URL must not have a fragment (`#...`): give the \
+           instance root",
+        ],
+    );
+}
+
+#[test]
+fn url_with_rest_path() {
+    assert_refused(
+        "url_with_rest.toml",
+        &[
+            "2:7: profiles.acme-prod.url: give the instance root, without `/rest/...`: the client \
+           adds /rest/{api}/ itself (set the version with `api`)",
+        ],
+    );
+}
+
+#[test]
+fn url_with_credentials() {
+    assert_refused(
+        "url_with_credentials.toml",
+        &[
+            "2:7: profiles.acme-prod.url: the URL must not contain a user name or password; use \
+           `username` and a password source instead",
+        ],
+    );
+}
+
+#[test]
+fn http_to_a_remote_host() {
+    assert_refused(
+        "http_not_loopback.toml",
+        &[
+            "2:7: profiles.acme-prod.url: http:// to `acme.sugarondemand.com` would send the \
+           password unencrypted; use https:// or set allow_http = true",
+        ],
+    );
+}
+
+#[test]
+fn bad_platform() {
+    assert_refused(
+        "bad_platform.toml",
+        &[
+            "4:12: profiles.acme-prod.platform: invalid platform `Acme Sync`: use 1 to 127 characters \
+           among a-z, 0-9, `_` and `-`",
+        ],
+    );
+}
+
+#[test]
+fn bad_api_in_defaults_and_in_a_profile() {
+    assert_refused(
+        "bad_api.toml",
+        &[
+            "2:7: defaults.api: invalid REST API version `11`: expected `v`, two digits and \
+             optionally `_` and one or two digits (e.g. v10, v11, v11_16)",
+            "7:7: profiles.acme-prod.api: invalid REST API version `v11_123`: expected `v`, two \
+             digits and optionally `_` and one or two digits (e.g. v10, v11, v11_16)",
+        ],
+    );
+}
+
+#[test]
+fn more_than_one_password_source() {
+    assert_refused(
+        "two_password_sources.toml",
+        &[
+            "5:1: profiles.acme-prod.password_cmd: more than one password source (`password_env` and \
+           `password_cmd`); keep only one",
+        ],
+    );
+}
+
+#[test]
+fn empty_username() {
+    assert_refused(
+        "empty_username.toml",
+        &["3:12: profiles.acme-prod.username: must not be empty"],
+    );
+}
+
+#[test]
+fn username_with_surrounding_whitespace() {
+    assert_refused(
+        "username_whitespace.toml",
+        &[
+            "3:12: profiles.acme-prod.username: starts or ends with whitespace, which would be sent \
+           as written; remove it",
+        ],
+    );
+}
+
+#[test]
+fn timeout_out_of_range() {
+    assert_refused(
+        "timeout_out_of_range.toml",
+        &[
+            "2:13: defaults.timeout_s: must be between 1 and 600 (seconds), found 0",
+            "7:13: profiles.acme-prod.timeout_s: must be between 1 and 600 (seconds), found 601",
+        ],
+    );
+}
+
+#[test]
+fn bad_tags_are_located_at_the_element() {
+    assert_refused(
+        "bad_tags.toml",
+        &[
+            "4:17: profiles.acme-prod.tags[1]: expected a string, found an integer",
+            "4:20: profiles.acme-prod.tags[2]: a tag cannot be empty",
+            "4:24: profiles.acme-prod.tags[3]: a tag cannot start or end with whitespace",
+        ],
+    );
+}
+
+#[test]
+fn bad_file_settings() {
+    assert_refused(
+        "bad_settings.toml",
+        &[
+            "2:19: defaults.max_concurrency: must be at least 1, found 0",
+            "3:16: defaults.max_per_host: must be at least 1, found -1",
+        ],
+    );
+}
+
+#[test]
+fn profiles_as_an_array_of_tables() {
+    assert_refused(
+        "profiles_array.toml",
+        &[
+            "1:1: profiles: expected a table of profiles, found an array (write each profile as \
+           [profiles.NAME], not [[profiles]])",
+        ],
+    );
+}
+
+#[test]
+fn profile_that_is_not_a_table() {
+    assert_refused(
+        "profile_not_table.toml",
+        &["2:13: profiles.acme-prod: expected a table ([profiles.acme-prod]), found a string"],
+    );
+}
+
+#[test]
+fn syntax_error_is_one_located_error_without_a_key() {
+    assert_refused(
+        "syntax_error.toml",
+        &["3:12: invalid TOML: invalid float, expected `inf`"],
+    );
+    let errors = parse("[profiles.a]\nurl = \"https://a.example.com\"\nurl = \"x\"\n").unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        errors[0].to_string(),
+        "profiles.toml:3:1: invalid TOML: duplicate key `url`"
+    );
+    assert_eq!(errors[0].key, None);
+}
+
+#[test]
+fn several_mistakes_are_all_reported_in_file_order() {
+    assert_refused(
+        "several_mistakes.toml",
+        &[
+            "3:7: defaults.api: invalid REST API version `v9`: expected `v`, two digits and \
+             optionally `_` and one or two digits (e.g. v10, v11, v11_16)",
+            "4:1: defaults.platfrom: unknown key `platfrom` (did you mean `platform`?); allowed \
+             keys: api, username, password, password_env, password_cmd, platform, client_id, \
+             client_secret, tags, allow_http, timeout_s, max_concurrency, max_per_host",
+            "10:1: profiles.acme-prod.password: more than one password source (`password_env` and \
+             `password`); keep only one",
+            "11:13: profiles.acme-prod.timeout_s: must be between 1 and 600 (seconds), found 0",
+            "14:7: profiles.globex.url: http:// to `crm.globex.com` would send the password \
+             unencrypted; use https:// or set allow_http = true",
+            "15:12: profiles.globex.username: must not be empty",
+            "17:1: profiles.initech.url: missing `url` (the instance root, e.g. \
+             https://acme.sugarondemand.com)",
+            "17:1: profiles.initech.username: missing `username` (set it here or in [defaults])",
+            "18:20: profiles.initech.tags[1]: expected a string, found an integer",
+        ],
+    );
+}
+
+#[test]
+fn errors_carry_their_parts() {
+    let errors =
+        parse("[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"\"\n").unwrap_err();
+    assert_eq!(
+        errors,
+        vec![ConfigError {
+            file: "profiles.toml".into(),
+            line: 3,
+            column: 12,
+            key: Some("profiles.a.username".into()),
+            message: "must not be empty".into(),
+        }]
+    );
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let text =
+        "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"é\"\ntags = [\"ü\", 1]\n";
+    assert_eq!(
+        parse_errors(text),
+        "profiles.toml:4:14: profiles.a.tags[1]: expected a string, found an integer"
+    );
+}
+
+#[test]
+fn profile_names_that_need_quotes_are_quoted_in_key_paths() {
+    let text = "[profiles.\"acme.prod\"]\nusername = \"jdoe\"\n";
+    assert_eq!(
+        parse_errors(text),
+        "profiles.toml:1:1: profiles.\"acme.prod\".url: missing `url` (the instance root, e.g. \
+         https://acme.sugarondemand.com)"
+    );
+}
+
+#[test]
+fn a_plain_password_never_appears_in_any_error() {
+    let text = refused("secrets.toml");
+    assert_eq!(
+        text,
+        lines(
+            "secrets.toml",
+            &[
+                &format!(
+                    "3:1: defaults.client_secert: unknown key `client_secert` (did you mean \
+                     `client_secret`?); allowed keys: {DEFAULTS_KEYS}"
+                ),
+                "6:7: profiles.acme-prod.url: the URL must not contain a user name or password; \
+                 use `username` and a password source instead",
+                "9:1: profiles.acme-prod.password_cmd: more than one password source (`password`, \
+                 `password_cmd` and `password_env`); keep only one",
+                "15:12: profiles.globex.password: expected a string, found an array",
+                "16:17: profiles.globex.client_secret: expected a string, found an integer",
+            ]
+        )
+    );
+    // Syntax errors around secrets do not quote them either.
+    for bad in [
+        "[profiles.a]\npassword = \"Hunter2-Secret\n",
+        "[profiles.a]\npassword = Hunter2-Secret\n",
+        "[profiles.a]\npassword = 'Hunter2-Secret' 'Client-Secret-42'\n",
+        "[profiles.a]\npassword = \"Hunter2-Secret\"\npassword = \"Client-Secret-42\"\n",
+        "[defaults]\nclient_secret = \"Client-Secret-42\"\nclient_secret = 1\n",
+        "[profiles.a]\npassword = \"\"\nclient_secret = \"Hunter2-Secret\"\n",
+    ] {
+        let text = text.clone() + "\n" + &parse_errors(bad);
+        assert!(!text.contains("Hunter2"), "{text}");
+        assert!(!text.contains("Client-Secret"), "{text}");
+    }
+    // Nor does the loaded configuration's debug output.
+    let profiles = load_ok("ok_password_sources.toml");
+    assert!(!format!("{profiles:?}").contains("Hunter2"));
+    let profiles = load_ok("ok_defaults.toml");
+    assert!(!format!("{profiles:?}").contains("Client-Secret"));
+}
+
+#[test]
+fn an_unreadable_file_names_the_file() {
+    let e = config::load(Path::new("tests/fixtures/config/no-such-file.toml")).unwrap_err();
+    assert!(matches!(e, config::LoadError::Io { .. }));
+    assert!(
+        e.to_string().starts_with(
+            "tests/fixtures/config/no-such-file.toml: cannot read the profiles file: "
+        )
+    );
+}
+
+// ---- Files that load -----------------------------------------------------------------------------
+
+#[test]
+fn a_profile_overrides_defaults_key_by_key() {
+    let file = load_ok("ok_defaults.toml");
+    assert_eq!(
+        file.settings,
+        Settings {
+            max_concurrency: 16,
+            max_per_host: 2
+        }
+    );
+
+    let own = file.get("own").unwrap();
+    assert_eq!(own.url.as_str(), "https://own.example.com/");
+    assert_eq!(own.api, "v10");
+    assert_eq!(own.username, "integration");
+    assert_eq!(own.client_id, "own_client");
+    assert_eq!(own.client_secret.expose(), "");
+    assert_eq!(own.platform, "own_sync");
+    assert_eq!(own.tags, ["own", "prod"]);
+    assert!(!own.allow_http);
+    assert_eq!(own.timeout, Duration::from_secs(30));
+    assert_eq!(own.connect_timeout, Duration::from_secs(5));
+    assert_eq!(own.password, PasswordSource::Prompt);
+
+    let inherits = file.get("inherits").unwrap();
+    assert_eq!(inherits.url.as_str(), "http://crm.inherits.example.com/");
+    assert_eq!(inherits.api, "v11_16");
+    assert_eq!(inherits.username, "jdoe");
+    assert_eq!(inherits.client_id, "acme_consulting");
+    assert_eq!(inherits.client_secret.expose(), "Client-Secret-42");
+    assert_eq!(inherits.platform, "consulting");
+    assert_eq!(inherits.tags, ["client"]);
+    // allow_http from [defaults] permits the http:// url.
+    assert!(inherits.allow_http);
+    assert_eq!(inherits.timeout, Duration::from_secs(3));
+    assert_eq!(inherits.connect_timeout, Duration::from_secs(3));
+}
+
+#[test]
+fn built_in_defaults() {
+    let file = load_ok("ok_builtin_defaults.toml");
+    assert_eq!(
+        file.settings,
+        Settings {
+            max_concurrency: 64,
+            max_per_host: 8
+        }
+    );
+    let p = &file.profiles[0];
+    assert_eq!(p.name, "plain");
+    assert_eq!(p.api, "v11");
+    assert_eq!(p.client_id, "sugar");
+    assert!(p.client_secret.is_empty());
+    assert_eq!(p.platform, "custom_api");
+    assert!(p.tags.is_empty());
+    assert!(!p.allow_http);
+    assert_eq!(p.timeout, Duration::from_secs(20));
+    assert_eq!(p.connect_timeout, Duration::from_secs(5));
+    assert_eq!(p.password, PasswordSource::Prompt);
+    assert!(!p.password.is_non_interactive());
+}
+
+#[test]
+fn a_password_source_in_a_profile_replaces_the_defaults_one() {
+    let file = load_ok("ok_password_sources.toml");
+    let source = |name: &str| file.get(name).unwrap().password.clone();
+    assert_eq!(source("env"), PasswordSource::Env("SUGAR_PASSWORD".into()));
+    assert_eq!(
+        source("cmd"),
+        PasswordSource::Cmd("pass show sugar/cmd".into())
+    );
+    assert_eq!(
+        source("other-env"),
+        PasswordSource::Env("OTHER_PASSWORD".into())
+    );
+    match source("plain") {
+        PasswordSource::Plain(secret) => assert_eq!(secret.expose(), "Hunter2-Secret"),
+        other => panic!("expected a plain password, got {other:?}"),
+    }
+}
+
+#[test]
+fn profiles_keep_the_order_of_the_file() {
+    let file = load_ok("ok_order.toml");
+    let names: Vec<&str> = file.profiles.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["zeta", "acme.prod", "Mid_1", "alpha"]);
+
+    // Inline tables and dotted keys too.
+    let text = "[profiles]\nb = { url = \"https://b.example.com\", username = \"u\" }\n\
+                a.url = \"https://a.example.com\"\na.username = \"u\"\n";
+    let names: Vec<String> = parse(text)
+        .unwrap()
+        .profiles
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["b", "a"]);
+}
+
+#[test]
+fn http_to_loopback_is_allowed_and_allow_http_permits_other_hosts() {
+    let file = load_ok("ok_http.toml");
+    let url = |name: &str| file.get(name).unwrap().url.to_string();
+    assert_eq!(url("localhost"), "http://localhost:8080/");
+    // A trailing slash is trimmed; a path is kept.
+    assert_eq!(url("loopback-v4"), "http://127.0.0.2:8080/acme");
+    assert_eq!(url("loopback-v6"), "http://[::1]:8080/globex");
+    assert_eq!(url("lab"), "http://sugar-lab.office.internal/");
+    assert!(file.get("lab").unwrap().allow_http);
+    assert!(!file.get("localhost").unwrap().allow_http);
+
+    // The same remote host without allow_http is refused (see http_not_loopback.toml), also when
+    // allow_http is false explicitly, and when it is allowed only in [defaults] it passes.
+    let remote = "[profiles.lab]\nurl = \"http://10.0.0.5\"\nusername = \"u\"\n";
+    assert_eq!(
+        parse_errors(&format!("{remote}allow_http = false\n")),
+        "profiles.toml:2:7: profiles.lab.url: http:// to `10.0.0.5` would send the password \
+         unencrypted; use https:// or set allow_http = true"
+    );
+    assert!(parse(&format!("[defaults]\nallow_http = true\n{remote}")).is_ok());
+    // A name that merely starts like loopback is not loopback.
+    assert!(
+        parse("[profiles.x]\nurl = \"http://localhost.example.com\"\nusername = \"u\"\n").is_err()
+    );
+}
+
+#[test]
+fn an_empty_file_or_empty_profiles_table_is_valid() {
+    for text in [
+        "",
+        "# nothing yet\n",
+        "[profiles]\n",
+        "[defaults]\nplatform = \"mine\"\n",
+    ] {
+        let file = parse(text).unwrap();
+        assert!(file.profiles.is_empty());
+        assert_eq!(file.path, Path::new("profiles.toml"));
+    }
+}
+
+#[test]
+fn helpers_on_profiles() {
+    let file = load_ok("ok_http.toml");
+    let p = file.get("loopback-v4").unwrap();
+    assert_eq!(p.host_port(), "127.0.0.2:8080");
+    assert_eq!(p.root(), "http://127.0.0.2:8080/acme");
+    assert_eq!(
+        p.api_url("oauth2/token"),
+        "http://127.0.0.2:8080/acme/rest/v11/oauth2/token"
+    );
+    let p = file.get("lab").unwrap();
+    assert_eq!(p.root(), "http://sugar-lab.office.internal");
+    assert_eq!(
+        p.api_url("/me"),
+        "http://sugar-lab.office.internal/rest/v11/me"
+    );
+    assert!(file.get("nope").is_none());
+}
+
+// ---- The example file ----------------------------------------------------------------------------
+
+#[test]
+fn the_example_file_loads() {
+    let file = config::load(Path::new("profiles.example.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = file.profiles.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "acme-prod",
+            "acme-sandbox",
+            "acme-sync",
+            "globex",
+            "initech",
+            "lab",
+            "local"
+        ]
+    );
+    assert!(file.profiles.iter().any(|p| p.has_tag("prod")));
+    assert!(
+        file.profiles
+            .iter()
+            .any(|p| matches!(p.password, PasswordSource::Cmd(_)))
+    );
+    assert!(
+        file.profiles
+            .iter()
+            .all(|p| !matches!(p.password, PasswordSource::Plain(_)))
+    );
+}
+
+#[test]
+fn the_example_file_shows_every_key_and_a_plain_password_only_commented_out() {
+    let text = std::fs::read_to_string("profiles.example.toml").unwrap();
+    let keys = [
+        "url",
+        "api",
+        "username",
+        "password",
+        "password_env",
+        "password_cmd",
+        "platform",
+        "client_id",
+        "client_secret",
+        "tags",
+        "allow_http",
+        "timeout_s",
+        "max_concurrency",
+        "max_per_host",
+    ];
+    for key in keys {
+        let set = text.lines().any(|l| {
+            l.trim_start()
+                .trim_start_matches("# ")
+                .starts_with(&format!("{key} = "))
+        });
+        assert!(set, "profiles.example.toml does not show `{key}`");
+    }
+    assert!(text.lines().any(|l| l.starts_with("# password = ")));
+    assert!(!text.lines().any(|l| l.starts_with("password = ")));
+}
