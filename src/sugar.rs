@@ -479,7 +479,7 @@ impl Client {
             latency_ms: 0,
         };
         let result = match req.send().await {
-            Err(e) => Err(err(classify(&e, p.timeout))),
+            Err(e) => Err(err(classify(&e, p.timeout, p.url.scheme() == "https"))),
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 log.status = Some(status);
@@ -592,7 +592,7 @@ fn interpret(
     })
 }
 
-fn classify(e: &reqwest::Error, timeout: Duration) -> ErrorKind {
+fn classify(e: &reqwest::Error, timeout: Duration, https: bool) -> ErrorKind {
     if e.is_timeout() {
         return ErrorKind::Timeout { after: timeout };
     }
@@ -604,6 +604,15 @@ fn classify(e: &reqwest::Error, timeout: Duration) -> ErrorKind {
                 std::io::ErrorKind::ConnectionRefused => return ErrorKind::ConnectionRefused,
                 std::io::ErrorKind::TimedOut => return ErrorKind::Timeout { after: timeout },
                 _ => {}
+            }
+            // io::Error's source() skips the error it wraps: look inside.
+            if let Some(tls) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            {
+                return ErrorKind::Tls {
+                    detail: tls.to_string(),
+                };
             }
         }
         if let Some(tls) = s.downcast_ref::<rustls::Error>() {
@@ -621,8 +630,12 @@ fn classify(e: &reqwest::Error, timeout: Duration) -> ErrorKind {
         || lower.contains("name or service not known")
     {
         ErrorKind::Dns
-    } else if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake")
+    } else if (https && lower.contains("(connect)") && !lower.contains("tcp connect error"))
+        || lower.contains("certificate")
+        || lower.contains("tls")
+        || lower.contains("handshake")
     {
+        // Connected, then failed before HTTP: the TLS handshake (rustls's error comes wrapped).
         ErrorKind::Tls {
             detail: chain.last().cloned().unwrap_or_default(),
         }

@@ -1,0 +1,88 @@
+//! Shared by the integration tests: an emulator world and profiles that point at it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use sugar_sessions::config::{self, Profile, Profiles};
+use sugar_sessions::emulator::{Emulator, EmulatorConfig, InstanceConfig, UserConfig};
+
+pub const INTEGRATION_PW: &str = "Integration-Pw-8d41";
+pub const ADMIN_PW: &str = "Admin-Pw-77c2";
+
+/// `acme`: an admin, an integration user, an inactive user, platforms `custom_api` and `acme_sync`, a second
+/// client with a secret, account locking after 3 failures. `short`: lifetimes of 60 s / 300 s.
+pub fn world() -> EmulatorConfig {
+    let mut acme = InstanceConfig::new("acme")
+        .with_user(UserConfig::user(
+            "integration",
+            INTEGRATION_PW,
+            "Integration User",
+        ))
+        .with_user(UserConfig {
+            active: false,
+            ..UserConfig::user("gone", "Gone-Pw-1234", "Former Employee")
+        })
+        .with_platform("custom_api")
+        .with_platform("acme_sync");
+    acme.users[0] = UserConfig::admin("admin", ADMIN_PW, "Administrator");
+    acme.clients
+        .push(("acme_client".into(), "client-secret-9f".into()));
+    acme.max_failed_logins = Some(3);
+    let mut short = InstanceConfig::new("short")
+        .with_user(UserConfig::user(
+            "integration",
+            INTEGRATION_PW,
+            "Integration User",
+        ))
+        .with_platform("custom_api");
+    short.access_lifetime = Duration::from_secs(60);
+    short.refresh_lifetime = Duration::from_secs(300);
+    EmulatorConfig {
+        instances: vec![acme, short],
+    }
+}
+
+pub async fn start() -> Emulator {
+    start_with(world()).await
+}
+
+pub async fn start_with(config: EmulatorConfig) -> Emulator {
+    Emulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("emulator starts")
+}
+
+/// Parses a profiles file text (the path is only used in messages).
+pub fn profiles(text: &str) -> Profiles {
+    match config::parse(text, Path::new("test-profiles.toml")) {
+        Ok(p) => p,
+        Err(errors) => panic!("test profiles do not parse: {errors:?}"),
+    }
+}
+
+/// One profile `[profiles.NAME]` with `body` (TOML lines).
+pub fn profile(name: &str, body: &str) -> Profile {
+    profiles(&format!("[profiles.{name}]\n{body}\n"))
+        .profiles
+        .remove(0)
+}
+
+/// A standard profile for the integration user of `instance`.
+pub fn integration(emu: &Emulator, name: &str, instance: &str) -> Profile {
+    profile(
+        name,
+        &format!(
+            "url = \"{}\"\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\nplatform = \"custom_api\"",
+            emu.url(instance)
+        ),
+    )
+}
+
+/// A profiles file on disk, mode 0600, for the binary.
+pub fn write_profiles(dir: &Path, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("profiles.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
