@@ -1,0 +1,392 @@
+//! The binary end to end against the emulator: what a script sees.
+
+mod common;
+
+use assert_cmd::Command;
+use common::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use sugar_sessions::emulator::Emulator;
+
+struct Env {
+    _dir: tempfile::TempDir,
+    profiles: PathBuf,
+    state: PathBuf,
+}
+
+fn env(emu: &Emulator) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+[defaults]
+platform = "custom_api"
+
+[profiles.acme-prod]
+url = "{acme}"
+username = "integration"
+password_env = "TEST_ACME_PW"
+tags = ["acme", "prod"]
+
+[profiles.acme-admin]
+url = "{acme}"
+username = "admin"
+password_cmd = "printf '%s\n' '{admin}'"
+tags = ["acme"]
+
+[profiles.short]
+url = "{short}"
+username = "integration"
+password = "{pw}"
+tags = ["short"]
+
+[profiles.asker]
+url = "{acme}"
+username = "admin"
+platform = "acme_sync"
+"#,
+        acme = emu.url("acme"),
+        short = emu.url("short"),
+        admin = ADMIN_PW,
+        pw = INTEGRATION_PW,
+    );
+    let profiles = write_profiles(dir.path(), &text);
+    let state = dir.path().join("state");
+    Env {
+        _dir: dir,
+        profiles,
+        state,
+    }
+}
+
+impl Env {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("sugar-sessions").unwrap();
+        c.arg("--profiles")
+            .arg(&self.profiles)
+            .arg("--state-dir")
+            .arg(&self.state);
+        c.args(args);
+        c.env("TEST_ACME_PW", INTEGRATION_PW);
+        c.env_remove("SUGAR_SESSIONS_PROFILES")
+            .env_remove("SUGAR_SESSIONS_STATE_DIR");
+        c
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the binary off the async runtime (the emulator keeps serving meanwhile).
+async fn run(mut c: Command) -> Run {
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    };
+    for secret in [INTEGRATION_PW, ADMIN_PW] {
+        assert!(
+            !run.stdout.contains(secret) && !run.stderr.contains(secret),
+            "a password was printed"
+        );
+    }
+    run
+}
+
+fn json(text: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn by_name<'a>(rows: &'a [Value], name: &str) -> &'a Value {
+    rows.iter().find(|r| r["name"] == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_status_refresh_token_logout() {
+    let emu = start().await;
+    let e = env(&emu);
+
+    let r = run(e.cmd(&["login", "acme-prod", "acme-admin", "short"])).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[0].starts_with("acme-prod: logged in; access token valid for "),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[1].starts_with("acme-admin: logged in"));
+    assert!(
+        lines[2].starts_with("short: logged in; access token valid for 1m 0")
+            || lines[2].contains("for 59s"),
+        "{}",
+        lines[2]
+    );
+
+    // The cache is private.
+    let mode = std::fs::metadata(e.state.join("sessions.json"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let cache = std::fs::read_to_string(e.state.join("sessions.json")).unwrap();
+    assert!(
+        !cache.contains(INTEGRATION_PW) && !cache.contains(ADMIN_PW),
+        "passwords are never written"
+    );
+
+    let r = run(e.cmd(&["status", "--json"])).await;
+    assert_eq!(r.code, 0);
+    let rows = json(&r.stdout);
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["acme-prod", "acme-admin", "short", "asker"],
+        "file order"
+    );
+    let prod = by_name(&rows, "acme-prod");
+    assert_eq!(prod["state"], "active");
+    assert_eq!(prod["reason"], Value::Null);
+    assert_eq!(prod["platform"], "custom_api");
+    assert_eq!(prod["username"], "integration");
+    let expires = prod["expires_at"].as_str().unwrap();
+    assert!(expires.ends_with('Z'), "{expires}");
+    let expires = chrono::DateTime::parse_from_rfc3339(expires).unwrap();
+    let left = expires.timestamp() - chrono::Utc::now().timestamp();
+    assert!((3500..=3600).contains(&left), "{left}");
+    let short = by_name(&rows, "short");
+    let refresh_left =
+        chrono::DateTime::parse_from_rfc3339(short["refresh_expires_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp()
+            - chrono::Utc::now().timestamp();
+    assert!(
+        (250..=300).contains(&refresh_left),
+        "lifetimes come from the server: {refresh_left}"
+    );
+    assert_eq!(by_name(&rows, "asker")["state"], "logged_out");
+    assert_eq!(by_name(&rows, "asker")["expires_at"], Value::Null);
+
+    // A token for scripts: the cached one while valid.
+    let first = run(e.cmd(&["token", "acme-prod"])).await;
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let token = first.stdout.trim().to_string();
+    assert!(!token.is_empty() && !token.contains(' '));
+    let again = run(e.cmd(&["token", "acme-prod"])).await;
+    assert_eq!(again.stdout.trim(), token);
+
+    // Refresh by tag, JSON output.
+    let r = run(e.cmd(&["refresh", "--tag", "prod", "--json"])).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let rows = json(&r.stdout);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["name"], "acme-prod");
+    assert_eq!(rows[0]["ok"], true);
+    assert_eq!(rows[0]["state"], "active");
+    assert!(
+        rows[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("acme-prod: refreshed")
+    );
+    let after = run(e.cmd(&["token", "acme-prod"])).await;
+    assert_ne!(
+        after.stdout.trim(),
+        token,
+        "the refresh rotated the access token"
+    );
+
+    // Logout of all: sessions revoked on the server and removed locally.
+    let r = run(e.cmd(&["logout", "--all"])).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(
+        r.stdout.lines().collect::<Vec<_>>(),
+        [
+            "acme-prod: logged out",
+            "acme-admin: logged out",
+            "short: logged out",
+            "asker: no session; nothing to log out"
+        ]
+    );
+    assert_eq!(
+        emu.active_sessions("acme") + emu.active_sessions("short"),
+        0
+    );
+    let rows = json(&run(e.cmd(&["status", "--json"])).await.stdout);
+    assert!(rows.iter().all(|r| r["state"] == "logged_out"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_logs_in_when_it_can_and_exits_4_when_it_cannot() {
+    let emu = start().await;
+    let e = env(&emu);
+    let r = run(e.cmd(&["token", "short"])).await;
+    assert_eq!(r.code, 0, "a non-interactive source logs in: {}", r.stderr);
+    assert!(!r.stdout.trim().is_empty());
+
+    let r = run(e.cmd(&["token", "asker"])).await;
+    assert_eq!(r.code, 4);
+    assert!(r.stdout.is_empty());
+    assert!(
+        r.stderr.contains("asker: a login is needed"),
+        "{}",
+        r.stderr
+    );
+
+    // A login without a terminal to ask on fails for that profile only, and says why.
+    let r = run(e.cmd(&["login", "asker", "short"])).await;
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("asker: login failed: no password"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("short: logged in"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_name_the_profile_and_exit_1() {
+    let emu = start().await;
+    let e = env(&emu);
+    emu.set_maintenance("acme", true);
+    let r = run(e.cmd(&["login", "--all", "--json"])).await;
+    assert_eq!(r.code, 1);
+    let rows = json(&r.stdout);
+    let prod = by_name(&rows, "acme-prod");
+    assert_eq!(prod["ok"], false);
+    assert_eq!(prod["state"], "error");
+    assert!(
+        prod["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 401 need_login")
+    );
+    assert_eq!(
+        by_name(&rows, "acme-admin")["ok"],
+        true,
+        "admins log in during maintenance"
+    );
+    let status = json(&run(e.cmd(&["status", "--json"])).await.stdout);
+    let reason = by_name(&status, "acme-prod")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("maintenance mode"), "{reason}");
+
+    // Refresh without a session.
+    let r = run(e.cmd(&["refresh", "asker"])).await;
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stdout.trim(),
+        "asker: refresh failed: no session: log in first"
+    );
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_and_do_nothing() {
+    let emu = start().await;
+    let e = env(&emu);
+    let r = run(e.cmd(&["login", "nope", "acme-prod"])).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unknown profile nope"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("known: acme-prod, acme-admin, short, asker")
+    );
+    assert!(emu.requests().is_empty(), "nothing was sent");
+    assert!(!e.state.join("sessions.json").exists());
+
+    let r = run(e.cmd(&["login"])).await;
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("--all"));
+
+    let r = run(e.cmd(&["logout", "--tag", "nosuchtag"])).await;
+    assert_eq!(r.code, 2);
+
+    let r = run(e.cmd(&["frobnicate"])).await;
+    assert_eq!(r.code, 2);
+
+    // A broken profiles file: located errors, exit 2.
+    let bad = e.profiles.parent().unwrap().join("bad.toml");
+    std::fs::write(&bad, "[profiles.x]\nurl = \"ftp://a\"\nusernme = \"u\"\n").unwrap();
+    let mut c = e.cmd(&["status"]);
+    c.arg("--profiles").arg(&bad);
+    let r = run(c).await;
+    assert_eq!(r.code, 2);
+    let file = bad.display().to_string();
+    assert!(
+        r.stderr.contains(&format!("{file}:2:7: profiles.x.url:")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("{file}:3:1: profiles.x.usernme: unknown key")),
+        "{}",
+        r.stderr
+    );
+}
+
+#[tokio::test]
+async fn list_shows_profiles_in_file_order_without_network() {
+    let emu = start().await;
+    let e = env(&emu);
+    let r = run(e.cmd(&["list"])).await;
+    assert_eq!(r.code, 0);
+    let names: Vec<&str> = r
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(names, ["acme-prod", "acme-admin", "short", "asker"]);
+    assert!(r.stdout.contains("(password: env)") && r.stdout.contains("(password: prompt)"));
+    let rows = json(&run(e.cmd(&["list", "--json"])).await.stdout);
+    assert_eq!(rows[0]["tags"], serde_json::json!(["acme", "prod"]));
+    assert!(emu.requests().is_empty());
+}
+
+fn cache_entries(state: &Path) -> serde_json::Map<String, Value> {
+    let text = std::fs::read_to_string(state.join("sessions.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).expect("the cache always parses");
+    v["profiles"].as_object().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_processes_do_not_lose_each_others_sessions() {
+    let emu = start().await;
+    let e = env(&emu);
+    for round in 0..5 {
+        let a = run(e.cmd(&["login", "acme-prod"]));
+        let b = run(e.cmd(&["login", "acme-admin"]));
+        let c = run(e.cmd(&["refresh", "short"]));
+        let (a, b, _c) = tokio::join!(a, b, c);
+        assert_eq!(
+            (a.code, b.code),
+            (0, 0),
+            "round {round}: {} {}",
+            a.stdout,
+            b.stdout
+        );
+        let entries = cache_entries(&e.state);
+        for name in ["acme-prod", "acme-admin"] {
+            assert!(
+                entries[name]["session"].is_object(),
+                "round {round}: {name} lost"
+            );
+        }
+    }
+    // Every cached refresh token is the live one on the server.
+    let r = run(e.cmd(&["refresh", "acme-prod", "acme-admin"])).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+}
