@@ -35,7 +35,7 @@ pub struct Outcome {
     /// The requests sent, in order.
     pub requests: Vec<RequestLog>,
     /// The failure, when a request failed.
-    pub error: Option<SugarError>,
+    pub error: Option<Box<SugarError>>,
 }
 
 /// A place in both concurrency bounds (global and per instance host).
@@ -240,7 +240,7 @@ async fn persister(store: Store, mut rx: mpsc::UnboundedReceiver<(String, Change
 struct Failed {
     message: String,
     entry: Entry,
-    error: Option<SugarError>,
+    error: Option<Box<SugarError>>,
 }
 
 type Step = Result<(String, Entry), Failed>;
@@ -257,9 +257,9 @@ impl Run<'_> {
         &self.p.name
     }
 
-    fn record<T>(&mut self, call: Call<T>) -> Result<T, SugarError> {
+    fn record<T>(&mut self, call: Call<T>) -> Result<T, Box<SugarError>> {
         self.requests.push(call.log);
-        call.result
+        call.result.map_err(Box::new)
     }
 
     /// Stores a failure that is not an HTTP error (no password, a cache problem, ...).
@@ -288,7 +288,7 @@ impl Run<'_> {
     /// Stores a failed request; `change` adjusts the session (for example drops a rejected refresh token).
     async fn fail_http(
         &self,
-        error: SugarError,
+        error: Box<SugarError>,
         needs_login: bool,
         change: impl FnOnce(&mut Entry) + Send + 'static,
     ) -> Failed {
