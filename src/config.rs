@@ -50,6 +50,14 @@ pub struct Profile {
     pub timeout: Duration,
     /// Connect timeout (5 s, or `timeout` when that is shorter).
     pub connect_timeout: Duration,
+    /// `auto_refresh` (default true): refresh before the access token expires, without being asked.
+    pub auto_refresh: bool,
+    /// `relogin` (default true): when a refresh token is rejected, log in again once through a
+    /// non-interactive password source.
+    pub relogin: bool,
+    /// `refresh_before_s`: refresh this long before the access token expires (default: 300 s, or a
+    /// fifth of the token's lifetime when that is shorter).
+    pub refresh_before: Option<Duration>,
 }
 
 impl Profile {
@@ -432,6 +440,24 @@ const KEYS: &[KeySpec] = &[
         check: check_timeout,
     },
     KeySpec {
+        name: "auto_refresh",
+        kind: Kind::Bool,
+        scope: Scope::Both,
+        check: Ok,
+    },
+    KeySpec {
+        name: "relogin",
+        kind: Kind::Bool,
+        scope: Scope::Both,
+        check: Ok,
+    },
+    KeySpec {
+        name: "refresh_before_s",
+        kind: Kind::Int,
+        scope: Scope::Both,
+        check: check_refresh_before,
+    },
+    KeySpec {
         name: "max_concurrency",
         kind: Kind::Int,
         scope: Scope::Defaults,
@@ -455,6 +481,7 @@ const DEFAULT_CLIENT_ID: &str = "sugar";
 const DEFAULT_PLATFORM: &str = "custom_api";
 const DEFAULT_TIMEOUT_S: i64 = 20;
 const MAX_TIMEOUT_S: i64 = 600;
+const MAX_REFRESH_BEFORE_S: i64 = 86_400;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn spec(name: &str) -> Option<&'static KeySpec> {
@@ -799,6 +826,15 @@ fn check_timeout(val: Val) -> Result<Val, String> {
     }
 }
 
+fn check_refresh_before(val: Val) -> Result<Val, String> {
+    match val {
+        Val::Int(n) if !(1..=MAX_REFRESH_BEFORE_S).contains(&n) => Err(format!(
+            "must be between 1 and {MAX_REFRESH_BEFORE_S} (seconds), found {n}"
+        )),
+        _ => Ok(val),
+    }
+}
+
 fn check_count(val: Val) -> Result<Val, String> {
     match val {
         Val::Int(n) if n < 1 => Err(format!("must be at least 1, found {n}")),
@@ -952,6 +988,12 @@ fn resolve(
         allow_http,
         timeout,
         connect_timeout: timeout.min(CONNECT_TIMEOUT),
+        auto_refresh: !matches!(pick("auto_refresh"), Some(Val::Bool(false))),
+        relogin: !matches!(pick("relogin"), Some(Val::Bool(false))),
+        refresh_before: match pick("refresh_before_s") {
+            Some(Val::Int(n)) => u64::try_from(*n).ok().map(Duration::from_secs),
+            _ => None,
+        },
     })
 }
 

@@ -53,10 +53,11 @@ fn assert_refused(fixture: &str, expected: &[&str]) {
 }
 
 const PROFILE_KEYS: &str = "url, api, username, password, password_env, password_cmd, platform, \
-                            client_id, client_secret, tags, allow_http, timeout_s";
+                            client_id, client_secret, tags, allow_http, timeout_s, \
+                            auto_refresh, relogin, refresh_before_s";
 const DEFAULTS_KEYS: &str = "api, username, password, password_env, password_cmd, platform, \
                              client_id, client_secret, tags, allow_http, timeout_s, \
-                             max_concurrency, max_per_host";
+                             auto_refresh, relogin, refresh_before_s, max_concurrency, max_per_host";
 
 // ---- One fixture per kind of mistake ------------------------------------------------------------
 
@@ -382,7 +383,8 @@ fn several_mistakes_are_all_reported_in_file_order() {
              optionally `_` and one or two digits (e.g. v10, v11, v11_16)",
             "4:1: defaults.platfrom: unknown key `platfrom` (did you mean `platform`?); allowed \
              keys: api, username, password, password_env, password_cmd, platform, client_id, \
-             client_secret, tags, allow_http, timeout_s, max_concurrency, max_per_host",
+             client_secret, tags, allow_http, timeout_s, auto_refresh, relogin, \
+             refresh_before_s, max_concurrency, max_per_host",
             "10:1: profiles.acme-prod.password: more than one password source (`password_env` and \
              `password`); keep only one",
             "11:13: profiles.acme-prod.timeout_s: must be between 1 and 600 (seconds), found 0",
