@@ -47,8 +47,12 @@ fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none())
 }
 
+/// One client for all tests (building one costs more than a request). Each test has its own runtime,
+/// so connections are not pooled across requests.
 fn client() -> reqwest::Client {
-    client_builder().build().unwrap()
+    static CLIENT: std::sync::LazyLock<reqwest::Client> =
+        std::sync::LazyLock::new(|| client_builder().pool_max_idle_per_host(0).build().unwrap());
+    CLIENT.clone()
 }
 
 /// A client that gives up after `timeout`.
@@ -1197,6 +1201,22 @@ async fn license_seats_refuse_logins_only() {
             .0,
         "need_login"
     );
+}
+
+#[tokio::test]
+async fn an_expired_licence_leaves_only_admins_working() {
+    let emu = start().await;
+    let (jim, _) = session(&emu, "jim", "jim-pw", "custom_api").await;
+    emu.set_license_expired("acme", true);
+    let a = get(&emu, "acme", "me", Some(&jim)).await;
+    assert_eq!((a.status, a.error().0), (503, "admin_only"));
+    // Logging in still works; the admin can still use the API.
+    let (fresh, _) = session(&emu, "jim", "jim-pw", "custom_api").await;
+    assert_eq!(get(&emu, "acme", "ping", Some(&fresh)).await.status, 503);
+    let (admin, _) = session(&emu, "admin", "admin", "custom_api").await;
+    assert_eq!(get(&emu, "acme", "ping", Some(&admin)).await.status, 200);
+    emu.set_license_expired("acme", false);
+    assert_eq!(get(&emu, "acme", "ping", Some(&fresh)).await.status, 200);
 }
 
 #[tokio::test]

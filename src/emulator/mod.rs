@@ -15,6 +15,10 @@
 //!   [`InstanceConfig::superseded_access_grace`], then get 401 `invalid_grant`.
 //! - Maintenance: a non-admin password login gets 401 `need_login`; everything else (refresh of a
 //!   non-admin session, any route without a valid admin token) gets 503 `maintenance` with a `url`.
+//! - An expired licence (`license_expired`): logins work, every other route answers non-admins 503
+//!   `admin_only`.
+//! - `latency` (and `Fault::Slow`) delay the answer after Sugar processed the request: a client
+//!   that gives up meanwhile may have lost a rotated refresh token, as with a real slow server.
 //! - Faults stand for things in front of Sugar (proxies, SSO, networks). `Html502`, `Html504`,
 //!   `NonJson200`, `WrongShape200`, `Redirect`, `Hang` and `Oversized` answer instead of Sugar: the request
 //!   changes nothing. `Slow` and `DropMidBody` let Sugar process the request (a login or refresh really
@@ -72,6 +76,9 @@ pub struct InstanceConfig {
     pub version: String,
     /// Lock the account after this many failed logins in a row.
     pub max_failed_logins: Option<u32>,
+    /// The licence has expired: logins still work, but every other route answers non-admins
+    /// 503 `admin_only` (default false).
+    pub license_expired: bool,
 }
 
 impl InstanceConfig {
@@ -93,6 +100,7 @@ impl InstanceConfig {
             flavor: "ENT".to_string(),
             version: "12.0.0".to_string(),
             max_failed_logins: None,
+            license_expired: false,
         }
     }
 
@@ -187,8 +195,8 @@ pub struct RecordedRequest {
 pub(crate) struct Shared {
     instances: Mutex<HashMap<String, InstanceState>>,
     clock_offset: Mutex<chrono::Duration>,
-    requests: Mutex<Vec<(u64, RecordedRequest)>>,
-    next_request: Mutex<u64>,
+    /// The last id handed out, and the requests with their ids.
+    requests: Mutex<(u64, Vec<(u64, RecordedRequest)>)>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -207,17 +215,16 @@ impl Shared {
 
     /// Record a request on arrival; the id lets its status be filled in later.
     pub(crate) fn record(&self, request: RecordedRequest) -> u64 {
-        let id = {
-            let mut next = lock(&self.next_request);
-            *next += 1;
-            *next
-        };
-        lock(&self.requests).push((id, request));
+        let mut requests = lock(&self.requests);
+        requests.0 += 1;
+        let id = requests.0;
+        requests.1.push((id, request));
         id
     }
 
     pub(crate) fn set_status(&self, id: u64, status: u16) {
         if let Some((_, r)) = lock(&self.requests)
+            .1
             .iter_mut()
             .rev()
             .find(|(i, _)| *i == id)
@@ -299,8 +306,7 @@ impl Emulator {
         let shared = Arc::new(Shared {
             instances: Mutex::new(instances),
             clock_offset: Mutex::new(chrono::Duration::zero()),
-            requests: Mutex::new(Vec::new()),
-            next_request: Mutex::new(0),
+            requests: Mutex::new((0, Vec::new())),
             shutdown: shutdown_rx.clone(),
         });
         let server = tokio::spawn(http::serve(listener, shared.clone(), shutdown_rx));
@@ -360,6 +366,12 @@ impl Emulator {
         self.with_instance(instance, |i| i.cfg.maintenance = on);
     }
 
+    /// Turn the expired-licence state on or off (see [`InstanceConfig::license_expired`]).
+    /// Panics for an unknown instance.
+    pub fn set_license_expired(&self, instance: &str, on: bool) {
+        self.with_instance(instance, |i| i.cfg.license_expired = on);
+    }
+
     /// Delay added to every response of `instance`. Panics for an unknown instance.
     pub fn set_latency(&self, instance: &str, latency: Duration) {
         self.with_instance(instance, |i| i.cfg.latency = latency);
@@ -380,13 +392,14 @@ impl Emulator {
     /// Everything received, in order of arrival.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests)
+            .1
             .iter()
             .map(|(_, r)| r.clone())
             .collect()
     }
 
     pub fn clear_requests(&self) {
-        lock(&self.shared.requests).clear();
+        lock(&self.shared.requests).1.clear();
     }
 
     /// Live (unexpired) refresh tokens of `instance`. Panics for an unknown instance.

@@ -28,6 +28,8 @@ const MSG_BAD_PLATFORM: &str = "Invalid platform specified.";
 const MSG_MAINTENANCE_LOGIN: &str = "SugarCRM is in maintenance mode. Only admins can login. Please contact your administrator for details.";
 const MSG_MAINTENANCE: &str = "SugarCRM is in maintenance mode. Please try again later.";
 const MSG_LICENSE_SEATS: &str = "The number of active users exceeds the number of licensed seats. Please contact your administrator.";
+const MSG_LICENSE_EXPIRED: &str = "The license for this instance has expired. \
+    Only administrators can use the application until it is renewed.";
 const MSG_NOT_AUTHORIZED: &str = "You are not authorized to perform this action.";
 
 /// An error answer: `{"error": label, "error_message": message, ...extra}` with an HTTP status.
@@ -494,7 +496,11 @@ impl InstanceState {
                 _ => Err(self.maintenance_error(ctx)),
             };
         }
-        result
+        let user = result?;
+        if self.cfg.license_expired && !self.is_admin(user) {
+            return Err(ApiError::new(503, "admin_only", MSG_LICENSE_EXPIRED));
+        }
+        Ok(user)
     }
 
     /// `POST oauth2/logout` after [`authorize`](Self::authorize) succeeded for `token`.
