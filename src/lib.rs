@@ -5,6 +5,7 @@
 //! (runs operations: bounded concurrency, persistence), `app` (the screen's pure state machine),
 //! `ui` (terminal and view), `cli` (shell commands), `emulator` (an independent Sugar server).
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod emulator;

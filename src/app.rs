@@ -1,0 +1,1907 @@
+//! The screen's state machine: [`Model`], [`Msg`], [`Command`] and [`update`].
+//!
+//! Pure: no I/O, no clock reads, no tokio. Every function that depends on time takes `now`; the
+//! runtime (`tui`) feeds key presses, task results and a 1 s tick in, and carries the returned
+//! [`Command`]s out. Drawing (`ui::view`) only reads the Model.
+//!
+//! Scale: the Model keeps the visible order (filter + sort) cached and changes it only when
+//! something that affects it changes: a keystroke in the filter narrows the previous result, a
+//! result that moves one row under a time-left or state sort repositions that row alone, and time
+//! based state changes (active → expiring → expired) are found from the next instant at which any
+//! row changes, not by scanning every row on every tick.
+
+use crate::config::{PasswordSource, Profile, Profiles};
+use crate::engine::Outcome;
+use crate::secret::Secret;
+use crate::session::{Entry, Op, RequestLog, State, format_duration, remaining};
+use crate::store::Cache;
+use chrono::{DateTime, FixedOffset, Local, TimeDelta, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use std::cmp::Ordering;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::path::PathBuf;
+use zeroize::{Zeroize, Zeroizing};
+
+/// A row stands out (and its state reads "expiring") when its access token has less than this left.
+pub const EXPIRING: TimeDelta = TimeDelta::minutes(10);
+
+/// How many recent requests are kept per profile.
+pub const RECENT: usize = 20;
+
+// ---------------------------------------------------------------------------------------------
+// Inputs and outputs.
+// ---------------------------------------------------------------------------------------------
+
+/// Everything that can happen to the screen.
+#[derive(Debug)]
+pub enum Msg {
+    /// A key press (key releases are filtered out by the runtime; they are ignored here too).
+    Key(KeyEvent),
+    /// Bracketed paste: text for the filter or the password prompt.
+    Paste(String),
+    /// The 1 s tick. The time is `update`'s `now`.
+    Tick,
+    /// The terminal's size, at start and after every change.
+    Resize { width: u16, height: u16 },
+    /// A queued request got its place under the concurrency bounds and is being sent.
+    Started { name: String },
+    /// A request finished; its result is already in the token cache.
+    Done(Box<Outcome>),
+    /// A queued request was withdrawn before it was sent.
+    Withdrawn { name: String },
+    /// The token cache as read from disk (another process may have changed it).
+    CacheReloaded(Cache),
+    /// Something the user should read in the status line (a cache moved aside, ...).
+    Notice(String),
+    /// SIGTERM, SIGHUP or a vanished terminal: quit.
+    Shutdown { reason: String },
+}
+
+/// What the runtime should do.
+#[derive(Debug)]
+pub enum Command {
+    /// Queue a request for the profile. `password` is set for logins of profiles without a
+    /// non-interactive password source (typed into the prompt).
+    Start {
+        name: String,
+        op: Op,
+        password: Option<Secret>,
+    },
+    /// Withdraw the profile's request if it is still queued (one already sent is left to finish).
+    Cancel { name: String },
+    /// Leave the screen (after waiting briefly for requests in flight).
+    Quit,
+}
+
+/// Where the profiles came from, for the header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A profiles file.
+    File(PathBuf),
+    /// The built-in demo; `profiles_hint` is where a profiles file belongs.
+    Demo { profiles_hint: PathBuf },
+}
+
+/// Time zone for the instants shown in the details pane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Zone {
+    /// The system's local time (from `TZ` / `/etc/localtime`).
+    Local,
+    /// A fixed offset (tests).
+    Fixed(FixedOffset),
+}
+
+impl Zone {
+    /// Formats `t` in this zone with a chrono format string.
+    pub fn format(self, t: DateTime<Utc>, fmt: &str) -> String {
+        match self {
+            Zone::Local => t.with_timezone(&Local).format(fmt).to_string(),
+            Zone::Fixed(off) => t.with_timezone(&off).format(fmt).to_string(),
+        }
+    }
+}
+
+/// How the screen draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// ASCII symbols only (locale not UTF-8, or `--ascii`).
+    pub ascii: bool,
+    /// Colours (off with `NO_COLOR`).
+    pub color: bool,
+    pub zone: Zone,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ascii: false,
+            color: true,
+            zone: Zone::Local,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows.
+// ---------------------------------------------------------------------------------------------
+
+/// The state of a row as the screen shows it: the cache's state, refined by the time left and by
+/// the request in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RowState {
+    LoggedOut,
+    LoggingIn,
+    Active,
+    Refreshing,
+    Expiring,
+    Expired,
+    RefreshExpired,
+    LoggingOut,
+    Error,
+}
+
+impl RowState {
+    /// In the order the header counts them.
+    pub const ALL: [RowState; 9] = [
+        RowState::Active,
+        RowState::Expiring,
+        RowState::Expired,
+        RowState::RefreshExpired,
+        RowState::Error,
+        RowState::LoggedOut,
+        RowState::LoggingIn,
+        RowState::Refreshing,
+        RowState::LoggingOut,
+    ];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            RowState::LoggedOut => "logged out",
+            RowState::LoggingIn => "logging in",
+            RowState::Active => "active",
+            RowState::Refreshing => "refreshing",
+            RowState::Expiring => "expiring",
+            RowState::Expired => "expired",
+            RowState::RefreshExpired => "refresh expired",
+            RowState::LoggingOut => "logging out",
+            RowState::Error => "error",
+        }
+    }
+
+    /// A one-column symbol; the word always goes with it (never colour alone).
+    pub fn symbol(self, ascii: bool) -> &'static str {
+        match (self, ascii) {
+            (RowState::Active, false) => "●",
+            (RowState::Active, true) => "+",
+            (RowState::Expiring, false) => "◐",
+            (RowState::Expiring, true) => "!",
+            (RowState::Expired, false) => "◌",
+            (RowState::Expired, true) => "-",
+            (RowState::RefreshExpired, false) => "⊘",
+            (RowState::RefreshExpired, true) => "=",
+            (RowState::Error, false) => "✗",
+            (RowState::Error, true) => "x",
+            (RowState::LoggedOut, false) => "○",
+            (RowState::LoggedOut, true) => "o",
+            (RowState::LoggingIn | RowState::Refreshing | RowState::LoggingOut, false) => "⟳",
+            (RowState::LoggingIn | RowState::Refreshing | RowState::LoggingOut, true) => "~",
+        }
+    }
+
+    /// Sort rank: what needs attention first.
+    fn rank(self) -> u8 {
+        match self {
+            RowState::Error => 0,
+            RowState::RefreshExpired => 1,
+            RowState::Expired => 2,
+            RowState::Expiring => 3,
+            RowState::LoggingIn => 4,
+            RowState::Refreshing => 5,
+            RowState::LoggingOut => 6,
+            RowState::Active => 7,
+            RowState::LoggedOut => 8,
+        }
+    }
+
+    fn index(self) -> usize {
+        RowState::ALL
+            .iter()
+            .position(|s| *s == self)
+            .expect("listed")
+    }
+
+    pub fn in_flight(self) -> bool {
+        matches!(
+            self,
+            RowState::LoggingIn | RowState::Refreshing | RowState::LoggingOut
+        )
+    }
+
+    /// The state of a profile at `now`.
+    pub fn of(entry: &Entry, flight: Option<&Flight>, now: DateTime<Utc>) -> RowState {
+        if let Some(f) = flight.filter(|f| !f.detached) {
+            return match f.op {
+                Op::Login => RowState::LoggingIn,
+                Op::Refresh => RowState::Refreshing,
+                Op::Logout => RowState::LoggingOut,
+            };
+        }
+        match entry.state(now) {
+            State::Error => RowState::Error,
+            State::LoggedOut => RowState::LoggedOut,
+            State::Expired => RowState::Expired,
+            State::RefreshExpired => RowState::RefreshExpired,
+            State::Active => match &entry.session {
+                Some(s) if remaining(s.expires_at, now) < EXPIRING => RowState::Expiring,
+                _ => RowState::Active,
+            },
+        }
+    }
+}
+
+/// Where a request of a profile is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a place under the concurrency bounds.
+    Queued,
+    /// Being sent (or its answer awaited).
+    Sent,
+}
+
+/// The request in flight for a profile (at most one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flight {
+    pub op: Op,
+    pub phase: Phase,
+    pub since: DateTime<Utc>,
+    /// Cancelled by the user: the screen no longer waits for it, but its answer is still applied
+    /// when it arrives, and no second request starts before then.
+    pub detached: bool,
+}
+
+/// How the last operation of a profile ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultKind {
+    Ok,
+    Failed,
+    /// Withdrawn before it was sent.
+    Withdrawn,
+}
+
+/// The last operation of a profile, for the LAST column and the details pane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastResult {
+    pub op: Op,
+    pub kind: ResultKind,
+    pub at: DateTime<Utc>,
+    /// Total time of the requests it sent; `None` when it sent none.
+    pub latency_ms: Option<u64>,
+    /// A few words: `ok`, `401 need_login`, `timeout`, `withdrawn`, ...
+    pub summary: String,
+}
+
+/// The last error of a profile, in full.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastError {
+    pub at: DateTime<Utc>,
+    pub op: Op,
+    /// What happened, e.g. `login failed: HTTP 401 need_login: You must specify ...`.
+    pub text: String,
+    /// What a person can do about it.
+    pub hint: Option<String>,
+}
+
+/// One profile on the screen.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub profile: Profile,
+    /// The instance as shown: `host[:port][/path]`.
+    pub instance: String,
+    pub prod: bool,
+    pub entry: Entry,
+    pub flight: Option<Flight>,
+    pub last: Option<LastResult>,
+    pub last_error: Option<LastError>,
+    /// Most recent last; at most [`RECENT`].
+    pub recent: VecDeque<RequestLog>,
+    /// Lower-cased name, tags, instance and user, for the filter.
+    search: String,
+    /// The state at the Model's clock (kept up to date by the Model).
+    state: RowState,
+}
+
+impl Row {
+    fn new(profile: Profile) -> Row {
+        let mut instance = profile.host_port();
+        let path = profile.url.path().trim_end_matches('/');
+        instance.push_str(path);
+        let search = format!(
+            "{}\t{}\t{}\t{}",
+            profile.name,
+            profile.tags.join(" "),
+            instance,
+            profile.username
+        )
+        .to_lowercase();
+        Row {
+            prod: profile.has_tag("prod"),
+            instance,
+            search,
+            profile,
+            entry: Entry::default(),
+            flight: None,
+            last: None,
+            last_error: None,
+            recent: VecDeque::new(),
+            state: RowState::LoggedOut,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.profile.name
+    }
+
+    /// The state at the Model's clock.
+    pub fn state(&self) -> RowState {
+        self.state
+    }
+
+    /// Waiting for a request (queued, sent, or cancelled but still unanswered).
+    pub fn busy(&self) -> bool {
+        self.flight.is_some()
+    }
+
+    /// Access token time left (`52m 07s`), while it is valid.
+    pub fn token_left(&self, now: DateTime<Utc>) -> Option<String> {
+        let s = self.entry.session.as_ref()?;
+        s.access_valid(now)
+            .then(|| format_duration(remaining(s.expires_at, now)))
+    }
+
+    /// Refresh token time left, while there is a valid one.
+    pub fn refresh_left(&self, now: DateTime<Utc>) -> Option<String> {
+        let s = self.entry.session.as_ref()?;
+        let at = s.refresh_expires_at?;
+        s.refresh_valid(now)
+            .then(|| format_duration(remaining(at, now)))
+    }
+
+    /// The last error: this run's, else the one the cache remembers.
+    pub fn error_text(&self) -> Option<(String, Option<String>)> {
+        if let Some(e) = &self.last_error {
+            return Some((e.text.clone(), e.hint.clone()));
+        }
+        let f = self.entry.failure.as_ref()?;
+        let text = f
+            .message
+            .strip_prefix(&format!("{}: ", self.profile.name))
+            .unwrap_or(&f.message);
+        // Messages from the client carry their hint as ` (hint: ...)`: show it on its own line.
+        match text.rsplit_once(" (hint: ") {
+            Some((what, hint)) if hint.ends_with(')') => Some((
+                what.to_string(),
+                Some(hint.trim_end_matches(')').to_string()),
+            )),
+            _ => Some((text.to_string(), None)),
+        }
+    }
+
+    fn token_key(&self) -> (bool, Option<DateTime<Utc>>) {
+        match &self.entry.session {
+            Some(s) => (false, Some(s.expires_at)),
+            None => (true, None),
+        }
+    }
+
+    /// The next instant after `now` at which the state changes by time alone.
+    fn next_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.entry.failure.is_some() {
+            return None;
+        }
+        let s = self.entry.session.as_ref()?;
+        let refresh = s.refresh_token.as_ref().and(s.refresh_expires_at);
+        [Some(s.expires_at - EXPIRING), Some(s.expires_at), refresh]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .min()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys: one table per mode, used both to handle keys and to build the footer and the help.
+// ---------------------------------------------------------------------------------------------
+
+/// What a key does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    First,
+    Last,
+    Login,
+    Refresh,
+    Logout,
+    Cancel,
+    ToggleSelect,
+    SelectAll,
+    Filter,
+    Details,
+    Sort,
+    Reverse,
+    Escape,
+    Help,
+    Quit,
+    /// Filter mode: keep the filter.
+    KeepFilter,
+    /// Filter mode: clear the filter.
+    ClearFilter,
+    /// Filter and password modes: delete the last character.
+    DeleteChar,
+    /// Confirm dialog.
+    Yes,
+    No,
+    /// Password prompt: send the login.
+    SendPassword,
+    /// Password prompt: skip this profile.
+    SkipPassword,
+    /// Help: close it.
+    CloseHelp,
+}
+
+/// One key binding.
+#[derive(Clone, Copy, Debug)]
+pub struct Binding {
+    pub keys: &'static [KeyCode],
+    /// The key is pressed with Ctrl.
+    pub ctrl: bool,
+    /// How the keys are written in the footer and the help (UTF-8, ASCII).
+    pub label: &'static str,
+    pub ascii_label: &'static str,
+    pub desc: &'static str,
+    pub action: Action,
+    /// Shown in the footer (when it applies); every binding is in the help.
+    pub footer: bool,
+}
+
+const fn bind(
+    keys: &'static [KeyCode],
+    label: &'static str,
+    ascii_label: &'static str,
+    desc: &'static str,
+    action: Action,
+    footer: bool,
+) -> Binding {
+    Binding {
+        keys,
+        ctrl: false,
+        label,
+        ascii_label,
+        desc,
+        action,
+        footer,
+    }
+}
+
+const CTRL_C: Binding = Binding {
+    keys: &[KeyCode::Char('c')],
+    ctrl: true,
+    label: "Ctrl-C",
+    ascii_label: "Ctrl-C",
+    desc: "quit",
+    action: Action::Quit,
+    footer: false,
+};
+
+/// The main table.
+pub const NORMAL_KEYS: &[Binding] = &[
+    CTRL_C,
+    bind(
+        &[KeyCode::Char('l')],
+        "l",
+        "l",
+        "log in",
+        Action::Login,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('r')],
+        "r",
+        "r",
+        "refresh",
+        Action::Refresh,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('o')],
+        "o",
+        "o",
+        "log out",
+        Action::Logout,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('c')],
+        "c",
+        "c",
+        "cancel",
+        Action::Cancel,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char(' ')],
+        "space",
+        "space",
+        "select",
+        Action::ToggleSelect,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('a')],
+        "a",
+        "a",
+        "select all shown",
+        Action::SelectAll,
+        false,
+    ),
+    bind(
+        &[KeyCode::Char('/')],
+        "/",
+        "/",
+        "filter",
+        Action::Filter,
+        true,
+    ),
+    bind(
+        &[KeyCode::Enter],
+        "⏎",
+        "Enter",
+        "details",
+        Action::Details,
+        true,
+    ),
+    bind(&[KeyCode::Char('s')], "s", "s", "sort", Action::Sort, true),
+    bind(
+        &[KeyCode::Char('S')],
+        "S",
+        "S",
+        "reverse sort",
+        Action::Reverse,
+        false,
+    ),
+    bind(
+        &[KeyCode::Esc],
+        "Esc",
+        "Esc",
+        "clear filter / selection",
+        Action::Escape,
+        true,
+    ),
+    bind(
+        &[KeyCode::Up, KeyCode::Char('k')],
+        "↑/k",
+        "Up/k",
+        "up",
+        Action::Up,
+        false,
+    ),
+    bind(
+        &[KeyCode::Down, KeyCode::Char('j')],
+        "↓/j",
+        "Down/j",
+        "down",
+        Action::Down,
+        false,
+    ),
+    bind(
+        &[KeyCode::PageUp],
+        "PgUp",
+        "PgUp",
+        "page up",
+        Action::PageUp,
+        false,
+    ),
+    bind(
+        &[KeyCode::PageDown],
+        "PgDn",
+        "PgDn",
+        "page down",
+        Action::PageDown,
+        false,
+    ),
+    bind(
+        &[KeyCode::Char('g'), KeyCode::Home],
+        "g",
+        "g",
+        "first",
+        Action::First,
+        false,
+    ),
+    bind(
+        &[KeyCode::Char('G'), KeyCode::End],
+        "G",
+        "G",
+        "last",
+        Action::Last,
+        false,
+    ),
+    bind(&[KeyCode::Char('?')], "?", "?", "help", Action::Help, true),
+    bind(&[KeyCode::Char('q')], "q", "q", "quit", Action::Quit, true),
+];
+
+/// While the filter is typed (every other printable key is text).
+pub const FILTER_KEYS: &[Binding] = &[
+    CTRL_C,
+    bind(
+        &[KeyCode::Enter],
+        "⏎",
+        "Enter",
+        "keep filter",
+        Action::KeepFilter,
+        true,
+    ),
+    bind(
+        &[KeyCode::Esc],
+        "Esc",
+        "Esc",
+        "clear filter",
+        Action::ClearFilter,
+        true,
+    ),
+    bind(
+        &[KeyCode::Backspace],
+        "⌫",
+        "Backspace",
+        "delete",
+        Action::DeleteChar,
+        true,
+    ),
+];
+
+/// A confirmation.
+pub const CONFIRM_KEYS: &[Binding] = &[
+    CTRL_C,
+    bind(
+        &[KeyCode::Char('y'), KeyCode::Char('Y'), KeyCode::Enter],
+        "y/⏎",
+        "y/Enter",
+        "yes",
+        Action::Yes,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('n'), KeyCode::Char('N'), KeyCode::Esc],
+        "n/Esc",
+        "n/Esc",
+        "no",
+        Action::No,
+        true,
+    ),
+];
+
+/// The password prompt (every other printable key is text).
+pub const PASSWORD_KEYS: &[Binding] = &[
+    CTRL_C,
+    bind(
+        &[KeyCode::Enter],
+        "⏎",
+        "Enter",
+        "log in",
+        Action::SendPassword,
+        true,
+    ),
+    bind(
+        &[KeyCode::Esc],
+        "Esc",
+        "Esc",
+        "skip this profile",
+        Action::SkipPassword,
+        true,
+    ),
+    bind(
+        &[KeyCode::Backspace],
+        "⌫",
+        "Backspace",
+        "delete",
+        Action::DeleteChar,
+        false,
+    ),
+];
+
+/// The help overlay.
+pub const HELP_KEYS: &[Binding] = &[
+    CTRL_C,
+    bind(
+        &[KeyCode::Esc, KeyCode::Char('?'), KeyCode::Char('q')],
+        "Esc/?/q",
+        "Esc/?/q",
+        "close help",
+        Action::CloseHelp,
+        true,
+    ),
+];
+
+impl Binding {
+    pub fn matches(&self, key: &KeyEvent) -> bool {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        ctrl == self.ctrl && !alt && self.keys.contains(&key.code)
+    }
+
+    pub fn label(&self, ascii: bool) -> &'static str {
+        if ascii { self.ascii_label } else { self.label }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Modes.
+// ---------------------------------------------------------------------------------------------
+
+/// A pending confirmation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirm {
+    pub op: Op,
+    /// Row indices.
+    rows: Vec<usize>,
+    /// Names to show (all of them; the view cuts).
+    pub names: Vec<String>,
+    pub prod: usize,
+}
+
+/// Text typed into the password prompt: zeroized when dropped, never printed.
+#[derive(Default)]
+struct Typed(Zeroizing<String>);
+
+impl fmt::Debug for Typed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Typed(<{} chars>)", self.0.chars().count())
+    }
+}
+
+#[derive(Debug)]
+enum Mode {
+    Normal,
+    Filter,
+    Help,
+    Confirm(Confirm),
+    /// The prompt for `prompts.front()`.
+    Password(Typed),
+}
+
+/// What the password prompt shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prompt {
+    pub name: String,
+    pub username: String,
+    pub instance: String,
+    /// Characters typed so far (shown masked).
+    pub len: usize,
+    /// Profiles waiting for a password after this one.
+    pub waiting: usize,
+}
+
+/// The sort of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sort {
+    File,
+    Name,
+    State,
+    TokenLeft,
+}
+
+impl Sort {
+    pub fn next(self) -> Sort {
+        match self {
+            Sort::File => Sort::Name,
+            Sort::Name => Sort::State,
+            Sort::State => Sort::TokenLeft,
+            Sort::TokenLeft => Sort::File,
+        }
+    }
+
+    pub fn words(self) -> &'static str {
+        match self {
+            Sort::File => "file order",
+            Sort::Name => "name",
+            Sort::State => "state",
+            Sort::TokenLeft => "token time left",
+        }
+    }
+}
+
+/// A line for the status bar.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub text: String,
+    pub error: bool,
+}
+
+/// How the screen's height is shared; `ui` draws with the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub header: u16,
+    /// The table block, borders and column header included.
+    pub table: u16,
+    /// The details block (0 when closed or when there is no room).
+    pub details: u16,
+    pub status: u16,
+    pub footer: u16,
+}
+
+impl Layout {
+    pub fn new(height: u16, details: bool) -> Layout {
+        let fixed = 3; // header, status, footer
+        let avail = height.saturating_sub(fixed);
+        let details = if details && avail >= 12 {
+            (avail / 2).clamp(6, 16)
+        } else {
+            0
+        };
+        Layout {
+            header: 1,
+            table: avail - details,
+            details,
+            status: 1,
+            footer: 1,
+        }
+    }
+
+    /// Rows of profiles the table shows.
+    pub fn table_rows(&self) -> usize {
+        usize::from(self.table.saturating_sub(3))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Model.
+// ---------------------------------------------------------------------------------------------
+
+/// Everything the screen knows.
+#[derive(Debug)]
+pub struct Model {
+    source: Source,
+    options: Options,
+    rows: Vec<Row>,
+    by_name: HashMap<String, usize>,
+    /// Row indices in the order shown: the filter applied, sorted.
+    visible: Vec<usize>,
+    /// Position in `visible`.
+    cursor: usize,
+    /// First position shown.
+    offset: usize,
+    size: (u16, u16),
+    selected: Vec<bool>,
+    selected_count: usize,
+    filter: String,
+    mode: Mode,
+    sort: Sort,
+    reverse: bool,
+    details: bool,
+    status: Option<Status>,
+    /// Rows waiting for the password prompt, the current one first.
+    prompts: VecDeque<usize>,
+    counts: [usize; 9],
+    sent: usize,
+    queued: usize,
+    /// No row changes state by time alone before this instant.
+    next_change: Option<DateTime<Utc>>,
+    clock: DateTime<Utc>,
+    dirty: bool,
+    /// Set by a handler that changed nothing (so that the message does not cause a draw).
+    noop: bool,
+    quitting: bool,
+}
+
+impl Model {
+    /// A Model over the profiles (in file order); every row starts logged out until the cache is
+    /// applied with [`Msg::CacheReloaded`] (or [`Model::apply_cache`]).
+    pub fn new(profiles: &Profiles, source: Source, options: Options, now: DateTime<Utc>) -> Model {
+        let rows: Vec<Row> = profiles.profiles.iter().cloned().map(Row::new).collect();
+        let by_name = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.profile.name.clone(), i))
+            .collect();
+        let n = rows.len();
+        let mut counts = [0; 9];
+        counts[RowState::LoggedOut.index()] = n;
+        Model {
+            source,
+            options,
+            by_name,
+            visible: (0..n).collect(),
+            selected: vec![false; n],
+            rows,
+            cursor: 0,
+            offset: 0,
+            size: (80, 24),
+            selected_count: 0,
+            filter: String::new(),
+            mode: Mode::Normal,
+            sort: Sort::File,
+            reverse: false,
+            details: false,
+            status: None,
+            prompts: VecDeque::new(),
+            counts,
+            sent: 0,
+            queued: 0,
+            next_change: None,
+            clock: now,
+            dirty: true,
+            noop: false,
+            quitting: false,
+        }
+    }
+
+    // --- read access for the view and for tests ---
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+    pub fn options(&self) -> Options {
+        self.options
+    }
+    /// All rows, in file order.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+    pub fn row(&self, name: &str) -> Option<&Row> {
+        self.by_name.get(name).map(|&i| &self.rows[i])
+    }
+    /// Row indices in the order shown.
+    pub fn visible(&self) -> &[usize] {
+        &self.visible
+    }
+    /// Names in the order shown.
+    pub fn visible_names(&self) -> Vec<&str> {
+        self.visible.iter().map(|&i| self.rows[i].name()).collect()
+    }
+    /// Position of the cursor in [`Model::visible`].
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+    /// The row under the cursor.
+    pub fn current(&self) -> Option<&Row> {
+        self.visible.get(self.cursor).map(|&i| &self.rows[i])
+    }
+    /// First position shown in the table.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+    pub fn is_selected(&self, row: usize) -> bool {
+        self.selected[row]
+    }
+    pub fn selected_names(&self) -> Vec<&str> {
+        (0..self.rows.len())
+            .filter(|&i| self.selected[i])
+            .map(|i| self.rows[i].name())
+            .collect()
+    }
+    pub fn selected_count(&self) -> usize {
+        self.selected_count
+    }
+    pub fn filter(&self) -> &str {
+        &self.filter
+    }
+    /// The filter is being typed.
+    pub fn filtering(&self) -> bool {
+        matches!(self.mode, Mode::Filter)
+    }
+    pub fn sort(&self) -> (Sort, bool) {
+        (self.sort, self.reverse)
+    }
+    pub fn details_open(&self) -> bool {
+        self.details
+    }
+    pub fn help_open(&self) -> bool {
+        matches!(self.mode, Mode::Help)
+    }
+    pub fn confirm(&self) -> Option<&Confirm> {
+        match &self.mode {
+            Mode::Confirm(c) => Some(c),
+            _ => None,
+        }
+    }
+    /// The password prompt, when one is open. Never the password.
+    pub fn prompt(&self) -> Option<Prompt> {
+        let Mode::Password(typed) = &self.mode else {
+            return None;
+        };
+        let row = &self.rows[*self.prompts.front()?];
+        Some(Prompt {
+            name: row.profile.name.clone(),
+            username: row.profile.username.clone(),
+            instance: row.instance.clone(),
+            len: typed.0.chars().count(),
+            waiting: self.prompts.len() - 1,
+        })
+    }
+    pub fn status(&self) -> Option<&Status> {
+        self.status.as_ref()
+    }
+    /// How many profiles are in the state (all profiles, not only the shown ones).
+    pub fn count(&self, state: RowState) -> usize {
+        self.counts[state.index()]
+    }
+    /// Requests being sent (`.0`) and queued (`.1`), cancelled ones still unanswered included.
+    pub fn in_flight(&self) -> (usize, usize) {
+        (self.sent, self.queued)
+    }
+    pub fn quitting(&self) -> bool {
+        self.quitting
+    }
+    pub fn size(&self) -> (u16, u16) {
+        self.size
+    }
+    pub fn layout(&self) -> Layout {
+        Layout::new(self.size.1, self.details)
+    }
+    /// The Model's notion of now: the `now` of the last update.
+    pub fn clock(&self) -> DateTime<Utc> {
+        self.clock
+    }
+
+    /// True once after something changed that the screen shows; the runtime draws then.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The key table of the current mode.
+    pub fn keys(&self) -> &'static [Binding] {
+        match self.mode {
+            Mode::Normal => NORMAL_KEYS,
+            Mode::Filter => FILTER_KEYS,
+            Mode::Help => HELP_KEYS,
+            Mode::Confirm(_) => CONFIRM_KEYS,
+            Mode::Password(_) => PASSWORD_KEYS,
+        }
+    }
+
+    /// The footer: the bindings of the current mode that apply now.
+    pub fn footer(&self) -> Vec<&'static Binding> {
+        let targets = self.targets();
+        self.keys()
+            .iter()
+            .filter(|b| b.footer && self.applies(b.action, &targets))
+            .collect()
+    }
+
+    fn applies(&self, action: Action, targets: &[usize]) -> bool {
+        match action {
+            Action::Login => targets.iter().any(|&i| !self.rows[i].busy()),
+            Action::Refresh => targets.iter().any(|&i| self.refresh_refusal(i).is_none()),
+            Action::Logout => targets
+                .iter()
+                .any(|&i| !self.rows[i].busy() && self.rows[i].entry.session.is_some()),
+            Action::Cancel => targets
+                .iter()
+                .any(|&i| self.rows[i].flight.is_some_and(|f| !f.detached)),
+            Action::ToggleSelect | Action::SelectAll | Action::Details | Action::Sort => {
+                !self.visible.is_empty()
+            }
+            Action::Escape => !self.filter.is_empty() || self.selected_count > 0,
+            _ => true,
+        }
+    }
+
+    /// The rows an action applies to: the selected rows the filter shows, else the cursor's row.
+    fn targets(&self) -> Vec<usize> {
+        if self.selected_count > 0 {
+            self.visible
+                .iter()
+                .copied()
+                .filter(|&i| self.selected[i])
+                .collect()
+        } else {
+            self.visible.get(self.cursor).copied().into_iter().collect()
+        }
+    }
+
+    /// Applies a cache read from disk; entries older than what the screen has are ignored.
+    /// Returns whether any row changed.
+    pub fn apply_cache(&mut self, cache: &Cache) -> bool {
+        let mut changed = false;
+        for i in 0..self.rows.len() {
+            let Some(new) = cache.profiles.get(&self.rows[i].profile.name) else {
+                continue;
+            };
+            let old = &self.rows[i].entry;
+            if new != old && new.updated_at >= old.updated_at {
+                let new = new.clone();
+                self.change_row(i, false, |r| r.entry = new);
+                changed = true;
+            }
+        }
+        if changed {
+            self.dirty = true;
+            if matches!(self.sort, Sort::State | Sort::TokenLeft) {
+                self.reorder();
+            }
+        }
+        changed
+    }
+
+    // --- keeping derived data up to date ---
+
+    /// Changes row `i` and keeps counts, next change and (when `reposition`) the order up to date.
+    fn change_row(&mut self, i: usize, reposition: bool, f: impl FnOnce(&mut Row)) {
+        let now = self.clock;
+        let row = &mut self.rows[i];
+        let (state_before, phase_before, key_before) =
+            (row.state, row.flight.map(|f| f.phase), row.token_key());
+        f(row);
+        row.state = RowState::of(&row.entry, row.flight.as_ref(), now);
+        let (state_after, phase_after) = (row.state, row.flight.map(|f| f.phase));
+        let key_changed = match self.sort {
+            Sort::State => state_before != state_after,
+            Sort::TokenLeft => key_before != row.token_key(),
+            Sort::File | Sort::Name => false,
+        };
+        if let Some(t) = row.next_change(now) {
+            self.next_change = Some(self.next_change.map_or(t, |n| n.min(t)));
+        }
+        self.counts[state_before.index()] -= 1;
+        self.counts[state_after.index()] += 1;
+        for (phase, add) in [(phase_before, false), (phase_after, true)] {
+            let counter = match phase {
+                Some(Phase::Sent) => &mut self.sent,
+                Some(Phase::Queued) => &mut self.queued,
+                None => continue,
+            };
+            if add {
+                *counter += 1;
+            } else {
+                *counter -= 1;
+            }
+        }
+        if key_changed && reposition {
+            self.reposition(i);
+        }
+    }
+
+    /// Moves one row to its place in the sorted visible order, keeping the cursor on its row.
+    fn reposition(&mut self, i: usize) {
+        let Some(from) = self.visible.iter().position(|&v| v == i) else {
+            return;
+        };
+        let cursor_row = self.visible.get(self.cursor).copied();
+        self.visible.remove(from);
+        let to = self
+            .visible
+            .partition_point(|&v| self.cmp_rows(v, i) == Ordering::Less);
+        self.visible.insert(to, i);
+        if let Some(c) = cursor_row {
+            self.cursor = if c == i {
+                to
+            } else {
+                let mut pos = self.cursor;
+                if from < pos {
+                    pos -= 1;
+                }
+                if to <= pos {
+                    pos += 1;
+                }
+                pos
+            };
+        }
+        self.scroll_to_cursor();
+    }
+
+    fn cmp_rows(&self, a: usize, b: usize) -> Ordering {
+        let (ra, rb) = (&self.rows[a], &self.rows[b]);
+        let by = match self.sort {
+            Sort::File => Ordering::Equal,
+            Sort::Name => {
+                let lower = |r: &'_ Row| {
+                    r.profile
+                        .name
+                        .bytes()
+                        .map(|b| b.to_ascii_lowercase())
+                        .collect::<Vec<_>>()
+                };
+                lower(ra).cmp(&lower(rb))
+            }
+            Sort::State => ra.state.rank().cmp(&rb.state.rank()),
+            Sort::TokenLeft => ra.token_key().cmp(&rb.token_key()),
+        };
+        let o = by.then(a.cmp(&b));
+        if self.reverse { o.reverse() } else { o }
+    }
+
+    /// Recomputes the visible order from scratch: filter, then sort. Keeps the cursor on its row.
+    fn reorder(&mut self) {
+        let cursor_row = self.visible.get(self.cursor).copied();
+        let needle = self.filter.to_lowercase();
+        let mut visible: Vec<usize> = if needle.is_empty() {
+            (0..self.rows.len()).collect()
+        } else {
+            (0..self.rows.len())
+                .filter(|&i| self.rows[i].search.contains(&needle))
+                .collect()
+        };
+        if self.sort == Sort::Name {
+            // Compare each name's lower-case form once, not per comparison.
+            let reverse = self.reverse;
+            visible.sort_by_cached_key(|&i| (self.rows[i].profile.name.to_ascii_lowercase(), i));
+            if reverse {
+                visible.reverse();
+            }
+        } else if self.sort != Sort::File || self.reverse {
+            visible.sort_by(|&a, &b| self.cmp_rows(a, b));
+        }
+        self.visible = visible;
+        self.follow(cursor_row);
+    }
+
+    /// Puts the cursor back on `row` if it is shown, else keeps the position within bounds.
+    fn follow(&mut self, row: Option<usize>) {
+        if let Some(pos) = row.and_then(|r| self.visible.iter().position(|&v| v == r)) {
+            self.cursor = pos;
+        }
+        self.cursor = self.cursor.min(self.visible.len().saturating_sub(1));
+        self.scroll_to_cursor();
+        self.dirty = true;
+    }
+
+    fn page(&self) -> usize {
+        self.layout().table_rows().max(1)
+    }
+
+    fn scroll_to_cursor(&mut self) {
+        let page = self.page();
+        if self.cursor < self.offset {
+            self.offset = self.cursor;
+        } else if self.cursor >= self.offset + page {
+            self.offset = self.cursor + 1 - page;
+        }
+        self.offset = self.offset.min(self.visible.len().saturating_sub(page));
+    }
+
+    fn move_to(&mut self, pos: usize) {
+        let pos = pos.min(self.visible.len().saturating_sub(1));
+        if pos != self.cursor {
+            self.cursor = pos;
+            self.scroll_to_cursor();
+        }
+    }
+
+    /// Recomputes time-based states when the clock passed the next change.
+    fn advance(&mut self, now: DateTime<Utc>) -> bool {
+        self.clock = now;
+        if !self.next_change.is_some_and(|t| now >= t) {
+            return false;
+        }
+        let mut changed = false;
+        let mut next: Option<DateTime<Utc>> = None;
+        for row in &mut self.rows {
+            let state = RowState::of(&row.entry, row.flight.as_ref(), now);
+            if state != row.state {
+                self.counts[row.state.index()] -= 1;
+                self.counts[state.index()] += 1;
+                row.state = state;
+                changed = true;
+            }
+            if let Some(t) = row.next_change(now) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        self.next_change = next;
+        if changed && self.sort == Sort::State {
+            self.reorder();
+        }
+        changed
+    }
+
+    fn countdowns(&self, now: DateTime<Utc>) -> Vec<(Option<String>, Option<String>)> {
+        let end = (self.offset + self.page()).min(self.visible.len());
+        self.visible[self.offset.min(end)..end]
+            .iter()
+            .map(|&i| (self.rows[i].token_left(now), self.rows[i].refresh_left(now)))
+            .collect()
+    }
+
+    fn say(&mut self, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            error: false,
+        });
+    }
+
+    fn warn(&mut self, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            error: true,
+        });
+    }
+
+    /// Why a refresh cannot be sent for row `i`, if it cannot.
+    fn refresh_refusal(&self, i: usize) -> Option<&'static str> {
+        let row = &self.rows[i];
+        if row.busy() {
+            return Some("busy");
+        }
+        match &row.entry.session {
+            None => Some("no session: log in first"),
+            Some(s) if !s.refresh_valid(self.clock) => Some("no valid refresh token: log in again"),
+            Some(_) => None,
+        }
+    }
+
+    fn start(&mut self, i: usize, op: Op, password: Option<Secret>) -> Command {
+        let since = self.clock;
+        self.change_row(i, true, |r| {
+            r.flight = Some(Flight {
+                op,
+                phase: Phase::Queued,
+                since,
+                detached: false,
+            })
+        });
+        Command::Start {
+            name: self.rows[i].profile.name.clone(),
+            op,
+            password,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// update
+// ---------------------------------------------------------------------------------------------
+
+/// Applies a message at time `now`; returns what the runtime should do.
+pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
+    match msg {
+        Msg::Tick => {
+            let before = model.countdowns(model.clock);
+            let states_changed = model.advance(now);
+            if states_changed || model.countdowns(now) != before {
+                model.dirty = true;
+            }
+            Vec::new()
+        }
+        msg => {
+            let was_dirty = model.dirty;
+            let states_changed = model.advance(now);
+            model.noop = false;
+            let cmds = match msg {
+                Msg::Key(key) if key.kind != KeyEventKind::Release => on_key(model, key),
+                Msg::Key(_) | Msg::Tick => {
+                    model.noop = true;
+                    Vec::new()
+                }
+                Msg::Paste(text) => {
+                    on_paste(model, text);
+                    Vec::new()
+                }
+                Msg::Resize { width, height } => {
+                    model.size = (width, height);
+                    model.scroll_to_cursor();
+                    Vec::new()
+                }
+                Msg::Started { name } => {
+                    if let Some(&i) = model.by_name.get(&name) {
+                        model.change_row(i, true, |r| {
+                            if let Some(f) = &mut r.flight {
+                                f.phase = Phase::Sent;
+                            }
+                        });
+                    }
+                    Vec::new()
+                }
+                Msg::Done(outcome) => {
+                    on_done(model, *outcome);
+                    Vec::new()
+                }
+                Msg::Withdrawn { name } => {
+                    let found = model
+                        .by_name
+                        .get(&name)
+                        .and_then(|&i| model.rows[i].flight.map(|f| (i, f)));
+                    match found {
+                        Some((i, flight)) => {
+                            let at = model.clock;
+                            model.change_row(i, true, |r| {
+                                r.flight = None;
+                                r.last = Some(LastResult {
+                                    op: flight.op,
+                                    kind: ResultKind::Withdrawn,
+                                    at,
+                                    latency_ms: None,
+                                    summary: "withdrawn".into(),
+                                });
+                            });
+                            model.say(format!(
+                                "{name}: {} withdrawn before it was sent",
+                                flight.op
+                            ));
+                        }
+                        None => model.noop = true,
+                    }
+                    Vec::new()
+                }
+                Msg::CacheReloaded(cache) => {
+                    model.noop = !model.apply_cache(&cache);
+                    Vec::new()
+                }
+                Msg::Notice(text) => {
+                    model.warn(text);
+                    Vec::new()
+                }
+                Msg::Shutdown { reason } => quit(model, &reason),
+            };
+            model.dirty = was_dirty || states_changed || !std::mem::take(&mut model.noop);
+            cmds
+        }
+    }
+}
+
+fn quit(model: &mut Model, reason: &str) -> Vec<Command> {
+    model.quitting = true;
+    let (sent, queued) = model.in_flight();
+    if sent + queued > 0 {
+        model.say(format!(
+            "{reason}: waiting up to 2 s for {} request(s) in flight",
+            sent + queued
+        ));
+    } else {
+        model.say(reason.to_string());
+    }
+    vec![Command::Quit]
+}
+
+fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
+    if model.quitting {
+        return Vec::new();
+    }
+    let action = model
+        .keys()
+        .iter()
+        .find(|b| b.matches(&key))
+        .map(|b| b.action);
+    let text = match key.code {
+        KeyCode::Char(c)
+            if !key
+                .modifiers
+                .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>
+        {
+            Some(c)
+        }
+        _ => None,
+    };
+    match (&mut model.mode, action, text) {
+        (_, Some(Action::Quit), _) if key.modifiers.contains(KeyModifiers::CONTROL) => {
+            quit(model, "quitting")
+        }
+        (Mode::Filter, Some(a), _) => {
+            filter_action(model, a);
+            Vec::new()
+        }
+        (Mode::Filter, None, Some(c)) => {
+            model.filter.push(c);
+            let needle = model.filter.to_lowercase();
+            let cursor_row = model.visible.get(model.cursor).copied();
+            let rows = &model.rows;
+            // Appending a character can only narrow the result.
+            model.visible.retain(|&i| rows[i].search.contains(&needle));
+            model.follow(cursor_row);
+            Vec::new()
+        }
+        (Mode::Password(_), Some(a), _) => password_action(model, a),
+        (Mode::Password(typed), None, Some(c)) => {
+            typed.0.push(c);
+            Vec::new()
+        }
+        (Mode::Confirm(_), Some(Action::Yes), _) => {
+            let Mode::Confirm(confirm) = std::mem::replace(&mut model.mode, Mode::Normal) else {
+                unreachable!()
+            };
+            act(model, confirm.op, confirm.rows, true)
+        }
+        (Mode::Confirm(_), Some(Action::No), _) => {
+            model.mode = Mode::Normal;
+            model.say("cancelled: nothing was sent");
+            Vec::new()
+        }
+        (Mode::Help, Some(Action::CloseHelp), _) => {
+            model.mode = Mode::Normal;
+            Vec::new()
+        }
+        (Mode::Normal, Some(a), _) => normal_action(model, a),
+        _ => {
+            model.noop = true;
+            Vec::new()
+        }
+    }
+}
+
+fn on_paste(model: &mut Model, mut text: String) {
+    match &mut model.mode {
+        Mode::Password(typed) => typed.0.extend(text.chars().filter(|c| !c.is_control())),
+        Mode::Filter => {
+            model
+                .filter
+                .extend(text.chars().filter(|c| !c.is_control()));
+            model.reorder();
+        }
+        _ => model.noop = true,
+    }
+    text.zeroize();
+}
+
+fn filter_action(model: &mut Model, action: Action) {
+    match action {
+        Action::KeepFilter => {
+            model.mode = Mode::Normal;
+            if !model.filter.is_empty() {
+                model.say(format!(
+                    "filter \"{}\": {} of {} shown",
+                    model.filter,
+                    model.visible.len(),
+                    model.rows.len()
+                ));
+            }
+        }
+        Action::ClearFilter => {
+            model.mode = Mode::Normal;
+            model.filter.clear();
+            model.reorder();
+        }
+        Action::DeleteChar => {
+            if model.filter.pop().is_some() {
+                model.reorder();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn password_action(model: &mut Model, action: Action) -> Vec<Command> {
+    let Mode::Password(typed) = &mut model.mode else {
+        return Vec::new();
+    };
+    match action {
+        Action::DeleteChar => {
+            typed.0.pop();
+            Vec::new()
+        }
+        Action::SendPassword => {
+            if typed.0.is_empty() {
+                model.warn("type the password, or Esc to skip this profile");
+                return Vec::new();
+            }
+            // Move the text into the command: the Model keeps no copy.
+            let password = Secret::new(std::mem::take(&mut *typed.0));
+            let i = model.prompts.pop_front().expect("a prompt is open");
+            let mut cmds = Vec::new();
+            if model.rows[i].busy() {
+                model.warn(format!(
+                    "{}: a request is already in flight",
+                    model.rows[i].name()
+                ));
+            } else {
+                cmds.push(model.start(i, Op::Login, Some(password)));
+            }
+            next_prompt(model);
+            cmds
+        }
+        Action::SkipPassword => {
+            let i = model.prompts.pop_front().expect("a prompt is open");
+            model.say(format!("{}: login skipped", model.rows[i].name()));
+            next_prompt(model);
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn next_prompt(model: &mut Model) {
+    model.mode = if model.prompts.is_empty() {
+        Mode::Normal
+    } else {
+        Mode::Password(Typed::default())
+    };
+}
+
+fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
+    let page = model.page();
+    match action {
+        Action::Up => model.move_to(model.cursor.saturating_sub(1)),
+        Action::Down => model.move_to(model.cursor + 1),
+        Action::PageUp => model.move_to(model.cursor.saturating_sub(page)),
+        Action::PageDown => model.move_to(model.cursor + page),
+        Action::First => model.move_to(0),
+        Action::Last => model.move_to(usize::MAX),
+        Action::Login | Action::Refresh | Action::Logout => {
+            let op = match action {
+                Action::Login => Op::Login,
+                Action::Refresh => Op::Refresh,
+                _ => Op::Logout,
+            };
+            let targets = model.targets();
+            return act(model, op, targets, false);
+        }
+        Action::Cancel => return cancel(model),
+        Action::ToggleSelect => {
+            if let Some(&i) = model.visible.get(model.cursor) {
+                model.selected[i] = !model.selected[i];
+                if model.selected[i] {
+                    model.selected_count += 1;
+                } else {
+                    model.selected_count -= 1;
+                }
+                model.move_to(model.cursor + 1);
+            }
+        }
+        Action::SelectAll => {
+            let all = model.visible.iter().all(|&i| model.selected[i]);
+            for k in 0..model.visible.len() {
+                let i = model.visible[k];
+                if model.selected[i] == all {
+                    model.selected[i] = !all;
+                    if all {
+                        model.selected_count -= 1;
+                    } else {
+                        model.selected_count += 1;
+                    }
+                }
+            }
+            model.say(format!("{} selected", model.selected_count));
+        }
+        Action::Filter => model.mode = Mode::Filter,
+        Action::Details => {
+            model.details = !model.details;
+            model.scroll_to_cursor();
+        }
+        Action::Sort => {
+            model.sort = model.sort.next();
+            model.reorder();
+            model.say(format!(
+                "sorted by {}{}",
+                model.sort.words(),
+                if model.reverse { ", reversed" } else { "" }
+            ));
+        }
+        Action::Reverse => {
+            model.reverse = !model.reverse;
+            model.reorder();
+            model.say(format!(
+                "sorted by {}{}",
+                model.sort.words(),
+                if model.reverse { ", reversed" } else { "" }
+            ));
+        }
+        Action::Escape => {
+            if !model.filter.is_empty() {
+                model.filter.clear();
+                model.reorder();
+            } else if model.selected_count > 0 {
+                model.selected.iter_mut().for_each(|s| *s = false);
+                model.selected_count = 0;
+            }
+        }
+        Action::Help => model.mode = Mode::Help,
+        Action::Quit => return quit(model, "quitting"),
+        _ => {}
+    }
+    Vec::new()
+}
+
+/// Starts `op` on the rows that allow it; asks first where that is due (unless `confirmed`).
+fn act(model: &mut Model, op: Op, rows: Vec<usize>, confirmed: bool) -> Vec<Command> {
+    if rows.is_empty() {
+        if model.selected_count > 0 {
+            model.warn(format!(
+                "the filter hides all {} selected profiles",
+                model.selected_count
+            ));
+        } else {
+            model.warn("no profile here");
+        }
+        return Vec::new();
+    }
+    let mut ready = Vec::new();
+    let mut skipped: Vec<(String, &'static str)> = Vec::new();
+    for i in rows {
+        let row = &model.rows[i];
+        let refusal = if row.busy() {
+            Some("a request is already in flight")
+        } else {
+            match op {
+                Op::Login => None,
+                Op::Refresh => model.refresh_refusal(i),
+                Op::Logout if row.entry.session.is_none() => Some("not logged in"),
+                Op::Logout => None,
+            }
+        };
+        match refusal {
+            Some(why) => skipped.push((row.profile.name.clone(), why)),
+            None => ready.push(i),
+        }
+    }
+    if ready.is_empty() {
+        let text = match skipped.as_slice() {
+            [(name, why)] => format!("{name}: {why}"),
+            _ => format!(
+                "{op}: nothing to do for the {} chosen profiles ({})",
+                skipped.len(),
+                skipped[0].1
+            ),
+        };
+        model.warn(text);
+        return Vec::new();
+    }
+    let prod = ready.iter().filter(|&&i| model.rows[i].prod).count();
+    if op == Op::Logout && !confirmed && (prod > 0 || ready.len() > 1) {
+        let names = ready
+            .iter()
+            .map(|&i| model.rows[i].profile.name.clone())
+            .collect();
+        model.mode = Mode::Confirm(Confirm {
+            op,
+            rows: ready,
+            names,
+            prod,
+        });
+        return Vec::new();
+    }
+    let mut cmds = Vec::new();
+    let mut prompts = 0;
+    for i in ready.iter().copied() {
+        if op == Op::Login && model.rows[i].profile.password == PasswordSource::Prompt {
+            model.prompts.push_back(i);
+            prompts += 1;
+        } else {
+            cmds.push(model.start(i, op, None));
+        }
+    }
+    let mut text = match cmds.len() {
+        0 => String::new(),
+        1 => format!("{}: {op} queued", model.rows[ready[0]].name()),
+        n => format!("{op}: {n} requests queued"),
+    };
+    if !skipped.is_empty() {
+        text.push_str(&format!(
+            "{}{} skipped ({})",
+            if text.is_empty() { "" } else { "; " },
+            skipped.len(),
+            skipped[0].1
+        ));
+    }
+    if prompts > 0 && !matches!(model.mode, Mode::Password(_)) {
+        model.mode = Mode::Password(Typed::default());
+    }
+    if !text.is_empty() {
+        model.say(text);
+    }
+    cmds
+}
+
+fn cancel(model: &mut Model) -> Vec<Command> {
+    let mut cmds = Vec::new();
+    let (mut withdrawn, mut detached) = (0, 0);
+    for i in model.targets() {
+        let Some(flight) = model.rows[i].flight.filter(|f| !f.detached) else {
+            continue;
+        };
+        model.change_row(i, true, |r| {
+            if let Some(f) = &mut r.flight {
+                f.detached = true;
+            }
+        });
+        match flight.phase {
+            Phase::Queued => {
+                withdrawn += 1;
+                cmds.push(Command::Cancel {
+                    name: model.rows[i].profile.name.clone(),
+                });
+            }
+            Phase::Sent => detached += 1,
+        }
+    }
+    match (withdrawn, detached) {
+        (0, 0) => model.warn("nothing to cancel"),
+        (w, 0) => model.say(format!("withdrawing {w} queued request(s)")),
+        (w, d) => model.say(format!(
+            "withdrawing {w} queued request(s); {d} already sent: not waiting for them, their answers will still be stored"
+        )),
+    }
+    cmds
+}
+
+fn on_done(model: &mut Model, outcome: Outcome) {
+    let Some(&i) = model.by_name.get(&outcome.name) else {
+        return;
+    };
+    let at = outcome.requests.last().map_or(model.clock, |r| r.at);
+    let latency_ms =
+        (!outcome.requests.is_empty()).then(|| outcome.requests.iter().map(|r| r.latency_ms).sum());
+    let summary = match (&outcome.error, outcome.ok) {
+        (_, true) => "ok".to_string(),
+        (Some(e), false) => short_error(e),
+        (None, false) => "failed".to_string(),
+    };
+    let last_error = (!outcome.ok).then(|| {
+        let text = match &outcome.error {
+            Some(e) => format!("{} failed: {}", outcome.op, e.what()),
+            None => outcome
+                .message
+                .strip_prefix(&format!("{}: ", outcome.name))
+                .unwrap_or(&outcome.message)
+                .to_string(),
+        };
+        LastError {
+            at,
+            op: outcome.op,
+            text,
+            hint: outcome.error.as_ref().and_then(|e| e.hint()),
+        }
+    });
+    let detached = model.rows[i].flight.is_some_and(|f| f.detached);
+    let op = outcome.op;
+    let ok = outcome.ok;
+    let message = outcome.message.clone();
+    model.change_row(i, true, |r| {
+        r.flight = None;
+        // An entry that was not persisted (the cache could not be written) has no `updated_at`:
+        // keep what the screen had; the message says what went wrong.
+        if outcome.entry.updated_at.is_some() {
+            r.entry = outcome.entry;
+        }
+        for req in outcome.requests {
+            if r.recent.len() == RECENT {
+                r.recent.pop_front();
+            }
+            r.recent.push_back(req);
+        }
+        r.last = Some(LastResult {
+            op,
+            kind: if ok {
+                ResultKind::Ok
+            } else {
+                ResultKind::Failed
+            },
+            at,
+            latency_ms,
+            summary,
+        });
+        if ok {
+            r.last_error = None;
+        } else {
+            r.last_error = last_error;
+        }
+    });
+    let message = if detached {
+        format!("{message} (answer to a cancelled request, stored)")
+    } else {
+        message
+    };
+    if ok {
+        model.say(message)
+    } else {
+        model.warn(message)
+    }
+}
+
+/// A few words for the LAST column.
+pub fn short_error(e: &crate::sugar::SugarError) -> String {
+    use crate::sugar::ErrorKind;
+    match &e.kind {
+        ErrorKind::Sugar { status, label, .. } => format!("{status} {label}"),
+        ErrorKind::Redirect { status, .. } => format!("{status} redirect"),
+        ErrorKind::Http { status, .. } => format!("HTTP {status}"),
+        ErrorKind::NotJson { status, .. } => format!("{status} not JSON"),
+        ErrorKind::BadShape { status, .. } => format!("{status} bad answer"),
+        ErrorKind::TooLarge { status } => format!("{status} too large"),
+        ErrorKind::Truncated { status } => format!("{status} cut off"),
+        ErrorKind::ConnectionRefused => "refused".into(),
+        ErrorKind::Dns => "DNS".into(),
+        ErrorKind::Timeout { .. } => "timeout".into(),
+        ErrorKind::Tls { .. } => "TLS".into(),
+        ErrorKind::Network { .. } => "network".into(),
+    }
+}
