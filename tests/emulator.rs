@@ -1328,6 +1328,13 @@ async fn hang_never_answers_and_shutdown_still_ends() {
     assert!(!String::from_utf8_lossy(&got).contains("pong"));
 }
 
+#[test]
+fn the_handle_can_be_shared_between_tasks() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Emulator>();
+    assert_send_sync::<Fault>();
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The demo world
 
