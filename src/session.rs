@@ -308,3 +308,130 @@ pub struct RequestLog {
     pub status: Option<u16>,
     pub latency_ms: u64,
 }
+
+/// Refresh this long before the access token expires, unless the profile says otherwise.
+pub const DEFAULT_REFRESH_BEFORE: TimeDelta = TimeDelta::seconds(300);
+/// A failed refresh is not retried automatically sooner than this.
+pub const RETRY_AFTER_FAILURE: TimeDelta = TimeDelta::seconds(30);
+
+/// How long before the access token's expiry a session is refreshed: the profile's
+/// `refresh_before_s`, else 300 s, or a fifth of the token's lifetime when that is shorter.
+pub fn refresh_lead(session: &Session, configured: Option<std::time::Duration>) -> TimeDelta {
+    let lifetime = session.expires_at - session.obtained_at;
+    match configured.and_then(|d| TimeDelta::from_std(d).ok()) {
+        Some(lead) => lead.min(lifetime),
+        None => DEFAULT_REFRESH_BEFORE.min(lifetime / 5),
+    }
+}
+
+/// A spread of up to a tenth of the lead (at most 30 s), fixed for one profile and one token, so
+/// that a fleet logged in together does not refresh in the same second.
+pub fn refresh_jitter(name: &str, session: &Session, lead: TimeDelta) -> TimeDelta {
+    let span = (lead.num_milliseconds() / 10).min(30_000);
+    if span <= 0 {
+        return TimeDelta::zero();
+    }
+    // FNV-1a over the name and the moment the token was obtained: stable, cheap, well spread.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes().chain(session.obtained_at.timestamp_millis().to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    TimeDelta::milliseconds((h % span as u64) as i64)
+}
+
+/// When the session should be refreshed automatically.
+pub fn refresh_at(name: &str, session: &Session, configured: Option<std::time::Duration>) -> DateTime<Utc> {
+    let lead = refresh_lead(session, configured);
+    session.expires_at - lead - refresh_jitter(name, session, lead)
+}
+
+/// True when an automatic refresh of this entry should start now: it has a live refresh token,
+/// its refresh time has come, and no recent failure (or one that needs a login) stands in the way.
+pub fn refresh_due(name: &str, entry: &Entry, configured: Option<std::time::Duration>, now: DateTime<Utc>) -> bool {
+    let Some(session) = &entry.session else { return false };
+    if !session.refresh_valid(now) {
+        return false;
+    }
+    if let Some(f) = &entry.failure
+        && (f.needs_login || now - f.at < RETRY_AFTER_FAILURE)
+    {
+        return false;
+    }
+    now >= refresh_at(name, session, configured)
+}
+
+#[cfg(test)]
+mod refresh_timing {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn session(lifetime_s: i64) -> Session {
+        let obtained = at("2026-01-01T00:00:00Z");
+        Session {
+            access_token: "a".into(),
+            refresh_token: Some("r".into()),
+            download_token: None,
+            obtained_at: obtained,
+            expires_at: obtained + TimeDelta::seconds(lifetime_s),
+            refresh_expires_at: Some(obtained + TimeDelta::days(14)),
+            platform: "p".into(),
+            username: "u".into(),
+            url: "http://x".into(),
+        }
+    }
+
+    #[test]
+    fn the_lead_is_five_minutes_or_a_fifth_of_a_short_lifetime() {
+        assert_eq!(refresh_lead(&session(3600), None), TimeDelta::seconds(300));
+        assert_eq!(refresh_lead(&session(90), None), TimeDelta::seconds(18));
+        assert_eq!(refresh_lead(&session(3600), Some(Duration::from_secs(600))), TimeDelta::seconds(600));
+        assert_eq!(refresh_lead(&session(60), Some(Duration::from_secs(600))), TimeDelta::seconds(60));
+    }
+
+    #[test]
+    fn jitter_is_bounded_stable_and_differs_between_profiles() {
+        let s = session(3600);
+        let lead = refresh_lead(&s, None);
+        let spreads: Vec<TimeDelta> = (0..50).map(|i| refresh_jitter(&format!("p{i}"), &s, lead)).collect();
+        assert!(spreads.iter().all(|j| *j >= TimeDelta::zero() && *j < TimeDelta::seconds(30)));
+        assert_eq!(refresh_jitter("p1", &s, lead), refresh_jitter("p1", &s, lead));
+        let mut distinct = spreads.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 40, "a fleet spreads out");
+    }
+
+    #[test]
+    fn due_at_the_refresh_time_and_not_before() {
+        let s = session(3600);
+        let e = Entry { session: Some(s.clone()), ..Default::default() };
+        let when = refresh_at("acme", &s, None);
+        assert!(when <= s.expires_at - TimeDelta::seconds(300));
+        assert!(when > s.expires_at - TimeDelta::seconds(330));
+        assert!(!refresh_due("acme", &e, None, when - TimeDelta::seconds(1)));
+        assert!(refresh_due("acme", &e, None, when));
+        // Past the access expiry, as long as the refresh token lives.
+        assert!(refresh_due("acme", &e, None, s.expires_at + TimeDelta::hours(1)));
+        assert!(!refresh_due("acme", &e, None, s.obtained_at + TimeDelta::days(15)));
+    }
+
+    #[test]
+    fn failures_hold_automatic_refresh_back() {
+        let s = session(3600);
+        let now = s.expires_at;
+        let failed = |needs_login, ago| Entry {
+            session: Some(s.clone()),
+            failure: Some(Failure { at: now - TimeDelta::seconds(ago), op: Op::Refresh, message: "x".into(), needs_login }),
+            updated_at: None,
+        };
+        assert!(!refresh_due("acme", &failed(true, 3600), None, now), "a login is needed");
+        assert!(!refresh_due("acme", &failed(false, 5), None, now), "just failed: wait");
+        assert!(refresh_due("acme", &failed(false, 31), None, now), "retry after a while");
+        assert!(!refresh_due("acme", &Entry::default(), None, now));
+    }
+}
