@@ -41,7 +41,13 @@ impl Cache {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{path}: {what}: {source}")]
+    #[error(
+        "{}: the token cache is readable by others (mode {mode:03o}); it holds session tokens, so it is not used: run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    TooOpen { path: PathBuf, mode: u32 },
+    #[error("{}: {what}: {source}", path.display())]
     Io {
         path: PathBuf,
         what: &'static str,
@@ -93,9 +99,21 @@ impl Store {
         self.dir.join(LOCK_FILE)
     }
 
+    /// Refuses a cache file that the group or others may read, as OpenSSH does for keys.
+    fn check_mode(path: &Path) -> Result<(), StoreError> {
+        match fs::metadata(path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => Err(StoreError::TooOpen {
+                path: path.to_path_buf(),
+                mode: m.permissions().mode() & 0o777,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads the cache without taking the lock (a rename is atomic, so this sees a whole file).
     pub fn load(&self) -> Result<(Cache, LoadReport), StoreError> {
         let path = self.cache_path();
+        Self::check_mode(&path)?;
         match fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Cache>(&bytes) {
                 Ok(cache) => Ok((cache, LoadReport::default())),
@@ -158,6 +176,7 @@ impl Store {
     pub fn update<R>(&self, f: impl FnOnce(&mut Cache) -> R) -> Result<R, StoreError> {
         let _lock = self.lock()?;
         let path = self.cache_path();
+        Self::check_mode(&path)?;
         let mut cache = match fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Cache>(&bytes) {
                 Ok(c) => c,
@@ -172,7 +191,26 @@ impl Store {
         let result = f(&mut cache);
         cache.version = FORMAT_VERSION;
         self.write(&cache)?;
+        self.remove_stale_temp_files();
         Ok(result)
+    }
+
+    /// Temporary files that a killed writer left behind (older than a minute; we hold the lock).
+    fn remove_stale_temp_files(&self) {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60));
+            if name.starts_with(".sessions.") && name.ends_with(".tmp") && stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn write(&self, cache: &Cache) -> Result<(), StoreError> {
@@ -235,10 +273,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_others_can_read_is_refused_with_a_chmod_hint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        store
+            .update(|c| c.profiles.insert("a".into(), Entry::default()))
+            .unwrap();
+        fs::set_permissions(store.cache_path(), fs::Permissions::from_mode(0o644)).unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("readable by others (mode 644)"), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", store.cache_path().display())),
+            "{err}"
+        );
+        assert!(store.update(|_| ()).is_err(), "nor written");
+        fs::set_permissions(store.cache_path(), fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(store.load().unwrap().0.profiles.len(), 1);
+    }
+
+    #[test]
     fn a_corrupt_cache_is_moved_aside_not_lost() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(tmp.path()).unwrap();
         fs::write(store.cache_path(), b"{ not json").unwrap();
+        fs::set_permissions(store.cache_path(), fs::Permissions::from_mode(0o600)).unwrap();
         let (cache, report) = store.load().unwrap();
         assert!(cache.profiles.is_empty());
         let (aside, why) = report.moved_aside.expect("moved aside");
