@@ -8,7 +8,7 @@ use crate::secret::Secret;
 use crate::session::{
     Entry, Failure, Op, RequestLog, Session, State, format_duration, remaining, rfc3339,
 };
-use crate::store::{Cache, Store, StoreError};
+use crate::store::{Cache, FileStamp, Store, StoreError};
 use crate::sugar::{Call, Client, Grant, NetSettings, SugarError};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
@@ -55,6 +55,8 @@ pub struct Engine {
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     per_host: usize,
     persist_tx: mpsc::UnboundedSender<(String, Change, Ack)>,
+    /// The cache as last read, with the file version it was read from: re-read only when the file changed.
+    snapshot: Arc<Mutex<Option<(FileStamp, Arc<Cache>)>>>,
 }
 
 impl Engine {
@@ -69,6 +71,7 @@ impl Engine {
             hosts: Mutex::new(HashMap::new()),
             per_host: settings.max_per_host.max(1),
             persist_tx,
+            snapshot: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -126,17 +129,22 @@ impl Engine {
         password: Option<Secret>,
         permit: Permit,
     ) -> Outcome {
+        // What this process knew before waiting for the profile's lock: if another process
+        // stores a newer session meanwhile, a refresh uses that instead of a stale refresh token.
+        let seen = self.current(&p.name).await.unwrap_or_default();
         let mut run = Run {
             engine: self,
             p,
             op,
             requests: Vec::new(),
+            seen,
         };
-        let result = match run.engine.client(p) {
-            Err(msg) => Err(run
+        let lock = self.lock_profile(&p.name).await;
+        let result = match (run.engine.client(p), lock) {
+            (_, Err(msg)) | (Err(msg), _) => Err(run
                 .fail_local(format!("{}: {op} failed: {msg}", p.name), false)
                 .await),
-            Ok(client) => match op {
+            (Ok(client), Ok(_lock)) => match op {
                 Op::Login => run.login(&client, password).await,
                 Op::Refresh => run.refresh(&client).await,
                 Op::Logout => run.logout(&client).await,
@@ -181,16 +189,43 @@ impl Engine {
 
     /// The current cache entry of a profile, read from disk (another process may have changed it).
     pub async fn current(&self, name: &str) -> Result<Entry, String> {
+        let cache = self.cache().await?;
+        Ok(cache.profiles.get(name).cloned().unwrap_or_default())
+    }
+
+    /// The whole cache as it is on disk now; read again only when the file changed since last time.
+    pub async fn cache(&self) -> Result<Arc<Cache>, String> {
         let store = self.store.clone();
-        let name = name.to_string();
+        let snapshot = self.snapshot.clone();
         tokio::task::spawn_blocking(move || {
-            store
-                .load()
-                .map(|(c, _)| c.profiles.get(&name).cloned().unwrap_or_default())
+            let before = store.stamp();
+            if let Some((stamp, cache)) = snapshot.lock().expect("snapshot lock").as_ref()
+                && before == Some(*stamp)
+            {
+                return Ok(cache.clone());
+            }
+            let (cache, _) = store.load().map_err(|e| e.to_string())?;
+            let cache = Arc::new(cache);
+            // Keep it only if the file did not change while it was read.
+            if let Some(stamp) = before
+                && store.stamp() == before
+            {
+                *snapshot.lock().expect("snapshot lock") = Some((stamp, cache.clone()));
+            }
+            Ok(cache)
         })
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+    }
+
+    /// Takes the profile's cross-process lock (waiting for another process to finish with it).
+    async fn lock_profile(&self, name: &str) -> Result<std::fs::File, String> {
+        let store = self.store.clone();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || store.lock_profile(&name))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
     /// The whole cache, read from disk.
@@ -250,6 +285,8 @@ struct Run<'a> {
     p: &'a Profile,
     op: Op,
     requests: Vec<RequestLog>,
+    /// The profile's entry as read before its lock was taken.
+    seen: Entry,
 }
 
 impl Run<'_> {
@@ -397,6 +434,20 @@ impl Run<'_> {
     async fn refresh(&mut self, client: &Client) -> Step {
         let entry = self.current().await?;
         let now = Utc::now();
+        if let (Some(before), Some(after)) = (&self.seen.session, &entry.session)
+            && after.obtained_at > before.obtained_at
+            && entry.failure.is_none()
+        {
+            // Another process refreshed (or logged in) while this one waited for the lock.
+            return Ok((
+                format!(
+                    "{}: refreshed by another process just now; {}",
+                    self.name(),
+                    describe(&entry, now)
+                ),
+                entry,
+            ));
+        }
         let Some(session) = self.own_session(&entry) else {
             let msg = match &entry.session {
                 Some(_) => format!(

@@ -66,6 +66,14 @@ pub struct Store {
     dir: PathBuf,
 }
 
+/// Which version of the cache file is on disk: a rename gives a new inode, so any write changes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
 /// What loading found besides the cache itself.
 #[derive(Debug, Default)]
 pub struct LoadReport {
@@ -169,6 +177,42 @@ impl Store {
         file.lock()
             .map_err(io_err(&path, "cannot lock the token cache"))?;
         Ok(file)
+    }
+
+    /// An exclusive lock on one profile, held while its tokens are used to get new ones, so that two
+    /// processes never send the same refresh token. Blocks until the lock is free; released on drop.
+    pub fn lock_profile(&self, name: &str) -> Result<File, StoreError> {
+        let dir = self.dir.join("locks");
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err(&dir, "cannot create the lock directory"))?;
+        }
+        // Profile names are [A-Za-z0-9._-]; an impersonation adds `>`, kept out of file names.
+        let path = dir.join(format!("{}.lock", name.replace('>', "+")));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path, "cannot open the profile's lock file"))?;
+        file.lock()
+            .map_err(io_err(&path, "cannot lock the profile"))?;
+        Ok(file)
+    }
+
+    /// Identifies the cache file's current content cheaply (inode, size, modification time).
+    pub fn stamp(&self) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(self.cache_path()).ok()?;
+        Some(FileStamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        })
     }
 
     /// Read-modify-write under the lock: re-reads the cache, lets `f` change it, writes it atomically.

@@ -390,3 +390,42 @@ async fn concurrent_processes_do_not_lose_each_others_sessions() {
     let r = run(e.cmd(&["refresh", "acme-prod", "acme-admin"])).await;
     assert_eq!(r.code, 0, "{}", r.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_refreshing_one_profile_send_one_refresh() {
+    let emu = start().await;
+    let e = env(&emu);
+    assert_eq!(run(e.cmd(&["login", "acme-prod"])).await.code, 0);
+    emu.set_latency("acme", std::time::Duration::from_millis(400));
+    emu.clear_requests();
+    let (a, b) = tokio::join!(
+        run(e.cmd(&["refresh", "acme-prod"])),
+        run(e.cmd(&["refresh", "acme-prod"]))
+    );
+    assert_eq!(
+        (a.code, b.code),
+        (0, 0),
+        "{}{}{}{}",
+        a.stdout,
+        a.stderr,
+        b.stdout,
+        b.stderr
+    );
+    let refreshes = emu
+        .requests()
+        .iter()
+        .filter(|r| r.grant_type.as_deref() == Some("refresh_token"))
+        .count();
+    assert_eq!(
+        refreshes, 1,
+        "one refresh request; the other process used its result"
+    );
+    let both = format!("{}{}", a.stdout, b.stdout);
+    assert!(
+        both.contains("acme-prod: refreshed by another process just now"),
+        "{both}"
+    );
+    emu.set_latency("acme", std::time::Duration::ZERO);
+    let r = run(e.cmd(&["refresh", "acme-prod"])).await;
+    assert_eq!(r.code, 0, "the session still works: {}", r.stdout);
+}
