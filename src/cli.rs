@@ -72,7 +72,7 @@ pub enum Command {
     /// Log in (password grant)
     Login(Targets),
     /// Refresh (refresh-token grant)
-    Refresh(Targets),
+    Refresh(RefreshArgs),
     /// Log out on the server and remove the local session
     Logout(Targets),
     /// Print a usable access token: cached, refreshed, or from a new login
@@ -91,6 +91,16 @@ pub enum Command {
     },
     /// Open the screen on the built-in demo (an emulator with demo instances; nothing touches your cache)
     Demo,
+}
+
+#[derive(Args, Debug)]
+pub struct RefreshArgs {
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Only the sessions that are due for an automatic refresh (all profiles when none are named);
+    /// for cron, without the screen
+    #[arg(long)]
+    pub due: bool,
 }
 
 #[derive(Args, Debug)]
@@ -194,7 +204,8 @@ async fn run(cli: Cli) -> Result<i32, Usage> {
             status(&profiles, &store, *json)
         }
         Some(Command::Login(t)) => act(&cli, t, Op::Login).await,
-        Some(Command::Refresh(t)) => act(&cli, t, Op::Refresh).await,
+        Some(Command::Refresh(r)) if r.due => refresh_due(&cli, &r.targets).await,
+        Some(Command::Refresh(r)) => act(&cli, &r.targets, Op::Refresh).await,
         Some(Command::Logout(t)) => act(&cli, t, Op::Logout).await,
         Some(Command::Token { name }) => token(&cli, name).await,
     }
@@ -382,6 +393,42 @@ async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
     let chosen = select(&profiles, t)?;
     let store = open_store(cli)?;
     let engine = Arc::new(Engine::new(store, &profiles.settings));
+    run_all(engine, chosen, op, t.json).await
+}
+
+/// `refresh --due`: exactly the sessions whose automatic refresh time has come.
+async fn refresh_due(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
+    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let chosen = if t.names.is_empty() && t.tags.is_empty() {
+        profiles.profiles.iter().collect()
+    } else {
+        select(&profiles, t)?
+    };
+    let store = open_store(cli)?;
+    let engine = Arc::new(Engine::new(store, &profiles.settings));
+    let cache = engine
+        .cache()
+        .await
+        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    let now = Utc::now();
+    let due: Vec<&Profile> = chosen
+        .into_iter()
+        .filter(|p| p.auto_refresh && refresh_due_at(p, &entry_for(p, &cache), now))
+        .collect();
+    run_all(engine, due, Op::Refresh, t.json).await
+}
+
+fn refresh_due_at(p: &Profile, entry: &Entry, now: chrono::DateTime<Utc>) -> bool {
+    crate::session::refresh_due(&p.name, entry, p.refresh_before, now)
+}
+
+/// Runs `op` on every profile concurrently and prints the outcomes in file order.
+async fn run_all(
+    engine: Arc<Engine>,
+    chosen: Vec<&Profile>,
+    op: Op,
+    json: bool,
+) -> Result<i32, Usage> {
     // Passwords that only a person can give are asked first, one profile at a time.
     let mut jobs = Vec::with_capacity(chosen.len());
     for p in chosen {
@@ -403,8 +450,8 @@ async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
             Err(e) => eprintln!("sugar-sessions: internal error: a task failed: {e}"),
         }
     }
-    print_outcomes(&outcomes, t.json);
-    Ok(if outcomes.iter().all(|o| o.ok) && !outcomes.is_empty() {
+    print_outcomes(&outcomes, json);
+    Ok(if outcomes.iter().all(|o| o.ok) {
         exit::OK
     } else {
         exit::FAILED
@@ -453,8 +500,21 @@ async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
         .session
         .as_ref()
         .is_some_and(|s| s.belongs_to(p.url.as_str(), &p.username, &p.platform));
-    if own && let Some(code) = print(&entry) {
-        return Ok(code);
+    if own && entry.usable_session(Utc::now()).is_some() {
+        // Still usable; when its refresh time has come, refresh first (the old token serves if that fails).
+        if p.auto_refresh && refresh_due_at(&p, &entry, Utc::now()) {
+            let o = engine.run(&p, Op::Refresh, None).await;
+            if let Some(code) = o.ok.then(|| print(&o.entry)).flatten() {
+                return Ok(code);
+            }
+            eprintln!("{}", o.message);
+            let fresh = engine.current(&p.name).await.unwrap_or_default();
+            if let Some(code) = print(&fresh) {
+                return Ok(code);
+            }
+        } else if let Some(code) = print(&entry) {
+            return Ok(code);
+        }
     }
     if own
         && entry

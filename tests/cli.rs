@@ -429,3 +429,46 @@ async fn two_processes_refreshing_one_profile_send_one_refresh() {
     let r = run(e.cmd(&["refresh", "acme-prod"])).await;
     assert_eq!(r.code, 0, "the session still works: {}", r.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_due_refreshes_exactly_the_sessions_that_are_due() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[defaults]\nplatform = \"custom_api\"\nusername = \"integration\"\npassword = \"{pw}\"\n\
+         [profiles.due]\nurl = \"{acme}\"\nrefresh_before_s = 3600\n\
+         [profiles.fresh]\nurl = \"{short}\"\n\
+         [profiles.manual]\nurl = \"{short}\"\nplatform = \"mobile\"\nrefresh_before_s = 3600\nauto_refresh = false\n",
+        pw = INTEGRATION_PW,
+        acme = emu.url("acme"),
+        short = emu.url("short"),
+    );
+    let e = Env {
+        profiles: write_profiles(dir.path(), &text),
+        state: dir.path().join("state"),
+        _dir: dir,
+    };
+    assert_eq!(run(e.cmd(&["login", "--all"])).await.code, 0);
+    emu.clear_requests();
+    let r = run(e.cmd(&["refresh", "--due"])).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", r.stdout);
+    assert!(lines[0].starts_with("due: refreshed"), "{}", lines[0]);
+    assert_eq!(emu.requests().len(), 1);
+
+    // `token` refreshes a due session before handing out its token.
+    let before = cache_entries(&e.state)["due"]["session"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = run(e.cmd(&["token", "due"])).await;
+    assert_eq!(r.code, 0);
+    assert_ne!(r.stdout.trim(), before);
+    // ...but not one that is not due.
+    let fresh = cache_entries(&e.state)["fresh"]["session"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(run(e.cmd(&["token", "fresh"])).await.stdout.trim(), fresh);
+}
