@@ -576,7 +576,7 @@ pub const NORMAL_KEYS: &[Binding] = &[
         &[KeyCode::Esc],
         "Esc",
         "Esc",
-        "clear filter / selection",
+        "clear filter/selection",
         Action::Escape,
         true,
     ),
@@ -812,6 +812,34 @@ impl Sort {
     }
 }
 
+/// The widest text of each static column, in characters (for the column layout).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldWidths {
+    pub name: usize,
+    pub tags: usize,
+    pub instance: usize,
+    pub user: usize,
+    pub platform: usize,
+    /// Some profile is tagged `prod`.
+    pub any_prod: bool,
+}
+
+impl FieldWidths {
+    fn of(rows: &[Row]) -> FieldWidths {
+        let mut w = FieldWidths::default();
+        let len = |s: &str| s.chars().count();
+        for r in rows {
+            w.name = w.name.max(len(&r.profile.name));
+            w.tags = w.tags.max(len(&r.profile.tags.join(" ")));
+            w.instance = w.instance.max(len(&r.instance));
+            w.user = w.user.max(len(&r.profile.username));
+            w.platform = w.platform.max(len(&r.profile.platform));
+            w.any_prod |= r.prod;
+        }
+        w
+    }
+}
+
 /// A line for the status bar.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
@@ -832,18 +860,30 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(height: u16, details: bool) -> Layout {
+    /// `rows` is the number of profiles shown: when the details pane is open, the table takes
+    /// no more room than they need and the pane gets the rest.
+    pub fn new(height: u16, details: bool, rows: usize) -> Layout {
         let fixed = 3; // header, status, footer
         let avail = height.saturating_sub(fixed);
-        let details = if details && avail >= 12 {
-            (avail / 2).clamp(6, 16)
-        } else {
-            0
-        };
+        if !details || avail < 12 {
+            return Layout {
+                header: 1,
+                table: avail,
+                details: 0,
+                status: 1,
+                footer: 1,
+            };
+        }
+        let pane = (avail / 2).clamp(6, 16);
+        let wanted = u16::try_from(rows)
+            .unwrap_or(u16::MAX)
+            .saturating_add(3)
+            .max(4);
+        let table = wanted.min(avail - pane);
         Layout {
             header: 1,
-            table: avail - details,
-            details,
+            table,
+            details: avail - table,
             status: 1,
             footer: 1,
         }
@@ -865,6 +905,7 @@ pub struct Model {
     source: Source,
     options: Options,
     rows: Vec<Row>,
+    widths: FieldWidths,
     by_name: HashMap<String, usize>,
     /// Row indices in the order shown: the filter applied, sorted.
     visible: Vec<usize>,
@@ -911,6 +952,7 @@ impl Model {
         Model {
             source,
             options,
+            widths: FieldWidths::of(&rows),
             by_name,
             visible: (0..n).collect(),
             selected: vec![false; n],
@@ -944,6 +986,10 @@ impl Model {
     }
     pub fn options(&self) -> Options {
         self.options
+    }
+    /// The widest text of each static column (computed once).
+    pub fn field_widths(&self) -> FieldWidths {
+        self.widths
     }
     /// All rows, in file order.
     pub fn rows(&self) -> &[Row] {
@@ -1038,7 +1084,7 @@ impl Model {
         self.size
     }
     pub fn layout(&self) -> Layout {
-        Layout::new(self.size.1, self.details)
+        Layout::new(self.size.1, self.details, self.visible.len())
     }
     /// The Model's notion of now: the `now` of the last update.
     pub fn clock(&self) -> DateTime<Utc> {
@@ -1272,7 +1318,7 @@ impl Model {
     /// Recomputes time-based states when the clock passed the next change.
     fn advance(&mut self, now: DateTime<Utc>) -> bool {
         self.clock = now;
-        if !self.next_change.is_some_and(|t| now >= t) {
+        if self.next_change.is_none_or(|t| now < t) {
             return false;
         }
         let mut changed = false;
@@ -1551,11 +1597,7 @@ fn filter_action(model: &mut Model, action: Action) {
             model.filter.clear();
             model.reorder();
         }
-        Action::DeleteChar => {
-            if model.filter.pop().is_some() {
-                model.reorder();
-            }
-        }
+        Action::DeleteChar if model.filter.pop().is_some() => model.reorder(),
         _ => {}
     }
 }

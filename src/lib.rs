@@ -14,3 +14,4 @@ pub mod secret;
 pub mod session;
 pub mod store;
 pub mod sugar;
+pub mod ui;

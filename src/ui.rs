@@ -1,0 +1,1050 @@
+//! Drawing the screen: `view(&Model, now, &mut Frame)`. Reads the Model, never changes it.
+//!
+//! Only the rows in the window are built (the Model keeps the visible order cached), so a frame
+//! costs the same with 20 profiles or 10,000. Colour is decoration only: every state has a symbol
+//! and a word; `NO_COLOR` turns colour off and the ASCII option replaces every non-ASCII symbol
+//! and border.
+
+use crate::app::{
+    Binding, CONFIRM_KEYS, FILTER_KEYS, HELP_KEYS, Layout, Model, NORMAL_KEYS, PASSWORD_KEYS,
+    Phase, ResultKind, Row as AppRow, RowState, Source,
+};
+use crate::session::{format_duration, remaining};
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::border;
+use ratatui::text::{Line, Span, Text};
+use ratatui::widgets::{Block, Cell, Clear, Padding, Paragraph, Row, Table, Wrap};
+
+/// Borders drawn with `+`, `-` and `|`.
+pub const ASCII_BORDER: border::Set<'static> = border::Set {
+    top_left: "+",
+    top_right: "+",
+    bottom_left: "+",
+    bottom_right: "+",
+    vertical_left: "|",
+    vertical_right: "|",
+    horizontal_top: "-",
+    horizontal_bottom: "-",
+};
+
+/// The smallest screen drawn; below it a one-line notice says so.
+pub const MIN_WIDTH: u16 = 40;
+pub const MIN_HEIGHT: u16 = 8;
+
+/// True when the locale's character set is UTF-8. Takes the values of `LC_ALL`, `LC_CTYPE` and
+/// `LANG` (the first one set and non-empty decides, as in POSIX); none set means the C locale.
+pub fn locale_is_utf8(lc_all: Option<&str>, lc_ctype: Option<&str>, lang: Option<&str>) -> bool {
+    let value = [lc_all, lc_ctype, lang]
+        .into_iter()
+        .flatten()
+        .find(|v| !v.is_empty());
+    value.is_some_and(|v| {
+        let v = v.to_ascii_lowercase();
+        v.contains("utf-8") || v.contains("utf8")
+    })
+}
+
+/// True when `NO_COLOR` asks for no colour (set and non-empty, per no-color.org).
+pub fn no_color(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !v.is_empty())
+}
+
+/// A column of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Column {
+    /// The cursor and selection marks.
+    Mark,
+    Name,
+    Tags,
+    Instance,
+    User,
+    Platform,
+    State,
+    Token,
+    Refresh,
+    Last,
+}
+
+impl Column {
+    pub fn title(self) -> &'static str {
+        match self {
+            Column::Mark => "",
+            Column::Name => "NAME",
+            Column::Tags => "TAGS",
+            Column::Instance => "INSTANCE",
+            Column::User => "USER",
+            Column::Platform => "PLATFORM",
+            Column::State => "STATE",
+            Column::Token => "TOKEN",
+            Column::Refresh => "REFRESH",
+            Column::Last => "LAST",
+        }
+    }
+}
+
+/// Columns dropped first when the screen is narrow. NAME, STATE and TOKEN always stay.
+pub const DROP_ORDER: [Column; 6] = [
+    Column::Tags,
+    Column::Platform,
+    Column::Instance,
+    Column::Refresh,
+    Column::User,
+    Column::Last,
+];
+
+const STATE_WIDTH: usize = 17; // "⊘ refresh expired"
+const TIME_WIDTH: usize = 7; // "52m 07s", "13d 23h"
+const LAST_MIN: usize = 10;
+const LAST_WANTED: usize = 24;
+
+/// The columns shown in a table `inner_width` wide, with their widths.
+pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
+    let w = model.field_widths();
+    let prod_mark = if !w.any_prod {
+        0
+    } else if model.options().ascii {
+        4
+    } else {
+        2
+    };
+    let mut cols: Vec<(Column, usize)> = vec![
+        (Column::Mark, 2),
+        (Column::Name, (w.name + prod_mark).clamp(6, 32)),
+        (Column::Tags, w.tags.clamp(4, 24)),
+        (Column::Instance, w.instance.clamp(8, 36)),
+        (Column::User, w.user.clamp(4, 20)),
+        (Column::Platform, w.platform.clamp(8, 16)),
+        (Column::State, STATE_WIDTH),
+        (Column::Token, TIME_WIDTH),
+        (Column::Refresh, TIME_WIDTH),
+        (Column::Last, LAST_MIN),
+    ];
+    let avail = usize::from(inner_width);
+    let total = |cols: &[(Column, usize)]| {
+        cols.iter().map(|c| c.1).sum::<usize>() + cols.len().saturating_sub(1)
+    };
+    for drop in DROP_ORDER {
+        if total(&cols) <= avail {
+            break;
+        }
+        cols.retain(|c| c.0 != drop);
+    }
+    // Still too wide: narrow the name, then the state (its symbol stays first).
+    for col in [Column::Name, Column::State] {
+        let over = total(&cols).saturating_sub(avail);
+        if let Some(c) = cols.iter_mut().find(|c| c.0 == col) {
+            c.1 = c.1.saturating_sub(over).max(4);
+        }
+    }
+    // Room left: LAST grows first (up to what it needs), the rest goes to it too.
+    let spare = avail.saturating_sub(total(&cols));
+    if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
+        c.1 += spare;
+    } else if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Name) {
+        c.1 += spare.min(LAST_WANTED);
+    }
+    cols.into_iter()
+        .map(|(c, w)| (c, u16::try_from(w).unwrap_or(u16::MAX)))
+        .collect()
+}
+
+/// Colours and symbols.
+struct Theme {
+    color: bool,
+    ascii: bool,
+}
+
+impl Theme {
+    fn of(model: &Model) -> Theme {
+        let o = model.options();
+        Theme {
+            color: o.color,
+            ascii: o.ascii,
+        }
+    }
+
+    fn fg(&self, c: Color) -> Style {
+        if self.color {
+            Style::new().fg(c)
+        } else {
+            Style::new()
+        }
+    }
+
+    fn bold(&self) -> Style {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+
+    fn state(&self, s: RowState) -> Style {
+        match s {
+            RowState::Active => self.fg(Color::Green),
+            RowState::Expiring => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            RowState::Expired | RowState::RefreshExpired => self.fg(Color::Magenta),
+            RowState::Error => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+            RowState::LoggingIn | RowState::Refreshing | RowState::LoggingOut => {
+                self.fg(Color::Cyan)
+            }
+            RowState::LoggedOut => Style::new(),
+        }
+    }
+
+    fn error(&self) -> Style {
+        self.fg(Color::Red).add_modifier(Modifier::BOLD)
+    }
+
+    fn dim(&self) -> Style {
+        if self.color {
+            Style::new().add_modifier(Modifier::DIM)
+        } else {
+            Style::new()
+        }
+    }
+
+    fn border(&self) -> border::Set<'static> {
+        if self.ascii {
+            ASCII_BORDER
+        } else {
+            border::PLAIN
+        }
+    }
+
+    fn block(&self) -> Block<'static> {
+        Block::bordered().border_set(self.border())
+    }
+
+    /// A block for text: a space inside each side border.
+    fn text_block(&self) -> Block<'static> {
+        self.block().padding(Padding::horizontal(1))
+    }
+
+    fn dash(&self) -> &'static str {
+        if self.ascii { "-" } else { "—" }
+    }
+
+    fn ellipsis(&self) -> char {
+        if self.ascii { '~' } else { '…' }
+    }
+
+    fn dot(&self) -> &'static str {
+        if self.ascii { " - " } else { " · " }
+    }
+}
+
+/// Display width of a string (ASCII fast path).
+fn width(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        Span::raw(s).width()
+    }
+}
+
+/// `s` cut to `max` columns, with an ellipsis when cut.
+fn fit(s: &str, max: usize, ellipsis: char) -> String {
+    if width(s) <= max {
+        return s.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    let mut buf = [0u8; 4];
+    for c in s.chars() {
+        let w = width(c.encode_utf8(&mut buf));
+        if used + w > max - 1 {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push(ellipsis);
+    out
+}
+
+/// `s` cut from the left (paths keep their end).
+fn fit_left(s: &str, max: usize, ellipsis: char) -> String {
+    if width(s) <= max {
+        return s.to_string();
+    }
+    let rev: String = s.chars().rev().collect();
+    let cut = fit(&rev, max, ellipsis);
+    let mut chars: Vec<char> = cut.chars().collect();
+    chars.pop();
+    chars.reverse();
+    std::iter::once(ellipsis).chain(chars).collect()
+}
+
+/// Draws the whole screen.
+pub fn view(model: &Model, now: DateTime<Utc>, frame: &mut Frame) {
+    let area = frame.area();
+    let theme = Theme::of(model);
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let text = format!(
+            "terminal too small ({}x{}); needs {MIN_WIDTH}x{MIN_HEIGHT}; q quits",
+            area.width, area.height
+        );
+        frame.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    let layout = Layout::new(area.height, model.details_open(), model.visible().len());
+    let mut y = area.y;
+    let mut take = |h: u16| {
+        let r = Rect {
+            x: area.x,
+            y,
+            width: area.width,
+            height: h,
+        };
+        y += h;
+        r
+    };
+    let header = take(layout.header);
+    let table = take(layout.table);
+    let details = take(layout.details);
+    let status = take(layout.status);
+    let footer = take(layout.footer);
+
+    draw_header(model, &theme, frame, header);
+    draw_table(model, now, &theme, frame, table);
+    if layout.details > 0 {
+        draw_details(model, now, &theme, frame, details);
+    }
+    draw_status(model, &theme, frame, status);
+    draw_footer(model, &theme, frame, footer);
+
+    if model.help_open() {
+        draw_help(&theme, frame, area);
+    } else if let Some(confirm) = model.confirm() {
+        draw_confirm(confirm, &theme, frame, area);
+    } else if model.prompt().is_some() {
+        draw_prompt(model, &theme, frame, area);
+    }
+}
+
+fn draw_header(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let mut counts: Vec<Span> = Vec::new();
+    for state in RowState::ALL {
+        if state.in_flight() {
+            continue;
+        }
+        let n = model.count(state);
+        if n == 0 {
+            continue;
+        }
+        counts.push(Span::styled(
+            format!("{} {n} {}", state.symbol(theme.ascii), state.word()),
+            theme.state(state),
+        ));
+        counts.push(Span::raw("  "));
+    }
+    let (sent, queued) = model.in_flight();
+    if sent + queued > 0 {
+        let sym = RowState::LoggingIn.symbol(theme.ascii);
+        let text = if queued > 0 {
+            format!("{sym} {sent} in flight, {queued} queued")
+        } else {
+            format!("{sym} {sent} in flight")
+        };
+        counts.push(Span::styled(text, theme.state(RowState::LoggingIn)));
+        counts.push(Span::raw("  "));
+    }
+    counts.pop();
+    let counts_width: usize = counts.iter().map(|s| s.width()).sum();
+
+    let source = match model.source() {
+        Source::File(path) => path.display().to_string(),
+        Source::Demo { profiles_hint } => {
+            format!(
+                "demo (your profiles file belongs at {})",
+                profiles_hint.display()
+            )
+        }
+    };
+    let title = " sugar-sessions";
+    let room = usize::from(area.width)
+        .saturating_sub(counts_width + width(title) + width(theme.dot()) + 2);
+    let mut spans = vec![Span::styled(title, theme.bold())];
+    if room >= 8 {
+        spans.push(Span::raw(theme.dot()));
+        spans.push(Span::raw(fit_left(&source, room, theme.ellipsis())));
+    }
+    let left: usize = spans.iter().map(|s| s.width()).sum();
+    let pad = usize::from(area.width).saturating_sub(left + counts_width + 1);
+    spans.push(Span::raw(" ".repeat(pad.max(1))));
+    spans.extend(counts);
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn table_title(model: &Model, theme: &Theme) -> String {
+    let shown = model.visible().len();
+    let total = model.rows().len();
+    let mut title = if shown == total {
+        format!(" Profiles {total}")
+    } else {
+        format!(" Profiles {shown} of {total}")
+    };
+    let (sort, reverse) = model.sort();
+    if sort != crate::app::Sort::File || reverse {
+        let arrow = match (reverse, theme.ascii) {
+            (false, false) => " ↓",
+            (true, false) => " ↑",
+            (false, true) => "",
+            (true, true) => ", reversed",
+        };
+        title.push_str(&format!("{}sorted by {}{arrow}", theme.dot(), sort.words()));
+    }
+    if !model.filter().is_empty() {
+        title.push_str(&format!("{}filter: {}", theme.dot(), model.filter()));
+    }
+    if model.selected_count() > 0 {
+        title.push_str(&format!(
+            "{}{} selected",
+            theme.dot(),
+            model.selected_count()
+        ));
+    }
+    title.push(' ');
+    title
+}
+
+fn draw_table(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let page = usize::from(area.height.saturating_sub(3));
+    let visible = model.visible();
+    let start = model.offset().min(visible.len());
+    let end = (start + page).min(visible.len());
+    let title = fit(
+        &table_title(model, theme),
+        usize::from(area.width.saturating_sub(4)),
+        theme.ellipsis(),
+    );
+    let mut block = theme
+        .block()
+        .title(Line::from(Span::styled(title, theme.bold())));
+    if visible.len() > page {
+        block = block.title_bottom(
+            Line::from(format!(" {}-{} of {} ", start + 1, end, visible.len())).right_aligned(),
+        );
+    }
+    let inner = block.inner(area);
+    let cols = columns(model, inner.width);
+    let header = Row::new(cols.iter().map(|(c, _)| {
+        let cell = Cell::from(c.title());
+        if matches!(c, Column::Token | Column::Refresh) {
+            Cell::from(Line::from(c.title()).right_aligned())
+        } else {
+            cell
+        }
+    }))
+    .style(theme.bold());
+
+    let rows: Vec<Row> = visible[start..end]
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| table_row(model, now, theme, &cols, i, start + k == model.cursor()))
+        .collect();
+    if visible.is_empty() {
+        let text = if model.rows().is_empty() {
+            "no profiles in the profiles file".to_string()
+        } else {
+            format!(
+                "no profile matches \"{}\" (Esc clears the filter)",
+                model.filter()
+            )
+        };
+        frame.render_widget(Paragraph::new(text).block(block), area);
+        return;
+    }
+    let widths: Vec<Constraint> = cols.iter().map(|(_, w)| Constraint::Length(*w)).collect();
+    let table = Table::new(rows, widths)
+        .header(header)
+        .column_spacing(1)
+        .block(block);
+    frame.render_widget(table, area);
+}
+
+fn table_row<'a>(
+    model: &Model,
+    now: DateTime<Utc>,
+    theme: &Theme,
+    cols: &[(Column, u16)],
+    i: usize,
+    cursor: bool,
+) -> Row<'a> {
+    let row = &model.rows()[i];
+    let state = row.state();
+    let ell = theme.ellipsis();
+    let cells = cols.iter().map(|&(col, w)| {
+        let w = usize::from(w);
+        match col {
+            Column::Mark => {
+                let c = match (cursor, theme.ascii) {
+                    (true, false) => "▶",
+                    (true, true) => ">",
+                    (false, _) => " ",
+                };
+                let s = match (model.is_selected(i), theme.ascii) {
+                    (true, false) => "✓",
+                    (true, true) => "*",
+                    (false, _) => " ",
+                };
+                Cell::from(format!("{c}{s}"))
+            }
+            Column::Name => {
+                let mark = match (row.prod, theme.ascii) {
+                    (true, false) => " ⚑",
+                    (true, true) => " (P)",
+                    (false, _) => "",
+                };
+                let name = fit(row.name(), w.saturating_sub(width(mark)), ell);
+                if row.prod {
+                    Cell::from(Line::from(vec![
+                        Span::raw(name),
+                        Span::styled(mark, theme.fg(Color::Red)),
+                    ]))
+                } else {
+                    Cell::from(name)
+                }
+            }
+            Column::Tags => Cell::from(fit(&row.profile.tags.join(" "), w, ell)),
+            Column::Instance => Cell::from(fit(&row.instance, w, ell)),
+            Column::User => Cell::from(fit(&row.profile.username, w, ell)),
+            Column::Platform => Cell::from(fit(&row.profile.platform, w, ell)),
+            Column::State => Cell::from(Span::styled(
+                fit(
+                    &format!("{} {}", state.symbol(theme.ascii), state.word()),
+                    w,
+                    ell,
+                ),
+                theme.state(state),
+            )),
+            Column::Token => Cell::from(
+                Line::from(row.token_left(now).unwrap_or_else(|| theme.dash().into()))
+                    .right_aligned(),
+            ),
+            Column::Refresh => Cell::from(
+                Line::from(row.refresh_left(now).unwrap_or_else(|| theme.dash().into()))
+                    .right_aligned(),
+            ),
+            Column::Last => {
+                let (text, style) = last_text(row, theme);
+                Cell::from(Span::styled(fit(&text, w, ell), style))
+            }
+        }
+    });
+    let mut style = Style::new();
+    if state == RowState::Expiring {
+        style = style.add_modifier(Modifier::BOLD);
+        if theme.color {
+            style = style.fg(Color::Yellow);
+        }
+    }
+    if cursor {
+        style = style.add_modifier(Modifier::REVERSED);
+    }
+    Row::new(cells).style(style)
+}
+
+/// The LAST column: the request in flight, else the last result.
+fn last_text(row: &AppRow, theme: &Theme) -> (String, Style) {
+    let (ok, bad, wait) = if theme.ascii {
+        ("ok", "x", "~")
+    } else {
+        ("✓", "✗", "⟳")
+    };
+    if let Some(f) = row.flight {
+        let text = match (f.detached, f.phase) {
+            (true, _) => format!("{wait} {} cancelled, answer pending", f.op),
+            (false, Phase::Queued) => format!("{wait} {} queued", f.op),
+            (false, Phase::Sent) => format!("{wait} {} sent", f.op),
+        };
+        return (text, theme.state(RowState::LoggingIn));
+    }
+    match &row.last {
+        Some(last) => {
+            let latency = last
+                .latency_ms
+                .map(|ms| format!(" {ms} ms"))
+                .unwrap_or_default();
+            match last.kind {
+                ResultKind::Ok => (format!("{ok} {}{latency}", last.op), theme.fg(Color::Green)),
+                ResultKind::Failed => (format!("{bad} {}{latency}", last.summary), theme.error()),
+                ResultKind::Withdrawn => (format!("{} withdrawn", last.op), theme.dim()),
+            }
+        }
+        None => match &row.entry.failure {
+            Some(f) => (format!("{bad} {} failed", f.op), theme.error()),
+            None => (String::new(), Style::new()),
+        },
+    }
+}
+
+fn label(text: &str) -> Span<'static> {
+    Span::styled(
+        format!("{text:<9} "),
+        Style::new().add_modifier(Modifier::BOLD),
+    )
+}
+
+/// Word-wraps `text` after a label, continuation lines indented under the text.
+fn labelled(name: &str, text: &str, style: Style, cols: usize) -> Vec<Line<'static>> {
+    const INDENT: usize = 10;
+    let room = cols.saturating_sub(INDENT).max(10);
+    let mut out: Vec<String> = vec![String::new()];
+    for word in text.split(' ') {
+        let last = out.last_mut().expect("one line");
+        let w = width(word);
+        if !last.is_empty() && width(last) + 1 + w > room {
+            out.push(String::new());
+        }
+        let last = out.last_mut().expect("one line");
+        if !last.is_empty() {
+            last.push(' ');
+        }
+        last.push_str(word);
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(k, l)| {
+            let head = if k == 0 {
+                label(name)
+            } else {
+                Span::raw(" ".repeat(INDENT))
+            };
+            Line::from(vec![head, Span::styled(l, style)])
+        })
+        .collect()
+}
+
+fn draw_details(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let Some(row) = model.current() else {
+        frame.render_widget(theme.block().title(" details "), area);
+        return;
+    };
+    let zone = model.options().zone;
+    let dot = theme.dot();
+    let p = &row.profile;
+    let when = |t: DateTime<Utc>| zone.format(t, "%Y-%m-%d %H:%M:%S %:z");
+    let mut lines: Vec<Line> = Vec::new();
+    lines.push(Line::from(vec![
+        label("URL"),
+        Span::raw(format!("{}/rest/{}", p.root(), p.api)),
+    ]));
+    let mut who = format!(
+        "{}{dot}platform {}{dot}client {}",
+        p.username, p.platform, p.client_id
+    );
+    if !p.tags.is_empty() {
+        who.push_str(&format!("{dot}tags {}", p.tags.join(" ")));
+    }
+    lines.push(Line::from(vec![label("User"), Span::raw(who)]));
+    match &row.entry.session {
+        Some(s) => {
+            let access = if s.access_valid(now) {
+                format!(
+                    "until {} ({} left)",
+                    when(s.expires_at),
+                    format_duration(remaining(s.expires_at, now))
+                )
+            } else {
+                format!("expired at {}", when(s.expires_at))
+            };
+            lines.push(Line::from(vec![
+                label("Access"),
+                Span::styled(access, theme.state(row.state())),
+            ]));
+            let refresh = match (s.refresh_token.is_some(), s.refresh_expires_at) {
+                (true, Some(at)) if s.refresh_valid(now) => {
+                    format!(
+                        "until {} ({} left)",
+                        when(at),
+                        format_duration(remaining(at, now))
+                    )
+                }
+                (true, Some(at)) => format!("expired at {}", when(at)),
+                _ => {
+                    "no refresh token: a login is needed when the access token expires".to_string()
+                }
+            };
+            lines.push(Line::from(vec![label("Refresh"), Span::raw(refresh)]));
+        }
+        None => lines.push(Line::from(vec![
+            label("Session"),
+            Span::raw("none: l logs in"),
+        ])),
+    }
+    if let Some(f) = row.flight {
+        let what = match (f.detached, f.phase) {
+            (true, _) => "cancelled; the answer will still be stored when it arrives",
+            (false, Phase::Queued) => "queued (waiting for a free connection)",
+            (false, Phase::Sent) => "sent, waiting for the answer",
+        };
+        lines.push(Line::from(vec![
+            label("Request"),
+            Span::styled(
+                format!(
+                    "{} {what} (since {})",
+                    f.op,
+                    zone.format(f.since, "%H:%M:%S")
+                ),
+                theme.state(RowState::LoggingIn),
+            ),
+        ]));
+    }
+    if let Some(last) = &row.last {
+        let latency = last
+            .latency_ms
+            .map(|ms| format!(", {ms} ms"))
+            .unwrap_or_default();
+        let what = match last.kind {
+            ResultKind::Ok => "ok",
+            ResultKind::Failed => "failed",
+            ResultKind::Withdrawn => "withdrawn",
+        };
+        lines.push(Line::from(vec![
+            label("Last"),
+            Span::raw(format!(
+                "{} {what} at {}{latency}",
+                last.op,
+                zone.format(last.at, "%H:%M:%S")
+            )),
+        ]));
+    }
+    if let Some((text, hint)) = row.error_text() {
+        let cols = usize::from(area.width.saturating_sub(4));
+        lines.extend(labelled("Error", &text, theme.error(), cols));
+        if let Some(hint) = hint {
+            lines.extend(labelled("Hint", &hint, Style::new(), cols));
+        }
+    }
+    if !row.recent.is_empty() {
+        lines.push(Line::from(label("Requests")));
+        for r in row.recent.iter().rev() {
+            let status = r
+                .status
+                .map_or_else(|| theme.dash().to_string(), |s| s.to_string());
+            let style = match r.status {
+                Some(s) if s < 400 => Style::new(),
+                _ => theme.error(),
+            };
+            lines.push(Line::from(vec![
+                Span::raw(format!("{:<10}", "")),
+                Span::raw(format!(
+                    "{}  {:<5}{:<22}",
+                    zone.format(r.at, "%H:%M:%S"),
+                    r.method,
+                    r.path
+                )),
+                Span::styled(format!("{status:>4}"), style),
+                Span::raw(format!("  {:>6} ms", r.latency_ms)),
+            ]));
+        }
+    }
+    let title = format!(
+        " {} ",
+        fit(
+            row.name(),
+            usize::from(area.width.saturating_sub(6)),
+            theme.ellipsis()
+        )
+    );
+    let block = theme.text_block().title(Span::styled(title, theme.bold()));
+    frame.render_widget(
+        Paragraph::new(Text::from(lines))
+            .wrap(Wrap { trim: false })
+            .block(block),
+        area,
+    );
+}
+
+fn draw_status(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let cols = usize::from(area.width);
+    let line = if model.filtering() {
+        let cursor = if theme.ascii { "_" } else { "▏" };
+        let count = format!(
+            "   {} of {} shown",
+            model.visible().len(),
+            model.rows().len()
+        );
+        let text = fit_left(
+            &format!("/{}", model.filter()),
+            cols.saturating_sub(width(&count) + 2),
+            theme.ellipsis(),
+        );
+        Line::from(vec![
+            Span::styled(format!(" {text}"), theme.bold()),
+            Span::raw(cursor),
+            Span::styled(count, theme.dim()),
+        ])
+    } else if let Some(status) = model.status() {
+        let style = if status.error {
+            theme.error()
+        } else {
+            Style::new()
+        };
+        Line::from(Span::styled(
+            format!(
+                " {}",
+                fit(&status.text, cols.saturating_sub(2), theme.ellipsis())
+            ),
+            style,
+        ))
+    } else {
+        Line::default()
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_footer(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let hints = model.footer();
+    let item = |b: &Binding| width(b.label(theme.ascii)) + 1 + width(b.desc) + 2;
+    let mut room = usize::from(area.width).saturating_sub(1);
+    // Help and quit always show; the others in table order while they fit.
+    let must: Vec<bool> = hints
+        .iter()
+        .map(|b| {
+            matches!(
+                b.action,
+                crate::app::Action::Help | crate::app::Action::Quit
+            )
+        })
+        .collect();
+    room = room.saturating_sub(
+        hints
+            .iter()
+            .zip(&must)
+            .filter(|(_, m)| **m)
+            .map(|(b, _)| item(b))
+            .sum(),
+    );
+    let mut keep = must.clone();
+    for (k, b) in hints.iter().enumerate() {
+        if !must[k] && item(b) <= room {
+            room -= item(b);
+            keep[k] = true;
+        } else if !must[k] {
+            room = 0;
+        }
+    }
+    let key_style = if theme.color {
+        Style::new().fg(Color::Black).bg(Color::Gray)
+    } else {
+        Style::new().add_modifier(Modifier::REVERSED)
+    };
+    let mut spans = vec![Span::raw(" ")];
+    for (b, _) in hints.iter().zip(&keep).filter(|(_, k)| **k) {
+        spans.push(Span::styled(b.label(theme.ascii), key_style));
+        spans.push(Span::raw(format!(" {}  ", b.desc)));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// A box of `w` x `h` centred in `area` (clamped to it).
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
+    let w = 100.min(area.width.saturating_sub(2)).max(20);
+    let inner = usize::from(w.saturating_sub(4));
+    let mut lines: Vec<Line> = Vec::new();
+    // The main table's keys in a grid, from the same table that handles them.
+    let items: Vec<&Binding> = NORMAL_KEYS.iter().filter(|b| !b.ctrl).collect();
+    let label_w = items
+        .iter()
+        .map(|b| width(b.label(theme.ascii)))
+        .max()
+        .unwrap_or(1)
+        + 1;
+    let cell = items
+        .iter()
+        .map(|b| label_w + width(b.desc))
+        .max()
+        .unwrap_or(1)
+        + 2;
+    let per_line = (inner / cell).max(1);
+    for chunk in items.chunks(per_line) {
+        let mut spans = Vec::new();
+        for b in chunk {
+            let label = b.label(theme.ascii);
+            spans.push(Span::styled(
+                format!("{label}{}", " ".repeat(label_w - width(label))),
+                theme.bold(),
+            ));
+            spans.push(Span::raw(format!("{:<w$}", b.desc, w = cell - label_w)));
+        }
+        lines.push(Line::from(spans));
+    }
+    let one_line = |title: &str, keys: &[Binding]| {
+        let mut spans = vec![Span::styled(format!("{title:<10}"), theme.bold())];
+        for (k, b) in keys.iter().filter(|b| !b.ctrl).enumerate() {
+            if k > 0 {
+                spans.push(Span::raw(theme.dot()));
+            }
+            spans.push(Span::styled(b.label(theme.ascii), theme.bold()));
+            spans.push(Span::raw(format!(" {}", b.desc)));
+        }
+        Line::from(spans)
+    };
+    lines.push(one_line("Filter", FILTER_KEYS));
+    lines.push(one_line("Confirm", CONFIRM_KEYS));
+    lines.push(one_line("Password", PASSWORD_KEYS));
+    let states = [
+        RowState::LoggedOut,
+        RowState::LoggingIn,
+        RowState::Active,
+        RowState::Refreshing,
+        RowState::Expiring,
+        RowState::Expired,
+        RowState::RefreshExpired,
+        RowState::LoggingOut,
+        RowState::Error,
+    ];
+    let per_line = ((inner - 10) / 20).clamp(1, 9);
+    for (k, chunk) in states.chunks(per_line).enumerate() {
+        let title = if k == 0 { "States" } else { "" };
+        let mut spans = vec![Span::styled(format!("{title:<10}"), theme.bold())];
+        for s in chunk {
+            spans.push(Span::styled(
+                format!("{:<20}", format!("{} {}", s.symbol(theme.ascii), s.word())),
+                theme.state(*s),
+            ));
+        }
+        lines.push(Line::from(spans));
+    }
+    let note = "Actions apply to the selected rows shown, else to the cursor's row; logging out a prod \
+                profile or several asks first. Expiring: under 10 minutes left. c withdraws queued \
+                requests; answers to sent ones are still stored. Ctrl-C quits anywhere.";
+    let note_lines = width(note) / inner.max(1) + 2;
+    lines.push(Line::from(note));
+    let wanted = u16::try_from(lines.len() + note_lines + 1).unwrap_or(u16::MAX);
+    let h = wanted.min(area.height.saturating_sub(2));
+    let rect = centered(area, w, h);
+    frame.render_widget(Clear, rect);
+    let close = HELP_KEYS
+        .iter()
+        .find(|b| !b.ctrl)
+        .map_or("Esc", |b| b.label(theme.ascii));
+    let block = theme
+        .text_block()
+        .title(Span::styled(" Help ", theme.bold()))
+        .title_bottom(Line::from(format!(" {close} closes ")).right_aligned());
+    frame.render_widget(
+        Paragraph::new(Text::from(lines))
+            .wrap(Wrap { trim: false })
+            .block(block),
+        rect,
+    );
+}
+
+fn draw_confirm(confirm: &crate::app::Confirm, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let n = confirm.names.len();
+    let question = match (n, confirm.prod) {
+        (1, 1) => format!("Log out {} (tagged prod)?", confirm.names[0]),
+        (1, _) => format!("Log out {}?", confirm.names[0]),
+        (n, 0) => format!("Log out {n} profiles?"),
+        (n, p) => format!("Log out {n} profiles ({p} tagged prod)?"),
+    };
+    let w = 64.min(area.width.saturating_sub(2));
+    let inner_w = usize::from(w.saturating_sub(4));
+    let mut names = String::new();
+    if n > 1 {
+        for (k, name) in confirm.names.iter().enumerate() {
+            let sep = if k == 0 { "" } else { ", " };
+            let more = format!(", and {} more", n - k);
+            if width(&names) + sep.len() + width(name) + more.len() > inner_w * 2 {
+                names.push_str(&more);
+                break;
+            }
+            names.push_str(sep);
+            names.push_str(name);
+        }
+    }
+    let yes = CONFIRM_KEYS[1].label(theme.ascii);
+    let no = CONFIRM_KEYS[2].label(theme.ascii);
+    let lines = vec![
+        Line::from(Span::styled(question, theme.bold())),
+        Line::from(names),
+        Line::default(),
+        Line::from(vec![
+            Span::styled(yes, theme.bold()),
+            Span::raw(" yes    "),
+            Span::styled(no, theme.bold()),
+            Span::raw(" no"),
+        ]),
+    ];
+    let rect = centered(area, w, 8);
+    frame.render_widget(Clear, rect);
+    let block = theme
+        .text_block()
+        .title(Span::styled(" Confirm ", theme.bold()));
+    frame.render_widget(
+        Paragraph::new(Text::from(lines))
+            .wrap(Wrap { trim: true })
+            .block(block),
+        rect,
+    );
+}
+
+fn draw_prompt(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let Some(prompt) = model.prompt() else { return };
+    let bullet = if theme.ascii { "*" } else { "•" };
+    let masked = bullet.repeat(prompt.len);
+    let w = 64.min(area.width.saturating_sub(2));
+    let inner_w = usize::from(w.saturating_sub(4));
+    let masked = fit_left(&masked, inner_w.saturating_sub(12), theme.ellipsis());
+    let waiting = if prompt.waiting > 0 {
+        format!("{}{} more waiting", theme.dot(), prompt.waiting)
+    } else {
+        String::new()
+    };
+    let enter = PASSWORD_KEYS[1].label(theme.ascii);
+    let lines = vec![
+        Line::from(Span::styled(
+            fit(
+                &format!("Log in to {}", prompt.name),
+                inner_w,
+                theme.ellipsis(),
+            ),
+            theme.bold(),
+        )),
+        Line::from(fit(
+            &format!("as {} on {}", prompt.username, prompt.instance),
+            inner_w,
+            theme.ellipsis(),
+        )),
+        Line::default(),
+        Line::from(vec![
+            Span::styled("Password: ", theme.bold()),
+            Span::raw(masked.clone()),
+        ]),
+        Line::default(),
+        Line::from(vec![
+            Span::styled(enter, theme.bold()),
+            Span::raw(" log in   "),
+            Span::styled("Esc", theme.bold()),
+            Span::raw(format!(" skip{waiting}")),
+        ]),
+    ];
+    let rect = centered(area, w, 8);
+    frame.render_widget(Clear, rect);
+    let block = theme
+        .text_block()
+        .title(Span::styled(" Password ", theme.bold()));
+    frame.render_widget(Paragraph::new(Text::from(lines)).block(block), rect);
+    // The terminal cursor sits after the mask.
+    let x = rect.x + 2 + 10 + u16::try_from(width(&masked)).unwrap_or(0);
+    if x < rect.x + rect.width - 1 {
+        frame.set_cursor_position((x, rect.y + 4));
+    }
+}

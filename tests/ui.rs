@@ -1,0 +1,421 @@
+//! Rendered frames (`TestBackend`) at 80x24 and 160x40: what a user would read on the screen.
+
+use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::path::{Path, PathBuf};
+use sugar_sessions::app::{Model, Msg, Options, Source, Zone, update};
+use sugar_sessions::config;
+use sugar_sessions::engine::Outcome;
+use sugar_sessions::session::{Entry, Failure, Op, RequestLog, Session, State};
+use sugar_sessions::store::Cache;
+use sugar_sessions::sugar::{ErrorKind, SugarError};
+use sugar_sessions::ui::{self, Column};
+
+const PROFILES: &str = r#"
+[defaults]
+username = "integration"
+password = "not-shown-anywhere"
+platform = "acme_sync"
+
+[profiles.acme-prod]
+url = "https://acme.sugarondemand.com"
+tags = ["acme", "prod"]
+
+[profiles.acme-sbx]
+url = "https://acme-sbx.sugarondemand.com"
+username = "admin"
+platform = "custom_api"
+tags = ["acme", "sandbox"]
+
+[profiles.globex]
+url = "https://crm.globex.com"
+username = "svc_globex"
+platform = "base"
+tags = ["globex"]
+
+[profiles.initech]
+url = "https://initech.sugarcrm.eu"
+username = "jim"
+tags = ["initech"]
+"#;
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T13:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn options() -> Options {
+    Options {
+        ascii: false,
+        color: true,
+        zone: Zone::Fixed(FixedOffset::east_opt(3600).unwrap()),
+    }
+}
+
+fn session(access_left: i64, refresh_left: i64) -> Session {
+    Session {
+        access_token: "802b64c0-5eac-8431-a541-5342d38ac527".into(),
+        refresh_token: Some("85053198-24b1-4521-b1a1-5342d382e0b7".into()),
+        download_token: None,
+        obtained_at: now() - TimeDelta::minutes(5),
+        expires_at: now() + TimeDelta::seconds(access_left),
+        refresh_expires_at: Some(now() + TimeDelta::seconds(refresh_left)),
+        platform: "acme_sync".into(),
+        username: "integration".into(),
+        url: "https://acme.sugarondemand.com/".into(),
+    }
+}
+
+fn entry(session: Option<Session>, failure: Option<Failure>) -> Entry {
+    Entry {
+        session,
+        failure,
+        updated_at: Some(now() - TimeDelta::minutes(1)),
+    }
+}
+
+/// acme-prod active (52m 07s), acme-sbx expiring (4m 12s), globex logged out, initech logged out.
+fn model(opts: Options) -> Model {
+    let profiles = config::parse(
+        PROFILES,
+        Path::new("/home/u/.config/sugar-sessions/profiles.toml"),
+    )
+    .unwrap();
+    let mut m = Model::new(
+        &profiles,
+        Source::File(PathBuf::from(
+            "/home/u/.config/sugar-sessions/profiles.toml",
+        )),
+        opts,
+        now(),
+    );
+    let mut cache = Cache::default();
+    cache.profiles.insert(
+        "acme-prod".into(),
+        entry(Some(session(52 * 60 + 7, 14 * 86_400 - 3600)), None),
+    );
+    cache.profiles.insert(
+        "acme-sbx".into(),
+        entry(Some(session(4 * 60 + 12, 13 * 86_400)), None),
+    );
+    update(&mut m, Msg::CacheReloaded(cache), now());
+    m
+}
+
+fn key(m: &mut Model, code: KeyCode) {
+    update(m, Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)), now());
+}
+
+fn resize(m: &mut Model, w: u16, h: u16) {
+    update(
+        m,
+        Msg::Resize {
+            width: w,
+            height: h,
+        },
+        now(),
+    );
+}
+
+fn render(m: &Model, w: u16, h: u16) -> Vec<String> {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    terminal.draw(|f| ui::view(m, now(), f)).unwrap();
+    let buf = terminal.backend().buffer().clone();
+    (0..h)
+        .map(|y| {
+            let mut line = String::new();
+            let mut x = 0;
+            while x < w {
+                let cell = &buf[(x, y)];
+                line.push_str(cell.symbol());
+                x += 1;
+            }
+            line
+        })
+        .collect()
+}
+
+fn screen(lines: &[String]) -> String {
+    lines.join("\n")
+}
+
+fn line_with<'a>(lines: &'a [String], needle: &str) -> &'a str {
+    lines
+        .iter()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in\n{}", screen(lines)))
+}
+
+fn failed_outcome() -> Outcome {
+    let error = SugarError {
+        profile: "globex".into(),
+        op: "login",
+        platform: "base".into(),
+        api: "v11".into(),
+        host: "crm.globex.com".into(),
+        kind: ErrorKind::Sugar {
+            status: 401,
+            label: "need_login".into(),
+            message: Some("You must specify a valid username and password.".into()),
+        },
+    };
+    let message = error.to_string();
+    let failure = Failure {
+        at: now(),
+        op: Op::Login,
+        message: message.clone(),
+        needs_login: false,
+    };
+    Outcome {
+        name: "globex".into(),
+        op: Op::Login,
+        ok: false,
+        message,
+        entry: entry(None, Some(failure)),
+        state: State::Error,
+        requests: vec![RequestLog {
+            at: now() - TimeDelta::seconds(2),
+            method: "POST",
+            path: "/oauth2/token",
+            status: Some(401),
+            latency_ms: 184,
+        }],
+        error: Some(Box::new(error)),
+    }
+}
+
+#[test]
+fn main_table_at_160x40_shows_every_column_and_live_countdowns() {
+    let mut m = model(options());
+    resize(&mut m, 160, 40);
+    let lines = render(&m, 160, 40);
+    let s = screen(&lines);
+    println!("{s}");
+    for title in [
+        "NAME", "TAGS", "INSTANCE", "USER", "PLATFORM", "STATE", "TOKEN", "REFRESH", "LAST",
+    ] {
+        assert!(
+            lines[2].contains(title),
+            "{title} missing at 160 cols:\n{s}"
+        );
+    }
+    let prod = line_with(&lines, "acme-prod");
+    assert!(prod.contains("⚑"), "prod marker: {prod}");
+    assert!(prod.contains("● active"), "{prod}");
+    assert!(prod.contains("52m 07s"), "{prod}");
+    assert!(prod.contains("13d 23h"), "{prod}");
+    assert!(prod.contains("acme.sugarondemand.com"), "{prod}");
+    let sbx = line_with(&lines, "acme-sbx");
+    assert!(
+        sbx.contains("◐ expiring") && sbx.contains("4m 12s"),
+        "{sbx}"
+    );
+    assert!(line_with(&lines, "initech").contains("○ logged out"));
+    // Header: where the profiles come from, and counts per state with words.
+    assert!(lines[0].contains("profiles.toml"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("1 active")
+            && lines[0].contains("1 expiring")
+            && lines[0].contains("2 logged out"),
+        "{}",
+        lines[0]
+    );
+    // Footer: keys that apply.
+    let footer = &lines[39];
+    assert!(
+        footer.contains("log in") && footer.contains("help") && footer.contains("quit"),
+        "{footer}"
+    );
+    // The password never shows.
+    assert!(!s.contains("not-shown-anywhere"));
+
+    // One second later the countdown has moved.
+    let later = now() + TimeDelta::seconds(1);
+    let mut terminal = Terminal::new(TestBackend::new(160, 40)).unwrap();
+    terminal.draw(|f| ui::view(&m, later, f)).unwrap();
+    let text: String = terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(text.contains("52m 06s"));
+}
+
+#[test]
+fn at_80x24_columns_drop_by_priority_and_nothing_overlaps() {
+    let mut m = model(options());
+    resize(&mut m, 80, 24);
+    let lines = render(&m, 80, 24);
+    let s = screen(&lines);
+    println!("{s}");
+    let header = &lines[2];
+    for kept in ["NAME", "STATE", "TOKEN"] {
+        assert!(header.contains(kept), "{kept} dropped:\n{s}");
+    }
+    for dropped in ["TAGS", "PLATFORM", "INSTANCE"] {
+        assert!(!header.contains(dropped), "{dropped} kept at 80 cols:\n{s}");
+    }
+    let prod = line_with(&lines, "acme-prod");
+    assert!(
+        prod.contains("● active") && prod.contains("52m 07s"),
+        "{prod}"
+    );
+    // Every line fits: the last column of the table is the border.
+    for l in &lines[1..lines.len() - 2] {
+        assert_eq!(l.chars().count(), 80);
+    }
+    // Columns as the layout computes them fit the inner width.
+    let cols = ui::columns(&m, 78);
+    let total: u16 = cols.iter().map(|c| c.1).sum::<u16>() + cols.len() as u16 - 1;
+    assert!(total <= 78, "{cols:?}");
+    // The drop order at decreasing widths.
+    let names = |w| {
+        ui::columns(&m, w)
+            .into_iter()
+            .map(|c| c.0)
+            .collect::<Vec<_>>()
+    };
+    assert!(names(158).contains(&Column::Tags));
+    assert!(!names(120).contains(&Column::Tags) || names(120).contains(&Column::Platform));
+    let narrow = names(38);
+    assert!(
+        narrow.contains(&Column::Name)
+            && narrow.contains(&Column::State)
+            && narrow.contains(&Column::Token)
+    );
+    assert!(!narrow.contains(&Column::Refresh));
+}
+
+#[test]
+fn details_pane_shows_url_user_expiry_in_local_time_and_requests() {
+    let mut m = model(options());
+    resize(&mut m, 160, 40);
+    key(&mut m, KeyCode::Enter);
+    let lines = render(&m, 160, 40);
+    let s = screen(&lines);
+    println!("{s}");
+    assert!(s.contains("https://acme.sugarondemand.com/rest/v11"), "{s}");
+    assert!(
+        s.contains("integration · platform acme_sync · client sugar"),
+        "{s}"
+    );
+    // 13:52:07Z in UTC+01:00.
+    assert!(
+        s.contains("until 2026-03-01 14:52:07 +01:00 (52m 07s left)"),
+        "{s}"
+    );
+    assert!(!s.contains("802b64c0"), "a token is on the screen");
+}
+
+#[test]
+fn an_error_row_and_its_details_with_hint_at_80x24() {
+    let mut m = model(options());
+    resize(&mut m, 80, 24);
+    key(&mut m, KeyCode::Char('j'));
+    key(&mut m, KeyCode::Char('j'));
+    update(&mut m, Msg::Done(Box::new(failed_outcome())), now());
+    key(&mut m, KeyCode::Enter);
+    let lines = render(&m, 80, 24);
+    let s = screen(&lines);
+    println!("{s}");
+    let row = line_with(&lines, "globex");
+    assert!(row.contains("✗ error"), "{row}");
+    assert!(row.contains("401 need_l"), "{row}");
+    assert!(s.contains("Error"), "{s}");
+    assert!(s.contains("login failed: HTTP 401 need_login"), "{s}");
+    assert!(s.contains("Hint"), "{s}");
+    assert!(s.contains("POST /oauth2/token"), "{s}");
+    assert!(s.contains("184 ms"), "{s}");
+}
+
+#[test]
+fn help_overlay_lists_keys_and_states() {
+    let mut m = model(options());
+    resize(&mut m, 80, 24);
+    key(&mut m, KeyCode::Char('?'));
+    let lines = render(&m, 80, 24);
+    let s = screen(&lines);
+    println!("{s}");
+    assert!(s.contains("Help"));
+    assert!(s.contains("log in") && s.contains("refresh") && s.contains("log out"));
+    let mut m = model(options());
+    resize(&mut m, 160, 40);
+    key(&mut m, KeyCode::Char('?'));
+    let s = screen(&render(&m, 160, 40));
+    println!("{s}");
+    assert!(s.contains("⊘ refresh expired"), "{s}");
+    assert!(s.contains("◐ expiring"), "{s}");
+}
+
+#[test]
+fn password_prompt_is_masked_and_names_the_profile() {
+    let text = PROFILES.replace("password = \"not-shown-anywhere\"\n", "");
+    let profiles = config::parse(&text, Path::new("p.toml")).unwrap();
+    let mut m = Model::new(&profiles, Source::File("p.toml".into()), options(), now());
+    resize(&mut m, 80, 24);
+    key(&mut m, KeyCode::Char('l'));
+    for c in "hunter2".chars() {
+        key(&mut m, KeyCode::Char(c));
+    }
+    let lines = render(&m, 80, 24);
+    let s = screen(&lines);
+    println!("{s}");
+    assert!(s.contains("Log in to acme-prod"), "{s}");
+    assert!(
+        s.contains("as integration on acme.sugarondemand.com"),
+        "{s}"
+    );
+    assert!(s.contains("Password: •••••••"), "{s}");
+    assert!(!s.contains("hunter2"));
+}
+
+#[test]
+fn ascii_and_no_color() {
+    let mut m = model(Options {
+        ascii: true,
+        color: false,
+        ..options()
+    });
+    resize(&mut m, 80, 24);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| ui::view(&m, now(), f)).unwrap();
+    let buf = terminal.backend().buffer();
+    for cell in buf.content() {
+        assert!(cell.symbol().is_ascii(), "non-ASCII {:?}", cell.symbol());
+        assert_eq!(
+            cell.fg,
+            ratatui::style::Color::Reset,
+            "a colour with NO_COLOR"
+        );
+        assert_eq!(
+            cell.bg,
+            ratatui::style::Color::Reset,
+            "a colour with NO_COLOR"
+        );
+    }
+    let lines = render(&m, 80, 24);
+    println!("{}", screen(&lines));
+    assert!(line_with(&lines, "acme-prod").contains("+ active"));
+    assert!(line_with(&lines, "acme-sbx").contains("! expiring"));
+}
+
+#[test]
+fn locale_and_no_color_detection() {
+    assert!(ui::locale_is_utf8(None, None, Some("en_US.UTF-8")));
+    assert!(ui::locale_is_utf8(Some("de_DE.utf8"), None, Some("C")));
+    assert!(!ui::locale_is_utf8(Some("C"), None, Some("en_US.UTF-8")));
+    assert!(!ui::locale_is_utf8(None, None, None));
+    assert!(!ui::locale_is_utf8(
+        Some(""),
+        Some("POSIX"),
+        Some("en_US.UTF-8")
+    ));
+    assert!(ui::no_color(Some("1")));
+    assert!(!ui::no_color(Some("")));
+    assert!(!ui::no_color(None));
+}
