@@ -14,4 +14,5 @@ pub mod secret;
 pub mod session;
 pub mod store;
 pub mod sugar;
+pub mod tui;
 pub mod ui;

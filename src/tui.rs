@@ -1,0 +1,426 @@
+//! The screen's runtime: terminal setup and restore, and the one event loop.
+//!
+//! `select!` over the crossterm `EventStream`, the channel on which request tasks report back, a
+//! 1 s tick and SIGTERM/SIGHUP. Every message goes through `app::update`; the Commands it returns
+//! run here (requests as tokio tasks). The screen is drawn only when the Model says something it
+//! shows changed, so an idle screen writes nothing to the terminal.
+//!
+//! The terminal is restored by one routine, [`restore_terminal`], called on every way out: quit,
+//! SIGTERM, SIGHUP, a vanished terminal, an error, and the panic hook installed by [`run`].
+
+use crate::app::{self, Command, Model, Msg, Options, Zone};
+use crate::config::{Profile, Profiles};
+use crate::engine::Engine;
+use crate::ui;
+use anyhow::Context as _;
+use chrono::Utc;
+use crossterm::event::{
+    DisableBracketedPaste, EnableBracketedPaste, Event, EventStream, KeyEventKind,
+};
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use crossterm::{cursor, execute};
+use futures::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use std::collections::HashMap;
+use std::io::{IsTerminal, Stdout, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+pub use crate::app::Source;
+
+/// How long quitting waits for requests in flight (their results are persisted by the engine).
+pub const QUIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Capacity of the channel on which request tasks report back. Bounded so that a flood of
+/// results makes the tasks wait instead of growing memory; the loop is the only receiver, never
+/// sends on it itself, and drains it between draws, so a full channel only delays the tasks.
+const RESULTS: usize = 1024;
+
+/// Messages handled at most between two draws when many arrive at once (results of a burst).
+const BATCH: usize = 512;
+
+/// What the screen runs on.
+pub struct TuiOptions {
+    pub profiles: Profiles,
+    /// The profiles file, or the demo (with where a profiles file belongs).
+    pub source: Source,
+    /// ASCII symbols even when the locale is UTF-8 (`--ascii`).
+    pub ascii: bool,
+}
+
+impl TuiOptions {
+    /// Options for a profiles file.
+    pub fn file(profiles: Profiles, ascii: bool) -> TuiOptions {
+        let source = Source::File(profiles.path.clone());
+        TuiOptions {
+            profiles,
+            source,
+            ascii,
+        }
+    }
+
+    /// Options for the demo; `profiles_hint` is where the user's profiles file belongs.
+    pub fn demo(profiles: Profiles, profiles_hint: PathBuf, ascii: bool) -> TuiOptions {
+        TuiOptions {
+            profiles,
+            source: Source::Demo { profiles_hint },
+            ascii,
+        }
+    }
+}
+
+/// The drawing options from the environment: ASCII when asked or when the locale is not UTF-8;
+/// no colour when `NO_COLOR` is set.
+pub fn options_from_env(ascii: bool) -> Options {
+    let var = |k: &str| std::env::var(k).ok();
+    let utf8 = ui::locale_is_utf8(
+        var("LC_ALL").as_deref(),
+        var("LC_CTYPE").as_deref(),
+        var("LANG").as_deref(),
+    );
+    Options {
+        ascii: ascii || !utf8,
+        color: !ui::no_color(var("NO_COLOR").as_deref()),
+        zone: Zone::Local,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The terminal.
+// ---------------------------------------------------------------------------------------------
+
+/// The terminal is in raw mode / on the alternate screen (and must be restored).
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Puts the terminal back as it was: raw mode off, bracketed paste off, alternate screen left,
+/// cursor shown. Does nothing when the screen is not up; safe to call more than once and from
+/// the panic hook.
+pub fn restore_terminal() {
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let _ = disable_raw_mode();
+    let mut out = std::io::stdout();
+    let _ = execute!(
+        out,
+        DisableBracketedPaste,
+        LeaveAlternateScreen,
+        cursor::Show
+    );
+    let _ = out.flush();
+}
+
+/// Chains a panic hook that restores the terminal before the previous hook prints the message.
+/// Installed once per process.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+    });
+}
+
+fn enter_terminal() -> anyhow::Result<Terminal<CrosstermBackend<Stdout>>> {
+    ACTIVE.store(true, Ordering::SeqCst);
+    enable_raw_mode().context("cannot put the terminal in raw mode")?;
+    let mut out = std::io::stdout();
+    execute!(
+        out,
+        EnterAlternateScreen,
+        EnableBracketedPaste,
+        cursor::Hide
+    )
+    .context("cannot set up the terminal")?;
+    let mut terminal =
+        Terminal::new(CrosstermBackend::new(out)).context("cannot set up the terminal")?;
+    terminal.clear().context("cannot clear the terminal")?;
+    Ok(terminal)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop.
+// ---------------------------------------------------------------------------------------------
+
+/// Opens the screen over the profiles and runs until the user quits (or SIGTERM, SIGHUP, or the
+/// terminal goes away). Restores the terminal on every way out.
+pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<()> {
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "the screen needs a terminal on standard output; for scripts use a command \
+             (sugar-sessions --help lists them)"
+        );
+    }
+    let options = options_from_env(opts.ascii);
+    let mut model = Model::new(&opts.profiles, opts.source, options, Utc::now());
+    let profiles: HashMap<String, Arc<Profile>> = opts
+        .profiles
+        .profiles
+        .into_iter()
+        .map(|p| (p.name.clone(), Arc::new(p)))
+        .collect();
+
+    // The cache as it is now, before the first frame.
+    let store = engine.store().clone();
+    let mut stamp = store.stamp();
+    let loaded = tokio::task::spawn_blocking(move || store.load())
+        .await
+        .context("reading the token cache")?;
+    match loaded {
+        Ok((cache, report)) => {
+            app::update(&mut model, Msg::CacheReloaded(cache), Utc::now());
+            if let Some((aside, why)) = report.moved_aside {
+                let text = format!(
+                    "the token cache was unreadable ({why}); it was moved aside to {} and a new one started",
+                    aside.display()
+                );
+                app::update(&mut model, Msg::Notice(text), Utc::now());
+                stamp = engine.store().stamp();
+            }
+        }
+        Err(e) => {
+            app::update(
+                &mut model,
+                Msg::Notice(format!("cannot read the token cache: {e}")),
+                Utc::now(),
+            );
+        }
+    }
+
+    install_panic_hook();
+    let result = match enter_terminal() {
+        Ok(terminal) => {
+            let mut rt = Runtime::new(engine, profiles);
+            let result = rt.run(terminal, &mut model, stamp).await;
+            rt.finish().await;
+            result
+        }
+        Err(e) => Err(e),
+    };
+    restore_terminal();
+    result
+}
+
+struct Runtime {
+    engine: Arc<Engine>,
+    profiles: HashMap<String, Arc<Profile>>,
+    tx: mpsc::Sender<Msg>,
+    rx: Option<mpsc::Receiver<Msg>>,
+    /// Withdraws a queued request; dropped once the request has started or ended.
+    cancels: HashMap<String, oneshot::Sender<()>>,
+    tasks: JoinSet<()>,
+    quit: bool,
+    /// The terminal is gone (SIGHUP, end or error of the event stream, a failed write): no drawing.
+    gone: bool,
+}
+
+impl Runtime {
+    fn new(engine: Arc<Engine>, profiles: HashMap<String, Arc<Profile>>) -> Runtime {
+        let (tx, rx) = mpsc::channel(RESULTS);
+        Runtime {
+            engine,
+            profiles,
+            tx,
+            rx: Some(rx),
+            cancels: HashMap::new(),
+            tasks: JoinSet::new(),
+            quit: false,
+            gone: false,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        mut terminal: Terminal<CrosstermBackend<Stdout>>,
+        model: &mut Model,
+        mut stamp: Option<crate::store::FileStamp>,
+    ) -> anyhow::Result<()> {
+        let mut rx = self.rx.take().expect("run once");
+        let mut events = EventStream::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut sighup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let reloading = Arc::new(AtomicBool::new(false));
+
+        let size = terminal.size().context("cannot read the terminal size")?;
+        self.handle(
+            model,
+            Msg::Resize {
+                width: size.width,
+                height: size.height,
+            },
+        );
+
+        loop {
+            if model.take_dirty() && !self.gone {
+                let now = model.clock();
+                if let Err(e) = terminal.draw(|f| ui::view(model, now, f)) {
+                    // The terminal cannot be written to: it went away.
+                    self.gone = true;
+                    self.handle(
+                        model,
+                        Msg::Shutdown {
+                            reason: format!("the terminal failed ({e})"),
+                        },
+                    );
+                }
+            }
+            if self.quit {
+                break;
+            }
+            let msg = tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => Msg::Key(key),
+                    Some(Ok(Event::Resize(width, height))) => Msg::Resize { width, height },
+                    Some(Ok(Event::Paste(text))) => Msg::Paste(text),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        self.gone = true;
+                        Msg::Shutdown { reason: format!("the terminal failed ({e})") }
+                    }
+                    None => {
+                        self.gone = true;
+                        Msg::Shutdown { reason: "the terminal closed".into() }
+                    }
+                },
+                Some(msg) = rx.recv() => msg,
+                _ = tick.tick() => {
+                    self.check_cache(&mut stamp, &reloading);
+                    Msg::Tick
+                }
+                _ = sigterm.recv() => Msg::Shutdown { reason: "terminated (SIGTERM)".into() },
+                _ = sighup.recv() => {
+                    self.gone = true;
+                    Msg::Shutdown { reason: "the terminal hung up (SIGHUP)".into() }
+                }
+            };
+            self.handle(model, msg);
+            // Apply whatever else already arrived before drawing once for all of it.
+            for _ in 0..BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => self.handle(model, msg),
+                    Err(_) => break,
+                }
+            }
+        }
+        // Nothing reads results any more: tasks finishing now still persist theirs (the engine
+        // writes before it reports); their sends simply fail.
+        drop(rx);
+        Ok(())
+    }
+
+    /// Withdraws queued requests, and waits at most [`QUIT_GRACE`] for the ones being sent.
+    async fn finish(&mut self) {
+        for (_, cancel) in self.cancels.drain() {
+            let _ = cancel.send(());
+        }
+        let tasks = &mut self.tasks;
+        let _ = tokio::time::timeout(QUIT_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if !self.tasks.is_empty() {
+            tracing::warn!(
+                left = self.tasks.len(),
+                "quit with requests still in flight"
+            );
+        }
+        self.tasks.abort_all();
+    }
+
+    fn handle(&mut self, model: &mut Model, msg: Msg) {
+        match &msg {
+            Msg::Started { name } | Msg::Withdrawn { name } => {
+                self.cancels.remove(name);
+            }
+            Msg::Done(outcome) => {
+                self.cancels.remove(&outcome.name);
+            }
+            _ => {}
+        }
+        for command in app::update(model, msg, Utc::now()) {
+            self.execute(command);
+        }
+    }
+
+    fn execute(&mut self, command: Command) {
+        match command {
+            Command::Start { name, op, password } => {
+                let Some(profile) = self.profiles.get(&name).cloned() else {
+                    return;
+                };
+                let (cancel, cancelled) = oneshot::channel::<()>();
+                self.cancels.insert(name.clone(), cancel);
+                let engine = self.engine.clone();
+                let tx = self.tx.clone();
+                self.tasks.spawn(async move {
+                    // Waiting for a place can be withdrawn; once it has one, the request is sent
+                    // and its answer is stored whatever the screen does.
+                    let permit = tokio::select! {
+                        biased;
+                        Ok(()) = cancelled => {
+                            drop(password);
+                            let _ = tx.send(Msg::Withdrawn { name }).await;
+                            return;
+                        }
+                        permit = engine.acquire(&profile) => permit,
+                    };
+                    let _ = tx.send(Msg::Started { name }).await;
+                    let outcome = engine.execute(&profile, op, password, permit).await;
+                    let _ = tx.send(Msg::Done(Box::new(outcome))).await;
+                });
+            }
+            Command::Cancel { name } => {
+                if let Some(cancel) = self.cancels.remove(&name) {
+                    let _ = cancel.send(());
+                }
+            }
+            Command::Quit => self.quit = true,
+        }
+    }
+
+    /// Reloads the cache in the background when its file changed (another process, or our own
+    /// writes); a stat per tick, nothing more, when it did not.
+    fn check_cache(
+        &mut self,
+        stamp: &mut Option<crate::store::FileStamp>,
+        reloading: &Arc<AtomicBool>,
+    ) {
+        let store = self.engine.store().clone();
+        let now = store.stamp();
+        if now == *stamp || reloading.load(Ordering::SeqCst) {
+            return;
+        }
+        *stamp = now;
+        reloading.store(true, Ordering::SeqCst);
+        let tx = self.tx.clone();
+        let reloading = reloading.clone();
+        tokio::task::spawn_blocking(move || {
+            let msg = match store.load() {
+                Ok((cache, report)) => {
+                    if let Some((aside, why)) = report.moved_aside {
+                        let _ = tx.blocking_send(Msg::Notice(format!(
+                            "the token cache was unreadable ({why}); it was moved aside to {}",
+                            aside.display()
+                        )));
+                    }
+                    Msg::CacheReloaded(cache)
+                }
+                Err(e) => Msg::Notice(format!("cannot read the token cache: {e}")),
+            };
+            let _ = tx.blocking_send(msg);
+            reloading.store(false, Ordering::SeqCst);
+        });
+    }
+}
