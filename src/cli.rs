@@ -1,13 +1,15 @@
 //! The command line: clap definitions and the non-interactive commands.
 
 use crate::config::{self, PasswordSource, Profile, Profiles};
-use crate::engine::{Engine, Outcome};
+use crate::engine::{Engine, Outcome, sudo_profile};
 use crate::secret::Secret;
 use crate::session::{Entry, Op, State, rfc3339};
+use crate::store::Cache;
 use crate::store::Store;
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,6 +77,17 @@ pub enum Command {
     Refresh(RefreshArgs),
     /// Log out on the server and remove the local session
     Logout(Targets),
+    /// Check sessions live: ping, who the user is, Sugar's version, the server's clock
+    Check(Targets),
+    /// With an admin session, get a session as another user (stored as NAME>USER)
+    Sudo {
+        /// The admin's profile
+        name: String,
+        /// The user to impersonate
+        user: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a usable access token: cached, refreshed, or from a new login
     Token {
         /// The profile
@@ -208,6 +221,8 @@ async fn run(cli: Cli) -> Result<i32, Usage> {
         Some(Command::Refresh(r)) => act(&cli, &r.targets, Op::Refresh).await,
         Some(Command::Logout(t)) => act(&cli, t, Op::Logout).await,
         Some(Command::Token { name }) => token(&cli, name).await,
+        Some(Command::Check(t)) => check(&cli, t).await,
+        Some(Command::Sudo { name, user, json }) => sudo(&cli, name, user, *json).await,
     }
 }
 
@@ -272,15 +287,8 @@ fn entry_for(p: &Profile, cache: &crate::store::Cache) -> Entry {
 }
 
 fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> {
-    let (cache, report) = store
-        .load()
-        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
-    if let Some((aside, why)) = report.moved_aside {
-        eprintln!(
-            "sugar-sessions: warning: the token cache did not parse ({why}); moved it aside to {}",
-            aside.display()
-        );
-    }
+    let cache = load_cache(store)?;
+    let profiles = &with_impersonations(profiles, &cache);
     let now = Utc::now();
     let rows: Vec<(&Profile, Entry)> = profiles
         .profiles
@@ -330,7 +338,11 @@ fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> 
 }
 
 /// The profiles named on the command line, in file order, each once.
-fn select<'a>(profiles: &'a Profiles, t: &Targets) -> Result<Vec<&'a Profile>, Usage> {
+fn select<'a>(
+    profiles: &'a Profiles,
+    t: &Targets,
+    bulk_sudo: bool,
+) -> Result<Vec<&'a Profile>, Usage> {
     if t.names.is_empty() && t.tags.is_empty() && !t.all {
         return Err(Usage(
             "sugar-sessions: name one or more profiles, or use --all or --tag TAG".into(),
@@ -343,7 +355,12 @@ fn select<'a>(profiles: &'a Profiles, t: &Targets) -> Result<Vec<&'a Profile>, U
         .map(String::as_str)
         .collect();
     if !unknown.is_empty() {
-        let known: Vec<&str> = profiles.profiles.iter().map(|p| p.name.as_str()).collect();
+        let known: Vec<&str> = profiles
+            .profiles
+            .iter()
+            .map(|p| p.name.as_str())
+            .filter(|n| !n.contains('>'))
+            .collect();
         return Err(Usage(format!(
             "sugar-sessions: unknown profile{} {} in {} (known: {})",
             if unknown.len() > 1 { "s" } else { "" },
@@ -367,8 +384,49 @@ fn select<'a>(profiles: &'a Profiles, t: &Targets) -> Result<Vec<&'a Profile>, U
     Ok(profiles
         .profiles
         .iter()
-        .filter(|p| t.all || t.names.contains(&p.name) || t.tags.iter().any(|tag| p.has_tag(tag)))
+        .filter(|p| {
+            t.names.contains(&p.name)
+                || ((t.all || t.tags.iter().any(|tag| p.has_tag(tag)))
+                    && (bulk_sudo || !p.name.contains('>')))
+        })
         .collect())
+}
+
+/// The file's profiles, each followed by the impersonations (`NAME>USER`) the cache holds for it.
+fn with_impersonations(profiles: &Profiles, cache: &Cache) -> Profiles {
+    let mut users: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (name, entry) in &cache.profiles {
+        if let Some((parent, user)) = name.split_once('>')
+            && entry.session.is_some()
+        {
+            users.entry(parent).or_default().push(user);
+        }
+    }
+    let mut out = Vec::with_capacity(profiles.profiles.len());
+    for p in &profiles.profiles {
+        out.push(p.clone());
+        for user in users.get(p.name.as_str()).into_iter().flatten() {
+            out.push(sudo_profile(p, user));
+        }
+    }
+    Profiles {
+        path: profiles.path.clone(),
+        profiles: out,
+        settings: profiles.settings.clone(),
+    }
+}
+
+fn load_cache(store: &Store) -> Result<Cache, Usage> {
+    let (cache, report) = store
+        .load()
+        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    if let Some((aside, why)) = report.moved_aside {
+        eprintln!(
+            "sugar-sessions: warning: the token cache did not parse ({why}); moved it aside to {}",
+            aside.display()
+        );
+    }
+    Ok(cache)
 }
 
 /// Asks for a password on the terminal, without echo; `None` when there is no terminal.
@@ -390,8 +448,9 @@ fn prompt_password(p: &Profile) -> Option<Secret> {
 
 async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
     let profiles = load_profiles(&profiles_path(cli)?)?;
-    let chosen = select(&profiles, t)?;
     let store = open_store(cli)?;
+    let profiles = with_impersonations(&profiles, &load_cache(&store)?);
+    let chosen = select(&profiles, t, op == Op::Logout)?;
     let engine = Arc::new(Engine::new(store, &profiles.settings));
     run_all(engine, chosen, op, t.json).await
 }
@@ -402,7 +461,7 @@ async fn refresh_due(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
     let chosen = if t.names.is_empty() && t.tags.is_empty() {
         profiles.profiles.iter().collect()
     } else {
-        select(&profiles, t)?
+        select(&profiles, t, false)?
     };
     let store = open_store(cli)?;
     let engine = Arc::new(Engine::new(store, &profiles.settings));
@@ -485,8 +544,10 @@ async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
         tags: vec![],
         json: false,
     };
-    let p = select(&profiles, &targets)?.remove(0).clone();
-    let engine = Engine::new(open_store(cli)?, &profiles.settings);
+    let store = open_store(cli)?;
+    let profiles = with_impersonations(&profiles, &load_cache(&store)?);
+    let p = select(&profiles, &targets, false)?.remove(0).clone();
+    let engine = Engine::new(store, &profiles.settings);
     let print = |entry: &Entry| -> Option<i32> {
         let s = entry.usable_session(Utc::now())?;
         println!("{}", s.access_token.expose());
@@ -626,4 +687,61 @@ async fn screen(_cli: &Cli) -> Result<i32, Usage> {
 
 async fn demo(cli: &Cli) -> Result<i32, Usage> {
     screen(cli).await
+}
+
+async fn check(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
+    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let store = open_store(cli)?;
+    let profiles = with_impersonations(&profiles, &load_cache(&store)?);
+    let chosen = select(&profiles, t, true)?;
+    let engine = Arc::new(Engine::new(store, &profiles.settings));
+    let jobs: Vec<_> = chosen
+        .into_iter()
+        .map(|p| {
+            let (engine, p) = (engine.clone(), p.clone());
+            tokio::spawn(async move { engine.check(&p).await })
+        })
+        .collect();
+    let mut all_ok = true;
+    let mut rows = Vec::new();
+    for job in jobs {
+        let Ok((o, report)) = job.await else { continue };
+        all_ok &= o.ok;
+        if t.json {
+            rows.push(json!({
+                "name": o.name, "ok": o.ok, "state": o.state.as_str(), "message": o.message,
+                "user_name": report.as_ref().map(|r| &r.user_name),
+                "full_name": report.as_ref().map(|r| &r.full_name),
+                "admin": report.as_ref().map(|r| r.admin),
+                "flavor": report.as_ref().map(|r| &r.flavor),
+                "version": report.as_ref().map(|r| &r.version),
+                "clock_skew_s": report.as_ref().and_then(|r| r.skew_s),
+                "latency_ms": report.as_ref().map(|r| r.latency_ms),
+            }));
+        } else {
+            println!("{}", o.message);
+        }
+    }
+    if t.json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
+    }
+    Ok(if all_ok { exit::OK } else { exit::FAILED })
+}
+
+async fn sudo(cli: &Cli, name: &str, user: &str, json: bool) -> Result<i32, Usage> {
+    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let targets = Targets {
+        names: vec![name.to_string()],
+        all: false,
+        tags: vec![],
+        json,
+    };
+    let p = select(&profiles, &targets, false)?.remove(0).clone();
+    if user.is_empty() || user.contains('>') {
+        return Err(Usage(format!("sugar-sessions: not a user name: {user:?}")));
+    }
+    let engine = Engine::new(open_store(cli)?, &profiles.settings);
+    let o = engine.sudo(&p, user).await;
+    print_outcomes(std::slice::from_ref(&o), json);
+    Ok(if o.ok { exit::OK } else { exit::FAILED })
 }

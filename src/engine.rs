@@ -6,7 +6,8 @@
 use crate::config::{PasswordSource, Profile, Settings};
 use crate::secret::Secret;
 use crate::session::{
-    Entry, Failure, Op, RequestLog, Session, State, format_duration, remaining, rfc3339,
+    CheckReport, Entry, Failure, Op, RequestLog, Session, State, format_duration, remaining,
+    rfc3339,
 };
 use crate::store::{Cache, FileStamp, Store, StoreError};
 use crate::sugar::{Call, Client, Grant, NetSettings, SugarError};
@@ -574,6 +575,231 @@ impl Run<'_> {
                 .await
             }
             Err(e) => Err(self.fail_http(e, false, |_| {}).await),
+        }
+    }
+}
+
+/// The name of an impersonation's own row and cache entry: `NAME>USER`.
+pub fn sudo_name(profile: &str, user: &str) -> String {
+    format!("{profile}>{user}")
+}
+
+/// The profile an impersonation acts through: the admin's instance, platform and client, as `user`,
+/// with no password source (a new one comes only from another sudo) and nothing automatic.
+pub fn sudo_profile(base: &Profile, user: &str) -> Profile {
+    Profile {
+        name: sudo_name(&base.name, user),
+        username: user.to_string(),
+        password: PasswordSource::Prompt,
+        auto_refresh: false,
+        relogin: false,
+        ..base.clone()
+    }
+}
+
+impl Engine {
+    /// A live check of the profile's session: `GET /ping`, `/me`, server info and server time,
+    /// concurrently. A session that Sugar no longer accepts is marked as such in the cache.
+    pub async fn check(&self, p: &Profile) -> (Outcome, Option<CheckReport>) {
+        let permit = self.acquire(p).await;
+        let mut requests = Vec::new();
+        let entry = self.current(&p.name).await.unwrap_or_default();
+        let now = Utc::now();
+        let done = |ok, message: String, entry: Entry, requests, error| Outcome {
+            name: p.name.clone(),
+            op: Op::Refresh,
+            ok,
+            state: entry.state(Utc::now()),
+            message,
+            entry,
+            requests,
+            error,
+        };
+        let session = entry
+            .session
+            .clone()
+            .filter(|s| s.belongs_to(p.url.as_str(), &p.username, &p.platform));
+        let Some(session) = session.filter(|s| s.access_valid(now)) else {
+            let msg = format!(
+                "{}: check: no active session to check: log in first",
+                p.name
+            );
+            return (done(false, msg, entry, requests, None), None);
+        };
+        let client = match self.client(p) {
+            Ok(c) => c,
+            Err(msg) => {
+                return (
+                    done(
+                        false,
+                        format!("{}: check failed: {msg}", p.name),
+                        entry,
+                        requests,
+                        None,
+                    ),
+                    None,
+                );
+            }
+        };
+        let token = &session.access_token;
+        let (ping, me, info, time) = tokio::join!(
+            client.ping(p, token),
+            client.me(p, token),
+            client.server_info(p, token),
+            client.server_time(p, token)
+        );
+        drop(permit);
+        let latency_ms = ping.log.latency_ms;
+        let time_log = time.log.clone();
+        requests.extend([ping.log, me.log, info.log, time.log]);
+        let first_error = [
+            ping.result.err(),
+            me.result.as_ref().err().cloned(),
+            info.result.as_ref().err().cloned(),
+        ]
+        .into_iter()
+        .flatten()
+        .next();
+        if let Some(e) = first_error {
+            if e.session_gone() {
+                let message = format!(
+                    "{}: Sugar no longer accepts this session ({}) although it had {} left: log in again",
+                    p.name,
+                    e.what(),
+                    format_duration(remaining(session.expires_at, now))
+                );
+                let m = message.clone();
+                let entry = self
+                    .persist(&p.name, move |e| {
+                        if let Some(s) = &mut e.session {
+                            s.refresh_token = None;
+                            s.refresh_expires_at = None;
+                        }
+                        e.failure = Some(Failure {
+                            at: Utc::now(),
+                            op: Op::Refresh,
+                            message: m,
+                            needs_login: true,
+                        });
+                    })
+                    .await
+                    .unwrap_or(entry);
+                return (
+                    done(false, message, entry, requests, Some(Box::new(e))),
+                    None,
+                );
+            }
+            let message = e.to_string();
+            return (
+                done(false, message, entry, requests, Some(Box::new(e))),
+                None,
+            );
+        }
+        let me = me.result.expect("checked above");
+        let info = info.result.expect("checked above");
+        // The server's clock against the local clock at the middle of the request.
+        let skew_s = time.result.ok().map(|server| {
+            let mid = time_log.at + TimeDelta::milliseconds(time_log.latency_ms as i64 / 2);
+            (server.with_timezone(&Utc) - mid).num_seconds()
+        });
+        let report = CheckReport {
+            at: now,
+            user_name: me.user_name,
+            full_name: me.full_name,
+            admin: me.admin,
+            flavor: info.flavor,
+            version: info.version,
+            skew_s,
+            latency_ms,
+        };
+        let mut message = format!("{}: alive; {}", p.name, report.summary());
+        if let Some(w) = report.skew_warning() {
+            message.push_str(&format!("; warning: {w}"));
+        }
+        (done(true, message, entry, requests, None), Some(report))
+    }
+
+    /// With the profile's (admin) session, a session as `user` on the same platform, stored under
+    /// `NAME>USER`. It has no refresh token: it ends when its access token does.
+    pub async fn sudo(&self, p: &Profile, user: &str) -> Outcome {
+        let permit = self.acquire(p).await;
+        let target = sudo_profile(p, user);
+        let entry = self.current(&p.name).await.unwrap_or_default();
+        let now = Utc::now();
+        let fail = |message: String, requests, error| Outcome {
+            name: target.name.clone(),
+            op: Op::Login,
+            ok: false,
+            state: State::Error,
+            message,
+            entry: Entry::default(),
+            requests,
+            error,
+        };
+        let session = entry
+            .session
+            .clone()
+            .filter(|s| s.belongs_to(p.url.as_str(), &p.username, &p.platform));
+        let Some(session) = session.filter(|s| s.access_usable(now)) else {
+            return fail(
+                format!(
+                    "{}: sudo failed: {} has no active session: log in first",
+                    target.name, p.name
+                ),
+                vec![],
+                None,
+            );
+        };
+        let client = match self.client(p) {
+            Ok(c) => c,
+            Err(msg) => return fail(format!("{}: sudo failed: {msg}", target.name), vec![], None),
+        };
+        let call = client.sudo(p, &session.access_token, user).await;
+        drop(permit);
+        let at = call.log.at;
+        let requests = vec![call.log];
+        match call.result {
+            Err(mut e) => {
+                e.profile = target.name.clone();
+                fail(e.to_string(), requests, Some(Box::new(e)))
+            }
+            Ok(grant) => {
+                let mut session = session_from(grant, &target, at);
+                session.refresh_token = None;
+                session.refresh_expires_at = None;
+                let stored = self
+                    .persist(&target.name, move |e| {
+                        e.session = Some(session);
+                        e.failure = None;
+                    })
+                    .await;
+                match stored {
+                    Ok(entry) => {
+                        let now = Utc::now();
+                        let message = format!(
+                            "{}: impersonating {user} through {}'s admin session; {}",
+                            target.name,
+                            p.name,
+                            describe(&entry, now)
+                        );
+                        Outcome {
+                            name: target.name,
+                            op: Op::Login,
+                            ok: true,
+                            state: entry.state(now),
+                            message,
+                            entry,
+                            requests,
+                            error: None,
+                        }
+                    }
+                    Err(cache) => fail(
+                        format!("{}: sudo succeeded but {cache}", target.name),
+                        requests,
+                        None,
+                    ),
+                }
+            }
         }
     }
 }

@@ -333,7 +333,10 @@ pub fn refresh_jitter(name: &str, session: &Session, lead: TimeDelta) -> TimeDel
     }
     // FNV-1a over the name and the moment the token was obtained: stable, cheap, well spread.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes().chain(session.obtained_at.timestamp_millis().to_le_bytes()) {
+    for b in name
+        .bytes()
+        .chain(session.obtained_at.timestamp_millis().to_le_bytes())
+    {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -341,15 +344,26 @@ pub fn refresh_jitter(name: &str, session: &Session, lead: TimeDelta) -> TimeDel
 }
 
 /// When the session should be refreshed automatically.
-pub fn refresh_at(name: &str, session: &Session, configured: Option<std::time::Duration>) -> DateTime<Utc> {
+pub fn refresh_at(
+    name: &str,
+    session: &Session,
+    configured: Option<std::time::Duration>,
+) -> DateTime<Utc> {
     let lead = refresh_lead(session, configured);
     session.expires_at - lead - refresh_jitter(name, session, lead)
 }
 
 /// True when an automatic refresh of this entry should start now: it has a live refresh token,
 /// its refresh time has come, and no recent failure (or one that needs a login) stands in the way.
-pub fn refresh_due(name: &str, entry: &Entry, configured: Option<std::time::Duration>, now: DateTime<Utc>) -> bool {
-    let Some(session) = &entry.session else { return false };
+pub fn refresh_due(
+    name: &str,
+    entry: &Entry,
+    configured: Option<std::time::Duration>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(session) = &entry.session else {
+        return false;
+    };
     if !session.refresh_valid(now) {
         return false;
     }
@@ -389,17 +403,32 @@ mod refresh_timing {
     fn the_lead_is_five_minutes_or_a_fifth_of_a_short_lifetime() {
         assert_eq!(refresh_lead(&session(3600), None), TimeDelta::seconds(300));
         assert_eq!(refresh_lead(&session(90), None), TimeDelta::seconds(18));
-        assert_eq!(refresh_lead(&session(3600), Some(Duration::from_secs(600))), TimeDelta::seconds(600));
-        assert_eq!(refresh_lead(&session(60), Some(Duration::from_secs(600))), TimeDelta::seconds(60));
+        assert_eq!(
+            refresh_lead(&session(3600), Some(Duration::from_secs(600))),
+            TimeDelta::seconds(600)
+        );
+        assert_eq!(
+            refresh_lead(&session(60), Some(Duration::from_secs(600))),
+            TimeDelta::seconds(60)
+        );
     }
 
     #[test]
     fn jitter_is_bounded_stable_and_differs_between_profiles() {
         let s = session(3600);
         let lead = refresh_lead(&s, None);
-        let spreads: Vec<TimeDelta> = (0..50).map(|i| refresh_jitter(&format!("p{i}"), &s, lead)).collect();
-        assert!(spreads.iter().all(|j| *j >= TimeDelta::zero() && *j < TimeDelta::seconds(30)));
-        assert_eq!(refresh_jitter("p1", &s, lead), refresh_jitter("p1", &s, lead));
+        let spreads: Vec<TimeDelta> = (0..50)
+            .map(|i| refresh_jitter(&format!("p{i}"), &s, lead))
+            .collect();
+        assert!(
+            spreads
+                .iter()
+                .all(|j| *j >= TimeDelta::zero() && *j < TimeDelta::seconds(30))
+        );
+        assert_eq!(
+            refresh_jitter("p1", &s, lead),
+            refresh_jitter("p1", &s, lead)
+        );
         let mut distinct = spreads.clone();
         distinct.sort();
         distinct.dedup();
@@ -409,15 +438,28 @@ mod refresh_timing {
     #[test]
     fn due_at_the_refresh_time_and_not_before() {
         let s = session(3600);
-        let e = Entry { session: Some(s.clone()), ..Default::default() };
+        let e = Entry {
+            session: Some(s.clone()),
+            ..Default::default()
+        };
         let when = refresh_at("acme", &s, None);
         assert!(when <= s.expires_at - TimeDelta::seconds(300));
         assert!(when > s.expires_at - TimeDelta::seconds(330));
         assert!(!refresh_due("acme", &e, None, when - TimeDelta::seconds(1)));
         assert!(refresh_due("acme", &e, None, when));
         // Past the access expiry, as long as the refresh token lives.
-        assert!(refresh_due("acme", &e, None, s.expires_at + TimeDelta::hours(1)));
-        assert!(!refresh_due("acme", &e, None, s.obtained_at + TimeDelta::days(15)));
+        assert!(refresh_due(
+            "acme",
+            &e,
+            None,
+            s.expires_at + TimeDelta::hours(1)
+        ));
+        assert!(!refresh_due(
+            "acme",
+            &e,
+            None,
+            s.obtained_at + TimeDelta::days(15)
+        ));
     }
 
     #[test]
@@ -426,12 +468,72 @@ mod refresh_timing {
         let now = s.expires_at;
         let failed = |needs_login, ago| Entry {
             session: Some(s.clone()),
-            failure: Some(Failure { at: now - TimeDelta::seconds(ago), op: Op::Refresh, message: "x".into(), needs_login }),
+            failure: Some(Failure {
+                at: now - TimeDelta::seconds(ago),
+                op: Op::Refresh,
+                message: "x".into(),
+                needs_login,
+            }),
             updated_at: None,
         };
-        assert!(!refresh_due("acme", &failed(true, 3600), None, now), "a login is needed");
-        assert!(!refresh_due("acme", &failed(false, 5), None, now), "just failed: wait");
-        assert!(refresh_due("acme", &failed(false, 31), None, now), "retry after a while");
+        assert!(
+            !refresh_due("acme", &failed(true, 3600), None, now),
+            "a login is needed"
+        );
+        assert!(
+            !refresh_due("acme", &failed(false, 5), None, now),
+            "just failed: wait"
+        );
+        assert!(
+            refresh_due("acme", &failed(false, 31), None, now),
+            "retry after a while"
+        );
         assert!(!refresh_due("acme", &Entry::default(), None, now));
+    }
+}
+
+/// What a live check of a session found (`GET /ping`, `/me`, server info, server time).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub at: DateTime<Utc>,
+    pub user_name: String,
+    pub full_name: String,
+    pub admin: bool,
+    /// Sugar's flavor and version, e.g. `ENT`, `14.0.0`.
+    pub flavor: String,
+    pub version: String,
+    /// Server clock minus local clock, in seconds, when the server told its time.
+    pub skew_s: Option<i64>,
+    /// Round trip of `GET /ping`.
+    pub latency_ms: u64,
+}
+
+/// Clock skew beyond this makes countdowns unreliable: warn.
+pub const MAX_SKEW_S: i64 = 60;
+
+impl CheckReport {
+    /// `Integration User (integration, admin) · Sugar 12.0.0 ENT · clock skew +1 s · ping 12 ms`.
+    pub fn summary(&self) -> String {
+        let role = if self.admin { ", admin" } else { "" };
+        let skew = match self.skew_s {
+            Some(s) => format!(" · clock skew {s:+} s"),
+            None => String::new(),
+        };
+        format!(
+            "{} ({}{role}) · Sugar {} {} · ping {} ms{skew}",
+            self.full_name, self.user_name, self.version, self.flavor, self.latency_ms
+        )
+    }
+
+    /// A warning when the server's clock is off by more than [`MAX_SKEW_S`].
+    pub fn skew_warning(&self) -> Option<String> {
+        let s = self.skew_s?;
+        (s.abs() > MAX_SKEW_S).then(|| {
+            format!(
+                "the server's clock is {} s {} this machine's: expiry countdowns, computed from the local clock, may be off by that much",
+                s.abs(),
+                if s > 0 { "ahead of" } else { "behind" }
+            )
+        })
     }
 }

@@ -472,3 +472,56 @@ async fn refresh_due_refreshes_exactly_the_sessions_that_are_due() {
         .to_string();
     assert_eq!(run(e.cmd(&["token", "fresh"])).await.stdout.trim(), fresh);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_and_sudo_from_the_shell() {
+    let emu = start().await;
+    let e = env(&emu);
+    assert_eq!(
+        run(e.cmd(&["login", "acme-admin", "acme-prod"])).await.code,
+        0
+    );
+
+    let r = run(e.cmd(&["check", "acme-admin", "acme-prod", "--json"])).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let rows = json(&r.stdout);
+    assert_eq!(rows[0]["name"], "acme-prod", "file order");
+    assert_eq!(rows[0]["full_name"], "Integration User");
+    assert_eq!(rows[0]["admin"], false);
+    assert_eq!(rows[1]["full_name"], "Administrator");
+    assert_eq!(rows[1]["admin"], true);
+    assert_eq!(rows[1]["version"], "12.0.0");
+    assert!(rows[1]["clock_skew_s"].as_i64().unwrap().abs() <= 2);
+
+    let r = run(e.cmd(&["sudo", "acme-admin", "integration"])).await;
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .starts_with("acme-admin>integration: impersonating integration")
+    );
+    let r = run(e.cmd(&["sudo", "acme-prod", "admin"])).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("HTTP 403 not_authorized"), "{}", r.stdout);
+
+    // The impersonation is a row of its own: status, token, logout address it by name.
+    let rows = json(&run(e.cmd(&["status", "--json"])).await.stdout);
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "acme-prod",
+            "acme-admin",
+            "acme-admin>integration",
+            "short",
+            "asker"
+        ]
+    );
+    assert_eq!(rows[2]["username"], "integration");
+    assert_eq!(rows[2]["refresh_expires_at"], Value::Null);
+    let token = run(e.cmd(&["token", "acme-admin>integration"])).await;
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    let r = run(e.cmd(&["logout", "acme-admin>integration"])).await;
+    assert_eq!(r.stdout.trim(), "acme-admin>integration: logged out");
+    let rows = json(&run(e.cmd(&["status", "--json"])).await.stdout);
+    assert_eq!(rows.len(), 4, "gone from the list once logged out");
+}

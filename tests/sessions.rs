@@ -1,0 +1,153 @@
+//! Sessions that look after themselves and say what happened: live checks, impersonation,
+//! superseded sessions, re-login (against the emulator).
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use sugar_sessions::config::Settings;
+use sugar_sessions::engine::Engine;
+use sugar_sessions::session::{Op, State};
+use sugar_sessions::store::Store;
+
+fn engine_in(dir: &std::path::Path) -> Engine {
+    Engine::new(Store::open(dir).unwrap(), &Settings::default())
+}
+
+fn admin(emu: &sugar_sessions::emulator::Emulator) -> sugar_sessions::config::Profile {
+    profile(
+        "acme-admin",
+        &format!(
+            "url = \"{}\"\nusername = \"admin\"\npassword = \"{ADMIN_PW}\"\nplatform = \"custom_api\"",
+            emu.url("acme")
+        ),
+    )
+}
+
+#[tokio::test]
+async fn check_reports_who_what_and_the_clock() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_in(dir.path());
+    let p = admin(&emu);
+
+    let (o, report) = engine.check(&p).await;
+    assert!(!o.ok && report.is_none());
+    assert_eq!(
+        o.message,
+        "acme-admin: check: no active session to check: log in first"
+    );
+
+    assert!(engine.run(&p, Op::Login, None).await.ok);
+    let (o, report) = engine.check(&p).await;
+    assert!(o.ok, "{}", o.message);
+    let r = report.unwrap();
+    assert_eq!(
+        (r.user_name.as_str(), r.full_name.as_str(), r.admin),
+        ("admin", "Administrator", true)
+    );
+    assert_eq!((r.flavor.as_str(), r.version.as_str()), ("ENT", "12.0.0"));
+    assert!(r.skew_s.unwrap().abs() <= 2, "{:?}", r.skew_s);
+    assert!(
+        o.message.starts_with(
+            "acme-admin: alive; Administrator (admin, admin) · Sugar 12.0.0 ENT · ping "
+        ),
+        "{}",
+        o.message
+    );
+    assert!(!o.message.contains("warning"));
+    let paths: Vec<&str> = o.requests.iter().map(|l| l.path).collect();
+    assert_eq!(paths, ["/ping", "/me", "/metadata", "/ping/whattimeisit"]);
+
+    // A server clock 5 minutes ahead is a warning.
+    emu.advance_clock(Duration::from_secs(300));
+    let (o, report) = engine.check(&p).await;
+    assert!(o.ok);
+    assert!((299..=301).contains(&report.unwrap().skew_s.unwrap()));
+    assert!(
+        o.message
+            .contains("warning: the server's clock is 300 s ahead of this machine's")
+            || o.message.contains("s ahead of this machine's"),
+        "{}",
+        o.message
+    );
+}
+
+#[tokio::test]
+async fn check_notices_a_session_sugar_no_longer_accepts() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_in(dir.path());
+    let first = integration(&emu, "first", "acme");
+    let second = integration(&emu, "second", "acme");
+    assert!(engine.run(&first, Op::Login, None).await.ok);
+    assert!(engine.run(&second, Op::Login, None).await.ok);
+    emu.advance_clock(Duration::from_secs(121)); // past the superseded access token's grace
+    let (o, report) = engine.check(&first).await;
+    assert!(!o.ok && report.is_none());
+    assert_ne!(o.state, State::Active, "{}", o.message);
+    assert!(
+        o.message.contains("Sugar no longer accepts this session"),
+        "{}",
+        o.message
+    );
+    let (o, _) = engine.check(&second).await;
+    assert!(o.ok, "the newer session is fine: {}", o.message);
+}
+
+#[tokio::test]
+async fn sudo_gets_a_session_as_another_user() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_in(dir.path());
+    let p = admin(&emu);
+
+    let o = engine.sudo(&p, "integration").await;
+    assert!(!o.ok);
+    assert_eq!(o.name, "acme-admin>integration");
+    assert!(
+        o.message
+            .contains("acme-admin has no active session: log in first"),
+        "{}",
+        o.message
+    );
+
+    assert!(engine.run(&p, Op::Login, None).await.ok);
+    let o = engine.sudo(&p, "integration").await;
+    assert!(o.ok, "{}", o.message);
+    assert_eq!(o.state, State::Active);
+    let s = o.entry.session.as_ref().unwrap();
+    assert_eq!(s.username, "integration");
+    assert!(
+        s.refresh_token.is_none(),
+        "an impersonation has no refresh token"
+    );
+    assert!(o.message.starts_with(
+        "acme-admin>integration: impersonating integration through acme-admin's admin session"
+    ));
+    // The caller keeps its own session, and the impersonation is stored under its own name.
+    let cache = engine.cache().await.unwrap();
+    assert!(cache.profiles["acme-admin"].session.is_some());
+    assert!(cache.profiles["acme-admin>integration"].session.is_some());
+
+    let o = engine.sudo(&p, "nobody").await;
+    assert!(!o.ok);
+    assert!(o.message.contains("HTTP 404 not_found"), "{}", o.message);
+    assert!(o.message.contains("no such user"), "{}", o.message);
+
+    let user = integration(&emu, "acme-int", "acme");
+    assert!(engine.run(&user, Op::Login, None).await.ok);
+    let o = engine.sudo(&user, "admin").await;
+    assert!(!o.ok);
+    assert!(
+        o.message.contains("HTTP 403 not_authorized"),
+        "{}",
+        o.message
+    );
+    assert!(
+        o.message
+            .contains("only an admin's session can impersonate"),
+        "{}",
+        o.message
+    );
+}
