@@ -236,6 +236,15 @@ fn source_kind(p: &Profile) -> &'static str {
 }
 
 fn list(profiles: &Profiles, json: bool) {
+    let warnings = crate::guard::warnings(&profiles.profiles);
+    let warnings_of = |p: &Profile| -> Vec<String> {
+        warnings
+            .get(&p.name)
+            .into_iter()
+            .flatten()
+            .map(|w| w.message(p))
+            .collect()
+    };
     if json {
         let rows: Vec<_> = profiles
             .profiles
@@ -244,6 +253,7 @@ fn list(profiles: &Profiles, json: bool) {
                 json!({
                     "name": p.name, "url": p.url.as_str().trim_end_matches('/'), "api": p.api, "username": p.username,
                     "platform": p.platform, "client_id": p.client_id, "tags": p.tags, "password_source": source_kind(p),
+                    "warnings": warnings_of(p),
                 })
             })
             .collect();
@@ -271,6 +281,9 @@ fn list(profiles: &Profiles, json: bool) {
             p.platform,
             source_kind(p)
         );
+        for warning in warnings_of(p) {
+            println!("{:w$}  warning: {warning}", "");
+        }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod emulator;
 pub mod engine;
+pub mod guard;
 pub mod secret;
 pub mod session;
 pub mod store;

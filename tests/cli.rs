@@ -525,3 +525,48 @@ async fn check_and_sudo_from_the_shell() {
     let rows = json(&run(e.cmd(&["status", "--json"])).await.stdout);
     assert_eq!(rows.len(), 4, "gone from the list once logged out");
 }
+
+#[tokio::test]
+async fn list_warns_of_platforms_that_end_other_sessions() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[defaults]\nusername = \"integration\"\n\
+         [profiles.web]\nurl = \"{acme}\"\nplatform = \"base\"\n\
+         [profiles.sync-a]\nurl = \"{acme}\"\n\
+         [profiles.sync-b]\nurl = \"{acme}\"\n\
+         [profiles.alone]\nurl = \"{acme}\"\nplatform = \"acme_sync\"\n",
+        acme = emu.url("acme"),
+    );
+    let e = Env {
+        profiles: write_profiles(dir.path(), &text),
+        state: dir.path().join("state"),
+        _dir: dir,
+    };
+    let r = run(e.cmd(&["list"])).await;
+    assert_eq!(r.code, 0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("web "));
+    assert!(
+        lines[1].trim_start().starts_with(
+            "warning: platform base: a login here logs integration out of Sugar's web UI"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "warning: sync-b also logs in as integration on this instance and platform custom_api"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("warning: sync-a also logs in as integration")
+    );
+    let rows = json(&run(e.cmd(&["list", "--json"])).await.stdout);
+    assert_eq!(rows[3]["name"], "alone");
+    assert_eq!(rows[3]["warnings"], serde_json::json!([]));
+    assert_eq!(rows[0]["warnings"].as_array().unwrap().len(), 1);
+}

@@ -1,0 +1,123 @@
+//! The platform guard: profiles whose logins would end other sessions.
+//!
+//! Sugar keeps one session per user and platform. A login on `base` ends the user's browser
+//! session, and two profiles with the same instance, user and platform end each other's sessions.
+
+use crate::config::Profile;
+use std::collections::HashMap;
+
+/// Why logging in on this profile ends another session, if it does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// The profile logs in on platform `base`, the web UI's platform.
+    BasePlatform,
+    /// Other profiles log in as the same user on the same instance and platform.
+    SharedPlatform { others: Vec<String> },
+}
+
+impl Warning {
+    /// A sentence for people, about the given profile.
+    pub fn message(&self, p: &Profile) -> String {
+        match self {
+            Warning::BasePlatform => format!(
+                "platform base: a login here logs {} out of Sugar's web UI; give the profile a platform of its own",
+                p.username
+            ),
+            Warning::SharedPlatform { others } => format!(
+                "{} also log{} in as {} on this instance and platform {}: each login ends the other's session; give each its own platform",
+                others.join(", "),
+                if others.len() == 1 { "s" } else { "" },
+                p.username,
+                p.platform
+            ),
+        }
+    }
+}
+
+/// The warnings of every profile that has any, by profile name.
+pub fn warnings(profiles: &[Profile]) -> HashMap<String, Vec<Warning>> {
+    let mut by_identity: HashMap<(String, String, &str), Vec<&str>> = HashMap::new();
+    for p in profiles.iter().filter(|p| !p.name.contains('>')) {
+        let instance = p.url.as_str().trim_end_matches('/').to_ascii_lowercase();
+        by_identity
+            .entry((
+                instance,
+                p.username.to_ascii_lowercase(),
+                p.platform.as_str(),
+            ))
+            .or_default()
+            .push(&p.name);
+    }
+    let mut out: HashMap<String, Vec<Warning>> = HashMap::new();
+    for p in profiles.iter().filter(|p| !p.name.contains('>')) {
+        let mut list = Vec::new();
+        if p.platform == "base" {
+            list.push(Warning::BasePlatform);
+        }
+        let instance = p.url.as_str().trim_end_matches('/').to_ascii_lowercase();
+        let same = &by_identity[&(
+            instance,
+            p.username.to_ascii_lowercase(),
+            p.platform.as_str(),
+        )];
+        if same.len() > 1 {
+            let others = same
+                .iter()
+                .filter(|n| **n != p.name)
+                .map(|n| n.to_string())
+                .collect();
+            list.push(Warning::SharedPlatform { others });
+        }
+        if !list.is_empty() {
+            out.insert(p.name.clone(), list);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn profiles(text: &str) -> Vec<Profile> {
+        crate::config::parse(text, Path::new("t.toml"))
+            .unwrap()
+            .profiles
+    }
+
+    #[test]
+    fn base_and_shared_platforms_are_flagged() {
+        let ps = profiles(
+            "[profiles.web]\nurl = \"https://a.example\"\nusername = \"will\"\nplatform = \"base\"\n\
+             [profiles.one]\nurl = \"https://a.example\"\nusername = \"Sync\"\n\
+             [profiles.two]\nurl = \"https://a.example/\"\nusername = \"sync\"\n\
+             [profiles.own]\nurl = \"https://a.example\"\nusername = \"sync\"\nplatform = \"own\"\n\
+             [profiles.other]\nurl = \"https://b.example\"\nusername = \"sync\"\n",
+        );
+        let w = warnings(&ps);
+        assert_eq!(w["web"], [Warning::BasePlatform]);
+        assert_eq!(
+            w["one"],
+            [Warning::SharedPlatform {
+                others: vec!["two".into()]
+            }]
+        );
+        assert_eq!(
+            w["two"],
+            [Warning::SharedPlatform {
+                others: vec!["one".into()]
+            }]
+        );
+        assert!(!w.contains_key("own") && !w.contains_key("other"));
+        assert_eq!(
+            w["one"][0].message(&ps[1]),
+            "two also logs in as Sync on this instance and platform custom_api: each login ends the other's session; give each its own platform"
+        );
+        assert!(
+            w["web"][0]
+                .message(&ps[0])
+                .contains("logs will out of Sugar's web UI")
+        );
+    }
+}
