@@ -694,12 +694,71 @@ async fn emulator(port: u16, write_profiles: Option<&Path>) -> Result<i32, Usage
     Ok(exit::OK)
 }
 
-async fn screen(_cli: &Cli) -> Result<i32, Usage> {
-    Err(Usage("the screen is not wired yet".into()))
+async fn screen(cli: &Cli) -> Result<i32, Usage> {
+    let path = profiles_path(cli)?;
+    if cli.profiles.is_none() && !path.exists() {
+        return run_demo(cli, Some(path)).await;
+    }
+    let profiles = load_profiles(&path)?;
+    let store = open_store(cli)?;
+    let engine = Arc::new(Engine::new(store, &profiles.settings));
+    let opts = crate::tui::TuiOptions {
+        profiles,
+        source: crate::tui::Source::File(path),
+        ascii: cli.ascii,
+    };
+    finish_screen(crate::tui::run(engine, opts).await)
 }
 
 async fn demo(cli: &Cli) -> Result<i32, Usage> {
-    screen(cli).await
+    run_demo(cli, None).await
+}
+
+/// The demo: an emulator on a random port, a profiles file and a state directory in a temporary
+/// directory (never the user's cache), and the screen over them.
+async fn run_demo(cli: &Cli, missing_profiles: Option<PathBuf>) -> Result<i32, Usage> {
+    let emu = start_demo_emulator(0).await?;
+    let dir = tempfile::Builder::new()
+        .prefix("sugar-sessions-demo-")
+        .tempdir()
+        .map_err(|e| {
+            Usage(format!(
+                "sugar-sessions: cannot create a temporary directory for the demo: {e}"
+            ))
+        })?;
+    let path = dir.path().join("profiles.toml");
+    write_private(&path, &crate::emulator::demo_profiles_toml(&emu)).map_err(|e| {
+        Usage(format!(
+            "sugar-sessions: cannot write the demo profiles: {e}"
+        ))
+    })?;
+    let profiles = load_profiles(&path)?;
+    let store =
+        Store::open(dir.path().join("state")).map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    let engine = Arc::new(Engine::new(store, &profiles.settings));
+    let hint = missing_profiles
+        .or_else(default_profiles_path)
+        .unwrap_or_else(|| PathBuf::from("profiles.toml"));
+    let opts = crate::tui::TuiOptions {
+        profiles,
+        source: crate::tui::Source::Demo {
+            profiles_hint: hint,
+        },
+        ascii: cli.ascii,
+    };
+    let result = finish_screen(crate::tui::run(engine, opts).await);
+    emu.shutdown().await;
+    result
+}
+
+fn finish_screen(result: anyhow::Result<()>) -> Result<i32, Usage> {
+    match result {
+        Ok(()) => Ok(exit::OK),
+        Err(e) => {
+            eprintln!("sugar-sessions: {e:#}");
+            Ok(exit::FAILED)
+        }
+    }
 }
 
 async fn check(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
