@@ -18,7 +18,7 @@ use crossterm::event::{
     DisableBracketedPaste, EnableBracketedPaste, Event, EventStream, KeyEventKind,
 };
 use crossterm::terminal::{
-    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use crossterm::{cursor, execute};
 use futures::StreamExt;
@@ -135,17 +135,17 @@ fn enter_terminal() -> anyhow::Result<Terminal<CrosstermBackend<Stdout>>> {
     ACTIVE.store(true, Ordering::SeqCst);
     enable_raw_mode().context("cannot put the terminal in raw mode")?;
     let mut out = std::io::stdout();
+    // A plain erase, not `Terminal::clear`: that asks the terminal for the cursor position and
+    // fails on terminals that do not answer.
     execute!(
         out,
         EnterAlternateScreen,
         EnableBracketedPaste,
-        cursor::Hide
+        cursor::Hide,
+        Clear(ClearType::All)
     )
     .context("cannot set up the terminal")?;
-    let mut terminal =
-        Terminal::new(CrosstermBackend::new(out)).context("cannot set up the terminal")?;
-    terminal.clear().context("cannot clear the terminal")?;
-    Ok(terminal)
+    Terminal::new(CrosstermBackend::new(out)).context("cannot set up the terminal")
 }
 
 // ---------------------------------------------------------------------------------------------
