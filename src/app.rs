@@ -138,16 +138,18 @@ pub enum RowState {
     Expired,
     RefreshExpired,
     LoggingOut,
+    Superseded,
     Error,
 }
 
 impl RowState {
     /// In the order the header counts them.
-    pub const ALL: [RowState; 9] = [
+    pub const ALL: [RowState; 10] = [
         RowState::Active,
         RowState::Expiring,
         RowState::Expired,
         RowState::RefreshExpired,
+        RowState::Superseded,
         RowState::Error,
         RowState::LoggedOut,
         RowState::LoggingIn,
@@ -165,6 +167,7 @@ impl RowState {
             RowState::Expired => "expired",
             RowState::RefreshExpired => "refresh expired",
             RowState::LoggingOut => "logging out",
+            RowState::Superseded => "superseded",
             RowState::Error => "error",
         }
     }
@@ -180,6 +183,8 @@ impl RowState {
             (RowState::Expired, true) => "-",
             (RowState::RefreshExpired, false) => "⊘",
             (RowState::RefreshExpired, true) => "=",
+            (RowState::Superseded, false) => "⊗",
+            (RowState::Superseded, true) => "X",
             (RowState::Error, false) => "✗",
             (RowState::Error, true) => "x",
             (RowState::LoggedOut, false) => "○",
@@ -192,7 +197,7 @@ impl RowState {
     /// Sort rank: what needs attention first.
     fn rank(self) -> u8 {
         match self {
-            RowState::Error => 0,
+            RowState::Error | RowState::Superseded => 0,
             RowState::RefreshExpired => 1,
             RowState::Expired => 2,
             RowState::Expiring => 3,
@@ -229,6 +234,7 @@ impl RowState {
         }
         match entry.state(now) {
             State::Error => RowState::Error,
+            State::Superseded => RowState::Superseded,
             State::LoggedOut => RowState::LoggedOut,
             State::Expired => RowState::Expired,
             State::RefreshExpired => RowState::RefreshExpired,
@@ -924,7 +930,7 @@ pub struct Model {
     status: Option<Status>,
     /// Rows waiting for the password prompt, the current one first.
     prompts: VecDeque<usize>,
-    counts: [usize; 9],
+    counts: [usize; RowState::ALL.len()],
     sent: usize,
     queued: usize,
     /// No row changes state by time alone before this instant.
@@ -947,7 +953,7 @@ impl Model {
             .map(|(i, r)| (r.profile.name.clone(), i))
             .collect();
         let n = rows.len();
-        let mut counts = [0; 9];
+        let mut counts = [0; RowState::ALL.len()];
         counts[RowState::LoggedOut.index()] = n;
         Model {
             source,

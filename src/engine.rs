@@ -6,8 +6,8 @@
 use crate::config::{PasswordSource, Profile, Settings};
 use crate::secret::Secret;
 use crate::session::{
-    CheckReport, Entry, Failure, Op, RequestLog, Session, State, format_duration, remaining,
-    rfc3339,
+    CheckReport, Entry, Failure, Op, RELOGIN_INTERVAL, RequestLog, Session, State, format_duration,
+    remaining, rfc3339,
 };
 use crate::store::{Cache, FileStamp, Store, StoreError};
 use crate::sugar::{Call, Client, Grant, NetSettings, SugarError};
@@ -312,6 +312,7 @@ impl Run<'_> {
                     op,
                     message: m,
                     needs_login,
+                    superseded: false,
                 })
             })
             .await
@@ -330,8 +331,21 @@ impl Run<'_> {
         needs_login: bool,
         change: impl FnOnce(&mut Entry) + Send + 'static,
     ) -> Failed {
-        let op = self.op;
         let message = error.to_string();
+        self.fail_with(error, message, needs_login, false, change)
+            .await
+    }
+
+    /// Stores a failed request with its message for people and how it leaves the session.
+    async fn fail_with(
+        &self,
+        error: Box<SugarError>,
+        message: String,
+        needs_login: bool,
+        superseded: bool,
+        change: impl FnOnce(&mut Entry) + Send + 'static,
+    ) -> Failed {
+        let op = self.op;
         let m = message.clone();
         let entry = match self
             .engine
@@ -342,6 +356,7 @@ impl Run<'_> {
                     op,
                     message: m,
                     needs_login,
+                    superseded,
                 });
             })
             .await
@@ -474,7 +489,9 @@ impl Run<'_> {
         let at = call.log.at;
         match self.record(call) {
             Ok(grant) => {
-                let entry = self.store_session(session_from(grant, self.p, at)).await?;
+                let mut fresh = session_from(grant, self.p, at);
+                fresh.hard_end = hard_end(&session, &fresh);
+                let entry = self.store_session(fresh).await?;
                 Ok((
                     format!(
                         "{}: refreshed; {}",
@@ -484,16 +501,71 @@ impl Run<'_> {
                     entry,
                 ))
             }
-            Err(e) if e.is_invalid_grant() => Err(self
-                .fail_http(e, true, |entry| {
-                    if let Some(s) = &mut entry.session {
-                        s.refresh_token = None;
-                        s.refresh_expires_at = None;
-                    }
-                })
-                .await),
+            Err(e) if e.is_invalid_grant() => {
+                self.refresh_rejected(client, e, &session, &entry).await
+            }
             Err(e) => Err(self.fail_http(e, false, |_| {}).await),
         }
+    }
+
+    /// Sugar rejected the refresh token: say why, and log in again when the profile allows it.
+    async fn refresh_rejected(
+        &mut self,
+        client: &Client,
+        e: Box<SugarError>,
+        session: &Session,
+        entry: &Entry,
+    ) -> Step {
+        let now = Utc::now();
+        let expired = e.to_string().to_ascii_lowercase().contains("expired");
+        // Rejected although it had not expired: another login on this user and platform ended it.
+        let superseded = !expired && session.refresh_valid(now);
+        let mut cause = if superseded {
+            format!(
+                "{}: superseded: {} ({})",
+                self.name(),
+                superseded_reason(self.p),
+                e.what()
+            )
+        } else {
+            e.to_string()
+        };
+        if self.p.relogin && self.p.password.is_non_interactive() {
+            match entry.relogin_at.filter(|t| now - *t < RELOGIN_INTERVAL) {
+                None => {
+                    let why = e.what();
+                    let (_, entry) = self.login(client, None).await?;
+                    let entry = self
+                        .engine
+                        .persist(self.name(), move |e| e.relogin_at = Some(now))
+                        .await
+                        .unwrap_or(entry);
+                    let because = if superseded { "it was superseded by another login" } else { "it was rejected" };
+                    return Ok((
+                        format!(
+                            "{}: logged in again, because the refresh token could not be used ({because}: {why}); {}",
+                            self.name(),
+                            describe(&entry, Utc::now())
+                        ),
+                        entry,
+                    ));
+                }
+                Some(last) => cause.push_str(&format!(
+                    "; not logging in again automatically: that already happened at {} (at most once per 10 minutes), so another tool is probably logging in as {} on platform {} too",
+                    rfc3339(last),
+                    self.p.username,
+                    self.p.platform
+                )),
+            }
+        }
+        Err(self
+            .fail_with(e, cause, true, superseded, |entry| {
+                if let Some(s) = &mut entry.session {
+                    s.refresh_token = None;
+                    s.refresh_expires_at = None;
+                }
+            })
+            .await)
     }
 
     async fn remove_session(&self, message: String) -> Step {
@@ -663,10 +735,11 @@ impl Engine {
         if let Some(e) = first_error {
             if e.session_gone() {
                 let message = format!(
-                    "{}: Sugar no longer accepts this session ({}) although it had {} left: log in again",
+                    "{}: superseded: Sugar no longer accepts this session ({}) although it had {} left: {}",
                     p.name,
                     e.what(),
-                    format_duration(remaining(session.expires_at, now))
+                    format_duration(remaining(session.expires_at, now)),
+                    superseded_reason(p)
                 );
                 let m = message.clone();
                 let entry = self
@@ -680,6 +753,7 @@ impl Engine {
                             op: Op::Refresh,
                             message: m,
                             needs_login: true,
+                            superseded: true,
                         });
                     })
                     .await
@@ -804,6 +878,15 @@ impl Engine {
     }
 }
 
+/// A refresh that did not move the refresh token's expiry shows that the session is capped
+/// (Sugar's `max_session_lifetime`): from then on it ends at that instant, whatever is refreshed.
+fn hard_end(before: &Session, after: &Session) -> Option<DateTime<Utc>> {
+    match (before.refresh_expires_at, after.refresh_expires_at) {
+        (Some(old), Some(new)) if new <= old + TimeDelta::seconds(2) => Some(new),
+        _ => before.hard_end,
+    }
+}
+
 fn session_from(grant: Grant, p: &Profile, at: DateTime<Utc>) -> Session {
     Session {
         access_token: grant.access_token,
@@ -815,7 +898,16 @@ fn session_from(grant: Grant, p: &Profile, at: DateTime<Utc>) -> Session {
         platform: p.platform.clone(),
         username: p.username.clone(),
         url: p.url.as_str().to_string(),
+        hard_end: None,
     }
+}
+
+/// Why a session that Sugar rejects before its expiry is gone, and how to avoid it.
+fn superseded_reason(p: &Profile) -> String {
+    format!(
+        "another login as {} on platform {} ended it (Sugar keeps one session per user and platform); give each integration a platform of its own",
+        p.username, p.platform
+    )
 }
 
 /// `access token valid for 59m 59s (until 2026-...Z); refresh token for 14d 00h`.

@@ -29,6 +29,9 @@ pub struct Session {
     pub username: String,
     /// The instance root the session was obtained from.
     pub url: String,
+    /// Refreshing no longer extends the session (Sugar's `max_session_lifetime`): it ends here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_end: Option<DateTime<Utc>>,
 }
 
 impl Session {
@@ -88,6 +91,9 @@ pub struct Failure {
     /// The failure means a new login is needed (for example the refresh token was rejected).
     #[serde(default)]
     pub needs_login: bool,
+    /// Sugar ended the session before its expiry: another login for the same user and platform.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
 }
 
 /// What the token cache knows of one profile.
@@ -99,7 +105,13 @@ pub struct Entry {
     pub failure: Option<Failure>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// The last automatic re-login (at most one per [`RELOGIN_INTERVAL`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relogin_at: Option<DateTime<Utc>>,
 }
+
+/// At most one automatic re-login per profile in this long.
+pub const RELOGIN_INTERVAL: TimeDelta = TimeDelta::minutes(10);
 
 /// The state of a profile's session as the cache knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -108,15 +120,17 @@ pub enum State {
     Active,
     Expired,
     RefreshExpired,
+    Superseded,
     Error,
     LoggedOut,
 }
 
 impl State {
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 6] = [
         State::Active,
         State::Expired,
         State::RefreshExpired,
+        State::Superseded,
         State::Error,
         State::LoggedOut,
     ];
@@ -127,6 +141,7 @@ impl State {
             State::Active => "active",
             State::Expired => "expired",
             State::RefreshExpired => "refresh_expired",
+            State::Superseded => "superseded",
             State::Error => "error",
             State::LoggedOut => "logged_out",
         }
@@ -138,6 +153,7 @@ impl State {
             State::Active => "active",
             State::Expired => "expired",
             State::RefreshExpired => "refresh expired",
+            State::Superseded => "superseded",
             State::Error => "error",
             State::LoggedOut => "logged out",
         }
@@ -153,8 +169,12 @@ impl fmt::Display for State {
 impl Entry {
     /// The state at `now`.
     pub fn state(&self, now: DateTime<Utc>) -> State {
-        if self.failure.is_some() {
-            return State::Error;
+        if let Some(f) = &self.failure {
+            return if f.superseded {
+                State::Superseded
+            } else {
+                State::Error
+            };
         }
         match &self.session {
             None => State::LoggedOut,
@@ -233,6 +253,7 @@ mod tests {
             platform: "p".into(),
             username: "u".into(),
             url: "http://x".into(),
+            hard_end: None,
         }
     }
 
@@ -263,8 +284,10 @@ mod tests {
                 op: Op::Login,
                 message: "x: boom".into(),
                 needs_login: false,
+                superseded: false,
             }),
             updated_at: None,
+            relogin_at: None,
         };
         let now = at("2026-01-01T00:00:00Z");
         assert_eq!(e.state(now), State::Error);
@@ -396,6 +419,7 @@ mod refresh_timing {
             platform: "p".into(),
             username: "u".into(),
             url: "http://x".into(),
+            hard_end: None,
         }
     }
 
@@ -473,8 +497,10 @@ mod refresh_timing {
                 op: Op::Refresh,
                 message: "x".into(),
                 needs_login,
+                superseded: false,
             }),
             updated_at: None,
+            relogin_at: None,
         };
         assert!(
             !refresh_due("acme", &failed(true, 3600), None, now),

@@ -6,8 +6,8 @@
 //! and border.
 
 use crate::app::{
-    Binding, CONFIRM_KEYS, FILTER_KEYS, HELP_KEYS, Layout, Model, NORMAL_KEYS, PASSWORD_KEYS,
-    Phase, ResultKind, Row as AppRow, RowState, Source,
+    Action, Binding, CONFIRM_KEYS, FILTER_KEYS, HELP_KEYS, Layout, Model, NORMAL_KEYS,
+    PASSWORD_KEYS, Phase, ResultKind, Row as AppRow, RowState, Source,
 };
 use crate::session::{format_duration, remaining};
 use chrono::{DateTime, Utc};
@@ -85,7 +85,8 @@ impl Column {
     }
 }
 
-/// Columns dropped first when the screen is narrow. NAME, STATE and TOKEN always stay.
+/// Columns dropped first when the screen is narrow. NAME, STATE and TOKEN always stay. The
+/// first three go before LAST is narrowed below what it wants; the others only after.
 pub const DROP_ORDER: [Column; 6] = [
     Column::Tags,
     Column::Platform,
@@ -98,7 +99,7 @@ pub const DROP_ORDER: [Column; 6] = [
 const STATE_WIDTH: usize = 17; // "⊘ refresh expired"
 const TIME_WIDTH: usize = 7; // "52m 07s", "13d 23h"
 const LAST_MIN: usize = 10;
-const LAST_WANTED: usize = 24;
+const LAST_WANTED: usize = 24; // "✗ 401 need_login 184 ms"
 
 /// The columns shown in a table `inner_width` wide, with their widths.
 pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
@@ -120,17 +121,29 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
         (Column::State, STATE_WIDTH),
         (Column::Token, TIME_WIDTH),
         (Column::Refresh, TIME_WIDTH),
-        (Column::Last, LAST_MIN),
+        (Column::Last, LAST_WANTED),
     ];
     let avail = usize::from(inner_width);
     let total = |cols: &[(Column, usize)]| {
         cols.iter().map(|c| c.1).sum::<usize>() + cols.len().saturating_sub(1)
     };
-    for drop in DROP_ORDER {
+    let (decorative, essential) = DROP_ORDER.split_at(3);
+    for drop in decorative {
         if total(&cols) <= avail {
             break;
         }
-        cols.retain(|c| c.0 != drop);
+        cols.retain(|c| c.0 != *drop);
+    }
+    // Narrow LAST before dropping anything that says more about the session.
+    let over = total(&cols).saturating_sub(avail);
+    if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
+        c.1 = c.1.saturating_sub(over).max(LAST_MIN);
+    }
+    for drop in essential {
+        if total(&cols) <= avail {
+            break;
+        }
+        cols.retain(|c| c.0 != *drop);
     }
     // Still too wide: narrow the name, then the state (its symbol stays first).
     for col in [Column::Name, Column::State] {
@@ -139,7 +152,7 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
             c.1 = c.1.saturating_sub(over).max(4);
         }
     }
-    // Room left: LAST grows first (up to what it needs), the rest goes to it too.
+    // Room left goes to LAST (else to NAME).
     let spare = avail.saturating_sub(total(&cols));
     if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
         c.1 += spare;
@@ -183,7 +196,9 @@ impl Theme {
             RowState::Active => self.fg(Color::Green),
             RowState::Expiring => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),
             RowState::Expired | RowState::RefreshExpired => self.fg(Color::Magenta),
-            RowState::Error => self.fg(Color::Red).add_modifier(Modifier::BOLD),
+            RowState::Error | RowState::Superseded => {
+                self.fg(Color::Red).add_modifier(Modifier::BOLD)
+            }
             RowState::LoggingIn | RowState::Refreshing | RowState::LoggingOut => {
                 self.fg(Color::Cyan)
             }
@@ -805,12 +820,7 @@ fn draw_footer(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     // Help and quit always show; the others in table order while they fit.
     let must: Vec<bool> = hints
         .iter()
-        .map(|b| {
-            matches!(
-                b.action,
-                crate::app::Action::Help | crate::app::Action::Quit
-            )
-        })
+        .map(|b| matches!(b.action, Action::Help | Action::Quit))
         .collect();
     room = room.saturating_sub(
         hints
@@ -908,9 +918,10 @@ fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
         RowState::Expired,
         RowState::RefreshExpired,
         RowState::LoggingOut,
+        RowState::Superseded,
         RowState::Error,
     ];
-    let per_line = ((inner - 10) / 20).clamp(1, 9);
+    let per_line = ((inner - 10) / 20).clamp(1, states.len());
     for (k, chunk) in states.chunks(per_line).enumerate() {
         let title = if k == 0 { "States" } else { "" };
         let mut spans = vec![Span::styled(format!("{title:<10}"), theme.bold())];
@@ -970,20 +981,25 @@ fn draw_confirm(confirm: &crate::app::Confirm, theme: &Theme, frame: &mut Frame,
             names.push_str(name);
         }
     }
-    let yes = CONFIRM_KEYS[1].label(theme.ascii);
-    let no = CONFIRM_KEYS[2].label(theme.ascii);
-    let lines = vec![
-        Line::from(Span::styled(question, theme.bold())),
-        Line::from(names),
-        Line::default(),
-        Line::from(vec![
-            Span::styled(yes, theme.bold()),
-            Span::raw(" yes    "),
-            Span::styled(no, theme.bold()),
-            Span::raw(" no"),
-        ]),
-    ];
-    let rect = centered(area, w, 8);
+    let label_of = |action| {
+        CONFIRM_KEYS
+            .iter()
+            .find(|b| b.action == action)
+            .map_or("", |b| b.label(theme.ascii))
+    };
+    let mut lines = vec![Line::from(Span::styled(question, theme.bold()))];
+    if !names.is_empty() {
+        lines.push(Line::from(names));
+    }
+    lines.push(Line::default());
+    lines.push(Line::from(vec![
+        Span::styled(label_of(Action::Yes), theme.bold()),
+        Span::raw(" yes    "),
+        Span::styled(label_of(Action::No), theme.bold()),
+        Span::raw(" no"),
+    ]));
+    let height = if n > 1 { 8 } else { 5 };
+    let rect = centered(area, w, height);
     frame.render_widget(Clear, rect);
     let block = theme
         .text_block()
@@ -1008,7 +1024,10 @@ fn draw_prompt(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     } else {
         String::new()
     };
-    let enter = PASSWORD_KEYS[1].label(theme.ascii);
+    let enter = PASSWORD_KEYS
+        .iter()
+        .find(|b| b.action == Action::SendPassword)
+        .map_or("", |b| b.label(theme.ascii));
     let lines = vec![
         Line::from(Span::styled(
             fit(

@@ -116,6 +116,7 @@ fn session(access_left: i64) -> Session {
         platform: "custom_api".into(),
         username: "integration".into(),
         url: "https://acme.sugarondemand.com/".into(),
+        hard_end: None,
     }
 }
 
@@ -124,6 +125,7 @@ fn active_entry(access_left: i64) -> Entry {
         session: Some(session(access_left)),
         failure: None,
         updated_at: Some(t0()),
+        relogin_at: None,
     }
 }
 
@@ -170,8 +172,10 @@ fn failed(name: &str) -> Msg {
             op: Op::Login,
             message: error.to_string(),
             needs_login: false,
+            superseded: false,
         }),
         updated_at: Some(t0()),
+        relogin_at: None,
     };
     Msg::Done(Box::new(Outcome {
         name: name.into(),
@@ -628,8 +632,10 @@ fn errors_keep_their_hint_and_recent_requests_are_bounded() {
             op: Op::Login,
             message,
             needs_login: false,
+            superseded: false,
         }),
         updated_at: Some(t0()),
+        relogin_at: None,
     };
     with_cache(&mut m, &[("globex", e)]);
     let (text, hint) = m.row("globex").unwrap().error_text().unwrap();
@@ -651,6 +657,7 @@ fn cache_reloads_apply_newer_entries_only() {
         session: None,
         failure: None,
         updated_at: Some(t0()),
+        relogin_at: None,
     };
     with_cache(&mut m, &[("acme-prod", older)]);
     assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Active);

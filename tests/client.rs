@@ -13,10 +13,7 @@ use sugar_sessions::store::Store;
 use sugar_sessions::sugar::{Client, ErrorKind, NetSettings, SugarError};
 
 fn client() -> Client {
-    Client::new(&NetSettings {
-        connect_timeout: Duration::from_secs(5),
-    })
-    .unwrap()
+    Client::new(&NetSettings::default()).unwrap()
 }
 
 fn pw(s: &str) -> Secret {

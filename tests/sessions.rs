@@ -151,3 +151,132 @@ async fn sudo_gets_a_session_as_another_user() {
         o.message
     );
 }
+
+fn integration_with(
+    emu: &sugar_sessions::emulator::Emulator,
+    name: &str,
+    extra: &str,
+) -> sugar_sessions::config::Profile {
+    profile(
+        name,
+        &format!(
+            "url = \"{}\"\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\nplatform = \"custom_api\"\n{extra}",
+            emu.url("acme")
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_session_ended_by_another_login_is_superseded_and_says_why() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_in(dir.path());
+    let first = integration_with(&emu, "first", "relogin = false");
+    let second = integration_with(&emu, "second", "");
+    assert!(engine.run(&first, Op::Login, None).await.ok);
+    assert!(engine.run(&second, Op::Login, None).await.ok);
+    let o = engine.run(&first, Op::Refresh, None).await;
+    assert!(!o.ok);
+    assert_eq!(o.state, State::Superseded);
+    assert!(
+        o.message.starts_with(
+            "first: superseded: another login as integration on platform custom_api ended it (Sugar keeps one session per user and platform); give each integration a platform of its own"
+        ),
+        "{}",
+        o.message
+    );
+    assert!(
+        o.message.contains("HTTP 400 invalid_grant"),
+        "{}",
+        o.message
+    );
+    // Stored: the state and its reason survive in the cache.
+    let cached = engine.cache().await.unwrap().profiles["first"].clone();
+    assert_eq!(cached.state(chrono::Utc::now()), State::Superseded);
+    assert_eq!(
+        cached.reason(chrono::Utc::now()).as_deref(),
+        Some(o.message.as_str())
+    );
+    // An expired refresh token is not "superseded".
+    let lone = profile(
+        "lone",
+        &format!(
+            "url = \"{}\"\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\nplatform = \"acme_sync\"\nrelogin = false",
+            emu.url("acme")
+        ),
+    );
+    assert!(engine.run(&lone, Op::Login, None).await.ok);
+    emu.advance_clock(Duration::from_secs(1_209_600 + 60));
+    let o = engine.run(&lone, Op::Refresh, None).await;
+    assert_eq!(o.state, State::Error, "{}", o.message);
+    assert!(
+        o.message.contains("Refresh token has expired"),
+        "{}",
+        o.message
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_refresh_token_logs_in_again_once_per_ten_minutes() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_in(dir.path());
+    let ours = integration_with(&emu, "ours", "");
+    let theirs = integration_with(&emu, "theirs", "relogin = false");
+    assert!(engine.run(&ours, Op::Login, None).await.ok);
+    assert!(engine.run(&theirs, Op::Login, None).await.ok);
+    let o = engine.run(&ours, Op::Refresh, None).await;
+    assert!(o.ok, "{}", o.message);
+    assert!(
+        o.message.starts_with("ours: logged in again, because the refresh token could not be used (it was superseded by another login: HTTP 400 invalid_grant"),
+        "{}",
+        o.message
+    );
+    assert_eq!(o.state, State::Active);
+    assert!(o.entry.relogin_at.is_some());
+
+    // The other tool logs in again, ending ours a second time within ten minutes: no loop.
+    assert!(engine.run(&theirs, Op::Login, None).await.ok);
+    let o = engine.run(&ours, Op::Refresh, None).await;
+    assert!(!o.ok);
+    assert_eq!(o.state, State::Superseded);
+    assert!(
+        o.message
+            .contains("not logging in again automatically: that already happened at"),
+        "{}",
+        o.message
+    );
+    assert!(
+        o.message.contains(
+            "another tool is probably logging in as integration on platform custom_api too"
+        ),
+        "{}",
+        o.message
+    );
+    let logins = emu
+        .requests()
+        .iter()
+        .filter(|r| r.grant_type.as_deref() == Some("password"))
+        .count();
+    assert_eq!(logins, 4, "two by each profile, no more");
+}
+
+#[tokio::test]
+async fn a_capped_session_shows_its_hard_end() {
+    let mut world = world();
+    world.instances[1].max_session_lifetime = Some(Duration::from_secs(240));
+    let emu = start_with(world).await;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine_in(dir.path());
+    let p = integration(&emu, "short", "short");
+    let o = engine.run(&p, Op::Login, None).await;
+    assert!(o.ok);
+    assert_eq!(o.entry.session.as_ref().unwrap().hard_end, None);
+    let o = engine.run(&p, Op::Refresh, None).await;
+    assert!(o.ok, "{}", o.message);
+    let s = o.entry.session.unwrap();
+    assert_eq!(
+        s.hard_end, s.refresh_expires_at,
+        "the refresh did not extend the session: it ends there"
+    );
+}

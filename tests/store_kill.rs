@@ -32,6 +32,7 @@ fn writer_child() {
                             "x".repeat(200 + (round as usize % 50))
                         ),
                         needs_login: false,
+                        superseded: false,
                     });
                 }
             })

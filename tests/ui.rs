@@ -66,6 +66,7 @@ fn session(access_left: i64, refresh_left: i64) -> Session {
         platform: "acme_sync".into(),
         username: "integration".into(),
         url: "https://acme.sugarondemand.com/".into(),
+        hard_end: None,
     }
 }
 
@@ -74,6 +75,7 @@ fn entry(session: Option<Session>, failure: Option<Failure>) -> Entry {
         session,
         failure,
         updated_at: Some(now() - TimeDelta::minutes(1)),
+        relogin_at: None,
     }
 }
 
@@ -168,6 +170,7 @@ fn failed_outcome() -> Outcome {
         op: Op::Login,
         message: message.clone(),
         needs_login: false,
+        superseded: false,
     };
     Outcome {
         name: "globex".into(),
