@@ -5,6 +5,7 @@
 use crate::secret::Secret;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
@@ -58,6 +59,33 @@ pub struct Profile {
     /// `refresh_before_s`: refresh this long before the access token expires (default: 300 s, or a
     /// fifth of the token's lifetime when that is shorter).
     pub refresh_before: Option<Duration>,
+    /// `ca_cert`: certificates trusted in addition to the system's (and `SSL_CERT_FILE`).
+    pub ca_cert: Option<CaCert>,
+    /// `insecure = true`: any server certificate is accepted. Never the default; shown as INSECURE.
+    pub insecure: bool,
+    /// `proxy`: every request goes through this proxy (`http://`, `https://`, `socks5://`,
+    /// `socks5h://`); without it, `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` apply.
+    pub proxy: Option<Url>,
+}
+
+/// The certificates of a `ca_cert` file, read and checked when the profiles file is loaded.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CaCert {
+    /// The file, resolved against the profiles file's directory.
+    pub path: PathBuf,
+    /// Its certificates (DER), in the order of the file; at least one.
+    pub certs: Arc<Vec<Vec<u8>>>,
+}
+
+impl fmt::Debug for CaCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CaCert({}, {} certificate(s))",
+            self.path.display(),
+            self.certs.len()
+        )
+    }
 }
 
 impl Profile {
@@ -183,19 +211,58 @@ impl fmt::Display for LoadError {
 impl std::error::Error for LoadError {}
 
 /// Read and validate a profiles file.
+///
+/// A file that holds a plain `password` is refused when others may read or change it (any of the
+/// group and other permission bits set), as OpenSSH refuses such key files.
 pub fn load(path: &Path) -> Result<Profiles, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
         file: path.to_path_buf(),
         error,
     })?;
-    parse(&text, path).map_err(LoadError::Invalid)
+    let (profiles, plain_password_at) = parse_file(&text, path).map_err(LoadError::Invalid)?;
+    if let Some((at, key)) = plain_password_at {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|error| LoadError::Io {
+                file: path.to_path_buf(),
+                error,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            let mut errs = Errors::new(&text, path);
+            errs.push(
+                at,
+                Some(key),
+                format!(
+                    "the file holds a plain password, and others can read or change it \
+                     (mode {:03o}): run `chmod 600 {}`, or use password_env or password_cmd",
+                    mode & 0o777,
+                    path.display()
+                ),
+            );
+            return Err(LoadError::Invalid(errs.finish()));
+        }
+    }
+    Ok(profiles)
 }
 
 /// Validate the text of a profiles file; `path` is used in the errors.
 ///
 /// Every problem found is reported, in the order of the file. A TOML syntax error is reported
 /// alone: the parser stops there.
+///
+/// A `ca_cert` file is read here too (relative paths are resolved against `path`'s directory): a
+/// missing or invalid one is reported like any other mistake.
 pub fn parse(text: &str, path: &Path) -> Result<Profiles, Vec<ConfigError>> {
+    parse_file(text, path).map(|(profiles, _)| profiles)
+}
+
+/// Where a key is: byte offset and dotted key path.
+type KeyAt = (usize, String);
+
+/// [`parse`], and where the first plain `password` key is, if any.
+fn parse_file(text: &str, path: &Path) -> Result<(Profiles, Option<KeyAt>), Vec<ConfigError>> {
     let mut errs = Errors::new(text, path);
     let root = match DeTable::parse(text) {
         Ok(root) => root,
@@ -213,6 +280,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Profiles, Vec<ConfigError>> {
         }
     };
 
+    let mut plain_password_at: Option<KeyAt> = None;
+    let mut note_password = |layer: &Layer| {
+        if let Some(f) = layer.field("password")
+            && plain_password_at
+                .as_ref()
+                .is_none_or(|(at, _)| f.key_at < *at)
+        {
+            plain_password_at = Some((f.key_at, f.path.clone()));
+        }
+    };
     let mut defaults = Layer::default();
     let mut profile_entries = Vec::new();
     for (key, value) in root.get_ref() {
@@ -221,6 +298,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Profiles, Vec<ConfigError>> {
             "defaults" => match value.get_ref() {
                 DeValue::Table(table) => {
                     defaults = read_layer(table, Table::Defaults, "defaults", &mut errs);
+                    note_password(&defaults);
                 }
                 other => errs.push(
                     value.span().start,
@@ -284,6 +362,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Profiles, Vec<ConfigError>> {
             continue;
         };
         let layer = read_layer(table, Table::Profile, &prefix, &mut errs);
+        note_password(&layer);
         let at = value.span().start;
         if let Some(profile) = resolve(name, &prefix, at, &layer, &defaults, &mut errs) {
             profiles.push(profile);
@@ -291,11 +370,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Profiles, Vec<ConfigError>> {
     }
 
     if errs.is_empty() {
-        Ok(Profiles {
+        let profiles = Profiles {
             path: path.to_path_buf(),
             profiles,
             settings,
-        })
+        };
+        Ok((profiles, plain_password_at))
     } else {
         Err(errs.finish())
     }
@@ -316,12 +396,16 @@ enum Kind {
     Int,
     /// An array of non-empty strings without surrounding whitespace.
     Tags,
+    /// A file name: relative ones are resolved against the profiles file's directory, `~/` against
+    /// the home directory.
+    Path,
 }
 
 impl Kind {
     fn expected(self) -> &'static str {
         match self {
             Kind::Str | Kind::Secret => "a string",
+            Kind::Path => "a string (a file name)",
             Kind::Bool => "true or false",
             Kind::Int => "an integer",
             Kind::Tags => "an array of strings",
@@ -458,6 +542,24 @@ const KEYS: &[KeySpec] = &[
         check: check_refresh_before,
     },
     KeySpec {
+        name: "ca_cert",
+        kind: Kind::Path,
+        scope: Scope::Both,
+        check: check_ca_cert,
+    },
+    KeySpec {
+        name: "insecure",
+        kind: Kind::Bool,
+        scope: Scope::Both,
+        check: Ok,
+    },
+    KeySpec {
+        name: "proxy",
+        kind: Kind::Str,
+        scope: Scope::Both,
+        check: check_proxy,
+    },
+    KeySpec {
         name: "max_concurrency",
         kind: Kind::Int,
         scope: Scope::Defaults,
@@ -504,6 +606,8 @@ enum Val {
     Int(i64),
     Tags(Vec<String>),
     Url(Url),
+    Path(PathBuf),
+    Ca(CaCert),
 }
 
 impl Val {
@@ -646,6 +750,11 @@ fn extract(
         (Kind::Str, DeValue::String(s)) => Some(Val::Str(s.to_string())),
         (Kind::Secret, DeValue::String(s)) => Some(Val::Secret(Secret::new(s.as_ref()))),
         (Kind::Bool, DeValue::Boolean(b)) => Some(Val::Bool(*b)),
+        (Kind::Path, DeValue::String(s)) if s.trim().is_empty() => {
+            errs.push(at, Some(path.to_string()), "must not be empty: a file name");
+            None
+        }
+        (Kind::Path, DeValue::String(s)) => Some(Val::Path(resolve_path(s, errs.file))),
         (Kind::Int, DeValue::Integer(i)) => match i64::from_str_radix(i.as_str(), i.radix()) {
             Ok(n) => Some(Val::Int(n)),
             Err(_) => {
@@ -835,6 +944,102 @@ fn check_refresh_before(val: Val) -> Result<Val, String> {
     }
 }
 
+/// A file name from the profiles file: `~/x` in the home directory, a relative one next to the
+/// profiles file.
+fn resolve_path(text: &str, profiles_file: &Path) -> PathBuf {
+    if let Some(rest) = text.strip_prefix("~/")
+        && let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf())
+    {
+        return home.join(rest);
+    }
+    let path = Path::new(text);
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    match profiles_file.parent() {
+        Some(dir) => dir.join(path),
+        None => path.to_path_buf(),
+    }
+}
+
+/// The most a `ca_cert` file may hold (a bundle of every public CA is about 250 KiB).
+const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
+
+/// Reads a `ca_cert` file: PEM, at least one certificate, each one usable as a trust anchor.
+fn check_ca_cert(val: Val) -> Result<Val, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let Val::Path(path) = val else {
+        return Ok(val);
+    };
+    let shown_path = path.display();
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| format!("cannot read the CA certificate file `{shown_path}`: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "`{shown_path}` is not a file: give a PEM file with the CA certificate(s)"
+        ));
+    }
+    if meta.len() > MAX_CA_FILE {
+        return Err(format!(
+            "`{shown_path}` is larger than {} MiB: not a CA certificate file",
+            MAX_CA_FILE / 1024 / 1024
+        ));
+    }
+    let bytes = std::fs::read(&path)
+        .map_err(|e| format!("cannot read the CA certificate file `{shown_path}`: {e}"))?;
+    let mut certs = Vec::new();
+    for item in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = item.map_err(|e| format!("`{shown_path}` is not a valid PEM file: {e}"))?;
+        certs.push(cert);
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "`{shown_path}` holds no certificate: expected PEM text with \
+             -----BEGIN CERTIFICATE----- blocks"
+        ));
+    }
+    let mut store = rustls::RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        store.add(cert.clone()).map_err(|e| {
+            format!(
+                "certificate {} in `{shown_path}` is not a valid CA certificate: {e}",
+                i + 1
+            )
+        })?;
+    }
+    Ok(Val::Ca(CaCert {
+        certs: Arc::new(certs.into_iter().map(|c| c.to_vec()).collect()),
+        path,
+    }))
+}
+
+/// `proxy`: http(s) or socks5(h), with a host, nothing after it. Never quoted: it may hold a password.
+fn check_proxy(val: Val) -> Result<Val, String> {
+    let Val::Str(text) = val else { return Ok(val) };
+    const EXAMPLE: &str = "e.g. http://proxy.example.com:3128 or socks5h://127.0.0.1:1080";
+    if text.trim() != text {
+        return Err("the proxy URL starts or ends with whitespace; remove it".into());
+    }
+    let url = Url::parse(&text).map_err(|e| format!("not a valid proxy URL ({e}); {EXAMPLE}"))?;
+    if !matches!(url.scheme(), "http" | "https" | "socks5" | "socks5h") {
+        return Err(format!(
+            "unsupported proxy scheme `{}:`: use http://, https://, socks5:// or socks5h:// \
+             (socks5h resolves host names through the proxy, as an `ssh -D` tunnel needs)",
+            shown(url.scheme())
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("the proxy URL has no host; {EXAMPLE}"));
+    }
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "the proxy URL must be only scheme, host and port; {EXAMPLE}"
+        ));
+    }
+    Ok(Val::Url(url))
+}
+
 fn check_count(val: Val) -> Result<Val, String> {
     match val {
         Val::Int(n) if n < 1 => Err(format!("must be at least 1, found {n}")),
@@ -992,6 +1197,15 @@ fn resolve(
         relogin: !matches!(pick("relogin"), Some(Val::Bool(false))),
         refresh_before: match pick("refresh_before_s") {
             Some(Val::Int(n)) => u64::try_from(*n).ok().map(Duration::from_secs),
+            _ => None,
+        },
+        ca_cert: match pick("ca_cert") {
+            Some(Val::Ca(ca)) => Some(ca.clone()),
+            _ => None,
+        },
+        insecure: matches!(pick("insecure"), Some(Val::Bool(true))),
+        proxy: match pick("proxy") {
+            Some(Val::Url(url)) => Some(url.clone()),
             _ => None,
         },
     })

@@ -5,16 +5,18 @@
 //! Requests follow no redirects, read at most [`MAX_BODY`] bytes, and carry a connect timeout and a
 //! total timeout. No message ever contains a password or a token.
 
-use crate::config::Profile;
+use crate::config::{CaCert, Profile};
 use crate::secret::Secret;
 use crate::session::{Op, RequestLog};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::error::Error as _;
 use std::fmt;
 use std::time::{Duration, Instant};
+use url::Url;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The most of a response body that is read.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -61,13 +63,49 @@ pub enum ErrorKind {
     Timeout {
         after: Duration,
     },
+    /// The TLS handshake failed; `cert` says what was wrong with the server's certificate, when
+    /// that was the reason.
     Tls {
         detail: String,
+        cert: Option<CertProblem>,
     },
     /// Any other transport failure.
     Network {
         detail: String,
     },
+}
+
+/// Why a server certificate was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertProblem {
+    /// Issued by a CA that is not trusted here (a private CA without `ca_cert`, a self-signed one).
+    UnknownIssuer,
+    /// Made out for another host name than the one in the URL.
+    WrongHost,
+    /// Expired, or not valid yet.
+    Validity,
+    /// Anything else (revoked, bad signature, unsupported, ...).
+    Other,
+}
+
+impl ErrorKind {
+    /// A short machine name of the kind, for logs: `sugar`, `tls`, `timeout`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorKind::Sugar { .. } => "sugar",
+            ErrorKind::Redirect { .. } => "redirect",
+            ErrorKind::Http { .. } => "http",
+            ErrorKind::NotJson { .. } => "not_json",
+            ErrorKind::BadShape { .. } => "bad_shape",
+            ErrorKind::TooLarge { .. } => "too_large",
+            ErrorKind::Truncated { .. } => "truncated",
+            ErrorKind::ConnectionRefused => "connection_refused",
+            ErrorKind::Dns => "dns",
+            ErrorKind::Timeout { .. } => "timeout",
+            ErrorKind::Tls { .. } => "tls",
+            ErrorKind::Network { .. } => "network",
+        }
+    }
 }
 
 /// A failed request: which profile, which operation, and what happened.
@@ -154,6 +192,12 @@ impl SugarError {
                 "the instance has no free licence seats for this user: ask its Sugar admin".into()
             }
             ErrorKind::Sugar { label, .. } if label == "admin_only" => "the instance's licence has expired: only admins can use it".into(),
+            ErrorKind::Sugar { label, .. } if label == "not_authorized" && self.op == "sudo" => {
+                "only an admin's session can impersonate another user".into()
+            }
+            ErrorKind::Sugar { label, .. } if label == "not_found" && self.op == "sudo" => {
+                "there is no such user on this instance: check the user name".into()
+            }
             ErrorKind::Sugar { label, .. } if label == "invalid_request" => "the request was incomplete: check username and password".into(),
             ErrorKind::Sugar { .. } => return None,
             ErrorKind::Redirect { location, .. } => format!(
@@ -172,7 +216,26 @@ impl SugarError {
             ErrorKind::ConnectionRefused => format!("nothing listens at {}: is the instance up, and the url right?", self.host),
             ErrorKind::Dns => format!("the host name {} does not resolve: check the url (or the VPN/tunnel)", self.host),
             ErrorKind::Timeout { .. } => "the server is slow or unreachable: raise timeout_s if it is only slow".into(),
-            ErrorKind::Tls { .. } => format!("the certificate of {} was not accepted: check the url's host name and its CA", self.host),
+            ErrorKind::Tls { cert: Some(CertProblem::UnknownIssuer), .. } => format!(
+                "the certificate of {} is issued by a CA this machine does not trust: if the instance uses a private CA, set ca_cert = \"/path/to/ca.pem\" in the profile (or SSL_CERT_FILE), or check that the ca_cert given is the one that issued it",
+                self.host
+            ),
+            ErrorKind::Tls { cert: Some(CertProblem::WrongHost), .. } => format!(
+                "the certificate of {} is made out for another host name: check the host name in the profile's url (or a proxy in between shows its own certificate)",
+                self.host
+            ),
+            ErrorKind::Tls { cert: Some(CertProblem::Validity), .. } => format!(
+                "the certificate of {} has expired or is not valid yet: tell the instance's admins, and check this machine's clock",
+                self.host
+            ),
+            ErrorKind::Tls { cert: Some(CertProblem::Other), .. } => format!(
+                "the certificate of {} was not accepted: check the url's host name, and set ca_cert if the instance uses a private CA",
+                self.host
+            ),
+            ErrorKind::Tls { cert: None, .. } => format!(
+                "the TLS handshake with {} failed: check that the url's host and port serve https (or use http:// for a plain-HTTP test box)",
+                self.host
+            ),
             ErrorKind::Network { .. } => return None,
         })
     }
@@ -224,7 +287,7 @@ impl SugarError {
                 self.host,
                 after.as_secs_f64()
             ),
-            ErrorKind::Tls { detail } => format!("TLS failure with {}: {detail}", self.host),
+            ErrorKind::Tls { detail, .. } => format!("TLS failure with {}: {detail}", self.host),
             ErrorKind::Network { detail } => {
                 format!("network failure with {}: {detail}", self.host)
             }
@@ -304,43 +367,126 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Settings that need a client of their own.
+/// Everything that needs an HTTP client of its own: profiles that agree on all of it share one
+/// client (and its connection pool).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct NetSettings {
     pub connect_timeout: Duration,
+    /// Trusted in addition to the system's certificates (which `SSL_CERT_FILE` may replace).
+    pub ca_cert: Option<CaCert>,
+    /// Accept any server certificate.
+    pub insecure: bool,
+    /// Every request through this proxy; `None`: the `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`
+    /// environment applies.
+    pub proxy: Option<Url>,
+}
+
+impl Default for NetSettings {
+    /// A 5 s connect timeout, the system's CAs, certificates checked, proxies from the environment.
+    fn default() -> Self {
+        NetSettings {
+            connect_timeout: Duration::from_secs(5),
+            ca_cert: None,
+            insecure: false,
+            proxy: None,
+        }
+    }
 }
 
 impl NetSettings {
     pub fn of(profile: &Profile) -> NetSettings {
         NetSettings {
             connect_timeout: profile.connect_timeout,
+            ca_cert: profile.ca_cert.clone(),
+            insecure: profile.insecure,
+            proxy: profile.proxy.clone(),
         }
     }
+}
+
+/// `error: cause: cause`, for set-up errors whose useful part is deep in the chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 impl Client {
     pub fn new(settings: &NetSettings) -> Result<Client, String> {
         install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
             .user_agent(concat!("sugar-sessions/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(30));
+        if let Some(ca) = &settings.ca_cert {
+            let certs = ca
+                .certs
+                .iter()
+                .map(|der| reqwest::Certificate::from_der(der))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    format!(
+                        "cannot use the CA certificates in {}: {}",
+                        ca.path.display(),
+                        error_chain(&e)
+                    )
+                })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        if settings.insecure {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(proxy) = &settings.proxy {
+            // An explicit proxy replaces the environment's (reqwest then ignores HTTPS_PROXY & co).
+            let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
+                format!(
+                    "cannot use the proxy {}://{}: {}",
+                    proxy.scheme(),
+                    proxy.host_str().unwrap_or(""),
+                    error_chain(&e)
+                )
+            })?;
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
             .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+            .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))?;
+        tracing::debug!(
+            connect_timeout_ms = settings.connect_timeout.as_millis() as u64,
+            ca_cert = settings
+                .ca_cert
+                .as_ref()
+                .map(|c| c.path.display().to_string()),
+            insecure = settings.insecure,
+            proxy = settings.proxy.as_ref().map(|p| format!(
+                "{}://{}",
+                p.scheme(),
+                p.host_str().unwrap_or("")
+            )),
+            "new HTTP client"
+        );
         Ok(Client { http })
     }
 
     /// `POST /oauth2/token` with the password grant.
     pub async fn login(&self, p: &Profile, password: &Secret) -> Call<Grant> {
-        let body = serde_json::json!({
-            "grant_type": "password",
-            "client_id": p.client_id,
-            "client_secret": p.client_secret.expose(),
-            "username": p.username,
-            "password": password.expose(),
-            "platform": p.platform,
-        });
+        let body = secret_json(&[
+            ("grant_type", "password"),
+            ("client_id", &p.client_id),
+            ("client_secret", p.client_secret.expose()),
+            ("username", &p.username),
+            ("password", password.expose()),
+            ("platform", &p.platform),
+        ]);
         self.send(
             p,
             Op::Login.as_str(),
@@ -353,13 +499,13 @@ impl Client {
 
     /// `POST /oauth2/token` with the refresh-token grant, always with the profile's platform.
     pub async fn refresh(&self, p: &Profile, refresh_token: &Secret) -> Call<Grant> {
-        let body = serde_json::json!({
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token.expose(),
-            "client_id": p.client_id,
-            "client_secret": p.client_secret.expose(),
-            "platform": p.platform,
-        });
+        let body = secret_json(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+            ("client_id", &p.client_id),
+            ("client_secret", p.client_secret.expose()),
+            ("platform", &p.platform),
+        ]);
         self.send(
             p,
             Op::Refresh.as_str(),
@@ -373,8 +519,8 @@ impl Client {
     /// `POST /oauth2/logout` with the access token, asking the server to delete the refresh token too.
     pub async fn logout(&self, p: &Profile, access: &Secret, refresh: Option<&Secret>) -> Call<()> {
         let body = match refresh {
-            Some(r) => serde_json::json!({ "refresh_token": r.expose() }),
-            None => serde_json::json!({}),
+            Some(r) => secret_json(&[("refresh_token", r.expose())]),
+            None => secret_json(&[]),
         };
         self.send(
             p,
@@ -385,6 +531,21 @@ impl Client {
                 Some(Value::Bool(true)) => Ok(()),
                 _ => Err("no \"success\": true in the logout answer".into()),
             },
+        )
+        .await
+    }
+
+    /// `POST /oauth2/sudo/{user}`: with an admin session, a session as `user` on the same platform
+    /// (an access token only: it ends when that token does).
+    pub async fn sudo(&self, p: &Profile, admin_access: &Secret, user: &str) -> Call<Grant> {
+        let body = secret_json(&[("platform", &p.platform), ("client_id", &p.client_id)]);
+        let target = format!("/oauth2/sudo/{}", path_segment(user));
+        self.send(
+            p,
+            "sudo",
+            Method::PostTo("/oauth2/sudo", target, body),
+            Some(admin_access),
+            parse_grant,
         )
         .await
     }
@@ -451,7 +612,7 @@ impl Client {
             "{}/rest/{}{}",
             p.url.as_str().trim_end_matches('/'),
             p.api,
-            path
+            method.target()
         );
         let err = |kind| SugarError {
             profile: p.name.clone(),
@@ -461,25 +622,52 @@ impl Client {
             host: p.host_port(),
             kind,
         };
-        let mut req = match &method {
+        let method_name = method.name();
+        let mut req = match method {
             Method::Get(_) => self.http.get(&url),
-            Method::Post(_, body) => self.http.post(&url).json(body),
+            Method::Post(_, body) | Method::PostTo(_, _, body) => self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
         };
         req = req.timeout(p.timeout).header("Accept", "application/json");
         if let Some(t) = token {
-            req = req.header("OAuth-Token", t.expose());
+            match reqwest::header::HeaderValue::from_str(t.expose()) {
+                Ok(mut value) => {
+                    // Kept out of debug output (and never indexed by header compression).
+                    value.set_sensitive(true);
+                    req = req.header("OAuth-Token", value);
+                }
+                // Not a valid header value: the request fails as a builder error, which names no value.
+                Err(_) => req = req.header("OAuth-Token", t.expose()),
+            }
         }
         let at = Utc::now();
         let started = Instant::now();
         let mut log = RequestLog {
             at,
-            method: method.name(),
+            method: method_name,
             path: path_for_log(path),
             status: None,
             latency_ms: 0,
         };
+        tracing::trace!(
+            profile = %p.name,
+            op,
+            method = method_name,
+            path = log.path,
+            host = %p.host_port(),
+            "sending"
+        );
         let result = match req.send().await {
-            Err(e) => Err(err(classify(&e, p.timeout, p.url.scheme() == "https"))),
+            Err(e) => {
+                let kind = classify(&e, p.timeout, p.url.scheme() == "https");
+                Err(err(match &p.proxy {
+                    Some(proxy) => through_proxy(kind, proxy),
+                    None => kind,
+                }))
+            }
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 log.status = Some(status);
@@ -499,36 +687,88 @@ impl Client {
                         Err(err(ErrorKind::Timeout { after: p.timeout }))
                     }
                     Err(BodyError::Broken(_)) => Err(err(ErrorKind::Truncated { status })),
-                    Ok(body) => interpret(status, html, location, &body)
-                        .and_then(|v| {
-                            parse(&v).map_err(|what| ErrorKind::BadShape { status, what })
-                        })
-                        .map_err(err),
+                    Ok(body) => match interpret(status, html, location, &body) {
+                        Err(kind) => Err(err(kind)),
+                        Ok(mut value) => {
+                            let parsed = parse(&value)
+                                .map_err(|what| err(ErrorKind::BadShape { status, what }));
+                            // The answer may hold tokens: leave no copy of them behind.
+                            scrub(&mut value);
+                            parsed
+                        }
+                    },
                 }
             }
         };
         log.latency_ms = started.elapsed().as_millis() as u64;
+        // Never a body, a header value or a token: what was asked, how it went, how long it took.
+        match &result {
+            Ok(_) => tracing::debug!(
+                profile = %p.name,
+                op,
+                method = log.method,
+                path = log.path,
+                status = log.status,
+                latency_ms = log.latency_ms,
+                outcome = "ok",
+                "request"
+            ),
+            Err(e) => tracing::debug!(
+                profile = %p.name,
+                op,
+                method = log.method,
+                path = log.path,
+                status = log.status,
+                latency_ms = log.latency_ms,
+                outcome = e.kind.name(),
+                label = e.label(),
+                "request failed"
+            ),
+        }
         Call { result, log }
     }
 }
 
 enum Method {
     Get(&'static str),
-    Post(&'static str, Value),
+    Post(&'static str, reqwest::Body),
+    /// A POST whose path carries a value: (the path for logs, the path sent, the body).
+    PostTo(&'static str, String, reqwest::Body),
 }
 
 impl Method {
+    /// The path for logs and messages: never a value from a variable part.
     fn path(&self) -> &'static str {
         match self {
-            Method::Get(p) | Method::Post(p, _) => p,
+            Method::Get(p) | Method::Post(p, _) | Method::PostTo(p, ..) => p,
+        }
+    }
+    /// The path sent.
+    fn target(&self) -> &str {
+        match self {
+            Method::PostTo(_, target, _) => target,
+            _ => self.path(),
         }
     }
     fn name(&self) -> &'static str {
         match self {
             Method::Get(_) => "GET",
-            Method::Post(..) => "POST",
+            Method::Post(..) | Method::PostTo(..) => "POST",
         }
     }
+}
+
+/// Percent-encodes one path segment (RFC 3986 unreserved characters stay as they are).
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn path_for_log(path: &'static str) -> &'static str {
@@ -540,18 +780,72 @@ enum BodyError {
     Broken(reqwest::Error),
 }
 
-async fn read_body(mut resp: reqwest::Response) -> Result<Bytes, BodyError> {
-    if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
+/// Reads the body into a buffer that is zeroized when dropped (token answers are read here).
+async fn read_body(mut resp: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, BodyError> {
+    let announced = resp.content_length();
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(BodyError::TooLarge);
     }
-    let mut buf = BytesMut::new();
+    // Room for the whole body up front where it is announced, so that growing leaves no copies.
+    let mut buf = Zeroizing::new(Vec::with_capacity(announced.unwrap_or(4096) as usize));
     while let Some(chunk) = resp.chunk().await.map_err(BodyError::Broken)? {
         if buf.len() + chunk.len() > MAX_BODY {
             return Err(BodyError::TooLarge);
         }
+        if buf.len() + chunk.len() > buf.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(
+                (buf.capacity() * 2).max(buf.len() + chunk.len()),
+            ));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    Ok(buf)
+}
+
+/// Owns a request body's bytes and zeroizes them when reqwest lets go of the body.
+struct ZeroOnDrop(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A JSON object of string fields, as a request body.
+struct Fields<'a>(&'a [(&'a str, &'a str)]);
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// A JSON body written straight into a buffer that is zeroized once the request is done with it:
+/// no intermediate `Value` or `String` holds the password or a token. The buffer is allocated
+/// once, big enough for the worst case of escaping, so that growing it leaves no copies behind.
+/// (Copies that hyper or rustls make while sending are out of reach.)
+fn secret_json(fields: &[(&str, &str)]) -> reqwest::Body {
+    // `\u00XX` is the longest escape: 6 bytes for 1; plus quotes, `:` and `,`.
+    let capacity = 2 + fields
+        .iter()
+        .map(|(k, v)| 6 * (k.len() + v.len()) + 6)
+        .sum::<usize>();
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
+    serde_json::to_writer(&mut *buf, &Fields(fields)).expect("writing JSON to memory cannot fail");
+    debug_assert!(buf.len() <= capacity);
+    reqwest::Body::from(Bytes::from_owner(ZeroOnDrop(buf)))
+}
+
+/// Zeroizes every string in a parsed answer before it is dropped.
+fn scrub(value: &mut Value) {
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(scrub),
+        Value::Object(map) => map.values_mut().for_each(scrub),
+        _ => {}
+    }
 }
 
 /// Turns a status and body into JSON or a typed error.
@@ -605,31 +899,33 @@ fn classify(e: &reqwest::Error, timeout: Duration, https: bool) -> ErrorKind {
                 std::io::ErrorKind::TimedOut => return ErrorKind::Timeout { after: timeout },
                 _ => {}
             }
-            // io::Error's source() skips the error it wraps: look inside.
-            if let Some(tls) = io
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            {
-                return ErrorKind::Tls {
-                    detail: tls.to_string(),
-                };
-            }
         }
         if let Some(tls) = s.downcast_ref::<rustls::Error>() {
-            return ErrorKind::Tls {
-                detail: tls.to_string(),
-            };
+            return tls_kind(tls);
         }
         chain.push(s.to_string());
-        source = s.source();
+        source = match s.downcast_ref::<std::io::Error>() {
+            // io::Error's source() skips the error it wraps (which may be another io::Error
+            // wrapping rustls's): step into it instead.
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => s.source(),
+            },
+            None => s.source(),
+        };
     }
+    let lower = chain.join(": ").to_ascii_lowercase();
+    // hyper's "client error (Connect)" says nothing the rest of the chain does not.
+    chain.retain(|part| !part.starts_with("client error ("));
     let text = chain.join(": ");
-    let lower = text.to_ascii_lowercase();
     if lower.contains("dns error")
         || lower.contains("failed to lookup address")
         || lower.contains("name or service not known")
     {
         ErrorKind::Dns
+    } else if lower.contains("socks") || lower.contains("tunnel") {
+        // A proxy failed to connect onwards (see `through_proxy`).
+        ErrorKind::Network { detail: text }
     } else if (https && lower.contains("(connect)") && !lower.contains("tcp connect error"))
         || lower.contains("certificate")
         || lower.contains("tls")
@@ -638,6 +934,7 @@ fn classify(e: &reqwest::Error, timeout: Duration, https: bool) -> ErrorKind {
         // Connected, then failed before HTTP: the TLS handshake (rustls's error comes wrapped).
         ErrorKind::Tls {
             detail: chain.last().cloned().unwrap_or_default(),
+            cert: None,
         }
     } else if lower.contains("connection refused") {
         ErrorKind::ConnectionRefused
@@ -646,6 +943,63 @@ fn classify(e: &reqwest::Error, timeout: Duration, https: bool) -> ErrorKind {
             detail: if text.is_empty() { e.to_string() } else { text },
         }
     }
+}
+
+/// Through a proxy, the client's own connection goes to the proxy: a refused connection or a name
+/// that does not resolve is the proxy's, not the instance's.
+fn through_proxy(kind: ErrorKind, proxy: &Url) -> ErrorKind {
+    let at = match (proxy.host_str(), proxy.port_or_known_default()) {
+        (Some(host), Some(port)) => format!("{}://{host}:{port}", proxy.scheme()),
+        (Some(host), None) => format!("{}://{host}", proxy.scheme()),
+        _ => proxy.scheme().to_string(),
+    };
+    let detail = match kind {
+        ErrorKind::ConnectionRefused => {
+            format!(
+                "the proxy {at} refused the connection: is it running? (check the profile's proxy)"
+            )
+        }
+        ErrorKind::Dns => format!("the proxy {at} does not resolve (check the profile's proxy)"),
+        ErrorKind::Network { detail } => format!("through the proxy {at}: {detail}"),
+        other => return other,
+    };
+    ErrorKind::Network { detail }
+}
+
+/// What a rustls error says, in words, and which certificate problem it is.
+fn tls_kind(e: &rustls::Error) -> ErrorKind {
+    use rustls::CertificateError as C;
+    let problem = match e {
+        rustls::Error::InvalidCertificate(c) => Some(match c {
+            C::UnknownIssuer => CertProblem::UnknownIssuer,
+            C::NotValidForName | C::NotValidForNameContext { .. } => CertProblem::WrongHost,
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => CertProblem::Validity,
+            _ => CertProblem::Other,
+        }),
+        _ => None,
+    };
+    let detail = match problem {
+        Some(CertProblem::UnknownIssuer) => {
+            "the server's certificate is issued by an unknown certificate authority".to_string()
+        }
+        _ => e.to_string(),
+    };
+    ErrorKind::Tls {
+        detail,
+        cert: problem,
+    }
+}
+
+/// Reads a token answer as the client does: status and body to JSON (or Sugar's error), then
+/// [`parse_grant`]. Never panics, whatever the bytes.
+pub fn parse_grant_answer(status: u16, body: &[u8]) -> Result<Grant, ErrorKind> {
+    let mut value = interpret(status, false, None, body)?;
+    let parsed = parse_grant(&value).map_err(|what| ErrorKind::BadShape { status, what });
+    scrub(&mut value);
+    parsed
 }
 
 fn int_field(v: &Value, key: &str) -> Result<Option<i64>, String> {

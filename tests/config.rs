@@ -1,5 +1,6 @@
 //! The profiles file: one fixture per kind of mistake, asserting the exact text a user sees.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 use sugar_sessions::config::{self, ConfigError, PasswordSource, Profiles, Settings};
@@ -8,7 +9,14 @@ const DIR: &str = "tests/fixtures/config";
 
 fn load_ok(fixture: &str) -> Profiles {
     let path = format!("{DIR}/{fixture}");
+    // Git keeps no permissions but the executable bit: a fixture with a plain password must be
+    // made private before it loads (see a_plain_password_file_others_can_read_is_refused).
+    private(Path::new(&path));
     config::load(Path::new(&path)).unwrap_or_else(|e| panic!("{path} should load:\n{e}"))
+}
+
+fn private(path: &Path) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// The full text a user sees for a bad file, one error a line.
@@ -54,10 +62,11 @@ fn assert_refused(fixture: &str, expected: &[&str]) {
 
 const PROFILE_KEYS: &str = "url, api, username, password, password_env, password_cmd, platform, \
                             client_id, client_secret, tags, allow_http, timeout_s, \
-                            auto_refresh, relogin, refresh_before_s";
+                            auto_refresh, relogin, refresh_before_s, ca_cert, insecure, proxy";
 const DEFAULTS_KEYS: &str = "api, username, password, password_env, password_cmd, platform, \
                              client_id, client_secret, tags, allow_http, timeout_s, \
-                             auto_refresh, relogin, refresh_before_s, max_concurrency, max_per_host";
+                             auto_refresh, relogin, refresh_before_s, ca_cert, insecure, proxy, max_concurrency, \
+                             max_per_host";
 
 // ---- One fixture per kind of mistake ------------------------------------------------------------
 
@@ -384,7 +393,7 @@ fn several_mistakes_are_all_reported_in_file_order() {
             "4:1: defaults.platfrom: unknown key `platfrom` (did you mean `platform`?); allowed \
              keys: api, username, password, password_env, password_cmd, platform, client_id, \
              client_secret, tags, allow_http, timeout_s, auto_refresh, relogin, \
-             refresh_before_s, max_concurrency, max_per_host",
+             refresh_before_s, ca_cert, insecure, proxy, max_concurrency, max_per_host",
             "10:1: profiles.acme-prod.password: more than one password source (`password_env` and \
              `password`); keep only one",
             "11:13: profiles.acme-prod.timeout_s: must be between 1 and 600 (seconds), found 0",
@@ -661,6 +670,7 @@ fn the_example_file_loads() {
             "acme-sandbox",
             "acme-sync",
             "globex",
+            "umbrella",
             "initech",
             "lab",
             "local"
@@ -676,6 +686,74 @@ fn the_example_file_loads() {
         file.profiles
             .iter()
             .all(|p| !matches!(p.password, PasswordSource::Plain(_)))
+    );
+    let umbrella = file.get("umbrella").unwrap();
+    assert_eq!(umbrella.proxy.as_ref().map(|u| u.scheme()), Some("socks5h"));
+    assert!(
+        file.profiles
+            .iter()
+            .all(|p| !p.insecure && p.ca_cert.is_none())
+    );
+}
+
+// ---- A plain password in a file others can read --------------------------------------------------
+
+#[test]
+fn a_plain_password_file_others_can_read_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profiles.toml");
+    let with_password = "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\n\
+                         password = \"Hunter2-Secret\"\n";
+    std::fs::write(&path, with_password).unwrap();
+    for mode in [0o644, 0o640, 0o604, 0o620, 0o660] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let text = config::load(&path).unwrap_err().to_string();
+        assert_eq!(
+            text,
+            format!(
+                "{p}:4:1: profiles.a.password: the file holds a plain password, and others can \
+                 read or change it (mode {mode:03o}): run `chmod 600 {p}`, or use password_env or \
+                 password_cmd",
+                p = path.display()
+            )
+        );
+        assert!(!text.contains("Hunter2"));
+    }
+    for mode in [0o600, 0o400] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        config::load(&path).unwrap();
+    }
+    // In [defaults] too, even when every profile has its own source: it is still in the file.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        &path,
+        "[defaults]\npassword = \"Hunter2-Secret\"\n[profiles.a]\nurl = \"https://a.example.com\"\n\
+         username = \"u\"\npassword_env = \"A_PW\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = config::load(&path).unwrap_err().to_string();
+    assert!(
+        text.starts_with(&format!(
+            "{}:2:1: defaults.password: the file holds a plain password",
+            path.display()
+        )),
+        "{text}"
+    );
+    // Without a plain password, a readable file is fine (sources name the secret, hold none of it).
+    std::fs::write(
+        &path,
+        "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\npassword_env = \"A_PW\"\n\
+         client_secret = \"not-a-password\"\n",
+    )
+    .unwrap();
+    config::load(&path).unwrap();
+    // A file with mistakes reports them (the permissions come after they are fixed).
+    std::fs::write(&path, format!("{with_password}colour = 1\n")).unwrap();
+    let text = config::load(&path).unwrap_err().to_string();
+    assert!(
+        text.contains("unknown key `colour`") && !text.contains("chmod"),
+        "{text}"
     );
 }
 

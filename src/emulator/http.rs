@@ -3,6 +3,7 @@
 
 use super::json::J;
 use super::state::{ApiError, Args, Ctx};
+use super::tls::TlsListener;
 use super::{Fault, RecordedRequest, Shared};
 use axum::Router;
 use axum::body::Body;
@@ -25,13 +26,16 @@ const MAX_REQUEST_BODY: usize = 1 << 20;
 struct AppState {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    /// `http` or `https`: what the instances' own URLs start with.
+    scheme: &'static str,
 }
 
-/// Serve until the shutdown flag turns true, then shut down gracefully.
+/// Serve until the shutdown flag turns true, then shut down gracefully; over TLS with `tls`.
 pub(super) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let addr = match listener.local_addr() {
         Ok(addr) => addr,
@@ -40,19 +44,35 @@ pub(super) async fn serve(
             return;
         }
     };
-    let app = Router::new()
-        .fallback(handle)
-        .with_state(AppState { shared, addr });
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let app = Router::new().fallback(handle).with_state(AppState {
+        shared,
+        addr,
+        scheme,
     });
+    let mut down = shutdown.clone();
     let signal = async move {
-        let _ = shutdown.wait_for(|down| *down).await;
+        let _ = down.wait_for(|down| *down).await;
     };
-    if let Err(error) = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await
-    {
+    let served = match tls {
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await
+        }
+        Some(config) => match TlsListener::new(listener, config, shutdown) {
+            Ok(listener) => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(signal)
+                    .await
+            }
+            Err(error) => Err(error),
+        },
+    };
+    if let Err(error) = served {
         tracing::error!(%error, "emulator server stopped");
     }
 }
@@ -383,7 +403,7 @@ async fn handle(State(app): State<AppState>, request: Request) -> Response {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string)
                     .unwrap_or_else(|| app.addr.to_string());
-                let ctx = Ctx { now: shared.now(), instance_url: format!("http://{host}/{instance}") };
+                let ctx = Ctx { now: shared.now(), instance_url: format!("{}://{host}/{instance}", app.scheme) };
                 sugar(shared, &instance, &parts.method, &segments, rest_route, token, &args, &ctx)
             }
         },

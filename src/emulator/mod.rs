@@ -31,8 +31,10 @@ mod demo;
 mod http;
 mod json;
 mod state;
+mod tls;
 
 pub use demo::{demo_config, demo_profiles_toml};
+pub use tls::TlsOptions;
 
 use state::InstanceState;
 use std::collections::HashMap;
@@ -264,14 +266,35 @@ impl Shared {
 /// A running emulator. Dropping it stops the server too; [`Emulator::shutdown`] also waits for that.
 pub struct Emulator {
     addr: SocketAddr,
+    /// The CA that issued the server certificate (PEM), when serving HTTPS.
+    ca_pem: Option<String>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Emulator {
-    /// Bind `addr` (port 0 picks a free port) and serve in a tokio task.
+    /// Bind `addr` (port 0 picks a free port) and serve plain HTTP in a tokio task.
     pub async fn start(config: EmulatorConfig, addr: SocketAddr) -> std::io::Result<Emulator> {
+        Self::start_inner(config, addr, None).await
+    }
+
+    /// Like [`start`](Self::start), but serve HTTPS only, with a server certificate issued by a CA
+    /// generated now (see [`ca_pem`](Self::ca_pem)) for the names in `tls`.
+    pub async fn start_tls(
+        config: EmulatorConfig,
+        addr: SocketAddr,
+        tls: TlsOptions,
+    ) -> std::io::Result<Emulator> {
+        Self::start_inner(config, addr, Some(tls)).await
+    }
+
+    async fn start_inner(
+        config: EmulatorConfig,
+        addr: SocketAddr,
+        tls: Option<TlsOptions>,
+    ) -> std::io::Result<Emulator> {
+        let identity = tls.as_ref().map(tls::identity).transpose()?;
         let mut instances = HashMap::new();
         for instance in config.instances {
             if instance.name.is_empty() || instance.name.contains('/') {
@@ -309,10 +332,20 @@ impl Emulator {
             requests: Mutex::new((0, Vec::new())),
             shutdown: shutdown_rx.clone(),
         });
-        let server = tokio::spawn(http::serve(listener, shared.clone(), shutdown_rx));
-        tracing::info!(%addr, "Sugar emulator listening");
+        let (ca_pem, tls_config) = match identity {
+            Some(identity) => (Some(identity.ca_pem), Some(identity.config)),
+            None => (None, None),
+        };
+        let server = tokio::spawn(http::serve(
+            listener,
+            shared.clone(),
+            shutdown_rx,
+            tls_config,
+        ));
+        tracing::info!(%addr, tls = ca_pem.is_some(), "Sugar emulator listening");
         Ok(Emulator {
             addr,
+            ca_pem,
             shared,
             shutdown,
             server: Some(server),
@@ -323,11 +356,27 @@ impl Emulator {
         self.addr
     }
 
-    /// The instance root, e.g. `http://127.0.0.1:PORT/acme` (no trailing slash). Does not check that the
-    /// instance exists, so that tests can build URLs of unknown instances.
-    /// When listening on an unspecified address (`0.0.0.0`, `::`), the URL uses the loopback address.
+    /// The instance root, e.g. `http://127.0.0.1:PORT/acme` (`https://` when serving TLS; no trailing
+    /// slash). Does not check that the instance exists, so that tests can build URLs of unknown
+    /// instances. When listening on an unspecified address (`0.0.0.0`, `::`), the URL uses the
+    /// loopback address.
     pub fn url(&self, instance: &str) -> String {
-        format!("http://{}/{}", self.connect_addr(), instance)
+        format!("{}://{}/{}", self.scheme(), self.connect_addr(), instance)
+    }
+
+    /// `https` when started with [`start_tls`](Self::start_tls), else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The PEM certificate of the CA that issued the server certificate (HTTPS only): what a client
+    /// must trust, e.g. written to a file named by a profile's `ca_cert`.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// The address to connect to: [`addr`](Self::addr), with an unspecified IP replaced by loopback.
