@@ -137,6 +137,7 @@ struct Usage(String);
 /// Parses the arguments and runs; returns the exit status.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    crate::logging::init(cli.state_dir.clone().or_else(default_state_dir).as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -253,7 +254,7 @@ fn list(profiles: &Profiles, json: bool) {
                 json!({
                     "name": p.name, "url": p.url.as_str().trim_end_matches('/'), "api": p.api, "username": p.username,
                     "platform": p.platform, "client_id": p.client_id, "tags": p.tags, "password_source": source_kind(p),
-                    "warnings": warnings_of(p),
+                    "warnings": warnings_of(p), "insecure": p.insecure,
                 })
             })
             .collect();
@@ -274,12 +275,17 @@ fn list(profiles: &Profiles, json: bool) {
             format!("  [{}]", p.tags.join(", "))
         };
         println!(
-            "{:w$}  {}  {} on {} (password: {}){tags}",
+            "{:w$}  {}  {} on {} (password: {}){tags}{}",
             p.name,
             p.url.as_str().trim_end_matches('/'),
             p.username,
             p.platform,
-            source_kind(p)
+            source_kind(p),
+            if p.insecure {
+                "  INSECURE (certificates not checked)"
+            } else {
+                ""
+            }
         );
         for warning in warnings_of(p) {
             println!("{:w$}  warning: {warning}", "");

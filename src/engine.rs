@@ -161,6 +161,16 @@ impl Engine {
             }) => (false, message, entry, error),
         };
         let state = entry.state(Utc::now());
+        tracing::info!(
+            profile = %p.name,
+            %op,
+            ok,
+            state = state.as_str(),
+            error = error.as_ref().map(|e| e.kind.name()),
+            label = error.as_ref().and_then(|e| e.label()),
+            requests = run.requests.len(),
+            "operation finished"
+        );
         Outcome {
             name: p.name.clone(),
             op,
@@ -259,11 +269,13 @@ async fn persister(store: Store, mut rx: mpsc::UnboundedReceiver<(String, Change
         .await;
         match result {
             Ok((Ok(()), acks)) => {
+                tracing::debug!(changes = acks.len(), "token cache written");
                 for (ack, entry) in acks {
                     let _ = ack.send(Ok(entry));
                 }
             }
             Ok((Err(e), acks)) => {
+                tracing::warn!(error = %e, "token cache not written");
                 for (ack, _) in acks {
                     let _ = ack.send(Err(format!("the token cache could not be written: {e}")));
                 }
@@ -986,6 +998,10 @@ pub async fn run_password_cmd(cmd: &str, timeout: Duration) -> Result<Secret, St
                     libc::killpg(pid as i32, libc::SIGKILL);
                 }
             }
+            tracing::warn!(
+                timeout_s = timeout.as_secs(),
+                "password_cmd timed out; killed its process group"
+            );
             return Err(format!(
                 "password_cmd did not finish within {} s and was killed",
                 timeout.as_secs()

@@ -11,6 +11,7 @@ pub mod config;
 pub mod emulator;
 pub mod engine;
 pub mod guard;
+pub mod logging;
 pub mod secret;
 pub mod session;
 pub mod store;

@@ -664,3 +664,41 @@ async fn the_binary_honours_ssl_cert_file_and_explains_an_unknown_ca() {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.starts_with("acme-prod: logged in"), "{text}");
 }
+
+#[test]
+fn list_marks_insecure_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = write_profiles(
+        dir.path(),
+        "[profiles.lab]\nurl = \"https://lab.example.com\"\nusername = \"u\"\ninsecure = true\n\
+         [profiles.prod]\nurl = \"https://prod.example.com\"\nusername = \"u\"\n",
+    );
+    let list = |json: bool| {
+        let mut c = assert_cmd::Command::cargo_bin("sugar-sessions").unwrap();
+        c.arg("--profiles")
+            .arg(&profiles)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("list")
+            .env_remove("SUGAR_SESSIONS_LOG");
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = list(false);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("lab ") && lines[0].ends_with("  INSECURE (certificates not checked)"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("prod ") && !lines[1].contains("INSECURE"),
+        "{text}"
+    );
+    let rows: serde_json::Value = serde_json::from_str(&list(true)).unwrap();
+    assert_eq!(rows[0]["insecure"], true);
+    assert_eq!(rows[1]["insecure"], false);
+}

@@ -1,0 +1,175 @@
+//! Logging with `tracing`, to a file in the state directory; off unless asked for.
+//!
+//! `SUGAR_SESSIONS_LOG` sets the level: `error`, `warn`, `info`, `debug`, `trace`, or any
+//! `tracing_subscriber::EnvFilter` string (`sugar_sessions=trace,warn`). Unset, empty or `off`:
+//! no log at all. The file is `sugar-sessions.log` in the state directory, appended to, mode 0600
+//! (the directory 0700).
+//!
+//! What is logged: requests (method, path, status, latency, profile, outcome kind), operations and
+//! their outcomes, cache and process events. Never a request or response body, a header value, a
+//! password or a token. The crates under the HTTP client and the emulator (hyper, reqwest, rustls,
+//! ...) are held at `debug` at most whatever the filter says, since their `trace` output is about
+//! the protocol's bytes.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, fmt};
+
+/// The environment variable that turns logging on and sets its level.
+pub const ENV: &str = "SUGAR_SESSIONS_LOG";
+
+/// The log file's name in the state directory.
+pub const FILE: &str = "sugar-sessions.log";
+
+/// Crates that never log below `debug` here.
+const HELD_AT_DEBUG: &[&str] = &[
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tokio_rustls",
+    "rustls_platform_verifier",
+    "axum",
+    "tower",
+    "tower_http",
+    "mio",
+    "want",
+];
+
+/// The filter a `SUGAR_SESSIONS_LOG` value asks for; `None` when logging is off.
+pub fn filter(spec: &str) -> Result<Option<EnvFilter>, String> {
+    let spec = spec.trim();
+    if spec.is_empty() || spec.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    EnvFilter::builder()
+        .with_default_directive(LevelFilter::OFF.into())
+        .parse(spec)
+        .map(Some)
+        .map_err(|e| {
+            format!(
+                "{ENV}={spec:?} is not a level (error, warn, info, debug, trace) or a filter \
+                 (e.g. sugar_sessions=debug): {e}"
+            )
+        })
+}
+
+/// Opens (creating it 0600, or making it 0600) the log file in `dir` (created 0700 if missing).
+pub fn open_file(dir: &Path) -> std::io::Result<(fs::File, PathBuf)> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let path = dir.join(FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)?;
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    }
+    Ok((file, path))
+}
+
+/// Starts logging when `SUGAR_SESSIONS_LOG` asks for it; returns the log file's path then.
+/// Problems (a bad filter, no state directory, a file that cannot be opened) are reported on
+/// stderr once, and the program goes on without a log.
+pub fn init(state_dir: Option<&Path>) -> Option<PathBuf> {
+    let spec = std::env::var(ENV).ok()?;
+    let filter = match filter(&spec) {
+        Ok(Some(f)) => f,
+        Ok(None) => return None,
+        Err(e) => {
+            eprintln!("sugar-sessions: {e}; logging is off");
+            return None;
+        }
+    };
+    let Some(dir) = state_dir else {
+        eprintln!(
+            "sugar-sessions: {ENV} is set, but there is no state directory for the log file: pass --state-dir DIR"
+        );
+        return None;
+    };
+    let (file, path) = match open_file(dir) {
+        Ok(opened) => opened,
+        Err(e) => {
+            eprintln!(
+                "sugar-sessions: cannot open the log file in {}: {e}; logging is off",
+                dir.display()
+            );
+            return None;
+        }
+    };
+    let held = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(HELD_AT_DEBUG.iter().map(|t| (*t, LevelFilter::DEBUG)));
+    let layer = fmt::layer()
+        .with_writer(Mutex::new(file))
+        .with_ansi(false)
+        .with_target(true)
+        .with_filter(filter.and(held));
+    if tracing_subscriber::registry()
+        .with(layer)
+        .try_init()
+        .is_err()
+    {
+        // Someone set a subscriber first (a test harness): theirs stays.
+        return None;
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        "sugar-sessions started"
+    );
+    Some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_filters() {
+        for off in ["", "  ", "off", "OFF"] {
+            assert!(filter(off).unwrap().is_none(), "{off:?}");
+        }
+        for on in [
+            "error",
+            "warn",
+            "debug",
+            "trace",
+            "sugar_sessions=trace,warn",
+            "info",
+        ] {
+            assert!(filter(on).unwrap().is_some(), "{on:?}");
+        }
+        let e = filter("sugar_sessions=loud").unwrap_err();
+        assert!(
+            e.starts_with("SUGAR_SESSIONS_LOG=\"sugar_sessions=loud\" is not a level"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_log_file_is_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let (_, path) = open_file(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        open_file(&dir).unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
+}
