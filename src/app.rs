@@ -955,6 +955,16 @@ impl Model {
         let n = rows.len();
         let mut counts = [0; RowState::ALL.len()];
         counts[RowState::LoggedOut.index()] = n;
+        let status = match &source {
+            Source::Demo { profiles_hint } => Some(Status {
+                text: format!(
+                    "demo: your profiles file belongs at {}",
+                    profiles_hint.display()
+                ),
+                error: false,
+            }),
+            Source::File(_) => None,
+        };
         Model {
             source,
             options,
@@ -972,7 +982,7 @@ impl Model {
             sort: Sort::File,
             reverse: false,
             details: false,
-            status: None,
+            status,
             prompts: VecDeque::new(),
             counts,
             sent: 0,

@@ -93,6 +93,17 @@ pub fn options_from_env(ascii: bool) -> Options {
     }
 }
 
+/// A path as the header shows it: `~/...` under the home directory.
+pub fn shown_path(path: PathBuf, home: Option<&std::path::Path>) -> PathBuf {
+    match home.filter(|h| !h.as_os_str().is_empty() && *h != std::path::Path::new("/")) {
+        Some(home) => match path.strip_prefix(home) {
+            Ok(rest) => PathBuf::from("~").join(rest),
+            Err(_) => path,
+        },
+        None => path,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The terminal.
 // ---------------------------------------------------------------------------------------------
@@ -162,7 +173,14 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<()> {
         );
     }
     let options = options_from_env(opts.ascii);
-    let mut model = Model::new(&opts.profiles, opts.source, options, Utc::now());
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let source = match opts.source {
+        Source::File(path) => Source::File(shown_path(path, home.as_deref())),
+        Source::Demo { profiles_hint } => Source::Demo {
+            profiles_hint: shown_path(profiles_hint, home.as_deref()),
+        },
+    };
+    let mut model = Model::new(&opts.profiles, source, options, Utc::now());
     let profiles: HashMap<String, Arc<Profile>> = opts
         .profiles
         .profiles

@@ -370,22 +370,30 @@ fn draw_header(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     counts.pop();
     let counts_width: usize = counts.iter().map(|s| s.width()).sum();
 
-    let source = match model.source() {
-        Source::File(path) => path.display().to_string(),
-        Source::Demo { profiles_hint } => {
-            format!(
-                "demo (your profiles file belongs at {})",
-                profiles_hint.display()
-            )
-        }
-    };
     let title = " sugar-sessions";
     let room = usize::from(area.width)
         .saturating_sub(counts_width + width(title) + width(theme.dot()) + 2);
     let mut spans = vec![Span::styled(title, theme.bold())];
-    if room >= 8 {
-        spans.push(Span::raw(theme.dot()));
-        spans.push(Span::raw(fit_left(&source, room, theme.ellipsis())));
+    match model.source() {
+        Source::File(path) if room >= 8 => {
+            spans.push(Span::raw(theme.dot()));
+            spans.push(Span::raw(fit_left(
+                &path.display().to_string(),
+                room,
+                theme.ellipsis(),
+            )));
+        }
+        Source::File(_) => {}
+        Source::Demo { profiles_hint } => {
+            // "demo" always shows; where the profiles file belongs, as far as there is room.
+            spans.push(Span::raw(theme.dot()));
+            spans.push(Span::styled("demo", theme.bold()));
+            // Shown only whole: a cut path says nothing (the status line has it too).
+            let hint = format!(" (profiles file: {})", profiles_hint.display());
+            if width(&hint) + 4 <= room {
+                spans.push(Span::raw(hint));
+            }
+        }
     }
     let left: usize = spans.iter().map(|s| s.width()).sum();
     let pad = usize::from(area.width).saturating_sub(left + counts_width + 1);
@@ -709,6 +717,13 @@ fn draw_details(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Fr
             ),
         ]));
     }
+    if let Some((text, hint)) = row.error_text() {
+        let cols = usize::from(area.width.saturating_sub(4));
+        lines.extend(labelled("Error", &text, theme.error(), cols));
+        if let Some(hint) = hint {
+            lines.extend(labelled("Hint", &hint, Style::new(), cols));
+        }
+    }
     if let Some(last) = &row.last {
         let latency = last
             .latency_ms
@@ -727,13 +742,6 @@ fn draw_details(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Fr
                 zone.format(last.at, "%H:%M:%S")
             )),
         ]));
-    }
-    if let Some((text, hint)) = row.error_text() {
-        let cols = usize::from(area.width.saturating_sub(4));
-        lines.extend(labelled("Error", &text, theme.error(), cols));
-        if let Some(hint) = hint {
-            lines.extend(labelled("Hint", &hint, Style::new(), cols));
-        }
     }
     if !row.recent.is_empty() {
         lines.push(Line::from(label("Requests")));
