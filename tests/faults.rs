@@ -1,0 +1,524 @@
+//! Faults survived: every kind of failure, many at once in one bulk operation, each one a clear
+//! per-profile error, the other profiles' sessions untouched, nothing panicking.
+//!
+//! Through the engine (as the screen and the shell drive it) and through the binary, against the
+//! emulator's fault switches and raw sockets started here.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use sugar_sessions::config::{Profile, Profiles};
+use sugar_sessions::emulator::{Emulator, EmulatorConfig, Fault, InstanceConfig, UserConfig};
+use sugar_sessions::engine::{Engine, Outcome};
+use sugar_sessions::session::{Op, Session, State};
+use sugar_sessions::store::Store;
+use sugar_sessions::sugar::ErrorKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// An instance per fault, so that all of them can be on at once; `ok1` and `ok2` stay healthy.
+const INSTANCES: &[&str] = &[
+    "ok1", "ok2", "html502", "nonjson", "shape", "big", "redirect", "drop", "slow", "maint",
+    "seats",
+];
+
+fn faulty_world() -> EmulatorConfig {
+    EmulatorConfig {
+        instances: INSTANCES
+            .iter()
+            .map(|name| {
+                InstanceConfig::new(name)
+                    .with_user(UserConfig::user(
+                        "integration",
+                        INTEGRATION_PW,
+                        "Integration User",
+                    ))
+                    .with_platform("custom_api")
+            })
+            .collect(),
+    }
+}
+
+/// Turns on the fault of every faulty instance.
+fn faults_on(emu: &Emulator) {
+    emu.set_fault("html502", Some(Fault::Html502));
+    emu.set_fault("nonjson", Some(Fault::NonJson200));
+    emu.set_fault("shape", Some(Fault::WrongShape200));
+    emu.set_fault("big", Some(Fault::Oversized(2 << 20)));
+    emu.set_fault(
+        "redirect",
+        Some(Fault::Redirect("https://sso.example.com/saml".into())),
+    );
+    emu.set_fault("drop", Some(Fault::DropMidBody));
+    emu.set_fault("slow", Some(Fault::Slow(Duration::from_secs(5))));
+    emu.set_maintenance("maint", true);
+    emu.set_fault("seats", Some(Fault::LicenseSeats));
+}
+
+fn faults_off(emu: &Emulator) {
+    for name in INSTANCES {
+        emu.set_fault(name, None);
+    }
+    emu.set_maintenance("maint", false);
+}
+
+/// Raw sockets: a port nobody listens on, and one that accepts and never answers.
+struct Sockets {
+    refused: SocketAddr,
+    silent: SocketAddr,
+}
+
+async fn sockets() -> Sockets {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = closed.local_addr().unwrap();
+    drop(closed);
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream); // read nothing, answer nothing, close nothing
+        }
+    });
+    Sockets {
+        refused,
+        silent: silent_addr,
+    }
+}
+
+/// A server that answers with headers announcing more than it sends, then closes.
+async fn cut_off_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n{\"access_token\":\"",
+                    )
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// The profiles file: two healthy profiles first and last, every fault in between.
+fn profiles_text(emu: &Emulator, s: &Sockets, cut: SocketAddr) -> String {
+    let mut text = String::from(
+        "[defaults]\nusername = \"integration\"\npassword_env = \"FAULTS_TEST_PW\"\nplatform = \"custom_api\"\n",
+    );
+    let mut add = |name: &str, body: String| {
+        text.push_str(&format!("\n[profiles.{name}]\n{body}\n"));
+    };
+    add("ok1", format!("url = \"{}\"", emu.url("ok1")));
+    add("refused", format!("url = \"http://{}/sugar\"", s.refused));
+    add(
+        "dns",
+        "url = \"https://sugar.invalid\"\ntimeout_s = 10".to_string(),
+    );
+    add(
+        "silent",
+        format!("url = \"http://{}/sugar\"\ntimeout_s = 1", s.silent),
+    );
+    add("cut", format!("url = \"http://{cut}/sugar\""));
+    for name in [
+        "html502", "nonjson", "shape", "big", "redirect", "drop", "maint", "seats",
+    ] {
+        add(name, format!("url = \"{}\"", emu.url(name)));
+    }
+    add(
+        "slow",
+        format!("url = \"{}\"\ntimeout_s = 1", emu.url("slow")),
+    );
+    add(
+        "platform",
+        format!(
+            "url = \"{}\"\nplatform = \"not_registered\"",
+            emu.url("ok1")
+        ),
+    );
+    add(
+        "wrong-pw",
+        format!(
+            "url = \"{}\"\npassword_env = \"FAULTS_TEST_WRONG_PW\"",
+            emu.url("ok2")
+        ),
+    );
+    add(
+        "bad-client",
+        format!(
+            "url = \"{}\"\nclient_id = \"sugar\"\nclient_secret = \"not-the-secret\"",
+            emu.url("ok2")
+        ),
+    );
+    add("ok2", format!("url = \"{}\"", emu.url("ok2")));
+    text
+}
+
+fn set_password_env() {
+    // SAFETY: set once, to the same values, before any thread reads them; tests in this file
+    // only read these variables.
+    unsafe {
+        std::env::set_var("FAULTS_TEST_PW", INTEGRATION_PW);
+        std::env::set_var("FAULTS_TEST_WRONG_PW", "Wrong-Pw-44a1");
+    }
+}
+
+/// What each faulty profile's login must say (after `NAME: login failed: `), and its kind.
+fn expected_login_failures(
+    s: &Sockets,
+    cut: SocketAddr,
+) -> Vec<(&'static str, String, &'static str)> {
+    vec![
+        (
+            "refused",
+            format!("connection to {} refused", s.refused),
+            "connection_refused",
+        ),
+        ("dns", "cannot resolve host sugar.invalid".into(), "dns"),
+        (
+            "silent",
+            format!("no answer from {} within 1 s", s.silent),
+            "timeout",
+        ),
+        (
+            "cut",
+            "HTTP 200, but the connection closed before the whole answer arrived".into(),
+            "truncated",
+        ),
+        (
+            "html502",
+            "HTTP 502 with an HTML page instead of Sugar's JSON".into(),
+            "http",
+        ),
+        (
+            "nonjson",
+            "HTTP 200 with an HTML page instead of JSON".into(),
+            "not_json",
+        ),
+        (
+            "shape",
+            "HTTP 200 with an unexpected answer: \"access_token\" is not a non-empty string".into(),
+            "bad_shape",
+        ),
+        (
+            "big",
+            "HTTP 200 with a body over 1024 KiB".into(),
+            "too_large",
+        ),
+        (
+            "redirect",
+            "HTTP 302 redirect to sso.example.com".into(),
+            "redirect",
+        ),
+        (
+            "drop",
+            "HTTP 200, but the connection closed before the whole answer arrived".into(),
+            "truncated",
+        ),
+        (
+            "maint",
+            "HTTP 401 need_login: SugarCRM is in maintenance mode".into(),
+            "sugar",
+        ),
+        ("seats", "HTTP 403 license_seats_needed".into(), "sugar"),
+        ("slow", "within 1 s".into(), "timeout"),
+        (
+            "platform",
+            "HTTP 422 invalid_parameter: Invalid platform specified.".into(),
+            "sugar",
+        ),
+        (
+            "wrong-pw",
+            "HTTP 401 need_login: You must specify a valid username and password.".into(),
+            "sugar",
+        ),
+        ("bad-client", "HTTP 400 invalid_client".into(), "sugar"),
+    ]
+}
+
+/// Runs `op` on every profile at once, as `login --all` does; every task must finish (no panic).
+async fn bulk(engine: &Arc<Engine>, profiles: &Profiles, op: Op) -> HashMap<String, Outcome> {
+    let jobs: Vec<_> = profiles
+        .profiles
+        .iter()
+        .map(|p| {
+            let engine = engine.clone();
+            let p = p.clone();
+            tokio::spawn(async move { engine.run(&p, op, None).await })
+        })
+        .collect();
+    let mut out = HashMap::new();
+    for job in jobs {
+        let o = job.await.expect("no task panics");
+        out.insert(o.name.clone(), o);
+    }
+    out
+}
+
+fn session_of(engine: &Engine, name: &str) -> Option<Session> {
+    engine
+        .load_cache()
+        .unwrap()
+        .profiles
+        .get(name)
+        .and_then(|e| e.session.clone())
+}
+
+fn profile<'a>(profiles: &'a Profiles, name: &str) -> &'a Profile {
+    profiles.get(name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_login_through_every_fault_isolates_each_failure() {
+    set_password_env();
+    let emu = Emulator::start(faulty_world(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let s = sockets().await;
+    let cut = cut_off_server().await;
+    let profiles = profiles(&profiles_text(&emu, &s, cut));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::new(
+        Store::open(dir.path()).unwrap(),
+        &profiles.settings,
+    ));
+    faults_on(&emu);
+
+    let started = Instant::now();
+    let outcomes = bulk(&engine, &profiles, Op::Login).await;
+    // Everything ran at once: the slowest (1 s timeouts, a 5 s slow answer cut at 1 s) bounds it.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+
+    for name in ["ok1", "ok2"] {
+        let o = &outcomes[name];
+        assert!(o.ok, "{}", o.message);
+        assert_eq!(o.state, State::Active);
+        assert!(session_of(&engine, name).is_some());
+    }
+    let expected = expected_login_failures(&s, cut);
+    assert_eq!(expected.len() + 2, profiles.profiles.len());
+    for (name, what, kind) in expected {
+        let o = &outcomes[name];
+        let prefix = format!("{name}: login failed: ");
+        assert!(!o.ok, "{name} succeeded");
+        assert_eq!(o.state, State::Error, "{}", o.message);
+        assert!(o.message.starts_with(&prefix), "{}", o.message);
+        assert!(
+            o.message.contains(&what),
+            "{name}: {:?} lacks {what:?}",
+            o.message
+        );
+        assert!(o.message.contains("(hint: "), "{}", o.message);
+        assert!(!o.message.contains(INTEGRATION_PW), "{}", o.message);
+        let error = o
+            .error
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no error"));
+        assert_eq!(error.kind.name(), kind, "{name}: {:?}", error.kind);
+        // Persisted: `status` tells the same story.
+        let entry = engine.load_cache().unwrap().profiles[name].clone();
+        assert_eq!(entry.state(chrono::Utc::now()), State::Error);
+        assert_eq!(entry.failure.as_ref().map(|f| &f.message), Some(&o.message));
+        assert!(entry.session.is_none());
+    }
+    // The redirect was not followed, and the SSO host named, never contacted.
+    assert!(matches!(
+        outcomes["redirect"].error.as_ref().unwrap().kind,
+        ErrorKind::Redirect { status: 302, .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_refresh_through_faults_keeps_every_session() {
+    set_password_env();
+    let emu = Emulator::start(faulty_world(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let s = sockets().await;
+    let cut = cut_off_server().await;
+    let all = profiles(&profiles_text(&emu, &s, cut));
+    // The profiles on the emulator whose login works while no fault is on.
+    let names = [
+        "ok1", "html502", "nonjson", "shape", "big", "redirect", "drop", "slow", "maint", "seats",
+        "ok2",
+    ];
+    let mut chosen = all.clone();
+    chosen.profiles.retain(|p| names.contains(&p.name.as_str()));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::new(
+        Store::open(dir.path()).unwrap(),
+        &chosen.settings,
+    ));
+    let logins = bulk(&engine, &chosen, Op::Login).await;
+    assert!(logins.values().all(|o| o.ok), "{logins:#?}");
+    let before: HashMap<&str, Session> = names
+        .iter()
+        .map(|n| (*n, session_of(&engine, n).unwrap()))
+        .collect();
+
+    faults_on(&emu);
+    let outcomes = bulk(&engine, &chosen, Op::Refresh).await;
+    for name in ["ok1", "ok2"] {
+        let o = &outcomes[name];
+        assert!(o.ok, "{}", o.message);
+        let now = session_of(&engine, name).unwrap();
+        assert_ne!(now.refresh_token, before[name].refresh_token, "rotated");
+    }
+    let expected: HashMap<&str, &str> = [
+        ("html502", "HTTP 502 with an HTML page"),
+        ("nonjson", "HTTP 200 with an HTML page instead of JSON"),
+        ("shape", "HTTP 200 with an unexpected answer"),
+        ("big", "HTTP 200 with a body over 1024 KiB"),
+        ("redirect", "HTTP 302 redirect to sso.example.com"),
+        (
+            "drop",
+            "the connection closed before the whole answer arrived",
+        ),
+        ("slow", "within 1 s"),
+        ("maint", "HTTP 503 maintenance"),
+        ("seats", ""),
+    ]
+    .into_iter()
+    .collect();
+    for (name, what) in &expected {
+        let o = &outcomes[*name];
+        if *name == "seats" {
+            // Licence seats are checked on password logins only: a refresh works.
+            assert!(o.ok, "{}", o.message);
+            continue;
+        }
+        assert!(!o.ok, "{name} succeeded");
+        assert_eq!(o.state, State::Error, "{}", o.message);
+        assert!(
+            o.message.starts_with(&format!("{name}: refresh failed: ")) && o.message.contains(what),
+            "{name}: {}",
+            o.message
+        );
+        // A failure that is not Sugar rejecting the token keeps the session as it was.
+        assert_eq!(
+            session_of(&engine, name).as_ref(),
+            Some(&before[*name]),
+            "{name}"
+        );
+    }
+
+    // Once the faults are gone, the sessions that Sugar never saw refresh normally: nothing was lost.
+    // (`drop` and `slow` let Sugar rotate the token before the answer was lost: see below.)
+    faults_off(&emu);
+    for name in ["html502", "nonjson", "shape", "big", "redirect", "maint"] {
+        let o = engine.run(profile(&chosen, name), Op::Refresh, None).await;
+        assert!(o.ok, "{}", o.message);
+        assert_eq!(o.state, State::Active);
+    }
+    // Where the answer with the rotated refresh token was lost, Sugar rejects the old one; the
+    // profile then needs a login (or gets one automatically from its password source), and says so.
+    for name in ["drop", "slow"] {
+        let o = engine.run(profile(&chosen, name), Op::Refresh, None).await;
+        assert!(
+            o.ok || o.message.contains("invalid_grant"),
+            "{name}: {}",
+            o.message
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reports_each_fault_on_its_own_line_and_exits_1() {
+    let emu = Emulator::start(faulty_world(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let s = sockets().await;
+    let cut = cut_off_server().await;
+    faults_on(&emu);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_profiles(dir.path(), &profiles_text(&emu, &s, cut));
+    let state = dir.path().join("state");
+    let cmd = |args: &[&str]| {
+        let mut c = assert_cmd::Command::cargo_bin("sugar-sessions").unwrap();
+        c.arg("--profiles")
+            .arg(&path)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args)
+            .env("FAULTS_TEST_PW", INTEGRATION_PW)
+            .env("FAULTS_TEST_WRONG_PW", "Wrong-Pw-44a1")
+            .env_remove("SUGAR_SESSIONS_LOG");
+        c
+    };
+    let mut login = cmd(&["login", "--all"]);
+    let out = tokio::task::spawn_blocking(move || login.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_eq!(stderr, "");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let names = [
+        "ok1",
+        "refused",
+        "dns",
+        "silent",
+        "cut",
+        "html502",
+        "nonjson",
+        "shape",
+        "big",
+        "redirect",
+        "drop",
+        "maint",
+        "seats",
+        "slow",
+        "platform",
+        "wrong-pw",
+        "bad-client",
+        "ok2",
+    ];
+    assert_eq!(lines.len(), names.len(), "{stdout}");
+    for (line, name) in lines.iter().zip(names) {
+        let ok = name.starts_with("ok");
+        let want = if ok {
+            format!("{name}: logged in; ")
+        } else {
+            format!("{name}: login failed: ")
+        };
+        assert!(line.starts_with(&want), "{line}");
+    }
+    assert!(!stdout.contains(INTEGRATION_PW));
+
+    let mut status = cmd(&["status", "--json"]);
+    let out = tokio::task::spawn_blocking(move || status.output().unwrap())
+        .await
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for row in rows.as_array().unwrap() {
+        let name = row["name"].as_str().unwrap();
+        let state = row["state"].as_str().unwrap();
+        if name.starts_with("ok") {
+            assert_eq!(state, "active", "{row}");
+        } else {
+            assert_eq!(state, "error", "{row}");
+            assert!(
+                row["reason"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{name}: login failed: ")),
+                "{row}"
+            );
+        }
+    }
+}
