@@ -113,8 +113,8 @@ async fn cut_off_server() -> SocketAddr {
 
 /// The profiles file: two healthy profiles first and last, every fault in between.
 fn profiles_text(emu: &Emulator, s: &Sockets, cut: SocketAddr) -> String {
-    let mut text = String::from(
-        "[defaults]\nusername = \"integration\"\npassword_env = \"FAULTS_TEST_PW\"\nplatform = \"custom_api\"\n",
+    let mut text = format!(
+        "[defaults]\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\nplatform = \"custom_api\"\n",
     );
     let mut add = |name: &str, body: String| {
         text.push_str(&format!("\n[profiles.{name}]\n{body}\n"));
@@ -148,10 +148,7 @@ fn profiles_text(emu: &Emulator, s: &Sockets, cut: SocketAddr) -> String {
     );
     add(
         "wrong-pw",
-        format!(
-            "url = \"{}\"\npassword_env = \"FAULTS_TEST_WRONG_PW\"",
-            emu.url("ok2")
-        ),
+        format!("url = \"{}\"\npassword = \"Wrong-Pw-44a1\"", emu.url("ok2")),
     );
     add(
         "bad-client",
@@ -164,20 +161,8 @@ fn profiles_text(emu: &Emulator, s: &Sockets, cut: SocketAddr) -> String {
     text
 }
 
-fn set_password_env() {
-    // SAFETY: set once, to the same values, before any thread reads them; tests in this file
-    // only read these variables.
-    unsafe {
-        std::env::set_var("FAULTS_TEST_PW", INTEGRATION_PW);
-        std::env::set_var("FAULTS_TEST_WRONG_PW", "Wrong-Pw-44a1");
-    }
-}
-
 /// What each faulty profile's login must say (after `NAME: login failed: `), and its kind.
-fn expected_login_failures(
-    s: &Sockets,
-    cut: SocketAddr,
-) -> Vec<(&'static str, String, &'static str)> {
+fn expected_login_failures(s: &Sockets) -> Vec<(&'static str, String, &'static str)> {
     vec![
         (
             "refused",
@@ -280,7 +265,6 @@ fn profile<'a>(profiles: &'a Profiles, name: &str) -> &'a Profile {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_login_through_every_fault_isolates_each_failure() {
-    set_password_env();
     let emu = Emulator::start(faulty_world(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -309,7 +293,7 @@ async fn a_bulk_login_through_every_fault_isolates_each_failure() {
         assert_eq!(o.state, State::Active);
         assert!(session_of(&engine, name).is_some());
     }
-    let expected = expected_login_failures(&s, cut);
+    let expected = expected_login_failures(&s);
     assert_eq!(expected.len() + 2, profiles.profiles.len());
     for (name, what, kind) in expected {
         let o = &outcomes[name];
@@ -344,7 +328,6 @@ async fn a_bulk_login_through_every_fault_isolates_each_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_refresh_through_faults_keeps_every_session() {
-    set_password_env();
     let emu = Emulator::start(faulty_world(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -454,8 +437,6 @@ async fn the_binary_reports_each_fault_on_its_own_line_and_exits_1() {
             .arg("--state-dir")
             .arg(&state)
             .args(args)
-            .env("FAULTS_TEST_PW", INTEGRATION_PW)
-            .env("FAULTS_TEST_WRONG_PW", "Wrong-Pw-44a1")
             .env_remove("SUGAR_SESSIONS_LOG");
         c
     };
