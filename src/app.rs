@@ -13,7 +13,7 @@
 use crate::config::{PasswordSource, Profile, Profiles};
 use crate::engine::Outcome;
 use crate::secret::Secret;
-use crate::session::{Entry, Op, RequestLog, State, format_duration, remaining};
+use crate::session::{self, Entry, Op, RequestLog, State, format_duration, remaining};
 use crate::store::Cache;
 use chrono::{DateTime, FixedOffset, Local, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -402,16 +402,57 @@ impl Row {
 
     /// The next instant after `now` at which the state changes by time alone.
     fn next_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let auto = self.next_auto_refresh_check(now);
         if self.entry.failure.is_some() {
+            return auto;
+        }
+        let Some(s) = self.entry.session.as_ref() else {
+            return auto;
+        };
+        let refresh = s.refresh_token.as_ref().and(s.refresh_expires_at);
+        [
+            Some(s.expires_at - EXPIRING),
+            Some(s.expires_at),
+            refresh,
+            auto,
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t > now)
+        .min()
+    }
+
+    /// The profile refreshes automatically and its time has come (nothing is in flight).
+    fn auto_refresh_due(&self, now: DateTime<Utc>) -> bool {
+        self.profile.auto_refresh
+            && !self.busy()
+            && session::refresh_due(
+                &self.profile.name,
+                &self.entry,
+                self.profile.refresh_before,
+                now,
+            )
+    }
+
+    /// When [`Row::auto_refresh_due`] may next be true: the refresh time, or the end of the pause
+    /// after a failed attempt; the next tick when it is already due.
+    fn next_auto_refresh_check(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !self.profile.auto_refresh || self.busy() {
             return None;
         }
-        let s = self.entry.session.as_ref()?;
-        let refresh = s.refresh_token.as_ref().and(s.refresh_expires_at);
-        [Some(s.expires_at - EXPIRING), Some(s.expires_at), refresh]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t > now)
-            .min()
+        let s = self
+            .entry
+            .session
+            .as_ref()
+            .filter(|s| s.refresh_valid(now))?;
+        let mut at = session::refresh_at(&self.profile.name, s, self.profile.refresh_before);
+        if let Some(f) = &self.entry.failure {
+            if f.needs_login {
+                return None;
+            }
+            at = at.max(f.at + session::RETRY_AFTER_FAILURE);
+        }
+        Some(at.max(now + TimeDelta::seconds(1)))
     }
 }
 
@@ -1332,20 +1373,26 @@ impl Model {
     }
 
     /// Recomputes time-based states when the clock passed the next change.
-    fn advance(&mut self, now: DateTime<Utc>) -> bool {
+    /// Recomputes time-based states when the clock passed the next change, and starts the
+    /// automatic refreshes that are due. Returns whether a state changed.
+    fn advance(&mut self, now: DateTime<Utc>, cmds: &mut Vec<Command>) -> bool {
         self.clock = now;
         if self.next_change.is_none_or(|t| now < t) {
             return false;
         }
         let mut changed = false;
+        let mut due = Vec::new();
         let mut next: Option<DateTime<Utc>> = None;
-        for row in &mut self.rows {
+        for (i, row) in self.rows.iter_mut().enumerate() {
             let state = RowState::of(&row.entry, row.flight.as_ref(), now);
             if state != row.state {
                 self.counts[row.state.index()] -= 1;
                 self.counts[state.index()] += 1;
                 row.state = state;
                 changed = true;
+            }
+            if !self.quitting && row.auto_refresh_due(now) {
+                due.push(i);
             }
             if let Some(t) = row.next_change(now) {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -1355,7 +1402,22 @@ impl Model {
         if changed && self.sort == Sort::State {
             self.reorder();
         }
-        changed
+        for &i in &due {
+            cmds.push(self.start(i, Op::Refresh, None));
+        }
+        match due.as_slice() {
+            [] => {}
+            [i] => {
+                let left = self.rows[*i].token_left(now).unwrap_or_else(|| "0s".into());
+                let text = format!(
+                    "{}: refreshing automatically ({left} left)",
+                    self.rows[*i].name()
+                );
+                self.say(text);
+            }
+            more => self.say(format!("{} sessions refreshing automatically", more.len())),
+        }
+        changed || !due.is_empty()
     }
 
     fn countdowns(&self, now: DateTime<Utc>) -> Vec<(Option<String>, Option<String>)> {
@@ -1420,15 +1482,17 @@ pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
     match msg {
         Msg::Tick => {
             let before = model.countdowns(model.clock);
-            let states_changed = model.advance(now);
+            let mut cmds = Vec::new();
+            let states_changed = model.advance(now, &mut cmds);
             if states_changed || model.countdowns(now) != before {
                 model.dirty = true;
             }
-            Vec::new()
+            cmds
         }
         msg => {
             let was_dirty = model.dirty;
-            let states_changed = model.advance(now);
+            let mut auto = Vec::new();
+            let states_changed = model.advance(now, &mut auto);
             model.noop = false;
             let cmds = match msg {
                 Msg::Key(key) if key.kind != KeyEventKind::Release => on_key(model, key),
@@ -1497,7 +1561,8 @@ pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
                 Msg::Shutdown { reason } => quit(model, &reason),
             };
             model.dirty = was_dirty || states_changed || !std::mem::take(&mut model.noop);
-            cmds
+            auto.extend(cmds);
+            auto
         }
     }
 }

@@ -13,10 +13,11 @@ use sugar_sessions::store::Cache;
 use sugar_sessions::sugar::{ErrorKind, SugarError};
 
 /// In file order: acme-prod (prod), acme-sbx, globex, then initech and umbrella, whose passwords
-/// come from the prompt (no password source).
+/// come from the prompt (no password source). No automatic refresh (one test turns it on).
 const PROFILES: &str = r#"
 [defaults]
 username = "integration"
+auto_refresh = false
 
 [profiles.acme-prod]
 url = "https://acme.sugarondemand.com"
@@ -769,4 +770,72 @@ fn ten_thousand_profiles_scroll_filter_and_sort() {
     press(&mut m, KeyCode::Enter);
     ch(&mut m, 'S');
     assert_eq!(m.visible_names()[0], "p09990");
+}
+
+#[test]
+fn due_sessions_refresh_automatically_once() {
+    let text = PROFILES.replace(
+        "auto_refresh = false",
+        "auto_refresh = true\nrefresh_before_s = 60",
+    );
+    let mut m = Model::new(
+        &profiles(&text),
+        Source::File("p".into()),
+        Options::default(),
+        t0(),
+    );
+    // acme-prod: a 10-minute token obtained at t0; refreshed 60 s (less a small jitter) before expiry.
+    let mut short = active_entry(600);
+    short.session.as_mut().unwrap().obtained_at = t0();
+    with_cache(
+        &mut m,
+        &[("acme-prod", short), ("acme-sbx", active_entry(7200))],
+    );
+    assert!(update(&mut m, Msg::Tick, t0() + TimeDelta::seconds(400)).is_empty());
+    let cmds = update(&mut m, Msg::Tick, t0() + TimeDelta::seconds(541));
+    assert_eq!(starts(&cmds), [("acme-prod".to_string(), Op::Refresh)]);
+    assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Refreshing);
+    assert!(
+        m.status()
+            .unwrap()
+            .text
+            .contains("refreshing automatically")
+    );
+    // In flight: not started again.
+    assert!(update(&mut m, Msg::Tick, t0() + TimeDelta::seconds(545)).is_empty());
+    // A failure pauses it for 30 s, then it is tried again.
+    let failure = Failure {
+        at: t0() + TimeDelta::seconds(546),
+        op: Op::Refresh,
+        message: "acme-prod: refresh failed: HTTP 503 maintenance".into(),
+        needs_login: false,
+        superseded: false,
+    };
+    let mut failed_entry = m.row("acme-prod").unwrap().entry.clone();
+    failed_entry.failure = Some(failure);
+    failed_entry.updated_at = Some(t0() + TimeDelta::seconds(546));
+    let at = t0() + TimeDelta::seconds(546);
+    update(
+        &mut m,
+        Msg::Done(Box::new(Outcome {
+            name: "acme-prod".into(),
+            op: Op::Refresh,
+            ok: false,
+            message: "acme-prod: refresh failed: HTTP 503 maintenance".into(),
+            state: State::Error,
+            entry: failed_entry,
+            requests: vec![request(503, 40)],
+            error: None,
+        })),
+        at,
+    );
+    assert!(update(&mut m, Msg::Tick, t0() + TimeDelta::seconds(560)).is_empty());
+    let cmds = update(&mut m, Msg::Tick, t0() + TimeDelta::seconds(577));
+    assert_eq!(starts(&cmds), [("acme-prod".to_string(), Op::Refresh)]);
+    // A session that is not due is left alone; a profile with auto_refresh = false too.
+    let mut m = model();
+    let mut short = active_entry(600);
+    short.session.as_mut().unwrap().obtained_at = t0();
+    with_cache(&mut m, &[("acme-prod", short)]);
+    assert!(update(&mut m, Msg::Tick, t0() + TimeDelta::seconds(590)).is_empty());
 }
