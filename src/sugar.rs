@@ -1090,6 +1090,34 @@ mod tests {
     }
 
     #[test]
+    fn secret_bodies_are_exact_json_whatever_the_characters() {
+        let nasty = "pa\"ss\\word\u{1}\u{7f}\né🎉 </script>";
+        let body = secret_json(&[("grant_type", "password"), ("password", nasty), ("", "")]);
+        let bytes = body.as_bytes().expect("a body in memory");
+        let v: Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"grant_type": "password", "password": nasty, "": ""})
+        );
+        // The worst case of escaping fits in the buffer allocated up front (no reallocation).
+        let controls: String = (0u8..32).map(char::from).collect::<String>().repeat(8);
+        let body = secret_json(&[("password", &controls)]);
+        let v: Value = serde_json::from_slice(body.as_bytes().unwrap()).unwrap();
+        assert_eq!(v["password"], controls.as_str());
+        assert_eq!(secret_json(&[]).as_bytes(), Some(&b"{}"[..]));
+    }
+
+    #[test]
+    fn scrubbing_blanks_every_string() {
+        let mut v = serde_json::json!({"access_token": "abc", "n": 1, "a": ["xyz", {"r": "qq"}]});
+        scrub(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"access_token": "", "n": 1, "a": ["", {"r": ""}]})
+        );
+    }
+
+    #[test]
     fn sugar_error_json_wins_over_the_status_class() {
         let body = br#"{"error":"incorrect_version","error_message":"Incorrect API version"}"#;
         assert_eq!(

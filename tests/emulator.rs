@@ -1436,3 +1436,151 @@ async fn demo_world_behaves_as_its_profiles_say() {
     );
     emu.shutdown().await;
 }
+
+// ---- HTTPS ----------------------------------------------------------------------------------
+
+async fn start_tls(names: &[&str]) -> Emulator {
+    use sugar_sessions::emulator::TlsOptions;
+    let options = if names.is_empty() {
+        TlsOptions::default()
+    } else {
+        TlsOptions::for_names(names.iter().copied())
+    };
+    Emulator::start_tls(
+        EmulatorConfig {
+            instances: vec![acme()],
+        },
+        "127.0.0.1:0".parse().unwrap(),
+        options,
+    )
+    .await
+    .unwrap()
+}
+
+/// A client that trusts only the emulator's CA.
+fn trusting(emu: &Emulator) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(emu.ca_pem().unwrap().as_bytes()).unwrap();
+    client_builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn https_serves_the_same_api_with_a_certificate_from_its_own_ca() {
+    let emu = start_tls(&[]).await;
+    assert_eq!(emu.scheme(), "https");
+    let url = emu.url("acme");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let pem = emu.ca_pem().unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    let http = trusting(&emu);
+    let r = http
+        .post(format!("{url}/rest/v11/oauth2/token"))
+        .json(
+            &json!({"grant_type": "password", "client_id": "sugar", "client_secret": "",
+            "username": "jim", "password": "jim-pw", "platform": "custom_api"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_string();
+    let r = http
+        .get(format!("{url}/rest/v11/ping"))
+        .header("OAuth-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "\"pong\"");
+    // The instance's own URL (in a maintenance answer) is https too.
+    emu.set_maintenance("acme", true);
+    let r = http
+        .get(format!("{url}/rest/v11/ping"))
+        .header("OAuth-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["url"].as_str().unwrap().starts_with("https://"),
+        "{body}"
+    );
+    // Each emulator has a CA of its own.
+    let other = start_tls(&[]).await;
+    assert_ne!(other.ca_pem(), emu.ca_pem());
+    assert!(trusting(&other).get(&url).send().await.is_err());
+    // A plain emulator has none.
+    assert_eq!(start().await.ca_pem(), None);
+}
+
+#[tokio::test]
+async fn a_silent_client_does_not_hold_up_other_handshakes() {
+    let emu = start_tls(&[]).await;
+    // Connects and never says hello (and one that speaks plain HTTP to the TLS port).
+    let _silent = TcpStream::connect(emu.addr()).await.unwrap();
+    let mut plain = TcpStream::connect(emu.addr()).await.unwrap();
+    plain
+        .write_all(b"GET /acme/rest/v11/ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), plain.read_to_end(&mut buf)).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("pong"));
+    let started = Instant::now();
+    let r = trusting(&emu)
+        .get(format!("{}/rest/v11/ping", emu.url("acme")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "served, without a token");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_tls_emulator_with_a_hanging_request_still_shuts_down() {
+    let emu = start_tls(&[]).await;
+    emu.set_fault("acme", Some(Fault::Hang));
+    let http = trusting(&emu);
+    let url = format!("{}/rest/v11/ping", emu.url("acme"));
+    let hanging = tokio::spawn(async move { http.get(url).send().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(emu.requests().len(), 1);
+    let started = Instant::now();
+    emu.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let answer = tokio::time::timeout(Duration::from_secs(2), hanging)
+        .await
+        .expect("the hanging request ends with the emulator")
+        .unwrap();
+    assert!(answer.is_err() || answer.unwrap().text().await.is_err());
+}
+
+#[tokio::test]
+async fn certificates_for_other_names_and_invalid_names_are_refused_at_start() {
+    let emu = start_tls(&["sugar.test", "10.1.2.3"]).await;
+    // Made out for those names only: 127.0.0.1 does not match.
+    let err = trusting(&emu)
+        .get(format!("{}/rest/v11/ping", emu.url("acme")))
+        .send()
+        .await
+        .unwrap_err();
+    let mut chain = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(e) = source {
+        chain.push_str(&format!("{e}; "));
+        source = e.source();
+    }
+    assert!(chain.contains("not valid for name"), "{chain}");
+    let e = Emulator::start_tls(
+        EmulatorConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+        sugar_sessions::emulator::TlsOptions::for_names(Vec::<String>::new()),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("at least one name"), "{e}");
+}

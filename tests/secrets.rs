@@ -174,6 +174,9 @@ async fn no_secret_anywhere(emu: Emulator) {
 
     let o = e.run(&["login", "acme-prod", "acme-admin"], "trace").await;
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    // Both profiles agree on every network setting: one HTTP client (and pool) serves them.
+    let log = std::fs::read_to_string(e.state.join("sugar-sessions.log")).unwrap();
+    assert_eq!(log.matches("new HTTP client").count(), 1, "{log}");
     let first = e.cached_tokens();
     assert_eq!(
         first.len(),
