@@ -877,7 +877,12 @@ fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
     let inner = usize::from(w.saturating_sub(4));
     let mut lines: Vec<Line> = Vec::new();
     // The main table's keys in a grid, from the same table that handles them.
-    let items: Vec<&Binding> = NORMAL_KEYS.iter().filter(|b| !b.ctrl).collect();
+    // Ctrl bindings last (Ctrl-C next to q).
+    let items: Vec<&Binding> = NORMAL_KEYS
+        .iter()
+        .filter(|b| !b.ctrl)
+        .chain(NORMAL_KEYS.iter().filter(|b| b.ctrl))
+        .collect();
     let label_w = items
         .iter()
         .map(|b| width(b.label(theme.ascii)))
@@ -941,9 +946,9 @@ fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
         }
         lines.push(Line::from(spans));
     }
-    let note = "Actions apply to the selected rows shown, else to the cursor's row; logging out a prod \
-                profile or several asks first. Expiring: under 10 minutes left. c withdraws queued \
-                requests; answers to sent ones are still stored. Ctrl-C quits anywhere.";
+    let note = "Keys act on the selected rows shown, else on the cursor's row; logging out prod or \
+                several asks first. c withdraws queued requests; sent ones finish and are stored. \
+                Due sessions refresh by themselves.";
     let note_lines = width(note) / inner.max(1) + 2;
     lines.push(Line::from(note));
     let wanted = u16::try_from(lines.len() + note_lines + 1).unwrap_or(u16::MAX);
