@@ -454,16 +454,28 @@ async fn a_second_login_on_the_same_platform_ends_the_first_session() {
     let emu = start().await;
     let dir = tempfile::tempdir().unwrap();
     let engine = engine_in(dir.path());
-    let first = integration(&emu, "first", "acme");
+    // Without the automatic re-login, so that the platform rule itself shows.
+    let first = profile(
+        "first",
+        &format!(
+            "url = \"{}\"\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\nplatform = \"custom_api\"\nrelogin = false",
+            emu.url("acme")
+        ),
+    );
     let second = integration(&emu, "second", "acme");
     assert!(engine.run(&first, Op::Login, None).await.ok);
     assert!(engine.run(&second, Op::Login, None).await.ok);
     let o = engine.run(&first, Op::Refresh, None).await;
     assert!(!o.ok);
-    assert_eq!(o.state, State::Error);
+    assert_eq!(o.state, State::Superseded);
     assert!(
         o.message
-            .starts_with("first: refresh failed: HTTP 400 invalid_grant"),
+            .starts_with("first: superseded: another login as integration on platform custom_api"),
+        "{}",
+        o.message
+    );
+    assert!(
+        o.message.contains("HTTP 400 invalid_grant"),
         "{}",
         o.message
     );
