@@ -322,6 +322,14 @@ impl Runtime {
                     self.gone = true;
                     Msg::Shutdown { reason: "the terminal hung up (SIGHUP)".into() }
                 }
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => match joined {
+                    // A task that panicked: the panic hook has restored the terminal already.
+                    Err(e) if e.is_panic() => {
+                        self.gone = true;
+                        return Err(anyhow::anyhow!("internal error: a request task panicked"));
+                    }
+                    _ => continue,
+                },
             };
             self.handle(model, msg);
             // Apply whatever else already arrived before drawing once for all of it.
