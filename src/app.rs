@@ -1403,7 +1403,10 @@ impl Model {
             self.reorder();
         }
         for &i in &due {
-            cmds.push(self.start(i, Op::Refresh, None));
+            cmds.push(self.start(i, Op::Refresh, None, false));
+        }
+        if !due.is_empty() {
+            self.resort();
         }
         match due.as_slice() {
             [] => {}
@@ -1455,9 +1458,11 @@ impl Model {
         }
     }
 
-    fn start(&mut self, i: usize, op: Op, password: Option<Secret>) -> Command {
+    /// Queues `op` for row `i`. With `reposition` false the visible order is left to the caller
+    /// (one [`Model::resort`] after starting many).
+    fn start(&mut self, i: usize, op: Op, password: Option<Secret>, reposition: bool) -> Command {
         let since = self.clock;
-        self.change_row(i, true, |r| {
+        self.change_row(i, reposition, |r| {
             r.flight = Some(Flight {
                 op,
                 phase: Phase::Queued,
@@ -1469,6 +1474,15 @@ impl Model {
             name: self.rows[i].profile.name.clone(),
             op,
             password,
+        }
+    }
+}
+
+impl Model {
+    /// After rows changed without repositioning: sorts again when the sort depends on them.
+    fn resort(&mut self) {
+        if matches!(self.sort, Sort::State | Sort::TokenLeft) {
+            self.reorder();
         }
     }
 }
@@ -1707,7 +1721,7 @@ fn password_action(model: &mut Model, action: Action) -> Vec<Command> {
                     model.rows[i].name()
                 ));
             } else {
-                cmds.push(model.start(i, Op::Login, Some(password)));
+                cmds.push(model.start(i, Op::Login, Some(password), true));
             }
             next_prompt(model);
             cmds
@@ -1879,8 +1893,11 @@ fn act(model: &mut Model, op: Op, rows: Vec<usize>, confirmed: bool) -> Vec<Comm
             model.prompts.push_back(i);
             prompts += 1;
         } else {
-            cmds.push(model.start(i, op, None));
+            cmds.push(model.start(i, op, None, false));
         }
+    }
+    if !cmds.is_empty() {
+        model.resort();
     }
     let mut text = match cmds.len() {
         0 => String::new(),
@@ -1911,7 +1928,7 @@ fn cancel(model: &mut Model) -> Vec<Command> {
         let Some(flight) = model.rows[i].flight.filter(|f| !f.detached) else {
             continue;
         };
-        model.change_row(i, true, |r| {
+        model.change_row(i, false, |r| {
             if let Some(f) = &mut r.flight {
                 f.detached = true;
             }
@@ -1925,6 +1942,9 @@ fn cancel(model: &mut Model) -> Vec<Command> {
             }
             Phase::Sent => detached += 1,
         }
+    }
+    if withdrawn + detached > 0 {
+        model.resort();
     }
     match (withdrawn, detached) {
         (0, 0) => model.warn("nothing to cancel"),

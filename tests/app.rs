@@ -839,3 +839,41 @@ fn due_sessions_refresh_automatically_once() {
     with_cache(&mut m, &[("acme-prod", short)]);
     assert!(update(&mut m, Msg::Tick, t0() + TimeDelta::seconds(590)).is_empty());
 }
+
+#[test]
+fn starting_many_under_the_state_sort_keeps_the_order_right() {
+    let mut m = model();
+    with_cache(&mut m, &[("globex", active_entry(7200))]);
+    ch(&mut m, 's');
+    ch(&mut m, 's');
+    assert_eq!(m.sort().0, Sort::State);
+    // Active first among these (logged out last).
+    assert_eq!(m.visible_names()[0], "globex");
+    // The cursor stayed on its row (acme-prod), now second.
+    assert_eq!(m.current().unwrap().name(), "acme-prod");
+    ch(&mut m, ' ');
+    ch(&mut m, ' ');
+    assert_eq!(m.selected_names(), ["acme-prod", "acme-sbx"]);
+    let cmds = ch(&mut m, 'l');
+    assert_eq!(starts(&cmds).len(), 2);
+    // Logging in ranks before active: the two move to the top, in file order, cursor with its row.
+    assert_eq!(m.visible_names()[..3], ["acme-prod", "acme-sbx", "globex"]);
+    // Cancelling both (queued): back below globex.
+    let cmds = ch(&mut m, 'c');
+    assert_eq!(cancels(&cmds), ["acme-prod", "acme-sbx"]);
+    update(
+        &mut m,
+        Msg::Withdrawn {
+            name: "acme-prod".into(),
+        },
+        t0(),
+    );
+    update(
+        &mut m,
+        Msg::Withdrawn {
+            name: "acme-sbx".into(),
+        },
+        t0(),
+    );
+    assert_eq!(m.visible_names()[0], "globex");
+}
