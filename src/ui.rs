@@ -553,7 +553,7 @@ fn table_row<'a>(
                     .right_aligned(),
             ),
             Column::Last => {
-                let (text, style) = last_text(row, theme);
+                let (text, style) = last_text(row, theme, w);
                 Cell::from(Span::styled(fit(&text, w, ell), style))
             }
         }
@@ -571,16 +571,21 @@ fn table_row<'a>(
     Row::new(cells).style(style)
 }
 
-/// The LAST column: the request in flight, else the last result.
-fn last_text(row: &AppRow, theme: &Theme) -> (String, Style) {
+/// The LAST column: the request in flight, else the last result; a shorter form when
+/// the column is narrower than the full text.
+fn last_text(row: &AppRow, theme: &Theme, cols: usize) -> (String, Style) {
     let (ok, bad, wait) = if theme.ascii {
         ("ok", "x", "~")
     } else {
         ("✓", "✗", "⟳")
     };
+    let pick = |full: String, short: String| if width(&full) <= cols { full } else { short };
     if let Some(f) = row.flight {
         let text = match (f.detached, f.phase) {
-            (true, _) => format!("{wait} {} cancelled, answer pending", f.op),
+            (true, _) => pick(
+                format!("{wait} {} cancelled, answer pending", f.op),
+                format!("{wait} pending"),
+            ),
             (false, Phase::Queued) => format!("{wait} {} queued", f.op),
             (false, Phase::Sent) => format!("{wait} {} sent", f.op),
         };
@@ -593,8 +598,20 @@ fn last_text(row: &AppRow, theme: &Theme) -> (String, Style) {
                 .map(|ms| format!(" {ms} ms"))
                 .unwrap_or_default();
             match last.kind {
-                ResultKind::Ok => (format!("{ok} {}{latency}", last.op), theme.fg(Color::Green)),
-                ResultKind::Failed => (format!("{bad} {}{latency}", last.summary), theme.error()),
+                ResultKind::Ok => (
+                    pick(
+                        format!("{ok} {}{latency}", last.op),
+                        format!("{ok}{latency}"),
+                    ),
+                    theme.fg(Color::Green),
+                ),
+                ResultKind::Failed => (
+                    pick(
+                        format!("{bad} {}{latency}", last.summary),
+                        format!("{bad} {}", last.summary),
+                    ),
+                    theme.error(),
+                ),
                 ResultKind::Withdrawn => (format!("{} withdrawn", last.op), theme.dim()),
             }
         }
