@@ -101,6 +101,10 @@ pub enum Command {
         /// Write a profiles file for the emulator's demo users
         #[arg(long, value_name = "FILE")]
         write_profiles: Option<PathBuf>,
+        /// Serve HTTPS with a certificate from a CA generated at start (its PEM is written beside
+        /// the profiles file, or to a temporary directory, and named in the profiles file's ca_cert)
+        #[arg(long)]
+        tls: bool,
     },
     /// Open the screen on the built-in demo (an emulator with demo instances; nothing touches your cache)
     Demo,
@@ -206,7 +210,8 @@ async fn run(cli: Cli) -> Result<i32, Usage> {
         Some(Command::Emulator {
             port,
             write_profiles,
-        }) => emulator(*port, write_profiles.as_deref()).await,
+            tls,
+        }) => emulator(*port, write_profiles.as_deref(), *tls).await,
         Some(Command::List { json }) => {
             let profiles = load_profiles(&profiles_path(&cli)?)?;
             list(&profiles, *json);
@@ -653,10 +658,44 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
-async fn emulator(port: u16, write_profiles: Option<&Path>) -> Result<i32, Usage> {
-    let emu = start_demo_emulator(port).await?;
+async fn emulator(port: u16, write_profiles: Option<&Path>, tls: bool) -> Result<i32, Usage> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let config = crate::emulator::demo_config();
-    println!("Sugar emulator listening on http://{}", emu.addr());
+    let emu = if tls {
+        let options = crate::emulator::TlsOptions::default();
+        crate::emulator::Emulator::start_tls(config.clone(), addr, options).await
+    } else {
+        crate::emulator::Emulator::start(config.clone(), addr).await
+    }
+    .map_err(|e| Usage(format!("sugar-sessions: cannot start the emulator on {addr}: {e}")))?;
+    // With TLS, the CA's certificate goes where a profiles file can name it.
+    let mut _ca_dir = None;
+    let ca_path = match emu.ca_pem() {
+        None => None,
+        Some(pem) => {
+            let dir = match write_profiles.and_then(Path::parent) {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                Some(_) => PathBuf::from("."),
+                None => {
+                    let tmp = tempfile::Builder::new()
+                        .prefix("sugar-sessions-emulator-")
+                        .tempdir()
+                        .map_err(|e| Usage(format!("sugar-sessions: cannot create a temporary directory: {e}")))?;
+                    let path = tmp.path().to_path_buf();
+                    _ca_dir = Some(tmp);
+                    path
+                }
+            };
+            let path = dir.join("emulator-ca.pem");
+            std::fs::write(&path, pem)
+                .map_err(|e| Usage(format!("sugar-sessions: cannot write {}: {e}", path.display())))?;
+            Some(std::fs::canonicalize(&path).unwrap_or(path))
+        }
+    };
+    println!("Sugar emulator listening on {}://{}", emu.scheme(), emu.addr());
+    if let Some(ca) = &ca_path {
+        println!("  its CA certificate: {} (name it in ca_cert, or pass it to curl --cacert)", ca.display());
+    }
     for inst in &config.instances {
         let mode = if inst.maintenance {
             "  (maintenance mode)"
@@ -678,7 +717,12 @@ async fn emulator(port: u16, write_profiles: Option<&Path>) -> Result<i32, Usage
         );
     }
     if let Some(path) = write_profiles {
-        write_private(path, &crate::emulator::demo_profiles_toml(&emu)).map_err(|e| {
+        let mut text = crate::emulator::demo_profiles_toml(&emu);
+        if let Some(ca) = &ca_path {
+            let line = format!("[defaults]\nca_cert = {}\n", toml::Value::from(ca.display().to_string()));
+            text = text.replacen("[defaults]\n", &line, 1);
+        }
+        write_private(path, &text).map_err(|e| {
             Usage(format!(
                 "sugar-sessions: cannot write {}: {e}",
                 path.display()

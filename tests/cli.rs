@@ -570,3 +570,51 @@ async fn list_warns_of_platforms_that_end_other_sessions() {
     assert_eq!(rows[3]["warnings"], serde_json::json!([]));
     assert_eq!(rows[0]["warnings"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_command_serves_https_and_writes_matching_profiles() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("demo.toml");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sugar-sessions"))
+        .args(["emulator", "--tls", "--write-profiles"])
+        .arg(&profiles)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("Ctrl-C stops the emulator") {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        printed.push_str(&line);
+    }
+    assert!(
+        printed.starts_with("Sugar emulator listening on https://127.0.0.1:"),
+        "{printed}"
+    );
+    assert!(printed.contains("user integration"), "{printed}");
+    let text = std::fs::read_to_string(&profiles).unwrap();
+    assert!(text.contains("ca_cert = "), "{text}");
+    assert!(text.contains("url = \"https://127.0.0.1:"), "{text}");
+    let mode = std::fs::metadata(&profiles).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "it holds plain demo passwords");
+    let e = Env {
+        profiles,
+        state: dir.path().join("state"),
+        _dir: dir,
+    };
+    let r = run(e.cmd(&["login", "acme-prod", "umbrella"])).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("acme-prod: logged in"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("umbrella: login failed: HTTP 422 invalid_parameter"),
+        "{}",
+        r.stdout
+    );
+}

@@ -231,7 +231,8 @@ pub fn demo_profiles_toml(emulator: &Emulator) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "# sugar-sessions demo profiles for the built-in Sugar emulator at http://{}",
+        "# sugar-sessions demo profiles for the built-in Sugar emulator at {}://{}",
+        emulator.scheme(),
         emulator.connect_addr()
     );
     out.push_str("# Throwaway demo world: passwords are written in plain text here. Do not do this for real instances.\n\n");
@@ -257,7 +258,6 @@ pub fn demo_profiles_toml(emulator: &Emulator) -> String {
         }
         let tags: Vec<String> = p.tags.iter().map(|t| toml_string(t)).collect();
         let _ = writeln!(out, "tags = [{}]", tags.join(", "));
-        out.push_str("allow_http = true\n");
     }
     out
 }
