@@ -686,6 +686,16 @@ impl Engine {
     /// concurrently. A session that Sugar no longer accepts is marked as such in the cache.
     pub async fn check(&self, p: &Profile) -> (Outcome, Option<CheckReport>) {
         let permit = self.acquire(p).await;
+        self.check_holding(p, permit).await
+    }
+
+    /// [`Engine::check`] with a place in the bounds already held (the screen waits for it
+    /// separately, so that a queued check can be withdrawn).
+    pub async fn check_holding(
+        &self,
+        p: &Profile,
+        permit: Permit,
+    ) -> (Outcome, Option<CheckReport>) {
         let mut requests = Vec::new();
         let entry = self.current(&p.name).await.unwrap_or_default();
         let now = Utc::now();
@@ -809,6 +819,11 @@ impl Engine {
     /// `NAME>USER`. It has no refresh token: it ends when its access token does.
     pub async fn sudo(&self, p: &Profile, user: &str) -> Outcome {
         let permit = self.acquire(p).await;
+        self.sudo_holding(p, user, permit).await
+    }
+
+    /// [`Engine::sudo`] with a place in the bounds already held (see [`Engine::check_holding`]).
+    pub async fn sudo_holding(&self, p: &Profile, user: &str, permit: Permit) -> Outcome {
         let target = sudo_profile(p, user);
         let entry = self.current(&p.name).await.unwrap_or_default();
         let now = Utc::now();
