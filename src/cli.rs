@@ -14,7 +14,25 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Exit statuses (documented in README.md).
+// `println!` and `eprintln!` panic when the write fails: standard output is a pipe whose reader
+// left (`sugar-sessions status | head -1`: Rust ignores SIGPIPE, so the write fails with EPIPE), or
+// the terminal went away (EIO). Everything this module prints goes through these two instead,
+// which drop what cannot be written: the work is done and stored by then, and nobody is listening.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Exit statuses (documented in README.md). The screen also ends with 128 + N on signal N
+/// (143 SIGTERM, 129 SIGHUP or a terminal that went away, 130 SIGINT): see [`crate::tui::Ending`].
 pub mod exit {
     /// Every profile succeeded.
     pub const OK: i32 = 0;
@@ -24,6 +42,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// `token` only: a login is needed and no non-interactive password source can provide it.
     pub const NEEDS_LOGIN: i32 = 4;
+    /// A panic (Rust's own status for one); the screen, if it was up, was restored first.
+    pub const PANIC: i32 = 101;
 }
 
 #[derive(Parser, Debug)]
@@ -141,6 +161,7 @@ struct Usage(String);
 /// Parses the arguments and runs; returns the exit status.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    limit_malloc_arenas();
     crate::logging::init(cli.state_dir.clone().or_else(default_state_dir).as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -152,7 +173,11 @@ pub fn main() -> i32 {
             return exit::FAILED;
         }
     };
-    let code = runtime.block_on(dispatch(cli));
+    // A panic that reaches here has restored the terminal and printed its message (the hook
+    // installed by the screen, or Rust's own); caught only so that the runtime below is shut
+    // down with a time limit instead of dropped, which would wait for blocking tasks.
+    let run = std::panic::AssertUnwindSafe(|| runtime.block_on(dispatch(cli)));
+    let code = std::panic::catch_unwind(run).unwrap_or(exit::PANIC);
     // Tasks still running (requests abandoned at exit) must not hold the process.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     code
@@ -165,6 +190,22 @@ async fn dispatch(cli: Cli) -> i32 {
             eprintln!("{msg}");
             exit::USAGE
         }
+    }
+}
+
+/// glibc gives each thread that allocates while another holds the arena an arena of its own (up
+/// to 8 per core), and every arena keeps the memory it once held: with the dozens of blocking-pool
+/// threads of a bulk action (cache reads and writes, profile locks) that nearly doubled its peak
+/// memory. Two arenas are enough for a program that mostly waits on the network. And buffers of
+/// 128 KiB and more (the token cache read and written whole) always get pages of their own, given
+/// back when freed, instead of glibc raising that threshold after the first such free and then
+/// leaving holes in the heap.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets parameters of the allocator; no other thread runs yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 
@@ -667,7 +708,11 @@ async fn emulator(port: u16, write_profiles: Option<&Path>, tls: bool) -> Result
     } else {
         crate::emulator::Emulator::start(config.clone(), addr).await
     }
-    .map_err(|e| Usage(format!("sugar-sessions: cannot start the emulator on {addr}: {e}")))?;
+    .map_err(|e| {
+        Usage(format!(
+            "sugar-sessions: cannot start the emulator on {addr}: {e}"
+        ))
+    })?;
     // With TLS, the CA's certificate goes where a profiles file can name it.
     let mut _ca_dir = None;
     let ca_path = match emu.ca_pem() {
@@ -680,21 +725,36 @@ async fn emulator(port: u16, write_profiles: Option<&Path>, tls: bool) -> Result
                     let tmp = tempfile::Builder::new()
                         .prefix("sugar-sessions-emulator-")
                         .tempdir()
-                        .map_err(|e| Usage(format!("sugar-sessions: cannot create a temporary directory: {e}")))?;
+                        .map_err(|e| {
+                            Usage(format!(
+                                "sugar-sessions: cannot create a temporary directory: {e}"
+                            ))
+                        })?;
                     let path = tmp.path().to_path_buf();
                     _ca_dir = Some(tmp);
                     path
                 }
             };
             let path = dir.join("emulator-ca.pem");
-            std::fs::write(&path, pem)
-                .map_err(|e| Usage(format!("sugar-sessions: cannot write {}: {e}", path.display())))?;
+            std::fs::write(&path, pem).map_err(|e| {
+                Usage(format!(
+                    "sugar-sessions: cannot write {}: {e}",
+                    path.display()
+                ))
+            })?;
             Some(std::fs::canonicalize(&path).unwrap_or(path))
         }
     };
-    println!("Sugar emulator listening on {}://{}", emu.scheme(), emu.addr());
+    println!(
+        "Sugar emulator listening on {}://{}",
+        emu.scheme(),
+        emu.addr()
+    );
     if let Some(ca) = &ca_path {
-        println!("  its CA certificate: {} (name it in ca_cert, or pass it to curl --cacert)", ca.display());
+        println!(
+            "  its CA certificate: {} (name it in ca_cert, or pass it to curl --cacert)",
+            ca.display()
+        );
     }
     for inst in &config.instances {
         let mode = if inst.maintenance {
@@ -719,7 +779,10 @@ async fn emulator(port: u16, write_profiles: Option<&Path>, tls: bool) -> Result
     if let Some(path) = write_profiles {
         let mut text = crate::emulator::demo_profiles_toml(&emu);
         if let Some(ca) = &ca_path {
-            let line = format!("[defaults]\nca_cert = {}\n", toml::Value::from(ca.display().to_string()));
+            let line = format!(
+                "[defaults]\nca_cert = {}\n",
+                toml::Value::from(ca.display().to_string())
+            );
             text = text.replacen("[defaults]\n", &line, 1);
         }
         write_private(path, &text).map_err(|e| {
@@ -801,9 +864,9 @@ async fn run_demo(cli: &Cli, missing_profiles: Option<PathBuf>) -> Result<i32, U
     result
 }
 
-fn finish_screen(result: anyhow::Result<()>) -> Result<i32, Usage> {
+fn finish_screen(result: anyhow::Result<crate::tui::Ending>) -> Result<i32, Usage> {
     match result {
-        Ok(()) => Ok(exit::OK),
+        Ok(ending) => Ok(ending.exit_status()),
         Err(e) => {
             eprintln!("sugar-sessions: {e:#}");
             Ok(exit::FAILED)
