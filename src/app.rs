@@ -11,9 +11,9 @@
 //! row changes, not by scanning every row on every tick.
 
 use crate::config::{PasswordSource, Profile, Profiles};
-use crate::engine::Outcome;
+use crate::engine::{Outcome, sudo_profile};
 use crate::secret::Secret;
-use crate::session::{self, Entry, Op, RequestLog, State, format_duration, remaining};
+use crate::session::{self, CheckReport, Entry, Op, RequestLog, State, format_duration, remaining};
 use crate::store::Cache;
 use chrono::{DateTime, FixedOffset, Local, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -48,6 +48,21 @@ pub enum Msg {
     Started { name: String },
     /// A request finished; its result is already in the token cache.
     Done(Box<Outcome>),
+    /// A live check finished (the report when the session is alive). A session Sugar no longer
+    /// accepts is already marked so in the cache.
+    Checked {
+        outcome: Box<Outcome>,
+        report: Option<CheckReport>,
+    },
+    /// An impersonation through `parent`'s session finished; `outcome.name` is `PARENT>USER`, and
+    /// its session, when it worked, is already in the cache.
+    Impersonated {
+        parent: String,
+        outcome: Box<Outcome>,
+    },
+    /// The screen is up: check the cached active sessions in the background (they show as
+    /// unverified until their check returns).
+    Verify,
     /// A queued request was withdrawn before it was sent.
     Withdrawn { name: String },
     /// The token cache as read from disk (another process may have changed it).
@@ -68,6 +83,11 @@ pub enum Command {
         op: Op,
         password: Option<Secret>,
     },
+    /// Queue a live check of the profile's session (`GET /ping`, `/me`, server info, server time).
+    Check { name: String },
+    /// Queue an impersonation: with `name`'s (admin) session, a session as `user`, stored as
+    /// `NAME>USER`. The request is `name`'s request in flight.
+    Sudo { name: String, user: String },
     /// Withdraw the profile's request if it is still queued (one already sent is left to finish).
     Cancel { name: String },
     /// Leave the screen (after waiting briefly for requests in flight).
@@ -133,6 +153,9 @@ pub enum RowState {
     LoggedOut,
     LoggingIn,
     Active,
+    /// Active in the cache, not yet confirmed by the server since the screen started (its
+    /// background check has not returned).
+    Unverified,
     Refreshing,
     Expiring,
     Expired,
@@ -144,8 +167,9 @@ pub enum RowState {
 
 impl RowState {
     /// In the order the header counts them.
-    pub const ALL: [RowState; 10] = [
+    pub const ALL: [RowState; 11] = [
         RowState::Active,
+        RowState::Unverified,
         RowState::Expiring,
         RowState::Expired,
         RowState::RefreshExpired,
@@ -162,6 +186,7 @@ impl RowState {
             RowState::LoggedOut => "logged out",
             RowState::LoggingIn => "logging in",
             RowState::Active => "active",
+            RowState::Unverified => "unverified",
             RowState::Refreshing => "refreshing",
             RowState::Expiring => "expiring",
             RowState::Expired => "expired",
@@ -177,6 +202,8 @@ impl RowState {
         match (self, ascii) {
             (RowState::Active, false) => "●",
             (RowState::Active, true) => "+",
+            (RowState::Unverified, false) => "◇",
+            (RowState::Unverified, true) => "?",
             (RowState::Expiring, false) => "◐",
             (RowState::Expiring, true) => "!",
             (RowState::Expired, false) => "◌",
@@ -204,8 +231,9 @@ impl RowState {
             RowState::LoggingIn => 4,
             RowState::Refreshing => 5,
             RowState::LoggingOut => 6,
-            RowState::Active => 7,
-            RowState::LoggedOut => 8,
+            RowState::Unverified => 7,
+            RowState::Active => 8,
+            RowState::LoggedOut => 9,
         }
     }
 
@@ -223,14 +251,22 @@ impl RowState {
         )
     }
 
-    /// The state of a profile at `now`.
-    pub fn of(entry: &Entry, flight: Option<&Flight>, now: DateTime<Utc>) -> RowState {
+    /// The state of a profile at `now`. A check or an impersonation in flight leaves the session
+    /// as it is, so its state shows (the LAST column shows the request); `unverified` turns an
+    /// active session (not an expiring one: that needs attention first) into [`RowState::Unverified`].
+    pub fn of(
+        entry: &Entry,
+        flight: Option<&Flight>,
+        unverified: bool,
+        now: DateTime<Utc>,
+    ) -> RowState {
         if let Some(f) = flight.filter(|f| !f.detached) {
-            return match f.op {
-                Op::Login => RowState::LoggingIn,
-                Op::Refresh => RowState::Refreshing,
-                Op::Logout => RowState::LoggingOut,
-            };
+            match f.op {
+                Act::Login => return RowState::LoggingIn,
+                Act::Refresh => return RowState::Refreshing,
+                Act::Logout => return RowState::LoggingOut,
+                Act::Check | Act::Sudo | Act::Relogin => {}
+            }
         }
         match entry.state(now) {
             State::Error => RowState::Error,
@@ -240,9 +276,51 @@ impl RowState {
             State::RefreshExpired => RowState::RefreshExpired,
             State::Active => match &entry.session {
                 Some(s) if remaining(s.expires_at, now) < EXPIRING => RowState::Expiring,
+                _ if unverified => RowState::Unverified,
                 _ => RowState::Active,
             },
         }
+    }
+}
+
+/// What a request of the screen does: the session operations, a live check, an impersonation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Act {
+    Login,
+    Refresh,
+    Logout,
+    Check,
+    Sudo,
+    /// A result only: a refresh whose token was rejected, followed by an automatic new login.
+    Relogin,
+}
+
+impl Act {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Act::Login => "login",
+            Act::Refresh => "refresh",
+            Act::Logout => "logout",
+            Act::Check => "check",
+            Act::Sudo => "sudo",
+            Act::Relogin => "re-login",
+        }
+    }
+}
+
+impl From<Op> for Act {
+    fn from(op: Op) -> Act {
+        match op {
+            Op::Login => Act::Login,
+            Op::Refresh => Act::Refresh,
+            Op::Logout => Act::Logout,
+        }
+    }
+}
+
+impl fmt::Display for Act {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -258,12 +336,14 @@ pub enum Phase {
 /// The request in flight for a profile (at most one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flight {
-    pub op: Op,
+    pub op: Act,
     pub phase: Phase,
     pub since: DateTime<Utc>,
     /// Cancelled by the user: the screen no longer waits for it, but its answer is still applied
     /// when it arrives, and no second request starts before then.
     pub detached: bool,
+    /// Started by the screen itself (the check of a cached session at start), not by a key.
+    pub background: bool,
 }
 
 /// How the last operation of a profile ended.
@@ -278,7 +358,7 @@ pub enum ResultKind {
 /// The last operation of a profile, for the LAST column and the details pane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastResult {
-    pub op: Op,
+    pub op: Act,
     pub kind: ResultKind,
     pub at: DateTime<Utc>,
     /// Total time of the requests it sent; `None` when it sent none.
@@ -291,7 +371,7 @@ pub struct LastResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastError {
     pub at: DateTime<Utc>,
-    pub op: Op,
+    pub op: Act,
     /// What happened, e.g. `login failed: HTTP 401 need_login: You must specify ...`.
     pub text: String,
     /// What a person can do about it.
@@ -311,14 +391,43 @@ pub struct Row {
     pub last_error: Option<LastError>,
     /// Most recent last; at most [`RECENT`].
     pub recent: VecDeque<RequestLog>,
+    /// The platform guard's warnings (a login here ends another session), in words.
+    pub warnings: Vec<String>,
+    /// The last live check that found the session alive.
+    pub check: Option<CheckReport>,
+    /// Requests go over plain `http://` to a host that is not loopback (`allow_http`).
+    pub plain_http: bool,
+    /// An impersonation (`NAME>USER`): the row index of the profile it goes through, and the user.
+    pub sudo: Option<(usize, String)>,
     /// Lower-cased name, tags, instance and user, for the filter.
     search: String,
     /// The state at the Model's clock (kept up to date by the Model).
     state: RowState,
+    /// Position in file order: the file index (of the parent, for an impersonation), then the
+    /// impersonated user (none for the profile itself, so that it comes first).
+    order: (usize, Option<String>),
+    /// An impersonation without a session: not shown, not counted (kept to be shown again).
+    hidden: bool,
+    /// A cached session not yet confirmed by the server since the screen started.
+    unverified: bool,
+    /// A login on this profile despite its warnings was confirmed (once per run).
+    guard_confirmed: bool,
+}
+
+/// localhost, 127.0.0.0/8, ::1.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => false,
+    }
 }
 
 impl Row {
-    fn new(profile: Profile) -> Row {
+    fn new(profile: Profile, position: usize) -> Row {
         let mut instance = profile.host_port();
         let path = profile.url.path().trim_end_matches('/');
         instance.push_str(path);
@@ -332,6 +441,7 @@ impl Row {
         .to_lowercase();
         Row {
             prod: profile.has_tag("prod"),
+            plain_http: profile.url.scheme() == "http" && !is_loopback(&profile.url),
             instance,
             search,
             profile,
@@ -340,7 +450,14 @@ impl Row {
             last: None,
             last_error: None,
             recent: VecDeque::new(),
+            warnings: Vec::new(),
+            check: None,
+            sudo: None,
             state: RowState::LoggedOut,
+            order: (position, None),
+            hidden: false,
+            unverified: false,
+            guard_confirmed: false,
         }
     }
 
@@ -351,6 +468,26 @@ impl Row {
     /// The state at the Model's clock.
     pub fn state(&self) -> RowState {
         self.state
+    }
+
+    /// An impersonation (`NAME>USER`).
+    pub fn is_sudo(&self) -> bool {
+        self.sudo.is_some()
+    }
+
+    /// Certificates are not checked (`insecure = true` on an `https://` instance).
+    pub fn insecure(&self) -> bool {
+        self.profile.insecure && self.profile.url.scheme() == "https"
+    }
+
+    /// The last check found the server's clock off by more than a minute.
+    pub fn skew_warning(&self) -> Option<String> {
+        self.check.as_ref().and_then(|c| c.skew_warning())
+    }
+
+    /// The session is capped: refreshing no longer extends it beyond this instant.
+    pub fn hard_end(&self) -> Option<DateTime<Utc>> {
+        self.entry.session.as_ref().and_then(|s| s.hard_end)
     }
 
     /// Waiting for a request (queued, sent, or cancelled but still unanswered).
@@ -365,12 +502,18 @@ impl Row {
             .then(|| format_duration(remaining(s.expires_at, now)))
     }
 
-    /// Refresh token time left, while there is a valid one.
+    /// When a login will be needed: refresh token time left while there is a valid one
+    /// (`13d 23h`), or the session's hard end once refreshing no longer extends it (`ends 3m 10s`).
     pub fn refresh_left(&self, now: DateTime<Utc>) -> Option<String> {
         let s = self.entry.session.as_ref()?;
         let at = s.refresh_expires_at?;
-        s.refresh_valid(now)
-            .then(|| format_duration(remaining(at, now)))
+        if !s.refresh_valid(now) {
+            return None;
+        }
+        Some(match s.hard_end {
+            Some(end) => format!("ends {}", format_duration(remaining(end.min(at), now))),
+            None => format_duration(remaining(at, now)),
+        })
     }
 
     /// The last error: this run's, else the one the cache remembers.
@@ -472,6 +615,10 @@ pub enum Action {
     Login,
     Refresh,
     Logout,
+    /// A live check of the session.
+    Check,
+    /// Open the prompt for the user to impersonate.
+    Impersonate,
     Cancel,
     ToggleSelect,
     SelectAll,
@@ -497,6 +644,10 @@ pub enum Action {
     SkipPassword,
     /// Help: close it.
     CloseHelp,
+    /// User prompt: impersonate the user typed.
+    SendUser,
+    /// User prompt: close it without sending anything.
+    CancelUser,
 }
 
 /// One key binding.
@@ -568,6 +719,22 @@ pub const NORMAL_KEYS: &[Binding] = &[
         "o",
         "log out",
         Action::Logout,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('v')],
+        "v",
+        "v",
+        "check",
+        Action::Check,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('u')],
+        "u",
+        "u",
+        "impersonate",
+        Action::Impersonate,
         true,
     ),
     bind(
@@ -758,6 +925,35 @@ pub const PASSWORD_KEYS: &[Binding] = &[
     ),
 ];
 
+/// The prompt for the user to impersonate (every other printable key is text).
+pub const USER_KEYS: &[Binding] = &[
+    CTRL_C,
+    bind(
+        &[KeyCode::Enter],
+        "⏎",
+        "Enter",
+        "impersonate",
+        Action::SendUser,
+        true,
+    ),
+    bind(
+        &[KeyCode::Esc],
+        "Esc",
+        "Esc",
+        "cancel",
+        Action::CancelUser,
+        true,
+    ),
+    bind(
+        &[KeyCode::Backspace],
+        "⌫",
+        "Backspace",
+        "delete",
+        Action::DeleteChar,
+        false,
+    ),
+];
+
 /// The help overlay.
 pub const HELP_KEYS: &[Binding] = &[
     CTRL_C,
@@ -796,6 +992,8 @@ pub struct Confirm {
     /// Names to show (all of them; the view cuts).
     pub names: Vec<String>,
     pub prod: usize,
+    /// A login on profiles the platform guard warns of: `(name, warning)` for each warning.
+    pub warnings: Vec<(String, String)>,
 }
 
 /// Text typed into the password prompt: zeroized when dropped, never printed.
@@ -816,6 +1014,11 @@ enum Mode {
     Confirm(Confirm),
     /// The prompt for `prompts.front()`.
     Password(Typed),
+    /// The prompt for the user to impersonate through row `row`'s session.
+    User {
+        row: usize,
+        text: String,
+    },
 }
 
 /// What the password prompt shows.
@@ -828,6 +1031,18 @@ pub struct Prompt {
     pub len: usize,
     /// Profiles waiting for a password after this one.
     pub waiting: usize,
+}
+
+/// What the prompt for the user to impersonate shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserPrompt {
+    /// The profile whose (admin) session is used.
+    pub name: String,
+    /// Its user.
+    pub username: String,
+    pub instance: String,
+    /// The user name typed so far.
+    pub text: String,
 }
 
 /// The sort of the table.
@@ -869,21 +1084,37 @@ pub struct FieldWidths {
     pub platform: usize,
     /// Some profile is tagged `prod`.
     pub any_prod: bool,
+    /// Some profile has a warning (platform guard, insecure, plain HTTP): its mark may go next
+    /// to the name when the column that shows it is dropped.
+    pub any_warning: bool,
 }
 
 impl FieldWidths {
     fn of(rows: &[Row]) -> FieldWidths {
         let mut w = FieldWidths::default();
-        let len = |s: &str| s.chars().count();
         for r in rows {
-            w.name = w.name.max(len(&r.profile.name));
-            w.tags = w.tags.max(len(&r.profile.tags.join(" ")));
-            w.instance = w.instance.max(len(&r.instance));
-            w.user = w.user.max(len(&r.profile.username));
-            w.platform = w.platform.max(len(&r.profile.platform));
-            w.any_prod |= r.prod;
+            w.add(r);
         }
         w
+    }
+
+    fn add(&mut self, r: &Row) {
+        let len = |s: &str| s.chars().count();
+        self.name = self.name.max(len(&r.profile.name));
+        self.tags = self.tags.max(len(&r.profile.tags.join(" ")));
+        // The screen marks an unsafe transport after the instance (` INSECURE`, ` HTTP`).
+        let badge = if r.insecure() {
+            9
+        } else if r.plain_http {
+            5
+        } else {
+            0
+        };
+        self.instance = self.instance.max(len(&r.instance) + badge);
+        self.user = self.user.max(len(&r.profile.username));
+        self.platform = self.platform.max(len(&r.profile.platform));
+        self.any_prod |= r.prod;
+        self.any_warning |= !r.warnings.is_empty() || r.insecure() || r.plain_http;
     }
 }
 
@@ -972,6 +1203,17 @@ pub struct Model {
     /// Rows waiting for the password prompt, the current one first.
     prompts: VecDeque<usize>,
     counts: [usize; RowState::ALL.len()],
+    /// Rows shown (impersonations without a session are not).
+    total: usize,
+    /// Impersonation rows, shown or not (file order then needs a sort).
+    sudo_rows: usize,
+    /// Rows whose session has a hard end (the REFRESH column then needs more room).
+    hard_ends: usize,
+    /// Rows whose last check found the server's clock off by more than a minute.
+    skews: usize,
+    /// Background checks of cached sessions still outstanding, and how many of them failed.
+    verifying: usize,
+    verify_failed: usize,
     sent: usize,
     queued: usize,
     /// No row changes state by time alone before this instant.
@@ -987,7 +1229,20 @@ impl Model {
     /// A Model over the profiles (in file order); every row starts logged out until the cache is
     /// applied with [`Msg::CacheReloaded`] (or [`Model::apply_cache`]).
     pub fn new(profiles: &Profiles, source: Source, options: Options, now: DateTime<Utc>) -> Model {
-        let rows: Vec<Row> = profiles.profiles.iter().cloned().map(Row::new).collect();
+        let mut warnings = crate::guard::warnings(&profiles.profiles);
+        let rows: Vec<Row> = profiles
+            .profiles
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, p)| {
+                let found = warnings.remove(&p.name).unwrap_or_default();
+                let messages = found.iter().map(|w| w.message(&p)).collect();
+                let mut row = Row::new(p, i);
+                row.warnings = messages;
+                row
+            })
+            .collect();
         let by_name = rows
             .iter()
             .enumerate()
@@ -1026,6 +1281,12 @@ impl Model {
             status,
             prompts: VecDeque::new(),
             counts,
+            total: n,
+            sudo_rows: 0,
+            hard_ends: 0,
+            skews: 0,
+            verifying: 0,
+            verify_failed: 0,
             sent: 0,
             queued: 0,
             next_change: None,
@@ -1048,9 +1309,22 @@ impl Model {
     pub fn field_widths(&self) -> FieldWidths {
         self.widths
     }
-    /// All rows, in file order.
+    /// All rows: the profiles in file order, then impersonations in the order they came
+    /// (hidden ones included: see [`Model::visible`] for what is shown).
     pub fn rows(&self) -> &[Row] {
         &self.rows
+    }
+    /// How many rows there are to show (the filter aside).
+    pub fn total(&self) -> usize {
+        self.total
+    }
+    /// Some row's session has a hard end.
+    pub fn any_hard_end(&self) -> bool {
+        self.hard_ends > 0
+    }
+    /// How many rows' last check found the server's clock off by more than a minute.
+    pub fn skews(&self) -> usize {
+        self.skews
     }
     pub fn row(&self, name: &str) -> Option<&Row> {
         self.by_name.get(name).map(|&i| &self.rows[i])
@@ -1123,6 +1397,19 @@ impl Model {
             waiting: self.prompts.len() - 1,
         })
     }
+    /// The prompt for the user to impersonate, when it is open.
+    pub fn user_prompt(&self) -> Option<UserPrompt> {
+        let Mode::User { row, text } = &self.mode else {
+            return None;
+        };
+        let r = &self.rows[*row];
+        Some(UserPrompt {
+            name: r.profile.name.clone(),
+            username: r.profile.username.clone(),
+            instance: r.instance.clone(),
+            text: text.clone(),
+        })
+    }
     pub fn status(&self) -> Option<&Status> {
         self.status.as_ref()
     }
@@ -1161,6 +1448,7 @@ impl Model {
             Mode::Help => HELP_KEYS,
             Mode::Confirm(_) => CONFIRM_KEYS,
             Mode::Password(_) => PASSWORD_KEYS,
+            Mode::User { .. } => USER_KEYS,
         }
     }
 
@@ -1180,6 +1468,11 @@ impl Model {
             Action::Logout => targets
                 .iter()
                 .any(|&i| !self.rows[i].busy() && self.rows[i].entry.session.is_some()),
+            Action::Check => targets.iter().any(|&i| self.check_refusal(i).is_none()),
+            Action::Impersonate => self
+                .visible
+                .get(self.cursor)
+                .is_some_and(|&i| self.sudo_refusal(i).is_none()),
             Action::Cancel => targets
                 .iter()
                 .any(|&i| self.rows[i].flight.is_some_and(|f| !f.detached)),
@@ -1205,9 +1498,25 @@ impl Model {
     }
 
     /// Applies a cache read from disk; entries older than what the screen has are ignored.
+    /// Impersonations (`NAME>USER`) with a session get a row after their profile's; one whose
+    /// session is gone (logged out, here or by another process) is no longer shown.
     /// Returns whether any row changed.
     pub fn apply_cache(&mut self, cache: &Cache) -> bool {
         let mut changed = false;
+        for (name, entry) in &cache.profiles {
+            if entry.session.is_none() || self.by_name.contains_key(name) {
+                continue;
+            }
+            let Some((parent, user)) = name.split_once('>') else {
+                continue;
+            };
+            if let Some(&p) = self.by_name.get(parent)
+                && !self.rows[p].is_sudo()
+            {
+                self.sudo_row(p, user);
+                changed = true;
+            }
+        }
         for i in 0..self.rows.len() {
             let Some(new) = cache.profiles.get(&self.rows[i].profile.name) else {
                 continue;
@@ -1234,11 +1543,22 @@ impl Model {
     fn change_row(&mut self, i: usize, reposition: bool, f: impl FnOnce(&mut Row)) {
         let now = self.clock;
         let row = &mut self.rows[i];
-        let (state_before, phase_before, key_before) =
-            (row.state, row.flight.map(|f| f.phase), row.token_key());
+        let (state_before, phase_before, key_before, hidden_before) = (
+            row.state,
+            row.flight.map(|f| f.phase),
+            row.token_key(),
+            row.hidden,
+        );
+        let (hard_end_before, skew_before) =
+            (row.hard_end().is_some(), row.skew_warning().is_some());
         f(row);
-        row.state = RowState::of(&row.entry, row.flight.as_ref(), now);
-        let (state_after, phase_after) = (row.state, row.flight.map(|f| f.phase));
+        row.state = RowState::of(&row.entry, row.flight.as_ref(), row.unverified, now);
+        if row.is_sudo() {
+            // An impersonation shows while it has a session (or a request in flight).
+            row.hidden = row.entry.session.is_none() && row.flight.is_none();
+        }
+        let (state_after, phase_after, hidden_after) =
+            (row.state, row.flight.map(|f| f.phase), row.hidden);
         let key_changed = match self.sort {
             Sort::State => state_before != state_after,
             Sort::TokenLeft => key_before != row.token_key(),
@@ -1247,8 +1567,16 @@ impl Model {
         if let Some(t) = row.next_change(now) {
             self.next_change = Some(self.next_change.map_or(t, |n| n.min(t)));
         }
-        self.counts[state_before.index()] -= 1;
-        self.counts[state_after.index()] += 1;
+        let (hard_end_after, skew_after) = (row.hard_end().is_some(), row.skew_warning().is_some());
+        self.hard_ends =
+            self.hard_ends + usize::from(hard_end_after) - usize::from(hard_end_before);
+        self.skews = self.skews + usize::from(skew_after) - usize::from(skew_before);
+        if !hidden_before {
+            self.counts[state_before.index()] -= 1;
+        }
+        if !hidden_after {
+            self.counts[state_after.index()] += 1;
+        }
         for (phase, add) in [(phase_before, false), (phase_after, true)] {
             let counter = match phase {
                 Some(Phase::Sent) => &mut self.sent,
@@ -1261,9 +1589,41 @@ impl Model {
                 *counter -= 1;
             }
         }
-        if key_changed && reposition {
+        if hidden_before != hidden_after {
+            if hidden_after {
+                self.total -= 1;
+                if std::mem::take(&mut self.selected[i]) {
+                    self.selected_count -= 1;
+                }
+            } else {
+                self.total += 1;
+            }
+            // Shown or no longer shown: the visible order changes (rare: impersonations only).
+            self.reorder();
+        } else if key_changed && reposition {
             self.reposition(i);
         }
+    }
+
+    /// The row of the impersonation of `user` through row `parent`, made (not shown until it
+    /// has a session) when there is none yet.
+    fn sudo_row(&mut self, parent: usize, user: &str) -> usize {
+        let base = &self.rows[parent];
+        let name = crate::engine::sudo_name(&base.profile.name, user);
+        if let Some(&i) = self.by_name.get(&name) {
+            return i;
+        }
+        let mut row = Row::new(sudo_profile(&base.profile, user), base.order.0);
+        row.order.1 = Some(user.to_string());
+        row.sudo = Some((parent, user.to_string()));
+        row.hidden = true;
+        let i = self.rows.len();
+        self.widths.add(&row);
+        self.by_name.insert(name, i);
+        self.rows.push(row);
+        self.selected.push(false);
+        self.sudo_rows += 1;
+        i
     }
 
     /// Moves one row to its place in the sorted visible order, keeping the cursor on its row.
@@ -1297,7 +1657,7 @@ impl Model {
     fn cmp_rows(&self, a: usize, b: usize) -> Ordering {
         let (ra, rb) = (&self.rows[a], &self.rows[b]);
         let by = match self.sort {
-            Sort::File => Ordering::Equal,
+            Sort::File => ra.order.cmp(&rb.order),
             Sort::Name => {
                 let lower = |r: &'_ Row| {
                     r.profile
@@ -1319,11 +1679,12 @@ impl Model {
     fn reorder(&mut self) {
         let cursor_row = self.visible.get(self.cursor).copied();
         let needle = self.filter.to_lowercase();
-        let mut visible: Vec<usize> = if needle.is_empty() {
-            (0..self.rows.len()).collect()
+        let rows = &self.rows;
+        let mut visible: Vec<usize> = if needle.is_empty() && self.sudo_rows == 0 {
+            (0..rows.len()).collect()
         } else {
-            (0..self.rows.len())
-                .filter(|&i| self.rows[i].search.contains(&needle))
+            (0..rows.len())
+                .filter(|&i| !rows[i].hidden && rows[i].search.contains(&needle))
                 .collect()
         };
         if self.sort == Sort::Name {
@@ -1333,7 +1694,7 @@ impl Model {
             if reverse {
                 visible.reverse();
             }
-        } else if self.sort != Sort::File || self.reverse {
+        } else if self.sort != Sort::File || self.reverse || self.sudo_rows > 0 {
             visible.sort_by(|&a, &b| self.cmp_rows(a, b));
         }
         self.visible = visible;
@@ -1384,12 +1745,14 @@ impl Model {
         let mut due = Vec::new();
         let mut next: Option<DateTime<Utc>> = None;
         for (i, row) in self.rows.iter_mut().enumerate() {
-            let state = RowState::of(&row.entry, row.flight.as_ref(), now);
+            let state = RowState::of(&row.entry, row.flight.as_ref(), row.unverified, now);
             if state != row.state {
-                self.counts[row.state.index()] -= 1;
-                self.counts[state.index()] += 1;
+                if !row.hidden {
+                    self.counts[row.state.index()] -= 1;
+                    self.counts[state.index()] += 1;
+                    changed = true;
+                }
                 row.state = state;
-                changed = true;
             }
             if !self.quitting && row.auto_refresh_due(now) {
                 due.push(i);
@@ -1452,15 +1815,68 @@ impl Model {
             return Some("busy");
         }
         match &row.entry.session {
+            _ if row.is_sudo() => {
+                Some("an impersonation has no refresh token: u on its profile makes a new one")
+            }
             None => Some("no session: log in first"),
             Some(s) if !s.refresh_valid(self.clock) => Some("no valid refresh token: log in again"),
             Some(_) => None,
         }
     }
 
+    /// Why a live check cannot be sent for row `i`, if it cannot.
+    fn check_refusal(&self, i: usize) -> Option<&'static str> {
+        let row = &self.rows[i];
+        if row.busy() {
+            return Some("a request is already in flight");
+        }
+        match &row.entry.session {
+            Some(s) if s.access_valid(self.clock) => None,
+            _ => Some("no active session to check: log in first"),
+        }
+    }
+
+    /// Why row `i`'s session cannot impersonate another user, if it cannot.
+    fn sudo_refusal(&self, i: usize) -> Option<String> {
+        let row = &self.rows[i];
+        let name = row.name();
+        if let Some((parent, _)) = &row.sudo {
+            return Some(format!(
+                "{name} is an impersonation: u on {} makes another",
+                self.rows[*parent].name()
+            ));
+        }
+        if row.busy() {
+            return Some(format!("{name}: a request is already in flight"));
+        }
+        if row.entry.usable_session(self.clock).is_none() {
+            return Some(format!(
+                "{name}: impersonating needs an active admin session: log in first"
+            ));
+        }
+        match &row.check {
+            Some(c) if !c.admin => Some(format!(
+                "{name}: {} is not an admin (checked at {}): impersonating needs an admin session",
+                c.user_name,
+                self.options.zone.format(c.at, "%H:%M:%S")
+            )),
+            _ => None,
+        }
+    }
+
     /// Queues `op` for row `i`. With `reposition` false the visible order is left to the caller
     /// (one [`Model::resort`] after starting many).
     fn start(&mut self, i: usize, op: Op, password: Option<Secret>, reposition: bool) -> Command {
+        self.begin(i, op.into(), false, reposition);
+        Command::Start {
+            name: self.rows[i].profile.name.clone(),
+            op,
+            password,
+        }
+    }
+
+    /// Marks row `i`'s request as queued.
+    fn begin(&mut self, i: usize, op: Act, background: bool, reposition: bool) {
         let since = self.clock;
         self.change_row(i, reposition, |r| {
             r.flight = Some(Flight {
@@ -1468,13 +1884,9 @@ impl Model {
                 phase: Phase::Queued,
                 since,
                 detached: false,
+                background,
             })
         });
-        Command::Start {
-            name: self.rows[i].profile.name.clone(),
-            op,
-            password,
-        }
     }
 }
 
@@ -1537,6 +1949,15 @@ pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
                     on_done(model, *outcome);
                     Vec::new()
                 }
+                Msg::Checked { outcome, report } => {
+                    on_checked(model, *outcome, report);
+                    Vec::new()
+                }
+                Msg::Impersonated { parent, outcome } => {
+                    on_impersonated(model, &parent, *outcome);
+                    Vec::new()
+                }
+                Msg::Verify => verify(model),
                 Msg::Withdrawn { name } => {
                     let found = model
                         .by_name
@@ -1545,6 +1966,9 @@ pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
                     match found {
                         Some((i, flight)) => {
                             let at = model.clock;
+                            if flight.background {
+                                model.verifying = model.verifying.saturating_sub(1);
+                            }
                             model.change_row(i, true, |r| {
                                 r.flight = None;
                                 r.last = Some(LastResult {
@@ -1637,10 +2061,21 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
             typed.0.push(c);
             Vec::new()
         }
+        (Mode::User { .. }, Some(a), _) => user_action(model, a),
+        (Mode::User { text, .. }, None, Some(c)) => {
+            text.push(c);
+            Vec::new()
+        }
         (Mode::Confirm(_), Some(Action::Yes), _) => {
             let Mode::Confirm(confirm) = std::mem::replace(&mut model.mode, Mode::Normal) else {
                 unreachable!()
             };
+            if confirm.op == Op::Login {
+                // Asked once per profile while the screen runs.
+                for &i in &confirm.rows {
+                    model.rows[i].guard_confirmed = true;
+                }
+            }
             act(model, confirm.op, confirm.rows, true)
         }
         (Mode::Confirm(_), Some(Action::No), _) => {
@@ -1663,6 +2098,7 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
 fn on_paste(model: &mut Model, mut text: String) {
     match &mut model.mode {
         Mode::Password(typed) => typed.0.extend(text.chars().filter(|c| !c.is_control())),
+        Mode::User { text: typed, .. } => typed.extend(text.chars().filter(|c| !c.is_control())),
         Mode::Filter => {
             model
                 .filter
@@ -1736,6 +2172,46 @@ fn password_action(model: &mut Model, action: Action) -> Vec<Command> {
     }
 }
 
+fn user_action(model: &mut Model, action: Action) -> Vec<Command> {
+    let Mode::User { row, text } = &mut model.mode else {
+        return Vec::new();
+    };
+    let i = *row;
+    match action {
+        Action::DeleteChar => {
+            text.pop();
+            Vec::new()
+        }
+        Action::CancelUser => {
+            model.mode = Mode::Normal;
+            model.say("impersonation cancelled: nothing was sent");
+            Vec::new()
+        }
+        Action::SendUser => {
+            let user = text.trim().to_string();
+            if user.is_empty() {
+                model.warn("type the user name to impersonate, or Esc");
+                return Vec::new();
+            }
+            if user.contains('>') || user.chars().any(char::is_whitespace) {
+                model.warn(format!("not a user name: {user:?}"));
+                return Vec::new();
+            }
+            model.mode = Mode::Normal;
+            // The session may have changed while the name was typed.
+            if let Some(why) = model.sudo_refusal(i) {
+                model.warn(why);
+                return Vec::new();
+            }
+            model.begin(i, Act::Sudo, false, true);
+            let name = model.rows[i].profile.name.clone();
+            model.say(format!("{name}: impersonating {user}: queued"));
+            vec![Command::Sudo { name, user }]
+        }
+        _ => Vec::new(),
+    }
+}
+
 fn next_prompt(model: &mut Model) {
     model.mode = if model.prompts.is_empty() {
         Mode::Normal
@@ -1762,6 +2238,19 @@ fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
             let targets = model.targets();
             return act(model, op, targets, false);
         }
+        Action::Check => return check(model),
+        Action::Impersonate => match model.visible.get(model.cursor).copied() {
+            None => model.warn("no profile here"),
+            Some(i) => match model.sudo_refusal(i) {
+                Some(why) => model.warn(why),
+                None => {
+                    model.mode = Mode::User {
+                        row: i,
+                        text: String::new(),
+                    }
+                }
+            },
+        },
         Action::Cancel => return cancel(model),
         Action::ToggleSelect => {
             if let Some(&i) = model.visible.get(model.cursor) {
@@ -1849,6 +2338,9 @@ fn act(model: &mut Model, op: Op, rows: Vec<usize>, confirmed: bool) -> Vec<Comm
             Some("a request is already in flight")
         } else {
             match op {
+                Op::Login if row.is_sudo() => {
+                    Some("an impersonation is renewed with u on its profile, not logged in")
+                }
                 Op::Login => None,
                 Op::Refresh => model.refresh_refusal(i),
                 Op::Logout if row.entry.session.is_none() => Some("not logged in"),
@@ -1873,7 +2365,22 @@ fn act(model: &mut Model, op: Op, rows: Vec<usize>, confirmed: bool) -> Vec<Comm
         return Vec::new();
     }
     let prod = ready.iter().filter(|&&i| model.rows[i].prod).count();
-    if op == Op::Logout && !confirmed && (prod > 0 || ready.len() > 1) {
+    // A login that would end another session (platform guard) is confirmed once per profile.
+    let warnings: Vec<(String, String)> = if op == Op::Login && !confirmed {
+        ready
+            .iter()
+            .map(|&i| &model.rows[i])
+            .filter(|r| !r.guard_confirmed)
+            .flat_map(|r| {
+                r.warnings
+                    .iter()
+                    .map(|w| (r.profile.name.clone(), w.clone()))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if !warnings.is_empty() || (op == Op::Logout && !confirmed && (prod > 0 || ready.len() > 1)) {
         let names = ready
             .iter()
             .map(|&i| model.rows[i].profile.name.clone())
@@ -1883,6 +2390,7 @@ fn act(model: &mut Model, op: Op, rows: Vec<usize>, confirmed: bool) -> Vec<Comm
             rows: ready,
             names,
             prod,
+            warnings,
         });
         return Vec::new();
     }
@@ -1979,17 +2487,28 @@ fn on_done(model: &mut Model, outcome: Outcome) {
         };
         LastError {
             at,
-            op: outcome.op,
+            op: outcome.op.into(),
             text,
             hint: outcome.error.as_ref().and_then(|e| e.hint()),
         }
     });
-    let detached = model.rows[i].flight.is_some_and(|f| f.detached);
-    let op = outcome.op;
+    let flight = model.rows[i].flight;
+    let detached = flight.is_some_and(|f| f.detached);
+    // A refresh whose token Sugar rejected, saved by a new login (the engine notes when).
+    let relogin = outcome.ok
+        && outcome.op == Op::Refresh
+        && flight.is_some_and(|f| outcome.entry.relogin_at.is_some_and(|t| t >= f.since));
+    let op = if relogin {
+        Act::Relogin
+    } else {
+        outcome.op.into()
+    };
     let ok = outcome.ok;
     let message = outcome.message.clone();
     model.change_row(i, true, |r| {
         r.flight = None;
+        // The server answered about this session: it is no longer merely cached.
+        r.unverified = false;
         // An entry that was not persisted (the cache could not be written) has no `updated_at`:
         // keep what the screen had; the message says what went wrong.
         if outcome.entry.updated_at.is_some() {
@@ -2047,4 +2566,270 @@ pub fn short_error(e: &crate::sugar::SugarError) -> String {
         ErrorKind::Tls { .. } => "TLS".into(),
         ErrorKind::Network { .. } => "network".into(),
     }
+}
+
+/// `message` without the `NAME: ` it starts with.
+fn strip_name<'a>(message: &'a str, name: &str) -> &'a str {
+    message
+        .strip_prefix(name)
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or(message)
+}
+
+/// Adds requests to a row's recent ones, keeping at most [`RECENT`].
+fn remember(recent: &mut VecDeque<RequestLog>, requests: Vec<RequestLog>) {
+    for req in requests {
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(req);
+    }
+}
+
+/// `v`: a live check of each target with an active session.
+fn check(model: &mut Model) -> Vec<Command> {
+    let targets = model.targets();
+    if targets.is_empty() {
+        model.warn("no profile here");
+        return Vec::new();
+    }
+    let mut cmds = Vec::new();
+    let mut skipped: Vec<(usize, &'static str)> = Vec::new();
+    for i in targets {
+        match model.check_refusal(i) {
+            Some(why) => skipped.push((i, why)),
+            None => {
+                model.begin(i, Act::Check, false, false);
+                cmds.push(Command::Check {
+                    name: model.rows[i].profile.name.clone(),
+                });
+            }
+        }
+    }
+    if !cmds.is_empty() {
+        model.resort();
+    }
+    let mut text = match cmds.as_slice() {
+        [] => String::new(),
+        [Command::Check { name }] => format!("{name}: check queued"),
+        more => format!("check: {} requests queued", more.len()),
+    };
+    match (skipped.as_slice(), cmds.is_empty()) {
+        ([], _) => {}
+        ([(i, why)], true) => text = format!("{}: {why}", model.rows[*i].name()),
+        (s, true) => {
+            text = format!(
+                "check: nothing to do for the {} chosen profiles ({})",
+                s.len(),
+                s[0].1
+            )
+        }
+        (s, false) => text.push_str(&format!("; {} skipped ({})", s.len(), s[0].1)),
+    }
+    if cmds.is_empty() {
+        model.warn(text);
+    } else {
+        model.say(text);
+    }
+    cmds
+}
+
+/// At start: checks every cached active session in the background; they show as unverified
+/// until their check returns.
+fn verify(model: &mut Model) -> Vec<Command> {
+    let now = model.clock;
+    let mut cmds = Vec::new();
+    for i in 0..model.rows.len() {
+        let r = &model.rows[i];
+        if r.hidden || r.busy() || r.entry.state(now) != State::Active {
+            continue;
+        }
+        model.change_row(i, false, |r| r.unverified = true);
+        model.begin(i, Act::Check, true, false);
+        cmds.push(Command::Check {
+            name: model.rows[i].profile.name.clone(),
+        });
+    }
+    if cmds.is_empty() {
+        model.noop = true;
+        return cmds;
+    }
+    model.resort();
+    model.verifying += cmds.len();
+    model.say(format!(
+        "checking {} cached session{} with the server",
+        cmds.len(),
+        if cmds.len() == 1 { "" } else { "s" }
+    ));
+    cmds
+}
+
+fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) {
+    let Some(&i) = model.by_name.get(&outcome.name) else {
+        return;
+    };
+    let flight = model.rows[i].flight;
+    let background = flight.is_some_and(|f| f.background);
+    let detached = flight.is_some_and(|f| f.detached);
+    let at = outcome.requests.last().map_or(model.clock, |r| r.at);
+    // The four requests run at once: the check took as long as the slowest.
+    let latency_ms = report
+        .as_ref()
+        .map(|r| r.latency_ms)
+        .or_else(|| outcome.requests.iter().map(|r| r.latency_ms).max());
+    let superseded = outcome.entry.failure.as_ref().is_some_and(|f| f.superseded);
+    let summary = match (&outcome.error, outcome.ok) {
+        (_, true) => "ok".to_string(),
+        (_, false) if superseded => "superseded".to_string(),
+        (Some(e), false) => short_error(e),
+        (None, false) => "failed".to_string(),
+    };
+    let last_error = (!outcome.ok).then(|| {
+        let (text, hint) = match &outcome.error {
+            Some(e) if !superseded => (format!("check failed: {}", e.what()), e.hint()),
+            _ => (
+                strip_name(&outcome.message, &outcome.name).to_string(),
+                None,
+            ),
+        };
+        LastError {
+            at,
+            op: Act::Check,
+            text,
+            hint,
+        }
+    });
+    let ok = outcome.ok;
+    let warning = report.as_ref().and_then(|r| r.skew_warning());
+    let entry = outcome.entry;
+    let requests = outcome.requests;
+    model.change_row(i, true, |r| {
+        r.flight = None;
+        r.unverified = false;
+        // The entry as the check found it (or as it marked it): newer than the screen's only.
+        if entry.updated_at.is_some() && entry.updated_at >= r.entry.updated_at {
+            r.entry = entry;
+        }
+        remember(&mut r.recent, requests);
+        if let Some(report) = report {
+            r.check = Some(report);
+        }
+        r.last = Some(LastResult {
+            op: Act::Check,
+            kind: if ok {
+                ResultKind::Ok
+            } else {
+                ResultKind::Failed
+            },
+            at,
+            latency_ms,
+            summary,
+        });
+        r.last_error = last_error;
+    });
+    let mut message = outcome.message;
+    if detached {
+        message.push_str(" (answer to a cancelled request)");
+    }
+    if background {
+        // Checks of cached sessions at start: failures and warnings are worth a line, and so
+        // is the end of the batch; a session that is fine is not.
+        model.verifying = model.verifying.saturating_sub(1);
+        if !ok {
+            model.verify_failed += 1;
+        }
+        if !ok || warning.is_some() {
+            model.warn(message);
+        }
+        if model.verifying == 0 {
+            let failed = std::mem::take(&mut model.verify_failed);
+            if failed > 0 {
+                model.warn(format!(
+                    "checked the cached sessions: {failed} not accepted by the server (see the rows)"
+                ));
+            } else if warning.is_none() && model.status.as_ref().is_none_or(|s| !s.error) {
+                model.say("checked the cached sessions: all alive");
+            }
+        }
+    } else if ok && warning.is_none() {
+        model.say(message);
+    } else {
+        model.warn(message);
+    }
+}
+
+fn on_impersonated(model: &mut Model, parent: &str, outcome: Outcome) {
+    let Some(&p) = model.by_name.get(parent) else {
+        return;
+    };
+    let user = outcome
+        .name
+        .split_once('>')
+        .map_or_else(String::new, |(_, u)| u.to_string());
+    let at = outcome.requests.last().map_or(model.clock, |r| r.at);
+    let latency_ms =
+        (!outcome.requests.is_empty()).then(|| outcome.requests.iter().map(|r| r.latency_ms).sum());
+    let ok = outcome.ok && outcome.entry.updated_at.is_some();
+    let summary = match &outcome.error {
+        _ if ok => "ok".to_string(),
+        Some(e) => short_error(e),
+        None => "failed".to_string(),
+    };
+    let last = LastResult {
+        op: Act::Sudo,
+        kind: if ok {
+            ResultKind::Ok
+        } else {
+            ResultKind::Failed
+        },
+        at,
+        latency_ms,
+        summary,
+    };
+    // The request was the parent's: it shows there, and so does a failure (403: not an admin,
+    // 404: no such user), since no impersonation came of it.
+    let last_error = (!ok).then(|| {
+        let (text, hint) = match &outcome.error {
+            Some(e) => (format!("sudo as {user} failed: {}", e.what()), e.hint()),
+            None => (
+                strip_name(&outcome.message, &outcome.name).to_string(),
+                None,
+            ),
+        };
+        LastError {
+            at,
+            op: Act::Sudo,
+            text,
+            hint,
+        }
+    });
+    let requests = outcome.requests.clone();
+    let parent_last = last.clone();
+    model.change_row(p, true, |r| {
+        r.flight = None;
+        remember(&mut r.recent, requests);
+        r.last = Some(parent_last);
+        if ok {
+            r.last_error = None;
+        } else {
+            r.last_error = last_error;
+        }
+    });
+    if !ok {
+        model.warn(outcome.message);
+        return;
+    }
+    let i = model.sudo_row(p, &user);
+    let entry = outcome.entry;
+    model.change_row(i, true, |r| {
+        r.entry = entry;
+        r.flight = None;
+        r.unverified = false;
+        r.check = None;
+        r.last = Some(last);
+        r.last_error = None;
+        r.recent.clear();
+        remember(&mut r.recent, outcome.requests);
+    });
+    model.say(outcome.message);
 }

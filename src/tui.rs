@@ -279,6 +279,8 @@ impl Runtime {
                 height: size.height,
             },
         );
+        // The cached sessions are checked with the server in the background.
+        self.handle(model, Msg::Verify);
 
         loop {
             if model.take_dirty() && !self.gone {
@@ -370,8 +372,11 @@ impl Runtime {
             Msg::Started { name } | Msg::Withdrawn { name } => {
                 self.cancels.remove(name);
             }
-            Msg::Done(outcome) => {
+            Msg::Done(outcome) | Msg::Checked { outcome, .. } => {
                 self.cancels.remove(&outcome.name);
+            }
+            Msg::Impersonated { parent, .. } => {
+                self.cancels.remove(parent);
             }
             _ => {}
         }
@@ -383,7 +388,7 @@ impl Runtime {
     fn execute(&mut self, command: Command) {
         match command {
             Command::Start { name, op, password } => {
-                let Some(profile) = self.profiles.get(&name).cloned() else {
+                let Some(profile) = self.profile(&name) else {
                     return;
                 };
                 let (cancel, cancelled) = oneshot::channel::<()>();
@@ -407,6 +412,30 @@ impl Runtime {
                     let _ = tx.send(Msg::Done(Box::new(outcome))).await;
                 });
             }
+            Command::Check { name } => {
+                let Some(profile) = self.profile(&name) else {
+                    return;
+                };
+                self.queue(name, profile, |engine, profile, permit| async move {
+                    let (outcome, report) = engine.check_holding(&profile, permit).await;
+                    Msg::Checked {
+                        outcome: Box::new(outcome),
+                        report,
+                    }
+                });
+            }
+            Command::Sudo { name, user } => {
+                let Some(profile) = self.profile(&name) else {
+                    return;
+                };
+                self.queue(name.clone(), profile, |engine, profile, permit| async move {
+                    let outcome = engine.sudo_holding(&profile, &user, permit).await;
+                    Msg::Impersonated {
+                        parent: name,
+                        outcome: Box::new(outcome),
+                    }
+                });
+            }
             Command::Cancel { name } => {
                 if let Some(cancel) = self.cancels.remove(&name) {
                     let _ = cancel.send(());
@@ -414,6 +443,44 @@ impl Runtime {
             }
             Command::Quit => self.quit = true,
         }
+    }
+
+    /// The profile of a row: from the file, or for an impersonation (`NAME>USER`) derived from
+    /// NAME's.
+    fn profile(&mut self, name: &str) -> Option<Arc<Profile>> {
+        if let Some(p) = self.profiles.get(name) {
+            return Some(p.clone());
+        }
+        let (parent, user) = name.split_once('>')?;
+        let p = Arc::new(crate::engine::sudo_profile(self.profiles.get(parent)?, user));
+        self.profiles.insert(name.to_string(), p.clone());
+        Some(p)
+    }
+
+    /// Runs `work` as row `name`'s request once it has a place under the bounds (withdrawable
+    /// until then, like [`Command::Start`]); `work`'s message reports the result.
+    fn queue<F, Fut>(&mut self, name: String, profile: Arc<Profile>, work: F)
+    where
+        F: FnOnce(Arc<Engine>, Arc<Profile>, crate::engine::Permit) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Msg> + Send + 'static,
+    {
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        self.cancels.insert(name.clone(), cancel);
+        let engine = self.engine.clone();
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            let permit = tokio::select! {
+                biased;
+                Ok(()) = cancelled => {
+                    let _ = tx.send(Msg::Withdrawn { name }).await;
+                    return;
+                }
+                permit = engine.acquire(&profile) => permit,
+            };
+            let _ = tx.send(Msg::Started { name }).await;
+            let msg = work(engine, profile, permit).await;
+            let _ = tx.send(msg).await;
+        });
     }
 
     /// Reloads the cache in the background when its file changed (another process, or our own

@@ -7,7 +7,7 @@
 
 use crate::app::{
     Action, Binding, CONFIRM_KEYS, FILTER_KEYS, HELP_KEYS, Layout, Model, NORMAL_KEYS,
-    PASSWORD_KEYS, Phase, ResultKind, Row as AppRow, RowState, Source,
+    PASSWORD_KEYS, Phase, ResultKind, Row as AppRow, RowState, Source, USER_KEYS,
 };
 use crate::session::{format_duration, remaining};
 use chrono::{DateTime, Utc};
@@ -98,18 +98,20 @@ pub const DROP_ORDER: [Column; 6] = [
 
 const STATE_WIDTH: usize = 17; // "⊘ refresh expired"
 const TIME_WIDTH: usize = 7; // "52m 07s", "13d 23h"
+const HARD_END_WIDTH: usize = 12; // "ends 13d 23h"
 const LAST_MIN: usize = 10;
 const LAST_WANTED: usize = 24; // "✗ 401 need_login 184 ms"
 
 /// The columns shown in a table `inner_width` wide, with their widths.
 pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
     let w = model.field_widths();
-    let prod_mark = if !w.any_prod {
-        0
-    } else if model.options().ascii {
-        4
+    // Room for the marks after a name: prod (` ⚑`), and a warning (` ⚠`) whose column is dropped.
+    let mark = if model.options().ascii { 4 } else { 2 };
+    let prod_mark = usize::from(w.any_prod) * mark + usize::from(w.any_warning) * mark;
+    let refresh = if model.any_hard_end() {
+        HARD_END_WIDTH
     } else {
-        2
+        TIME_WIDTH
     };
     let mut cols: Vec<(Column, usize)> = vec![
         (Column::Mark, 2),
@@ -120,7 +122,7 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
         (Column::Platform, w.platform.clamp(8, 16)),
         (Column::State, STATE_WIDTH),
         (Column::Token, TIME_WIDTH),
-        (Column::Refresh, TIME_WIDTH),
+        (Column::Refresh, refresh),
         (Column::Last, LAST_WANTED),
     ];
     let avail = usize::from(inner_width);
@@ -194,6 +196,7 @@ impl Theme {
     fn state(&self, s: RowState) -> Style {
         match s {
             RowState::Active => self.fg(Color::Green),
+            RowState::Unverified => self.fg(Color::Blue),
             RowState::Expiring => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),
             RowState::Expired | RowState::RefreshExpired => self.fg(Color::Magenta),
             RowState::Error | RowState::Superseded => {
@@ -245,6 +248,15 @@ impl Theme {
 
     fn dot(&self) -> &'static str {
         if self.ascii { " - " } else { " · " }
+    }
+
+    /// The mark of a warning (platform guard, insecure, plain HTTP, clock skew).
+    fn warn_mark(&self) -> &'static str {
+        if self.ascii { "(!)" } else { "⚠" }
+    }
+
+    fn warning(&self) -> Style {
+        self.fg(Color::Yellow).add_modifier(Modifier::BOLD)
     }
 }
 
@@ -337,6 +349,8 @@ pub fn view(model: &Model, now: DateTime<Utc>, frame: &mut Frame) {
         draw_confirm(confirm, &theme, frame, area);
     } else if model.prompt().is_some() {
         draw_prompt(model, &theme, frame, area);
+    } else if model.user_prompt().is_some() {
+        draw_user_prompt(model, &theme, frame, area);
     }
 }
 
@@ -353,6 +367,13 @@ fn draw_header(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
         counts.push(Span::styled(
             format!("{} {n} {}", state.symbol(theme.ascii), state.word()),
             theme.state(state),
+        ));
+        counts.push(Span::raw("  "));
+    }
+    if model.skews() > 0 {
+        counts.push(Span::styled(
+            format!("{} {} clock skew", theme.warn_mark(), model.skews()),
+            theme.warning(),
         ));
         counts.push(Span::raw("  "));
     }
@@ -404,7 +425,7 @@ fn draw_header(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
 
 fn table_title(model: &Model, theme: &Theme) -> String {
     let shown = model.visible().len();
-    let total = model.rows().len();
+    let total = model.total();
     let mut title = if shown == total {
         format!(" Profiles {total}")
     } else {
@@ -500,6 +521,11 @@ fn table_row<'a>(
     let row = &model.rows()[i];
     let state = row.state();
     let ell = theme.ellipsis();
+    let shown = |c: Column| cols.iter().any(|(col, _)| *col == c);
+    let transport = transport_badge(row);
+    // A warning whose column is dropped is marked next to the name instead.
+    let name_warning = (!row.warnings.is_empty() && !shown(Column::Platform))
+        || (transport.is_some() && !shown(Column::Instance));
     let cells = cols.iter().map(|&(col, w)| {
         let w = usize::from(w);
         match col {
@@ -522,19 +548,46 @@ fn table_row<'a>(
                     (true, true) => " (P)",
                     (false, _) => "",
                 };
-                let name = fit(row.name(), w.saturating_sub(width(mark)), ell);
-                if row.prod {
-                    Cell::from(Line::from(vec![
-                        Span::raw(name),
-                        Span::styled(mark, theme.fg(Color::Red)),
-                    ]))
+                let warn = if name_warning {
+                    format!(" {}", theme.warn_mark())
                 } else {
-                    Cell::from(name)
-                }
+                    String::new()
+                };
+                let name = fit(
+                    row.name(),
+                    w.saturating_sub(width(mark) + width(&warn)),
+                    ell,
+                );
+                Cell::from(Line::from(vec![
+                    Span::raw(name),
+                    Span::styled(mark, theme.fg(Color::Red)),
+                    Span::styled(warn, theme.warning()),
+                ]))
             }
             Column::Tags => Cell::from(fit(&row.profile.tags.join(" "), w, ell)),
-            Column::Instance => Cell::from(fit(&row.instance, w, ell)),
+            Column::Instance => match transport {
+                Some(badge) => {
+                    let badge = format!(" {badge}");
+                    let room = w.saturating_sub(width(&badge));
+                    Cell::from(Line::from(vec![
+                        Span::raw(fit(&row.instance, room, ell)),
+                        Span::styled(badge, theme.error()),
+                    ]))
+                }
+                None => Cell::from(fit(&row.instance, w, ell)),
+            },
             Column::User => Cell::from(fit(&row.profile.username, w, ell)),
+            Column::Platform if !row.warnings.is_empty() => {
+                let mark = format!(" {}", theme.warn_mark());
+                Cell::from(Line::from(vec![
+                    Span::raw(fit(
+                        &row.profile.platform,
+                        w.saturating_sub(width(&mark)),
+                        ell,
+                    )),
+                    Span::styled(mark, theme.warning()),
+                ]))
+            }
             Column::Platform => Cell::from(fit(&row.profile.platform, w, ell)),
             Column::State => Cell::from(Span::styled(
                 fit(
@@ -569,6 +622,18 @@ fn table_row<'a>(
         style = style.add_modifier(Modifier::REVERSED);
     }
     Row::new(cells).style(style)
+}
+
+/// How the row's requests travel, when that is unsafe: `INSECURE` (certificates not checked) or
+/// `HTTP` (plain HTTP to a host that is not loopback).
+fn transport_badge(row: &AppRow) -> Option<&'static str> {
+    if row.insecure() {
+        Some("INSECURE")
+    } else if row.plain_http {
+        Some("HTTP")
+    } else {
+        None
+    }
 }
 
 /// The LAST column: the request in flight, else the last result; a shorter form when
@@ -668,11 +733,38 @@ fn draw_details(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Fr
     let dot = theme.dot();
     let p = &row.profile;
     let when = |t: DateTime<Utc>| zone.format(t, "%Y-%m-%d %H:%M:%S %:z");
+    let cols = usize::from(area.width.saturating_sub(4));
     let mut lines: Vec<Line> = Vec::new();
     lines.push(Line::from(vec![
         label("URL"),
         Span::raw(format!("{}/rest/{}", p.root(), p.api)),
     ]));
+    if row.insecure() {
+        lines.extend(labelled(
+            "Security",
+            "INSECURE: the server's certificate is not checked (insecure = true); only for a throwaway test box",
+            theme.error(),
+            cols,
+        ));
+    }
+    if row.plain_http {
+        lines.extend(labelled(
+            "Security",
+            "plain HTTP to a host that is not loopback (allow_http = true): passwords and tokens cross the network unencrypted",
+            theme.error(),
+            cols,
+        ));
+    }
+    let mut net = Vec::new();
+    if let Some(ca) = &p.ca_cert {
+        net.push(format!("ca_cert {}", ca.path.display()));
+    }
+    if let Some(proxy) = &p.proxy {
+        net.push(format!("proxy {proxy}"));
+    }
+    if !net.is_empty() {
+        lines.extend(labelled("Network", &net.join(dot), Style::new(), cols));
+    }
     let mut who = format!(
         "{}{dot}platform {}{dot}client {}",
         p.username, p.platform, p.client_id
@@ -681,6 +773,20 @@ fn draw_details(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Fr
         who.push_str(&format!("{dot}tags {}", p.tags.join(" ")));
     }
     lines.push(Line::from(vec![label("User"), Span::raw(who)]));
+    if let Some((parent, user)) = &row.sudo {
+        lines.extend(labelled(
+            "Sudo",
+            &format!(
+                "impersonating {user} through {}'s admin session; no refresh token: it ends when its access token does (o logs it out)",
+                model.rows()[*parent].name()
+            ),
+            Style::new(),
+            cols,
+        ));
+    }
+    for warning in &row.warnings {
+        lines.extend(labelled("Warning", warning, theme.warning(), cols));
+    }
     match &row.entry.session {
         Some(s) => {
             let access = if s.access_valid(now) {
@@ -698,23 +804,62 @@ fn draw_details(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Fr
             ]));
             let refresh = match (s.refresh_token.is_some(), s.refresh_expires_at) {
                 (true, Some(at)) if s.refresh_valid(now) => {
-                    format!(
+                    let mut text = format!(
                         "until {} ({} left)",
                         when(at),
                         format_duration(remaining(at, now))
-                    )
+                    );
+                    if let Some(end) = s.hard_end {
+                        text.push_str(&format!(
+                            "; the session ends at {}: refreshing no longer extends it (Sugar's max_session_lifetime), a login is needed then",
+                            when(end)
+                        ));
+                    }
+                    text
                 }
                 (true, Some(at)) => format!("expired at {}", when(at)),
                 _ => {
                     "no refresh token: a login is needed when the access token expires".to_string()
                 }
             };
-            lines.push(Line::from(vec![label("Refresh"), Span::raw(refresh)]));
+            lines.extend(labelled("Refresh", &refresh, Style::new(), cols));
+            // Tokens only masked: the first and last four characters.
+            let ell = theme.ellipsis().to_string();
+            let mask = |t: &crate::secret::Secret| t.masked().replace('…', &ell);
+            let mut tokens = format!("access {}", mask(&s.access_token));
+            if let Some(r) = &s.refresh_token {
+                tokens.push_str(&format!("{dot}refresh {}", mask(r)));
+            }
+            if let Some(d) = &s.download_token {
+                tokens.push_str(&format!("{dot}download {}", mask(d)));
+            }
+            lines.push(Line::from(vec![label("Tokens"), Span::raw(tokens)]));
         }
         None => lines.push(Line::from(vec![
             label("Session"),
             Span::raw("none: l logs in"),
         ])),
+    }
+    match (&row.check, row.state()) {
+        (_, RowState::Unverified) => lines.push(Line::from(vec![
+            label("Check"),
+            Span::styled(
+                "cached session, not yet confirmed by the server: checking",
+                theme.state(RowState::Unverified),
+            ),
+        ])),
+        (Some(c), _) => {
+            lines.extend(labelled(
+                "Check",
+                &format!("{} (at {})", c.summary(), zone.format(c.at, "%H:%M:%S")),
+                Style::new(),
+                cols,
+            ));
+            if let Some(w) = c.skew_warning() {
+                lines.extend(labelled("Clock", &w, theme.warning(), cols));
+            }
+        }
+        (None, _) => {}
     }
     if let Some(f) = row.flight {
         let what = match (f.detached, f.phase) {
@@ -735,7 +880,6 @@ fn draw_details(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Fr
         ]));
     }
     if let Some((text, hint)) = row.error_text() {
-        let cols = usize::from(area.width.saturating_sub(4));
         lines.extend(labelled("Error", &text, theme.error(), cols));
         if let Some(hint) = hint {
             lines.extend(labelled("Hint", &hint, Style::new(), cols));
@@ -900,28 +1044,35 @@ fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
         .filter(|b| !b.ctrl)
         .chain(NORMAL_KEYS.iter().filter(|b| b.ctrl))
         .collect();
-    let label_w = items
-        .iter()
-        .map(|b| width(b.label(theme.ascii)))
-        .max()
-        .unwrap_or(1)
-        + 1;
-    let cell = items
-        .iter()
-        .map(|b| label_w + width(b.desc))
-        .max()
-        .unwrap_or(1)
-        + 2;
-    let per_line = (inner / cell).max(1);
+    // As many per line as fit, each grid column as wide as its own widest label and text.
+    let grid = |per_line: usize| -> Vec<(usize, usize)> {
+        (0..per_line)
+            .map(|c| {
+                let col = items.iter().skip(c).step_by(per_line);
+                let label = col
+                    .clone()
+                    .map(|b| width(b.label(theme.ascii)))
+                    .max()
+                    .unwrap_or(0);
+                let desc = col.map(|b| width(b.desc)).max().unwrap_or(0);
+                (label + 1, desc + 2)
+            })
+            .collect()
+    };
+    let (per_line, widths) = (1..=items.len().max(1))
+        .rev()
+        .map(|n| (n, grid(n)))
+        .find(|(_, g)| g.iter().map(|(l, d)| l + d).sum::<usize>() <= inner + 2)
+        .unwrap_or_else(|| (1, grid(1)));
     for chunk in items.chunks(per_line) {
         let mut spans = Vec::new();
-        for b in chunk {
+        for (b, (label_w, desc_w)) in chunk.iter().zip(&widths) {
             let label = b.label(theme.ascii);
             spans.push(Span::styled(
                 format!("{label}{}", " ".repeat(label_w - width(label))),
                 theme.bold(),
             ));
-            spans.push(Span::raw(format!("{:<w$}", b.desc, w = cell - label_w)));
+            spans.push(Span::raw(format!("{:<w$}", b.desc, w = desc_w)));
         }
         lines.push(Line::from(spans));
     }
@@ -943,6 +1094,7 @@ fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
         RowState::LoggedOut,
         RowState::LoggingIn,
         RowState::Active,
+        RowState::Unverified,
         RowState::Refreshing,
         RowState::Expiring,
         RowState::Expired,
@@ -988,15 +1140,35 @@ fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
     );
 }
 
+/// `text` word-wrapped to `cols` columns (a word longer than a line is cut by the view).
+fn wrap(text: &str, cols: usize) -> Vec<String> {
+    let mut out: Vec<String> = vec![String::new()];
+    for word in text.split(' ') {
+        let last = out.last_mut().expect("one line");
+        if !last.is_empty() && width(last) + 1 + width(word) > cols {
+            out.push(String::new());
+        }
+        let last = out.last_mut().expect("one line");
+        if !last.is_empty() {
+            last.push(' ');
+        }
+        last.push_str(word);
+    }
+    out
+}
+
 fn draw_confirm(confirm: &crate::app::Confirm, theme: &Theme, frame: &mut Frame, area: Rect) {
     let n = confirm.names.len();
-    let question = match (n, confirm.prod) {
-        (1, 1) => format!("Log out {} (tagged prod)?", confirm.names[0]),
-        (1, _) => format!("Log out {}?", confirm.names[0]),
-        (n, 0) => format!("Log out {n} profiles?"),
-        (n, p) => format!("Log out {n} profiles ({p} tagged prod)?"),
+    let login = confirm.op == crate::session::Op::Login;
+    let question = match (login, n, confirm.prod) {
+        (true, 1, _) => format!("Log in to {}?", confirm.names[0]),
+        (true, n, _) => format!("Log in {n} profiles?"),
+        (false, 1, 1) => format!("Log out {} (tagged prod)?", confirm.names[0]),
+        (false, 1, _) => format!("Log out {}?", confirm.names[0]),
+        (false, n, 0) => format!("Log out {n} profiles?"),
+        (false, n, p) => format!("Log out {n} profiles ({p} tagged prod)?"),
     };
-    let w = 64.min(area.width.saturating_sub(2));
+    let w = if login { 76 } else { 64 }.min(area.width.saturating_sub(2));
     let inner_w = usize::from(w.saturating_sub(4));
     let mut names = String::new();
     if n > 1 {
@@ -1017,9 +1189,35 @@ fn draw_confirm(confirm: &crate::app::Confirm, theme: &Theme, frame: &mut Frame,
             .find(|b| b.action == action)
             .map_or("", |b| b.label(theme.ascii))
     };
-    let mut lines = vec![Line::from(Span::styled(question, theme.bold()))];
-    if !names.is_empty() {
-        lines.push(Line::from(names));
+    let mut lines = vec![Line::from(Span::styled(
+        fit(&question, inner_w, theme.ellipsis()),
+        theme.bold(),
+    ))];
+    for l in wrap(&names, inner_w).into_iter().filter(|l| !l.is_empty()) {
+        lines.push(Line::from(l));
+    }
+    // A login that would end another session: say which and why (a few; the details pane has all).
+    const SHOWN: usize = 3;
+    for (name, warning) in confirm.warnings.iter().take(SHOWN) {
+        let text = if n == 1 {
+            format!("{} {warning}", theme.warn_mark())
+        } else {
+            format!("{} {name}: {warning}", theme.warn_mark())
+        };
+        for l in wrap(&text, inner_w) {
+            lines.push(Line::from(Span::styled(l, theme.warning())));
+        }
+    }
+    if confirm.warnings.len() > SHOWN {
+        lines.push(Line::from(format!(
+            "and {} more warnings",
+            confirm.warnings.len() - SHOWN
+        )));
+    }
+    if !confirm.warnings.is_empty() {
+        for l in wrap("Asked once per profile while the screen is open.", inner_w) {
+            lines.push(Line::from(Span::styled(l, theme.dim())));
+        }
     }
     lines.push(Line::default());
     lines.push(Line::from(vec![
@@ -1028,18 +1226,15 @@ fn draw_confirm(confirm: &crate::app::Confirm, theme: &Theme, frame: &mut Frame,
         Span::styled(label_of(Action::No), theme.bold()),
         Span::raw(" no"),
     ]));
-    let height = if n > 1 { 8 } else { 5 };
+    let height = u16::try_from(lines.len() + 2)
+        .unwrap_or(u16::MAX)
+        .min(area.height);
     let rect = centered(area, w, height);
     frame.render_widget(Clear, rect);
     let block = theme
         .text_block()
         .title(Span::styled(" Confirm ", theme.bold()));
-    frame.render_widget(
-        Paragraph::new(Text::from(lines))
-            .wrap(Wrap { trim: true })
-            .block(block),
-        rect,
-    );
+    frame.render_widget(Paragraph::new(Text::from(lines)).block(block), rect);
 }
 
 fn draw_prompt(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
@@ -1093,6 +1288,66 @@ fn draw_prompt(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     frame.render_widget(Paragraph::new(Text::from(lines)).block(block), rect);
     // The terminal cursor sits after the mask.
     let x = rect.x + 2 + 10 + u16::try_from(width(&masked)).unwrap_or(0);
+    if x < rect.x + rect.width - 1 {
+        frame.set_cursor_position((x, rect.y + 4));
+    }
+}
+
+fn draw_user_prompt(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
+    let Some(prompt) = model.user_prompt() else {
+        return;
+    };
+    let w = 64.min(area.width.saturating_sub(2));
+    let inner_w = usize::from(w.saturating_sub(4));
+    let label = "User: ";
+    let text = fit_left(
+        &prompt.text,
+        inner_w.saturating_sub(width(label) + 1),
+        theme.ellipsis(),
+    );
+    let key = |action| {
+        USER_KEYS
+            .iter()
+            .find(|b| b.action == action)
+            .map_or("", |b| b.label(theme.ascii))
+    };
+    let lines = vec![
+        Line::from(Span::styled(
+            fit(
+                &format!("Impersonate a user through {}", prompt.name),
+                inner_w,
+                theme.ellipsis(),
+            ),
+            theme.bold(),
+        )),
+        Line::from(fit(
+            &format!(
+                "with {}'s admin session on {}",
+                prompt.username, prompt.instance
+            ),
+            inner_w,
+            theme.ellipsis(),
+        )),
+        Line::default(),
+        Line::from(vec![
+            Span::styled(label, theme.bold()),
+            Span::raw(text.clone()),
+        ]),
+        Line::default(),
+        Line::from(vec![
+            Span::styled(key(Action::SendUser), theme.bold()),
+            Span::raw(" impersonate   "),
+            Span::styled(key(Action::CancelUser), theme.bold()),
+            Span::raw(" cancel"),
+        ]),
+    ];
+    let rect = centered(area, w, 8);
+    frame.render_widget(Clear, rect);
+    let block = theme
+        .text_block()
+        .title(Span::styled(" Impersonate ", theme.bold()));
+    frame.render_widget(Paragraph::new(Text::from(lines)).block(block), rect);
+    let x = rect.x + 2 + u16::try_from(width(label) + width(&text)).unwrap_or(0);
     if x < rect.x + rect.width - 1 {
         frame.set_cursor_position((x, rect.y + 4));
     }
