@@ -976,6 +976,21 @@ pub async fn resolve_password(p: &Profile) -> Result<Option<Secret>, String> {
     }
 }
 
+/// Kills a process group when dropped, unless disarmed (`.0 = None`).
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // SAFETY: killpg only sends a signal, to a group we created whose leader has not been
+            // reaped (so the id is still that group's).
+            unsafe {
+                libc::killpg(pgid as i32, libc::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Runs `sh -c cmd` with stdin closed, in a process group of its own (killed whole on timeout);
 /// the password is the first line of stdout. Stdout never appears in a message; stderr may.
 pub async fn run_password_cmd(cmd: &str, timeout: Duration) -> Result<Secret, String> {
@@ -990,6 +1005,10 @@ pub async fn run_password_cmd(cmd: &str, timeout: Duration) -> Result<Secret, St
         .spawn()
         .map_err(|e| format!("password_cmd could not be started: {e}"))?;
     let pid = child.id();
+    // Dropped before the command is done (the screen quit and stopped waiting for the request),
+    // this kills the command's whole process group: `kill_on_drop` reaches only the shell, and
+    // what the shell started would be left running.
+    let mut group = KillGroupOnDrop(pid);
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let work = async {
@@ -1023,6 +1042,8 @@ pub async fn run_password_cmd(cmd: &str, timeout: Duration) -> Result<Secret, St
             ));
         }
     };
+    // Done and reaped: its process group id may be reused from now on.
+    group.0 = None;
     let stderr_text = String::from_utf8_lossy(&err).trim().to_string();
     if !status.success() {
         let code = status

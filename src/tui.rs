@@ -36,8 +36,56 @@ use tokio::task::JoinSet;
 
 pub use crate::app::Source;
 
-/// How long quitting waits for requests in flight (their results are persisted by the engine).
+/// Every way out (q, Ctrl-C, SIGTERM, SIGHUP, SIGINT, a vanished terminal) ends the process within
+/// this.
 pub const QUIT_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a way out waits for requests in flight (the engine persists their results before
+/// reporting them); the rest of [`QUIT_GRACE`] is for restoring the terminal and winding down.
+const FLIGHT_GRACE: Duration = Duration::from_millis(1500);
+
+/// The last resort: this long after a way out began, the process ends whatever still holds it up
+/// (see [`arm_exit_deadline`]).
+const EXIT_DEADLINE: Duration = Duration::from_millis(1900);
+
+/// How the screen ended; [`Ending::exit_status`] is the status the process exits with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// `q` or Ctrl-C: 0.
+    Quit,
+    /// SIGTERM, SIGHUP or SIGINT: 128 + the signal's number (143, 129, 130).
+    Signal(i32),
+    /// The terminal went away without a signal saying so (it hung up, its reads end, its writes
+    /// fail): 129, as for SIGHUP.
+    Vanished,
+}
+
+impl Ending {
+    pub fn exit_status(self) -> i32 {
+        match self {
+            Ending::Quit => 0,
+            Ending::Signal(signal) => 128 + signal,
+            Ending::Vanished => 128 + libc::SIGHUP,
+        }
+    }
+
+    /// Why the screen is closing, for the status line.
+    fn reason(self) -> String {
+        match self {
+            Ending::Quit => "quitting".into(),
+            Ending::Signal(libc::SIGTERM) => "terminated (SIGTERM)".into(),
+            Ending::Signal(libc::SIGHUP) => "the terminal hung up (SIGHUP)".into(),
+            Ending::Signal(libc::SIGINT) => "interrupted (SIGINT)".into(),
+            Ending::Signal(n) => format!("signal {n}"),
+            Ending::Vanished => "the terminal went away".into(),
+        }
+    }
+
+    /// The terminal cannot be drawn on any more.
+    fn terminal_gone(self) -> bool {
+        matches!(self, Ending::Signal(libc::SIGHUP) | Ending::Vanished)
+    }
+}
 
 /// Capacity of the channel on which request tasks report back. Bounded so that a flood of
 /// results makes the tasks wait instead of growing memory; the loop is the only receiver, never
@@ -136,10 +184,131 @@ fn install_panic_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            let screen_was_up = ACTIVE.load(Ordering::SeqCst);
             restore_terminal();
             previous(info);
+            if screen_was_up {
+                arm_exit_deadline(crate::cli::exit::PANIC);
+            }
         }));
     });
+}
+
+/// Starts (once) a thread that ends the process [`EXIT_DEADLINE`] from now with `status`, in case
+/// the orderly way out is held up: a write to a terminal whose other side stopped reading (a
+/// stalled SSH connection) blocks for ever, and a blocking task cannot be cancelled. On the way
+/// only raw mode is switched off (a termios call, which does not wait for the terminal); no escape
+/// sequence is written and stdout is not flushed (`_exit`), since those could block too. The cache
+/// is replaced atomically, so ending during a write leaves the previous cache whole.
+fn arm_exit_deadline(status: i32) {
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    if ARMED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("exit-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(EXIT_DEADLINE);
+            if ACTIVE.swap(false, Ordering::SeqCst) {
+                let _ = disable_raw_mode();
+            }
+            tracing::warn!(status, "the way out was held up; ending the process");
+            // SAFETY: ends the process at once, without running anything else.
+            unsafe { libc::_exit(status) }
+        });
+    if spawned.is_err() {
+        ARMED.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A way out that does not come through the screen's keys.
+#[derive(Debug, Clone, Copy)]
+enum WayOut {
+    Signal(i32),
+    /// The terminal hung up.
+    Vanished,
+}
+
+/// Listens for SIGTERM, SIGHUP and SIGINT on a task of its own, so that a signal is heard even
+/// while the loop is held up, and from before the terminal is touched: once a signal is listened
+/// for it no longer ends the process on the spot, which could leave the terminal in raw mode.
+fn listen_for_signals(tx: mpsc::UnboundedSender<WayOut>) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::spawn(async move {
+        loop {
+            let number = tokio::select! {
+                Some(()) = term.recv() => libc::SIGTERM,
+                Some(()) = hup.recv() => libc::SIGHUP,
+                Some(()) = int.recv() => libc::SIGINT,
+                else => return,
+            };
+            arm_exit_deadline(Ending::Signal(number).exit_status());
+            if tx.send(WayOut::Signal(number)).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Watches the terminal for a hang-up (its other side closed, as when an SSH connection drops)
+/// from a thread of its own, blocked in `poll(2)` asking for no event at all: poll still reports
+/// the hang-up and error conditions, and nothing else wakes it, so it costs nothing while the
+/// terminal lives. This also covers a terminal that is not the controlling one, which no SIGHUP
+/// announces.
+fn watch_for_hangup(tx: mpsc::UnboundedSender<WayOut>) {
+    let stdin_is_tty = std::io::stdin().is_terminal();
+    let fd = if stdin_is_tty {
+        libc::STDIN_FILENO
+    } else {
+        libc::STDOUT_FILENO
+    };
+    let _ = std::thread::Builder::new()
+        .name("hangup-watch".into())
+        .spawn(move || {
+            loop {
+                let mut p = libc::pollfd {
+                    fd,
+                    events: 0,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd, for a standard descriptor that stays open.
+                let rc = unsafe { libc::poll(&mut p, 1, -1) };
+                if rc < 0 {
+                    if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return;
+                }
+                if p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                    if stdin_is_tty {
+                        park_stdin();
+                    }
+                    arm_exit_deadline(Ending::Vanished.exit_status());
+                    let _ = tx.send(WayOut::Vanished);
+                    return;
+                }
+            }
+        });
+}
+
+/// crossterm's event reader (0.29) retries a read that fails or finds the end of the file at once
+/// and for ever, so on a terminal that hung up its thread would spin at full speed until the
+/// process ends. Standard input is replaced by the read end of a pipe that nobody writes to (the
+/// write end stays open, so reads wait rather than end): the reader's next read waits there.
+fn park_stdin() {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two new descriptors; dup2 replaces descriptor 0 in one step.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return;
+        }
+        libc::dup2(fds[0], libc::STDIN_FILENO);
+        libc::close(fds[0]);
+        // fds[1], the write end, stays open for the life of the process on purpose.
+    }
 }
 
 fn enter_terminal() -> anyhow::Result<Terminal<CrosstermBackend<Stdout>>> {
@@ -163,9 +332,9 @@ fn enter_terminal() -> anyhow::Result<Terminal<CrosstermBackend<Stdout>>> {
 // The loop.
 // ---------------------------------------------------------------------------------------------
 
-/// Opens the screen over the profiles and runs until the user quits (or SIGTERM, SIGHUP, or the
-/// terminal goes away). Restores the terminal on every way out.
-pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<()> {
+/// Opens the screen over the profiles and runs until the user quits (or SIGTERM, SIGHUP, SIGINT,
+/// or the terminal goes away). Restores the terminal on every way out, and says which it was.
+pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!(
             "the screen needs a terminal on standard output; for scripts use a command \
@@ -216,10 +385,14 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<()> {
     }
 
     install_panic_hook();
+    let (ways_tx, ways) = mpsc::unbounded_channel();
+    listen_for_signals(ways_tx.clone())?;
+    watch_for_hangup(ways_tx);
     let result = match enter_terminal() {
         Ok(terminal) => {
             let mut rt = Runtime::new(engine, profiles);
-            let result = rt.run(terminal, &mut model, stamp).await;
+            let result = rt.run(terminal, &mut model, stamp, ways).await;
+            arm_exit_deadline(result.as_ref().map_or(1, |e| e.exit_status()));
             rt.finish().await;
             result
         }
@@ -259,17 +432,29 @@ impl Runtime {
 
     async fn run(
         &mut self,
-        mut terminal: Terminal<CrosstermBackend<Stdout>>,
+        terminal: Terminal<CrosstermBackend<Stdout>>,
         model: &mut Model,
         mut stamp: Option<crate::store::FileStamp>,
-    ) -> anyhow::Result<()> {
+        mut ways: mpsc::UnboundedReceiver<WayOut>,
+    ) -> anyhow::Result<Ending> {
+        // Never dropped: ratatui's Drop shows the cursor again and, when that write fails (the
+        // terminal went away), reports it with `eprintln!`, which panics on a dead stderr.
+        // `restore_terminal` shows the cursor on every way out instead; the screen buffers it
+        // keeps are freed when the process ends, moments later.
+        let mut terminal = std::mem::ManuallyDrop::new(terminal);
         let mut rx = self.rx.take().expect("run once");
         let mut events = EventStream::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut sigterm = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        let mut sighup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         let reloading = Arc::new(AtomicBool::new(false));
+        // The first way out other than the keys, if any: the exit status.
+        let mut ending = None;
+        // A test hook, not a feature: with SUGAR_SESSIONS_TEST_PANIC=after-first-frame the loop
+        // panics right after drawing its first frame, so that tests/terminal.rs can see what a
+        // panic does to the terminal with the real binary. Nothing else panics on purpose, and a
+        // panic that real input could reach would be a bug to fix, not one to keep for a test.
+        let mut test_panic =
+            std::env::var_os("SUGAR_SESSIONS_TEST_PANIC").is_some_and(|v| v == "after-first-frame");
 
         let size = terminal.size().context("cannot read the terminal size")?;
         self.handle(
@@ -286,14 +471,13 @@ impl Runtime {
             if model.take_dirty() && !self.gone {
                 let now = model.clock();
                 if let Err(e) = terminal.draw(|f| ui::view(model, now, f)) {
-                    // The terminal cannot be written to: it went away.
+                    // The terminal cannot be written to (EIO: it went away): end, do not retry.
+                    tracing::info!(error = %e, "the terminal cannot be written to");
                     self.gone = true;
-                    self.handle(
-                        model,
-                        Msg::Shutdown {
-                            reason: format!("the terminal failed ({e})"),
-                        },
-                    );
+                    let msg = self.way_out(&mut ending, Ending::Vanished);
+                    self.handle(model, msg);
+                } else if std::mem::take(&mut test_panic) {
+                    panic!("a test panic (SUGAR_SESSIONS_TEST_PANIC=after-first-frame)");
                 }
             }
             if self.quit {
@@ -306,24 +490,20 @@ impl Runtime {
                     Some(Ok(Event::Paste(text))) => Msg::Paste(text),
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => {
-                        self.gone = true;
-                        Msg::Shutdown { reason: format!("the terminal failed ({e})") }
+                        tracing::info!(error = %e, "the terminal cannot be read");
+                        self.way_out(&mut ending, Ending::Vanished)
                     }
-                    None => {
-                        self.gone = true;
-                        Msg::Shutdown { reason: "the terminal closed".into() }
-                    }
+                    None => self.way_out(&mut ending, Ending::Vanished),
                 },
                 Some(msg) = rx.recv() => msg,
                 _ = tick.tick() => {
                     self.check_cache(&mut stamp, &reloading);
                     Msg::Tick
                 }
-                _ = sigterm.recv() => Msg::Shutdown { reason: "terminated (SIGTERM)".into() },
-                _ = sighup.recv() => {
-                    self.gone = true;
-                    Msg::Shutdown { reason: "the terminal hung up (SIGHUP)".into() }
-                }
+                Some(way) = ways.recv() => match way {
+                    WayOut::Signal(number) => self.way_out(&mut ending, Ending::Signal(number)),
+                    WayOut::Vanished => self.way_out(&mut ending, Ending::Vanished),
+                },
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => match joined {
                     // A task that panicked: the panic hook has restored the terminal already.
                     Err(e) if e.is_panic() => {
@@ -345,16 +525,26 @@ impl Runtime {
         // Nothing reads results any more: tasks finishing now still persist theirs (the engine
         // writes before it reports); their sends simply fail.
         drop(rx);
-        Ok(())
+        Ok(ending.unwrap_or(Ending::Quit))
     }
 
-    /// Withdraws queued requests, and waits at most [`QUIT_GRACE`] for the ones being sent.
+    /// A signal or the terminal ends the screen: notes how (the first way out counts) and tells
+    /// the model, which quits.
+    fn way_out(&mut self, ending: &mut Option<Ending>, way: Ending) -> Msg {
+        let way = *ending.get_or_insert(way);
+        self.gone |= way.terminal_gone();
+        Msg::Shutdown {
+            reason: way.reason(),
+        }
+    }
+
+    /// Withdraws queued requests, and waits at most [`FLIGHT_GRACE`] for the ones being sent.
     async fn finish(&mut self) {
         for (_, cancel) in self.cancels.drain() {
             let _ = cancel.send(());
         }
         let tasks = &mut self.tasks;
-        let _ = tokio::time::timeout(QUIT_GRACE, async {
+        let _ = tokio::time::timeout(FLIGHT_GRACE, async {
             while tasks.join_next().await.is_some() {}
         })
         .await;

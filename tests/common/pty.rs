@@ -1,0 +1,520 @@
+//! The real binary in a pseudo-terminal: the program on the slave side (as its controlling
+//! terminal, or without one), everything it writes collected with the time it arrived, the master
+//! side closable at will (an SSH connection that dropped), the exit status and CPU time from
+//! `wait4(2)`, and a small VT parser ([`Screen`]) for what a ratatui + crossterm program writes.
+//!
+//! Descriptors are opened close-on-exec, so that a pty of one test never leaks into the program
+//! of another test running at the same time (a leaked master would keep the terminal alive).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// A minimal terminal.
+// ---------------------------------------------------------------------------------------------
+
+/// The terminal state after feeding it everything the program wrote.
+pub struct Screen {
+    grid: Vec<Vec<char>>,
+    row: usize,
+    col: usize,
+    /// Private modes by number (`?1049`, `?25`, `?2004`), last value set.
+    pub modes: HashMap<u32, bool>,
+}
+
+impl Screen {
+    pub fn parse(bytes: &[u8], rows: u16, cols: u16) -> Screen {
+        let (h, w) = (usize::from(rows), usize::from(cols));
+        let mut s = Screen {
+            grid: vec![vec![' '; w]; h],
+            row: 0,
+            col: 0,
+            modes: HashMap::new(),
+        };
+        let text = String::from_utf8_lossy(bytes);
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\x1b' => match chars.next() {
+                    Some('[') => {
+                        let mut params = String::new();
+                        let mut fin = None;
+                        for p in chars.by_ref() {
+                            if ('\x40'..='\x7e').contains(&p) {
+                                fin = Some(p);
+                                break;
+                            }
+                            params.push(p);
+                        }
+                        if let Some(f) = fin {
+                            s.csi(&params, f);
+                        }
+                    }
+                    Some(']') => {
+                        // OSC: up to BEL or ESC \.
+                        while let Some(p) = chars.next() {
+                            if p == '\x07' || (p == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                                break;
+                            }
+                        }
+                    }
+                    Some('(') | Some(')') => {
+                        chars.next();
+                    }
+                    _ => {}
+                },
+                '\r' => s.col = 0,
+                '\n' => s.row = (s.row + 1).min(h - 1),
+                '\x08' => s.col = s.col.saturating_sub(1),
+                c if c.is_control() => {}
+                c => {
+                    if s.col < w {
+                        s.grid[s.row][s.col] = c;
+                    }
+                    s.col += 1;
+                }
+            }
+        }
+        s
+    }
+
+    fn csi(&mut self, params: &str, fin: char) {
+        if let Some(private) = params.strip_prefix('?') {
+            for p in private.split(';').filter_map(|p| p.parse::<u32>().ok()) {
+                let on = fin == 'h';
+                if p == 1049 && on {
+                    self.clear();
+                }
+                self.modes.insert(p, on);
+            }
+            return;
+        }
+        let nums: Vec<usize> = params.split(';').map(|p| p.parse().unwrap_or(0)).collect();
+        let n =
+            |i: usize, default: usize| nums.get(i).copied().filter(|v| *v != 0).unwrap_or(default);
+        let (h, w) = (self.grid.len(), self.grid[0].len());
+        match fin {
+            'H' | 'f' => {
+                self.row = (n(0, 1) - 1).min(h - 1);
+                self.col = (n(1, 1) - 1).min(w - 1);
+            }
+            'A' => self.row = self.row.saturating_sub(n(0, 1)),
+            'B' => self.row = (self.row + n(0, 1)).min(h - 1),
+            'C' => self.col = (self.col + n(0, 1)).min(w - 1),
+            'D' => self.col = self.col.saturating_sub(n(0, 1)),
+            'G' => self.col = (n(0, 1) - 1).min(w - 1),
+            'J' => match nums.first().copied().unwrap_or(0) {
+                2 | 3 => self.clear(),
+                0 => {
+                    for c in self.col..w {
+                        self.grid[self.row][c] = ' ';
+                    }
+                    for r in self.row + 1..h {
+                        self.grid[r].fill(' ');
+                    }
+                }
+                _ => {}
+            },
+            'K' => {
+                for c in self.col.min(w)..w {
+                    self.grid[self.row][c] = ' ';
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn clear(&mut self) {
+        for r in &mut self.grid {
+            r.fill(' ');
+        }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.grid
+            .iter()
+            .map(|r| r.iter().collect::<String>())
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+
+    pub fn line_with(&self, needle: &str) -> Option<String> {
+        self.lines().into_iter().find(|l| l.contains(needle))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The program in a pty.
+// ---------------------------------------------------------------------------------------------
+
+/// How the program ended, from `wait4(2)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Exit {
+    /// The raw wait status.
+    pub status: libc::c_int,
+    /// When the test saw it end.
+    pub at: Instant,
+    /// User plus system CPU time over the program's whole life.
+    pub cpu: Duration,
+}
+
+impl Exit {
+    /// The exit code, when it exited (rather than being killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        libc::WIFEXITED(self.status).then(|| libc::WEXITSTATUS(self.status))
+    }
+
+    /// The signal that killed it, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        libc::WIFSIGNALED(self.status).then(|| libc::WTERMSIG(self.status))
+    }
+}
+
+pub struct Pty {
+    pub rows: u16,
+    pub cols: u16,
+    pid: libc::pid_t,
+    /// The master side; `None` once closed. The reader thread holds the other reference.
+    master: Option<Arc<OwnedFd>>,
+    /// A slave descriptor kept by the test, to read the line discipline's settings.
+    slave: OwnedFd,
+    closing: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+    chunks: Arc<Mutex<Vec<Chunk>>>,
+    exit: Option<Exit>,
+}
+
+/// Bytes the program wrote, and when the test read them.
+type Chunk = (Instant, Vec<u8>);
+
+/// A pty pair, both ends close-on-exec (atomically: other tests spawn programs concurrently).
+fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+    let err = || std::io::Error::last_os_error();
+    // SAFETY: plain libc calls on descriptors this function owns; ptsname_r writes into `name`.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0, "posix_openpt: {}", err());
+        let master = OwnedFd::from_raw_fd(m);
+        assert_eq!(libc::grantpt(m), 0, "grantpt: {}", err());
+        assert_eq!(libc::unlockpt(m), 0, "unlockpt: {}", err());
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(
+            libc::ptsname_r(m, name.as_mut_ptr(), name.len()),
+            0,
+            "ptsname_r"
+        );
+        let s = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        assert!(
+            s >= 0,
+            "open {:?}: {}",
+            CStr::from_ptr(name.as_ptr()),
+            err()
+        );
+        let slave = OwnedFd::from_raw_fd(s);
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        assert_eq!(
+            libc::ioctl(m, libc::TIOCSWINSZ, &size),
+            0,
+            "TIOCSWINSZ: {}",
+            err()
+        );
+        (master, slave)
+    }
+}
+
+impl Pty {
+    /// Starts `cmd` on a new pty of `rows` x `cols`, in a session of its own (so that every process
+    /// it starts can be found by session id). With `controlling`, the pty becomes the session's
+    /// controlling terminal, as under sshd: closing the master then also sends SIGHUP.
+    pub fn spawn(mut cmd: Command, rows: u16, cols: u16, controlling: bool) -> Pty {
+        let (master, slave) = openpty(rows, cols);
+        let io = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
+        cmd.stdin(io(&slave)).stdout(io(&slave)).stderr(io(&slave));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if controlling && libc::ioctl(0, libc::TIOCSCTTY, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        // The `Child` is not kept: the test reaps the program itself, with `wait4`.
+        let child = cmd.spawn().expect("the binary starts");
+        let pid = child.id() as libc::pid_t;
+        drop(child);
+
+        let master = Arc::new(master);
+        let chunks = Arc::new(Mutex::new(Vec::new()));
+        let closing = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (master, chunks, closing) = (master.clone(), chunks.clone(), closing.clone());
+            // Polls with a timeout rather than blocking in read: a thread blocked in read would
+            // keep the master open after the test closed it.
+            std::thread::spawn(move || {
+                let fd = master.as_raw_fd();
+                let mut buf = [0u8; 8192];
+                while !closing.load(Ordering::SeqCst) {
+                    let mut p = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd.
+                    let rc = unsafe { libc::poll(&mut p, 1, 20) };
+                    if rc <= 0 || p.revents & libc::POLLIN == 0 {
+                        if p.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        continue;
+                    }
+                    // SAFETY: reads into a buffer of the given length.
+                    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+                    if n > 0 {
+                        chunks
+                            .lock()
+                            .unwrap()
+                            .push((Instant::now(), buf[..n as usize].to_vec()));
+                    }
+                }
+            })
+        };
+        Pty {
+            rows,
+            cols,
+            pid,
+            master: Some(master),
+            slave,
+            closing,
+            reader: Some(reader),
+            chunks,
+            exit: None,
+        }
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Types `bytes` on the terminal.
+    pub fn send(&self, bytes: &[u8]) {
+        let master = self.master.as_ref().expect("the master is open");
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // SAFETY: writes from a valid buffer of the given length.
+            let n = unsafe { libc::write(master.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+            assert!(
+                n > 0,
+                "write to the pty: {}",
+                std::io::Error::last_os_error()
+            );
+            rest = &rest[n as usize..];
+        }
+    }
+
+    /// Closes the master side, as sshd does when the connection drops; returns when it is closed.
+    pub fn close_master(&mut self) -> Instant {
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        let master = self.master.take().expect("the master is open");
+        assert!(
+            Arc::into_inner(master).is_some(),
+            "the master has no other holder"
+        );
+        Instant::now()
+    }
+
+    /// Everything the program wrote so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.chunks
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, b)| b.iter().copied())
+            .collect()
+    }
+
+    /// When the output first contained `needle`.
+    pub fn first_seen(&self, needle: &[u8]) -> Option<Instant> {
+        let chunks = self.chunks.lock().unwrap();
+        let mut all = Vec::new();
+        for (at, b) in chunks.iter() {
+            all.extend_from_slice(b);
+            if all.windows(needle.len()).any(|w| w == needle) {
+                return Some(*at);
+            }
+        }
+        None
+    }
+
+    pub fn screen(&self) -> Screen {
+        Screen::parse(&self.bytes(), self.rows, self.cols)
+    }
+
+    /// Reaps the program if it has ended.
+    pub fn try_exit(&mut self) -> Option<Exit> {
+        if self.exit.is_none() {
+            let mut status = 0;
+            // SAFETY: wait4 fills the status and the rusage of our own child.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            let rc = unsafe { libc::wait4(self.pid, &mut status, libc::WNOHANG, &mut usage) };
+            if rc == self.pid {
+                let tv = |t: libc::timeval| {
+                    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+                };
+                self.exit = Some(Exit {
+                    status,
+                    at: Instant::now(),
+                    cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+                });
+            }
+        }
+        self.exit
+    }
+
+    /// Waits up to `limit` for the program to end.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<Exit> {
+        let start = Instant::now();
+        loop {
+            if let Some(exit) = self.try_exit() {
+                return Some(exit);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until the screen satisfies `ok`; panics with the screen after `secs`.
+    pub fn wait_for(&mut self, what: &str, secs: u64, ok: impl Fn(&Screen) -> bool) -> Screen {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            if let Some(exit) = self.try_exit() {
+                panic!(
+                    "the program exited ({exit:?}) while waiting for {what}:\n{}",
+                    screen.text()
+                );
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!(
+                    "timed out waiting for {what}; the screen:\n{}",
+                    screen.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal to the program.
+    pub fn kill(&self, signal: libc::c_int) -> Instant {
+        // SAFETY: sends a signal to our own child, which has not been reaped yet.
+        let rc = unsafe { libc::kill(self.pid, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        Instant::now()
+    }
+
+    /// The line discipline is canonical with echo (raw mode is off), read on the slave side.
+    pub fn cooked(&self) -> bool {
+        // SAFETY: tcgetattr fills a termios for a valid descriptor.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &mut t) };
+        assert_eq!(rc, 0, "tcgetattr: {}", std::io::Error::last_os_error());
+        t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO != 0
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            // SAFETY: our own child, not reaped yet; then reap it.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(self.pid, &mut status, 0);
+            }
+        }
+        // Whatever the program started and left behind.
+        for pid in session_members(self.pid) {
+            // SAFETY: a process of the test's own session of programs.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        self.closing.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+/// One process's fields from `/proc/PID/stat` after the command name.
+fn stat_fields(pid: libc::pid_t) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// The live processes of session `sid`: the program, and everything it started that still runs,
+/// reparented or not. Zombies (dead, waiting for their new parent to reap them) are not counted.
+pub fn session_members(sid: libc::pid_t) -> Vec<libc::pid_t> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        // Fields after the name: state, ppid, pgrp, session, ...
+        if stat_fields(pid).is_some_and(|f| {
+            f.first().is_some_and(|state| state != "Z")
+                && f.get(3).and_then(|s| s.parse().ok()) == Some(sid)
+        }) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A process's command line, for messages.
+pub fn cmdline(pid: libc::pid_t) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// The CPU time (user plus system) a live process has used so far.
+pub fn cpu_time(pid: libc::pid_t) -> Option<Duration> {
+    let f = stat_fields(pid)?;
+    // Fields after the name: utime and stime are the 12th and 13th.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a system setting.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_micros(ticks * 1_000_000 / hz))
+}
