@@ -495,10 +495,15 @@ impl Row {
         self.flight.is_some()
     }
 
-    /// Access token time left (`52m 07s`), while it is valid.
+    /// Sugar ended the session before its expiry (another login on the same platform).
+    pub fn superseded(&self) -> bool {
+        self.entry.failure.as_ref().is_some_and(|f| f.superseded)
+    }
+
+    /// Access token time left (`52m 07s`), while it is valid (and Sugar still accepts it).
     pub fn token_left(&self, now: DateTime<Utc>) -> Option<String> {
         let s = self.entry.session.as_ref()?;
-        s.access_valid(now)
+        (s.access_valid(now) && !self.superseded())
             .then(|| format_duration(remaining(s.expires_at, now)))
     }
 
@@ -1211,9 +1216,11 @@ pub struct Model {
     hard_ends: usize,
     /// Rows whose last check found the server's clock off by more than a minute.
     skews: usize,
-    /// Background checks of cached sessions still outstanding, and how many of them failed.
+    /// Background checks of cached sessions still outstanding, how many of them failed, and how
+    /// many found the server's clock off.
     verifying: usize,
     verify_failed: usize,
+    verify_skewed: usize,
     sent: usize,
     queued: usize,
     /// No row changes state by time alone before this instant.
@@ -1287,6 +1294,7 @@ impl Model {
             skews: 0,
             verifying: 0,
             verify_failed: 0,
+            verify_skewed: 0,
             sent: 0,
             queued: 0,
             next_change: None,
@@ -1849,7 +1857,7 @@ impl Model {
         if row.busy() {
             return Some(format!("{name}: a request is already in flight"));
         }
-        if row.entry.usable_session(self.clock).is_none() {
+        if row.entry.usable_session(self.clock).is_none() || row.superseded() {
             return Some(format!(
                 "{name}: impersonating needs an active admin session: log in first"
             ));
@@ -2711,8 +2719,8 @@ fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) 
             r.entry = entry;
         }
         remember(&mut r.recent, requests);
-        if let Some(report) = report {
-            r.check = Some(report);
+        if report.is_some() || superseded {
+            r.check = report;
         }
         r.last = Some(LastResult {
             op: Act::Check,
@@ -2735,19 +2743,25 @@ fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) 
         // Checks of cached sessions at start: failures and warnings are worth a line, and so
         // is the end of the batch; a session that is fine is not.
         model.verifying = model.verifying.saturating_sub(1);
-        if !ok {
-            model.verify_failed += 1;
-        }
+        model.verify_failed += usize::from(!ok);
+        model.verify_skewed += usize::from(warning.is_some());
         if !ok || warning.is_some() {
             model.warn(message);
         }
         if model.verifying == 0 {
             let failed = std::mem::take(&mut model.verify_failed);
+            let skewed = std::mem::take(&mut model.verify_skewed);
+            let skew = match skewed {
+                0 => String::new(),
+                n => format!("; {n} with the server's clock off by over a minute"),
+            };
             if failed > 0 {
                 model.warn(format!(
-                    "checked the cached sessions: {failed} not accepted by the server (see the rows)"
+                    "checked the cached sessions: {failed} not accepted by the server (see the rows){skew}"
                 ));
-            } else if warning.is_none() && model.status.as_ref().is_none_or(|s| !s.error) {
+            } else if skewed > 0 {
+                model.warn(format!("checked the cached sessions: all alive{skew}"));
+            } else {
                 model.say("checked the cached sessions: all alive");
             }
         }

@@ -141,6 +141,20 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
     if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
         c.1 = c.1.saturating_sub(over).max(LAST_MIN);
     }
+    // Then STATE down to the widest state any row is in (rather than the widest there is).
+    let over = total(&cols).saturating_sub(avail);
+    if over > 0 {
+        let ascii = model.options().ascii;
+        let needed = RowState::ALL
+            .iter()
+            .filter(|s| model.count(**s) > 0)
+            .map(|s| width(s.symbol(ascii)) + 1 + width(s.word()))
+            .max()
+            .unwrap_or(STATE_WIDTH);
+        if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::State) {
+            c.1 = c.1.saturating_sub(over).max(needed);
+        }
+    }
     for drop in essential {
         if total(&cols) <= avail {
             break;
@@ -380,7 +394,9 @@ fn draw_header(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     let (sent, queued) = model.in_flight();
     if sent + queued > 0 {
         let sym = RowState::LoggingIn.symbol(theme.ascii);
-        let text = if queued > 0 {
+        let text = if sent == 0 {
+            format!("{sym} {queued} queued")
+        } else if queued > 0 {
             format!("{sym} {sent} in flight, {queued} queued")
         } else {
             format!("{sym} {sent} in flight")
@@ -651,8 +667,13 @@ fn last_text(row: &AppRow, theme: &Theme, cols: usize) -> (String, Style) {
                 format!("{wait} {} cancelled, answer pending", f.op),
                 format!("{wait} pending"),
             ),
-            (false, Phase::Queued) => format!("{wait} {} queued", f.op),
-            (false, Phase::Sent) => format!("{wait} {} sent", f.op),
+            (false, Phase::Queued) => pick(
+                format!("{wait} {} queued", f.op),
+                format!("{wait} {}", f.op),
+            ),
+            (false, Phase::Sent) => {
+                pick(format!("{wait} {} sent", f.op), format!("{wait} {}", f.op))
+            }
         };
         return (text, theme.state(RowState::LoggingIn));
     }
@@ -789,7 +810,12 @@ fn draw_details(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Fr
     }
     match &row.entry.session {
         Some(s) => {
-            let access = if s.access_valid(now) {
+            let access = if row.superseded() {
+                format!(
+                    "no longer accepted by Sugar (it would have lasted until {})",
+                    when(s.expires_at)
+                )
+            } else if s.access_valid(now) {
                 format!(
                     "until {} ({} left)",
                     when(s.expires_at),

@@ -4,11 +4,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::path::Path;
 use sugar_sessions::app::{
-    Command, Model, Msg, Options, ResultKind, RowState, Sort, Source, update,
+    Act, Command, Model, Msg, Options, ResultKind, RowState, Sort, Source, update,
 };
 use sugar_sessions::config::{self, Profiles};
 use sugar_sessions::engine::Outcome;
-use sugar_sessions::session::{Entry, Failure, Op, RequestLog, Session, State};
+use sugar_sessions::session::{CheckReport, Entry, Failure, Op, RequestLog, Session, State};
 use sugar_sessions::store::Cache;
 use sugar_sessions::sugar::{ErrorKind, SugarError};
 
@@ -876,4 +876,804 @@ fn starting_many_under_the_state_sort_keeps_the_order_right() {
         t0(),
     );
     assert_eq!(m.visible_names()[0], "globex");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions that look after themselves: live checks, unverified sessions, the platform guard,
+// impersonation, hard ends and re-logins.
+// ---------------------------------------------------------------------------------------------
+
+fn checks(cmds: &[Command]) -> Vec<String> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Check { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sudos(cmds: &[Command]) -> Vec<(String, String)> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Sudo { name, user } => Some((name.clone(), user.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn report(admin: bool, skew_s: i64) -> CheckReport {
+    CheckReport {
+        at: t0(),
+        user_name: "integration".into(),
+        full_name: "Integration User".into(),
+        admin,
+        flavor: "ENT".into(),
+        version: "14.0.0".into(),
+        skew_s: Some(skew_s),
+        latency_ms: 42,
+    }
+}
+
+fn get(path: &'static str) -> RequestLog {
+    RequestLog {
+        at: t0(),
+        method: "GET",
+        path,
+        status: Some(200),
+        latency_ms: 30,
+    }
+}
+
+/// A check that found the session alive (the entry as the cache has it).
+fn alive(name: &str, entry: Entry, report: CheckReport) -> Msg {
+    let mut message = format!("{name}: alive; {}", report.summary());
+    if let Some(w) = report.skew_warning() {
+        message.push_str(&format!("; warning: {w}"));
+    }
+    Msg::Checked {
+        outcome: Box::new(Outcome {
+            name: name.into(),
+            op: Op::Refresh,
+            ok: true,
+            message,
+            state: entry.state(t0()),
+            entry,
+            requests: vec![
+                get("/ping"),
+                get("/me"),
+                get("/metadata"),
+                get("/ping/whattimeisit"),
+            ],
+            error: None,
+        }),
+        report: Some(report),
+    }
+}
+
+fn sugar_error(name: &str, status: u16, label: &str, message: &str) -> SugarError {
+    SugarError {
+        profile: name.into(),
+        op: "sudo",
+        platform: "custom_api".into(),
+        api: "v11".into(),
+        host: "acme.sugarondemand.com".into(),
+        kind: ErrorKind::Sugar {
+            status,
+            label: label.into(),
+            message: Some(message.into()),
+        },
+    }
+}
+
+#[test]
+fn v_checks_the_current_row_and_the_details_get_the_report() {
+    let mut m = model();
+    with_cache(&mut m, &[("acme-prod", active_entry(3600))]);
+    assert!(
+        m.footer().iter().any(|b| b.desc == "check"),
+        "the footer offers v"
+    );
+    let cmds = ch(&mut m, 'v');
+    assert_eq!(checks(&cmds), ["acme-prod"]);
+    // One request per profile: a check is one.
+    assert!(m.row("acme-prod").unwrap().busy());
+    assert_eq!(m.in_flight(), (0, 1));
+    assert!(ch(&mut m, 'v').is_empty());
+    assert!(starts(&ch(&mut m, 'r')).is_empty());
+    assert!(!m.footer().iter().any(|b| b.desc == "check"));
+    // While it runs the session keeps its state; LAST shows the request.
+    assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Active);
+    assert_eq!(m.row("acme-prod").unwrap().flight.unwrap().op, Act::Check);
+    update(
+        &mut m,
+        Msg::Started {
+            name: "acme-prod".into(),
+        },
+        t0(),
+    );
+    assert_eq!(m.in_flight(), (1, 0));
+    update(
+        &mut m,
+        alive("acme-prod", active_entry(3600), report(true, 1)),
+        t0(),
+    );
+    let row = m.row("acme-prod").unwrap();
+    assert!(!row.busy());
+    let c = row.check.as_ref().expect("the report is kept");
+    assert_eq!(
+        (c.full_name.as_str(), c.admin, c.version.as_str()),
+        ("Integration User", true, "14.0.0")
+    );
+    let last = row.last.as_ref().unwrap();
+    assert_eq!(
+        (last.op, last.kind, last.latency_ms),
+        (Act::Check, ResultKind::Ok, Some(42))
+    );
+    assert_eq!(row.recent.len(), 4);
+    assert_eq!(m.skews(), 0);
+    let status = m.status().unwrap();
+    assert!(!status.error && status.text.contains("alive"), "{status:?}");
+
+    // A skew over a minute is a warning: red status line, counted for the header.
+    ch(&mut m, 'v');
+    update(
+        &mut m,
+        alive("acme-prod", active_entry(3600), report(true, -95)),
+        t0(),
+    );
+    assert_eq!(m.skews(), 1);
+    let status = m.status().unwrap();
+    assert!(
+        status.error && status.text.contains("95 s behind"),
+        "{status:?}"
+    );
+    assert!(m.row("acme-prod").unwrap().skew_warning().is_some());
+
+    // No session: nothing is sent, and the status line says why.
+    ch(&mut m, 'j');
+    assert!(ch(&mut m, 'v').is_empty());
+    assert!(
+        m.status().unwrap().text.contains("no active session"),
+        "{:?}",
+        m.status()
+    );
+    // A selection: checks the selected rows that have a session, skips the others.
+    let mut m = model();
+    with_cache(
+        &mut m,
+        &[
+            ("acme-prod", active_entry(3600)),
+            ("globex", active_entry(3600)),
+        ],
+    );
+    ch(&mut m, 'a');
+    let cmds = ch(&mut m, 'v');
+    assert_eq!(checks(&cmds), ["acme-prod", "globex"]);
+    assert!(
+        m.status().unwrap().text.contains("3 skipped"),
+        "{:?}",
+        m.status()
+    );
+}
+
+#[test]
+fn a_check_that_sugar_refuses_changes_the_state() {
+    let mut m = model();
+    with_cache(&mut m, &[("acme-prod", active_entry(3600))]);
+    ch(&mut m, 'v');
+    // The engine marked the session superseded in the cache and reports that entry.
+    let message = "acme-prod: superseded: Sugar no longer accepts this session (HTTP 401 invalid_grant: The access token provided is invalid.) although it had 59m 00s left: another login as integration on platform custom_api ended it (Sugar keeps one session per user and platform); give each integration a platform of its own";
+    let mut entry = active_entry(3600);
+    entry.session.as_mut().unwrap().refresh_token = None;
+    entry.failure = Some(Failure {
+        at: t0(),
+        op: Op::Refresh,
+        message: message.into(),
+        needs_login: true,
+        superseded: true,
+    });
+    entry.updated_at = Some(t0() + TimeDelta::seconds(1));
+    let error = sugar_error(
+        "acme-prod",
+        401,
+        "invalid_grant",
+        "The access token provided is invalid.",
+    );
+    update(
+        &mut m,
+        Msg::Checked {
+            outcome: Box::new(Outcome {
+                name: "acme-prod".into(),
+                op: Op::Refresh,
+                ok: false,
+                message: message.into(),
+                state: State::Superseded,
+                entry,
+                requests: vec![get("/ping")],
+                error: Some(Box::new(error)),
+            }),
+            report: None,
+        },
+        t0(),
+    );
+    let row = m.row("acme-prod").unwrap();
+    assert_eq!(row.state(), RowState::Superseded);
+    assert_eq!(m.count(RowState::Superseded), 1);
+    assert_eq!(row.last.as_ref().unwrap().summary, "superseded");
+    let (text, _) = row.error_text().unwrap();
+    assert!(
+        text.starts_with("superseded: Sugar no longer accepts this session")
+            && text.contains("give each integration a platform of its own"),
+        "{text}"
+    );
+    assert!(m.status().unwrap().error);
+    // No refresh token any more: no automatic or manual refresh.
+    assert!(starts(&ch(&mut m, 'r')).is_empty());
+}
+
+#[test]
+fn cached_active_sessions_are_unverified_until_their_check_returns() {
+    let mut m = model();
+    with_cache(
+        &mut m,
+        &[
+            ("acme-prod", active_entry(3600)),
+            ("acme-sbx", active_entry(300)),
+            ("initech", active_entry(-10)),
+        ],
+    );
+    let cmds = update(&mut m, Msg::Verify, t0());
+    // Active sessions only (an expired one has nothing to check), in the background.
+    assert_eq!(checks(&cmds), ["acme-prod", "acme-sbx"]);
+    let prod = m.row("acme-prod").unwrap();
+    assert_eq!(prod.state(), RowState::Unverified);
+    assert!(prod.flight.unwrap().background);
+    // An expiring session keeps showing that it expires (it needs attention first).
+    assert_eq!(m.row("acme-sbx").unwrap().state(), RowState::Expiring);
+    assert_eq!(m.count(RowState::Unverified), 1);
+    assert_eq!(m.count(RowState::Active), 0);
+    assert!(
+        m.status()
+            .unwrap()
+            .text
+            .contains("checking 2 cached sessions")
+    );
+    // The user cannot send a second request for them meanwhile.
+    assert!(starts(&ch(&mut m, 'r')).is_empty());
+    // Time moves the countdowns, not the unverified mark.
+    update(&mut m, Msg::Tick, t0() + TimeDelta::seconds(5));
+    assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Unverified);
+    let t = t0() + TimeDelta::seconds(5);
+    update(
+        &mut m,
+        alive("acme-prod", active_entry(3600), report(true, 0)),
+        t,
+    );
+    assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Active);
+    assert_eq!(m.count(RowState::Unverified), 0);
+    // Not the last one yet: no summary.
+    assert!(!m.status().unwrap().text.contains("all alive"));
+    update(
+        &mut m,
+        alive("acme-sbx", active_entry(300), report(false, 0)),
+        t,
+    );
+    assert_eq!(
+        m.status().unwrap().text,
+        "checked the cached sessions: all alive"
+    );
+    // Nothing cached: nothing to do, nothing drawn.
+    let mut m = model();
+    m.take_dirty();
+    assert!(update(&mut m, Msg::Verify, t0()).is_empty());
+    assert!(!m.take_dirty());
+
+    // A failed background check: the summary counts it.
+    let mut m = model();
+    with_cache(&mut m, &[("acme-prod", active_entry(3600))]);
+    update(&mut m, Msg::Verify, t0());
+    let error = sugar_error("acme-prod", 503, "maintenance", "down for maintenance");
+    update(
+        &mut m,
+        Msg::Checked {
+            outcome: Box::new(Outcome {
+                name: "acme-prod".into(),
+                op: Op::Refresh,
+                ok: false,
+                message: error.to_string(),
+                state: State::Active,
+                entry: active_entry(3600),
+                requests: vec![get("/ping")],
+                error: Some(Box::new(error)),
+            }),
+            report: None,
+        },
+        t0(),
+    );
+    let row = m.row("acme-prod").unwrap();
+    assert_eq!(
+        row.state(),
+        RowState::Active,
+        "the session itself is untouched"
+    );
+    assert_eq!(row.last.as_ref().unwrap().summary, "503 maintenance");
+    assert!(
+        row.last_error
+            .as_ref()
+            .unwrap()
+            .text
+            .starts_with("check failed: HTTP 503")
+    );
+    let status = m.status().unwrap();
+    assert!(
+        status.error && status.text.contains("1 not accepted"),
+        "{status:?}"
+    );
+}
+
+const GUARDED: &str = r#"
+[defaults]
+password_env = "SUGAR_TEST_PASSWORD"
+auto_refresh = false
+
+[profiles.web]
+url = "https://crm.globex.com"
+username = "will"
+platform = "base"
+
+[profiles.sync-a]
+url = "https://acme.sugarondemand.com"
+username = "sync"
+
+[profiles.sync-b]
+url = "https://acme.sugarondemand.com"
+username = "sync"
+
+[profiles.own]
+url = "https://acme.sugarondemand.com"
+username = "sync"
+platform = "own"
+"#;
+
+#[test]
+fn a_login_the_platform_guard_warns_of_asks_once_per_profile() {
+    let mut m = Model::new(
+        &profiles(GUARDED),
+        Source::File("p".into()),
+        Options::default(),
+        t0(),
+    );
+    let warnings = |m: &Model, name: &str| m.row(name).unwrap().warnings.clone();
+    assert!(warnings(&m, "web")[0].contains("logs will out of Sugar's web UI"));
+    assert!(warnings(&m, "sync-a")[0].starts_with("sync-b also logs in as sync"));
+    assert!(warnings(&m, "own").is_empty());
+    // `l` on web: a question, with the warning.
+    assert!(ch(&mut m, 'l').is_empty());
+    let c = m.confirm().expect("a confirmation");
+    assert_eq!(c.op, Op::Login);
+    assert_eq!(c.warnings.len(), 1);
+    assert_eq!(c.warnings[0].0, "web");
+    // No: nothing sent, and the next `l` asks again.
+    assert!(ch(&mut m, 'n').is_empty());
+    assert!(m.confirm().is_none());
+    assert!(ch(&mut m, 'l').is_empty());
+    assert!(m.confirm().is_some());
+    // Yes: the login is sent.
+    assert_eq!(starts(&ch(&mut m, 'y')), [("web".to_string(), Op::Login)]);
+    update(&mut m, ok("web", Op::Login, active_entry(3600)), t0());
+    // Asked once per profile while the screen runs: the next login goes straight out.
+    assert_eq!(starts(&ch(&mut m, 'l')), [("web".to_string(), Op::Login)]);
+    // A profile without warnings: no question.
+    ch(&mut m, 'G');
+    assert_eq!(starts(&ch(&mut m, 'l')), [("own".to_string(), Op::Login)]);
+    // Several at once: one question naming the ones with warnings; yes starts them all.
+    ch(&mut m, 'g');
+    ch(&mut m, 'j');
+    ch(&mut m, ' ');
+    ch(&mut m, ' ');
+    assert!(ch(&mut m, 'l').is_empty());
+    let c = m.confirm().unwrap();
+    assert_eq!(c.names, ["sync-a", "sync-b"]);
+    let names: Vec<&str> = c.warnings.iter().map(|w| w.0.as_str()).collect();
+    assert_eq!(names, ["sync-a", "sync-b"]);
+    let s = starts(&press(&mut m, KeyCode::Enter));
+    assert_eq!(
+        s,
+        [
+            ("sync-a".to_string(), Op::Login),
+            ("sync-b".to_string(), Op::Login)
+        ]
+    );
+    // A refresh is no login: never asked.
+    let mut m = Model::new(
+        &profiles(GUARDED),
+        Source::File("p".into()),
+        Options::default(),
+        t0(),
+    );
+    with_cache(&mut m, &[("web", active_entry(3600))]);
+    assert_eq!(starts(&ch(&mut m, 'r')), [("web".to_string(), Op::Refresh)]);
+}
+
+/// An impersonation's session, as the engine stores it: no refresh token.
+fn sudo_entry(user: &str, access_left: i64) -> Entry {
+    let mut e = active_entry(access_left);
+    let s = e.session.as_mut().unwrap();
+    s.refresh_token = None;
+    s.refresh_expires_at = None;
+    s.username = user.into();
+    e
+}
+
+fn impersonated(parent: &str, user: &str, entry: Entry) -> Msg {
+    Msg::Impersonated {
+        parent: parent.into(),
+        outcome: Box::new(Outcome {
+            name: format!("{parent}>{user}"),
+            op: Op::Login,
+            ok: true,
+            message: format!(
+                "{parent}>{user}: impersonating {user} through {parent}'s admin session"
+            ),
+            state: entry.state(t0()),
+            entry,
+            requests: vec![RequestLog {
+                at: t0(),
+                method: "POST",
+                path: "/oauth2/sudo",
+                status: Some(200),
+                latency_ms: 55,
+            }],
+            error: None,
+        }),
+    }
+}
+
+#[test]
+fn u_impersonates_through_the_current_row_and_the_result_is_a_row_after_it() {
+    let mut m = model();
+    with_cache(&mut m, &[("acme-prod", active_entry(3600))]);
+    assert!(m.footer().iter().any(|b| b.desc == "impersonate"));
+    // `u` opens the prompt; keys are text there (`q` and `l` too).
+    assert!(ch(&mut m, 'u').is_empty());
+    let p = m.user_prompt().expect("the user prompt");
+    assert_eq!(
+        (p.name.as_str(), p.username.as_str()),
+        ("acme-prod", "integration")
+    );
+    assert!(typed(&mut m, "salq").is_empty());
+    press(&mut m, KeyCode::Backspace);
+    typed(&mut m, "ly");
+    assert_eq!(m.user_prompt().unwrap().text, "sally");
+    let cmds = press(&mut m, KeyCode::Enter);
+    assert_eq!(
+        sudos(&cmds),
+        [("acme-prod".to_string(), "sally".to_string())]
+    );
+    assert!(m.user_prompt().is_none());
+    // The request is the parent's: one at a time.
+    let parent = m.row("acme-prod").unwrap();
+    assert_eq!(parent.flight.unwrap().op, Act::Sudo);
+    assert_eq!(parent.state(), RowState::Active);
+    assert!(ch(&mut m, 'u').is_empty() && m.user_prompt().is_none());
+    // The answer: a row of its own right after its profile, with its own countdown and no
+    // refresh column value.
+    update(
+        &mut m,
+        impersonated("acme-prod", "sally", sudo_entry("sally", 3600)),
+        t0(),
+    );
+    assert_eq!(
+        m.visible_names(),
+        [
+            "acme-prod",
+            "acme-prod>sally",
+            "acme-sbx",
+            "globex",
+            "initech",
+            "umbrella"
+        ]
+    );
+    assert_eq!(m.total(), 6);
+    let row = m.row("acme-prod>sally").unwrap();
+    assert!(row.is_sudo());
+    assert_eq!(row.state(), RowState::Active);
+    assert_eq!(row.token_left(t0()).as_deref(), Some("1h 00m"));
+    assert_eq!(row.refresh_left(t0()), None);
+    assert_eq!(row.last.as_ref().unwrap().op, Act::Sudo);
+    assert_eq!(row.profile.username, "sally");
+    assert_eq!(m.count(RowState::Active), 2);
+    let parent = m.row("acme-prod").unwrap();
+    assert!(!parent.busy());
+    assert_eq!(parent.last.as_ref().unwrap().op, Act::Sudo);
+    assert!(m.status().unwrap().text.contains("impersonating sally"));
+    // Its countdown runs with the clock.
+    let later = t0() + TimeDelta::seconds(61);
+    update(&mut m, Msg::Tick, later);
+    assert_eq!(
+        m.row("acme-prod>sally")
+            .unwrap()
+            .token_left(later)
+            .as_deref(),
+        Some("58m 59s")
+    );
+
+    // On the impersonation: no login, no refresh, no impersonation; a check and a logout.
+    ch(&mut m, 'j');
+    assert_eq!(m.current().unwrap().name(), "acme-prod>sally");
+    assert!(starts(&ch(&mut m, 'l')).is_empty());
+    assert!(m.status().unwrap().text.contains("u on its profile"));
+    assert!(starts(&ch(&mut m, 'r')).is_empty());
+    assert!(ch(&mut m, 'u').is_empty() && m.user_prompt().is_none());
+    assert!(m.status().unwrap().text.contains("is an impersonation"));
+    // Tagged prod like its profile: the logout asks first.
+    assert!(ch(&mut m, 'o').is_empty());
+    assert_eq!(
+        starts(&ch(&mut m, 'y')),
+        [("acme-prod>sally".to_string(), Op::Logout)]
+    );
+    assert_eq!(
+        m.row("acme-prod>sally").unwrap().state(),
+        RowState::LoggingOut
+    );
+    let gone = Entry {
+        updated_at: Some(later),
+        ..Entry::default()
+    };
+    update(&mut m, ok("acme-prod>sally", Op::Logout, gone), later);
+    // A logged-out impersonation is no longer shown (nor counted); the cursor stays in bounds.
+    assert_eq!(
+        m.visible_names(),
+        ["acme-prod", "acme-sbx", "globex", "initech", "umbrella"]
+    );
+    assert_eq!(m.total(), 5);
+    assert_eq!(m.count(RowState::LoggedOut), 4);
+    assert_eq!(m.count(RowState::Active), 1);
+    assert_eq!(m.current().unwrap().name(), "acme-sbx");
+    // Impersonating the same user again brings the row back.
+    ch(&mut m, 'g');
+    ch(&mut m, 'u');
+    typed(&mut m, "sally");
+    press(&mut m, KeyCode::Enter);
+    update(
+        &mut m,
+        impersonated("acme-prod", "sally", sudo_entry("sally", 3600)),
+        later,
+    );
+    assert_eq!(m.visible_names()[1], "acme-prod>sally");
+}
+
+#[test]
+fn impersonation_refusals_and_failures_show_plainly() {
+    let mut m = model();
+    // No session: refused before anything is sent.
+    assert!(ch(&mut m, 'u').is_empty());
+    assert!(m.user_prompt().is_none());
+    assert!(
+        m.status()
+            .unwrap()
+            .text
+            .contains("needs an active admin session"),
+        "{:?}",
+        m.status()
+    );
+    assert!(!m.footer().iter().any(|b| b.desc == "impersonate"));
+    with_cache(&mut m, &[("acme-prod", active_entry(3600))]);
+    // Esc closes the prompt; an empty name or one with `>` is not sent.
+    ch(&mut m, 'u');
+    press(&mut m, KeyCode::Esc);
+    assert!(m.user_prompt().is_none());
+    ch(&mut m, 'u');
+    assert!(press(&mut m, KeyCode::Enter).is_empty());
+    assert!(m.user_prompt().is_some());
+    typed(&mut m, "a>b");
+    assert!(press(&mut m, KeyCode::Enter).is_empty());
+    assert!(m.status().unwrap().text.contains("not a user name"));
+    press(&mut m, KeyCode::Esc);
+
+    // 404: the parent's row carries the error, and no row appears.
+    ch(&mut m, 'u');
+    typed(&mut m, "nobody");
+    press(&mut m, KeyCode::Enter);
+    let error = sugar_error(
+        "acme-prod>nobody",
+        404,
+        "not_found",
+        "Could not find a user named nobody",
+    );
+    update(
+        &mut m,
+        Msg::Impersonated {
+            parent: "acme-prod".into(),
+            outcome: Box::new(Outcome {
+                name: "acme-prod>nobody".into(),
+                op: Op::Login,
+                ok: false,
+                message: error.to_string(),
+                state: State::Error,
+                entry: Entry::default(),
+                requests: vec![RequestLog {
+                    at: t0(),
+                    method: "POST",
+                    path: "/oauth2/sudo",
+                    status: Some(404),
+                    latency_ms: 12,
+                }],
+                error: Some(Box::new(error)),
+            }),
+        },
+        t0(),
+    );
+    assert!(
+        m.row("acme-prod>nobody")
+            .is_none_or(|r| !m.visible().iter().any(|&i| m.rows()[i].name() == r.name()))
+    );
+    assert_eq!(m.total(), 5);
+    let parent = m.row("acme-prod").unwrap();
+    assert_eq!(
+        parent.state(),
+        RowState::Active,
+        "the admin's session is fine"
+    );
+    assert_eq!(parent.last.as_ref().unwrap().summary, "404 not_found");
+    let (text, _) = parent.error_text().unwrap();
+    assert_eq!(
+        text,
+        "sudo as nobody failed: HTTP 404 not_found: Could not find a user named nobody"
+    );
+    let status = m.status().unwrap();
+    assert!(status.error && status.text.contains("404"), "{status:?}");
+
+    // A check that found the user is no admin: refused with why.
+    ch(&mut m, 'v');
+    update(
+        &mut m,
+        alive("acme-prod", active_entry(3600), report(false, 0)),
+        t0(),
+    );
+    assert!(ch(&mut m, 'u').is_empty());
+    assert!(m.user_prompt().is_none());
+    assert!(
+        m.status()
+            .unwrap()
+            .text
+            .contains("integration is not an admin"),
+        "{:?}",
+        m.status()
+    );
+}
+
+#[test]
+fn impersonations_in_the_cache_get_rows_after_their_profile() {
+    let mut m = model();
+    let mut later = sudo_entry("jsmith", 1800);
+    later.updated_at = Some(t0());
+    with_cache(
+        &mut m,
+        &[
+            ("acme-sbx", active_entry(3600)),
+            ("acme-sbx>jsmith", later.clone()),
+            ("acme-sbx>alice", sudo_entry("alice", 900)),
+            // No session (logged out elsewhere), or no such profile: no row.
+            ("acme-prod>bob", Entry::default()),
+            ("gone>carol", sudo_entry("carol", 900)),
+        ],
+    );
+    assert_eq!(
+        m.visible_names(),
+        [
+            "acme-prod",
+            "acme-sbx",
+            "acme-sbx>alice",
+            "acme-sbx>jsmith",
+            "globex",
+            "initech",
+            "umbrella"
+        ]
+    );
+    assert_eq!(m.count(RowState::Active), 3);
+    // The filter finds them by their profile's tags and their user.
+    ch(&mut m, '/');
+    typed(&mut m, "jsmith");
+    assert_eq!(m.visible_names(), ["acme-sbx>jsmith"]);
+    press(&mut m, KeyCode::Esc);
+    // Another process logged one out: it disappears on the next reload.
+    let gone = Entry {
+        updated_at: Some(t0() + TimeDelta::seconds(5)),
+        ..Entry::default()
+    };
+    let mut cache = Cache::default();
+    cache.profiles.insert("acme-sbx".into(), active_entry(3600));
+    cache.profiles.insert("acme-sbx>jsmith".into(), gone);
+    cache
+        .profiles
+        .insert("acme-sbx>alice".into(), sudo_entry("alice", 900));
+    update(&mut m, Msg::CacheReloaded(cache), t0());
+    assert_eq!(
+        m.visible_names(),
+        [
+            "acme-prod",
+            "acme-sbx",
+            "acme-sbx>alice",
+            "globex",
+            "initech",
+            "umbrella"
+        ]
+    );
+    assert_eq!(m.count(RowState::Active), 2);
+    // Selected and then gone: the selection count follows.
+    let mut m = model();
+    with_cache(&mut m, &[("acme-sbx>alice", sudo_entry("alice", 900))]);
+    ch(&mut m, 'a');
+    assert_eq!(m.selected_count(), 6);
+    let gone = Entry {
+        updated_at: Some(t0() + TimeDelta::seconds(5)),
+        ..Entry::default()
+    };
+    with_cache(&mut m, &[("acme-sbx>alice", gone)]);
+    assert_eq!(m.selected_count(), 5);
+    // Under the name sort they sort by name.
+    let mut m = model();
+    with_cache(&mut m, &[("acme-sbx>alice", sudo_entry("alice", 900))]);
+    ch(&mut m, 's');
+    assert_eq!(
+        m.visible_names()[..3],
+        ["acme-prod", "acme-sbx", "acme-sbx>alice"]
+    );
+}
+
+#[test]
+fn the_refresh_column_shows_the_hard_end_once_refreshing_no_longer_extends() {
+    let mut m = model();
+    let mut capped = active_entry(3600);
+    let end = t0() + TimeDelta::seconds(190);
+    {
+        let s = capped.session.as_mut().unwrap();
+        s.expires_at = end;
+        s.refresh_expires_at = Some(end);
+        s.hard_end = Some(end);
+    }
+    with_cache(
+        &mut m,
+        &[("acme-prod", capped), ("acme-sbx", active_entry(3600))],
+    );
+    assert!(m.any_hard_end());
+    assert_eq!(
+        m.row("acme-prod").unwrap().refresh_left(t0()).as_deref(),
+        Some("ends 3m 10s")
+    );
+    assert_eq!(
+        m.row("acme-sbx").unwrap().refresh_left(t0()).as_deref(),
+        Some("14d 00h")
+    );
+    // Logged in again: no hard end any more.
+    update(&mut m, ok("acme-prod", Op::Login, active_entry(3600)), t0());
+    assert!(!m.any_hard_end());
+}
+
+#[test]
+fn a_refresh_saved_by_a_new_login_shows_as_a_re_login() {
+    let mut m = model();
+    with_cache(&mut m, &[("acme-prod", active_entry(3600))]);
+    let at = t0() + TimeDelta::seconds(10);
+    ch(&mut m, 'r');
+    let mut entry = active_entry(3600);
+    entry.relogin_at = Some(at);
+    entry.updated_at = Some(at);
+    update(&mut m, ok("acme-prod", Op::Refresh, entry.clone()), at);
+    let last = m.row("acme-prod").unwrap().last.clone().unwrap();
+    assert_eq!((last.op, last.kind), (Act::Relogin, ResultKind::Ok));
+    // An ordinary refresh later (the re-login long past) is a refresh.
+    let at = t0() + TimeDelta::seconds(20);
+    update(
+        &mut m,
+        Msg::Key(KeyEvent::new(KeyCode::Char('r'), KeyModifiers::NONE)),
+        at,
+    );
+    entry.updated_at = Some(at);
+    update(&mut m, ok("acme-prod", Op::Refresh, entry), at);
+    assert_eq!(
+        m.row("acme-prod").unwrap().last.as_ref().unwrap().op,
+        Act::Refresh
+    );
 }

@@ -424,3 +424,309 @@ fn locale_and_no_color_detection() {
     assert!(!ui::no_color(Some("")));
     assert!(!ui::no_color(None));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sessions that look after themselves: marks, checks, impersonations, hard ends.
+// ---------------------------------------------------------------------------------------------
+
+use sugar_sessions::app::RowState;
+use sugar_sessions::session::CheckReport;
+
+/// The fixture plus a profile whose certificates are not checked and one on plain HTTP.
+fn marked_model(opts: Options) -> Model {
+    let text = format!(
+        "{PROFILES}\n[profiles.labbox]\nurl = \"https://lab.internal\"\ninsecure = true\n\n\
+         [profiles.legacy]\nurl = \"http://legacy.example.com\"\nallow_http = true\n"
+    );
+    let profiles = config::parse(&text, Path::new("/tmp/p.toml")).unwrap();
+    let mut m = Model::new(&profiles, Source::File("/tmp/p.toml".into()), opts, now());
+    update(&mut m, Msg::CacheReloaded(Cache::default()), now());
+    m
+}
+
+fn go_to(m: &mut Model, name: &str) {
+    key(m, KeyCode::Char('g'));
+    while m.current().unwrap().name() != name {
+        key(m, KeyCode::Char('j'));
+    }
+}
+
+#[test]
+fn guard_insecure_and_plain_http_are_marked_on_rows_and_explained_in_details() {
+    let mut m = marked_model(options());
+    resize(&mut m, 160, 40);
+    let lines = render(&m, 160, 40);
+    let s = screen(&lines);
+    println!("{s}");
+    assert!(line_with(&lines, "globex").contains("base ⚠"), "{s}");
+    assert!(
+        line_with(&lines, "labbox").contains("lab.internal INSECURE"),
+        "{s}"
+    );
+    assert!(
+        line_with(&lines, "legacy").contains("legacy.example.com HTTP"),
+        "{s}"
+    );
+    assert!(!line_with(&lines, "initech").contains('⚠'));
+    // At 80 columns PLATFORM and INSTANCE are dropped: the mark goes next to the name.
+    resize(&mut m, 80, 24);
+    let lines = render(&m, 80, 24);
+    let s = screen(&lines);
+    println!("{s}");
+    for name in ["globex", "labbox", "legacy"] {
+        assert!(
+            line_with(&lines, name).contains(&format!("{name} ⚠")),
+            "{name}:\n{s}"
+        );
+    }
+    assert!(!line_with(&lines, "acme-sbx").contains('⚠'));
+    // Details say why.
+    go_to(&mut m, "globex");
+    key(&mut m, KeyCode::Enter);
+    let s = screen(&render(&m, 80, 24));
+    println!("{s}");
+    assert!(s.contains("Warning"), "{s}");
+    assert!(
+        s.contains("platform base: a login here logs svc_globex out of Sugar's web UI"),
+        "{s}"
+    );
+    go_to(&mut m, "labbox");
+    let s = screen(&render(&m, 80, 24));
+    assert!(
+        s.contains("INSECURE: the server's certificate is not checked"),
+        "{s}"
+    );
+    go_to(&mut m, "legacy");
+    let s = screen(&render(&m, 80, 24));
+    println!("{s}");
+    assert!(
+        s.contains("plain HTTP to a host that is not loopback"),
+        "{s}"
+    );
+    // ASCII: the marks have a fallback.
+    let mut m = marked_model(Options {
+        ascii: true,
+        color: false,
+        ..options()
+    });
+    resize(&mut m, 80, 24);
+    let lines = render(&m, 80, 24);
+    println!("{}", screen(&lines));
+    assert!(line_with(&lines, "globex").contains("globex (!)"));
+    assert!(lines.iter().all(|l| l.is_ascii()));
+    resize(&mut m, 160, 40);
+    let lines = render(&m, 160, 40);
+    assert!(line_with(&lines, "globex").contains("base (!)"));
+}
+
+#[test]
+fn a_login_on_a_guarded_profile_asks_with_the_warning_at_80x24() {
+    let mut m = model(options());
+    resize(&mut m, 80, 24);
+    go_to(&mut m, "globex");
+    key(&mut m, KeyCode::Char('l'));
+    let lines = render(&m, 80, 24);
+    let s = screen(&lines);
+    println!("{s}");
+    assert!(s.contains("Log in to globex?"), "{s}");
+    assert!(
+        s.contains("⚠ platform base: a login here logs svc_globex out"),
+        "{s}"
+    );
+    assert!(s.contains("Asked once per profile"), "{s}");
+    assert!(s.contains("y/⏎ yes"), "{s}");
+}
+
+fn checked(name: &str, entry: Entry, skew_s: i64) -> Msg {
+    let report = CheckReport {
+        at: now(),
+        user_name: "integration".into(),
+        full_name: "Integration User".into(),
+        admin: true,
+        flavor: "ENT".into(),
+        version: "14.0.0".into(),
+        skew_s: Some(skew_s),
+        latency_ms: 42,
+    };
+    Msg::Checked {
+        outcome: Box::new(Outcome {
+            name: name.into(),
+            op: Op::Refresh,
+            ok: true,
+            message: format!("{name}: alive; {}", report.summary()),
+            state: entry.state(now()),
+            entry,
+            requests: vec![RequestLog {
+                at: now(),
+                method: "GET",
+                path: "/ping",
+                status: Some(200),
+                latency_ms: 42,
+            }],
+            error: None,
+        }),
+        report: Some(report),
+    }
+}
+
+#[test]
+fn a_check_shows_who_what_version_clock_skew_and_latency_with_tokens_masked() {
+    let mut m = model(options());
+    resize(&mut m, 160, 40);
+    key(&mut m, KeyCode::Char('v'));
+    let lines = render(&m, 160, 40);
+    assert!(
+        line_with(&lines, "acme-prod").contains("⟳ check queued"),
+        "{}",
+        screen(&lines)
+    );
+    let e = entry(Some(session(52 * 60 + 7, 14 * 86_400 - 3600)), None);
+    update(&mut m, checked("acme-prod", e, 95), now());
+    key(&mut m, KeyCode::Enter);
+    let lines = render(&m, 160, 40);
+    let s = screen(&lines);
+    println!("{s}");
+    assert!(
+        line_with(&lines, "acme-prod").contains("✓ check 42 ms"),
+        "{s}"
+    );
+    assert!(
+        s.contains(
+            "Integration User (integration, admin) · Sugar 14.0.0 ENT · ping 42 ms · clock skew +95 s (at 14:00:00)"
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains("the server's clock is 95 s ahead of this machine's"),
+        "{s}"
+    );
+    // The header warns too (and the status line).
+    assert!(lines[0].contains("⚠ 1 clock skew"), "{}", lines[0]);
+    // Tokens only masked: first and last four characters.
+    assert!(s.contains("access 802b…c527 · refresh 8505…e0b7"), "{s}");
+    assert!(!s.contains("802b64c0") && !s.contains("85053198"), "{s}");
+    // At 80x24 the report still fits the details pane.
+    resize(&mut m, 80, 24);
+    let s = screen(&render(&m, 80, 24));
+    println!("{s}");
+    assert!(s.contains("Integration User (integration, admin)"), "{s}");
+    assert!(s.contains("Sugar 14.0.0 ENT"), "{s}");
+}
+
+#[test]
+fn unverified_impersonation_hard_end_and_superseded_rows_at_80x24_and_160x40() {
+    let mut m = model(options());
+    // acme-prod's session is capped: it ends in 3m 10s whatever is refreshed.
+    let mut capped = session(52 * 60 + 7, 190);
+    capped.hard_end = Some(now() + TimeDelta::seconds(190));
+    let mut cache = Cache::default();
+    cache
+        .profiles
+        .insert("acme-prod".into(), entry(Some(capped), None));
+    cache.profiles.insert(
+        "acme-sbx".into(),
+        entry(Some(session(40 * 60, 13 * 86_400)), None),
+    );
+    // An impersonation made by `sugar-sessions sudo` in another process.
+    let mut sudo = session(30 * 60 + 5, 0);
+    sudo.refresh_token = None;
+    sudo.refresh_expires_at = None;
+    sudo.username = "sally".into();
+    cache
+        .profiles
+        .insert("acme-sbx>sally".into(), entry(Some(sudo), None));
+    // initech: superseded by another login; its access token no longer counts down.
+    let mut dead = session(45 * 60, 0);
+    dead.refresh_token = None;
+    dead.refresh_expires_at = None;
+    cache.profiles.insert(
+        "initech".into(),
+        entry(
+            Some(dead),
+            Some(Failure {
+                at: now(),
+                op: Op::Refresh,
+                message: "initech: superseded: another login as jim on platform acme_sync ended it (Sugar keeps one session per user and platform); give each integration a platform of its own (HTTP 400 invalid_grant: Invalid refresh token)".into(),
+                needs_login: true,
+                superseded: true,
+            }),
+        ),
+    );
+    update(&mut m, Msg::CacheReloaded(cache), now());
+    update(&mut m, Msg::Verify, now());
+    assert_eq!(m.count(RowState::Unverified), 3);
+    for (w, h) in [(80, 24), (160, 40)] {
+        resize(&mut m, w, h);
+        let lines = render(&m, w, h);
+        let s = screen(&lines);
+        println!("{s}");
+        let prod = line_with(&lines, "acme-prod ");
+        assert!(prod.contains("◇ unverified"), "{prod}");
+        assert!(prod.contains("ends 3m 10s"), "{prod}");
+        assert!(lines[0].contains("◇ 3 unverified"), "{}", lines[0]);
+        // The impersonation: right after its profile, own countdown, no refresh value.
+        let k = lines
+            .iter()
+            .position(|l| l.contains("acme-sbx>sally"))
+            .unwrap();
+        assert!(lines[k - 1].contains("acme-sbx "), "{s}");
+        let sudo = &lines[k];
+        assert!(sudo.contains("30m 05s") && sudo.contains(" — "), "{sudo}");
+        let initech = line_with(&lines, "initech");
+        assert!(initech.contains("⊗ superseded"), "{initech}");
+        assert!(
+            !initech.contains("45m"),
+            "a dead token counts down: {initech}"
+        );
+    }
+    // Details of the superseded row: the reason.
+    resize(&mut m, 160, 40);
+    go_to(&mut m, "initech");
+    key(&mut m, KeyCode::Enter);
+    let s = screen(&render(&m, 160, 40));
+    println!("{s}");
+    assert!(s.contains("no longer accepted by Sugar"), "{s}");
+    assert!(
+        s.contains("superseded: another login as jim on platform acme_sync ended it"),
+        "{s}"
+    );
+    // Details of the capped session: when it ends, and why.
+    go_to(&mut m, "acme-prod");
+    let s = screen(&render(&m, 160, 40));
+    assert!(s.contains("refreshing no longer extends it"), "{s}");
+    assert!(
+        s.contains("cached session, not yet confirmed by the server"),
+        "{s}"
+    );
+    // The impersonation's details.
+    go_to(&mut m, "acme-sbx>sally");
+    let s = screen(&render(&m, 160, 40));
+    println!("{s}");
+    assert!(
+        s.contains("impersonating sally through acme-sbx's admin session"),
+        "{s}"
+    );
+    assert!(s.contains("no refresh token"), "{s}");
+}
+
+#[test]
+fn the_user_prompt_names_the_admin_profile_at_80x24() {
+    let mut m = model(options());
+    resize(&mut m, 80, 24);
+    key(&mut m, KeyCode::Char('u'));
+    for c in "sal".chars() {
+        key(&mut m, KeyCode::Char(c));
+    }
+    let lines = render(&m, 80, 24);
+    let s = screen(&lines);
+    println!("{s}");
+    assert!(s.contains("Impersonate a user through acme-prod"), "{s}");
+    assert!(
+        s.contains("with integration's admin session on acme.sugarondemand.com"),
+        "{s}"
+    );
+    assert!(s.contains("User: sal"), "{s}");
+    assert!(s.contains("⏎ impersonate"), "{s}");
+    // The footer shows the prompt's keys.
+    assert!(lines[23].contains("impersonate") && lines[23].contains("cancel"));
+}
