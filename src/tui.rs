@@ -334,6 +334,8 @@ fn enter_terminal() -> anyhow::Result<Terminal<CrosstermBackend<Stdout>>> {
 
 /// Opens the screen over the profiles and runs until the user quits (or SIGTERM, SIGHUP, SIGINT,
 /// or the terminal goes away). Restores the terminal on every way out, and says which it was.
+/// The process is expected to end once this returns: it is ended at the latest [`QUIT_GRACE`]
+/// after the way out began, whatever still runs.
 pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!(

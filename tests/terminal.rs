@@ -11,6 +11,7 @@ mod common;
 mod pty;
 
 use pty::{Exit, Pty};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -416,4 +417,121 @@ fn a_password_cmd_still_running_at_the_end_is_killed_with_its_children() {
     assert_eq!(exit.code(), Some(143), "{exit:?}");
     assert_restored(&pty);
     assert_nothing_left(&pty);
+}
+
+/// The terminal stops reading (a stalled SSH connection: the pty's buffer fills and the program's
+/// next write blocks for ever). A signal still ends the program in time, with raw mode off.
+#[test]
+fn a_stalled_terminal_does_not_hold_the_program_past_the_limit() {
+    let s = setup();
+    let mut pty = s.screen(true, &[]);
+    pty.pause_reading(true);
+    // Each `?` opens or closes the help, a redraw of much of the screen: enough to fill the
+    // buffer many times over.
+    let start = Instant::now();
+    while pty.main_thread_syscall() != Some(libc::SYS_write) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the program's writes never blocked (its main thread is in system call {:?})",
+            pty.main_thread_syscall()
+        );
+        pty.send(b"??");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        pty.main_thread_syscall(),
+        Some(libc::SYS_write),
+        "blocked writing to the terminal"
+    );
+
+    let signalled = pty.kill(libc::SIGTERM);
+    let exit = ended_within_limit(&mut pty, signalled, "SIGTERM to a stalled terminal");
+    assert_eq!(exit.code(), Some(143), "{exit:?}");
+    assert!(pty.cooked(), "raw mode is still on (no ICANON or no ECHO)");
+    assert_nothing_left(&pty);
+}
+
+/// The demo (its own emulator and a temporary state directory) ends in time too, and its
+/// temporary directory (with the demo's tokens) is removed on the way.
+#[test]
+fn the_demo_ends_in_time_and_removes_its_temporary_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sugar-sessions"));
+    cmd.arg("demo").env_clear();
+    cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd.env("HOME", dir.path());
+    cmd.env("TMPDIR", &tmp);
+    cmd.env("TERM", "xterm-256color");
+    cmd.env("LANG", "C.UTF-8");
+    let mut pty = Pty::spawn(cmd, ROWS, COLS, true);
+    pty.wait_for("the demo's table", 20, |s| s.text().contains("logged out"));
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        1,
+        "the demo's temporary directory"
+    );
+    // A session, and so a connection to the demo's emulator that its shutdown must not wait on.
+    pty.send(b"l");
+    pty.wait_for("a demo login", 20, |s| s.text().contains("active"));
+
+    let signalled = pty.kill(libc::SIGTERM);
+    let exit = ended_within_limit(&mut pty, signalled, "SIGTERM");
+    assert_eq!(exit.code(), Some(143), "{exit:?}");
+    assert_restored(&pty);
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "the demo left {left:?}");
+    assert_nothing_left(&pty);
+}
+
+/// Commands print to a pipe whose reader left (EPIPE: Rust ignores SIGPIPE) or to a terminal that
+/// went away (EIO) without panicking: the output is dropped and the status is the command's own.
+#[test]
+fn output_to_a_closed_pipe_or_a_vanished_terminal_does_not_panic() {
+    let s = setup();
+    let closed_pipe = || {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two new descriptors, owned from here on.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+        assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(read);
+        write
+    };
+    let vanished_terminal = || {
+        let (master, slave) = pty::openpty(ROWS, COLS);
+        drop(master);
+        slave
+    };
+    for (sink, stdout) in [
+        ("a closed pipe", closed_pipe()),
+        ("a vanished terminal", vanished_terminal()),
+    ] {
+        for command in [&["list"][..], &["status"], &["--help"]] {
+            let out = s
+                .command(&[])
+                .args(command)
+                .stdout(stdout.try_clone().unwrap())
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .expect("the binary runs");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{command:?} to {sink}: {}; stderr: {stderr}",
+                out.status
+            );
+            assert!(
+                !stderr.contains("panicked"),
+                "{command:?} to {sink}: {stderr}"
+            );
+        }
+    }
 }

@@ -190,6 +190,8 @@ pub struct Pty {
     /// A slave descriptor kept by the test, to read the line discipline's settings.
     slave: OwnedFd,
     closing: Arc<AtomicBool>,
+    /// The test stops reading what the program writes (a stalled connection).
+    paused: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
     chunks: Arc<Mutex<Vec<Chunk>>>,
     exit: Option<Exit>,
@@ -199,7 +201,7 @@ pub struct Pty {
 type Chunk = (Instant, Vec<u8>);
 
 /// A pty pair, both ends close-on-exec (atomically: other tests spawn programs concurrently).
-fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+pub fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
     let err = || std::io::Error::last_os_error();
     // SAFETY: plain libc calls on descriptors this function owns; ptsname_r writes into `name`.
     unsafe {
@@ -269,14 +271,20 @@ impl Pty {
         let master = Arc::new(master);
         let chunks = Arc::new(Mutex::new(Vec::new()));
         let closing = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
         let reader = {
             let (master, chunks, closing) = (master.clone(), chunks.clone(), closing.clone());
+            let paused = paused.clone();
             // Polls with a timeout rather than blocking in read: a thread blocked in read would
             // keep the master open after the test closed it.
             std::thread::spawn(move || {
                 let fd = master.as_raw_fd();
                 let mut buf = [0u8; 8192];
                 while !closing.load(Ordering::SeqCst) {
+                    if paused.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
                     let mut p = libc::pollfd {
                         fd,
                         events: libc::POLLIN,
@@ -308,6 +316,7 @@ impl Pty {
             master: Some(master),
             slave,
             closing,
+            paused,
             reader: Some(reader),
             chunks,
             exit: None,
@@ -332,6 +341,18 @@ impl Pty {
             );
             rest = &rest[n as usize..];
         }
+    }
+
+    /// Stops (or resumes) reading what the program writes: once the pty's buffer is full, the
+    /// program's writes to the terminal block, as behind a stalled SSH connection.
+    pub fn pause_reading(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// The system call the program's main thread is in (its number), if it is in one.
+    pub fn main_thread_syscall(&self) -> Option<libc::c_long> {
+        let text = std::fs::read_to_string(format!("/proc/{0}/task/{0}/syscall", self.pid)).ok()?;
+        text.split_whitespace().next()?.parse().ok()
     }
 
     /// Closes the master side, as sshd does when the connection drops; returns when it is closed.
