@@ -1092,6 +1092,8 @@ pub struct FieldWidths {
     /// Some profile has a warning (platform guard, insecure, plain HTTP): its mark may go next
     /// to the name when the column that shows it is dropped.
     pub any_warning: bool,
+    /// The widest platform of a profile the platform guard warns of (its mark follows it).
+    pub platform_warned: usize,
 }
 
 impl FieldWidths {
@@ -1118,6 +1120,9 @@ impl FieldWidths {
         self.instance = self.instance.max(len(&r.instance) + badge);
         self.user = self.user.max(len(&r.profile.username));
         self.platform = self.platform.max(len(&r.profile.platform));
+        if !r.warnings.is_empty() {
+            self.platform_warned = self.platform_warned.max(len(&r.profile.platform));
+        }
         self.any_prod |= r.prod;
         self.any_warning |= !r.warnings.is_empty() || r.insecure() || r.plain_http;
     }

@@ -119,7 +119,12 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
         (Column::Tags, w.tags.clamp(4, 24)),
         (Column::Instance, w.instance.clamp(8, 36)),
         (Column::User, w.user.clamp(4, 20)),
-        (Column::Platform, w.platform.clamp(8, 16)),
+        (
+            Column::Platform,
+            w.platform
+                .max(w.platform_warned + usize::from(w.platform_warned > 0) * mark)
+                .clamp(8, 16),
+        ),
         (Column::State, STATE_WIDTH),
         (Column::Token, TIME_WIDTH),
         (Column::Refresh, refresh),

@@ -411,8 +411,15 @@ fn log_in_see_the_countdown_log_out_quit_and_the_terminal_is_restored() {
         "not on the alternate screen"
     );
 
-    // Log in with `l` (the cursor is on the first row).
+    // Log in with `l` (the cursor is on the first row). acme-sbx and other log in as the same
+    // user on the same platform (each login ends the other's session): the platform guard asks
+    // once, with the warning.
     pty.send("l");
+    pty.wait_for("the platform guard's question", 10, |s| {
+        s.text().contains("Log in to acme-sbx?")
+            && s.text().contains("other also logs in as integration")
+    });
+    pty.send("y");
     let screen = pty.wait_for("the row to become active with a countdown", 20, |s| {
         s.line_with("acme-sbx")
             .is_some_and(|l| l.contains("● active") && is_countdown(&l))
