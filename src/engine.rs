@@ -57,8 +57,11 @@ pub struct Engine {
     per_host: usize,
     persist_tx: mpsc::UnboundedSender<(String, Change, Ack)>,
     /// The cache as last read, with the file version it was read from: re-read only when the file changed.
-    snapshot: Arc<Mutex<Option<(FileStamp, Arc<Cache>)>>>,
+    snapshot: Arc<Mutex<Option<Snapshot>>>,
 }
+
+/// A parsed cache and the version of the file it was read from.
+type Snapshot = (FileStamp, Arc<Cache>);
 
 impl Engine {
     /// Must be called inside a tokio runtime (it starts the cache writer task).
@@ -119,7 +122,9 @@ impl Engine {
     /// Acquires a place and runs the operation.
     pub async fn run(&self, p: &Profile, op: Op, password: Option<Secret>) -> Outcome {
         let permit = self.acquire(p).await;
-        self.execute(p, op, password, permit).await
+        // Boxed once it may run: a thousand queued operations then hold only the small waiting
+        // future each, not the whole request's state (~3 KB each).
+        Box::pin(self.execute(p, op, password, permit)).await
     }
 
     /// Runs `op` on `p` holding `permit`. `password` is used by a login instead of the profile's source.
@@ -139,6 +144,7 @@ impl Engine {
             op,
             requests: Vec::new(),
             seen,
+            permit: Mutex::new(Some(permit)),
         };
         let lock = self.lock_profile(&p.name).await;
         let result = match (run.engine.client(p), lock) {
@@ -151,7 +157,7 @@ impl Engine {
                 Op::Logout => run.logout(&client).await,
             },
         };
-        drop(permit);
+        run.release();
         let (ok, message, entry, error) = match result {
             Ok((message, entry)) => (true, message, entry, None),
             Err(Failed {
@@ -215,8 +221,8 @@ impl Engine {
             {
                 return Ok(cache.clone());
             }
-            let (cache, _) = store.load().map_err(|e| e.to_string())?;
-            let cache = Arc::new(cache);
+            // Not parsed again when it is the file this process last wrote or read.
+            let (cache, _) = store.load_shared().map_err(|e| e.to_string())?;
             // Keep it only if the file did not change while it was read.
             if let Some(stamp) = before
                 && store.stamp() == before
@@ -245,9 +251,20 @@ impl Engine {
     }
 }
 
-/// Writes queued changes; all changes waiting when a write starts go into that one write.
+/// While results keep coming, the cache is written at most once per this interval: every write
+/// rewrites the whole file, so writing once per result would cost O(N²) over a bulk action.
+pub const MIN_WRITE_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Writes queued changes; all changes waiting when a write starts go into that one write. A change
+/// that comes after a quiet spell is written at once; one that comes within [`MIN_WRITE_INTERVAL`]
+/// of the previous write waits for the rest of the interval, gathering others.
 async fn persister(store: Store, mut rx: mpsc::UnboundedReceiver<(String, Change, Ack)>) {
+    let mut last_write: Option<tokio::time::Instant> = None;
     while let Some(first) = rx.recv().await {
+        if let Some(at) = last_write {
+            tokio::time::sleep_until(at + MIN_WRITE_INTERVAL).await;
+        }
+        last_write = Some(tokio::time::Instant::now());
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
@@ -300,11 +317,37 @@ struct Run<'a> {
     requests: Vec<RequestLog>,
     /// The profile's entry as read before its lock was taken.
     seen: Entry,
+    /// The place in the concurrency bounds: held for requests, given up while a result is stored
+    /// (writes are coalesced, so a result may wait a moment for its write; the network need not).
+    permit: Mutex<Option<Permit>>,
 }
 
 impl Run<'_> {
     fn name(&self) -> &str {
         &self.p.name
+    }
+
+    /// Gives up the place in the concurrency bounds (the profile's lock stays held).
+    fn release(&self) {
+        let permit = self.permit.lock().expect("permit lock").take();
+        drop(permit);
+    }
+
+    /// Takes a place in the concurrency bounds again before a request, if it was given up.
+    async fn hold(&self) {
+        if self.permit.lock().expect("permit lock").is_none() {
+            let permit = self.engine.acquire(self.p).await;
+            *self.permit.lock().expect("permit lock") = Some(permit);
+        }
+    }
+
+    /// Stores a change of the profile's entry, without holding a place in the bounds meanwhile.
+    async fn persist(
+        &self,
+        change: impl FnOnce(&mut Entry) + Send + 'static,
+    ) -> Result<Entry, String> {
+        self.release();
+        self.engine.persist(self.name(), change).await
     }
 
     fn record<T>(&mut self, call: Call<T>) -> Result<T, Box<SugarError>> {
@@ -317,8 +360,7 @@ impl Run<'_> {
         let op = self.op;
         let m = message.clone();
         let entry = self
-            .engine
-            .persist(self.name(), move |e| {
+            .persist(move |e| {
                 e.failure = Some(Failure {
                     at: Utc::now(),
                     op,
@@ -360,8 +402,7 @@ impl Run<'_> {
         let op = self.op;
         let m = message.clone();
         let entry = match self
-            .engine
-            .persist(self.name(), move |e| {
+            .persist(move |e| {
                 change(e);
                 e.failure = Some(Failure {
                     at: Utc::now(),
@@ -390,17 +431,16 @@ impl Run<'_> {
     }
 
     async fn store_session(&self, session: Session) -> Result<Entry, Failed> {
-        self.engine
-            .persist(self.name(), move |e| {
-                e.session = Some(session);
-                e.failure = None;
-            })
-            .await
-            .map_err(|cache| Failed {
-                message: format!("{}: {} succeeded but {cache}", self.name(), self.op),
-                entry: Entry::default(),
-                error: None,
-            })
+        self.persist(move |e| {
+            e.session = Some(session);
+            e.failure = None;
+        })
+        .await
+        .map_err(|cache| Failed {
+            message: format!("{}: {} succeeded but {cache}", self.name(), self.op),
+            entry: Entry::default(),
+            error: None,
+        })
     }
 
     async fn current(&self) -> Result<Entry, Failed> {
@@ -439,6 +479,7 @@ impl Run<'_> {
                 }
             },
         };
+        self.hold().await;
         let call = client.login(self.p, &password).await;
         drop(password);
         let at = call.log.at;
@@ -497,6 +538,7 @@ impl Run<'_> {
             );
             return Err(self.fail_local(msg, true).await);
         };
+        self.hold().await;
         let call = client.refresh(self.p, &refresh_token).await;
         let at = call.log.at;
         match self.record(call) {
@@ -547,9 +589,7 @@ impl Run<'_> {
                 None => {
                     let why = e.what();
                     let (_, entry) = self.login(client, None).await?;
-                    let entry = self
-                        .engine
-                        .persist(self.name(), move |e| e.relogin_at = Some(now))
+                    let entry = self.persist(move |e| e.relogin_at = Some(now))
                         .await
                         .unwrap_or(entry);
                     let because = if superseded { "it was superseded by another login" } else { "it was rejected" };
@@ -582,8 +622,7 @@ impl Run<'_> {
 
     async fn remove_session(&self, message: String) -> Step {
         let entry = self
-            .engine
-            .persist(self.name(), |e| {
+            .persist(|e| {
                 e.session = None;
                 e.failure = None;
             })
@@ -619,6 +658,7 @@ impl Run<'_> {
                     ))
                     .await;
             };
+            self.hold().await;
             let call = client.refresh(self.p, &refresh_token).await;
             let at = call.log.at;
             match self.record(call) {
@@ -638,6 +678,7 @@ impl Run<'_> {
                 Err(e) => return Err(self.fail_http(e, false, |_| {}).await),
             }
         }
+        self.hold().await;
         let call = client
             .logout(
                 self.p,

@@ -15,6 +15,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 pub const CACHE_FILE: &str = "sessions.json";
 pub const LOCK_FILE: &str = "sessions.lock";
@@ -64,6 +65,26 @@ fn io_err(path: &Path, what: &'static str) -> impl FnOnce(io::Error) -> StoreErr
 #[derive(Clone, Debug)]
 pub struct Store {
     dir: PathBuf,
+    /// The file as this process last wrote or parsed it (shared by clones).
+    known: Arc<Mutex<Option<Known>>>,
+}
+
+/// The cache file's bytes with their parsed form: a read that finds exactly these bytes on disk
+/// reuses the parsed cache instead of parsing again. Without it a bulk action re-parses the whole
+/// cache for every batch of results it writes and every entry it reads: O(N²) in the profiles.
+struct Known {
+    bytes: Vec<u8>,
+    cache: Arc<Cache>,
+    /// The file version the bytes were read from or written as, when that is certain: a reader that
+    /// finds this version on disk takes the parse without reading the file (as the engine's snapshot
+    /// does).
+    stamp: Option<FileStamp>,
+}
+
+impl std::fmt::Debug for Known {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Known({} bytes)", self.bytes.len())
+    }
 }
 
 /// Which version of the cache file is on disk: a rename gives a new inode, so any write changes it.
@@ -72,6 +93,17 @@ pub struct FileStamp {
     ino: u64,
     len: u64,
     mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(m: &fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        }
+    }
 }
 
 /// What loading found besides the cache itself.
@@ -92,7 +124,10 @@ impl Store {
                 .create(&dir)
                 .map_err(io_err(&dir, "cannot create the state directory"))?;
         }
-        Ok(Store { dir })
+        Ok(Store {
+            dir,
+            known: Arc::default(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -118,12 +153,74 @@ impl Store {
         }
     }
 
+    fn known_len(&self) -> usize {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.as_ref().map_or(0, |k| k.bytes.len())
+    }
+
+    fn remember(&self, known: Option<Known>) {
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = known;
+    }
+
+    /// The remembered parse, if the file on disk is still the version it was read from or written as.
+    fn known_at(&self, stamp: Option<FileStamp>) -> Option<Arc<Cache>> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .as_ref()
+            .filter(|k| stamp.is_some() && k.stamp == stamp)
+            .map(|k| k.cache.clone())
+    }
+
+    /// Parses `bytes`, or reuses the parse of the same bytes from last time; `keep`: remember this
+    /// parse for next time, with the file version `stamp` it was read from.
+    /// Holds the lock while parsing, so that readers that find the same new file at once wait for
+    /// one parse instead of each doing their own.
+    fn parse(
+        &self,
+        bytes: Vec<u8>,
+        keep: bool,
+        stamp: Option<FileStamp>,
+    ) -> Result<Arc<Cache>, serde_json::Error> {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = known.as_mut().filter(|k| k.bytes == bytes) {
+            if keep && stamp.is_some() {
+                k.stamp = stamp;
+            }
+            return Ok(k.cache.clone());
+        }
+        let cache = Arc::new(serde_json::from_slice::<Cache>(&bytes)?);
+        if keep {
+            *known = Some(Known {
+                bytes,
+                cache: cache.clone(),
+                stamp,
+            });
+        }
+        Ok(cache)
+    }
+
     /// Reads the cache without taking the lock (a rename is atomic, so this sees a whole file).
     pub fn load(&self) -> Result<(Cache, LoadReport), StoreError> {
+        self.read(false)
+            .map(|(cache, report)| (Arc::unwrap_or_clone(cache), report))
+    }
+
+    /// [`load`](Self::load), sharing the parsed cache: a file that did not change since this process
+    /// last wrote or read it is not parsed again.
+    pub fn load_shared(&self) -> Result<(Arc<Cache>, LoadReport), StoreError> {
+        self.read(true)
+    }
+
+    fn read(&self, keep: bool) -> Result<(Arc<Cache>, LoadReport), StoreError> {
         let path = self.cache_path();
         Self::check_mode(&path)?;
+        let before = self.stamp();
+        if let Some(cache) = self.known_at(before) {
+            return Ok((cache, LoadReport::default()));
+        }
         match fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<Cache>(&bytes) {
+            // The version read is certain only if the file did not change while it was read.
+            Ok(bytes) => match self.parse(bytes, keep, before.filter(|_| self.stamp() == before)) {
                 Ok(cache) => Ok((cache, LoadReport::default())),
                 Err(e) => {
                     let _lock = self.lock()?;
@@ -131,16 +228,16 @@ impl Store {
                     let bytes = match fs::read(&path) {
                         Ok(b) => b,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                            return Ok((Cache::default(), LoadReport::default()));
+                            return Ok((Arc::default(), LoadReport::default()));
                         }
                         Err(e) => return Err(io_err(&path, "cannot read the token cache")(e)),
                     };
-                    if let Ok(cache) = serde_json::from_slice::<Cache>(&bytes) {
+                    if let Ok(cache) = self.parse(bytes, keep, None) {
                         return Ok((cache, LoadReport::default()));
                     }
                     let aside = self.move_aside(&path)?;
                     Ok((
-                        Cache::default(),
+                        Arc::default(),
                         LoadReport {
                             moved_aside: Some((aside, e.to_string())),
                         },
@@ -148,7 +245,7 @@ impl Store {
                 }
             },
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Ok((Cache::default(), LoadReport::default()))
+                Ok((Arc::default(), LoadReport::default()))
             }
             Err(e) => Err(io_err(&path, "cannot read the token cache")(e)),
         }
@@ -206,13 +303,9 @@ impl Store {
 
     /// Identifies the cache file's current content cheaply (inode, size, modification time).
     pub fn stamp(&self) -> Option<FileStamp> {
-        use std::os::unix::fs::MetadataExt;
-        let m = fs::metadata(self.cache_path()).ok()?;
-        Some(FileStamp {
-            ino: m.ino(),
-            len: m.len(),
-            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        })
+        fs::metadata(self.cache_path())
+            .ok()
+            .map(|m| FileStamp::of(&m))
     }
 
     /// Read-modify-write under the lock: re-reads the cache, lets `f` change it, writes it atomically.
@@ -222,19 +315,26 @@ impl Store {
         let path = self.cache_path();
         Self::check_mode(&path)?;
         let mut cache = match fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<Cache>(&bytes) {
+            Ok(bytes) => match self.parse(bytes, false, None) {
                 Ok(c) => c,
                 Err(_) => {
                     self.move_aside(&path)?;
-                    Cache::default()
+                    Arc::default()
                 }
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Cache::default(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Arc::default(),
             Err(e) => return Err(io_err(&path, "cannot read the token cache")(e)),
         };
-        let result = f(&mut cache);
-        cache.version = FORMAT_VERSION;
-        self.write(&cache)?;
+        // (Readers may keep using the old version's parse until the new file replaces it: it is
+        // keyed by its bytes, so it never stands for anything else.)
+        let result = f(Arc::make_mut(&mut cache));
+        Arc::make_mut(&mut cache).version = FORMAT_VERSION;
+        let (bytes, stamp) = self.write(&cache)?;
+        self.remember(Some(Known {
+            bytes,
+            cache,
+            stamp,
+        }));
         self.remove_stale_temp_files();
         Ok(result)
     }
@@ -257,7 +357,8 @@ impl Store {
         }
     }
 
-    fn write(&self, cache: &Cache) -> Result<(), StoreError> {
+    /// Writes the cache atomically; returns the bytes written and the file version they became.
+    fn write(&self, cache: &Cache) -> Result<(Vec<u8>, Option<FileStamp>), StoreError> {
         let path = self.cache_path();
         let mut tmp = tempfile::Builder::new()
             .prefix(".sessions.")
@@ -268,12 +369,16 @@ impl Store {
                 &self.dir,
                 "cannot create a temporary file for the token cache",
             ))?;
-        let json = serde_json::to_vec_pretty(cache).expect("the cache always serialises");
+        // Sized like the last version, so that the buffer does not grow by doubling (and copying).
+        let mut json = Vec::with_capacity(self.known_len() + 4096);
+        serde_json::to_writer_pretty(&mut json, cache).expect("the cache always serialises");
         tmp.write_all(&json)
             .map_err(io_err(tmp.path(), "cannot write the token cache"))?;
         tmp.as_file()
             .sync_all()
             .map_err(io_err(tmp.path(), "cannot sync the token cache"))?;
+        // The rename keeps the inode, size and modification time: the version the file becomes.
+        let stamp = tmp.as_file().metadata().ok().map(|m| FileStamp::of(&m));
         tmp.persist(&path).map_err(|e| StoreError::Io {
             path: path.clone(),
             what: "cannot replace the token cache",
@@ -282,7 +387,7 @@ impl Store {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        Ok(())
+        Ok((json, stamp))
     }
 }
 

@@ -356,6 +356,9 @@ pub struct ServerInfo {
     pub product_name: Option<String>,
 }
 
+/// Idle connections kept per host for reuse.
+pub const POOL_IDLE_PER_HOST: usize = 2;
+
 /// One HTTP client per distinct network setting; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -426,7 +429,10 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.connect_timeout)
             .user_agent(concat!("sugar-sessions/", env!("CARGO_PKG_VERSION")))
-            .pool_idle_timeout(Duration::from_secs(30));
+            .pool_idle_timeout(Duration::from_secs(30))
+            // A burst to one host opens up to `max_per_host` connections; keeping them all
+            // afterwards holds ~26 KB each (a bulk action over 100 hosts: over 20 MB) for little reuse.
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST);
         if let Some(ca) = &settings.ca_cert {
             let certs = ca
                 .certs
