@@ -1,12 +1,15 @@
 //! The screen's runtime: terminal setup and restore, and the one event loop.
 //!
 //! `select!` over the crossterm `EventStream`, the channel on which request tasks report back, a
-//! 1 s tick and SIGTERM/SIGHUP. Every message goes through `app::update`; the Commands it returns
-//! run here (requests as tokio tasks). The screen is drawn only when the Model says something it
-//! shows changed, so an idle screen writes nothing to the terminal.
+//! 1 s tick and the ways out that do not come through the keys (SIGTERM, SIGHUP, SIGINT, and a
+//! terminal that hung up, each noticed off the loop). Every message goes through `app::update`;
+//! the Commands it returns run here (requests as tokio tasks). The screen is drawn only when the
+//! Model says something it shows changed, so an idle screen writes nothing to the terminal.
 //!
 //! The terminal is restored by one routine, [`restore_terminal`], called on every way out: quit,
-//! SIGTERM, SIGHUP, a vanished terminal, an error, and the panic hook installed by [`run`].
+//! a signal, a vanished terminal, an error, and the panic hook installed by [`run`]. Every way out
+//! ends the process within [`QUIT_GRACE`] (see [`Ending`] for the exit statuses), if need be by
+//! force (`arm_exit_deadline`).
 
 use crate::app::{self, Command, Model, Msg, Options, Zone};
 use crate::config::{Profile, Profiles};
