@@ -1476,7 +1476,9 @@ impl Model {
 
     fn applies(&self, action: Action, targets: &[usize]) -> bool {
         match action {
-            Action::Login => targets.iter().any(|&i| !self.rows[i].busy()),
+            Action::Login => targets
+                .iter()
+                .any(|&i| !self.rows[i].busy() && !self.rows[i].is_sudo()),
             Action::Refresh => targets.iter().any(|&i| self.refresh_refusal(i).is_none()),
             Action::Logout => targets
                 .iter()

@@ -853,7 +853,9 @@ fn draw_details(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Fr
                     "no refresh token: a login is needed when the access token expires".to_string()
                 }
             };
-            lines.extend(labelled("Refresh", &refresh, Style::new(), cols));
+            if !row.is_sudo() {
+                lines.extend(labelled("Refresh", &refresh, Style::new(), cols));
+            }
             // Tokens only masked: the first and last four characters.
             let ell = theme.ellipsis().to_string();
             let mask = |t: &crate::secret::Secret| t.masked().replace('…', &ell);

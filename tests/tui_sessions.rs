@@ -34,10 +34,14 @@ impl World {
             .with_user(UserConfig::user("sally", "sally-pw", "Sally Bronsen"))
             .with_platform("custom_api");
         acme.users[0] = UserConfig::admin("admin", ADMIN_PW, "Administrator");
+        // Sugar's max_session_lifetime: refreshing no longer extends the session past 15 minutes.
+        let mut capped = InstanceConfig::new("capped").with_platform("custom_api");
+        capped.users[0] = UserConfig::admin("admin", ADMIN_PW, "Administrator");
+        capped.max_session_lifetime = Some(Duration::from_secs(900));
         let emulator = runtime
             .block_on(Emulator::start(
                 EmulatorConfig {
-                    instances: vec![acme],
+                    instances: vec![acme, capped],
                 },
                 "127.0.0.1:0".parse().unwrap(),
             ))
@@ -47,8 +51,11 @@ impl World {
             "[profiles.acme-admin]\nurl = \"{url}\"\nusername = \"admin\"\npassword_env = \"PTY_ADMIN_PW\"\n\
              platform = \"custom_api\"\ntags = [\"acme\"]\n\n\
              [profiles.acme-other]\nurl = \"{url}\"\nusername = \"sally\"\npassword_env = \"PTY_ADMIN_PW\"\n\
+             platform = \"custom_api\"\n\n\
+             [profiles.capped]\nurl = \"{capped}\"\nusername = \"admin\"\npassword_env = \"PTY_ADMIN_PW\"\n\
              platform = \"custom_api\"\n",
-            url = emulator.url("acme")
+            url = emulator.url("acme"),
+            capped = emulator.url("capped")
         );
         std::fs::write(dir.path().join("profiles.toml"), profiles).unwrap();
         World {
@@ -201,6 +208,46 @@ fn check_and_impersonate_on_the_screen() {
     });
     assert!(!cached(&state, "acme-admin>sally"));
 
+    pty.send(b"q");
+    let exit = pty
+        .wait_exit(Duration::from_secs(10))
+        .expect("the screen quits");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+}
+
+#[test]
+fn the_refresh_column_shows_the_hard_end_once_a_refresh_no_longer_extends_the_session() {
+    let w = World::new();
+    let mut pty = Pty::spawn(w.command(), ROWS, COLS, true);
+    pty.wait_for("the table", 20, |s| row(s, "capped").contains("logged out"));
+    pty.send(b"G");
+    pty.wait_for("the cursor on capped", 10, |s| {
+        row(s, "capped").contains('▶')
+    });
+    pty.send(b"l");
+    let screen = pty.wait_for("the login", 20, |s| row(s, "capped").contains("● active"));
+    // The refresh token's own expiry (the cap, 15 minutes) before any refresh: not yet known as
+    // a hard end.
+    let before = row(&screen, "capped");
+    assert!(
+        before.contains("14m 5") && !before.contains("ends"),
+        "{before}"
+    );
+    // A refresh that does not move the refresh expiry: from now on the row shows the hard end.
+    pty.send(b"r");
+    let screen = pty.wait_for("the hard end", 20, |s| {
+        row(s, "capped").contains("ends 14m") && row(s, "capped").contains("✓ refresh")
+    });
+    pty.send(b"\r");
+    let screen2 = pty.wait_for("the details", 10, |s| {
+        s.text().contains("refreshing no longer extends it")
+    });
+    assert!(
+        screen2.text().contains("max_session_lifetime"),
+        "{}\n{}",
+        screen.text(),
+        screen2.text()
+    );
     pty.send(b"q");
     let exit = pty
         .wait_exit(Duration::from_secs(10))
