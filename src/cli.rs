@@ -42,6 +42,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// `token` only: a login is needed and no non-interactive password source can provide it.
     pub const NEEDS_LOGIN: i32 = 4;
+    /// Ctrl-C (SIGINT) ended a command.
+    pub const INTERRUPTED: i32 = 130;
     /// A panic (Rust's own status for one); the screen, if it was up, was restored first.
     pub const PANIC: i32 = 101;
 }
@@ -546,40 +548,131 @@ fn refresh_due_at(p: &Profile, entry: &Entry, now: chrono::DateTime<Utc>) -> boo
     crate::session::refresh_due(&p.name, entry, p.refresh_before, now)
 }
 
+/// How long Ctrl-C waits for answers already on their way before the command ends.
+const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs `op` on every profile concurrently and prints the outcomes in file order.
+///
+/// Ctrl-C withdraws the requests not sent yet and waits up to [`INTERRUPT_GRACE`] for the ones
+/// already sent, so that a refresh token Sugar has already rotated is not lost (a second Ctrl-C
+/// ends at once); the status is then 130.
 async fn run_all(
     engine: Arc<Engine>,
     chosen: Vec<&Profile>,
     op: Op,
     json: bool,
 ) -> Result<i32, Usage> {
-    // Passwords that only a person can give are asked first, one profile at a time.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut jobs = Vec::with_capacity(chosen.len());
+    let mut interrupted = false;
     for p in chosen {
+        // Passwords that only a person can give are asked first, one profile at a time.
         let password = if op == Op::Login && p.password == PasswordSource::Prompt {
-            prompt_password(p)
+            match ask_password(p).await {
+                Ok(pw) => pw,
+                Err(Interrupted) => {
+                    interrupted = true;
+                    break;
+                }
+            }
         } else {
             None
         };
-        let engine = engine.clone();
-        let p = p.clone();
-        jobs.push(tokio::spawn(
-            async move { engine.run(&p, op, password).await },
-        ));
+        let (engine, p, mut stopped) = (engine.clone(), p.clone(), stopped.clone());
+        jobs.push(tokio::spawn(async move {
+            tokio::select! {
+                permit = engine.acquire(&p) => Ok(engine.execute(&p, op, password, permit).await),
+                _ = async { drop(stopped.wait_for(|s| *s).await) } => Err(p.name.clone()),
+            }
+        }));
     }
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        match job.await {
-            Ok(o) => outcomes.push(o),
+    let mut all = Box::pin(futures::future::join_all(jobs));
+    let results = if interrupted {
+        let _ = stop.send(true);
+        tokio::time::timeout(INTERRUPT_GRACE, &mut all).await.ok()
+    } else {
+        tokio::select! {
+            results = &mut all => Some(results),
+            _ = tokio::signal::ctrl_c() => {
+                interrupted = true;
+                let _ = stop.send(true);
+                eprintln!(
+                    "sugar-sessions: interrupted: waiting up to {} s for answers already on their way (Ctrl-C again to stop now)",
+                    INTERRUPT_GRACE.as_secs()
+                );
+                tokio::select! {
+                    results = tokio::time::timeout(INTERRUPT_GRACE, &mut all) => results.ok(),
+                    _ = tokio::signal::ctrl_c() => None,
+                }
+            }
+        }
+    };
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for result in results.into_iter().flatten() {
+        match result {
+            Ok(Ok(o)) => outcomes.push(o),
+            Ok(Err(name)) => eprintln!("{name}: not sent (interrupted)"),
             Err(e) => eprintln!("sugar-sessions: internal error: a task failed: {e}"),
         }
     }
     print_outcomes(&outcomes, json);
-    Ok(if outcomes.iter().all(|o| o.ok) {
+    Ok(if interrupted {
+        exit::INTERRUPTED
+    } else if outcomes.iter().all(|o| o.ok) {
         exit::OK
     } else {
         exit::FAILED
     })
+}
+
+/// Ctrl-C at a password prompt.
+struct Interrupted;
+
+/// Asks for a profile's password on the terminal without echo. Ctrl-C puts the terminal's modes
+/// back as they were before the prompt (echo on) and gives up.
+async fn ask_password(p: &Profile) -> Result<Option<Secret>, Interrupted> {
+    let saved = TtyModes::save();
+    let profile = p.clone();
+    let prompt = tokio::task::spawn_blocking(move || prompt_password(&profile));
+    tokio::select! {
+        pw = prompt => Ok(pw.unwrap_or(None)),
+        _ = tokio::signal::ctrl_c() => {
+            if let Some(saved) = saved {
+                saved.restore();
+            }
+            eprintln!();
+            Err(Interrupted)
+        }
+    }
+}
+
+/// The modes of the controlling terminal, to put back after an interrupted prompt.
+struct TtyModes {
+    tty: std::fs::File,
+    modes: libc::termios,
+}
+
+impl TtyModes {
+    fn save() -> Option<TtyModes> {
+        use std::os::fd::AsRawFd;
+        let tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .ok()?;
+        // SAFETY: tcgetattr fills a plain C struct for an open file descriptor.
+        let mut modes: libc::termios = unsafe { std::mem::zeroed() };
+        (unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut modes) } == 0)
+            .then_some(TtyModes { tty, modes })
+    }
+
+    fn restore(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: sets the modes read by `save` on the same open terminal.
+        unsafe {
+            libc::tcsetattr(self.tty.as_raw_fd(), libc::TCSANOW, &self.modes);
+        }
+    }
 }
 
 fn print_outcomes(outcomes: &[Outcome], json: bool) {
