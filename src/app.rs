@@ -480,9 +480,17 @@ impl Row {
         self.profile.insecure && self.profile.url.scheme() == "https"
     }
 
-    /// The last check found the server's clock off by more than a minute.
+    /// The last check found the server's clock off by more than a minute: what that means.
     pub fn skew_warning(&self) -> Option<String> {
         self.check.as_ref().and_then(|c| c.skew_warning())
+    }
+
+    /// The last check found the server's clock off by more than a minute.
+    fn skewed(&self) -> bool {
+        self.check
+            .as_ref()
+            .and_then(|c| c.skew_s)
+            .is_some_and(|s| s.abs() > session::MAX_SKEW_S)
     }
 
     /// The session is capped: refreshing no longer extends it beyond this instant.
@@ -1221,11 +1229,12 @@ pub struct Model {
     hard_ends: usize,
     /// Rows whose last check found the server's clock off by more than a minute.
     skews: usize,
-    /// Background checks of cached sessions still outstanding, how many of them failed, and how
-    /// many found the server's clock off.
+    /// Background checks of cached sessions still outstanding, how many of them failed, how many
+    /// found the server's clock off, and how many were withdrawn before they were sent.
     verifying: usize,
     verify_failed: usize,
     verify_skewed: usize,
+    verify_withdrawn: usize,
     sent: usize,
     queued: usize,
     /// No row changes state by time alone before this instant.
@@ -1300,6 +1309,7 @@ impl Model {
             verifying: 0,
             verify_failed: 0,
             verify_skewed: 0,
+            verify_withdrawn: 0,
             sent: 0,
             queued: 0,
             next_change: None,
@@ -1564,8 +1574,7 @@ impl Model {
             row.token_key(),
             row.hidden,
         );
-        let (hard_end_before, skew_before) =
-            (row.hard_end().is_some(), row.skew_warning().is_some());
+        let (hard_end_before, skew_before) = (row.hard_end().is_some(), row.skewed());
         f(row);
         row.state = RowState::of(&row.entry, row.flight.as_ref(), row.unverified, now);
         if row.is_sudo() {
@@ -1582,7 +1591,7 @@ impl Model {
         if let Some(t) = row.next_change(now) {
             self.next_change = Some(self.next_change.map_or(t, |n| n.min(t)));
         }
-        let (hard_end_after, skew_after) = (row.hard_end().is_some(), row.skew_warning().is_some());
+        let (hard_end_after, skew_after) = (row.hard_end().is_some(), row.skewed());
         self.hard_ends =
             self.hard_ends + usize::from(hard_end_after) - usize::from(hard_end_before);
         self.skews = self.skews + usize::from(skew_after) - usize::from(skew_before);
@@ -1983,6 +1992,7 @@ pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
                             let at = model.clock;
                             if flight.background {
                                 model.verifying = model.verifying.saturating_sub(1);
+                                model.verify_withdrawn += 1;
                             }
                             model.change_row(i, true, |r| {
                                 r.flight = None;
@@ -2758,10 +2768,14 @@ fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) 
         if model.verifying == 0 {
             let failed = std::mem::take(&mut model.verify_failed);
             let skewed = std::mem::take(&mut model.verify_skewed);
-            let skew = match skewed {
+            let mut skew = match skewed {
                 0 => String::new(),
                 n => format!("; {n} with the server's clock off by over a minute"),
             };
+            match std::mem::take(&mut model.verify_withdrawn) {
+                0 => {}
+                n => skew.push_str(&format!("; {n} withdrawn, still unverified (v checks)")),
+            }
             if failed > 0 {
                 model.warn(format!(
                     "checked the cached sessions: {failed} not accepted by the server (see the rows){skew}"
@@ -2769,7 +2783,7 @@ fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) 
             } else if skewed > 0 {
                 model.warn(format!("checked the cached sessions: all alive{skew}"));
             } else {
-                model.say("checked the cached sessions: all alive");
+                model.say(format!("checked the cached sessions: all alive{skew}"));
             }
         }
     } else if ok && warning.is_none() {

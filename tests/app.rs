@@ -1677,3 +1677,47 @@ fn a_refresh_saved_by_a_new_login_shows_as_a_re_login() {
         Act::Refresh
     );
 }
+
+#[test]
+fn a_background_check_withdrawn_before_it_was_sent_leaves_the_session_unverified() {
+    let mut m = model();
+    with_cache(
+        &mut m,
+        &[
+            ("acme-prod", active_entry(3600)),
+            ("acme-sbx", active_entry(3600)),
+        ],
+    );
+    assert_eq!(checks(&update(&mut m, Msg::Verify, t0())).len(), 2);
+    assert!(m.footer().iter().any(|b| b.desc == "cancel"));
+    assert_eq!(cancels(&ch(&mut m, 'c')), ["acme-prod"]);
+    update(
+        &mut m,
+        Msg::Withdrawn {
+            name: "acme-prod".into(),
+        },
+        t0(),
+    );
+    let row = m.row("acme-prod").unwrap();
+    assert_eq!(row.state(), RowState::Unverified);
+    assert_eq!(row.last.as_ref().unwrap().kind, ResultKind::Withdrawn);
+    // It can be checked by hand now.
+    assert!(m.footer().iter().any(|b| b.desc == "check"));
+    update(
+        &mut m,
+        alive("acme-sbx", active_entry(3600), report(true, 0)),
+        t0(),
+    );
+    assert_eq!(
+        m.status().unwrap().text,
+        "checked the cached sessions: all alive; 1 withdrawn, still unverified (v checks)"
+    );
+    assert_eq!(checks(&ch(&mut m, 'v')), ["acme-prod"]);
+    update(
+        &mut m,
+        alive("acme-prod", active_entry(3600), report(true, 0)),
+        t0(),
+    );
+    assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Active);
+    assert!(m.status().unwrap().text.starts_with("acme-prod: alive"));
+}
