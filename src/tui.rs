@@ -623,13 +623,17 @@ impl Runtime {
                 let Some(profile) = self.profile(&name) else {
                     return;
                 };
-                self.queue(name.clone(), profile, |engine, profile, permit| async move {
-                    let outcome = engine.sudo_holding(&profile, &user, permit).await;
-                    Msg::Impersonated {
-                        parent: name,
-                        outcome: Box::new(outcome),
-                    }
-                });
+                self.queue(
+                    name.clone(),
+                    profile,
+                    |engine, profile, permit| async move {
+                        let outcome = engine.sudo_holding(&profile, &user, permit).await;
+                        Msg::Impersonated {
+                            parent: name,
+                            outcome: Box::new(outcome),
+                        }
+                    },
+                );
             }
             Command::Cancel { name } => {
                 if let Some(cancel) = self.cancels.remove(&name) {
@@ -647,7 +651,10 @@ impl Runtime {
             return Some(p.clone());
         }
         let (parent, user) = name.split_once('>')?;
-        let p = Arc::new(crate::engine::sudo_profile(self.profiles.get(parent)?, user));
+        let p = Arc::new(crate::engine::sudo_profile(
+            self.profiles.get(parent)?,
+            user,
+        ));
         self.profiles.insert(name.to_string(), p.clone());
         Some(p)
     }
