@@ -21,6 +21,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 /// How long a `password_cmd` may run.
 pub const PASSWORD_CMD_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The requests a live check sends at once (ping, me, server info, server time): it takes as many
+/// places under the concurrency bounds.
+pub const CHECK_REQUESTS: u32 = 4;
+
 /// What an operation on one profile came to.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -55,6 +59,7 @@ pub struct Engine {
     global: Arc<Semaphore>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     per_host: usize,
+    global_max: usize,
     persist_tx: mpsc::UnboundedSender<(String, Change, Ack)>,
     /// The cache as last read, with the file version it was read from: re-read only when the file changed.
     snapshot: Arc<Mutex<Option<Snapshot>>>,
@@ -74,6 +79,7 @@ impl Engine {
             global: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             hosts: Mutex::new(HashMap::new()),
             per_host: settings.max_per_host.max(1),
+            global_max: settings.max_concurrency.max(1),
             persist_tx,
             snapshot: Arc::new(Mutex::new(None)),
         }
@@ -85,6 +91,13 @@ impl Engine {
 
     /// Waits for a place under both bounds. Dropping the future while it waits gives nothing up.
     pub async fn acquire(&self, p: &Profile) -> Permit {
+        self.acquire_n(p, 1).await
+    }
+
+    /// Waits for `n` places under both bounds, for an operation that sends `n` requests at once
+    /// (a live check sends [`CHECK_REQUESTS`]); never more places than a bound has.
+    pub async fn acquire_n(&self, p: &Profile, n: u32) -> Permit {
+        let n = n.clamp(1, self.per_host.min(self.global_max) as u32);
         let host = {
             let mut hosts = self.hosts.lock().expect("hosts lock");
             hosts
@@ -93,13 +106,13 @@ impl Engine {
                 .clone()
         };
         let host = host
-            .acquire_owned()
+            .acquire_many_owned(n)
             .await
             .expect("semaphores are never closed");
         let global = self
             .global
             .clone()
-            .acquire_owned()
+            .acquire_many_owned(n)
             .await
             .expect("semaphores are never closed");
         Permit {
@@ -726,12 +739,13 @@ impl Engine {
     /// A live check of the profile's session: `GET /ping`, `/me`, server info and server time,
     /// concurrently. A session that Sugar no longer accepts is marked as such in the cache.
     pub async fn check(&self, p: &Profile) -> (Outcome, Option<CheckReport>) {
-        let permit = self.acquire(p).await;
+        let permit = self.acquire_n(p, CHECK_REQUESTS).await;
         self.check_holding(p, permit).await
     }
 
-    /// [`Engine::check`] with a place in the bounds already held (the screen waits for it
-    /// separately, so that a queued check can be withdrawn).
+    /// [`Engine::check`] with its places in the bounds already held ([`Engine::acquire_n`] with
+    /// [`CHECK_REQUESTS`]; the screen waits for them separately, so that a queued check can be
+    /// withdrawn).
     pub async fn check_holding(
         &self,
         p: &Profile,

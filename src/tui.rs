@@ -611,13 +611,19 @@ impl Runtime {
                 let Some(profile) = self.profile(&name) else {
                     return;
                 };
-                self.queue(name, profile, |engine, profile, permit| async move {
-                    let (outcome, report) = engine.check_holding(&profile, permit).await;
-                    Msg::Checked {
-                        outcome: Box::new(outcome),
-                        report,
-                    }
-                });
+                let places = crate::engine::CHECK_REQUESTS;
+                self.queue(
+                    name,
+                    profile,
+                    places,
+                    |engine, profile, permit| async move {
+                        let (outcome, report) = engine.check_holding(&profile, permit).await;
+                        Msg::Checked {
+                            outcome: Box::new(outcome),
+                            report,
+                        }
+                    },
+                );
             }
             Command::Sudo { name, user } => {
                 let Some(profile) = self.profile(&name) else {
@@ -626,6 +632,7 @@ impl Runtime {
                 self.queue(
                     name.clone(),
                     profile,
+                    1,
                     |engine, profile, permit| async move {
                         let outcome = engine.sudo_holding(&profile, &user, permit).await;
                         Msg::Impersonated {
@@ -661,7 +668,7 @@ impl Runtime {
 
     /// Runs `work` as row `name`'s request once it has a place under the bounds (withdrawable
     /// until then, like [`Command::Start`]); `work`'s message reports the result.
-    fn queue<F, Fut>(&mut self, name: String, profile: Arc<Profile>, work: F)
+    fn queue<F, Fut>(&mut self, name: String, profile: Arc<Profile>, places: u32, work: F)
     where
         F: FnOnce(Arc<Engine>, Arc<Profile>, crate::engine::Permit) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Msg> + Send + 'static,
@@ -677,7 +684,7 @@ impl Runtime {
                     let _ = tx.send(Msg::Withdrawn { name }).await;
                     return;
                 }
-                permit = engine.acquire(&profile) => permit,
+                permit = engine.acquire_n(&profile, places) => permit,
             };
             let _ = tx.send(Msg::Started { name }).await;
             let msg = work(engine, profile, permit).await;

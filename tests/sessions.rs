@@ -280,3 +280,37 @@ async fn a_capped_session_shows_its_hard_end() {
         "the refresh did not extend the session: it ends there"
     );
 }
+
+#[tokio::test]
+async fn a_check_takes_a_place_per_request_under_the_per_host_bound() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        max_concurrency: 64,
+        max_per_host: 4,
+    };
+    let engine = Engine::new(Store::open(dir.path()).unwrap(), &settings);
+    let p = admin(&emu);
+    let held = engine
+        .acquire_n(&p, sugar_sessions::engine::CHECK_REQUESTS)
+        .await;
+    let blocked = tokio::time::timeout(Duration::from_millis(50), engine.acquire(&p)).await;
+    assert!(
+        blocked.is_err(),
+        "the host's four places are all taken by one check"
+    );
+    drop(held);
+    let free = tokio::time::timeout(Duration::from_secs(5), engine.acquire(&p)).await;
+    assert!(free.is_ok());
+    // Never more places than the bound has: a bound of 1 still lets a check run.
+    let one = Engine::new(
+        Store::open(dir.path()).unwrap(),
+        &Settings {
+            max_concurrency: 64,
+            max_per_host: 1,
+        },
+    );
+    let _p = tokio::time::timeout(Duration::from_secs(5), one.acquire_n(&p, 4))
+        .await
+        .expect("clamped to the bound");
+}
