@@ -134,18 +134,24 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
     let total = |cols: &[(Column, usize)]| {
         cols.iter().map(|c| c.1).sum::<usize>() + cols.len().saturating_sub(1)
     };
-    let (decorative, essential) = DROP_ORDER.split_at(3);
-    for drop in decorative {
-        if total(&cols) <= avail {
-            break;
+    let drop_while_too_wide = |cols: &mut Vec<(Column, usize)>, drops: &[Column]| {
+        for drop in drops {
+            if total(cols) <= avail {
+                break;
+            }
+            cols.retain(|c| c.0 != *drop);
         }
-        cols.retain(|c| c.0 != *drop);
-    }
-    // Narrow LAST before dropping anything that says more about the session.
+    };
+    let (tags, rest) = DROP_ORDER.split_at(1);
+    let (decorative, essential) = rest.split_at(2);
+    drop_while_too_wide(&mut cols, tags);
+    // Narrow LAST before dropping anything that says more about the session (its platform and
+    // instance): the last result's latency is the first thing to go.
     let over = total(&cols).saturating_sub(avail);
     if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
         c.1 = c.1.saturating_sub(over).max(LAST_MIN);
     }
+    drop_while_too_wide(&mut cols, decorative);
     // Then STATE down to the widest state any row is in (rather than the widest there is).
     let over = total(&cols).saturating_sub(avail);
     if over > 0 {
@@ -160,12 +166,7 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
             c.1 = c.1.saturating_sub(over).max(needed);
         }
     }
-    for drop in essential {
-        if total(&cols) <= avail {
-            break;
-        }
-        cols.retain(|c| c.0 != *drop);
-    }
+    drop_while_too_wide(&mut cols, essential);
     // Still too wide: narrow the name, then the state (its symbol stays first).
     for col in [Column::Name, Column::State] {
         let over = total(&cols).saturating_sub(avail);
