@@ -2,6 +2,8 @@
 //! and running the real binary with its CPU time and peak RSS measured (`wait4`).
 #![allow(dead_code)]
 
+pub mod pty;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
