@@ -291,11 +291,16 @@ fn width(s: &str) -> usize {
 
 /// `s` cut to `max` columns, with an ellipsis when cut.
 fn fit(s: &str, max: usize, ellipsis: char) -> String {
+    fit_cow(s, max, ellipsis).into_owned()
+}
+
+/// [`fit`], borrowing `s` when it fits (most table cells: no copy for every cell of every frame).
+fn fit_cow(s: &str, max: usize, ellipsis: char) -> std::borrow::Cow<'_, str> {
     if width(s) <= max {
-        return s.to_string();
+        return s.into();
     }
     if max == 0 {
-        return String::new();
+        return "".into();
     }
     let mut out = String::new();
     let mut used = 0;
@@ -309,7 +314,7 @@ fn fit(s: &str, max: usize, ellipsis: char) -> String {
         used += w;
     }
     out.push(ellipsis);
-    out
+    out.into()
 }
 
 /// `s` cut from the left (paths keep their end).
@@ -533,7 +538,7 @@ fn draw_table(model: &Model, now: DateTime<Utc>, theme: &Theme, frame: &mut Fram
 }
 
 fn table_row<'a>(
-    model: &Model,
+    model: &'a Model,
     now: DateTime<Utc>,
     theme: &Theme,
     cols: &[(Column, u16)],
@@ -575,7 +580,7 @@ fn table_row<'a>(
                 } else {
                     String::new()
                 };
-                let name = fit(
+                let name = fit_cow(
                     row.name(),
                     w.saturating_sub(width(mark) + width(&warn)),
                     ell,
@@ -592,17 +597,17 @@ fn table_row<'a>(
                     let badge = format!(" {badge}");
                     let room = w.saturating_sub(width(&badge));
                     Cell::from(Line::from(vec![
-                        Span::raw(fit(&row.instance, room, ell)),
+                        Span::raw(fit_cow(&row.instance, room, ell)),
                         Span::styled(badge, theme.error()),
                     ]))
                 }
-                None => Cell::from(fit(&row.instance, w, ell)),
+                None => Cell::from(fit_cow(&row.instance, w, ell)),
             },
-            Column::User => Cell::from(fit(&row.profile.username, w, ell)),
+            Column::User => Cell::from(fit_cow(&row.profile.username, w, ell)),
             Column::Platform if !row.warnings.is_empty() => {
                 let mark = format!(" {}", theme.warn_mark());
                 Cell::from(Line::from(vec![
-                    Span::raw(fit(
+                    Span::raw(fit_cow(
                         &row.profile.platform,
                         w.saturating_sub(width(&mark)),
                         ell,
@@ -610,7 +615,7 @@ fn table_row<'a>(
                     Span::styled(mark, theme.warning()),
                 ]))
             }
-            Column::Platform => Cell::from(fit(&row.profile.platform, w, ell)),
+            Column::Platform => Cell::from(fit_cow(&row.profile.platform, w, ell)),
             Column::State => Cell::from(Span::styled(
                 fit(
                     &format!("{} {}", state.symbol(theme.ascii), state.word()),

@@ -383,8 +383,13 @@ pub fn machine() -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
+    // Other work on the machine moves these figures: say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
     format!(
-        "{cpus} CPUs ({cpu}), {:.1} GiB memory",
+        "{cpus} CPUs ({cpu}), {:.1} GiB memory, load average {load} at the start",
         mem_kib as f64 / 1024.0 / 1024.0
     )
 }
