@@ -344,12 +344,7 @@ fn list(profiles: &Profiles, json: bool) {
 /// The cache entry of a profile, ignoring a session that belongs to another identity.
 fn entry_for(p: &Profile, cache: &crate::store::Cache) -> Entry {
     let mut e = cache.entry(&p.name).cloned().unwrap_or_default();
-    if e.session
-        .as_ref()
-        .is_some_and(|s| !s.belongs_to(p.url.as_str(), &p.username, &p.platform))
-    {
-        e.session = None;
-    }
+    e.session = crate::engine::own_session(&e, p);
     e
 }
 
@@ -715,10 +710,7 @@ async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
         .current(&p.name)
         .await
         .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
-    let own = entry
-        .session
-        .as_ref()
-        .is_some_and(|s| s.belongs_to(p.url.as_str(), &p.username, &p.platform));
+    let own = crate::engine::own_session(&entry, &p).is_some();
     if own && entry.usable_session(Utc::now()).is_some() {
         // Still usable; when its refresh time has come, refresh first (the old token serves if that fails).
         if p.auto_refresh && refresh_due_at(&p, &entry, Utc::now()) {

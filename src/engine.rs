@@ -464,15 +464,6 @@ impl Run<'_> {
         })
     }
 
-    /// The cached session, if it belongs to this profile's instance, user and platform.
-    fn own_session(&self, entry: &Entry) -> Option<Session> {
-        let p = self.p;
-        entry
-            .session
-            .clone()
-            .filter(|s| s.belongs_to(p.url.as_str(), &p.username, &p.platform))
-    }
-
     async fn login(&mut self, client: &Client, password: Option<Secret>) -> Step {
         let password = match password {
             Some(pw) => pw,
@@ -530,7 +521,7 @@ impl Run<'_> {
                 entry,
             ));
         }
-        let Some(session) = self.own_session(&entry) else {
+        let Some(session) = own_session(&entry, self.p) else {
             let msg = match &entry.session {
                 Some(_) => format!(
                     "{}: refresh failed: the cached session belongs to another url, user or platform than the profile now names; log in",
@@ -764,10 +755,7 @@ impl Engine {
             requests,
             error,
         };
-        let session = entry
-            .session
-            .clone()
-            .filter(|s| s.belongs_to(p.url.as_str(), &p.username, &p.platform));
+        let session = own_session(&entry, p);
         let Some(session) = session.filter(|s| s.access_valid(now)) else {
             let msg = format!(
                 "{}: check: no active session to check: log in first",
@@ -892,10 +880,7 @@ impl Engine {
             requests,
             error,
         };
-        let session = entry
-            .session
-            .clone()
-            .filter(|s| s.belongs_to(p.url.as_str(), &p.username, &p.platform));
+        let session = own_session(&entry, p);
         let Some(session) = session.filter(|s| s.access_usable(now)) else {
             return fail(
                 format!(
@@ -958,6 +943,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// The cached session, if it belongs to this profile's instance, user and platform (a profile
+/// whose url, user or platform changed in the file must not use another identity's tokens).
+pub fn own_session(entry: &Entry, p: &Profile) -> Option<Session> {
+    entry
+        .session
+        .clone()
+        .filter(|s| s.belongs_to(p.url.as_str(), &p.username, &p.platform))
 }
 
 /// A refresh that did not move the refresh token's expiry shows that the session is capped

@@ -263,17 +263,7 @@ impl Store {
     }
 
     fn lock(&self) -> Result<File, StoreError> {
-        let path = self.lock_path();
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(&path, "cannot open the lock file"))?;
-        file.lock()
-            .map_err(io_err(&path, "cannot lock the token cache"))?;
-        Ok(file)
+        lock_file(&self.lock_path(), "cannot lock the token cache")
     }
 
     /// An exclusive lock on one profile, held while its tokens are used to get new ones, so that two
@@ -289,16 +279,7 @@ impl Store {
         }
         // Profile names are [A-Za-z0-9._-]; an impersonation adds `>`, kept out of file names.
         let path = dir.join(format!("{}.lock", name.replace('>', "+")));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(&path, "cannot open the profile's lock file"))?;
-        file.lock()
-            .map_err(io_err(&path, "cannot lock the profile"))?;
-        Ok(file)
+        lock_file(&path, "cannot lock the profile")
     }
 
     /// Identifies the cache file's current content cheaply (inode, size, modification time).
@@ -389,6 +370,19 @@ impl Store {
         }
         Ok((json, stamp))
     }
+}
+
+/// Opens (creating with mode 0600) a lock file and takes an exclusive lock on it, waiting for it.
+fn lock_file(path: &Path, what: &'static str) -> Result<File, StoreError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path, "cannot open the lock file"))?;
+    file.lock().map_err(io_err(path, what))?;
+    Ok(file)
 }
 
 #[cfg(test)]
