@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use sugar_sessions::app::{Model, Msg, Options, Source, Zone, update};
+use sugar_sessions::config::Profiles;
 
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-01T13:00:00Z")
@@ -15,25 +17,32 @@ fn now() -> DateTime<Utc> {
 }
 
 /// Profiles whose names, tags, hosts and users repeat letters, so that matches move and vanish.
+fn profiles() -> &'static Profiles {
+    static PROFILES: OnceLock<Profiles> = OnceLock::new();
+    PROFILES.get_or_init(|| {
+        let mut text =
+            String::from("[defaults]\nplatform = \"custom_api\"\npassword_env = \"PW\"\n");
+        for i in 0..60 {
+            let host = ["acme", "aacme", "cmeac", "globex", "glob"][i % 5];
+            let tag = ["prod", "pro", "sandbox", "ab"][i % 4];
+            text.push_str(&format!(
+                "\n[profiles.{host}-{i}]\nurl = \"https://{host}{}.example.com\"\nusername = \"u{}ac\"\ntags = [\"{tag}\"]\n",
+                i % 3,
+                i % 7
+            ));
+        }
+        sugar_sessions::config::parse(&text, Path::new("/tmp/profiles.toml")).expect("profiles parse")
+    })
+}
+
 fn model() -> Model {
-    let mut text = String::from("[defaults]\nplatform = \"custom_api\"\npassword_env = \"PW\"\n");
-    for i in 0..60 {
-        let host = ["acme", "aacme", "cmeac", "globex", "glob"][i % 5];
-        let tag = ["prod", "pro", "sandbox", "ab"][i % 4];
-        text.push_str(&format!(
-            "\n[profiles.{host}-{i}]\nurl = \"https://{host}{}.example.com\"\nusername = \"u{}ac\"\ntags = [\"{tag}\"]\n",
-            i % 3,
-            i % 7
-        ));
-    }
-    let path = Path::new("/tmp/profiles.toml");
-    let profiles = sugar_sessions::config::parse(&text, path).expect("profiles parse");
     let options = Options {
         ascii: false,
         color: false,
         zone: Zone::Local,
     };
-    Model::new(&profiles, Source::File(PathBuf::from(path)), options, now())
+    let path = PathBuf::from("/tmp/profiles.toml");
+    Model::new(profiles(), Source::File(path), options, now())
 }
 
 fn key(m: &mut Model, code: KeyCode) {
