@@ -1040,17 +1040,30 @@ impl Drop for KillGroupOnDrop {
     }
 }
 
-/// Runs `sh -c cmd` with stdin closed, in a process group of its own (killed whole on timeout);
-/// the password is the first line of stdout. Stdout never appears in a message; stderr may.
+/// Runs `sh -c cmd` with stdin closed, in a session of its own (no controlling terminal; its
+/// process group is killed whole on timeout or when the request is given up); the password is the
+/// first line of stdout. Stdout never appears in a message; stderr may.
 pub async fn run_password_cmd(cmd: &str, timeout: Duration) -> Result<Secret, String> {
-    let mut child = tokio::process::Command::new("sh")
+    let mut command = tokio::process::Command::new("sh");
+    command
         .arg("-c")
         .arg(cmd)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    // A session of its own: a process group that can be killed whole, and no controlling
+    // terminal, so that nothing it runs can draw on (or read from) the screen's terminal.
+    // SAFETY: setsid is async-signal-safe, the only call between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| format!("password_cmd could not be started: {e}"))?;
     let pid = child.id();

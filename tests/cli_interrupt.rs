@@ -113,3 +113,35 @@ async fn ctrl_c_during_a_bulk_login_withdraws_the_queued_and_keeps_the_sent() {
             .unwrap();
     assert!(cache["profiles"]["one"]["session"].is_object());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_cmd_cannot_draw_on_the_terminal() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[profiles.viacmd]\nurl = \"{}\"\nusername = \"integration\"\nplatform = \"custom_api\"\n\
+         password_cmd = \"echo DRAWN-ON-THE-TTY > /dev/tty; echo '{INTEGRATION_PW}'\"\n",
+        emu.url("acme")
+    );
+    let profiles = write_profiles(dir.path(), &text);
+    let mut cmd = binary();
+    cmd.arg("--profiles")
+        .arg(&profiles)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["login", "viacmd"]);
+    let mut pty = Pty::spawn(cmd, 24, 120, true);
+    let exit = tokio::task::spawn_blocking(move || {
+        let exit = pty.wait_exit(Duration::from_secs(10));
+        (exit, pty.screen().text())
+    })
+    .await
+    .unwrap();
+    let (exit, screen) = exit;
+    assert_eq!(exit.and_then(|e| e.code()), Some(0), "{screen}");
+    assert!(screen.contains("viacmd: logged in"), "{screen}");
+    assert!(
+        !screen.contains("DRAWN-ON-THE-TTY"),
+        "the command reached the terminal:\n{screen}"
+    );
+}

@@ -114,12 +114,13 @@ fn setup() -> Setup {
             "custom_api",
             "password_env = \"TERMINAL_TEST_PW\"",
         ),
-        // The shell forks `sleep` (it is not the last command): a process of its own to leave behind.
+        // The shell forks `sleep` (it is not the last command): a process of its own to leave
+        // behind. The odd duration tells it apart from any other `sleep` on the machine.
         profile(
             "viacmd",
             "fast",
             "cmd_api",
-            "password_cmd = \"sleep 30; echo never-used\"",
+            "password_cmd = \"sleep 30.417; echo never-used\"",
         ),
     ]
     .concat();
@@ -400,10 +401,8 @@ fn a_password_cmd_still_running_at_the_end_is_killed_with_its_children() {
     // The last row: its password_cmd runs `sleep 30` in a child of its shell.
     pty.send(b"Gl");
     let start = Instant::now();
-    while !pty::session_members(pty.pid())
-        .iter()
-        .any(|p| pty::cmdline(*p).starts_with("sleep"))
-    {
+    // It runs in a session of its own (no controlling terminal): found by its command line.
+    while pty::processes_with_cmdline("sleep 30.417").is_empty() {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "the password_cmd did not start; the screen:\n{}",
@@ -417,6 +416,14 @@ fn a_password_cmd_still_running_at_the_end_is_killed_with_its_children() {
     assert_eq!(exit.code(), Some(143), "{exit:?}");
     assert_restored(&pty);
     assert_nothing_left(&pty);
+    let start = Instant::now();
+    while !pty::processes_with_cmdline("sleep 30.417").is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "the password_cmd's sleep was left running"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The terminal stops reading (a stalled SSH connection: the pty's buffer fills and the program's

@@ -523,6 +523,21 @@ pub fn session_members(sid: libc::pid_t) -> Vec<libc::pid_t> {
     found
 }
 
+/// The live processes, in any session, whose command line starts with `prefix` (zombies left out).
+pub fn processes_with_cmdline(prefix: &str) -> Vec<libc::pid_t> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let alive = stat_fields(pid).is_some_and(|f| f.first().is_some_and(|state| state != "Z"));
+        if alive && cmdline(pid).starts_with(prefix) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 /// A process's command line, for messages.
 pub fn cmdline(pid: libc::pid_t) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
