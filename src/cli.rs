@@ -492,9 +492,11 @@ fn load_cache(store: &Store) -> Result<Cache, Usage> {
 }
 
 /// Asks for a password on the terminal, without echo; `None` when there is no terminal.
-fn prompt_password(p: &Profile) -> Option<Secret> {
+/// Asks for a password on the terminal, without echo: `Ok(None)` when there is no terminal to ask
+/// on (or nothing was typed), an error when the read failed (Ctrl-C interrupts it).
+fn prompt_password(p: &Profile) -> std::io::Result<Option<Secret>> {
     if !std::io::stdin().is_terminal() && std::fs::File::open("/dev/tty").is_err() {
-        return None;
+        return Ok(None);
     }
     let prompt = format!(
         "Password for {} ({} at {}): ",
@@ -502,10 +504,8 @@ fn prompt_password(p: &Profile) -> Option<Secret> {
         p.username,
         p.host_port()
     );
-    rpassword::prompt_password(prompt)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(Secret::new)
+    let password = rpassword::prompt_password(prompt)?;
+    Ok((!password.is_empty()).then(|| Secret::new(password)))
 }
 
 async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
@@ -557,13 +557,15 @@ async fn run_all(
     op: Op,
     json: bool,
 ) -> Result<i32, Usage> {
+    // Listening before anything is asked or sent: from here on Ctrl-C is ours to handle.
+    let mut interrupt = Interrupt::listen()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut jobs = Vec::with_capacity(chosen.len());
     let mut interrupted = false;
     for p in chosen {
         // Passwords that only a person can give are asked first, one profile at a time.
         let password = if op == Op::Login && p.password == PasswordSource::Prompt {
-            match ask_password(p).await {
+            match ask_password(p, &mut interrupt).await {
                 Ok(pw) => pw,
                 Err(Interrupted) => {
                     interrupted = true;
@@ -588,7 +590,7 @@ async fn run_all(
     } else {
         tokio::select! {
             results = &mut all => Some(results),
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 interrupted = true;
                 let _ = stop.send(true);
                 eprintln!(
@@ -597,7 +599,7 @@ async fn run_all(
                 );
                 tokio::select! {
                     results = tokio::time::timeout(INTERRUPT_GRACE, &mut all) => results.ok(),
-                    _ = tokio::signal::ctrl_c() => None,
+                    _ = interrupt.recv() => None,
                 }
             }
         }
@@ -625,19 +627,47 @@ struct Interrupted;
 
 /// Asks for a profile's password on the terminal without echo. Ctrl-C puts the terminal's modes
 /// back as they were before the prompt (echo on) and gives up.
-async fn ask_password(p: &Profile) -> Result<Option<Secret>, Interrupted> {
+async fn ask_password(
+    p: &Profile,
+    interrupt: &mut Interrupt,
+) -> Result<Option<Secret>, Interrupted> {
     let saved = TtyModes::save();
     let profile = p.clone();
     let prompt = tokio::task::spawn_blocking(move || prompt_password(&profile));
-    tokio::select! {
-        pw = prompt => Ok(pw.unwrap_or(None)),
-        _ = tokio::signal::ctrl_c() => {
-            if let Some(saved) = saved {
-                saved.restore();
-            }
-            eprintln!();
-            Err(Interrupted)
+    let give_up = || {
+        if let Some(saved) = &saved {
+            saved.restore();
         }
+        eprintln!();
+        Err(Interrupted)
+    };
+    tokio::select! {
+        biased;
+        _ = interrupt.recv() => give_up(),
+        answer = prompt => match answer {
+            Ok(Ok(pw)) => Ok(pw),
+            // The read was cut short: by the Ctrl-C that the branch above is about to see.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(200), interrupt.recv()).await;
+                give_up()
+            }
+            Ok(Err(_)) | Err(_) => Ok(None),
+        },
+    }
+}
+
+/// SIGINT (Ctrl-C) as a stream, listened to from the moment it is made.
+struct Interrupt(tokio::signal::unix::Signal);
+
+impl Interrupt {
+    fn listen() -> Result<Interrupt, Usage> {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .map(Interrupt)
+            .map_err(|e| Usage(format!("sugar-sessions: cannot listen for Ctrl-C: {e}")))
+    }
+
+    async fn recv(&mut self) {
+        self.0.recv().await;
     }
 }
 

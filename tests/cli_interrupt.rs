@@ -77,7 +77,19 @@ async fn ctrl_c_during_a_bulk_login_withdraws_the_queued_and_keeps_the_sent() {
     cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Ctrl-C once the first login is on its way (the emulator has it, the answer is 800 ms off).
+    let waiting = Instant::now();
+    while !emu
+        .requests()
+        .iter()
+        .any(|r| r.grant_type.as_deref() == Some("password"))
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20),
+            "the first login never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // SAFETY: signals our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let started = Instant::now();
@@ -133,6 +145,12 @@ async fn a_password_cmd_cannot_draw_on_the_terminal() {
     let mut pty = Pty::spawn(cmd, 24, 120, true);
     let exit = tokio::task::spawn_blocking(move || {
         let exit = pty.wait_exit(Duration::from_secs(10));
+        // What it wrote just before it ended may still be on its way through the pty.
+        let drained = Instant::now();
+        while !pty.screen().text().contains("viacmd:") && drained.elapsed() < Duration::from_secs(3)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         (exit, pty.screen().text())
     })
     .await
