@@ -14,6 +14,7 @@ use crate::config::{PasswordSource, Profile, Profiles};
 use crate::engine::{Outcome, sudo_profile};
 use crate::secret::Secret;
 use crate::session::{self, CheckReport, Entry, Op, RequestLog, State, format_duration, remaining};
+use crate::identity::SessionKey;
 use crate::store::Cache;
 use chrono::{DateTime, FixedOffset, Local, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -262,10 +263,10 @@ impl RowState {
     ) -> RowState {
         if let Some(f) = flight.filter(|f| !f.detached) {
             match f.op {
-                Act::Login => return RowState::LoggingIn,
-                Act::Refresh => return RowState::Refreshing,
-                Act::Logout => return RowState::LoggingOut,
-                Act::Check | Act::Sudo | Act::Relogin => {}
+                Op::Login => return RowState::LoggingIn,
+                Op::Refresh => return RowState::Refreshing,
+                Op::Logout => return RowState::LoggingOut,
+                Op::Check | Op::Sudo | Op::Relogin => {}
             }
         }
         match entry.state(now) {
@@ -283,47 +284,6 @@ impl RowState {
     }
 }
 
-/// What a request of the screen does: the session operations, a live check, an impersonation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Act {
-    Login,
-    Refresh,
-    Logout,
-    Check,
-    Sudo,
-    /// A result only: a refresh whose token was rejected, followed by an automatic new login.
-    Relogin,
-}
-
-impl Act {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Act::Login => "login",
-            Act::Refresh => "refresh",
-            Act::Logout => "logout",
-            Act::Check => "check",
-            Act::Sudo => "sudo",
-            Act::Relogin => "re-login",
-        }
-    }
-}
-
-impl From<Op> for Act {
-    fn from(op: Op) -> Act {
-        match op {
-            Op::Login => Act::Login,
-            Op::Refresh => Act::Refresh,
-            Op::Logout => Act::Logout,
-        }
-    }
-}
-
-impl fmt::Display for Act {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Where a request of a profile is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -336,7 +296,7 @@ pub enum Phase {
 /// The request in flight for a profile (at most one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flight {
-    pub op: Act,
+    pub op: Op,
     pub phase: Phase,
     pub since: DateTime<Utc>,
     /// Cancelled by the user: the screen no longer waits for it, but its answer is still applied
@@ -358,7 +318,7 @@ pub enum ResultKind {
 /// The last operation of a profile, for the LAST column and the details pane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastResult {
-    pub op: Act,
+    pub op: Op,
     pub kind: ResultKind,
     pub at: DateTime<Utc>,
     /// Total time of the requests it sent; `None` when it sent none.
@@ -371,7 +331,7 @@ pub struct LastResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastError {
     pub at: DateTime<Utc>,
-    pub op: Act,
+    pub op: Op,
     /// What happened, e.g. `login failed: HTTP 401 need_login: You must specify ...`.
     pub text: String,
     /// What a person can do about it.
@@ -382,6 +342,8 @@ pub struct LastError {
 #[derive(Clone, Debug)]
 pub struct Row {
     pub profile: Profile,
+    /// The identity of the profile's session: what the token cache keys it by.
+    pub key: SessionKey,
     /// The instance as shown: `host[:port][/path]`.
     pub instance: String,
     pub prod: bool,
@@ -440,6 +402,7 @@ impl Row {
         )
         .to_lowercase();
         Row {
+            key: profile.session_key(),
             prod: profile.has_tag("prod"),
             plain_http: profile.url.scheme() == "http" && !is_loopback(&profile.url),
             instance,
@@ -505,7 +468,7 @@ impl Row {
 
     /// Sugar ended the session before its expiry (another login on the same platform).
     pub fn superseded(&self) -> bool {
-        self.entry.failure.as_ref().is_some_and(|f| f.superseded)
+        self.entry.failure.as_ref().is_some_and(|f| f.superseded())
     }
 
     /// Access token time left (`52m 07s`), while it is valid (and Sugar still accepts it).
@@ -1570,26 +1533,35 @@ impl Model {
     /// Returns whether any row changed.
     pub fn apply_cache(&mut self, cache: &Cache) -> bool {
         let mut changed = false;
-        for (name, entry) in &cache.profiles {
-            if entry.session.is_none() || self.by_name.contains_key(name) {
-                continue;
-            }
-            let Some((parent, user)) = name.split_once('>') else {
+        // Impersonations: entries keyed by a profile's identity and a user.
+        let mut parents: Option<HashMap<SessionKey, Vec<usize>>> = None;
+        for (key, entry) in &cache.sessions {
+            let Some(user) = key.sudo.as_deref().filter(|_| entry.session.is_some()) else {
                 continue;
             };
-            if let Some(&p) = self.by_name.get(parent)
-                && !self.rows[p].is_sudo()
-            {
-                self.sudo_row(p, user);
-                changed = true;
+            let parents = parents.get_or_insert_with(|| {
+                let mut by_key: HashMap<SessionKey, Vec<usize>> = HashMap::new();
+                for (i, row) in self.rows.iter().enumerate() {
+                    if !row.is_sudo() {
+                        by_key.entry(row.key.clone()).or_default().push(i);
+                    }
+                }
+                by_key
+            });
+            for &p in parents.get(&key.without_sudo()).into_iter().flatten() {
+                let name = crate::engine::sudo_name(&self.rows[p].profile.name, user);
+                if !self.by_name.contains_key(&name) {
+                    self.sudo_row(p, user);
+                    changed = true;
+                }
             }
         }
         for i in 0..self.rows.len() {
-            let Some(new) = cache.profiles.get(&self.rows[i].profile.name) else {
+            let Some(new) = cache.sessions.get(&self.rows[i].key) else {
                 continue;
             };
             let old = &self.rows[i].entry;
-            if new != old && new.updated_at >= old.updated_at {
+            if new != old && newer(new, old) {
                 let new = new.clone();
                 self.change_row(i, false, |r| r.entry = new);
                 changed = true;
@@ -2042,7 +2014,7 @@ impl Model {
     }
 
     /// Marks row `i`'s request as queued.
-    fn begin(&mut self, i: usize, op: Act, background: bool, reposition: bool) {
+    fn begin(&mut self, i: usize, op: Op, background: bool, reposition: bool) {
         let since = self.clock;
         self.change_row(i, reposition, |r| {
             r.flight = Some(Flight {
@@ -2370,7 +2342,7 @@ fn user_action(model: &mut Model, action: Action) -> Vec<Command> {
                 model.warn(why);
                 return Vec::new();
             }
-            model.begin(i, Act::Sudo, false, true);
+            model.begin(i, Op::Sudo, false, true);
             let name = model.rows[i].profile.name.clone();
             model.say(format!("{name}: impersonating {user}: queued"));
             vec![Command::Sudo { name, user }]
@@ -2512,6 +2484,7 @@ fn act(model: &mut Model, op: Op, rows: Vec<usize>, confirmed: bool) -> Vec<Comm
                 Op::Refresh => model.refresh_refusal(i),
                 Op::Logout if row.entry.session.is_none() => Some("not logged in"),
                 Op::Logout => None,
+                Op::Check | Op::Sudo | Op::Relogin => Some("not a bulk action"),
             }
         };
         match refusal {
@@ -2638,47 +2611,38 @@ fn on_done(model: &mut Model, outcome: Outcome) {
     let at = outcome.requests.last().map_or(model.clock, |r| r.at);
     let latency_ms =
         (!outcome.requests.is_empty()).then(|| outcome.requests.iter().map(|r| r.latency_ms).sum());
-    let summary = match (&outcome.error, outcome.ok) {
+    let summary = match (&outcome.failure, outcome.ok) {
         (_, true) => "ok".to_string(),
-        (Some(e), false) => short_error(e),
+        (Some(f), false) => f.short(),
         (None, false) => "failed".to_string(),
     };
-    let last_error = (!outcome.ok).then(|| {
-        let text = match &outcome.error {
-            Some(e) => format!("{} failed: {}", outcome.op, e.what()),
-            None => outcome
-                .message
-                .strip_prefix(&format!("{}: ", outcome.name))
-                .unwrap_or(&outcome.message)
-                .to_string(),
-        };
-        LastError {
+    let last_error = (!outcome.ok).then(|| match &outcome.failure {
+        Some(f) => LastError {
             at,
-            op: outcome.op.into(),
-            text,
-            hint: outcome.error.as_ref().and_then(|e| e.hint()),
-        }
+            op: f.op,
+            text: f.headline(),
+            hint: f.hint.clone(),
+        },
+        None => LastError {
+            at,
+            op: outcome.op,
+            text: strip_name(&outcome.message, &outcome.name).to_string(),
+            hint: None,
+        },
     });
     let flight = model.rows[i].flight;
     let detached = flight.is_some_and(|f| f.detached);
-    // A refresh whose token Sugar rejected, saved by a new login (the engine notes when).
-    let relogin = outcome.ok
-        && outcome.op == Op::Refresh
-        && flight.is_some_and(|f| outcome.entry.relogin_at.is_some_and(|t| t >= f.since));
-    let op = if relogin {
-        Act::Relogin
-    } else {
-        outcome.op.into()
-    };
+    // A refresh whose token Sugar rejected, saved by a new login, reports itself as a re-login.
+    let op = outcome.op;
     let ok = outcome.ok;
     let message = outcome.message.clone();
     model.change_row(i, true, |r| {
         r.flight = None;
         // The server answered about this session: it is no longer merely cached.
         r.unverified = false;
-        // An entry that was not persisted (the cache could not be written) has no `updated_at`:
-        // keep what the screen had; the message says what went wrong.
-        if outcome.entry.updated_at.is_some() {
+        // The entry as stored (or, when it could not be stored, as it now stands with the
+        // failure saying why), unless the screen already has a newer one.
+        if outcome.entry.generation >= r.entry.generation {
             r.entry = outcome.entry;
         }
         for req in outcome.requests {
@@ -2716,23 +2680,11 @@ fn on_done(model: &mut Model, outcome: Outcome) {
     }
 }
 
-/// A few words for the LAST column.
-pub fn short_error(e: &crate::sugar::SugarError) -> String {
-    use crate::sugar::ErrorKind;
-    match &e.kind {
-        ErrorKind::Sugar { status, label, .. } => format!("{status} {label}"),
-        ErrorKind::Redirect { status, .. } => format!("{status} redirect"),
-        ErrorKind::Http { status, .. } => format!("HTTP {status}"),
-        ErrorKind::NotJson { status, .. } => format!("{status} not JSON"),
-        ErrorKind::BadShape { status, .. } => format!("{status} bad answer"),
-        ErrorKind::TooLarge { status } => format!("{status} too large"),
-        ErrorKind::Truncated { status } => format!("{status} cut off"),
-        ErrorKind::ConnectionRefused => "refused".into(),
-        ErrorKind::Dns => "DNS".into(),
-        ErrorKind::Timeout { .. } => "timeout".into(),
-        ErrorKind::Tls { .. } => "TLS".into(),
-        ErrorKind::Network { .. } => "network".into(),
-    }
+/// An entry read from the cache (or reported by a request) is newer than the screen's: a later
+/// generation, or the same one written later (a cache that was reset starts counting again).
+fn newer(new: &Entry, old: &Entry) -> bool {
+    new.generation > old.generation
+        || (new.generation == old.generation && new.updated_at >= old.updated_at)
 }
 
 /// `message` without the `NAME: ` it starts with.
@@ -2766,7 +2718,7 @@ fn check(model: &mut Model) -> Vec<Command> {
         match model.check_refusal(i) {
             Some(why) => skipped.push((i, why)),
             None => {
-                model.begin(i, Act::Check, false, false);
+                model.begin(i, Op::Check, false, false);
                 cmds.push(Command::Check {
                     name: model.rows[i].profile.name.clone(),
                 });
@@ -2812,7 +2764,7 @@ fn verify(model: &mut Model) -> Vec<Command> {
             continue;
         }
         model.change_row(i, false, |r| r.unverified = true);
-        model.begin(i, Act::Check, true, false);
+        model.begin(i, Op::Check, true, false);
         cmds.push(Command::Check {
             name: model.rows[i].profile.name.clone(),
         });
@@ -2844,24 +2796,24 @@ fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) 
         .as_ref()
         .map(|r| r.latency_ms)
         .or_else(|| outcome.requests.iter().map(|r| r.latency_ms).max());
-    let superseded = outcome.entry.failure.as_ref().is_some_and(|f| f.superseded);
-    let summary = match (&outcome.error, outcome.ok) {
+    let superseded = outcome.entry.failure.as_ref().is_some_and(|f| f.superseded());
+    let summary = match (&outcome.failure, outcome.ok) {
         (_, true) => "ok".to_string(),
         (_, false) if superseded => "superseded".to_string(),
-        (Some(e), false) => short_error(e),
+        (Some(f), false) => f.short(),
         (None, false) => "failed".to_string(),
     };
     let last_error = (!outcome.ok).then(|| {
-        let (text, hint) = match &outcome.error {
-            Some(e) if !superseded => (format!("check failed: {}", e.what()), e.hint()),
-            _ => (
+        let (text, hint) = match &outcome.failure {
+            Some(f) => (f.headline(), f.hint.clone()),
+            None => (
                 strip_name(&outcome.message, &outcome.name).to_string(),
                 None,
             ),
         };
         LastError {
             at,
-            op: Act::Check,
+            op: Op::Check,
             text,
             hint,
         }
@@ -2874,7 +2826,7 @@ fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) 
         r.flight = None;
         r.unverified = false;
         // The entry as the check found it (or as it marked it): newer than the screen's only.
-        if entry.updated_at.is_some() && entry.updated_at >= r.entry.updated_at {
+        if newer(&entry, &r.entry) {
             r.entry = entry;
         }
         remember(&mut r.recent, requests);
@@ -2882,7 +2834,7 @@ fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) 
             r.check = report;
         }
         r.last = Some(LastResult {
-            op: Act::Check,
+            op: Op::Check,
             kind: if ok {
                 ResultKind::Ok
             } else {
@@ -2946,14 +2898,14 @@ fn on_impersonated(model: &mut Model, parent: &str, outcome: Outcome) {
     let at = outcome.requests.last().map_or(model.clock, |r| r.at);
     let latency_ms =
         (!outcome.requests.is_empty()).then(|| outcome.requests.iter().map(|r| r.latency_ms).sum());
-    let ok = outcome.ok && outcome.entry.updated_at.is_some();
-    let summary = match &outcome.error {
+    let ok = outcome.ok;
+    let summary = match &outcome.failure {
         _ if ok => "ok".to_string(),
-        Some(e) => short_error(e),
+        Some(f) => f.short(),
         None => "failed".to_string(),
     };
     let last = LastResult {
-        op: Act::Sudo,
+        op: Op::Sudo,
         kind: if ok {
             ResultKind::Ok
         } else {
@@ -2966,8 +2918,8 @@ fn on_impersonated(model: &mut Model, parent: &str, outcome: Outcome) {
     // The request was the parent's: it shows there, and so does a failure (403: not an admin,
     // 404: no such user), since no impersonation came of it.
     let last_error = (!ok).then(|| {
-        let (text, hint) = match &outcome.error {
-            Some(e) => (format!("sudo as {user} failed: {}", e.what()), e.hint()),
+        let (text, hint) = match &outcome.failure {
+            Some(f) => (format!("sudo as {user} failed: {}", f.what()), f.hint.clone()),
             None => (
                 strip_name(&outcome.message, &outcome.name).to_string(),
                 None,
@@ -2975,7 +2927,7 @@ fn on_impersonated(model: &mut Model, parent: &str, outcome: Outcome) {
         };
         LastError {
             at,
-            op: Act::Sudo,
+            op: Op::Sudo,
             text,
             hint,
         }

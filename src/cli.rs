@@ -77,6 +77,9 @@ pub struct Cli {
     /// ASCII symbols only on the screen (for terminals without UTF-8)
     #[arg(long, global = true)]
     pub ascii: bool,
+    /// Give up waiting for a lock on the token cache (held by another process) after this long
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_lock_timeout)]
+    pub lock_timeout: f64,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -157,6 +160,13 @@ pub struct Targets {
     pub json: bool,
 }
 
+fn parse_lock_timeout(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => Ok(s),
+        _ => Err("a number of seconds from 0 to 86400".into()),
+    }
+}
+
 /// A failure that ends the command before anything was done: printed, exit status 2.
 struct Usage(String);
 
@@ -232,7 +242,29 @@ fn load_profiles(path: &Path) -> Result<Profiles, Usage> {
     config::load(path).map_err(|e| Usage(format!("{e}")))
 }
 
-fn open_store(cli: &Cli) -> Result<Store, Usage> {
+/// The token cache, with lock waits bounded by `--lock-timeout` and told on a terminal, and the
+/// profiles' client ids for reading a cache of the first release.
+fn open_store(cli: &Cli, profiles: &Profiles) -> Result<Store, Usage> {
+    let policy = crate::store::LockPolicy {
+        timeout: lock_timeout(cli),
+        on_wait: Arc::new(|what: &str| {
+            if std::io::stderr().is_terminal() {
+                eprintln!("sugar-sessions: {what}");
+            }
+        }),
+    };
+    open_store_with(cli, profiles, policy)
+}
+
+fn lock_timeout(cli: &Cli) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(cli.lock_timeout)
+}
+
+fn open_store_with(
+    cli: &Cli,
+    profiles: &Profiles,
+    policy: crate::store::LockPolicy,
+) -> Result<Store, Usage> {
     let dir = cli
         .state_dir
         .clone()
@@ -243,7 +275,14 @@ fn open_store(cli: &Cli) -> Result<Store, Usage> {
                     .into(),
             )
         })?;
-    Store::open(dir).map_err(|e| Usage(format!("sugar-sessions: {e}")))
+    let names = profiles
+        .profiles
+        .iter()
+        .map(|p| (p.name.clone(), p.client_id.clone(), p.username.clone()));
+    Ok(Store::open(dir)
+        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?
+        .with_lock_policy(policy)
+        .with_profile_names(names))
 }
 
 async fn run(cli: Cli) -> Result<i32, Usage> {
@@ -262,7 +301,7 @@ async fn run(cli: Cli) -> Result<i32, Usage> {
         }
         Some(Command::Status { json }) => {
             let profiles = load_profiles(&profiles_path(&cli)?)?;
-            let store = open_store(&cli)?;
+            let store = open_store(&cli, &profiles)?;
             status(&profiles, &store, *json)
         }
         Some(Command::Login(t)) => act(&cli, t, Op::Login).await,
@@ -341,11 +380,9 @@ fn list(profiles: &Profiles, json: bool) {
     }
 }
 
-/// The cache entry of a profile, ignoring a session that belongs to another identity.
+/// The cache entry of a profile's session.
 fn entry_for(p: &Profile, cache: &crate::store::Cache) -> Entry {
-    let mut e = cache.entry(&p.name).cloned().unwrap_or_default();
-    e.session = crate::engine::own_session(&e, p);
-    e
+    cache.entry_or_default(&p.session_key())
 }
 
 fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> {
@@ -454,20 +491,24 @@ fn select<'a>(
         .collect())
 }
 
-/// The file's profiles, each followed by the impersonations (`NAME>USER`) the cache holds for it.
+/// The file's profiles, each followed by the impersonations (`NAME>USER`) the cache holds for its
+/// session.
 fn with_impersonations(profiles: &Profiles, cache: &Cache) -> Profiles {
-    let mut users: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (name, entry) in &cache.profiles {
-        if let Some((parent, user)) = name.split_once('>')
+    let mut users: HashMap<crate::identity::SessionKey, Vec<&str>> = HashMap::new();
+    for (key, entry) in &cache.sessions {
+        if let Some(user) = &key.sudo
             && entry.session.is_some()
         {
-            users.entry(parent).or_default().push(user);
+            users.entry(key.without_sudo()).or_default().push(user);
         }
     }
     let mut out = Vec::with_capacity(profiles.profiles.len());
     for p in &profiles.profiles {
         out.push(p.clone());
-        for user in users.get(p.name.as_str()).into_iter().flatten() {
+        if users.is_empty() {
+            continue;
+        }
+        for user in users.get(&p.session_key()).into_iter().flatten() {
             out.push(sudo_profile(p, user));
         }
     }
@@ -482,11 +523,8 @@ fn load_cache(store: &Store) -> Result<Cache, Usage> {
     let (cache, report) = store
         .load()
         .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
-    if let Some((aside, why)) = report.moved_aside {
-        eprintln!(
-            "sugar-sessions: warning: the token cache did not parse ({why}); moved it aside to {}",
-            aside.display()
-        );
+    if let Some(notice) = report.notice() {
+        eprintln!("sugar-sessions: warning: {notice}");
     }
     Ok(cache)
 }
@@ -510,7 +548,7 @@ fn prompt_password(p: &Profile) -> std::io::Result<Option<Secret>> {
 
 async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
     let profiles = load_profiles(&profiles_path(cli)?)?;
-    let store = open_store(cli)?;
+    let store = open_store(cli, &profiles)?;
     let profiles = with_impersonations(&profiles, &load_cache(&store)?);
     let chosen = select(&profiles, t, op == Op::Logout)?;
     let engine = Arc::new(Engine::new(store, &profiles.settings));
@@ -525,7 +563,7 @@ async fn refresh_due(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
     } else {
         select(&profiles, t, false)?
     };
-    let store = open_store(cli)?;
+    let store = open_store(cli, &profiles)?;
     let engine = Arc::new(Engine::new(store, &profiles.settings));
     let cache = engine
         .cache()
@@ -727,69 +765,29 @@ async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
         tags: vec![],
         json: false,
     };
-    let store = open_store(cli)?;
+    let store = open_store(cli, &profiles)?;
     let profiles = with_impersonations(&profiles, &load_cache(&store)?);
     let p = select(&profiles, &targets, false)?.remove(0).clone();
     let engine = Engine::new(store, &profiles.settings);
-    let print = |entry: &Entry| -> Option<i32> {
-        let s = entry.usable_session(Utc::now())?;
-        println!("{}", s.access_token.expose());
-        Some(exit::OK)
-    };
-    let entry = engine
-        .current(&p.name)
-        .await
-        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
-    let own = crate::engine::own_session(&entry, &p).is_some();
-    if own && entry.usable_session(Utc::now()).is_some() {
-        // Still usable; when its refresh time has come, refresh first (the old token serves if that fails).
-        if p.auto_refresh && refresh_due_at(&p, &entry, Utc::now()) {
-            let o = engine.run(&p, Op::Refresh, None).await;
-            if let Some(code) = o.ok.then(|| print(&o.entry)).flatten() {
-                return Ok(code);
+    match engine.token(&p).await {
+        Ok(token) => {
+            if let Some(note) = &token.note {
+                eprintln!("{note}");
             }
-            eprintln!("{}", o.message);
-            let fresh = engine.current(&p.name).await.unwrap_or_default();
-            if let Some(code) = print(&fresh) {
-                return Ok(code);
-            }
-        } else if let Some(code) = print(&entry) {
-            return Ok(code);
+            // Printed while the identity's lock is held: the stored, current token.
+            println!("{}", token.session.access_token.expose());
+            drop(token);
+            Ok(exit::OK)
+        }
+        Err(crate::engine::NoToken::NeedsLogin(msg)) => {
+            eprintln!("{msg}");
+            Ok(exit::NEEDS_LOGIN)
+        }
+        Err(crate::engine::NoToken::Failed(msg)) => {
+            eprintln!("{msg}");
+            Ok(exit::FAILED)
         }
     }
-    if own
-        && entry
-            .session
-            .as_ref()
-            .is_some_and(|s| s.refresh_valid(Utc::now()))
-    {
-        let o = engine.run(&p, Op::Refresh, None).await;
-        if o.ok {
-            if let Some(code) = print(&o.entry) {
-                return Ok(code);
-            }
-        } else if !o.error.as_ref().is_some_and(|e| e.is_invalid_grant()) {
-            eprintln!("{}", o.message);
-            return Ok(exit::FAILED);
-        } else {
-            eprintln!("{}", o.message);
-        }
-    }
-    if !p.password.is_non_interactive() {
-        eprintln!(
-            "{}: a login is needed, and the profile has no non-interactive password source (password_env, password_cmd or password): run `sugar-sessions login {}`",
-            p.name, p.name
-        );
-        return Ok(exit::NEEDS_LOGIN);
-    }
-    let o = engine.run(&p, Op::Login, None).await;
-    if o.ok
-        && let Some(code) = print(&o.entry)
-    {
-        return Ok(code);
-    }
-    eprintln!("{}", o.message);
-    Ok(exit::FAILED)
 }
 
 async fn start_demo_emulator(port: u16) -> Result<crate::emulator::Emulator, Usage> {
@@ -928,12 +926,14 @@ async fn screen(cli: &Cli) -> Result<i32, Usage> {
         return run_demo(cli, Some(path)).await;
     }
     let profiles = load_profiles(&path)?;
-    let store = open_store(cli)?;
+    let (policy, notices) = crate::tui::notice_channel(lock_timeout(cli));
+    let store = open_store_with(cli, &profiles, policy)?;
     let engine = Arc::new(Engine::new(store, &profiles.settings));
     let opts = crate::tui::TuiOptions {
         profiles,
         source: crate::tui::Source::File(path),
         ascii: cli.ascii,
+        notices: Some(notices),
     };
     finish_screen(crate::tui::run(engine, opts).await)
 }
@@ -961,8 +961,10 @@ async fn run_demo(cli: &Cli, missing_profiles: Option<PathBuf>) -> Result<i32, U
         ))
     })?;
     let profiles = load_profiles(&path)?;
-    let store =
-        Store::open(dir.path().join("state")).map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    let (policy, notices) = crate::tui::notice_channel(lock_timeout(cli));
+    let store = Store::open(dir.path().join("state"))
+        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?
+        .with_lock_policy(policy);
     let engine = Arc::new(Engine::new(store, &profiles.settings));
     let hint = missing_profiles
         .or_else(default_profiles_path)
@@ -973,6 +975,7 @@ async fn run_demo(cli: &Cli, missing_profiles: Option<PathBuf>) -> Result<i32, U
             profiles_hint: hint,
         },
         ascii: cli.ascii,
+        notices: Some(notices),
     };
     let result = finish_screen(crate::tui::run(engine, opts).await);
     emu.shutdown().await;
@@ -991,7 +994,7 @@ fn finish_screen(result: anyhow::Result<crate::tui::Ending>) -> Result<i32, Usag
 
 async fn check(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
     let profiles = load_profiles(&profiles_path(cli)?)?;
-    let store = open_store(cli)?;
+    let store = open_store(cli, &profiles)?;
     let profiles = with_impersonations(&profiles, &load_cache(&store)?);
     let chosen = select(&profiles, t, true)?;
     let engine = Arc::new(Engine::new(store, &profiles.settings));
@@ -1040,7 +1043,7 @@ async fn sudo(cli: &Cli, name: &str, user: &str, json: bool) -> Result<i32, Usag
     if user.is_empty() || user.contains('>') {
         return Err(Usage(format!("sugar-sessions: not a user name: {user:?}")));
     }
-    let engine = Engine::new(open_store(cli)?, &profiles.settings);
+    let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
     let o = engine.sudo(&p, user).await;
     print_outcomes(std::slice::from_ref(&o), json);
     Ok(if o.ok { exit::OK } else { exit::FAILED })

@@ -2,6 +2,7 @@
 //!
 //! Only reads the file; no other I/O.
 
+use crate::identity::SessionKey;
 use crate::secret::Secret;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,9 @@ pub struct Profile {
     /// `proxy`: every request goes through this proxy (`http://`, `https://`, `socks5://`,
     /// `socks5h://`); without it, `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` apply.
     pub proxy: Option<Url>,
+    /// For an impersonation (sudo) profile: the admin whose session made it (`username` is then
+    /// the impersonated user). `None` for every profile of the file.
+    pub admin: Option<String>,
 }
 
 /// The certificates of a `ca_cert` file, read and checked when the profiles file is loaded.
@@ -116,6 +120,20 @@ impl Profile {
 
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
+    }
+
+    /// The identity of the profile's session: what the token cache keys it by.
+    pub fn session_key(&self) -> SessionKey {
+        match &self.admin {
+            Some(admin) => SessionKey::new(self.url.as_str(), admin, &self.platform, &self.client_id)
+                .impersonating(&self.username),
+            None => SessionKey::new(
+                self.url.as_str(),
+                &self.username,
+                &self.platform,
+                &self.client_id,
+            ),
+        }
     }
 }
 
@@ -1208,6 +1226,7 @@ fn resolve(
             Some(Val::Url(url)) => Some(url.clone()),
             _ => None,
         },
+        admin: None,
     })
 }
 

@@ -2,12 +2,14 @@
 //!
 //! Pure: no I/O, no clock reads. Every function that depends on time takes `now`.
 
+pub use crate::outcome::{Failure, FailureKind, Op};
 use crate::secret::Secret;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A token is handed out by `token` only while it has at least this long left.
+/// A token is handed out only while it has at least this long left, or a fifth of its lifetime
+/// when that is shorter (see [`Session::usable_margin`]).
 pub const MIN_USABLE: TimeDelta = TimeDelta::seconds(30);
 
 /// The tokens of one logged-in session and when they expire.
@@ -39,9 +41,17 @@ impl Session {
         now < self.expires_at
     }
 
-    /// The access token can still be handed to a script: valid for at least [`MIN_USABLE`].
+    /// How long the access token must still be valid to be handed out: [`MIN_USABLE`], or a
+    /// fifth of the token's lifetime when that is shorter (a 10 s token is usable for 8 s). Never
+    /// more than the automatic refresh lead, so a token that is no longer usable is always due.
+    pub fn usable_margin(&self) -> TimeDelta {
+        let lifetime = (self.expires_at - self.obtained_at).max(TimeDelta::zero());
+        MIN_USABLE.min(lifetime / 5)
+    }
+
+    /// The access token can still be handed to a script: valid for at least [`Session::usable_margin`].
     pub fn access_usable(&self, now: DateTime<Utc>) -> bool {
-        now + MIN_USABLE < self.expires_at
+        now + self.usable_margin() < self.expires_at
     }
 
     /// A refresh token exists and has not expired.
@@ -49,56 +59,18 @@ impl Session {
         self.refresh_token.is_some() && self.refresh_expires_at.is_some_and(|t| now < t)
     }
 
-    /// True when this session was obtained for the given identity; a profile whose url,
-    /// user or platform changed in the file must not reuse another identity's tokens.
-    pub fn belongs_to(&self, url: &str, username: &str, platform: &str) -> bool {
-        self.url == url && self.username == username && self.platform == platform
-    }
 }
 
-/// Which operation was attempted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Op {
-    Login,
-    Refresh,
-    Logout,
-}
-
-impl Op {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Login => "login",
-            Op::Refresh => "refresh",
-            Op::Logout => "logout",
-        }
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The last attempt on a profile failed.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Failure {
-    pub at: DateTime<Utc>,
-    pub op: Op,
-    /// The full message a user sees (names the profile, the status, Sugar's error, a hint).
-    pub message: String,
-    /// The failure means a new login is needed (for example the refresh token was rejected).
-    #[serde(default)]
-    pub needs_login: bool,
-    /// Sugar ended the session before its expiry: another login for the same user and platform.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub superseded: bool,
-}
-
-/// What the token cache knows of one profile.
+/// What the token cache knows of one session (keyed by its [`crate::identity::SessionKey`]).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
+    /// Counts the changes of this entry: a change computed from one generation is applied only
+    /// while the entry still has it (compare-and-swap). 0: never written.
+    #[serde(default)]
+    pub generation: u64,
+    /// The name of the profile that last changed it (a label for people; not the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<Session>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,7 +142,7 @@ impl Entry {
     /// The state at `now`.
     pub fn state(&self, now: DateTime<Utc>) -> State {
         if let Some(f) = &self.failure {
-            return if f.superseded {
+            return if f.superseded() {
                 State::Superseded
             } else {
                 State::Error
@@ -187,7 +159,7 @@ impl Entry {
     /// Why the profile is in its state, when that needs saying.
     pub fn reason(&self, now: DateTime<Utc>) -> Option<String> {
         if let Some(f) = &self.failure {
-            return Some(f.message.clone());
+            return Some(f.render_unnamed());
         }
         match (&self.session, self.state(now)) {
             (Some(_), State::Expired) => {
@@ -279,19 +251,40 @@ mod tests {
     fn a_failure_is_an_error_state_with_its_reason() {
         let e = Entry {
             session: None,
-            failure: Some(Failure {
-                at: at("2026-01-01T00:00:00Z"),
-                op: Op::Login,
-                message: "x: boom".into(),
-                needs_login: false,
-                superseded: false,
-            }),
-            updated_at: None,
-            relogin_at: None,
+            failure: Some(Failure::local(Op::Login, at("2026-01-01T00:00:00Z"), "boom")),
+            ..Default::default()
         };
         let now = at("2026-01-01T00:00:00Z");
         assert_eq!(e.state(now), State::Error);
-        assert_eq!(e.reason(now).as_deref(), Some("x: boom"));
+        assert_eq!(e.reason(now).as_deref(), Some("login failed: boom"));
+    }
+
+    #[test]
+    fn the_usable_margin_scales_with_a_short_lifetime() {
+        // A 10 s token: usable until 2 s before its end, and due for refresh by then.
+        let obtained = at("2026-01-01T00:00:00Z");
+        let s = Session {
+            obtained_at: obtained,
+            expires_at: obtained + TimeDelta::seconds(10),
+            refresh_token: Some("r".into()),
+            refresh_expires_at: Some(obtained + TimeDelta::seconds(600)),
+            ..session("2026-01-01T01:00:00Z", None)
+        };
+        assert_eq!(s.usable_margin(), TimeDelta::seconds(2));
+        assert!(s.access_usable(obtained));
+        assert!(s.access_usable(obtained + TimeDelta::milliseconds(7900)));
+        assert!(!s.access_usable(obtained + TimeDelta::seconds(8)));
+        let e = Entry {
+            session: Some(s.clone()),
+            ..Default::default()
+        };
+        let due = refresh_at("acme", &s, None);
+        assert!(due >= obtained + TimeDelta::milliseconds(7800) && due <= obtained + TimeDelta::seconds(8));
+        // Whenever the token is no longer usable, its refresh is due: never "unusable but not due".
+        for ms in (0..10_000).step_by(100) {
+            let now = obtained + TimeDelta::milliseconds(ms);
+            assert!(s.access_usable(now) || refresh_due("acme", &e, None, now), "at {ms} ms");
+        }
     }
 
     #[test]
@@ -493,14 +486,10 @@ mod refresh_timing {
         let failed = |needs_login, ago| Entry {
             session: Some(s.clone()),
             failure: Some(Failure {
-                at: now - TimeDelta::seconds(ago),
-                op: Op::Refresh,
-                message: "x".into(),
                 needs_login,
-                superseded: false,
+                ..Failure::local(Op::Refresh, now - TimeDelta::seconds(ago), "x")
             }),
-            updated_at: None,
-            relogin_at: None,
+            ..Default::default()
         };
         assert!(
             !refresh_due("acme", &failed(true, 3600), None, now),

@@ -7,6 +7,7 @@
 
 use crate::config::{CaCert, Profile};
 use crate::secret::Secret;
+use crate::outcome::{Failure, FailureKind};
 use crate::session::{Op, RequestLog};
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -291,6 +292,57 @@ impl SugarError {
             ErrorKind::Network { detail } => {
                 format!("network failure with {}: {detail}", self.host)
             }
+        }
+    }
+}
+
+impl SugarError {
+    /// This failure as data, for the cache, the screen, the shell and the log.
+    pub fn failure(&self, op: Op, at: DateTime<Utc>) -> Failure {
+        let message = match &self.kind {
+            ErrorKind::Sugar { message, .. } => message.clone().unwrap_or_default(),
+            _ => self.what(),
+        };
+        Failure {
+            op,
+            at,
+            kind: self.failure_kind(),
+            http_status: self.status(),
+            label: self.label().map(str::to_string),
+            message,
+            hint: self.hint(),
+            needs_login: false,
+        }
+    }
+
+    /// What kind of failure this is, for people and monitoring.
+    pub fn failure_kind(&self) -> FailureKind {
+        let lower = match &self.kind {
+            ErrorKind::Sugar { message, .. } => message.as_deref().unwrap_or("").to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        match &self.kind {
+            ErrorKind::Sugar { label, .. } => match label.as_str() {
+                "need_login" if lower.contains("maintenance") => FailureKind::Maintenance,
+                "maintenance" | "admin_only" => FailureKind::Maintenance,
+                "invalid_parameter" if lower.contains("platform") => FailureKind::Platform,
+                "incorrect_version" => FailureKind::Version,
+                "need_login" | "invalid_grant" | "invalid_client" | "invalid_request"
+                | "not_authorized" | "not_found" => FailureKind::Credentials,
+                _ => FailureKind::Server,
+            },
+            ErrorKind::Http { status, .. } if *status >= 500 => FailureKind::Server,
+            ErrorKind::Redirect { .. }
+            | ErrorKind::Http { .. }
+            | ErrorKind::NotJson { .. }
+            | ErrorKind::BadShape { .. }
+            | ErrorKind::TooLarge { .. } => FailureKind::Protocol,
+            ErrorKind::Truncated { .. }
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::Dns
+            | ErrorKind::Network { .. } => FailureKind::Network,
+            ErrorKind::Timeout { .. } => FailureKind::Timeout,
+            ErrorKind::Tls { .. } => FailureKind::Tls,
         }
     }
 }

@@ -105,6 +105,24 @@ pub struct TuiOptions {
     pub source: Source,
     /// ASCII symbols even when the locale is UTF-8 (`--ascii`).
     pub ascii: bool,
+    /// What the token cache has to say while the screen is up (a lock wait, ...): shown in the
+    /// footer. The store's [`crate::store::LockPolicy`] sends into it; see [`notice_channel`].
+    pub notices: Option<mpsc::UnboundedReceiver<String>>,
+}
+
+/// A lock policy for the store under the screen, whose waits are told in the footer (never
+/// printed to the terminal the screen draws on), and the receiver for [`TuiOptions::notices`].
+pub fn notice_channel(
+    timeout: Duration,
+) -> (crate::store::LockPolicy, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel::<String>();
+    let policy = crate::store::LockPolicy {
+        timeout,
+        on_wait: Arc::new(move |what: &str| {
+            let _ = tx.send(what.to_string());
+        }),
+    };
+    (policy, rx)
 }
 
 impl TuiOptions {
@@ -115,6 +133,7 @@ impl TuiOptions {
             profiles,
             source,
             ascii,
+            notices: None,
         }
     }
 
@@ -124,6 +143,7 @@ impl TuiOptions {
             profiles,
             source: Source::Demo { profiles_hint },
             ascii,
+            notices: None,
         }
     }
 }
@@ -371,11 +391,7 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
     match loaded {
         Ok((cache, report)) => {
             app::update(&mut model, Msg::CacheReloaded(cache), Utc::now());
-            if let Some((aside, why)) = report.moved_aside {
-                let text = format!(
-                    "the token cache was unreadable ({why}); it was moved aside to {} and a new one started",
-                    aside.display()
-                );
+            if let Some(text) = report.notice() {
                 app::update(&mut model, Msg::Notice(text), Utc::now());
                 stamp = engine.store().stamp();
             }
@@ -396,7 +412,8 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
     let result = match enter_terminal() {
         Ok(terminal) => {
             let mut rt = Runtime::new(engine, profiles);
-            let result = rt.run(terminal, &mut model, stamp, ways).await;
+            let notices = opts.notices.unwrap_or_else(|| mpsc::unbounded_channel().1);
+            let result = rt.run(terminal, &mut model, stamp, ways, notices).await;
             arm_exit_deadline(result.as_ref().map_or(1, |e| e.exit_status()));
             rt.finish().await;
             result
@@ -441,6 +458,7 @@ impl Runtime {
         model: &mut Model,
         mut stamp: Option<crate::store::FileStamp>,
         mut ways: mpsc::UnboundedReceiver<WayOut>,
+        mut notices: mpsc::UnboundedReceiver<String>,
     ) -> anyhow::Result<Ending> {
         // Never dropped: ratatui's Drop shows the cursor again and, when that write fails (the
         // terminal went away), reports it with `eprintln!`, which panics on a dead stderr.
@@ -505,6 +523,7 @@ impl Runtime {
                     self.check_cache(&mut stamp, &reloading);
                     Msg::Tick
                 }
+                Some(text) = notices.recv() => Msg::Notice(text),
                 Some(way) = ways.recv() => match way {
                     WayOut::Signal(number) => self.way_out(&mut ending, Ending::Signal(number)),
                     WayOut::Vanished => self.way_out(&mut ending, Ending::Vanished),
@@ -711,11 +730,8 @@ impl Runtime {
         tokio::task::spawn_blocking(move || {
             let msg = match store.load() {
                 Ok((cache, report)) => {
-                    if let Some((aside, why)) = report.moved_aside {
-                        let _ = tx.blocking_send(Msg::Notice(format!(
-                            "the token cache was unreadable ({why}); it was moved aside to {}",
-                            aside.display()
-                        )));
+                    if let Some(text) = report.notice() {
+                        let _ = tx.blocking_send(Msg::Notice(text));
                     }
                     Msg::CacheReloaded(cache)
                 }

@@ -1,0 +1,256 @@
+//! What a session is keyed by: [`SessionKey`], the identity Sugar itself gives a session.
+//!
+//! Pure: no I/O. A profile's name is only a label for people; two profiles files that both name
+//! an instance `acme-prod` never see each other's sessions, and two profiles that resolve to the
+//! same key share one session (Sugar would end one of them anyway: one session per user, platform
+//! and client).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// The identity of a session: the normalised instance URL, the user, the platform, the OAuth2
+/// client id, and for an impersonation (sudo) the user impersonated.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionKey {
+    /// Scheme and host lower-cased, default port and trailing slash dropped: `https://acme.example.com/sugar`.
+    pub instance: String,
+    /// The user who logged in (for an impersonation: the admin whose session made it).
+    pub username: String,
+    pub platform: String,
+    pub client_id: String,
+    /// The impersonated user of a sudo session.
+    pub sudo: Option<String>,
+}
+
+impl SessionKey {
+    /// The key of a profile's own session. `instance` is normalised here.
+    pub fn new(instance: &str, username: &str, platform: &str, client_id: &str) -> SessionKey {
+        SessionKey {
+            instance: normalise_instance(instance),
+            username: username.to_string(),
+            platform: platform.to_string(),
+            client_id: client_id.to_string(),
+            sudo: None,
+        }
+    }
+
+    /// The key of an impersonation of `user` made with this session.
+    pub fn impersonating(&self, user: &str) -> SessionKey {
+        SessionKey {
+            sudo: Some(user.to_string()),
+            ..self.without_sudo()
+        }
+    }
+
+    /// The admin session an impersonation was made with (itself for a session that is not one).
+    pub fn without_sudo(&self) -> SessionKey {
+        SessionKey {
+            sudo: None,
+            ..self.clone()
+        }
+    }
+
+    /// The canonical text form, used in the cache file: the parts joined by `|`, each
+    /// percent-encoded where it holds `%`, `|` or a control character.
+    pub fn canonical(&self) -> String {
+        let mut out = String::with_capacity(
+            self.instance.len() + self.username.len() + self.platform.len() + 32,
+        );
+        let parts = [
+            Some(self.instance.as_str()),
+            Some(self.username.as_str()),
+            Some(self.platform.as_str()),
+            Some(self.client_id.as_str()),
+            self.sudo.as_deref(),
+        ];
+        for (i, part) in parts.into_iter().enumerate() {
+            let Some(part) = part else { continue };
+            if i > 0 {
+                out.push('|');
+            }
+            encode_into(part, &mut out);
+        }
+        out
+    }
+
+    /// Parses [`canonical`](Self::canonical).
+    pub fn parse(text: &str) -> Result<SessionKey, String> {
+        let parts: Vec<&str> = text.split('|').collect();
+        if !(4..=5).contains(&parts.len()) {
+            return Err(format!(
+                "a session key has 4 or 5 parts separated by |, not {}",
+                parts.len()
+            ));
+        }
+        let decoded: Vec<String> = parts
+            .iter()
+            .map(|p| decode(p))
+            .collect::<Result<_, _>>()?;
+        let mut it = decoded.into_iter();
+        let mut next = || it.next().unwrap_or_default();
+        Ok(SessionKey {
+            instance: next(),
+            username: next(),
+            platform: next(),
+            client_id: next(),
+            sudo: (parts.len() == 5).then(next),
+        })
+    }
+
+    /// A short stable digest of the key (hex), for file names: lock files are named from it, never
+    /// from user or profile names (a user `../../x` stays inside the state directory).
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(self.canonical().as_bytes());
+        hash[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Display for SessionKey {
+    /// `integration@acme.example.com/sugar (platform acme_sync, client sugar)`, `… as jim`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = self
+            .instance
+            .split_once("://")
+            .map_or(self.instance.as_str(), |(_, rest)| rest);
+        write!(
+            f,
+            "{}@{host} (platform {}, client {})",
+            self.username, self.platform, self.client_id
+        )?;
+        if let Some(user) = &self.sudo {
+            write!(f, " as {user}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for SessionKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.canonical())
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        SessionKey::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Scheme and host lower-cased, the scheme's default port and any trailing slash dropped; the
+/// path as written (Sugar's paths are case-sensitive on most servers).
+pub fn normalise_instance(url: &str) -> String {
+    let url = url.trim();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s.to_ascii_lowercase(), r),
+        None => (String::new(), url),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    // Credentials never belong in a URL the profiles file accepts; drop them if present.
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let mut authority = authority.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => Some(":443"),
+        "http" => Some(":80"),
+        _ => None,
+    };
+    if let Some(port) = default_port
+        && authority.ends_with(port)
+    {
+        authority.truncate(authority.len() - port.len());
+    }
+    let path = path.trim_end_matches('/');
+    if scheme.is_empty() {
+        format!("{authority}{path}")
+    } else {
+        format!("{scheme}://{authority}{path}")
+    }
+}
+
+fn encode_into(part: &str, out: &mut String) {
+    for c in part.chars() {
+        if c == '%' || c == '|' || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+fn decode(part: &str) -> Result<String, String> {
+    if !part.contains('%') {
+        return Ok(part.to_string());
+    }
+    let bytes = part.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = part
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("a bad %-escape in the session key part {part:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("the session key part {part:?} is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_normalise_scheme_host_port_and_slash() {
+        for (given, want) in [
+            ("HTTPS://Acme.Example.COM/", "https://acme.example.com"),
+            ("https://acme.example.com:443", "https://acme.example.com"),
+            ("http://127.0.0.1:80/acme/", "http://127.0.0.1/acme"),
+            ("http://127.0.0.1:8080/Acme", "http://127.0.0.1:8080/Acme"),
+            ("https://acme.example.com:8443/", "https://acme.example.com:8443"),
+        ] {
+            assert_eq!(normalise_instance(given), want, "{given}");
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_through_their_text_even_with_odd_user_names() {
+        let key = SessionKey::new("https://a.example.com", "x|y%z", "p", "sugar").impersonating("../../jim");
+        let text = key.canonical();
+        assert_eq!(text, "https://a.example.com|x%7Cy%25z|p|sugar|../../jim");
+        assert_eq!(SessionKey::parse(&text).unwrap(), key);
+        let plain = SessionKey::new("https://a.example.com", "u", "p", "c");
+        assert_eq!(SessionKey::parse(&plain.canonical()).unwrap(), plain);
+        assert!(SessionKey::parse("a|b").is_err());
+    }
+
+    #[test]
+    fn digests_are_hex_file_names_and_differ_by_every_part() {
+        let base = SessionKey::new("https://a.example.com", "u", "p", "c");
+        let d = base.digest();
+        assert_eq!(d.len(), 32);
+        assert!(d.chars().all(|c| c.is_ascii_hexdigit()));
+        let others = [
+            SessionKey::new("https://b.example.com", "u", "p", "c"),
+            SessionKey::new("https://a.example.com", "v", "p", "c"),
+            SessionKey::new("https://a.example.com", "u", "q", "c"),
+            SessionKey::new("https://a.example.com", "u", "p", "d"),
+            base.impersonating("jim"),
+        ];
+        for o in others {
+            assert_ne!(o.digest(), d, "{o}");
+        }
+        assert_eq!(SessionKey::new("HTTPS://A.example.com/", "u", "p", "c").digest(), d);
+    }
+}
