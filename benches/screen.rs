@@ -56,18 +56,20 @@ fn world(n: usize, now: DateTime<Utc>) -> (Model, Cache) {
             9 => serde_json::json!({}),
             8 => serde_json::json!({
                 "failure": {
-                    "at": at(-60), "op": "login", "needs_login": true,
-                    "message": format!("client{h:03}-p{i:05}: login failed: HTTP 401 need_login: You must specify a valid username and password. (hint: check the username and the password source of the profile)"),
+                    "at": at(-60), "op": "login", "needs_login": true, "kind": "credentials",
+                    "http_status": 401, "label": "need_login",
+                    "message": "You must specify a valid username and password.",
+                    "hint": "check the username and the password source of the profile",
                 },
             }),
             _ => serde_json::json!({ "session": session, "updated_at": at(-600) }),
         };
-        entries.insert(format!("client{h:03}-p{i:05}"), entry);
+        entries.insert(format!("{url}|svc_{i:05}|custom_api|sugar"), entry);
     }
     let path = Path::new("/home/ops/.config/sugar-sessions/profiles.toml");
     let profiles = sugar_sessions::config::parse(&text, path).expect("benchmark profiles parse");
     let cache: Cache =
-        serde_json::from_value(serde_json::json!({"version": 1, "profiles": entries}))
+        serde_json::from_value(serde_json::json!({"version": 2, "sessions": entries}))
             .expect("the cache format this benchmark writes is the crate's");
     let options = Options {
         ascii: false,

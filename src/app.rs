@@ -498,18 +498,7 @@ impl Row {
             return Some((e.text.clone(), e.hint.clone()));
         }
         let f = self.entry.failure.as_ref()?;
-        let text = f
-            .message
-            .strip_prefix(&format!("{}: ", self.profile.name))
-            .unwrap_or(&f.message);
-        // Messages from the client carry their hint as ` (hint: ...)`: show it on its own line.
-        match text.rsplit_once(" (hint: ") {
-            Some((what, hint)) if hint.ends_with(')') => Some((
-                what.to_string(),
-                Some(hint.trim_end_matches(')').to_string()),
-            )),
-            _ => Some((text.to_string(), None)),
-        }
+        Some((f.headline(), f.hint.clone()))
     }
 
     fn token_key(&self) -> (bool, Option<DateTime<Utc>>) {

@@ -35,7 +35,6 @@ pub const CHECK_REQUESTS: u32 = 4;
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub name: String,
-    pub key: SessionKey,
     pub op: Op,
     pub ok: bool,
     /// One line for people, starting with the profile's name.
@@ -244,7 +243,6 @@ impl Engine {
         );
         Outcome {
             name: p.name.clone(),
-            key,
             op,
             ok,
             state,
@@ -919,7 +917,6 @@ impl Engine {
         let mut permit = Some(permit);
         let done = |ok, message: String, entry: Entry, requests, failure| Outcome {
             name: p.name.clone(),
-            key: key.clone(),
             op: Op::Check,
             ok,
             state: entry.state(Utc::now()),
@@ -1087,7 +1084,6 @@ impl Engine {
         let now = Utc::now();
         let outcome = |ok, message: String, entry: Entry, requests, failure| Outcome {
             name: target.name.clone(),
-            key: key.clone(),
             op: Op::Sudo,
             ok,
             state: entry.state(Utc::now()),

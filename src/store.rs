@@ -43,10 +43,11 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// A lock wait is reported (once) after this long.
 pub const LOCK_NOTICE_AFTER: Duration = Duration::from_secs(1);
 
-/// Everything the cache holds: one entry per session identity.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+/// Everything the cache holds: one entry per session identity (format 2).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Cache {
     pub version: u32,
+    #[serde(default)]
     pub sessions: IndexMap<SessionKey, Entry>,
 }
 

@@ -4,13 +4,15 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::path::Path;
 use sugar_sessions::app::{
-    Act, Command, Model, Msg, Options, ResultKind, RowState, Sort, Source, update,
+    Command, Model, Msg, Options, ResultKind, RowState, Sort, Source, update,
 };
 use sugar_sessions::config::{self, Profiles};
 use sugar_sessions::engine::Outcome;
-use sugar_sessions::session::{CheckReport, Entry, Failure, Op, RequestLog, Session, State};
+use sugar_sessions::identity::SessionKey;
+use sugar_sessions::session::{
+    CheckReport, Entry, Failure, FailureKind, Op, RequestLog, Session, State,
+};
 use sugar_sessions::store::Cache;
-use sugar_sessions::sugar::{ErrorKind, SugarError};
 
 /// In file order: acme-prod (prod), acme-sbx, globex, then initech and umbrella, whose passwords
 /// come from the prompt (no password source). No automatic refresh (one test turns it on).
@@ -126,7 +128,7 @@ fn active_entry(access_left: i64) -> Entry {
         session: Some(session(access_left)),
         failure: None,
         updated_at: Some(t0()),
-        relogin_at: None,
+        ..Default::default()
     }
 }
 
@@ -149,51 +151,64 @@ fn ok(name: &str, op: Op, entry: Entry) -> Msg {
         state: entry.state(t0()),
         entry,
         requests: vec![request(200, 120)],
-        error: None,
+        failure: None,
     }))
 }
 
+/// A failure as Sugar's answer gives it.
+fn sugar_failure(op: Op, status: u16, label: &str, message: &str, hint: Option<&str>) -> Failure {
+    Failure {
+        op,
+        at: t0(),
+        kind: FailureKind::Credentials,
+        http_status: Some(status),
+        label: Some(label.into()),
+        message: message.into(),
+        hint: hint.map(str::to_string),
+        needs_login: false,
+    }
+}
+
 fn failed(name: &str) -> Msg {
-    let error = SugarError {
-        profile: name.into(),
-        op: "login",
-        platform: "custom_api".into(),
-        api: "v11".into(),
-        host: "x".into(),
-        kind: ErrorKind::Sugar {
-            status: 422,
-            label: "invalid_parameter".into(),
-            message: Some("Invalid platform specified.".into()),
-        },
+    let failure = Failure {
+        kind: FailureKind::Platform,
+        ..sugar_failure(
+            Op::Login,
+            422,
+            "invalid_parameter",
+            "Invalid platform specified.",
+            Some("the platform \"custom_api\" must be registered"),
+        )
     };
     let entry = Entry {
-        session: None,
-        failure: Some(Failure {
-            at: t0(),
-            op: Op::Login,
-            message: error.to_string(),
-            needs_login: false,
-            superseded: false,
-        }),
+        failure: Some(failure.clone()),
         updated_at: Some(t0()),
-        relogin_at: None,
+        ..Default::default()
     };
     Msg::Done(Box::new(Outcome {
         name: name.into(),
         op: Op::Login,
         ok: false,
-        message: error.to_string(),
+        message: failure.render(name),
         state: State::Error,
         entry,
         requests: vec![request(422, 80)],
-        error: Some(Box::new(error)),
+        failure: Some(failure),
     }))
+}
+
+/// The cache key of a row's session, or for `NAME>USER` of an impersonation through NAME.
+fn key_of(m: &Model, name: &str) -> SessionKey {
+    match name.split_once('>') {
+        Some((parent, user)) => m.row(parent).unwrap().key.impersonating(user),
+        None => m.row(name).unwrap().key.clone(),
+    }
 }
 
 fn with_cache(m: &mut Model, entries: &[(&str, Entry)]) {
     let mut cache = Cache::default();
     for (name, e) in entries {
-        cache.profiles.insert(name.to_string(), e.clone());
+        cache.sessions.insert(key_of(m, name), e.clone());
     }
     update(m, Msg::CacheReloaded(cache), t0());
 }
@@ -624,19 +639,16 @@ fn errors_keep_their_hint_and_recent_requests_are_bounded() {
     assert_eq!(row.state(), RowState::Active);
     // An error remembered by the cache (from another run) shows with its hint split off.
     let mut m = model();
-    let message =
-        "globex: login failed: HTTP 401 need_login: bad (hint: check the username)".to_string();
     let e = Entry {
-        session: None,
-        failure: Some(Failure {
-            at: t0(),
-            op: Op::Login,
-            message,
-            needs_login: false,
-            superseded: false,
-        }),
+        failure: Some(sugar_failure(
+            Op::Login,
+            401,
+            "need_login",
+            "bad",
+            Some("check the username"),
+        )),
         updated_at: Some(t0()),
-        relogin_at: None,
+        ..Default::default()
     };
     with_cache(&mut m, &[("globex", e)]);
     let (text, hint) = m.row("globex").unwrap().error_text().unwrap();
@@ -655,10 +667,8 @@ fn cache_reloads_apply_newer_entries_only() {
     assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Active);
     // An older read (raced with our own write) does not undo it.
     let older = Entry {
-        session: None,
-        failure: None,
         updated_at: Some(t0()),
-        relogin_at: None,
+        ..Default::default()
     };
     with_cache(&mut m, &[("acme-prod", older)]);
     assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Active);
@@ -806,10 +816,8 @@ fn due_sessions_refresh_automatically_once() {
     // A failure pauses it for 30 s, then it is tried again.
     let failure = Failure {
         at: t0() + TimeDelta::seconds(546),
-        op: Op::Refresh,
-        message: "acme-prod: refresh failed: HTTP 503 maintenance".into(),
-        needs_login: false,
-        superseded: false,
+        kind: FailureKind::Maintenance,
+        ..sugar_failure(Op::Refresh, 503, "maintenance", "", None)
     };
     let mut failed_entry = m.row("acme-prod").unwrap().entry.clone();
     failed_entry.failure = Some(failure);
@@ -825,7 +833,7 @@ fn due_sessions_refresh_automatically_once() {
             state: State::Error,
             entry: failed_entry,
             requests: vec![request(503, 40)],
-            error: None,
+            failure: None,
         })),
         at,
     );
@@ -944,25 +952,14 @@ fn alive(name: &str, entry: Entry, report: CheckReport) -> Msg {
                 get("/metadata"),
                 get("/ping/whattimeisit"),
             ],
-            error: None,
+            failure: None,
         }),
         report: Some(report),
     }
 }
 
-fn sugar_error(name: &str, status: u16, label: &str, message: &str) -> SugarError {
-    SugarError {
-        profile: name.into(),
-        op: "sudo",
-        platform: "custom_api".into(),
-        api: "v11".into(),
-        host: "acme.sugarondemand.com".into(),
-        kind: ErrorKind::Sugar {
-            status,
-            label: label.into(),
-            message: Some(message.into()),
-        },
-    }
+fn sugar_error(op: Op, status: u16, label: &str, message: &str) -> Failure {
+    sugar_failure(op, status, label, message, None)
 }
 
 #[test]
@@ -983,7 +980,7 @@ fn v_checks_the_current_row_and_the_details_get_the_report() {
     assert!(!m.footer().iter().any(|b| b.desc == "check"));
     // While it runs the session keeps its state; LAST shows the request.
     assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Active);
-    assert_eq!(m.row("acme-prod").unwrap().flight.unwrap().op, Act::Check);
+    assert_eq!(m.row("acme-prod").unwrap().flight.unwrap().op, Op::Check);
     update(
         &mut m,
         Msg::Started {
@@ -1007,7 +1004,7 @@ fn v_checks_the_current_row_and_the_details_get_the_report() {
     let last = row.last.as_ref().unwrap();
     assert_eq!(
         (last.op, last.kind, last.latency_ms),
-        (Act::Check, ResultKind::Ok, Some(42))
+        (Op::Check, ResultKind::Ok, Some(42))
     );
     assert_eq!(row.recent.len(), 4);
     assert_eq!(m.skews(), 0);
@@ -1065,32 +1062,32 @@ fn a_check_that_sugar_refuses_changes_the_state() {
     let message = "acme-prod: superseded: Sugar no longer accepts this session (HTTP 401 invalid_grant: The access token provided is invalid.) although it had 59m 00s left: another login as integration on platform custom_api ended it (Sugar keeps one session per user and platform); give each integration a platform of its own";
     let mut entry = active_entry(3600);
     entry.session.as_mut().unwrap().refresh_token = None;
-    entry.failure = Some(Failure {
+    let failure = Failure {
+        op: Op::Check,
         at: t0(),
-        op: Op::Refresh,
-        message: message.into(),
+        kind: FailureKind::Superseded,
+        http_status: None,
+        label: None,
+        message: message.strip_prefix("acme-prod: superseded: ").unwrap().into(),
+        hint: None,
         needs_login: true,
-        superseded: true,
-    });
+    };
+    entry.failure = Some(failure.clone());
     entry.updated_at = Some(t0() + TimeDelta::seconds(1));
-    let error = sugar_error(
-        "acme-prod",
-        401,
-        "invalid_grant",
-        "The access token provided is invalid.",
-    );
+    entry.generation = 1;
+    let error = failure;
     update(
         &mut m,
         Msg::Checked {
             outcome: Box::new(Outcome {
                 name: "acme-prod".into(),
-                op: Op::Refresh,
+                op: Op::Check,
                 ok: false,
                 message: message.into(),
                 state: State::Superseded,
                 entry,
                 requests: vec![get("/ping")],
-                error: Some(Box::new(error)),
+                failure: Some(error),
             }),
             report: None,
         },
@@ -1172,19 +1169,19 @@ fn cached_active_sessions_are_unverified_until_their_check_returns() {
     let mut m = model();
     with_cache(&mut m, &[("acme-prod", active_entry(3600))]);
     update(&mut m, Msg::Verify, t0());
-    let error = sugar_error("acme-prod", 503, "maintenance", "down for maintenance");
+    let error = sugar_error(Op::Check, 503, "maintenance", "down for maintenance");
     update(
         &mut m,
         Msg::Checked {
             outcome: Box::new(Outcome {
                 name: "acme-prod".into(),
-                op: Op::Refresh,
+                op: Op::Check,
                 ok: false,
-                message: error.to_string(),
+                message: error.render("acme-prod"),
                 state: State::Active,
                 entry: active_entry(3600),
                 requests: vec![get("/ping")],
-                error: Some(Box::new(error)),
+                failure: Some(error),
             }),
             report: None,
         },
@@ -1324,7 +1321,7 @@ fn impersonated(parent: &str, user: &str, entry: Entry) -> Msg {
                 status: Some(200),
                 latency_ms: 55,
             }],
-            error: None,
+            failure: None,
         }),
     }
 }
@@ -1353,7 +1350,7 @@ fn u_impersonates_through_the_current_row_and_the_result_is_a_row_after_it() {
     assert!(m.user_prompt().is_none());
     // The request is the parent's: one at a time.
     let parent = m.row("acme-prod").unwrap();
-    assert_eq!(parent.flight.unwrap().op, Act::Sudo);
+    assert_eq!(parent.flight.unwrap().op, Op::Sudo);
     assert_eq!(parent.state(), RowState::Active);
     assert!(ch(&mut m, 'u').is_empty() && m.user_prompt().is_none());
     // The answer: a row of its own right after its profile, with its own countdown and no
@@ -1380,12 +1377,12 @@ fn u_impersonates_through_the_current_row_and_the_result_is_a_row_after_it() {
     assert_eq!(row.state(), RowState::Active);
     assert_eq!(row.token_left(t0()).as_deref(), Some("1h 00m"));
     assert_eq!(row.refresh_left(t0()), None);
-    assert_eq!(row.last.as_ref().unwrap().op, Act::Sudo);
+    assert_eq!(row.last.as_ref().unwrap().op, Op::Sudo);
     assert_eq!(row.profile.username, "sally");
     assert_eq!(m.count(RowState::Active), 2);
     let parent = m.row("acme-prod").unwrap();
     assert!(!parent.busy());
-    assert_eq!(parent.last.as_ref().unwrap().op, Act::Sudo);
+    assert_eq!(parent.last.as_ref().unwrap().op, Op::Sudo);
     assert!(m.status().unwrap().text.contains("impersonating sally"));
     // Its countdown runs with the clock.
     let later = t0() + TimeDelta::seconds(61);
@@ -1476,7 +1473,7 @@ fn impersonation_refusals_and_failures_show_plainly() {
     typed(&mut m, "nobody");
     press(&mut m, KeyCode::Enter);
     let error = sugar_error(
-        "acme-prod>nobody",
+        Op::Sudo,
         404,
         "not_found",
         "Could not find a user named nobody",
@@ -1487,9 +1484,9 @@ fn impersonation_refusals_and_failures_show_plainly() {
             parent: "acme-prod".into(),
             outcome: Box::new(Outcome {
                 name: "acme-prod>nobody".into(),
-                op: Op::Login,
+                op: Op::Sudo,
                 ok: false,
-                message: error.to_string(),
+                message: error.render("acme-prod>nobody"),
                 state: State::Error,
                 entry: Entry::default(),
                 requests: vec![RequestLog {
@@ -1499,7 +1496,7 @@ fn impersonation_refusals_and_failures_show_plainly() {
                     status: Some(404),
                     latency_ms: 12,
                 }],
-                error: Some(Box::new(error)),
+                failure: Some(error),
             }),
         },
         t0(),
@@ -1583,11 +1580,13 @@ fn impersonations_in_the_cache_get_rows_after_their_profile() {
         ..Entry::default()
     };
     let mut cache = Cache::default();
-    cache.profiles.insert("acme-sbx".into(), active_entry(3600));
-    cache.profiles.insert("acme-sbx>jsmith".into(), gone);
     cache
-        .profiles
-        .insert("acme-sbx>alice".into(), sudo_entry("alice", 900));
+        .sessions
+        .insert(key_of(&m, "acme-sbx"), active_entry(3600));
+    cache.sessions.insert(key_of(&m, "acme-sbx>jsmith"), gone);
+    cache
+        .sessions
+        .insert(key_of(&m, "acme-sbx>alice"), sudo_entry("alice", 900));
     update(&mut m, Msg::CacheReloaded(cache), t0());
     assert_eq!(
         m.visible_names(),
@@ -1662,7 +1661,7 @@ fn a_refresh_saved_by_a_new_login_shows_as_a_re_login() {
     entry.updated_at = Some(at);
     update(&mut m, ok("acme-prod", Op::Refresh, entry.clone()), at);
     let last = m.row("acme-prod").unwrap().last.clone().unwrap();
-    assert_eq!((last.op, last.kind), (Act::Relogin, ResultKind::Ok));
+    assert_eq!((last.op, last.kind), (Op::Relogin, ResultKind::Ok));
     // An ordinary refresh later (the re-login long past) is a refresh.
     let at = t0() + TimeDelta::seconds(20);
     update(
@@ -1674,7 +1673,7 @@ fn a_refresh_saved_by_a_new_login_shows_as_a_re_login() {
     update(&mut m, ok("acme-prod", Op::Refresh, entry), at);
     assert_eq!(
         m.row("acme-prod").unwrap().last.as_ref().unwrap().op,
-        Act::Refresh
+        Op::Refresh
     );
 }
 

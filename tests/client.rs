@@ -533,9 +533,14 @@ async fn logout_of_an_expired_access_token_refreshes_first_to_revoke_the_refresh
     assert!(engine.run(&p, Op::Login, None).await.ok);
     // Make the cached access token look expired (the refresh token still lives).
     engine
-        .persist("short", |e| {
-            let s = e.session.as_mut().unwrap();
-            s.expires_at = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+        .persist(sugar_sessions::store::Change {
+            key: p.session_key(),
+            label: "short".into(),
+            expect: sugar_sessions::store::Expect::Held,
+            apply: Box::new(|e| {
+                let s = e.session.as_mut().unwrap();
+                s.expires_at = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+            }),
         })
         .await
         .unwrap();

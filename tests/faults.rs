@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 use sugar_sessions::config::{Profile, Profiles};
 use sugar_sessions::emulator::{Emulator, EmulatorConfig, Fault, InstanceConfig, UserConfig};
 use sugar_sessions::engine::{Engine, Outcome};
-use sugar_sessions::session::{Op, Session, State};
+use sugar_sessions::session::{Entry, Op, Session, State};
 use sugar_sessions::store::Store;
-use sugar_sessions::sugar::ErrorKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -167,9 +166,9 @@ fn expected_login_failures(s: &Sockets) -> Vec<(&'static str, String, &'static s
         (
             "refused",
             format!("connection to {} refused", s.refused),
-            "connection_refused",
+            "network",
         ),
-        ("dns", "cannot resolve host sugar.invalid".into(), "dns"),
+        ("dns", "cannot resolve host sugar.invalid".into(), "network"),
         (
             "silent",
             format!("no answer from {} within 1 s", s.silent),
@@ -178,56 +177,56 @@ fn expected_login_failures(s: &Sockets) -> Vec<(&'static str, String, &'static s
         (
             "cut",
             "HTTP 200, but the connection closed before the whole answer arrived".into(),
-            "truncated",
+            "network",
         ),
         (
             "html502",
             "HTTP 502 with an HTML page instead of Sugar's JSON".into(),
-            "http",
+            "server",
         ),
         (
             "nonjson",
             "HTTP 200 with an HTML page instead of JSON".into(),
-            "not_json",
+            "protocol",
         ),
         (
             "shape",
             "HTTP 200 with an unexpected answer: \"access_token\" is not a non-empty string".into(),
-            "bad_shape",
+            "protocol",
         ),
         (
             "big",
             "HTTP 200 with a body over 1024 KiB".into(),
-            "too_large",
+            "protocol",
         ),
         (
-            "redirect",
+            "protocol",
             "HTTP 302 redirect to sso.example.com".into(),
-            "redirect",
+            "protocol",
         ),
         (
             "drop",
             "HTTP 200, but the connection closed before the whole answer arrived".into(),
-            "truncated",
+            "network",
         ),
         (
             "maint",
             "HTTP 401 need_login: SugarCRM is in maintenance mode".into(),
-            "sugar",
+            "maintenance",
         ),
-        ("seats", "HTTP 403 license_seats_needed".into(), "sugar"),
+        ("seats", "HTTP 403 license_seats_needed".into(), "server"),
         ("slow", "within 1 s".into(), "timeout"),
         (
             "platform",
             "HTTP 422 invalid_parameter: Invalid platform specified.".into(),
-            "sugar",
+            "platform",
         ),
         (
             "wrong-pw",
             "HTTP 401 need_login: You must specify a valid username and password.".into(),
-            "sugar",
+            "credentials",
         ),
-        ("bad-client", "HTTP 400 invalid_client".into(), "sugar"),
+        ("bad-client", "HTTP 400 invalid_client".into(), "credentials"),
     ]
 }
 
@@ -250,13 +249,15 @@ async fn bulk(engine: &Arc<Engine>, profiles: &Profiles, op: Op) -> HashMap<Stri
     out
 }
 
-fn session_of(engine: &Engine, name: &str) -> Option<Session> {
+fn entry_of(engine: &Engine, p: &Profile) -> Entry {
     engine
         .load_cache()
         .unwrap()
-        .profiles
-        .get(name)
-        .and_then(|e| e.session.clone())
+        .entry_or_default(&p.session_key())
+}
+
+fn session_of(engine: &Engine, p: &Profile) -> Option<Session> {
+    entry_of(engine, p).session
 }
 
 fn profile<'a>(profiles: &'a Profiles, name: &str) -> &'a Profile {
@@ -291,7 +292,7 @@ async fn a_bulk_login_through_every_fault_isolates_each_failure() {
         let o = &outcomes[name];
         assert!(o.ok, "{}", o.message);
         assert_eq!(o.state, State::Active);
-        assert!(session_of(&engine, name).is_some());
+        assert!(session_of(&engine, profile(&profiles, name)).is_some());
     }
     let expected = expected_login_failures(&s);
     assert_eq!(expected.len() + 2, profiles.profiles.len());
@@ -308,22 +309,22 @@ async fn a_bulk_login_through_every_fault_isolates_each_failure() {
         );
         assert!(o.message.contains("(hint: "), "{}", o.message);
         assert!(!o.message.contains(INTEGRATION_PW), "{}", o.message);
-        let error = o
-            .error
+        let failure = o
+            .failure
             .as_ref()
-            .unwrap_or_else(|| panic!("{name}: no error"));
-        assert_eq!(error.kind.name(), kind, "{name}: {:?}", error.kind);
-        // Persisted: `status` tells the same story.
-        let entry = engine.load_cache().unwrap().profiles[name].clone();
+            .unwrap_or_else(|| panic!("{name}: no failure"));
+        assert_eq!(failure.kind.as_str(), kind, "{name}: {failure:?}");
+        assert_eq!(failure.op, Op::Login);
+        // Persisted: `status` tells the same story, in the same words.
+        let entry = entry_of(&engine, profile(&profiles, name));
         assert_eq!(entry.state(chrono::Utc::now()), State::Error);
-        assert_eq!(entry.failure.as_ref().map(|f| &f.message), Some(&o.message));
+        assert_eq!(entry.failure.as_ref().map(|f| f.render(name)), Some(o.message.clone()));
         assert!(entry.session.is_none());
     }
     // The redirect was not followed, and the SSO host named, never contacted.
-    assert!(matches!(
-        outcomes["redirect"].error.as_ref().unwrap().kind,
-        ErrorKind::Redirect { status: 302, .. }
-    ));
+    let redirect = outcomes["redirect"].failure.as_ref().unwrap();
+    assert_eq!(redirect.http_status, Some(302));
+    assert!(redirect.message.contains("sso.example.com"), "{redirect:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,7 +351,7 @@ async fn a_bulk_refresh_through_faults_keeps_every_session() {
     assert!(logins.values().all(|o| o.ok), "{logins:#?}");
     let before: HashMap<&str, Session> = names
         .iter()
-        .map(|n| (*n, session_of(&engine, n).unwrap()))
+        .map(|n| (*n, session_of(&engine, profile(&all, n)).unwrap()))
         .collect();
 
     faults_on(&emu);
@@ -358,7 +359,7 @@ async fn a_bulk_refresh_through_faults_keeps_every_session() {
     for name in ["ok1", "ok2"] {
         let o = &outcomes[name];
         assert!(o.ok, "{}", o.message);
-        let now = session_of(&engine, name).unwrap();
+        let now = session_of(&engine, profile(&all, name)).unwrap();
         assert_ne!(now.refresh_token, before[name].refresh_token, "rotated");
     }
     let expected: HashMap<&str, &str> = [
@@ -393,7 +394,7 @@ async fn a_bulk_refresh_through_faults_keeps_every_session() {
         );
         // A failure that is not Sugar rejecting the token keeps the session as it was.
         assert_eq!(
-            session_of(&engine, name).as_ref(),
+            session_of(&engine, profile(&all, name)).as_ref(),
             Some(&before[*name]),
             "{name}"
         );

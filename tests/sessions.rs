@@ -78,10 +78,13 @@ async fn check_notices_a_session_sugar_no_longer_accepts() {
     let emu = start().await;
     let dir = tempfile::tempdir().unwrap();
     let engine = engine_in(dir.path());
+    // Another tool, with its own cache, logs in as the same user on the same platform.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = engine_in(other_dir.path());
     let first = integration(&emu, "first", "acme");
     let second = integration(&emu, "second", "acme");
     assert!(engine.run(&first, Op::Login, None).await.ok);
-    assert!(engine.run(&second, Op::Login, None).await.ok);
+    assert!(other.run(&second, Op::Login, None).await.ok);
     emu.advance_clock(Duration::from_secs(121)); // past the superseded access token's grace
     let (o, report) = engine.check(&first).await;
     assert!(!o.ok && report.is_none());
@@ -91,7 +94,7 @@ async fn check_notices_a_session_sugar_no_longer_accepts() {
         "{}",
         o.message
     );
-    let (o, _) = engine.check(&second).await;
+    let (o, _) = other.check(&second).await;
     assert!(o.ok, "the newer session is fine: {}", o.message);
 }
 
@@ -127,8 +130,15 @@ async fn sudo_gets_a_session_as_another_user() {
     ));
     // The caller keeps its own session, and the impersonation is stored under its own name.
     let cache = engine.cache().await.unwrap();
-    assert!(cache.profiles["acme-admin"].session.is_some());
-    assert!(cache.profiles["acme-admin>integration"].session.is_some());
+    let key = p.session_key();
+    assert!(cache.entry(&key).unwrap().session.is_some());
+    assert!(
+        cache
+            .entry(&key.impersonating("integration"))
+            .unwrap()
+            .session
+            .is_some()
+    );
 
     let o = engine.sudo(&p, "nobody").await;
     assert!(!o.ok);
@@ -171,10 +181,13 @@ async fn a_session_ended_by_another_login_is_superseded_and_says_why() {
     let emu = start().await;
     let dir = tempfile::tempdir().unwrap();
     let engine = engine_in(dir.path());
+    // Another tool (its own cache) logs in as the same user on the same platform.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = engine_in(other_dir.path());
     let first = integration_with(&emu, "first", "relogin = false");
     let second = integration_with(&emu, "second", "");
     assert!(engine.run(&first, Op::Login, None).await.ok);
-    assert!(engine.run(&second, Op::Login, None).await.ok);
+    assert!(other.run(&second, Op::Login, None).await.ok);
     let o = engine.run(&first, Op::Refresh, None).await;
     assert!(!o.ok);
     assert_eq!(o.state, State::Superseded);
@@ -191,11 +204,17 @@ async fn a_session_ended_by_another_login_is_superseded_and_says_why() {
         o.message
     );
     // Stored: the state and its reason survive in the cache.
-    let cached = engine.cache().await.unwrap().profiles["first"].clone();
+    let cached = engine
+        .cache()
+        .await
+        .unwrap()
+        .entry(&first.session_key())
+        .cloned()
+        .unwrap();
     assert_eq!(cached.state(chrono::Utc::now()), State::Superseded);
     assert_eq!(
         cached.reason(chrono::Utc::now()).as_deref(),
-        Some(o.message.as_str())
+        o.message.strip_prefix("first: ")
     );
     // An expired refresh token is not "superseded".
     let lone = profile(
@@ -221,10 +240,13 @@ async fn a_rejected_refresh_token_logs_in_again_once_per_ten_minutes() {
     let emu = start().await;
     let dir = tempfile::tempdir().unwrap();
     let engine = engine_in(dir.path());
+    // The other tool keeps its own cache.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = engine_in(other_dir.path());
     let ours = integration_with(&emu, "ours", "");
     let theirs = integration_with(&emu, "theirs", "relogin = false");
     assert!(engine.run(&ours, Op::Login, None).await.ok);
-    assert!(engine.run(&theirs, Op::Login, None).await.ok);
+    assert!(other.run(&theirs, Op::Login, None).await.ok);
     let o = engine.run(&ours, Op::Refresh, None).await;
     assert!(o.ok, "{}", o.message);
     assert!(
@@ -236,7 +258,7 @@ async fn a_rejected_refresh_token_logs_in_again_once_per_ten_minutes() {
     assert!(o.entry.relogin_at.is_some());
 
     // The other tool logs in again, ending ours a second time within ten minutes: no loop.
-    assert!(engine.run(&theirs, Op::Login, None).await.ok);
+    assert!(other.run(&theirs, Op::Login, None).await.ok);
     let o = engine.run(&ours, Op::Refresh, None).await;
     assert!(!o.ok);
     assert_eq!(o.state, State::Superseded);

@@ -4,6 +4,7 @@
 use rand::Rng;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use sugar_sessions::identity::SessionKey;
 use sugar_sessions::session::{Entry, Failure, Op};
 use sugar_sessions::store::Store;
 
@@ -20,20 +21,13 @@ fn writer_child() {
         store
             .update(|cache| {
                 for i in 0..200 {
-                    let entry = cache
-                        .profiles
-                        .entry(format!("profile-{i}"))
-                        .or_insert_with(Entry::default);
-                    entry.failure = Some(Failure {
-                        at: chrono::Utc::now(),
-                        op: Op::Refresh,
-                        message: format!(
-                            "round {round}: {}",
-                            "x".repeat(200 + (round as usize % 50))
-                        ),
-                        needs_login: false,
-                        superseded: false,
-                    });
+                    let key = SessionKey::new("https://x.example.com", &format!("u{i}"), "p", "c");
+                    let entry = cache.sessions.entry(key).or_insert_with(Entry::default);
+                    entry.failure = Some(Failure::local(
+                        Op::Refresh,
+                        chrono::Utc::now(),
+                        format!("round {round}: {}", "x".repeat(200 + (round as usize % 50))),
+                    ));
                 }
             })
             .unwrap();
@@ -67,9 +61,9 @@ fn killed_writers_never_leave_a_broken_cache() {
             "the cache was broken: {:?}",
             report.moved_aside
         );
-        if !cache.profiles.is_empty() {
+        if !cache.sessions.is_empty() {
             saw_content += 1;
-            assert_eq!(cache.profiles.len(), 200, "a write is all or nothing");
+            assert_eq!(cache.sessions.len(), 200, "a write is all or nothing");
         }
     }
     assert!(saw_content > 0, "the writers got to write at least once");

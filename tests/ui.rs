@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use sugar_sessions::app::{Model, Msg, Options, Source, Zone, update};
 use sugar_sessions::config;
 use sugar_sessions::engine::Outcome;
-use sugar_sessions::session::{Entry, Failure, Op, RequestLog, Session, State};
+use sugar_sessions::identity::SessionKey;
+use sugar_sessions::session::{Entry, Failure, FailureKind, Op, RequestLog, Session, State};
 use sugar_sessions::store::Cache;
-use sugar_sessions::sugar::{ErrorKind, SugarError};
 use sugar_sessions::ui::{self, Column};
 
 const PROFILES: &str = r#"
@@ -75,7 +75,15 @@ fn entry(session: Option<Session>, failure: Option<Failure>) -> Entry {
         session,
         failure,
         updated_at: Some(now() - TimeDelta::minutes(1)),
-        relogin_at: None,
+        ..Default::default()
+    }
+}
+
+/// The cache key of a row's session, or for `NAME>USER` of an impersonation through NAME.
+fn key_of(m: &Model, name: &str) -> SessionKey {
+    match name.split_once('>') {
+        Some((parent, user)) => m.row(parent).unwrap().key.impersonating(user),
+        None => m.row(name).unwrap().key.clone(),
     }
 }
 
@@ -95,12 +103,10 @@ fn model(opts: Options) -> Model {
         now(),
     );
     let mut cache = Cache::default();
-    cache.profiles.insert(
-        "acme-prod".into(),
+    cache.sessions.insert(key_of(&m, "acme-prod"),
         entry(Some(session(52 * 60 + 7, 14 * 86_400 - 3600)), None),
     );
-    cache.profiles.insert(
-        "acme-sbx".into(),
+    cache.sessions.insert(key_of(&m, "acme-sbx"),
         entry(Some(session(4 * 60 + 12, 13 * 86_400)), None),
     );
     update(&mut m, Msg::CacheReloaded(cache), now());
@@ -152,32 +158,23 @@ fn line_with<'a>(lines: &'a [String], needle: &str) -> &'a str {
 }
 
 fn failed_outcome() -> Outcome {
-    let error = SugarError {
-        profile: "globex".into(),
-        op: "login",
-        platform: "base".into(),
-        api: "v11".into(),
-        host: "crm.globex.com".into(),
-        kind: ErrorKind::Sugar {
-            status: 401,
-            label: "need_login".into(),
-            message: Some("You must specify a valid username and password.".into()),
-        },
-    };
-    let message = error.to_string();
     let failure = Failure {
-        at: now(),
         op: Op::Login,
-        message: message.clone(),
+        at: now(),
+        kind: FailureKind::Credentials,
+        http_status: Some(401),
+        label: Some("need_login".into()),
+        message: "You must specify a valid username and password.".into(),
+        hint: Some("check the username and the password source of the profile".into()),
         needs_login: false,
-        superseded: false,
     };
+    let message = failure.render("globex");
     Outcome {
         name: "globex".into(),
         op: Op::Login,
         ok: false,
         message,
-        entry: entry(None, Some(failure)),
+        entry: entry(None, Some(failure.clone())),
         state: State::Error,
         requests: vec![RequestLog {
             at: now() - TimeDelta::seconds(2),
@@ -186,7 +183,7 @@ fn failed_outcome() -> Outcome {
             status: Some(401),
             latency_ms: 184,
         }],
-        error: Some(Box::new(error)),
+        failure: Some(failure),
     }
 }
 
@@ -563,7 +560,7 @@ fn checked(name: &str, entry: Entry, skew_s: i64) -> Msg {
                 status: Some(200),
                 latency_ms: 42,
             }],
-            error: None,
+            failure: None,
         }),
         report: Some(report),
     }
@@ -620,11 +617,8 @@ fn unverified_impersonation_hard_end_and_superseded_rows_at_80x24_and_160x40() {
     let mut capped = session(52 * 60 + 7, 190);
     capped.hard_end = Some(now() + TimeDelta::seconds(190));
     let mut cache = Cache::default();
-    cache
-        .profiles
-        .insert("acme-prod".into(), entry(Some(capped), None));
-    cache.profiles.insert(
-        "acme-sbx".into(),
+    cache.sessions.insert(key_of(&m, "acme-prod"), entry(Some(capped), None));
+    cache.sessions.insert(key_of(&m, "acme-sbx"),
         entry(Some(session(40 * 60, 13 * 86_400)), None),
     );
     // An impersonation made by `sugar-sessions sudo` in another process.
@@ -632,23 +626,22 @@ fn unverified_impersonation_hard_end_and_superseded_rows_at_80x24_and_160x40() {
     sudo.refresh_token = None;
     sudo.refresh_expires_at = None;
     sudo.username = "sally".into();
-    cache
-        .profiles
-        .insert("acme-sbx>sally".into(), entry(Some(sudo), None));
+    cache.sessions.insert(key_of(&m, "acme-sbx>sally"), entry(Some(sudo), None));
     // initech: superseded by another login; its access token no longer counts down.
     let mut dead = session(45 * 60, 0);
     dead.refresh_token = None;
     dead.refresh_expires_at = None;
-    cache.profiles.insert(
-        "initech".into(),
+    cache.sessions.insert(key_of(&m, "initech"),
         entry(
             Some(dead),
             Some(Failure {
-                at: now(),
-                op: Op::Refresh,
-                message: "initech: superseded: another login as jim on platform acme_sync ended it (Sugar keeps one session per user and platform); give each integration a platform of its own (HTTP 400 invalid_grant: Invalid refresh token)".into(),
+                kind: FailureKind::Superseded,
                 needs_login: true,
-                superseded: true,
+                ..Failure::local(
+                    Op::Refresh,
+                    now(),
+                    "another login as jim on platform acme_sync ended it (Sugar keeps one session per user and platform); give each integration a platform of its own (HTTP 400 invalid_grant: Invalid refresh token)",
+                )
             }),
         ),
     );

@@ -419,7 +419,7 @@ pub fn full_cache_world(dir: &Path, n: usize, hosts: usize) -> (PathBuf, PathBuf
             user_name(i)
         ));
         entries.insert(
-            format!("p{i:05}"),
+            format!("{url}|{}|custom_api|sugar", user_name(i)),
             serde_json::json!({
                 "session": {
                     "access_token": uuid::Uuid::new_v4().to_string(),
@@ -438,7 +438,7 @@ pub fn full_cache_world(dir: &Path, n: usize, hosts: usize) -> (PathBuf, PathBuf
     }
     write_private(&profiles, &text);
     let cache: Cache =
-        serde_json::from_value(serde_json::json!({"version": 1, "profiles": entries}))
+        serde_json::from_value(serde_json::json!({"version": 2, "sessions": entries}))
             .expect("the cache format this benchmark writes is the crate's");
     let state = dir.join("state");
     let store = Store::open(&state).expect("state dir");
