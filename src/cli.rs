@@ -401,7 +401,8 @@ fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> 
                 let s = e.session.as_ref();
                 json!({
                     "name": p.name, "url": p.url.as_str().trim_end_matches('/'), "username": p.username, "platform": p.platform,
-                    "tags": p.tags, "state": e.state(now).as_str(), "reason": e.reason(now),
+                    "tags": p.tags, "state": e.state(now).as_str(),
+                    "reason": e.failure.as_ref().map(|f| f.render(&p.name)).or_else(|| e.reason(now)),
                     "obtained_at": s.map(|s| rfc3339(s.obtained_at)),
                     "expires_at": s.map(|s| rfc3339(s.expires_at)),
                     "refresh_expires_at": s.and_then(|s| s.refresh_token.as_ref().and(s.refresh_expires_at)).map(rfc3339),
@@ -425,10 +426,6 @@ fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> 
             line.push_str(&format!("  {}", crate::engine::describe(e, now)));
         }
         if let Some(r) = e.reason(now) {
-            let r = r
-                .strip_prefix(&format!("{}: ", p.name))
-                .unwrap_or(&r)
-                .to_string();
             line.push_str(&format!("  ({r})"));
         }
         println!("{}", line.trim_end());

@@ -177,7 +177,7 @@ fn failed(name: &str) -> Msg {
             422,
             "invalid_parameter",
             "Invalid platform specified.",
-            Some("the platform \"custom_api\" must be registered"),
+            Some("the platform \"custom_api\" must be registered in Sugar's Admin > Configure API Platforms, or the profile must use a registered one"),
         )
     };
     let entry = Entry {
@@ -200,7 +200,12 @@ fn failed(name: &str) -> Msg {
 /// The cache key of a row's session, or for `NAME>USER` of an impersonation through NAME.
 fn key_of(m: &Model, name: &str) -> SessionKey {
     match name.split_once('>') {
-        Some((parent, user)) => m.row(parent).unwrap().key.impersonating(user),
+        Some((parent, user)) => match m.row(parent) {
+            Some(row) => row.key.impersonating(user),
+            // An identity no profile of the file has.
+            None => SessionKey::new("https://gone.example.com", parent, "custom_api", "sugar")
+                .impersonating(user),
+        },
         None => m.row(name).unwrap().key.clone(),
     }
 }
@@ -1659,7 +1664,8 @@ fn a_refresh_saved_by_a_new_login_shows_as_a_re_login() {
     let mut entry = active_entry(3600);
     entry.relogin_at = Some(at);
     entry.updated_at = Some(at);
-    update(&mut m, ok("acme-prod", Op::Refresh, entry.clone()), at);
+    // The engine reports a refresh whose token was rejected and that logged in again as such.
+    update(&mut m, ok("acme-prod", Op::Relogin, entry.clone()), at);
     let last = m.row("acme-prod").unwrap().last.clone().unwrap();
     assert_eq!((last.op, last.kind), (Op::Relogin, ResultKind::Ok));
     // An ordinary refresh later (the re-login long past) is a refresh.

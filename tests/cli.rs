@@ -356,10 +356,17 @@ async fn list_shows_profiles_in_file_order_without_network() {
     assert!(emu.requests().is_empty());
 }
 
+/// The cache's entries by the profile that last wrote them (the cache keys them by identity).
 fn cache_entries(state: &Path) -> serde_json::Map<String, Value> {
     let text = std::fs::read_to_string(state.join("sessions.json")).unwrap();
     let v: Value = serde_json::from_str(&text).expect("the cache always parses");
-    v["profiles"].as_object().unwrap().clone()
+    assert_eq!(v["version"], 2);
+    v["sessions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|e| (e["profile"].as_str().unwrap().to_string(), e.clone()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,12 +147,16 @@ fn profiles_text(emu: &Emulator, s: &Sockets, cut: SocketAddr) -> String {
     );
     add(
         "wrong-pw",
-        format!("url = \"{}\"\npassword = \"Wrong-Pw-44a1\"", emu.url("ok2")),
+        // Another platform than ok2's: the same user, platform and client would be ok2's session.
+        format!(
+            "url = \"{}\"\npassword = \"Wrong-Pw-44a1\"\nplatform = \"mobile\"",
+            emu.url("ok2")
+        ),
     );
     add(
         "bad-client",
         format!(
-            "url = \"{}\"\nclient_id = \"sugar\"\nclient_secret = \"not-the-secret\"",
+            "url = \"{}\"\nclient_id = \"sugar\"\nclient_secret = \"not-the-secret\"\nplatform = \"portal\"",
             emu.url("ok2")
         ),
     );
@@ -200,7 +204,7 @@ fn expected_login_failures(s: &Sockets) -> Vec<(&'static str, String, &'static s
             "protocol",
         ),
         (
-            "protocol",
+            "redirect",
             "HTTP 302 redirect to sso.example.com".into(),
             "protocol",
         ),
@@ -297,7 +301,9 @@ async fn a_bulk_login_through_every_fault_isolates_each_failure() {
     let expected = expected_login_failures(&s);
     assert_eq!(expected.len() + 2, profiles.profiles.len());
     for (name, what, kind) in expected {
-        let o = &outcomes[name];
+        let o = outcomes
+            .get(name)
+            .unwrap_or_else(|| panic!("{name}: no outcome among {:?}", outcomes.keys()));
         let prefix = format!("{name}: login failed: ");
         assert!(!o.ok, "{name} succeeded");
         assert_eq!(o.state, State::Error, "{}", o.message);
