@@ -555,25 +555,7 @@ impl Store {
     /// Applies changes under the file lock: each to the entry as it is on disk now, if it still
     /// has the generation the change was computed from (or the change is the lock holder's).
     pub fn apply(&self, changes: Vec<Change>) -> Result<Vec<Applied>, StoreError> {
-        self.update(|cache| {
-            let now = Utc::now();
-            changes
-                .into_iter()
-                .map(|change| {
-                    let entry = cache.sessions.entry(change.key).or_default();
-                    if let Expect::Generation(g) = change.expect
-                        && entry.generation != g
-                    {
-                        return Applied::Lost(entry.clone());
-                    }
-                    (change.apply)(entry);
-                    entry.generation += 1;
-                    entry.profile = Some(change.label);
-                    entry.updated_at = Some(now);
-                    Applied::Done(entry.clone())
-                })
-                .collect()
-        })
+        self.update(|cache| apply(cache, changes, Utc::now()))
     }
 
     /// Read-modify-write under the lock: re-reads the cache, lets `f` change it, writes it atomically.
@@ -678,6 +660,30 @@ impl Store {
         }
         Ok((json, stamp))
     }
+}
+
+/// The compare-and-swap step of the protocol, on a cache as read under the file lock: each change
+/// is applied to its entry if the entry still has the generation it was computed from (or the
+/// change is the identity lock holder's), which then counts one more generation; otherwise nothing
+/// changes and the entry as it is comes back. Pure: the store runs it between its read and its
+/// write, and the protocol's interleaving test runs it directly.
+pub fn apply(cache: &mut Cache, changes: Vec<Change>, now: DateTime<Utc>) -> Vec<Applied> {
+    changes
+        .into_iter()
+        .map(|change| {
+            let entry = cache.sessions.entry(change.key).or_default();
+            if let Expect::Generation(g) = change.expect
+                && entry.generation != g
+            {
+                return Applied::Lost(entry.clone());
+            }
+            (change.apply)(entry);
+            entry.generation += 1;
+            entry.profile = Some(change.label);
+            entry.updated_at = Some(now);
+            Applied::Done(entry.clone())
+        })
+        .collect()
 }
 
 /// Reserves `len` bytes for a file, so that writing them cannot fail for want of space. File
