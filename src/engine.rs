@@ -198,13 +198,11 @@ impl Engine {
             seen,
             permit: Mutex::new(Some(permit)),
         };
-        // The place in the bounds is not held while waiting for another process.
+        // The place in the bounds stays held while waiting (boundedly) for another process: a
+        // request that has its place is the next to be sent, as the bounds' queue promised.
         let lock = match held {
             Some(_) => Ok(None),
-            None => {
-                run.release();
-                self.lock_key(&key).await.map(Some)
-            }
+            None => self.lock_key(&key).await.map(Some),
         };
         let result = match lock {
             Err(msg) => Err(run.unstored(Failure::local(op, Utc::now(), msg))),
@@ -461,8 +459,8 @@ struct Run<'a> {
     requests: Vec<RequestLog>,
     /// The entry as read before the identity's lock was taken.
     seen: Entry,
-    /// The place in the concurrency bounds: held for requests, given up while waiting for a lock
-    /// or while a result is stored (writes are coalesced; the network need not wait for them).
+    /// The place in the concurrency bounds: held for requests, given up while a result is stored
+    /// (writes are coalesced; the network need not wait for them).
     permit: Mutex<Option<Permit>>,
 }
 

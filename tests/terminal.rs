@@ -212,7 +212,7 @@ fn cache(state: &Path) -> serde_json::Value {
 }
 
 fn has_session(cache: &serde_json::Value, name: &str) -> bool {
-    cache["profiles"][name]["session"]["access_token"].is_string()
+    common::cached(cache, name)["session"]["access_token"].is_string()
 }
 
 /// Nothing the program started is still running (the program had a session of its own).

@@ -4,6 +4,8 @@
 
 #[path = "common/pty.rs"]
 mod pty;
+#[allow(dead_code)]
+mod common;
 
 use pty::Pty;
 use std::process::Command;
@@ -14,7 +16,8 @@ const PASSWORD: &str = "autorefresh-test-pw";
 
 fn cached(state: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(state.join("sessions.json")).unwrap_or_default();
-    serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default()["profiles"]["short"]["session"].clone()
+    let cache = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+    common::cached(&cache, "short")["session"].clone()
 }
 
 #[test]
