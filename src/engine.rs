@@ -331,6 +331,9 @@ impl Engine {
     /// before it is handed out, and the lock is held until the caller is done with the token.
     pub async fn token(&self, p: &Profile) -> Result<Token, NoToken> {
         let key = p.session_key();
+        // What this process saw before waiting for the lock: a session stored by another process
+        // meanwhile is handed out as it is (it was just refreshed or logged in), not refreshed again.
+        let seen = self.current(&key).await.unwrap_or_default();
         let lock = self.lock_key(&key).await.map_err(|e| {
             NoToken::Failed(format!("{}: no token: {e}", p.name))
         })?;
@@ -339,7 +342,15 @@ impl Engine {
             .current(&key)
             .await
             .map_err(|e| NoToken::Failed(format!("{}: {e}", p.name)))?;
-        let due = p.auto_refresh && crate::session::refresh_due(&p.name, &entry, p.refresh_before, now);
+        let stored_meanwhile = entry.failure.is_none()
+            && match (&seen.session, &entry.session) {
+                (Some(before), Some(after)) => after.obtained_at > before.obtained_at,
+                (None, Some(_)) => true,
+                _ => false,
+            };
+        let due = p.auto_refresh
+            && !stored_meanwhile
+            && crate::session::refresh_due(&p.name, &entry, p.refresh_before, now);
         if let Some(s) = entry.usable_session(now)
             && !due
         {
