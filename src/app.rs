@@ -12,9 +12,9 @@
 
 use crate::config::{PasswordSource, Profile, Profiles};
 use crate::engine::{Outcome, sudo_profile};
+use crate::identity::SessionKey;
 use crate::secret::Secret;
 use crate::session::{self, CheckReport, Entry, Op, RequestLog, State, format_duration, remaining};
-use crate::identity::SessionKey;
 use crate::store::Cache;
 use chrono::{DateTime, FixedOffset, Local, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -1994,7 +1994,7 @@ impl Model {
     /// Queues `op` for row `i`. With `reposition` false the visible order is left to the caller
     /// (one [`Model::resort`] after starting many).
     fn start(&mut self, i: usize, op: Op, password: Option<Secret>, reposition: bool) -> Command {
-        self.begin(i, op.into(), false, reposition);
+        self.begin(i, op, false, reposition);
         Command::Start {
             name: self.rows[i].profile.name.clone(),
             op,
@@ -2785,7 +2785,11 @@ fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) 
         .as_ref()
         .map(|r| r.latency_ms)
         .or_else(|| outcome.requests.iter().map(|r| r.latency_ms).max());
-    let superseded = outcome.entry.failure.as_ref().is_some_and(|f| f.superseded());
+    let superseded = outcome
+        .entry
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.superseded());
     let summary = match (&outcome.failure, outcome.ok) {
         (_, true) => "ok".to_string(),
         (_, false) if superseded => "superseded".to_string(),
@@ -2908,7 +2912,10 @@ fn on_impersonated(model: &mut Model, parent: &str, outcome: Outcome) {
     // 404: no such user), since no impersonation came of it.
     let last_error = (!ok).then(|| {
         let (text, hint) = match &outcome.failure {
-            Some(f) => (format!("sudo as {user} failed: {}", f.what()), f.hint.clone()),
+            Some(f) => (
+                format!("sudo as {user} failed: {}", f.what()),
+                f.hint.clone(),
+            ),
             None => (
                 strip_name(&outcome.message, &outcome.name).to_string(),
                 None,

@@ -125,8 +125,10 @@ impl Profile {
     /// The identity of the profile's session: what the token cache keys it by.
     pub fn session_key(&self) -> SessionKey {
         match &self.admin {
-            Some(admin) => SessionKey::new(self.url.as_str(), admin, &self.platform, &self.client_id)
-                .impersonating(&self.username),
+            Some(admin) => {
+                SessionKey::new(self.url.as_str(), admin, &self.platform, &self.client_id)
+                    .impersonating(&self.username)
+            }
             None => SessionKey::new(
                 self.url.as_str(),
                 &self.username,

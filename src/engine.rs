@@ -334,9 +334,10 @@ impl Engine {
         // What this process saw before waiting for the lock: a session stored by another process
         // meanwhile is handed out as it is (it was just refreshed or logged in), not refreshed again.
         let seen = self.current(&key).await.unwrap_or_default();
-        let lock = self.lock_key(&key).await.map_err(|e| {
-            NoToken::Failed(format!("{}: no token: {e}", p.name))
-        })?;
+        let lock = self
+            .lock_key(&key)
+            .await
+            .map_err(|e| NoToken::Failed(format!("{}: no token: {e}", p.name)))?;
         let now = Utc::now();
         let entry = self
             .current(&key)
@@ -650,11 +651,7 @@ impl Run<'_> {
                     "logged in"
                 };
                 Ok((
-                    format!(
-                        "{}: {done}; {}",
-                        self.name(),
-                        describe(&entry, Utc::now())
-                    ),
+                    format!("{}: {done}; {}", self.name(), describe(&entry, Utc::now())),
                     entry,
                 ))
             }
@@ -800,7 +797,9 @@ impl Run<'_> {
                 let f = Failure::local(
                     self.op,
                     Utc::now(),
-                    format!("the session was ended, but the token cache could not record it ({cache})"),
+                    format!(
+                        "the session was ended, but the token cache could not record it ({cache})"
+                    ),
                 );
                 let mut failed = self.unstored(f);
                 failed.message = format!("{message}; but {cache}");
@@ -939,13 +938,19 @@ impl Engine {
             let now = Utc::now();
             let Some(session) = entry.session.clone().filter(|s| s.access_valid(now)) else {
                 let f = Failure::local(Op::Check, now, "no active session to check: log in first");
-                return (done(false, f.render(&p.name), entry, requests, Some(f)), None);
+                return (
+                    done(false, f.render(&p.name), entry, requests, Some(f)),
+                    None,
+                );
             };
             let client = match self.client(p) {
                 Ok(c) => c,
                 Err(msg) => {
                     let f = Failure::local(Op::Check, now, msg);
-                    return (done(false, f.render(&p.name), entry, requests, Some(f)), None);
+                    return (
+                        done(false, f.render(&p.name), entry, requests, Some(f)),
+                        None,
+                    );
                 }
             };
             let held = match permit.take() {
@@ -974,7 +979,10 @@ impl Engine {
             if let Some(e) = first_error {
                 if !e.session_gone() {
                     let f = e.failure(Op::Check, Utc::now());
-                    return (done(false, f.render(&p.name), entry, requests, Some(f)), None);
+                    return (
+                        done(false, f.render(&p.name), entry, requests, Some(f)),
+                        None,
+                    );
                 }
                 let mut f = e.failure(Op::Check, Utc::now()).needing_login();
                 f.kind = FailureKind::Superseded;
@@ -991,10 +999,7 @@ impl Engine {
                 let lock = match self.lock_key(&key).await {
                     Ok(l) => l,
                     Err(why) => {
-                        let message = format!(
-                            "{}; not recorded: {why}",
-                            f.render(&p.name)
-                        );
+                        let message = format!("{}; not recorded: {why}", f.render(&p.name));
                         return (done(false, message, entry, requests, Some(f)), None);
                     }
                 };
@@ -1016,7 +1021,10 @@ impl Engine {
                 drop(lock);
                 match applied {
                     Ok(Applied::Done(entry)) => {
-                        return (done(false, f.render(&p.name), entry, requests, Some(f)), None);
+                        return (
+                            done(false, f.render(&p.name), entry, requests, Some(f)),
+                            None,
+                        );
                     }
                     Ok(Applied::Lost(_)) if attempt == 0 => {
                         tracing::info!(profile = %p.name, "checked a session another process had just replaced; checking the new one");
@@ -1102,7 +1110,13 @@ impl Engine {
             failure,
         };
         let fail = |f: Failure, requests| {
-            outcome(false, f.render(&target.name), before.clone(), requests, Some(f))
+            outcome(
+                false,
+                f.render(&target.name),
+                before.clone(),
+                requests,
+                Some(f),
+            )
         };
         let Some(session) = entry.usable_session(now).cloned() else {
             let f = Failure::local(
@@ -1210,7 +1224,9 @@ fn session_from(grant: Grant, p: &Profile, at: DateTime<Utc>) -> Result<Session,
             ..Failure::local(
                 Op::Login,
                 at,
-                format!("the server's {field} of {value} s is out of range (0 to {MAX_LIFETIME_S} s)"),
+                format!(
+                    "the server's {field} of {value} s is out of range (0 to {MAX_LIFETIME_S} s)"
+                ),
             )
         }
         .with_hint("this does not look like a Sugar REST API answer: check the profile's url")

@@ -6,8 +6,8 @@
 //! total timeout. No message ever contains a password or a token.
 
 use crate::config::{CaCert, Profile};
-use crate::secret::Secret;
 use crate::outcome::{Failure, FailureKind};
+use crate::secret::Secret;
 use crate::session::{Op, RequestLog};
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -318,7 +318,9 @@ impl SugarError {
     /// What kind of failure this is, for people and monitoring.
     pub fn failure_kind(&self) -> FailureKind {
         let lower = match &self.kind {
-            ErrorKind::Sugar { message, .. } => message.as_deref().unwrap_or("").to_ascii_lowercase(),
+            ErrorKind::Sugar { message, .. } => {
+                message.as_deref().unwrap_or("").to_ascii_lowercase()
+            }
             _ => String::new(),
         };
         match &self.kind {

@@ -177,7 +177,9 @@ fn failed(name: &str) -> Msg {
             422,
             "invalid_parameter",
             "Invalid platform specified.",
-            Some("the platform \"custom_api\" must be registered in Sugar's Admin > Configure API Platforms, or the profile must use a registered one"),
+            Some(
+                "the platform \"custom_api\" must be registered in Sugar's Admin > Configure API Platforms, or the profile must use a registered one",
+            ),
         )
     };
     let entry = Entry {
@@ -1073,7 +1075,10 @@ fn a_check_that_sugar_refuses_changes_the_state() {
         kind: FailureKind::Superseded,
         http_status: None,
         label: None,
-        message: message.strip_prefix("acme-prod: superseded: ").unwrap().into(),
+        message: message
+            .strip_prefix("acme-prod: superseded: ")
+            .unwrap()
+            .into(),
         hint: None,
         needs_login: true,
     };

@@ -230,7 +230,11 @@ fn expected_login_failures(s: &Sockets) -> Vec<(&'static str, String, &'static s
             "HTTP 401 need_login: You must specify a valid username and password.".into(),
             "credentials",
         ),
-        ("bad-client", "HTTP 400 invalid_client".into(), "credentials"),
+        (
+            "bad-client",
+            "HTTP 400 invalid_client".into(),
+            "credentials",
+        ),
     ]
 }
 
@@ -324,7 +328,10 @@ async fn a_bulk_login_through_every_fault_isolates_each_failure() {
         // Persisted: `status` tells the same story, in the same words.
         let entry = entry_of(&engine, profile(&profiles, name));
         assert_eq!(entry.state(chrono::Utc::now()), State::Error);
-        assert_eq!(entry.failure.as_ref().map(|f| f.render(name)), Some(o.message.clone()));
+        assert_eq!(
+            entry.failure.as_ref().map(|f| f.render(name)),
+            Some(o.message.clone())
+        );
         assert!(entry.session.is_none());
     }
     // The redirect was not followed, and the SSO host named, never contacted.

@@ -2,10 +2,9 @@
 //! binary in a pseudo-terminal refreshes before expiry, with the rotated refresh token persisted,
 //! and never sends a refresh token twice.
 
+mod common;
 #[path = "common/pty.rs"]
 mod pty;
-#[allow(dead_code)]
-mod common;
 
 use pty::Pty;
 use std::process::Command;

@@ -4,10 +4,9 @@
 //! The pty and the small VT parser that reads the screen as a person would are the shared harness
 //! in `tests/common/pty.rs`.
 
+mod common;
 #[path = "common/pty.rs"]
 mod pty;
-#[allow(dead_code)]
-mod common;
 
 use pty::Pty;
 use std::path::Path;

@@ -4,10 +4,9 @@
 //! the Sugar version, the clock skew and the latency; `u` with a user name adds an impersonation
 //! row `NAME>USER` right after its profile, with its own countdown, and `o` logs it out again.
 
+mod common;
 #[path = "common/pty.rs"]
 mod pty;
-#[allow(dead_code)]
-mod common;
 
 use pty::{Pty, Screen};
 use std::path::Path;
