@@ -964,13 +964,21 @@ fn hard_end(before: &Session, after: &Session) -> Option<DateTime<Utc>> {
 }
 
 fn session_from(grant: Grant, p: &Profile, at: DateTime<Utc>) -> Session {
+    // The client refuses lifetimes out of 1 s to MAX_LIFETIME_S; should one come through anyway,
+    // it is cut to that range here rather than overflow (an instant that cannot be had is `at`:
+    // expired at once).
+    let after = |seconds: i64| {
+        TimeDelta::try_seconds(seconds.clamp(0, crate::sugar::MAX_LIFETIME_S))
+            .and_then(|lifetime| at.checked_add_signed(lifetime))
+            .unwrap_or(at)
+    };
     Session {
         access_token: grant.access_token,
         refresh_token: grant.refresh_token,
         download_token: grant.download_token,
         obtained_at: at,
-        expires_at: at + TimeDelta::seconds(grant.expires_in),
-        refresh_expires_at: grant.refresh_expires_in.map(|s| at + TimeDelta::seconds(s)),
+        expires_at: after(grant.expires_in),
+        refresh_expires_at: grant.refresh_expires_in.map(after),
         platform: p.platform.clone(),
         username: p.username.clone(),
         url: p.url.as_str().to_string(),

@@ -21,6 +21,11 @@ use zeroize::{Zeroize, Zeroizing};
 /// The most of a response body that is read.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// The longest lifetime a token answer may give a token or a refresh token: 10 years (3650 days).
+/// Sugar's own are minutes to weeks; a longer one is a broken answer, and would overflow the
+/// arithmetic on instants.
+pub const MAX_LIFETIME_S: i64 = 3650 * 86_400;
+
 /// What went wrong, by kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -1008,21 +1013,27 @@ pub fn parse_grant_answer(status: u16, body: &[u8]) -> Result<Grant, ErrorKind> 
     parsed
 }
 
-fn int_field(v: &Value, key: &str) -> Result<Option<i64>, String> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
+/// A lifetime in seconds, as a number or a string of digits: 1 s to [`MAX_LIFETIME_S`].
+fn lifetime_field(v: &Value, key: &str) -> Result<Option<i64>, String> {
+    let whole: Option<i128> = match v.get(key) {
+        None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => n
             .as_i64()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| format!("\"{key}\" is not a positive whole number")),
-        Some(Value::String(s)) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| format!("\"{key}\" is not a positive whole number")),
-        Some(_) => Err(format!("\"{key}\" is not a number")),
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
+        Some(Value::String(s)) => s.parse::<i128>().ok(),
+        Some(_) => return Err(format!("\"{key}\" is not a number")),
+    };
+    let Some(n) = whole else {
+        return Err(format!("\"{key}\" is not a whole number of seconds"));
+    };
+    match i64::try_from(n) {
+        Ok(n) if (1..=MAX_LIFETIME_S).contains(&n) => Ok(Some(n)),
+        // Only digits and a sign are quoted: nothing else of the server's text.
+        _ => Err(format!(
+            "\"{key}\" of {n} s is out of range (1 s to {} days)",
+            MAX_LIFETIME_S / 86_400
+        )),
     }
 }
 
@@ -1041,9 +1052,10 @@ pub fn parse_grant(v: &Value) -> Result<Grant, String> {
     }
     let access_token =
         token_field(v, "access_token")?.ok_or("no \"access_token\" in the token answer")?;
-    let expires_in = int_field(v, "expires_in")?.ok_or("no \"expires_in\" in the token answer")?;
+    let expires_in =
+        lifetime_field(v, "expires_in")?.ok_or("no \"expires_in\" in the token answer")?;
     let refresh_token = token_field(v, "refresh_token")?;
-    let refresh_expires_in = int_field(v, "refresh_expires_in")?;
+    let refresh_expires_in = lifetime_field(v, "refresh_expires_in")?;
     if refresh_token.is_some() && refresh_expires_in.is_none() {
         return Err("a \"refresh_token\" without \"refresh_expires_in\"".into());
     }
@@ -1093,6 +1105,49 @@ mod tests {
         );
         assert!(parse_grant(&serde_json::json!({"access_token": "x", "expires_in": -3})).is_err());
         assert!(parse_grant(&serde_json::json!([1])).is_err());
+    }
+
+    #[test]
+    fn lifetimes_must_be_from_one_second_to_ten_years() {
+        let grant = |expires_in: Value, refresh: Value| {
+            parse_grant(
+                &serde_json::json!({"access_token": "a", "expires_in": expires_in,
+                "refresh_token": "r", "refresh_expires_in": refresh}),
+            )
+        };
+        let most = MAX_LIFETIME_S;
+        let g = grant(most.into(), most.to_string().into()).unwrap();
+        assert_eq!((g.expires_in, g.refresh_expires_in), (most, Some(most)));
+        for (bad, shown) in [
+            (Value::from(10_000_000_000_000_i64), "10000000000000"),
+            ("10000000000000".into(), "10000000000000"),
+            ((most + 1).into(), "315360001"),
+            (u64::MAX.into(), "18446744073709551615"),
+            ("99999999999999999999999".into(), "99999999999999999999999"),
+            (0.into(), "0"),
+            ("-1".into(), "-1"),
+            (i64::MIN.into(), "-9223372036854775808"),
+        ] {
+            assert_eq!(
+                grant(bad.clone(), 60.into()).unwrap_err(),
+                format!("\"expires_in\" of {shown} s is out of range (1 s to 3650 days)")
+            );
+            assert_eq!(
+                grant(60.into(), bad).unwrap_err(),
+                format!("\"refresh_expires_in\" of {shown} s is out of range (1 s to 3650 days)")
+            );
+        }
+        for bad in [
+            Value::from(1.5),
+            "1e3".into(),
+            " 60".into(),
+            "\u{1b}[2J".into(),
+        ] {
+            assert_eq!(
+                grant(bad, 60.into()).unwrap_err(),
+                "\"expires_in\" is not a whole number of seconds"
+            );
+        }
     }
 
     #[test]
