@@ -2263,18 +2263,18 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
 }
 
 fn on_paste(model: &mut Model, mut text: String) {
+    let mut clean = crate::text::strip_controls(&text);
+    text.zeroize();
     match &mut model.mode {
-        Mode::Password(typed) => typed.0.extend(text.chars().filter(|c| !c.is_control())),
-        Mode::User { text: typed, .. } => typed.extend(text.chars().filter(|c| !c.is_control())),
+        Mode::Password(typed) => typed.0.push_str(&clean),
+        Mode::User { text: typed, .. } => typed.push_str(&clean),
         Mode::Filter => {
-            model
-                .filter
-                .extend(text.chars().filter(|c| !c.is_control()));
+            model.filter.push_str(&clean);
             model.reorder();
         }
         _ => model.noop = true,
     }
-    text.zeroize();
+    clean.zeroize();
 }
 
 fn filter_action(model: &mut Model, action: Action) {

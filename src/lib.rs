@@ -3,7 +3,8 @@
 //! Layers (see DESIGN.md in the shared folder): `config` (profiles file), `sugar` (HTTP client),
 //! `session` (what a session is and the rules, pure), `store` (token cache on disk), `engine`
 //! (runs operations: bounded concurrency, persistence), `app` (the screen's pure state machine),
-//! `ui` (terminal and view), `cli` (shell commands), `emulator` (an independent Sugar server).
+//! `ui` (terminal and view), `cli` (shell commands), `emulator` (an independent Sugar server),
+//! `text` (text from outside made safe for a terminal).
 
 pub mod app;
 pub mod cli;
@@ -16,5 +17,6 @@ pub mod secret;
 pub mod session;
 pub mod store;
 pub mod sugar;
+pub mod text;
 pub mod tui;
 pub mod ui;

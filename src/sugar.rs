@@ -94,6 +94,40 @@ pub enum CertProblem {
 }
 
 impl ErrorKind {
+    /// The same error with the text that came from the server or from the network stack (Sugar's
+    /// label and message, a Location header, a parse error quoting the answer, a library's error)
+    /// stripped of control characters and escape sequences, so that no front end can print them.
+    pub fn cleaned(self) -> ErrorKind {
+        use crate::text::strip_controls as clean;
+        match self {
+            ErrorKind::Sugar {
+                status,
+                label,
+                message,
+            } => ErrorKind::Sugar {
+                status,
+                label: clean(&label),
+                message: message.as_deref().map(clean),
+            },
+            ErrorKind::Redirect { status, location } => ErrorKind::Redirect {
+                status,
+                location: location.as_deref().map(clean),
+            },
+            ErrorKind::BadShape { status, what } => ErrorKind::BadShape {
+                status,
+                what: clean(&what),
+            },
+            ErrorKind::Tls { detail, cert } => ErrorKind::Tls {
+                detail: clean(&detail),
+                cert,
+            },
+            ErrorKind::Network { detail } => ErrorKind::Network {
+                detail: clean(&detail),
+            },
+            other => other,
+        }
+    }
+
     /// A short machine name of the kind, for logs: `sugar`, `tls`, `timeout`, ...
     pub fn name(&self) -> &'static str {
         match self {
@@ -603,8 +637,16 @@ impl Client {
             Some(access),
             |v| {
                 let info = v.get("server_info").ok_or("no \"server_info\" object")?;
-                serde_json::from_value::<ServerInfo>(info.clone())
-                    .map_err(|e| format!("server_info: {e}"))
+                let info = serde_json::from_value::<ServerInfo>(info.clone())
+                    .map_err(|e| format!("server_info: {e}"))?;
+                // Shown by `check` and on the screen: no control characters from the server.
+                let clean = crate::text::strip_controls;
+                Ok(ServerInfo {
+                    flavor: clean(&info.flavor),
+                    version: clean(&info.version),
+                    build: info.build.as_deref().map(clean),
+                    product_name: info.product_name.as_deref().map(clean),
+                })
             },
         )
         .await
@@ -625,13 +667,13 @@ impl Client {
             p.api,
             method.target()
         );
-        let err = |kind| SugarError {
+        let err = |kind: ErrorKind| SugarError {
             profile: p.name.clone(),
             op,
             platform: p.platform.clone(),
             api: p.api.clone(),
             host: p.host_port(),
-            kind,
+            kind: kind.cleaned(),
         };
         let method_name = method.name();
         let mut req = match method {
@@ -687,11 +729,12 @@ impl Client {
                     .get(reqwest::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.contains("html"));
+                // Not only visible ASCII: a UTF-8 host name is still named (`err` strips
+                // control characters).
                 let location = resp
                     .headers()
                     .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
                 match read_body(resp).await {
                     Err(BodyError::TooLarge) => Err(err(ErrorKind::TooLarge { status })),
                     Err(BodyError::Broken(e)) if e.is_timeout() => {
@@ -1007,8 +1050,8 @@ fn tls_kind(e: &rustls::Error) -> ErrorKind {
 /// Reads a token answer as the client does: status and body to JSON (or Sugar's error), then
 /// [`parse_grant`]. Never panics, whatever the bytes.
 pub fn parse_grant_answer(status: u16, body: &[u8]) -> Result<Grant, ErrorKind> {
-    let mut value = interpret(status, false, None, body)?;
-    let parsed = parse_grant(&value).map_err(|what| ErrorKind::BadShape { status, what });
+    let mut value = interpret(status, false, None, body).map_err(ErrorKind::cleaned)?;
+    let parsed = parse_grant(&value).map_err(|what| ErrorKind::BadShape { status, what }.cleaned());
     scrub(&mut value);
     parsed
 }
@@ -1074,7 +1117,8 @@ fn parse_me(v: &Value) -> Result<Me, String> {
         .get("current_user")
         .filter(|u| u.is_object())
         .ok_or("no \"current_user\" object")?;
-    let s = |k: &str| u.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    // Shown by `check` and on the screen: no control characters from the server.
+    let s = |k: &str| crate::text::strip_controls(u.get(k).and_then(|x| x.as_str()).unwrap_or(""));
     Ok(Me {
         id: s("id"),
         user_name: s("user_name"),
@@ -1148,6 +1192,39 @@ mod tests {
                 "\"expires_in\" is not a whole number of seconds"
             );
         }
+    }
+
+    #[test]
+    fn server_text_in_errors_is_stripped_of_control_characters() {
+        let body = "{\"error\":\"need_login\\u001b[31m\",\"error_message\":\"bad\\u001b]52;c;AAAA\\u0007 pw\"}";
+        assert_eq!(
+            parse_grant_answer(401, body.as_bytes()).unwrap_err(),
+            ErrorKind::Sugar {
+                status: 401,
+                label: "need_login".into(),
+                message: Some("bad pw".into())
+            }
+        );
+        let redirect = ErrorKind::Redirect {
+            status: 302,
+            location: Some("https://sso.\u{9b}31mexample.com/\x1b]0;t\x07".into()),
+        };
+        assert_eq!(
+            redirect.cleaned(),
+            ErrorKind::Redirect {
+                status: 302,
+                location: Some("https://sso.example.com/".into())
+            }
+        );
+        let me = parse_me(
+            &serde_json::json!({"current_user": {"user_name": "jim\u{1b}[2J",
+            "full_name": "Jim\u{7}\u{9b}1m Halpert", "type": "user"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (me.user_name.as_str(), me.full_name.as_str()),
+            ("jim", "Jim Halpert")
+        );
     }
 
     #[test]

@@ -500,8 +500,8 @@ fn password_prompt_one_profile_at_a_time_password_only_in_the_command() {
     ch(&mut m, 'l');
     assert!(press(&mut m, KeyCode::Enter).is_empty());
     assert!(m.prompt().is_some());
-    // Pasting works.
-    update(&mut m, Msg::Paste("pasted-pw".into()), t0());
+    // Pasting works; control characters and escape sequences (a trailing line end) are left out.
+    update(&mut m, Msg::Paste("pasted\x1b[31m-pw\r\n".into()), t0());
     match press(&mut m, KeyCode::Enter).as_slice() {
         [
             Command::Start {

@@ -672,3 +672,50 @@ async fn lifetimes_out_of_range_are_a_bad_answer_not_a_panic() {
         assert!(line.contains("expires_in\" of "), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_from_the_server_never_reach_the_terminal() {
+    let addr = answering_server(|path| {
+        if path.starts_with("/escapes/") {
+            Some(json_response(
+                "401 Unauthorized",
+                r#"{"error":"need_login\u001b[31m","error_message":"bad\u001b]52;c;AAAA\u0007 pw\r\n\u009b2J\u007fdone"}"#,
+            ))
+        } else if path.starts_with("/redirect/") {
+            // Escapes as a server can put them in a header: C1 controls (U+009B, the one-character
+            // CSI; U+009D OSC ... U+009C ST) as UTF-8, which HTTP passes as "obs-text".
+            let mut r = b"HTTP/1.1 302 Found\r\nlocation: ".to_vec();
+            r.extend_from_slice(
+                "https://sso.\u{9b}31mexample.com/login?next=%1B%5B2J\u{9d}0;title\u{9c}".as_bytes(),
+            );
+            r.extend_from_slice(b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            Some(r)
+        } else {
+            None
+        }
+    })
+    .await;
+    let names = ["escapes", "redirect"];
+    for args in [&["login", "--all"][..], &["login", "--json", "--all"]] {
+        let (code, stdout, stderr) = run_binary(raw_profiles(addr, &names), args).await;
+        assert_eq!(code, Some(1), "stdout: {stdout:?}\nstderr: {stderr:?}");
+        for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+            let bad: Vec<char> = text
+                .chars()
+                .filter(|c| c.is_control() && *c != '\n')
+                .collect();
+            assert!(bad.is_empty(), "{args:?}: {what} holds {bad:?}: {text:?}");
+        }
+        for readable in [
+            "escapes: login failed: HTTP 401 need_login",
+            " pw",
+            "done",
+            "redirect: login failed: HTTP 302 redirect to sso.example.com (hint: ",
+        ] {
+            assert!(
+                stdout.contains(readable),
+                "{args:?}: no {readable:?} in {stdout:?}"
+            );
+        }
+    }
+}
