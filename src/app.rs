@@ -92,6 +92,9 @@ pub enum Command {
     Cancel { name: String },
     /// Leave the screen (after waiting briefly for requests in flight).
     Quit,
+    /// Step aside for job control, as Ctrl-Z does in a shell: give the terminal back and stop the
+    /// process until it is continued (`fg`), then draw the screen anew.
+    Suspend,
 }
 
 /// Where the profiles came from, for the header.
@@ -642,6 +645,8 @@ pub enum Action {
     Escape,
     Help,
     Quit,
+    /// Ctrl-Z: stop until continued (`fg`), as in a shell.
+    Suspend,
     /// Filter mode: keep the filter.
     KeepFilter,
     /// Filter mode: clear the filter.
@@ -707,9 +712,34 @@ const CTRL_C: Binding = Binding {
     footer: false,
 };
 
+/// Ctrl-\\ (SIGQUIT's key, a byte in raw mode): crossterm reads byte 0x1C as Ctrl-4, and a
+/// terminal with the kitty keyboard protocol sends Ctrl-\\.
+const CTRL_BACKSLASH: Binding = Binding {
+    keys: &[KeyCode::Char('\\'), KeyCode::Char('4')],
+    ctrl: true,
+    label: "Ctrl-\\",
+    ascii_label: "Ctrl-\\",
+    desc: "quit",
+    action: Action::Quit,
+    footer: false,
+};
+
+/// Ctrl-Z (SIGTSTP's key, a byte in raw mode).
+const CTRL_Z: Binding = Binding {
+    keys: &[KeyCode::Char('z')],
+    ctrl: true,
+    label: "Ctrl-Z",
+    ascii_label: "Ctrl-Z",
+    desc: "suspend (fg resumes)",
+    action: Action::Suspend,
+    footer: false,
+};
+
 /// The main table.
 pub const NORMAL_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Char('l')],
         "l",
@@ -862,6 +892,8 @@ pub const NORMAL_KEYS: &[Binding] = &[
 /// While the filter is typed (every other printable key is text).
 pub const FILTER_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Enter],
         "⏎",
@@ -891,6 +923,8 @@ pub const FILTER_KEYS: &[Binding] = &[
 /// A confirmation.
 pub const CONFIRM_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Char('y'), KeyCode::Char('Y'), KeyCode::Enter],
         "y/⏎",
@@ -912,6 +946,8 @@ pub const CONFIRM_KEYS: &[Binding] = &[
 /// The password prompt (every other printable key is text).
 pub const PASSWORD_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Enter],
         "⏎",
@@ -941,6 +977,8 @@ pub const PASSWORD_KEYS: &[Binding] = &[
 /// The prompt for the user to impersonate (every other printable key is text).
 pub const USER_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Enter],
         "⏎",
@@ -970,6 +1008,8 @@ pub const USER_KEYS: &[Binding] = &[
 /// The help overlay.
 pub const HELP_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Esc, KeyCode::Char('?'), KeyCode::Char('q')],
         "Esc/?/q",
@@ -2209,6 +2249,7 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
         (_, Some(Action::Quit), _) if key.modifiers.contains(KeyModifiers::CONTROL) => {
             quit(model, "quitting")
         }
+        (_, Some(Action::Suspend), _) => vec![Command::Suspend],
         (Mode::Filter, Some(a), _) => {
             filter_action(model, a);
             Vec::new()
