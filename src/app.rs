@@ -93,6 +93,9 @@ pub enum Command {
     Cancel { name: String },
     /// Leave the screen (after waiting briefly for requests in flight).
     Quit,
+    /// Step aside for job control, as Ctrl-Z does in a shell: give the terminal back and stop the
+    /// process until it is continued (`fg`), then draw the screen anew.
+    Suspend,
 }
 
 /// Where the profiles came from, for the header.
@@ -594,6 +597,8 @@ pub enum Action {
     Escape,
     Help,
     Quit,
+    /// Ctrl-Z: stop until continued (`fg`), as in a shell.
+    Suspend,
     /// Filter mode: keep the filter.
     KeepFilter,
     /// Filter mode: clear the filter.
@@ -659,9 +664,34 @@ const CTRL_C: Binding = Binding {
     footer: false,
 };
 
+/// Ctrl-\\ (SIGQUIT's key, a byte in raw mode): crossterm reads byte 0x1C as Ctrl-4, and a
+/// terminal with the kitty keyboard protocol sends Ctrl-\\.
+const CTRL_BACKSLASH: Binding = Binding {
+    keys: &[KeyCode::Char('\\'), KeyCode::Char('4')],
+    ctrl: true,
+    label: "Ctrl-\\",
+    ascii_label: "Ctrl-\\",
+    desc: "quit",
+    action: Action::Quit,
+    footer: false,
+};
+
+/// Ctrl-Z (SIGTSTP's key, a byte in raw mode).
+const CTRL_Z: Binding = Binding {
+    keys: &[KeyCode::Char('z')],
+    ctrl: true,
+    label: "Ctrl-Z",
+    ascii_label: "Ctrl-Z",
+    desc: "suspend (fg resumes)",
+    action: Action::Suspend,
+    footer: false,
+};
+
 /// The main table.
 pub const NORMAL_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Char('l')],
         "l",
@@ -814,6 +844,8 @@ pub const NORMAL_KEYS: &[Binding] = &[
 /// While the filter is typed (every other printable key is text).
 pub const FILTER_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Enter],
         "⏎",
@@ -843,6 +875,8 @@ pub const FILTER_KEYS: &[Binding] = &[
 /// A confirmation.
 pub const CONFIRM_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Char('y'), KeyCode::Char('Y'), KeyCode::Enter],
         "y/⏎",
@@ -864,6 +898,8 @@ pub const CONFIRM_KEYS: &[Binding] = &[
 /// The password prompt (every other printable key is text).
 pub const PASSWORD_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Enter],
         "⏎",
@@ -893,6 +929,8 @@ pub const PASSWORD_KEYS: &[Binding] = &[
 /// The prompt for the user to impersonate (every other printable key is text).
 pub const USER_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Enter],
         "⏎",
@@ -922,6 +960,8 @@ pub const USER_KEYS: &[Binding] = &[
 /// The help overlay.
 pub const HELP_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Esc, KeyCode::Char('?'), KeyCode::Char('q')],
         "Esc/?/q",
@@ -2170,6 +2210,7 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
         (_, Some(Action::Quit), _) if key.modifiers.contains(KeyModifiers::CONTROL) => {
             quit(model, "quitting")
         }
+        (_, Some(Action::Suspend), _) => vec![Command::Suspend],
         (Mode::Filter, Some(a), _) => {
             filter_action(model, a);
             Vec::new()
@@ -2224,18 +2265,18 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
 }
 
 fn on_paste(model: &mut Model, mut text: String) {
+    let mut clean = crate::text::strip_controls(&text);
+    text.zeroize();
     match &mut model.mode {
-        Mode::Password(typed) => typed.0.extend(text.chars().filter(|c| !c.is_control())),
-        Mode::User { text: typed, .. } => typed.extend(text.chars().filter(|c| !c.is_control())),
+        Mode::Password(typed) => typed.0.push_str(&clean),
+        Mode::User { text: typed, .. } => typed.push_str(&clean),
         Mode::Filter => {
-            model
-                .filter
-                .extend(text.chars().filter(|c| !c.is_control()));
+            model.filter.push_str(&clean);
             model.reorder();
         }
         _ => model.noop = true,
     }
-    text.zeroize();
+    clean.zeroize();
 }
 
 fn filter_action(model: &mut Model, action: Action) {

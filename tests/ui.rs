@@ -345,6 +345,7 @@ fn help_overlay_lists_keys_and_states() {
     println!("{s}");
     assert!(s.contains("Help"));
     assert!(s.contains("log in") && s.contains("refresh") && s.contains("log out"));
+    assert!(s.contains("Ctrl-C/Ctrl-\\ quit · Ctrl-Z suspend"), "{s}");
     // The whole help fits at 80x24: its last words show.
     assert!(s.contains("by themselves."), "{s}");
     let mut m = model(options());
