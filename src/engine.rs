@@ -532,11 +532,10 @@ impl Run<'_> {
         call.result.map_err(Box::new)
     }
 
-    /// A failure that is not stored (the cache or the lock could not be had): the entry stays as
-    /// it was, shown with the failure.
+    /// A failure that is not stored (the cache or the lock could not be had, and nothing was
+    /// sent): the session stays as it was; the outcome says what failed.
     fn unstored(&self, failure: Failure) -> Failed {
-        let mut entry = self.seen.clone();
-        entry.failure = Some(failure.clone());
+        let entry = self.seen.clone();
         Failed {
             message: failure.render(self.name()),
             entry,
@@ -565,8 +564,9 @@ impl Run<'_> {
                 failure,
             },
             Err(cache) => {
-                let mut failed = self.unstored(failure);
+                let mut failed = self.unstored(failure.clone());
                 failed.message = format!("{message}; and {cache}");
+                failed.entry.failure = Some(failure);
                 failed
             }
         }
@@ -595,8 +595,10 @@ impl Run<'_> {
             )
             .needing_login()
             .with_hint("make the state directory writable (or free space), then log in again");
-            let mut failed = self.unstored(failure);
+            // Shown as it is: the session is gone, and this process knows it.
+            let mut failed = self.unstored(failure.clone());
             failed.entry.session = None;
+            failed.entry.failure = Some(failure);
             failed
         })
     }
@@ -797,9 +799,10 @@ impl Run<'_> {
                         "the session was ended, but the token cache could not record it ({cache})"
                     ),
                 );
-                let mut failed = self.unstored(f);
+                let mut failed = self.unstored(f.clone());
                 failed.message = format!("{message}; but {cache}");
                 failed.entry.session = None;
+                failed.entry.failure = Some(f);
                 Err(failed)
             }
         }

@@ -1266,6 +1266,8 @@ username = "sync"
 [profiles.sync-b]
 url = "https://acme.sugarondemand.com"
 username = "sync"
+# Another OAuth2 client: another session of the same user and platform.
+client_id = "sync_client"
 
 [profiles.own]
 url = "https://acme.sugarondemand.com"

@@ -619,7 +619,7 @@ async fn list_warns_of_platforms_that_end_other_sessions() {
         "[defaults]\nusername = \"integration\"\n\
          [profiles.web]\nurl = \"{acme}\"\nplatform = \"base\"\n\
          [profiles.sync-a]\nurl = \"{acme}\"\n\
-         [profiles.sync-b]\nurl = \"{acme}\"\n\
+         [profiles.sync-b]\nurl = \"{acme}\"\nclient_id = \"acme_client\"\n\
          [profiles.alone]\nurl = \"{acme}\"\nplatform = \"acme_sync\"\n",
         acme = emu.url("acme"),
     );
