@@ -348,7 +348,9 @@ impl Engine {
         let due = p.auto_refresh
             && !stored_meanwhile
             && crate::session::refresh_due(&p.name, &entry, p.refresh_before, now);
-        if let Some(s) = entry.usable_session(now)
+        // A session the cache already knows Sugar ended (superseded) is never handed out.
+        let known_dead = entry.failure.as_ref().is_some_and(|f| f.superseded());
+        if let Some(s) = entry.usable_session(now).filter(|_| !known_dead)
             && !due
         {
             return Ok(Token {
