@@ -733,9 +733,25 @@ impl Run<'_> {
             .message
             .to_ascii_lowercase()
             .contains("expired");
-        // Rejected although it had not expired: another login on this user and platform ended it.
-        let superseded = !expired && session.refresh_valid(now);
+        // The last login or refresh sent with this session may have reached Sugar (which then
+        // rotated the refresh token) without its answer reaching us: then the rejection is ours.
+        let lost = entry.failure.as_ref().filter(|f| {
+            matches!(f.kind, FailureKind::Timeout | FailureKind::Network)
+                && matches!(f.op, Op::Login | Op::Refresh | Op::Relogin)
+        });
+        // Rejected although it had not expired, and not for a lost answer of ours: another login
+        // on this user and platform ended it.
+        let superseded = !expired && session.refresh_valid(now) && lost.is_none();
         let mut failure = e.failure(self.op, now).needing_login();
+        if let Some(lost) = lost {
+            failure.message.push_str(&format!(
+                "; the answer to the {} at {} never arrived ({}), so Sugar probably rotated the refresh token then",
+                lost.op,
+                rfc3339(lost.at),
+                lost.what()
+            ));
+            failure.hint = Some("log in again".into());
+        }
         if superseded {
             failure.kind = FailureKind::Superseded;
             failure.message = format!("{} ({})", superseded_reason(self.p), e.what());
@@ -817,67 +833,77 @@ impl Run<'_> {
                 .remove_session(format!("{}: no session; nothing to log out", self.name()))
                 .await;
         };
-        let now = Utc::now();
-        if !session.access_valid(now) {
-            // With a live refresh token, refresh first so that the logout revokes it on the server
-            // (otherwise it stays valid there until it expires).
-            let Some(refresh_token) = session
-                .refresh_token
-                .clone()
-                .filter(|_| session.refresh_valid(now))
-            else {
-                return self
-                    .remove_session(format!(
-                        "{}: the session had already expired; removed it locally",
-                        self.name()
-                    ))
-                    .await;
-            };
-            self.ready_to_send().await?;
-            let call = client.refresh(self.p, &refresh_token).await;
-            let at = call.log.at;
-            match self.record(call) {
-                Ok(grant) => {
-                    session = match session_from(grant, self.p, at) {
-                        Ok(s) => s,
-                        Err(f) => return Err(self.fail(f.with_op(self.op)).await),
-                    };
-                    self.store_session(session.clone()).await?;
-                }
-                Err(e) if e.is_invalid_grant() => {
+        let mut refreshed = false;
+        loop {
+            let now = Utc::now();
+            if !session.access_valid(now) {
+                // With a live refresh token, refresh first so that the logout revokes it on the
+                // server (otherwise it stays valid there until it expires).
+                let Some(refresh_token) = session
+                    .refresh_token
+                    .clone()
+                    .filter(|_| session.refresh_valid(now) && !refreshed)
+                else {
                     return self
                         .remove_session(format!(
-                            "{}: the server had already ended the session ({}); removed it locally",
-                            self.name(),
-                            e.what()
+                            "{}: the session had already expired; removed it locally",
+                            self.name()
                         ))
                         .await;
+                };
+                self.ready_to_send().await?;
+                let call = client.refresh(self.p, &refresh_token).await;
+                let at = call.log.at;
+                refreshed = true;
+                match self.record(call) {
+                    Ok(grant) => {
+                        session = match session_from(grant, self.p, at) {
+                            Ok(s) => s,
+                            Err(f) => return Err(self.fail(f.with_op(self.op)).await),
+                        };
+                        self.store_session(session.clone()).await?;
+                    }
+                    Err(e) if e.is_invalid_grant() => {
+                        return self
+                            .remove_session(format!(
+                                "{}: the server had already ended the session ({}); removed it locally",
+                                self.name(),
+                                e.what()
+                            ))
+                            .await;
+                    }
+                    Err(e) => return Err(self.fail(e.failure(self.op, Utc::now())).await),
                 }
-                Err(e) => return Err(self.fail(e.failure(self.op, Utc::now())).await),
             }
-        }
-        self.ready_to_send().await?;
-        let call = client
-            .logout(
-                self.p,
-                &session.access_token,
-                session.refresh_token.as_ref(),
-            )
-            .await;
-        match self.record(call) {
-            Ok(()) => {
-                self.remove_session(format!("{}: logged out", self.name()))
+            self.ready_to_send().await?;
+            let call = client
+                .logout(
+                    self.p,
+                    &session.access_token,
+                    session.refresh_token.as_ref(),
+                )
+                .await;
+            return match self.record(call) {
+                Ok(()) => {
+                    self.remove_session(format!("{}: logged out", self.name()))
+                        .await
+                }
+                // Sugar's clock says the access token has expired although ours did not: the
+                // refresh token may still live there. Refresh (once), then log out for real.
+                Err(e) if e.access_expired() && !refreshed => {
+                    session.expires_at = Utc::now();
+                    continue;
+                }
+                Err(e) if e.session_gone() => {
+                    self.remove_session(format!(
+                        "{}: the server had already ended the session ({}); removed it locally",
+                        self.name(),
+                        e.what()
+                    ))
                     .await
-            }
-            Err(e) if e.session_gone() => {
-                self.remove_session(format!(
-                    "{}: the server had already ended the session ({}); removed it locally",
-                    self.name(),
-                    e.what()
-                ))
-                .await
-            }
-            Err(e) => Err(self.fail(e.failure(self.op, Utc::now())).await),
+                }
+                Err(e) => Err(self.fail(e.failure(self.op, Utc::now())).await),
+            };
         }
     }
 }
@@ -978,6 +1004,16 @@ impl Engine {
             .flatten()
             .next();
             if let Some(e) = first_error {
+                if e.access_expired() || (e.session_gone() && Utc::now() >= session.expires_at) {
+                    // Expired, not ended: the refresh token is still good; nothing is stored.
+                    let f = e
+                        .failure(Op::Check, Utc::now())
+                        .with_hint("the access token had expired when Sugar saw it (the server's clock may run ahead of this machine's): a refresh renews it");
+                    return (
+                        done(false, f.render(&p.name), entry, requests, Some(f)),
+                        None,
+                    );
+                }
                 if !e.session_gone() {
                     let f = e.failure(Op::Check, Utc::now());
                     return (

@@ -186,6 +186,13 @@ impl SugarError {
         self.label() == Some("invalid_grant")
     }
 
+    /// Sugar says the access token has expired (its clock may run ahead of ours, or the token
+    /// expired on the way): the session itself may well live on, with its refresh token.
+    pub fn access_expired(&self) -> bool {
+        matches!(&self.kind, ErrorKind::Sugar { status: 401, label, message: Some(m) }
+            if label == "invalid_grant" && m.to_ascii_lowercase().contains("expired"))
+    }
+
     /// The answer shows that the session the request used is gone on the server.
     pub fn session_gone(&self) -> bool {
         matches!(&self.kind, ErrorKind::Sugar { status: 401, label, .. } if label == "invalid_grant" || label == "need_login")

@@ -29,7 +29,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use sugar_sessions::emulator::{Emulator, EmulatorConfig, InstanceConfig, UserConfig};
+use sugar_sessions::emulator::{Emulator, EmulatorConfig, Fault, InstanceConfig, UserConfig};
 
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_sugar-sessions");
@@ -1205,4 +1205,96 @@ async fn a_format_1_cache_keeps_its_sessions() {
         problems.join("\n"),
         out.stdout
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Found by the protocol model (tests/protocol_model.rs), here with the real binary
+// ---------------------------------------------------------------------------------------------
+
+/// Another tool's login ended the session, and a check recorded it as superseded: `token` must not
+/// print the dead access token (Sugar rejects it) but log in again and print the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_never_hands_out_a_session_known_to_be_superseded() {
+    let mut acme = instance("acme");
+    acme.superseded_access_grace = Duration::ZERO;
+    let emu = start(vec![acme]).await;
+    let e = env(&profile(&emu, "acme", "acme", "integration", ""));
+    ok(run(e.cmd(&["login", "acme"])).await).await;
+    external_login(&emu, "acme", "integration", INTEGRATION_PW).await;
+    let check = run(e.cmd(&["check", "acme"])).await;
+    assert_eq!(check.code, Some(1), "{}", check.show());
+    assert_eq!(state_of(&e.status().await, "acme"), "superseded");
+    let out = ok(run(e.cmd(&["token", "acme"])).await).await;
+    let token = out.token().expect("a token is printed");
+    assert!(
+        accepted(&emu, "acme", &token).await,
+        "the printed token is a live one: {}",
+        out.show()
+    );
+    assert_eq!(state_of(&e.status().await, "acme"), "active");
+}
+
+/// The server's clock runs an hour ahead: Sugar answers the check's requests "The access token
+/// provided has expired." That is an expired token, not a session another login ended: the
+/// refresh token stays, nothing is marked superseded, and the next refresh works. A logout in the
+/// same situation refreshes first and then revokes the session on the server for real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_token_expired_on_the_server_is_not_taken_for_an_ended_session() {
+    let emu = start(vec![instance("acme")]).await;
+    let e = env(&profile(
+        &emu,
+        "acme",
+        "acme",
+        "integration",
+        "relogin = false",
+    ));
+    ok(run(e.cmd(&["login", "acme"])).await).await;
+    emu.advance_clock(Duration::from_secs(3601));
+    let check = run(e.cmd(&["check", "acme"])).await;
+    assert_eq!(check.code, Some(1), "{}", check.show());
+    assert!(
+        !check.stdout.contains("superseded"),
+        "an expired token is not a superseded session: {}",
+        check.show()
+    );
+    assert_ne!(state_of(&e.status().await, "acme"), "superseded");
+    ok(run(e.cmd(&["refresh", "acme"])).await).await;
+
+    emu.advance_clock(Duration::from_secs(3601));
+    let out = ok(run(e.cmd(&["logout", "acme"])).await).await;
+    assert_eq!(
+        emu.active_sessions("acme"),
+        0,
+        "the logout revoked the session on the server: {}",
+        out.show()
+    );
+    assert_eq!(state_of(&e.status().await, "acme"), "logged_out");
+}
+
+/// Sugar rotated the refresh token but its answer never arrived (the connection broke mid-body).
+/// The next refresh is rejected: that is this process's own lost answer, not another login, and
+/// must not be reported (or stored) as superseded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_refresh_answer_is_not_reported_as_superseded() {
+    let emu = start(vec![instance("acme")]).await;
+    let e = env(&profile(
+        &emu,
+        "acme",
+        "acme",
+        "integration",
+        "relogin = false",
+    ));
+    ok(run(e.cmd(&["login", "acme"])).await).await;
+    emu.set_fault("acme", Some(Fault::DropMidBody));
+    let lost = run(e.cmd(&["refresh", "acme"])).await;
+    assert_eq!(lost.code, Some(1), "{}", lost.show());
+    emu.set_fault("acme", None);
+    let next = run(e.cmd(&["refresh", "acme"])).await;
+    assert_eq!(next.code, Some(1), "{}", next.show());
+    assert!(
+        !next.stdout.contains("superseded") && next.stdout.contains("never arrived"),
+        "{}",
+        next.show()
+    );
+    assert_eq!(state_of(&e.status().await, "acme"), "error");
 }
