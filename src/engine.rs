@@ -16,7 +16,7 @@ use crate::session::{
     remaining, rfc3339,
 };
 use crate::store::{Applied, Cache, Change, Expect, FileStamp, LockGuard, Store, StoreError};
-use crate::sugar::{Call, Client, Grant, NetSettings, SugarError};
+use crate::sugar::{Call, Client, Grant, MAX_LIFETIME_S, NetSettings, SugarError};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -1101,9 +1101,10 @@ impl Engine {
             if let Some(w) = report.skew_warning() {
                 message.push_str(&format!("; warning: {w}"));
             }
-            // The session is alive: a failure recorded earlier no longer describes it.
+            // The session is alive: a failure recorded earlier no longer describes it. Not a
+            // superseded one: Sugar keeps accepting a superseded access token for a while.
             let mut entry = entry;
-            if entry.failure.is_some() {
+            if entry.failure.as_ref().is_some_and(|f| !f.superseded()) {
                 let applied = self
                     .persist(Change {
                         key: key.clone(),
@@ -1243,18 +1244,13 @@ fn hard_end(before: &Session, after: &Session) -> Option<DateTime<Utc>> {
     let long_enough = TimeDelta::seconds(10);
     match (before.refresh_expires_at, after.refresh_expires_at) {
         (Some(old), Some(new)) if new - old >= moved_little => None,
-        (Some(old), Some(new)) if after.obtained_at - before.obtained_at >= long_enough => {
-            let _ = old;
-            Some(new)
-        }
+        (Some(_), Some(new)) if after.obtained_at - before.obtained_at >= long_enough => Some(new),
         _ => before.hard_end,
     }
 }
 
-/// The client refuses lifetimes out of range already; should one come through anyway, it is a
-/// bad answer here too, never an overflow.
-use crate::sugar::MAX_LIFETIME_S;
-
+/// The session a grant gives. The client refuses lifetimes out of range already; should one come
+/// through anyway, it is a bad answer here too, never an overflow.
 fn session_from(grant: Grant, p: &Profile, at: DateTime<Utc>) -> Result<Session, Failure> {
     let bad = |field: &str, value: i64| {
         Failure {

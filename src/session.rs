@@ -43,7 +43,8 @@ impl Session {
 
     /// How long the access token must still be valid to be handed out: [`MIN_USABLE`], or a
     /// fifth of the token's lifetime when that is shorter (a 10 s token is usable for 8 s). Never
-    /// more than the automatic refresh lead, so a token that is no longer usable is always due.
+    /// more than the default refresh lead, so a token that is no longer usable is due for its
+    /// automatic refresh (unless the profile set a shorter `refresh_before_s`).
     pub fn usable_margin(&self) -> TimeDelta {
         let lifetime = (self.expires_at - self.obtained_at).max(TimeDelta::zero());
         MIN_USABLE.min(lifetime / 5)

@@ -771,7 +771,12 @@ fn acquire(path: &Path, what: &str, policy: &LockPolicy) -> Result<LockGuard, St
 }
 
 /// `sugar-sessions refresh`: the program and its subcommand (never more of the command line).
-fn own_command() -> String {
+fn own_command() -> &'static str {
+    static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    COMMAND.get_or_init(command_of_this_process)
+}
+
+fn command_of_this_process() -> String {
     let args: Vec<String> = std::env::args().collect();
     let program = args
         .first()
@@ -1164,6 +1169,27 @@ mod tests {
         );
         drop(holder);
         store.prepare().unwrap();
+    }
+
+    #[test]
+    fn lock_files_are_named_from_the_identity_never_from_user_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let store = Store::open(&state).unwrap();
+        for user in ["../../x", "x/y", "jim"] {
+            let key = key("admin").impersonating(user);
+            let guard = store.lock_key(&key).unwrap();
+            let path = store.key_lock_path(&key);
+            assert_eq!(path.parent().unwrap(), state.join(LOCK_DIR), "{user}");
+            assert!(path.exists(), "{user}");
+            drop(guard);
+        }
+        let outside: Vec<_> = fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert_eq!(
+            outside.len(),
+            1,
+            "nothing was created outside the state directory"
+        );
     }
 
     #[test]

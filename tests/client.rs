@@ -541,18 +541,11 @@ async fn logout_of_an_expired_access_token_refreshes_first_to_revoke_the_refresh
     let p = integration(&emu, "short", "short");
     assert!(engine.run(&p, Op::Login, None).await.ok);
     // Make the cached access token look expired (the refresh token still lives).
-    engine
-        .persist(sugar_sessions::store::Change {
-            key: p.session_key(),
-            label: "short".into(),
-            expect: sugar_sessions::store::Expect::Held,
-            apply: Box::new(|e| {
-                let s = e.session.as_mut().unwrap();
-                s.expires_at = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
-            }),
-        })
-        .await
-        .unwrap();
+    change_entry(&engine, &p, |e| {
+        let s = e.session.as_mut().unwrap();
+        s.expires_at = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    })
+    .await;
     emu.clear_requests();
     let o = engine.run(&p, Op::Logout, None).await;
     assert!(o.ok, "{}", o.message);

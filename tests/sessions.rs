@@ -296,17 +296,10 @@ async fn a_capped_session_shows_its_hard_end() {
     assert_eq!(o.entry.session.as_ref().unwrap().hard_end, None);
     // A refresh right after the login proves nothing (the expiry would not have moved anyway):
     // as if the login was 11 s ago.
-    engine
-        .persist(sugar_sessions::store::Change {
-            key: p.session_key(),
-            label: "short".into(),
-            expect: sugar_sessions::store::Expect::Held,
-            apply: Box::new(|e| {
-                e.session.as_mut().unwrap().obtained_at -= chrono::TimeDelta::seconds(11)
-            }),
-        })
-        .await
-        .unwrap();
+    change_entry(&engine, &p, |e| {
+        e.session.as_mut().unwrap().obtained_at -= chrono::TimeDelta::seconds(11)
+    })
+    .await;
     let o = engine.run(&p, Op::Refresh, None).await;
     assert!(o.ok, "{}", o.message);
     let s = o.entry.session.unwrap();

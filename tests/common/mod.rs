@@ -100,3 +100,21 @@ pub fn cached(cache: &serde_json::Value, label: &str) -> serde_json::Value {
         .cloned()
         .unwrap_or_default()
 }
+
+/// Changes a profile's cache entry as the holder of its identity's lock would (for tests that
+/// set up a state: an expiry in the past, a login longer ago).
+pub async fn change_entry(
+    engine: &sugar_sessions::engine::Engine,
+    p: &Profile,
+    f: impl FnOnce(&mut sugar_sessions::session::Entry) + Send + 'static,
+) {
+    engine
+        .persist(sugar_sessions::store::Change {
+            key: p.session_key(),
+            label: p.name.clone(),
+            expect: sugar_sessions::store::Expect::Held,
+            apply: Box::new(f),
+        })
+        .await
+        .expect("the cache is written");
+}
