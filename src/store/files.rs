@@ -1,0 +1,93 @@
+//! The state directory and its files: ownership and mode checks, reads without following
+//! symlinks, preallocation.
+
+use super::{StoreError, io_err};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+pub(super) fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses a directory that others may write to or that belongs to someone else (as OpenSSH
+/// refuses such files): whoever can write there can swap the cache or plant links.
+pub(super) fn check_dir(dir: &Path) -> Result<(), StoreError> {
+    let m = fs::metadata(dir).map_err(io_err(dir, "cannot use the state directory"))?;
+    if !m.is_dir() {
+        return Err(StoreError::Unsafe {
+            path: dir.to_path_buf(),
+            why: "the state directory is not a directory".into(),
+            fix: "pass --state-dir DIR".into(),
+        });
+    }
+    let mode = m.permissions().mode() & 0o7777;
+    if m.uid() != euid() {
+        return Err(StoreError::Unsafe {
+            path: dir.to_path_buf(),
+            why: format!(
+                "the state directory belongs to uid {}, not to you (uid {})",
+                m.uid(),
+                euid()
+            ),
+            fix: format!(
+                "run `chown {} {}`, or pass --state-dir DIR",
+                euid(),
+                dir.display()
+            ),
+        });
+    }
+    if mode & 0o022 != 0 {
+        return Err(StoreError::Unsafe {
+            path: dir.to_path_buf(),
+            why: format!("the state directory is writable by others (mode {mode:03o})"),
+            fix: format!("run `chmod 700 {}`", dir.display()),
+        });
+    }
+    Ok(())
+}
+
+/// Creates a directory of mode 0700 when missing.
+pub(super) fn ensure_dir(dir: &Path, what: &'static str) -> Result<(), StoreError> {
+    match fs::symlink_metadata(dir) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err(dir, what)),
+        Err(e) => Err(io_err(dir, what)(e)),
+    }
+}
+
+/// Reserves `len` bytes for a file, so that writing them cannot fail for want of space. File
+/// systems that cannot preallocate are left to the write itself.
+pub(super) fn preallocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: posix_fallocate only changes the open file's allocation.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
+    match rc {
+        0 => Ok(()),
+        libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Reads a file without following a symlink; `None` when it does not exist.
+pub(super) fn read_file(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, "cannot read the token cache")(e)),
+    };
+    let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize));
+    file.read_to_end(&mut bytes)
+        .map_err(io_err(path, "cannot read the token cache"))?;
+    Ok(Some(bytes))
+}

@@ -1,0 +1,549 @@
+//! The token cache on disk: `sessions.json` in the state directory, and the protocol every
+//! process that shares it follows.
+//!
+//! - Entries are keyed by the session's identity ([`SessionKey`]), never by a profile's name.
+//! - Every entry carries a generation. A change names the generation it was computed from and is
+//!   applied only if the entry still has it ([`Expect::Generation`], compare-and-swap), or is made
+//!   by the holder of the identity's lock ([`Expect::Held`]), who alone may rotate or end a session.
+//!   A lost race changes nothing and hands back the entry as it now is.
+//! - Locks: `sessions.lock` guards each read-modify-write of the file (held for milliseconds);
+//!   `locks/<digest>.lock` guards one identity while its tokens are used to get new ones or end
+//!   them (held across the request). Every wait is bounded ([`LockPolicy`]) and visible, and names
+//!   the holder (recorded as `pid command` in the lock file, checked against `/proc/locks`).
+//! - Nothing is sent that cannot be kept: [`Store::prepare`] takes the file lock, checks the
+//!   directory, and preallocates the temporary file of the next write before a request goes out.
+//! - The file is written to a temporary file, synced and renamed (a reader, or a process killed
+//!   mid-write, sees the old or the new file), mode 0600 in a directory of mode 0700 owned by the
+//!   user; a directory others may write to, or owned by someone else, is refused.
+//! - A cache that does not parse is moved aside (kept for inspection), never silently lost; one
+//!   written by a newer release is left alone. Format 1 (keyed by profile name) is read and
+//!   migrated on the first write.
+
+mod files;
+mod format;
+mod lock;
+mod protocol;
+#[cfg(test)]
+mod tests;
+
+pub use lock::{Holder, LockGuard, LockPolicy};
+pub use protocol::{Applied, Change, Expect, apply};
+
+use crate::identity::SessionKey;
+use crate::session::Entry;
+use chrono::Utc;
+use files::{check_dir, ensure_dir, euid, preallocate, read_file};
+use format::{Unreadable, decode};
+use indexmap::IndexMap;
+use lock::acquire;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const CACHE_FILE: &str = "sessions.json";
+pub const LOCK_FILE: &str = "sessions.lock";
+pub const LOCK_DIR: &str = "locks";
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The default bound of a lock wait (`--lock-timeout`).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// A lock wait is reported (once) after this long.
+pub const LOCK_NOTICE_AFTER: Duration = Duration::from_secs(1);
+
+/// Everything the cache holds: one entry per session identity (format 2).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Cache {
+    pub version: u32,
+    #[serde(default)]
+    pub sessions: IndexMap<SessionKey, Entry>,
+}
+
+impl Cache {
+    pub fn entry(&self, key: &SessionKey) -> Option<&Entry> {
+        self.sessions.get(key)
+    }
+
+    /// The entry of `key`, or an empty one (generation 0).
+    pub fn entry_or_default(&self, key: &SessionKey) -> Entry {
+        self.sessions.get(key).cloned().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "{}: the token cache is readable by others (mode {mode:03o}); it holds session tokens, so it is not used: run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    TooOpen { path: PathBuf, mode: u32 },
+    #[error("{}: {why}: {fix}", path.display())]
+    Unsafe {
+        path: PathBuf,
+        why: String,
+        fix: String,
+    },
+    #[error("{}: {what}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error(
+        "{}: the lock is held by {holder}; gave up after {} s (--lock-timeout)",
+        path.display(),
+        waited.as_secs_f64().round()
+    )]
+    LockTimeout {
+        path: PathBuf,
+        holder: Holder,
+        waited: Duration,
+    },
+    #[error(
+        "{}: written by a newer sugar-sessions (cache format {version}, this one knows {FORMAT_VERSION}); it is left as it is: use that release, or --state-dir elsewhere",
+        path.display()
+    )]
+    Newer { path: PathBuf, version: u32 },
+}
+
+pub(super) fn io_err(
+    path: &Path,
+    what: &'static str,
+) -> impl FnOnce(io::Error) -> StoreError + use<> {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { path, what, source }
+}
+
+/// The token cache of one state directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+    /// The file as this process last wrote or parsed it (shared by clones).
+    known: Arc<Mutex<Option<Known>>>,
+    policy: LockPolicy,
+    /// For reading a format-1 cache: profile name → (client id, user name).
+    names: Arc<HashMap<String, (String, String)>>,
+    /// The temporary file of the next write, created and preallocated before a request is sent.
+    spare: Arc<Mutex<Option<Spare>>>,
+}
+
+#[derive(Debug)]
+struct Spare {
+    file: tempfile::NamedTempFile,
+    capacity: u64,
+}
+
+/// The cache file's bytes with their parsed form: a read that finds exactly these bytes on disk
+/// reuses the parsed cache instead of parsing again. Without it a bulk action re-parses the whole
+/// cache for every batch of results it writes and every entry it reads: O(N²) in the profiles.
+struct Known {
+    bytes: Vec<u8>,
+    cache: Arc<Cache>,
+    /// The file version the bytes were read from or written as, when that is certain.
+    stamp: Option<FileStamp>,
+}
+
+impl std::fmt::Debug for Known {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Known({} bytes)", self.bytes.len())
+    }
+}
+
+/// Which version of the cache file is on disk: a rename gives a new inode, so any write changes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(m: &fs::Metadata) -> FileStamp {
+        FileStamp {
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        }
+    }
+}
+
+/// What loading found besides the cache itself.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// A cache that did not parse was moved to this path; the message says why.
+    pub moved_aside: Option<(PathBuf, String)>,
+}
+
+impl LoadReport {
+    /// The one wording of what loading found, for every front end.
+    pub fn notice(&self) -> Option<String> {
+        self.moved_aside.as_ref().map(|(aside, why)| {
+            format!(
+                "the token cache did not parse ({why}); it was moved aside to {}",
+                aside.display()
+            )
+        })
+    }
+}
+
+impl Store {
+    /// Opens (creating with mode 0700 when missing) a state directory; refuses one that others
+    /// may write to or that belongs to someone else (and a symlink to one).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let dir = dir.into();
+        ensure_dir(&dir, "cannot create the state directory")?;
+        check_dir(&dir)?;
+        Ok(Store {
+            dir,
+            known: Arc::default(),
+            policy: LockPolicy::default(),
+            names: Arc::default(),
+            spare: Arc::default(),
+        })
+    }
+
+    /// How this store's lock waits behave.
+    pub fn with_lock_policy(mut self, policy: LockPolicy) -> Store {
+        self.policy = policy;
+        self
+    }
+
+    /// The profiles' client ids and users, for reading a format-1 cache (keyed by profile name):
+    /// an entry's client id comes from the profile of that name, else `sugar`.
+    pub fn with_profile_names(
+        mut self,
+        names: impl IntoIterator<Item = (String, String, String)>,
+    ) -> Store {
+        self.names = Arc::new(
+            names
+                .into_iter()
+                .map(|(name, client, user)| (name, (client, user)))
+                .collect(),
+        );
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn cache_path(&self) -> PathBuf {
+        self.dir.join(CACHE_FILE)
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join(LOCK_FILE)
+    }
+
+    /// The lock file of one identity: named from its digest, never from names.
+    pub fn key_lock_path(&self, key: &SessionKey) -> PathBuf {
+        self.dir
+            .join(LOCK_DIR)
+            .join(format!("{}.lock", key.digest()))
+    }
+
+    /// Refuses a cache file that the group or others may read, or that is not the user's, or
+    /// that is not a plain file (a symlink planted in its place).
+    fn check_mode(path: &Path) -> Result<(), StoreError> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if !m.file_type().is_file() => Err(StoreError::Unsafe {
+                path: path.to_path_buf(),
+                why: "the token cache is not a plain file (a symlink?)".into(),
+                fix: format!("remove it: `rm {}`", path.display()),
+            }),
+            Ok(m) if m.uid() != euid() => Err(StoreError::Unsafe {
+                path: path.to_path_buf(),
+                why: format!("the token cache belongs to uid {}, not to you", m.uid()),
+                fix: format!("remove it or run `chown {} {}`", euid(), path.display()),
+            }),
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => Err(StoreError::TooOpen {
+                path: path.to_path_buf(),
+                mode: m.permissions().mode() & 0o777,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn known_len(&self) -> usize {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.as_ref().map_or(0, |k| k.bytes.len())
+    }
+
+    fn remember(&self, known: Option<Known>) {
+        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = known;
+    }
+
+    /// The remembered parse, if the file on disk is still the version it was read from or written as.
+    fn known_at(&self, stamp: Option<FileStamp>) -> Option<Arc<Cache>> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .as_ref()
+            .filter(|k| stamp.is_some() && k.stamp == stamp)
+            .map(|k| k.cache.clone())
+    }
+
+    /// Parses `bytes`, or reuses the parse of the same bytes from last time; `keep`: remember this
+    /// parse for next time, with the file version `stamp` it was read from.
+    fn parse(
+        &self,
+        bytes: Vec<u8>,
+        keep: bool,
+        stamp: Option<FileStamp>,
+    ) -> Result<Arc<Cache>, Unreadable> {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = known.as_mut().filter(|k| k.bytes == bytes) {
+            if keep && stamp.is_some() {
+                k.stamp = stamp;
+            }
+            return Ok(k.cache.clone());
+        }
+        let cache = Arc::new(decode(&bytes, &self.names)?);
+        if keep {
+            *known = Some(Known {
+                bytes,
+                cache: cache.clone(),
+                stamp,
+            });
+        }
+        Ok(cache)
+    }
+
+    /// Reads the cache without taking the lock (a rename is atomic, so this sees a whole file).
+    pub fn load(&self) -> Result<(Cache, LoadReport), StoreError> {
+        self.read(false)
+            .map(|(cache, report)| (Arc::unwrap_or_clone(cache), report))
+    }
+
+    /// [`load`](Self::load), sharing the parsed cache: a file that did not change since this process
+    /// last wrote or read it is not parsed again.
+    pub fn load_shared(&self) -> Result<(Arc<Cache>, LoadReport), StoreError> {
+        self.read(true)
+    }
+
+    fn read(&self, keep: bool) -> Result<(Arc<Cache>, LoadReport), StoreError> {
+        let path = self.cache_path();
+        Self::check_mode(&path)?;
+        let before = self.stamp();
+        if let Some(cache) = self.known_at(before) {
+            return Ok((cache, LoadReport::default()));
+        }
+        let Some(bytes) = read_file(&path)? else {
+            return Ok((Arc::default(), LoadReport::default()));
+        };
+        // The version read is certain only if the file did not change while it was read.
+        let stamp = before.filter(|_| self.stamp() == before);
+        match self.parse(bytes, keep, stamp) {
+            Ok(cache) => Ok((cache, LoadReport::default())),
+            Err(Unreadable::Newer(version)) => Err(StoreError::Newer { path, version }),
+            Err(Unreadable::Broken(_)) => {
+                let _lock = self.lock()?;
+                // Re-check under the lock: another process may just have replaced it.
+                let Some(bytes) = read_file(&path)? else {
+                    return Ok((Arc::default(), LoadReport::default()));
+                };
+                match self.parse(bytes, keep, None) {
+                    Ok(cache) => Ok((cache, LoadReport::default())),
+                    Err(Unreadable::Newer(version)) => Err(StoreError::Newer { path, version }),
+                    Err(Unreadable::Broken(why)) => {
+                        let aside = self.move_aside(&path)?;
+                        Ok((
+                            Arc::default(),
+                            LoadReport {
+                                moved_aside: Some((aside, why)),
+                            },
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
+    fn move_aside(&self, path: &Path) -> Result<PathBuf, StoreError> {
+        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+        let aside = self.dir.join(format!(
+            "{CACHE_FILE}.corrupt-{stamp}-{}",
+            std::process::id()
+        ));
+        fs::rename(path, &aside)
+            .map_err(io_err(path, "cannot move the unreadable token cache aside"))?;
+        Ok(aside)
+    }
+
+    /// The lock of the cache file (bounded, visible wait).
+    fn lock(&self) -> Result<LockGuard, StoreError> {
+        acquire(&self.lock_path(), "the token cache", &self.policy)
+    }
+
+    /// The lock of one identity, held while its tokens are used to get new ones or to end them, so
+    /// that two processes never send the same refresh token and never decide on a stale session.
+    /// Waits at most the policy's timeout; released on drop.
+    pub fn lock_key(&self, key: &SessionKey) -> Result<LockGuard, StoreError> {
+        let dir = self.dir.join(LOCK_DIR);
+        ensure_dir(&dir, "cannot create the lock directory")?;
+        acquire(
+            &self.key_lock_path(key),
+            &format!("the session {key}"),
+            &self.policy,
+        )
+    }
+
+    /// Identifies the cache file's current content cheaply (inode, size, modification time).
+    pub fn stamp(&self) -> Option<FileStamp> {
+        fs::symlink_metadata(self.cache_path())
+            .ok()
+            .map(|m| FileStamp::of(&m))
+    }
+
+    /// Makes sure the next write can succeed before a request that rotates or ends a session is
+    /// sent: takes the file lock (a bounded wait that names the holder), checks the directory and
+    /// the file, and creates the temporary file of the next write, preallocated to the size it
+    /// will need, so that a full disk fails here and not after the server answered.
+    pub fn prepare(&self) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        check_dir(&self.dir)?;
+        let path = self.cache_path();
+        Self::check_mode(&path)?;
+        let len = fs::symlink_metadata(&path).map_or(0, |m| m.len());
+        let need = len + len / 8 + 64 * 1024;
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = spare.as_ref()
+            && s.capacity >= need
+            && s.file.path().exists()
+        {
+            return Ok(());
+        }
+        *spare = Some(self.new_spare(need)?);
+        Ok(())
+    }
+
+    fn new_spare(&self, capacity: u64) -> Result<Spare, StoreError> {
+        let file = tempfile::Builder::new()
+            .prefix(&format!(".sessions.{}.", std::process::id()))
+            .suffix(".tmp")
+            .permissions(fs::Permissions::from_mode(0o600))
+            .tempfile_in(&self.dir)
+            .map_err(io_err(
+                &self.dir,
+                "cannot create a temporary file for the token cache",
+            ))?;
+        preallocate(file.as_file(), capacity).map_err(io_err(
+            file.path(),
+            "no room for the token cache's next version",
+        ))?;
+        Ok(Spare { file, capacity })
+    }
+
+    /// Applies changes under the file lock: each to the entry as it is on disk now, if it still
+    /// has the generation the change was computed from (or the change is the lock holder's).
+    pub fn apply(&self, changes: Vec<Change>) -> Result<Vec<Applied>, StoreError> {
+        self.update(|cache| apply(cache, changes, Utc::now()))
+    }
+
+    /// Read-modify-write under the lock: re-reads the cache, lets `f` change it, writes it atomically.
+    /// `f` should change only the entries it is about, so that other processes' results survive.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Cache) -> R) -> Result<R, StoreError> {
+        let _lock = self.lock()?;
+        let path = self.cache_path();
+        Self::check_mode(&path)?;
+        let mut cache = match read_file(&path)? {
+            Some(bytes) => match self.parse(bytes, false, None) {
+                Ok(c) => c,
+                Err(Unreadable::Newer(version)) => {
+                    return Err(StoreError::Newer { path, version });
+                }
+                Err(Unreadable::Broken(_)) => {
+                    self.move_aside(&path)?;
+                    Arc::default()
+                }
+            },
+            None => Arc::default(),
+        };
+        // (Readers may keep using the old version's parse until the new file replaces it: it is
+        // keyed by its bytes, so it never stands for anything else.)
+        let result = f(Arc::make_mut(&mut cache));
+        Arc::make_mut(&mut cache).version = FORMAT_VERSION;
+        let (bytes, stamp) = self.write(&cache)?;
+        self.remember(Some(Known {
+            bytes,
+            cache,
+            stamp,
+        }));
+        self.remove_stale_temp_files();
+        Ok(result)
+    }
+
+    /// Temporary files that a killed writer left behind (we hold the lock): those of processes
+    /// that are gone, and any older than a day.
+    fn remove_stale_temp_files(&self) {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Some(rest) = name
+                .strip_prefix(".sessions.")
+                .filter(|_| name.ends_with(".tmp"))
+            else {
+                continue;
+            };
+            let owner_gone = rest
+                .split('.')
+                .next()
+                .and_then(|pid| pid.parse::<i32>().ok())
+                // SAFETY: kill with signal 0 only checks whether the process exists.
+                .is_none_or(|pid| {
+                    let rc = unsafe { libc::kill(pid, 0) };
+                    rc == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+                });
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 86_400));
+            if owner_gone || old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Writes the cache atomically (into the prepared temporary file when there is one); returns
+    /// the bytes written and the file version they became.
+    fn write(&self, cache: &Cache) -> Result<(Vec<u8>, Option<FileStamp>), StoreError> {
+        let path = self.cache_path();
+        // Sized like the last version, so that the buffer does not grow by doubling (and copying).
+        let mut json = Vec::with_capacity(self.known_len() + 4096);
+        serde_json::to_writer_pretty(&mut json, cache).expect("the cache always serialises");
+        let spare = self
+            .spare
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|s| s.file.path().exists());
+        let mut tmp = match spare {
+            Some(s) => s.file,
+            None => self.new_spare(json.len() as u64)?.file,
+        };
+        let file = tmp.as_file_mut();
+        file.write_all(&json)
+            .and_then(|()| file.set_len(json.len() as u64))
+            .map_err(io_err(&path, "cannot write the token cache"))?;
+        file.sync_all()
+            .map_err(io_err(&path, "cannot sync the token cache"))?;
+        // The rename keeps the inode, size and modification time: the version the file becomes.
+        let stamp = file.metadata().ok().map(|m| FileStamp::of(&m));
+        tmp.persist(&path).map_err(|e| StoreError::Io {
+            path: path.clone(),
+            what: "cannot replace the token cache",
+            source: e.error,
+        })?;
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok((json, stamp))
+    }
+}
