@@ -11,12 +11,11 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod emulator;
-pub mod engine;
 pub mod guard;
 pub mod identity;
 pub mod logging;
 pub mod outcome;
-pub mod password;
+pub mod runtime;
 pub mod secret;
 pub mod session;
 pub mod store;
@@ -24,3 +23,8 @@ pub mod sugar;
 pub mod text;
 pub mod tui;
 pub mod ui;
+
+/// The runtime's former name, kept while the front ends move over (see `runtime`).
+pub mod engine {
+    pub use crate::runtime::*;
+}

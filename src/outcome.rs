@@ -4,6 +4,7 @@
 //! commands and logged; [`Failure::render`] is the one place that turns it into words, and
 //! nothing parses those words back.
 
+use crate::session::{Entry, RequestLog, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -199,6 +200,25 @@ impl Failure {
         let full = self.render("");
         full.strip_prefix(": ").unwrap_or(&full).to_string()
     }
+}
+
+/// What an operation on one profile came to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub name: String,
+    pub op: Op,
+    pub ok: bool,
+    /// One line for people, starting with the profile's name.
+    pub message: String,
+    /// The session's cache entry after the operation (as persisted; when the result could not be
+    /// stored, the entry as it now stands for this process, with the failure saying so).
+    pub entry: Entry,
+    /// The state at the time the outcome was made.
+    pub state: State,
+    /// The requests sent, in order.
+    pub requests: Vec<RequestLog>,
+    /// What went wrong, when something did.
+    pub failure: Option<Failure>,
 }
 
 #[cfg(test)]

@@ -1,0 +1,210 @@
+//! The live check of a session: ping, me, server info, server time.
+
+use crate::config::Profile;
+use crate::outcome::{Failure, FailureKind, Outcome};
+use crate::session::{CheckReport, Entry, Op, format_duration, remaining};
+use crate::store::{Applied, Change, Expect};
+use chrono::{TimeDelta, Utc};
+
+use super::ops::superseded_reason;
+use super::{Engine, Permit};
+
+/// The requests a live check sends at once (ping, me, server info, server time): it takes as many
+/// places under the concurrency bounds.
+pub const CHECK_REQUESTS: u32 = 4;
+
+impl Engine {
+    /// A live check of the profile's session: `GET /ping`, `/me`, server info and server time,
+    /// concurrently. A session that Sugar no longer accepts is marked as such in the cache.
+    pub async fn check(&self, p: &Profile) -> (Outcome, Option<CheckReport>) {
+        let permit = self.acquire_n(p, CHECK_REQUESTS).await;
+        self.check_holding(p, permit).await
+    }
+
+    /// [`Engine::check`] with its places in the bounds already held ([`Engine::acquire_n`] with
+    /// [`CHECK_REQUESTS`]; the screen waits for them separately, so that a queued check can be
+    /// withdrawn).
+    ///
+    /// The check does not take the identity's lock to send (it rotates nothing). What it finds is
+    /// stored only if the entry still holds the session it checked: a 401 on a token that another
+    /// process has just replaced changes nothing, and the newer session is checked instead.
+    pub async fn check_holding(
+        &self,
+        p: &Profile,
+        permit: Permit,
+    ) -> (Outcome, Option<CheckReport>) {
+        let key = p.session_key();
+        let mut requests = Vec::new();
+        let mut permit = Some(permit);
+        let done = |ok, message: String, entry: Entry, requests, failure| Outcome {
+            name: p.name.clone(),
+            op: Op::Check,
+            ok,
+            state: entry.state(Utc::now()),
+            message,
+            entry,
+            requests,
+            failure,
+        };
+        for attempt in 0..2 {
+            let entry = self.current(&key).await.unwrap_or_default();
+            let now = Utc::now();
+            let Some(session) = entry.session.clone().filter(|s| s.access_valid(now)) else {
+                let f = Failure::local(Op::Check, now, "no active session to check: log in first");
+                return (
+                    done(false, f.render(&p.name), entry, requests, Some(f)),
+                    None,
+                );
+            };
+            let client = match self.client(p) {
+                Ok(c) => c,
+                Err(msg) => {
+                    let f = Failure::local(Op::Check, now, msg);
+                    return (
+                        done(false, f.render(&p.name), entry, requests, Some(f)),
+                        None,
+                    );
+                }
+            };
+            let held = match permit.take() {
+                Some(p) => p,
+                None => self.acquire_n(p, CHECK_REQUESTS).await,
+            };
+            let token = &session.access_token;
+            let (ping, me, info, time) = tokio::join!(
+                client.ping(p, token),
+                client.me(p, token),
+                client.server_info(p, token),
+                client.server_time(p, token)
+            );
+            drop(held);
+            let latency_ms = ping.log.latency_ms;
+            let time_log = time.log.clone();
+            requests.extend([ping.log, me.log, info.log, time.log]);
+            let first_error = [
+                ping.result.err(),
+                me.result.as_ref().err().cloned(),
+                info.result.as_ref().err().cloned(),
+            ]
+            .into_iter()
+            .flatten()
+            .next();
+            if let Some(e) = first_error {
+                if e.access_expired() || (e.session_gone() && Utc::now() >= session.expires_at) {
+                    // Expired, not ended: the refresh token is still good; nothing is stored.
+                    let f = e
+                        .failure(Op::Check, Utc::now())
+                        .with_hint("the access token had expired when Sugar saw it (the server's clock may run ahead of this machine's): a refresh renews it");
+                    return (
+                        done(false, f.render(&p.name), entry, requests, Some(f)),
+                        None,
+                    );
+                }
+                if !e.session_gone() {
+                    let f = e.failure(Op::Check, Utc::now());
+                    return (
+                        done(false, f.render(&p.name), entry, requests, Some(f)),
+                        None,
+                    );
+                }
+                let mut f = e.failure(Op::Check, Utc::now()).needing_login();
+                f.kind = FailureKind::Superseded;
+                f.message = format!(
+                    "Sugar no longer accepts this session ({}) although it had {} left: {}",
+                    e.what(),
+                    format_duration(remaining(session.expires_at, now)),
+                    superseded_reason(p)
+                );
+                f.http_status = None;
+                f.label = None;
+                // Under the identity's lock, so that a refresh in flight in another process
+                // finishes (and stores its new session) before this is compared.
+                let lock = match self.lock_key(&key).await {
+                    Ok(l) => l,
+                    Err(why) => {
+                        let message = format!("{}; not recorded: {why}", f.render(&p.name));
+                        return (done(false, message, entry, requests, Some(f)), None);
+                    }
+                };
+                let stored = f.clone();
+                let applied = self
+                    .persist(Change {
+                        key: key.clone(),
+                        label: p.name.clone(),
+                        expect: Expect::Generation(entry.generation),
+                        apply: Box::new(move |e: &mut Entry| {
+                            if let Some(s) = &mut e.session {
+                                s.refresh_token = None;
+                                s.refresh_expires_at = None;
+                            }
+                            e.failure = Some(stored);
+                        }),
+                    })
+                    .await;
+                drop(lock);
+                match applied {
+                    Ok(Applied::Done(entry)) => {
+                        return (
+                            done(false, f.render(&p.name), entry, requests, Some(f)),
+                            None,
+                        );
+                    }
+                    Ok(Applied::Lost(_)) if attempt == 0 => {
+                        tracing::info!(profile = %p.name, "checked a session another process had just replaced; checking the new one");
+                        continue;
+                    }
+                    Ok(Applied::Lost(now_entry)) => {
+                        let message = format!(
+                            "{}: check: the session was replaced by another process while it was checked; nothing was changed",
+                            p.name
+                        );
+                        return (done(true, message, now_entry, requests, None), None);
+                    }
+                    Err(cache) => {
+                        let message = format!("{}; and {cache}", f.render(&p.name));
+                        return (done(false, message, entry, requests, Some(f)), None);
+                    }
+                }
+            }
+            let me = me.result.expect("checked above");
+            let info = info.result.expect("checked above");
+            // The server's clock against the local clock at the middle of the request.
+            let skew_s = time.result.ok().map(|server| {
+                let mid = time_log.at + TimeDelta::milliseconds(time_log.latency_ms as i64 / 2);
+                (server.with_timezone(&Utc) - mid).num_seconds()
+            });
+            let report = CheckReport {
+                at: now,
+                user_name: me.user_name,
+                full_name: me.full_name,
+                admin: me.admin,
+                flavor: info.flavor,
+                version: info.version,
+                skew_s,
+                latency_ms,
+            };
+            let mut message = format!("{}: alive; {}", p.name, report.summary());
+            if let Some(w) = report.skew_warning() {
+                message.push_str(&format!("; warning: {w}"));
+            }
+            // The session is alive: a failure recorded earlier no longer describes it. Not a
+            // superseded one: Sugar keeps accepting a superseded access token for a while.
+            let mut entry = entry;
+            if entry.failure.as_ref().is_some_and(|f| !f.superseded()) {
+                let applied = self
+                    .persist(Change {
+                        key: key.clone(),
+                        label: p.name.clone(),
+                        expect: Expect::Generation(entry.generation),
+                        apply: Box::new(|e: &mut Entry| e.failure = None),
+                    })
+                    .await;
+                if let Ok(Applied::Done(e)) = applied {
+                    entry = e;
+                }
+            }
+            return (done(true, message, entry, requests, None), Some(report));
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+}

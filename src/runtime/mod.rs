@@ -1,0 +1,195 @@
+//! The runtime: runs operations on sessions: bounded concurrency, password sources, and the cache protocol.
+//!
+//! Shared by the shell commands and the screen's runtime. The protocol (see [`crate::store`]):
+//! an operation that rotates or ends a session takes the identity's lock first, re-reads the
+//! entry under it, makes sure the cache can be written ([`Store::prepare`]) before sending
+//! anything, and stores its result before reporting it. A check or another change computed
+//! without the lock is applied only if the entry still has the generation it was computed from.
+//! Results that arrive together are written together (one write for many).
+
+mod bounds;
+mod check;
+mod ops;
+pub mod password;
+mod sudo;
+mod token;
+
+pub use crate::outcome::Outcome;
+pub use bounds::Permit;
+pub use check::CHECK_REQUESTS;
+pub use ops::describe;
+pub use sudo::{sudo_name, sudo_profile};
+pub use token::{NoToken, Token};
+
+use crate::config::{Profile, Settings};
+use crate::identity::SessionKey;
+use crate::session::Entry;
+use crate::store::{Applied, Cache, Change, FileStamp, LockGuard, Store, StoreError};
+use crate::sugar::{Client, NetSettings};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+type Ack = oneshot::Sender<Result<Applied, String>>;
+
+/// The engine: one per process.
+pub struct Engine {
+    store: Store,
+    clients: Mutex<HashMap<NetSettings, Client>>,
+    global: Arc<Semaphore>,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_host: usize,
+    global_max: usize,
+    persist_tx: mpsc::UnboundedSender<(Change, Ack)>,
+    /// The cache as last read, with the file version it was read from: re-read only when the file changed.
+    snapshot: Arc<Mutex<Option<Snapshot>>>,
+}
+
+/// A parsed cache and the version of the file it was read from.
+type Snapshot = (FileStamp, Arc<Cache>);
+
+impl Engine {
+    /// Must be called inside a tokio runtime (it starts the cache writer task).
+    pub fn new(store: Store, settings: &Settings) -> Engine {
+        let (persist_tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(persister(store.clone(), rx));
+        Engine {
+            store,
+            clients: Mutex::new(HashMap::new()),
+            global: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            hosts: Mutex::new(HashMap::new()),
+            per_host: settings.max_per_host.max(1),
+            global_max: settings.max_concurrency.max(1),
+            persist_tx,
+            snapshot: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(super) fn client(&self, p: &Profile) -> Result<Client, String> {
+        let key = NetSettings::of(p);
+        let mut clients = self.clients.lock().expect("clients lock");
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = Client::new(&key)?;
+        clients.insert(key, c.clone());
+        Ok(c)
+    }
+
+    /// Applies a change to an entry in the cache (under the file lock, merged with what other
+    /// processes wrote, if its expectation holds) and says what became of it.
+    pub async fn persist(&self, change: Change) -> Result<Applied, String> {
+        let (ack, rx) = oneshot::channel();
+        self.persist_tx
+            .send((change, ack))
+            .map_err(|_| "the cache writer has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the cache writer has stopped".to_string())?
+    }
+
+    /// The current cache entry of a session, read from disk (another process may have changed it).
+    pub async fn current(&self, key: &SessionKey) -> Result<Entry, String> {
+        let cache = self.cache().await?;
+        Ok(cache.entry_or_default(key))
+    }
+
+    /// The whole cache as it is on disk now; read again only when the file changed since last time.
+    pub async fn cache(&self) -> Result<Arc<Cache>, String> {
+        let store = self.store.clone();
+        let snapshot = self.snapshot.clone();
+        tokio::task::spawn_blocking(move || {
+            let before = store.stamp();
+            if let Some((stamp, cache)) = snapshot.lock().expect("snapshot lock").as_ref()
+                && before == Some(*stamp)
+            {
+                return Ok(cache.clone());
+            }
+            // Not parsed again when it is the file this process last wrote or read.
+            let (cache, report) = store.load_shared().map_err(|e| e.to_string())?;
+            if let Some(notice) = report.notice() {
+                tracing::warn!("{notice}");
+            }
+            // Keep it only if the file did not change while it was read.
+            if let Some(stamp) = before
+                && store.stamp() == before
+            {
+                *snapshot.lock().expect("snapshot lock") = Some((stamp, cache.clone()));
+            }
+            Ok(cache)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Takes the identity's cross-process lock (a bounded wait for another process).
+    pub async fn lock_key(&self, key: &SessionKey) -> Result<LockGuard, String> {
+        let store = self.store.clone();
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || store.lock_key(&key))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    /// Makes sure the cache can be written before a request that rotates or ends a session.
+    pub(super) async fn prepare(&self) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.prepare()).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Io {
+                path: self.store.dir().to_path_buf(),
+                what: "cannot prepare the token cache",
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+
+    /// The whole cache, read from disk.
+    pub fn load_cache(&self) -> Result<Cache, StoreError> {
+        self.store.load().map(|(c, _)| c)
+    }
+}
+
+/// While results keep coming, the cache is written at most once per this interval: every write
+/// rewrites the whole file, so writing once per result would cost O(N²) over a bulk action.
+pub const MIN_WRITE_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Writes queued changes; all changes waiting when a write starts go into that one write. A change
+/// that comes after a quiet spell is written at once; one that comes within [`MIN_WRITE_INTERVAL`]
+/// of the previous write waits for the rest of the interval, gathering others.
+async fn persister(store: Store, mut rx: mpsc::UnboundedReceiver<(Change, Ack)>) {
+    let mut last_write: Option<tokio::time::Instant> = None;
+    while let Some(first) = rx.recv().await {
+        if let Some(at) = last_write {
+            tokio::time::sleep_until(at + MIN_WRITE_INTERVAL).await;
+        }
+        last_write = Some(tokio::time::Instant::now());
+        let mut batch = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let store = store.clone();
+        let (changes, acks): (Vec<Change>, Vec<Ack>) = batch.into_iter().unzip();
+        let result = tokio::task::spawn_blocking(move || store.apply(changes)).await;
+        match result {
+            Ok(Ok(applied)) => {
+                tracing::debug!(changes = applied.len(), "token cache written");
+                for (ack, applied) in acks.into_iter().zip(applied) {
+                    let _ = ack.send(Ok(applied));
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "token cache not written");
+                for ack in acks {
+                    let _ = ack.send(Err(format!("the token cache could not be written: {e}")));
+                }
+            }
+            Err(_) => {} // the acks are dropped: callers see "stopped"
+        }
+    }
+}
