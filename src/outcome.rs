@@ -147,6 +147,14 @@ impl Failure {
         self.kind == FailureKind::Superseded
     }
 
+    /// A request that rotates or ends the session (login, refresh, logout) got no whole answer:
+    /// Sugar may have acted on it (rotated or ended the session) without our knowing. A later
+    /// rejection of the session is then most likely our own doing, not another login's.
+    pub fn answer_may_be_lost(&self) -> bool {
+        matches!(self.kind, FailureKind::Timeout | FailureKind::Network)
+            && matches!(self.op, Op::Login | Op::Refresh | Op::Relogin | Op::Logout)
+    }
+
     /// The problem without the profile, the operation or the hint:
     /// `HTTP 401 need_login: You must specify a valid username and password.`
     pub fn what(&self) -> String {

@@ -1298,3 +1298,58 @@ async fn a_lost_refresh_answer_is_not_reported_as_superseded() {
     );
     assert_eq!(state_of(&e.status().await, "acme"), "error");
 }
+
+/// Our own login's answer was lost (Sugar made a new session, ending the one we hold): the check's
+/// 401 on the old token is not "another login", and is not stored as superseded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_after_our_own_lost_login_answer_does_not_say_superseded() {
+    let mut acme = instance("acme");
+    acme.superseded_access_grace = Duration::ZERO;
+    let emu = start(vec![acme]).await;
+    let e = env(&profile(
+        &emu,
+        "acme",
+        "acme",
+        "integration",
+        "relogin = false",
+    ));
+    ok(run(e.cmd(&["login", "acme"])).await).await;
+    emu.set_fault("acme", Some(Fault::DropMidBody));
+    let lost = run(e.cmd(&["login", "acme"])).await;
+    assert_eq!(lost.code, Some(1), "{}", lost.show());
+    emu.set_fault("acme", None);
+    let check = run(e.cmd(&["check", "acme"])).await;
+    assert_eq!(check.code, Some(1), "{}", check.show());
+    assert!(!check.stdout.contains("superseded"), "{}", check.show());
+    assert_ne!(state_of(&e.status().await, "acme"), "superseded");
+    // A new login makes it right.
+    ok(run(e.cmd(&["login", "acme"])).await).await;
+    assert_eq!(state_of(&e.status().await, "acme"), "active");
+}
+
+/// A logout whose answer was lost (Sugar ended the session): the next refresh's rejection is not
+/// reported as superseded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_after_our_own_lost_logout_answer_does_not_say_superseded() {
+    let emu = start(vec![instance("acme")]).await;
+    let e = env(&profile(
+        &emu,
+        "acme",
+        "acme",
+        "integration",
+        "relogin = false",
+    ));
+    ok(run(e.cmd(&["login", "acme"])).await).await;
+    emu.set_fault("acme", Some(Fault::DropMidBody));
+    let lost = run(e.cmd(&["logout", "acme"])).await;
+    assert_eq!(lost.code, Some(1), "{}", lost.show());
+    emu.set_fault("acme", None);
+    let next = run(e.cmd(&["refresh", "acme"])).await;
+    assert_eq!(next.code, Some(1), "{}", next.show());
+    assert!(
+        !next.stdout.contains("superseded") && next.stdout.contains("never arrived"),
+        "{}",
+        next.show()
+    );
+    assert_ne!(state_of(&e.status().await, "acme"), "superseded");
+}

@@ -2,7 +2,7 @@
 
 use crate::config::Profile;
 use crate::outcome::{Failure, FailureKind, Outcome};
-use crate::session::{CheckReport, Entry, Op, format_duration, remaining};
+use crate::session::{CheckReport, Entry, Op, format_duration, remaining, rfc3339};
 use crate::store::{Applied, Change, Expect};
 use chrono::{TimeDelta, Utc};
 
@@ -108,15 +108,31 @@ impl Engine {
                     );
                 }
                 let mut f = e.failure(Op::Check, Utc::now()).needing_login();
-                f.kind = FailureKind::Superseded;
-                f.message = format!(
-                    "Sugar no longer accepts this session ({}) although it had {} left: {}",
-                    e.what(),
-                    format_duration(remaining(session.expires_at, now)),
-                    superseded_reason(p)
-                );
                 f.http_status = None;
                 f.label = None;
+                match entry.failure.as_ref().filter(|f| f.answer_may_be_lost()) {
+                    // Our own request whose answer was lost probably replaced or ended it.
+                    Some(lost) => {
+                        f.message = format!(
+                            "Sugar no longer accepts this session ({}); the answer to the {} at {} never arrived ({}), so that {} probably replaced or ended it",
+                            e.what(),
+                            lost.op,
+                            rfc3339(lost.at),
+                            lost.what(),
+                            lost.op
+                        );
+                        f.hint = Some("log in again".into());
+                    }
+                    None => {
+                        f.kind = FailureKind::Superseded;
+                        f.message = format!(
+                            "Sugar no longer accepts this session ({}) although it had {} left: {}",
+                            e.what(),
+                            format_duration(remaining(session.expires_at, now)),
+                            superseded_reason(p)
+                        );
+                    }
+                }
                 // Under the identity's lock, so that a refresh in flight in another process
                 // finishes (and stores its new session) before this is compared.
                 let lock = match self.lock_key(&key).await {
@@ -190,7 +206,12 @@ impl Engine {
             // The session is alive: a failure recorded earlier no longer describes it. Not a
             // superseded one: Sugar keeps accepting a superseded access token for a while.
             let mut entry = entry;
-            if entry.failure.as_ref().is_some_and(|f| !f.superseded()) {
+            // Nor a lost answer of ours: the stored refresh token may be the one Sugar rotated away.
+            if entry
+                .failure
+                .as_ref()
+                .is_some_and(|f| !f.superseded() && !f.answer_may_be_lost())
+            {
                 let applied = self
                     .persist(Change {
                         key: key.clone(),

@@ -394,10 +394,7 @@ impl Run<'_> {
             .contains("expired");
         // The last login or refresh sent with this session may have reached Sugar (which then
         // rotated the refresh token) without its answer reaching us: then the rejection is ours.
-        let lost = entry.failure.as_ref().filter(|f| {
-            matches!(f.kind, FailureKind::Timeout | FailureKind::Network)
-                && matches!(f.op, Op::Login | Op::Refresh | Op::Relogin)
-        });
+        let lost = entry.failure.as_ref().filter(|f| f.answer_may_be_lost());
         // Rejected although it had not expired, and not for a lost answer of ours: another login
         // on this user and platform ended it.
         let superseded = !expired && session.refresh_valid(now) && lost.is_none();
