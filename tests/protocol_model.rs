@@ -1,0 +1,2019 @@
+//! The cache protocol's interleaving test: the steps of login, refresh, token, check and logout run
+//! as actors (2–3 processes sharing one token cache, and optionally a foreign tool logging in as
+//! the same user) under a scheduler of our own, seeded-random over thousands of runs and exhaustive
+//! over small fixed scenarios. Processes sharing a file lock are not threads, so loom does not fit.
+//!
+//! What runs is the code under test: the cache is a real [`Cache`], changed only through the pure
+//! compare-and-swap step [`store::apply`] with real [`Change`]s, and every decision uses the real
+//! session rules ([`Entry::usable_session`], [`refresh_due`], [`Session::refresh_valid`], ...) and
+//! the real [`SugarError`] classification (`is_invalid_grant`, `session_gone`, `failure`). Around
+//! it, each operation is an `async fn` that mirrors `src/engine.rs` step by step (same order: lock,
+//! read, send, answer, persist, unlock); every step is one scheduling point, and a request is two
+//! (Sugar acts when it is sent; the answer is taken later, so answers interleave).
+//!
+//! Checked after every step:
+//! 1. no lost refresh token: whenever no process holds the identity's lock, if the refresh token
+//!    Sugar accepts now was received by one of our processes, the cache holds exactly it;
+//! 2. a printed token is the current one: when `token` prints, the token is the cache's stored
+//!    access token and Sugar accepts it (unless a foreign login killed it, which no process can
+//!    know without asking); it stays accepted while the lock is held;
+//! 3. `superseded` only after a real competing login: an entry marked superseded, and every
+//!    superseded verdict an operation reports, is about a session issued before a foreign login;
+//!
+//! and at the end of each run: no process is stuck (deadlock), and one more `token` run alone
+//! (non-interactive password) prints a token.
+//!
+//! A failing run prints its seed (or choice sequence) and the trace. Replay one seed with
+//! `PROTOCOL_MODEL_SEED=<seed> cargo test --test protocol_model random -- --nocapture`;
+//! `PROTOCOL_MODEL_RUNS=<n>` changes the number of random runs.
+//!
+//! Weaknesses of the engine this model exposes (not fixed here) have `#[ignore]`d tests named
+//! `weakness_*` that reproduce them; the passing tests keep clear of their triggers, saying how.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+use sugar_sessions::identity::SessionKey;
+use sugar_sessions::outcome::{Failure, FailureKind, Op};
+use sugar_sessions::secret::Secret;
+use sugar_sessions::session::{Entry, RELOGIN_INTERVAL, Session, refresh_due};
+use sugar_sessions::store::{self, Applied, Cache, Change, Expect};
+use sugar_sessions::sugar::{ErrorKind, SugarError};
+
+/// Access tokens live a minute: the usable margin is then 12 s and the refresh lead 12 s (plus up
+/// to 1.2 s of jitter), so runs see fresh, due, unusable and expired sessions.
+const ACCESS_LIFETIME_S: i64 = 60;
+/// Refresh tokens outlive every run (their expiry is not what this test is about).
+const REFRESH_LIFETIME_S: i64 = 1_209_600;
+/// Clock ticks of the random runs: at most this many, each 1..=MAX_TICK_S seconds, so that all of
+/// them together (56 s) cannot outlast a fresh access token.
+const MAX_TICKS: usize = 4;
+const MAX_TICK_S: i64 = 14;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).expect("a valid time") // 2026-01-01T00:00:00Z
+}
+
+fn key() -> SessionKey {
+    SessionKey::new("https://acme.example.com", "integration", "custom", "sugar")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulated Sugar: one user on one platform.
+
+/// Who asked for a token: one of our processes (sharing the cache) or the foreign tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    Ours,
+    Foreign,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Death {
+    /// Used for a refresh (the refresh token; and its access token when the model says so).
+    Rotated,
+    LoggedOut,
+    /// Another login of the same user and platform ended the session.
+    Superseded {
+        by: Holder,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Tok {
+    refresh: bool,
+    /// Issue order; a login's own number is that of its tokens.
+    seq: u64,
+    session: u64,
+    holder: Holder,
+    expires_at: DateTime<Utc>,
+    dead: Option<Death>,
+    /// One of our processes received the answer that carried it.
+    received: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Grant {
+    access: String,
+    refresh: String,
+    at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+enum Answer {
+    Grant(Grant),
+    Done,
+    Failed(SugarError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Request {
+    Login,
+    Refresh(String),
+    /// `GET /me` (the check's ping, me, server info and server time all use the one token).
+    Me(String),
+    Logout {
+        access: String,
+        refresh: Option<String>,
+    },
+    /// A login by the foreign tool (its own cache; its answer does not concern us).
+    ForeignLogin,
+}
+
+impl std::fmt::Display for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Request::Login => write!(f, "login"),
+            Request::Refresh(r) => write!(f, "refresh {r}"),
+            Request::Me(a) => write!(f, "GET /me with {a}"),
+            Request::Logout { access, refresh } => {
+                write!(f, "logout {access} {}", refresh.as_deref().unwrap_or("-"))
+            }
+            Request::ForeignLogin => write!(f, "FOREIGN login"),
+        }
+    }
+}
+
+fn sugar_error(op: &'static str, status: u16, label: &str, message: &str) -> SugarError {
+    SugarError {
+        profile: "model".into(),
+        op,
+        platform: "custom".into(),
+        api: "v11_16".into(),
+        host: "acme.example.com".into(),
+        kind: ErrorKind::Sugar {
+            status,
+            label: label.into(),
+            message: Some(message.into()),
+        },
+    }
+}
+
+#[derive(Debug)]
+struct Sugar {
+    seq: u64,
+    sessions: u64,
+    tokens: HashMap<String, Tok>,
+    /// The issue numbers of the foreign tool's logins.
+    foreign_logins: Vec<u64>,
+    /// A refresh also kills the access token of the session it rotates (Sugar's emulator keeps it
+    /// until it expires; both are plausible, so runs try both).
+    refresh_kills_access: bool,
+}
+
+impl Sugar {
+    fn new(refresh_kills_access: bool) -> Sugar {
+        Sugar {
+            seq: 0,
+            sessions: 0,
+            tokens: HashMap::new(),
+            foreign_logins: Vec::new(),
+            refresh_kills_access,
+        }
+    }
+
+    fn live(t: &Tok, now: DateTime<Utc>) -> bool {
+        t.dead.is_none() && now < t.expires_at
+    }
+
+    fn issue(&mut self, holder: Holder, session: u64, now: DateTime<Utc>) -> Grant {
+        self.seq += 1;
+        let prefix = if holder == Holder::Foreign { "F" } else { "" };
+        let access = format!("{prefix}A{}", self.seq);
+        let refresh = format!("{prefix}R{}", self.seq);
+        for (name, is_refresh, life) in [
+            (&access, false, ACCESS_LIFETIME_S),
+            (&refresh, true, REFRESH_LIFETIME_S),
+        ] {
+            self.tokens.insert(
+                name.clone(),
+                Tok {
+                    refresh: is_refresh,
+                    seq: self.seq,
+                    session,
+                    holder,
+                    expires_at: now + TimeDelta::seconds(life),
+                    dead: None,
+                    received: false,
+                },
+            );
+        }
+        Grant {
+            access,
+            refresh,
+            at: now,
+        }
+    }
+
+    /// One session per user and platform: a login ends every other session at once. (Sugar keeps
+    /// a superseded access token working for 120 s; the model lets it die immediately, which only
+    /// makes more requests fail.)
+    fn login(&mut self, holder: Holder, now: DateTime<Utc>) -> Grant {
+        for t in self.tokens.values_mut().filter(|t| t.dead.is_none()) {
+            t.dead = Some(Death::Superseded { by: holder });
+        }
+        self.sessions += 1;
+        let grant = self.issue(holder, self.sessions, now);
+        if holder == Holder::Foreign {
+            self.foreign_logins.push(self.seq);
+        }
+        grant
+    }
+
+    fn refresh(&mut self, token: &str, now: DateTime<Utc>) -> Answer {
+        let invalid = || {
+            Answer::Failed(sugar_error(
+                "refresh",
+                400,
+                "invalid_grant",
+                "Invalid refresh token",
+            ))
+        };
+        let Some(t) = self.tokens.get_mut(token).filter(|t| t.refresh) else {
+            return invalid();
+        };
+        if t.dead.is_some() {
+            return invalid();
+        }
+        if now >= t.expires_at {
+            t.dead = Some(Death::Rotated);
+            return Answer::Failed(sugar_error(
+                "refresh",
+                400,
+                "invalid_grant",
+                "Refresh token has expired",
+            ));
+        }
+        t.dead = Some(Death::Rotated);
+        let (session, holder) = (t.session, t.holder);
+        if self.refresh_kills_access {
+            for a in self
+                .tokens
+                .values_mut()
+                .filter(|a| !a.refresh && a.session == session && a.dead.is_none())
+            {
+                a.dead = Some(Death::Rotated);
+            }
+        }
+        Answer::Grant(self.issue(holder, session, now))
+    }
+
+    fn authorize(&self, access: &str, now: DateTime<Utc>) -> Result<(), Box<SugarError>> {
+        match self.tokens.get(access).filter(|t| !t.refresh) {
+            Some(t) if t.dead.is_none() && now >= t.expires_at => Err(Box::new(sugar_error(
+                "check",
+                401,
+                "invalid_grant",
+                "The access token provided has expired.",
+            ))),
+            Some(t) if t.dead.is_none() => Ok(()),
+            _ => Err(Box::new(sugar_error(
+                "check",
+                401,
+                "invalid_grant",
+                "The access token provided is invalid.",
+            ))),
+        }
+    }
+
+    fn logout(&mut self, access: &str, refresh: Option<&str>, now: DateTime<Utc>) -> Answer {
+        if let Err(e) = self.authorize(access, now) {
+            return Answer::Failed(*e);
+        }
+        for name in std::iter::once(access).chain(refresh) {
+            if let Some(t) = self.tokens.get_mut(name).filter(|t| t.dead.is_none()) {
+                t.dead = Some(Death::LoggedOut);
+            }
+        }
+        Answer::Done
+    }
+
+    fn handle(&mut self, req: &Request, now: DateTime<Utc>) -> Answer {
+        match req {
+            Request::Login => Answer::Grant(self.login(Holder::Ours, now)),
+            Request::ForeignLogin => Answer::Grant(self.login(Holder::Foreign, now)),
+            Request::Refresh(r) => self.refresh(r, now),
+            Request::Me(a) => match self.authorize(a, now) {
+                Ok(()) => Answer::Done,
+                Err(e) => Answer::Failed(*e),
+            },
+            Request::Logout { access, refresh } => self.logout(access, refresh.as_deref(), now),
+        }
+    }
+
+    /// The refresh token Sugar accepts now (one session per user and platform: at most one).
+    fn live_refresh(&self, now: DateTime<Utc>) -> Option<(&String, &Tok)> {
+        let mut live = self
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.refresh && Self::live(t, now));
+        let first = live.next();
+        assert!(
+            live.next().is_none(),
+            "the simulated Sugar has two live sessions"
+        );
+        first
+    }
+
+    fn accepts(&self, access: &str, now: DateTime<Utc>) -> bool {
+        self.tokens.get(access).is_some_and(|t| Self::live(t, now))
+    }
+
+    fn killed_by_foreign(&self, access: &str) -> bool {
+        self.tokens.get(access).and_then(|t| t.dead)
+            == Some(Death::Superseded {
+                by: Holder::Foreign,
+            })
+    }
+
+    /// A foreign login came after this token was issued (so calling its session superseded is true).
+    fn superseded_by_foreign(&self, access: &str) -> bool {
+        let issued = self.tokens.get(access).map_or(0, |t| t.seq);
+        self.foreign_logins.iter().any(|&f| f > issued)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios.
+
+/// One profile of the shared identity (profiles sharing an identity share a session).
+#[derive(Clone, Debug)]
+struct Prof {
+    name: String,
+    relogin: bool,
+    non_interactive: bool,
+    auto_refresh: bool,
+}
+
+impl Prof {
+    fn new(name: &str) -> Prof {
+        Prof {
+            name: name.into(),
+            relogin: true,
+            non_interactive: true,
+            auto_refresh: true,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OpKind {
+    Login,
+    Refresh,
+    Token,
+    Check,
+    Logout,
+    ForeignLogin,
+}
+
+impl OpKind {
+    fn label(self) -> &'static str {
+        match self {
+            OpKind::Login => "login",
+            OpKind::Refresh => "refresh",
+            OpKind::Token => "token",
+            OpKind::Check => "check",
+            OpKind::Logout => "logout",
+            OpKind::ForeignLogin => "foreign",
+        }
+    }
+}
+
+/// A deliberately broken step, to show that the invariants catch what they are meant to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mutation {
+    None,
+    /// A check stores its "superseded" verdict as the lock holder (`Expect::Held`) instead of
+    /// against the generation it checked (`Expect::Generation(g)`).
+    CheckPersistsHeld,
+    /// A refresh decides on the entry it read before taking the lock instead of re-reading it.
+    RefreshWithoutReread,
+    /// `token` reads and decides before taking the identity's lock.
+    TokenLocksLate,
+}
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    /// Our processes: each a profile and the operations it runs one after the other.
+    procs: Vec<(Prof, Vec<OpKind>)>,
+    /// Logins of the foreign tool (an actor of its own); 0: none.
+    foreign_logins: usize,
+    /// One of our processes logged in this many seconds before the run starts; None: no session.
+    initial_age_s: Option<i64>,
+    /// Clock ticks (seconds), each taken at a moment the scheduler chooses.
+    ticks: Vec<i64>,
+    refresh_kills_access: bool,
+    mutation: Mutation,
+    /// Let the clock move between a decision on it and the request it leads to (a check or a
+    /// logout deciding that the access token is still valid, sent when it no longer is): the
+    /// trigger of weakness 1. Otherwise no tick is taken while a request is about to be sent.
+    ticks_in_flight: bool,
+    /// Invariant 2 without its excuse: a printed token that Sugar no longer accepts is a
+    /// violation also when the cache already knows that it is superseded (weakness 2).
+    strict_print: bool,
+    /// The final liveness run is a check followed by a token (not a token alone).
+    check_before_final_token: bool,
+    /// A request is two steps (Sugar acts on the send; the answer is taken later). The exhaustive
+    /// search of a scenario without clock ticks takes the answer in the step that sends: there,
+    /// taking an answer commutes with every other process's step (it changes only the receiver's
+    /// state, and the `received` marks of grants, which only lock holders get and invariant 1
+    /// reads only when no one holds the lock; the one shared thing the code after it reads, the
+    /// foreign logins of a superseded verdict, only grows, so sooner is the harder case). Fewer
+    /// interleavings, none of them missed.
+    split_requests: bool,
+    /// The answer to a login, refresh or logout may be lost after Sugar acted on it (a timeout):
+    /// the trigger of weakness 3. The scheduler chooses, request by request.
+    lost_answers: bool,
+}
+
+impl Scenario {
+    fn fixed(procs: Vec<(Prof, Vec<OpKind>)>) -> Scenario {
+        Scenario {
+            procs,
+            foreign_logins: 0,
+            initial_age_s: Some(50),
+            ticks: Vec::new(),
+            refresh_kills_access: true,
+            mutation: Mutation::None,
+            ticks_in_flight: false,
+            strict_print: false,
+            check_before_final_token: false,
+            split_requests: true,
+            lost_answers: false,
+        }
+    }
+
+    fn random(seed: u64) -> Scenario {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let n = rng.random_range(2..=3);
+        let procs = (0..n)
+            .map(|i| {
+                let prof = Prof {
+                    name: format!("p{i}"),
+                    relogin: rng.random_bool(0.6),
+                    non_interactive: rng.random_bool(0.8),
+                    auto_refresh: rng.random_bool(0.85),
+                };
+                let ops = (0..rng.random_range(1..=4))
+                    .map(|_| match rng.random_range(0..100) {
+                        0..30 => OpKind::Token,
+                        30..55 => OpKind::Check,
+                        55..75 => OpKind::Refresh,
+                        75..90 => OpKind::Login,
+                        _ => OpKind::Logout,
+                    })
+                    .collect();
+                (prof, ops)
+            })
+            .collect();
+        let foreign_logins = if rng.random_bool(0.35) {
+            rng.random_range(1..=2)
+        } else {
+            0
+        };
+        let initial_age_s = rng.random_bool(0.8).then(|| rng.random_range(0..=75));
+        let ticks = (0..rng.random_range(0..=MAX_TICKS))
+            .map(|_| rng.random_range(1..=MAX_TICK_S))
+            .collect();
+        Scenario {
+            procs,
+            foreign_logins,
+            initial_age_s,
+            ticks,
+            refresh_kills_access: rng.random_bool(0.5),
+            mutation: Mutation::None,
+            ticks_in_flight: false,
+            strict_print: false,
+            check_before_final_token: false,
+            split_requests: true,
+            lost_answers: false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        for (i, (p, ops)) in self.procs.iter().enumerate() {
+            let ops: Vec<&str> = ops.iter().map(|o| o.label()).collect();
+            out.push_str(&format!(
+                "  p{i} ({}: relogin {}, non-interactive password {}, auto_refresh {}): {}\n",
+                p.name,
+                p.relogin,
+                p.non_interactive,
+                p.auto_refresh,
+                ops.join(", ")
+            ));
+        }
+        out.push_str(&format!(
+            "  foreign logins {}; initial session {}; ticks {:?}; refresh kills the old access token {}; mutation {:?}; lost answers {}\n",
+            self.foreign_logins,
+            self.initial_age_s
+                .map_or("none".into(), |a| format!("obtained {a} s before")),
+            self.ticks,
+            self.refresh_kills_access,
+            self.mutation,
+            self.lost_answers
+        ));
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The world the steps act on, and the steps.
+
+enum Action {
+    Lock,
+    Unlock,
+    Read,
+    Send(Request),
+    Receive,
+    Persist(Expect, Box<dyn FnOnce(&mut Entry) + Send>),
+    Print(String),
+}
+
+enum Reply {
+    Unit,
+    Entry(Entry),
+    Answer(Answer),
+    Applied(Applied),
+}
+
+#[derive(Default, Clone, Copy, Debug)]
+struct Coverage {
+    prints: usize,
+    refreshes_reused: usize,
+    check_lost_and_rechecked: usize,
+    superseded_stored: usize,
+    relogins: usize,
+    invalid_grants: usize,
+    lock_waits: usize,
+    ticks: usize,
+}
+
+impl Coverage {
+    fn add(&mut self, o: &Coverage) {
+        self.prints += o.prints;
+        self.refreshes_reused += o.refreshes_reused;
+        self.check_lost_and_rechecked += o.check_lost_and_rechecked;
+        self.superseded_stored += o.superseded_stored;
+        self.relogins += o.relogins;
+        self.invalid_grants += o.invalid_grants;
+        self.lock_waits += o.lock_waits;
+        self.ticks += o.ticks;
+    }
+}
+
+struct World {
+    sc: Scenario,
+    now: DateTime<Utc>,
+    cache: Cache,
+    sugar: Sugar,
+    /// The identity's lock: the process holding it.
+    lock: Option<usize>,
+    /// Per process: the step it waits to take, its result, the answer on its way, the token it
+    /// printed (while it holds the lock), the operation it runs.
+    want: Vec<Option<Action>>,
+    reply: Vec<Option<Reply>>,
+    inflight: Vec<Option<Answer>>,
+    printed: Vec<Option<String>>,
+    op: Vec<&'static str>,
+    /// Whether a process is ours (its grants count as received by us).
+    ours: Vec<bool>,
+    trace: Vec<String>,
+    violation: Option<String>,
+    liveness: Option<TokenResult>,
+    cov: Coverage,
+    /// The next request's answer is lost (chosen by the scheduler).
+    lose_next: bool,
+    /// Tokens killed by a request whose answer was lost: no process can know they are dead.
+    killed_unseen: Vec<String>,
+    key: SessionKey,
+    tracing: bool,
+}
+
+impl World {
+    /// Adds a line to the trace, when this run keeps one (a failing run is replayed with it).
+    fn log(&mut self, pid: usize, what: impl FnOnce() -> String) {
+        if !self.tracing {
+            return;
+        }
+        let at = (self.now - t0()).num_seconds();
+        let line = format!("{at:>4}s p{pid} {:<8} {}", self.op[pid], what());
+        self.trace.push(line);
+    }
+
+    fn violate(&mut self, why: String) {
+        if self.violation.is_none() {
+            self.violation = Some(why);
+        }
+    }
+
+    fn entry(&self) -> Entry {
+        self.cache.entry_or_default(&self.key)
+    }
+
+    fn perform(&mut self, pid: usize, action: Action) -> Reply {
+        match action {
+            Action::Lock => {
+                assert!(self.lock.is_none(), "scheduled a lock that is held");
+                self.lock = Some(pid);
+                self.log(pid, || "lock".into());
+                Reply::Unit
+            }
+            Action::Unlock => {
+                assert_eq!(
+                    self.lock,
+                    Some(pid),
+                    "unlock by a process not holding the lock"
+                );
+                self.lock = None;
+                self.printed[pid] = None;
+                self.log(pid, || "unlock".into());
+                Reply::Unit
+            }
+            Action::Read => {
+                let e = self.entry();
+                self.log(pid, || format!("read {}", show(&e)));
+                Reply::Entry(e)
+            }
+            Action::Send(req) => {
+                let now = self.now;
+                let alive: Vec<String> = self.alive_tokens();
+                let mut answer = self.sugar.handle(&req, now);
+                self.log(pid, || {
+                    format!("send {req} -> Sugar: {}", show_answer(&answer))
+                });
+                if std::mem::take(&mut self.lose_next) {
+                    let killed: Vec<String> = alive
+                        .into_iter()
+                        .filter(|t| self.sugar.tokens[t].dead.is_some())
+                        .collect();
+                    self.killed_unseen.extend(killed);
+                    answer = Answer::Failed(SugarError {
+                        kind: ErrorKind::Timeout {
+                            after: std::time::Duration::from_secs(30),
+                        },
+                        ..sugar_error("request", 0, "", "")
+                    });
+                    self.log(pid, || "     ... and the answer is LOST (timeout)".into());
+                }
+                if let Answer::Failed(e) = &answer
+                    && e.is_invalid_grant()
+                {
+                    self.cov.invalid_grants += 1;
+                }
+                if req != Request::ForeignLogin {
+                    self.inflight[pid] = Some(answer);
+                }
+                Reply::Unit
+            }
+            Action::Receive => {
+                let answer = self.inflight[pid].take().expect("an answer on its way");
+                if let Answer::Grant(g) = &answer
+                    && self.ours[pid]
+                {
+                    for t in [&g.access, &g.refresh] {
+                        if let Some(t) = self.sugar.tokens.get_mut(t) {
+                            t.received = true;
+                        }
+                    }
+                }
+                self.log(pid, || format!("receive {}", show_answer(&answer)));
+                Reply::Answer(answer)
+            }
+            Action::Persist(expect, apply) => {
+                let change = Change {
+                    key: self.key.clone(),
+                    label: format!("p{pid}"),
+                    expect,
+                    apply,
+                };
+                let applied = store::apply(&mut self.cache, vec![change], self.now)
+                    .pop()
+                    .expect("one change, one result");
+                self.log(pid, || match &applied {
+                    Applied::Done(e) => format!("persist {expect:?}: done {}", show(e)),
+                    Applied::Lost(e) => format!("persist {expect:?}: LOST, entry is {}", show(e)),
+                });
+                Reply::Applied(applied)
+            }
+            Action::Print(token) => {
+                self.log(pid, || format!("PRINT {token}"));
+                self.cov.prints += 1;
+                let entry = self.entry();
+                let stored = entry
+                    .session
+                    .as_ref()
+                    .map(|s| s.access_token.expose().to_string());
+                if stored.as_deref() != Some(token.as_str()) {
+                    self.violate(format!(
+                        "p{pid} printed {token}, but the cache holds {}",
+                        stored.as_deref().unwrap_or("no session")
+                    ));
+                }
+                let known_dead = entry.failure.as_ref().is_some_and(|f| f.superseded());
+                let excused = self.unknowably_dead(&token) && !(self.sc.strict_print && known_dead);
+                if !self.sugar.accepts(&token, self.now) && !excused && !self.expired_only(&token) {
+                    self.violate(format!(
+                        "p{pid} printed {token}, which Sugar does not accept ({:?}){}",
+                        self.sugar.tokens.get(&token).and_then(|t| t.dead),
+                        if known_dead {
+                            "; the cache had it marked superseded"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                self.printed[pid] = Some(token);
+                Reply::Unit
+            }
+        }
+    }
+
+    fn alive_tokens(&self) -> Vec<String> {
+        let mut alive: Vec<String> = self
+            .sugar
+            .tokens
+            .iter()
+            .filter(|(_, t)| t.dead.is_none())
+            .map(|(name, _)| name.clone())
+            .collect();
+        alive.sort();
+        alive
+    }
+
+    /// Dead for a reason no process can know: a foreign login, or a request whose answer was lost.
+    fn unknowably_dead(&self, token: &str) -> bool {
+        self.sugar.killed_by_foreign(token) || self.killed_unseen.iter().any(|t| t == token)
+    }
+
+    /// The token is alive on Sugar but past its expiry: only the model's coarse clock can make a
+    /// token age between the decision that it is usable and the print, so that is not counted.
+    fn expired_only(&self, token: &str) -> bool {
+        self.sugar
+            .tokens
+            .get(token)
+            .is_some_and(|t| t.dead.is_none())
+    }
+
+    /// The invariants that hold between any two steps.
+    fn check(&mut self) {
+        if let Some(why) = self.broken() {
+            self.violate(why);
+        }
+    }
+
+    fn broken(&self) -> Option<String> {
+        let default = Entry::default();
+        let entry = self.cache.entry(&self.key).unwrap_or(&default);
+        let now = self.now;
+        // 1. A refresh token Sugar accepts, received by one of ours, is in the cache.
+        if self.lock.is_none()
+            && let Some((r, t)) = self.sugar.live_refresh(now)
+            && t.holder == Holder::Ours
+            && t.received
+        {
+            let stored = entry
+                .session
+                .as_ref()
+                .and_then(|s| s.refresh_token.as_ref())
+                .map(|r| r.expose());
+            if stored != Some(r.as_str()) {
+                return Some(format!(
+                    "refresh token lost: Sugar accepts {r} (received by one of ours), the cache holds {}",
+                    show(entry)
+                ));
+            }
+        }
+        // 2. A printed token stays accepted while its process holds the lock.
+        for (pid, printed) in self.printed.iter().enumerate() {
+            if let Some(token) = printed
+                && !self.sugar.accepts(token, now)
+                && !self.unknowably_dead(token)
+                && !self.expired_only(token)
+            {
+                return Some(format!(
+                    "p{pid} holds the lock on printed {token}, which Sugar stopped accepting"
+                ));
+            }
+        }
+        // 3. Superseded only after a real competing login.
+        if let Some(f) = &entry.failure
+            && f.superseded()
+        {
+            let ok = match &entry.session {
+                Some(s) => self.sugar.superseded_by_foreign(s.access_token.expose()),
+                None => !self.sugar.foreign_logins.is_empty(),
+            };
+            if !ok {
+                return Some(format!(
+                    "the cache marks the session superseded without a foreign login after it was issued: {}",
+                    show(entry)
+                ));
+            }
+        }
+        None
+    }
+}
+
+fn show(e: &Entry) -> String {
+    let session = match &e.session {
+        None => "no session".to_string(),
+        Some(s) => format!(
+            "{}/{} (obtained {:+}s)",
+            s.access_token.expose(),
+            s.refresh_token.as_ref().map_or("-", |r| r.expose()),
+            (s.obtained_at - t0()).num_seconds()
+        ),
+    };
+    let failure = match &e.failure {
+        None => String::new(),
+        Some(f) => format!(
+            ", failure {}{}",
+            f.kind.as_str(),
+            if f.needs_login { " (needs login)" } else { "" }
+        ),
+    };
+    format!("[gen {}: {session}{failure}]", e.generation)
+}
+
+fn show_answer(a: &Answer) -> String {
+    match a {
+        Answer::Grant(g) => format!("grant {}/{}", g.access, g.refresh),
+        Answer::Done => "200".into(),
+        Answer::Failed(e) => e.what(),
+    }
+}
+
+/// Returns `Pending` once: the point where the scheduler lets other processes run.
+struct Yield(bool);
+
+impl Future for Yield {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
+}
+
+/// A process's view of the world: its steps, the clock, and the report of a verdict.
+#[derive(Clone)]
+struct Ctx {
+    pid: usize,
+    w: Rc<RefCell<World>>,
+    prof: Prof,
+    mutation: Mutation,
+}
+
+impl Ctx {
+    async fn step(&self, a: Action) -> Reply {
+        self.w.borrow_mut().want[self.pid] = Some(a);
+        Yield(false).await;
+        self.w.borrow_mut().reply[self.pid]
+            .take()
+            .expect("a step resumes only when it was taken")
+    }
+
+    async fn lock(&self) {
+        self.step(Action::Lock).await;
+    }
+
+    async fn unlock(&self) {
+        self.step(Action::Unlock).await;
+    }
+
+    async fn read(&self) -> Entry {
+        match self.step(Action::Read).await {
+            Reply::Entry(e) => e,
+            _ => unreachable!(),
+        }
+    }
+
+    async fn send(&self, req: Request) {
+        self.step(Action::Send(req)).await;
+    }
+
+    /// A request: Sugar acts when it is sent; the answer is taken in a later step.
+    async fn request(&self, req: Request) -> Answer {
+        self.send(req).await;
+        match self.step(Action::Receive).await {
+            Reply::Answer(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    async fn persist(
+        &self,
+        expect: Expect,
+        f: impl FnOnce(&mut Entry) + Send + 'static,
+    ) -> Applied {
+        match self.step(Action::Persist(expect, Box::new(f))).await {
+            Reply::Applied(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    async fn print(&self, s: &Session) {
+        self.step(Action::Print(s.access_token.expose().to_string()))
+            .await;
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.w.borrow().now
+    }
+
+    /// The operation tells its user that `judged` was superseded: invariant 3 for what is said,
+    /// not only for what is stored.
+    fn report_superseded(&self, judged: &Session) {
+        let mut w = self.w.borrow_mut();
+        let token = judged.access_token.expose();
+        w.log(self.pid, || format!("reports {token} superseded"));
+        if !w.sugar.superseded_by_foreign(token) {
+            let why = format!(
+                "p{} reports session {token} superseded, but no foreign login came after it",
+                self.pid
+            );
+            w.violate(why);
+        }
+    }
+
+    fn note(&self, what: impl FnOnce() -> String) {
+        let mut w = self.w.borrow_mut();
+        w.log(self.pid, what);
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Coverage)) {
+        f(&mut self.w.borrow_mut().cov);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operations, as `src/engine.rs` runs them (comments name the engine's functions).
+
+fn session_from(g: &Grant) -> Session {
+    Session {
+        access_token: Secret::new(g.access.clone()),
+        refresh_token: Some(Secret::new(g.refresh.clone())),
+        download_token: None,
+        obtained_at: g.at,
+        expires_at: g.at + TimeDelta::seconds(ACCESS_LIFETIME_S),
+        refresh_expires_at: Some(g.at + TimeDelta::seconds(REFRESH_LIFETIME_S)),
+        platform: "custom".into(),
+        username: "integration".into(),
+        url: "https://acme.example.com".into(),
+        hard_end: None,
+    }
+}
+
+struct Failed {
+    entry: Entry,
+    failure: Failure,
+}
+
+type Step = Result<Entry, Failed>;
+
+struct Outcome {
+    ok: bool,
+    entry: Entry,
+    failure: Option<Failure>,
+}
+
+/// `engine::Run`.
+struct Run<'a> {
+    ctx: &'a Ctx,
+    op: Op,
+    /// The entry as read before the identity's lock was taken.
+    seen: Entry,
+}
+
+impl Run<'_> {
+    /// `Run::persist`: the lock holder's change.
+    async fn persist(&self, f: impl FnOnce(&mut Entry) + Send + 'static) -> Entry {
+        match self.ctx.persist(Expect::Held, f).await {
+            Applied::Done(e) | Applied::Lost(e) => e,
+        }
+    }
+
+    async fn fail_with(
+        &self,
+        failure: Failure,
+        change: impl FnOnce(&mut Entry) + Send + 'static,
+    ) -> Failed {
+        let f = failure.clone();
+        let entry = self
+            .persist(move |e| {
+                change(e);
+                e.failure = Some(f);
+            })
+            .await;
+        Failed { entry, failure }
+    }
+
+    async fn fail(&self, failure: Failure) -> Failed {
+        self.fail_with(failure, |_| {}).await
+    }
+
+    async fn store_session(&self, session: Session) -> Entry {
+        self.persist(move |e| {
+            e.session = Some(session);
+            e.failure = None;
+        })
+        .await
+    }
+
+    async fn remove_session(&self) -> Step {
+        Ok(self
+            .persist(|e| {
+                e.session = None;
+                e.failure = None;
+            })
+            .await)
+    }
+
+    /// `Run::login`. The password is there: the shell's `login` has one (a prompt or a source),
+    /// and a re-login or `token` logs in only through a non-interactive source. Nothing fails
+    /// locally before sending: the cache is always writable here (`ready_to_send`).
+    async fn login(&mut self) -> Step {
+        match self.ctx.request(Request::Login).await {
+            Answer::Grant(g) => Ok(self.store_session(session_from(&g)).await),
+            Answer::Failed(e) => Err(self.fail(e.failure(self.op, self.ctx.now())).await),
+            Answer::Done => unreachable!("a login answers with a grant or an error"),
+        }
+    }
+
+    /// `Run::refresh`.
+    async fn refresh(&mut self) -> Step {
+        let entry = if self.ctx.mutation == Mutation::RefreshWithoutReread {
+            self.seen.clone()
+        } else {
+            self.ctx.read().await
+        };
+        let now = self.ctx.now();
+        if let (Some(before), Some(after)) = (&self.seen.session, &entry.session)
+            && after.obtained_at > before.obtained_at
+            && entry.failure.is_none()
+        {
+            self.ctx
+                .note(|| "refreshed by another process: reuses it".into());
+            self.ctx.count(|c| c.refreshes_reused += 1);
+            return Ok(entry);
+        }
+        let Some(session) = entry.session.clone() else {
+            let f = Failure::local(self.op, now, "no session: log in first");
+            return Err(self.fail(f.needing_login()).await);
+        };
+        let Some(refresh_token) = session
+            .refresh_token
+            .clone()
+            .filter(|_| session.refresh_valid(now))
+        else {
+            let f = Failure::local(self.op, now, "no live refresh token: log in again");
+            return Err(self.fail(f.needing_login()).await);
+        };
+        let answer = self
+            .ctx
+            .request(Request::Refresh(refresh_token.expose().into()))
+            .await;
+        match answer {
+            Answer::Grant(g) => {
+                let mut fresh = session_from(&g);
+                // `hard_end(&session, &fresh)`: with fixed lifetimes every refresh moves the
+                // refresh token's expiry by the time passed, so it keeps the old value.
+                fresh.hard_end = session.hard_end;
+                Ok(self.store_session(fresh).await)
+            }
+            Answer::Failed(e) if e.is_invalid_grant() => {
+                self.refresh_rejected(e, &session, &entry).await
+            }
+            Answer::Failed(e) => Err(self.fail(e.failure(self.op, self.ctx.now())).await),
+            Answer::Done => unreachable!("a refresh answers with a grant or an error"),
+        }
+    }
+
+    /// `Run::refresh_rejected`.
+    async fn refresh_rejected(&mut self, e: SugarError, session: &Session, entry: &Entry) -> Step {
+        let now = self.ctx.now();
+        let expired = e
+            .failure(self.op, now)
+            .message
+            .to_ascii_lowercase()
+            .contains("expired");
+        let superseded = !expired && session.refresh_valid(now);
+        let mut failure = e.failure(self.op, now).needing_login();
+        if superseded {
+            failure.kind = FailureKind::Superseded;
+            failure.message = format!("another login ended it ({})", e.what());
+            failure.http_status = None;
+            failure.label = None;
+        }
+        if self.ctx.prof.relogin && self.ctx.prof.non_interactive {
+            match entry.relogin_at.filter(|t| now - *t < RELOGIN_INTERVAL) {
+                None => {
+                    self.op = Op::Relogin;
+                    self.ctx.count(|c| c.relogins += 1);
+                    self.login().await?;
+                    let entry = match self
+                        .ctx
+                        .persist(Expect::Held, move |e| e.relogin_at = Some(now))
+                        .await
+                    {
+                        Applied::Done(e) | Applied::Lost(e) => e,
+                    };
+                    if superseded {
+                        // "logged in again, because ... (it was superseded by another login ...)"
+                        self.ctx.report_superseded(session);
+                    }
+                    return Ok(entry);
+                }
+                Some(_) => failure
+                    .message
+                    .push_str("; not logging in again automatically"),
+            }
+        }
+        if superseded {
+            self.ctx.report_superseded(session);
+        }
+        Err(self
+            .fail_with(failure, |entry| {
+                if let Some(s) = &mut entry.session {
+                    s.refresh_token = None;
+                    s.refresh_expires_at = None;
+                }
+            })
+            .await)
+    }
+
+    /// `Run::logout`.
+    async fn logout(&mut self) -> Step {
+        let entry = self.ctx.read().await;
+        let Some(mut session) = entry.session.clone() else {
+            return self.remove_session().await;
+        };
+        let now = self.ctx.now();
+        if !session.access_valid(now) {
+            let Some(refresh_token) = session
+                .refresh_token
+                .clone()
+                .filter(|_| session.refresh_valid(now))
+            else {
+                return self.remove_session().await;
+            };
+            let answer = self
+                .ctx
+                .request(Request::Refresh(refresh_token.expose().into()))
+                .await;
+            match answer {
+                Answer::Grant(g) => {
+                    session = session_from(&g);
+                    self.store_session(session.clone()).await;
+                }
+                Answer::Failed(e) if e.is_invalid_grant() => return self.remove_session().await,
+                Answer::Failed(e) => {
+                    return Err(self.fail(e.failure(self.op, self.ctx.now())).await);
+                }
+                Answer::Done => unreachable!(),
+            }
+        }
+        let answer = self
+            .ctx
+            .request(Request::Logout {
+                access: session.access_token.expose().into(),
+                refresh: session.refresh_token.as_ref().map(|r| r.expose().into()),
+            })
+            .await;
+        match answer {
+            Answer::Done => self.remove_session().await,
+            Answer::Failed(e) if e.session_gone() => self.remove_session().await,
+            Answer::Failed(e) => Err(self.fail(e.failure(self.op, self.ctx.now())).await),
+            Answer::Grant(_) => unreachable!(),
+        }
+    }
+}
+
+/// `Engine::execute_with`; `held`: the caller holds the identity's lock already.
+async fn execute(ctx: &Ctx, op: Op, held: bool) -> Outcome {
+    let seen = ctx.read().await;
+    let mut run = Run { ctx, op, seen };
+    if !held {
+        ctx.lock().await;
+    }
+    let result = match op {
+        Op::Login | Op::Relogin => run.login().await,
+        Op::Refresh => run.refresh().await,
+        Op::Logout => run.logout().await,
+        Op::Check | Op::Sudo => unreachable!("not an operation of execute"),
+    };
+    if !held {
+        ctx.unlock().await;
+    }
+    match result {
+        Ok(entry) => Outcome {
+            ok: true,
+            entry,
+            failure: None,
+        },
+        Err(Failed { entry, failure }) => Outcome {
+            ok: false,
+            entry,
+            failure: Some(failure),
+        },
+    }
+}
+
+/// `Engine::check_holding`.
+async fn check(ctx: &Ctx) -> bool {
+    for attempt in 0..2 {
+        let entry = ctx.read().await;
+        let now = ctx.now();
+        let Some(session) = entry.session.clone().filter(|s| s.access_valid(now)) else {
+            ctx.note(|| "no active session to check".into());
+            return false;
+        };
+        let answer = ctx
+            .request(Request::Me(session.access_token.expose().into()))
+            .await;
+        if let Answer::Failed(e) = answer {
+            if !e.session_gone() {
+                return false;
+            }
+            let mut f = e.failure(Op::Check, ctx.now()).needing_login();
+            f.kind = FailureKind::Superseded;
+            f.message = format!("Sugar no longer accepts this session ({})", e.what());
+            f.http_status = None;
+            f.label = None;
+            ctx.lock().await;
+            let expect = if ctx.mutation == Mutation::CheckPersistsHeld {
+                Expect::Held
+            } else {
+                Expect::Generation(entry.generation)
+            };
+            let applied = ctx
+                .persist(expect, move |e: &mut Entry| {
+                    if let Some(s) = &mut e.session {
+                        s.refresh_token = None;
+                        s.refresh_expires_at = None;
+                    }
+                    e.failure = Some(f);
+                })
+                .await;
+            ctx.unlock().await;
+            match applied {
+                Applied::Done(_) => {
+                    ctx.count(|c| c.superseded_stored += 1);
+                    ctx.report_superseded(&session);
+                    return false;
+                }
+                Applied::Lost(_) if attempt == 0 => {
+                    ctx.count(|c| c.check_lost_and_rechecked += 1);
+                    continue;
+                }
+                Applied::Lost(_) => return true,
+            }
+        }
+        if entry.failure.is_some() {
+            ctx.persist(Expect::Generation(entry.generation), |e: &mut Entry| {
+                e.failure = None
+            })
+            .await;
+        }
+        return true;
+    }
+    unreachable!("the loop returns on its second attempt")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TokenResult {
+    Printed(String),
+    NeedsLogin,
+    Failed,
+}
+
+/// `Engine::token`, and the shell printing the token while it holds the lock.
+async fn token(ctx: &Ctx) -> TokenResult {
+    let late = ctx.mutation == Mutation::TokenLocksLate;
+    if !late {
+        ctx.lock().await;
+    }
+    let now = ctx.now();
+    let entry = ctx.read().await;
+    if late {
+        ctx.lock().await;
+    }
+    let prof = ctx.prof.clone();
+    let due = prof.auto_refresh && refresh_due(&prof.name, &entry, None, now);
+    let result = 'decided: {
+        if let Some(s) = entry.usable_session(now)
+            && !due
+        {
+            ctx.print(s).await;
+            break 'decided TokenResult::Printed(s.access_token.expose().into());
+        }
+        if entry.session.as_ref().is_some_and(|s| s.refresh_valid(now)) {
+            let o = execute(ctx, Op::Refresh, true).await;
+            if let Some(s) = o.entry.usable_session(ctx.now()).filter(|_| o.ok) {
+                ctx.print(s).await;
+                break 'decided TokenResult::Printed(s.access_token.expose().into());
+            }
+            let needs_login = o.failure.as_ref().is_some_and(|f| f.needs_login);
+            if !needs_login {
+                let now = ctx.now();
+                let stored = ctx.read().await;
+                if let Some(s) = stored.usable_session(now) {
+                    ctx.print(s).await;
+                    break 'decided TokenResult::Printed(s.access_token.expose().into());
+                }
+                break 'decided TokenResult::Failed;
+            }
+        }
+        if !prof.non_interactive {
+            break 'decided TokenResult::NeedsLogin;
+        }
+        let o = execute(ctx, Op::Login, true).await;
+        match o.entry.usable_session(ctx.now()).filter(|_| o.ok) {
+            Some(s) => {
+                ctx.print(s).await;
+                TokenResult::Printed(s.access_token.expose().into())
+            }
+            None => TokenResult::Failed,
+        }
+    };
+    // The shell has printed the token; the lock goes when the command ends.
+    ctx.unlock().await;
+    result
+}
+
+async fn operate(ctx: &Ctx, op: OpKind) -> String {
+    match op {
+        OpKind::Login => ok(execute(ctx, Op::Login, false).await.ok),
+        OpKind::Refresh => ok(execute(ctx, Op::Refresh, false).await.ok),
+        OpKind::Logout => ok(execute(ctx, Op::Logout, false).await.ok),
+        OpKind::Check => ok(check(ctx).await),
+        OpKind::Token => format!("{:?}", token(ctx).await),
+        OpKind::ForeignLogin => {
+            ctx.send(Request::ForeignLogin).await;
+            "sent".into()
+        }
+    }
+}
+
+fn ok(ok: bool) -> String {
+    if ok { "ok".into() } else { "failed".into() }
+}
+
+type Program = Pin<Box<dyn Future<Output = ()>>>;
+
+fn program(ctx: Ctx, ops: Vec<OpKind>) -> Program {
+    Box::pin(async move {
+        for op in ops {
+            ctx.w.borrow_mut().op[ctx.pid] = op.label();
+            let result = operate(&ctx, op).await;
+            ctx.note(|| format!("=> {result}"));
+        }
+    })
+}
+
+/// The liveness run: (a check, then) one `token` alone, with a non-interactive password.
+fn final_program(ctx: Ctx, check_first: bool) -> Program {
+    Box::pin(async move {
+        if check_first {
+            ctx.w.borrow_mut().op[ctx.pid] = "check";
+            let ok = check(&ctx).await;
+            ctx.note(|| format!("=> {}", if ok { "ok" } else { "failed" }));
+        }
+        ctx.w.borrow_mut().op[ctx.pid] = "token";
+        let result = token(&ctx).await;
+        ctx.note(|| format!("=> {result:?}"));
+        ctx.w.borrow_mut().liveness = Some(result);
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scheduler.
+
+#[derive(Debug)]
+struct Counterexample {
+    why: String,
+    trace: Vec<String>,
+}
+
+impl std::fmt::Display for Counterexample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.why)?;
+        writeln!(f, "trace:")?;
+        for line in &self.trace {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+struct RunReport {
+    steps: usize,
+    cov: Coverage,
+    trace: Vec<String>,
+}
+
+/// One run of a scenario; `choose(n)` picks which of `n` possible next moves is taken. `tracing`:
+/// keep the trace (slow; a failing run is replayed with it).
+fn run(
+    sc: &Scenario,
+    tracing: bool,
+    choose: &mut dyn FnMut(usize) -> usize,
+) -> Result<RunReport, Counterexample> {
+    let mut sugar = Sugar::new(sc.refresh_kills_access);
+    let mut cache = Cache::default();
+    if let Some(age) = sc.initial_age_s {
+        let at = t0() - TimeDelta::seconds(age);
+        let g = sugar.login(Holder::Ours, at);
+        for t in [&g.access, &g.refresh] {
+            sugar.tokens.get_mut(t).expect("issued").received = true;
+        }
+        let session = session_from(&g);
+        store::apply(
+            &mut cache,
+            vec![Change {
+                key: key(),
+                label: "setup".into(),
+                expect: Expect::Held,
+                apply: Box::new(move |e| e.session = Some(session)),
+            }],
+            at,
+        );
+    }
+    let n = sc.procs.len() + usize::from(sc.foreign_logins > 0);
+    let w = Rc::new(RefCell::new(World {
+        sc: sc.clone(),
+        now: t0(),
+        cache,
+        sugar,
+        lock: None,
+        want: (0..n + 1).map(|_| None).collect(),
+        reply: (0..n + 1).map(|_| None).collect(),
+        inflight: vec![None; n + 1],
+        printed: vec![None; n + 1],
+        op: vec![""; n + 1],
+        ours: (0..n + 1).map(|i| i < sc.procs.len() || i == n).collect(),
+        trace: Vec::new(),
+        violation: None,
+        liveness: None,
+        cov: Coverage::default(),
+        lose_next: false,
+        killed_unseen: Vec::new(),
+        key: key(),
+        tracing,
+    }));
+    let ctx = |pid: usize, prof: Prof| Ctx {
+        pid,
+        w: w.clone(),
+        prof,
+        mutation: sc.mutation,
+    };
+    let mut procs: Vec<Option<Program>> = sc
+        .procs
+        .iter()
+        .enumerate()
+        .map(|(pid, (prof, ops))| Some(program(ctx(pid, prof.clone()), ops.clone())))
+        .collect();
+    if sc.foreign_logins > 0 {
+        let ops = vec![OpKind::ForeignLogin; sc.foreign_logins];
+        procs.push(Some(program(ctx(n - 1, Prof::new("foreign")), ops)));
+    }
+    let mut steps = 0;
+    let mut ticks = sc.ticks.clone();
+    ticks.reverse();
+    let mut cx = Context::from_waker(Waker::noop());
+    // Start every process: it runs up to its first step.
+    for p in procs.iter_mut() {
+        poll(p, &mut cx);
+    }
+    let mut finale = false;
+    loop {
+        w.borrow_mut().check();
+        if let Some(why) = w.borrow().violation.clone() {
+            return Err(Counterexample {
+                why,
+                trace: w.borrow().trace.clone(),
+            });
+        }
+        let (enabled, tick_ok, waiting) = {
+            let w = w.borrow();
+            let enabled: Vec<usize> = (0..procs.len())
+                .filter(|&pid| match &w.want[pid] {
+                    Some(Action::Lock) => w.lock.is_none(),
+                    Some(_) => true,
+                    None => false,
+                })
+                .collect();
+            let waiting = (0..procs.len())
+                .filter(|&pid| matches!(w.want[pid], Some(Action::Lock)) && w.lock.is_some())
+                .count();
+            let in_flight = w.want.iter().any(|a| matches!(a, Some(Action::Send(_))));
+            let tick_ok = !ticks.is_empty()
+                && !finale
+                && !enabled.is_empty()
+                && (sc.ticks_in_flight || !in_flight);
+            (enabled, tick_ok, waiting)
+        };
+        if enabled.is_empty() {
+            if procs.iter().any(Option::is_some) {
+                let trace = w.borrow().trace.clone();
+                return Err(Counterexample {
+                    why: "deadlock: processes wait, none can go on".into(),
+                    trace,
+                });
+            }
+            if finale {
+                break;
+            }
+            // Everyone is done: the liveness run, alone.
+            finale = true;
+            let mut p = Some(final_program(
+                ctx(n, Prof::new("final")),
+                sc.check_before_final_token,
+            ));
+            poll(&mut p, &mut cx);
+            procs.push(p);
+            continue;
+        }
+        let options = enabled.len() + usize::from(tick_ok);
+        let pick = if options == 1 { 0 } else { choose(options) };
+        steps += 1;
+        if pick == enabled.len() {
+            let dt = ticks.pop().expect("a tick left");
+            let mut w = w.borrow_mut();
+            w.now += TimeDelta::seconds(dt);
+            w.cov.ticks += 1;
+            if w.tracing {
+                let at = (w.now - t0()).num_seconds();
+                w.trace.push(format!("{at:>4}s -- the clock moves {dt} s"));
+            }
+            continue;
+        }
+        let pid = enabled[pick];
+        let may_lose = sc.lost_answers
+            && !finale
+            && matches!(
+                &w.borrow().want[pid],
+                Some(Action::Send(
+                    Request::Login | Request::Refresh(_) | Request::Logout { .. }
+                ))
+            );
+        if may_lose && choose(2) == 1 {
+            w.borrow_mut().lose_next = true;
+        }
+        {
+            let mut w = w.borrow_mut();
+            if waiting > 0 {
+                w.cov.lock_waits += 1;
+            }
+            let action = w.want[pid].take().expect("enabled");
+            let reply = w.perform(pid, action);
+            w.reply[pid] = Some(reply);
+        }
+        poll(&mut procs[pid], &mut cx);
+        // An answer taken at once, when the scenario's requests are not split (see the field).
+        while !sc.split_requests && matches!(w.borrow().want[pid], Some(Action::Receive)) {
+            w.borrow_mut().check();
+            let mut ww = w.borrow_mut();
+            let reply = ww.perform(pid, Action::Receive);
+            ww.want[pid] = None;
+            ww.reply[pid] = Some(reply);
+            drop(ww);
+            poll(&mut procs[pid], &mut cx);
+        }
+    }
+    let mut w = w.borrow_mut();
+    match &w.liveness {
+        Some(TokenResult::Printed(_)) => Ok(RunReport {
+            steps,
+            cov: w.cov,
+            trace: std::mem::take(&mut w.trace),
+        }),
+        other => Err(Counterexample {
+            why: format!("liveness: a token alone after the run got {other:?}"),
+            trace: w.trace.clone(),
+        }),
+    }
+}
+
+fn poll(p: &mut Option<Program>, cx: &mut Context<'_>) {
+    if let Some(fut) = p
+        && fut.as_mut().poll(cx).is_ready()
+    {
+        *p = None;
+    }
+}
+
+/// One seeded-random schedule of a scenario.
+fn run_seed(sc: &Scenario, seed: u64, tracing: bool) -> Result<RunReport, Counterexample> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed);
+    run(sc, tracing, &mut |n| rng.random_range(0..n))
+}
+
+/// A failing random run: its seed, scenario and counterexample.
+type RandomFailure = (u64, Scenario, Counterexample);
+
+/// Seeded-random runs: scenario and schedule both from the seed.
+fn random_runs(
+    seeds: std::ops::Range<u64>,
+    adjust: impl Fn(&mut Scenario),
+) -> Result<(usize, usize, Coverage), Box<RandomFailure>> {
+    let mut steps = 0;
+    let mut cov = Coverage::default();
+    for seed in seeds.clone() {
+        let mut sc = Scenario::random(seed);
+        adjust(&mut sc);
+        match run_seed(&sc, seed, false) {
+            Ok(r) => {
+                steps += r.steps;
+                cov.add(&r.cov);
+            }
+            Err(_) => {
+                let c = run_seed(&sc, seed, true)
+                    .err()
+                    .expect("a replay fails as the run did");
+                return Err(Box::new((seed, sc, c)));
+            }
+        }
+    }
+    Ok((seeds.count(), steps, cov))
+}
+
+/// Every interleaving of a scenario (stateless: each is replayed from the start, choices
+/// enumerated depth-first). Returns the number of complete runs.
+fn explore(sc: &Scenario, limit: usize) -> Result<usize, (Vec<usize>, Counterexample)> {
+    let mut prefix: Vec<usize> = Vec::new();
+    let mut runs = 0;
+    loop {
+        let mut taken: Vec<(usize, usize)> = Vec::new();
+        let result = run(sc, false, &mut |n| {
+            let c = prefix.get(taken.len()).copied().unwrap_or(0);
+            taken.push((c, n));
+            c
+        });
+        runs += 1;
+        if result.is_err() {
+            let choices: Vec<usize> = taken.iter().map(|t| t.0).collect();
+            let mut replay = choices.iter().copied();
+            let c = run(sc, true, &mut |_| replay.next().expect("the same choices"))
+                .err()
+                .expect("a replay fails as the run did");
+            return Err((choices, c));
+        }
+        assert!(
+            runs <= limit,
+            "more than {limit} interleavings: make the scenario smaller"
+        );
+        loop {
+            match taken.pop() {
+                None => return Ok(runs),
+                Some((c, n)) if c + 1 < n => {
+                    prefix = taken.iter().map(|t| t.0).collect();
+                    prefix.push(c + 1);
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn random_count() -> u64 {
+    env_u64("PROTOCOL_MODEL_RUNS").unwrap_or(4000)
+}
+
+fn fail_random(seed: u64, sc: &Scenario, c: &Counterexample) -> ! {
+    panic!(
+        "protocol violation with seed {seed} (replay: PROTOCOL_MODEL_SEED={seed} cargo test --test protocol_model random -- --nocapture)\nscenario:\n{}{c}",
+        sc.describe()
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests.
+
+#[test]
+fn random_interleavings_keep_the_invariants() {
+    let start = Instant::now();
+    let seeds = match env_u64("PROTOCOL_MODEL_SEED") {
+        Some(seed) => seed..seed + 1,
+        None => 0..random_count(),
+    };
+    if seeds.end - seeds.start == 1 {
+        let sc = Scenario::random(seeds.start);
+        match &run_seed(&sc, seeds.start, true) {
+            Ok(r) => println!(
+                "seed {} passes; scenario:\n{}trace:\n  {}",
+                seeds.start,
+                sc.describe(),
+                r.trace.join("\n  ")
+            ),
+            Err(c) => fail_random(seeds.start, &sc, c),
+        }
+        return;
+    }
+    let (runs, steps, cov) = match random_runs(seeds, |_| {}) {
+        Ok(r) => r,
+        Err(e) => fail_random(e.0, &e.1, &e.2),
+    };
+    println!(
+        "{runs} random runs, {steps} steps, {:.1} s; {cov:?}",
+        start.elapsed().as_secs_f64()
+    );
+    // The runs reach the protocol's corners (else they prove little).
+    assert!(cov.prints > runs, "{cov:?}");
+    assert!(cov.refreshes_reused > 0, "{cov:?}");
+    assert!(cov.check_lost_and_rechecked > 0, "{cov:?}");
+    assert!(cov.superseded_stored > 0, "{cov:?}");
+    assert!(cov.relogins > 0, "{cov:?}");
+    assert!(cov.invalid_grants > 0, "{cov:?}");
+    assert!(cov.lock_waits > 0, "{cov:?}");
+    assert!(cov.ticks > 0, "{cov:?}");
+}
+
+/// Small scenarios, every interleaving (no clock ticks unless named).
+fn exhaustive_scenarios() -> Vec<(&'static str, Scenario)> {
+    let p = |n: &str| Prof::new(n);
+    vec![
+        // A due session: token refreshes it while a check uses the old access token.
+        (
+            "token vs check",
+            Scenario::fixed(vec![
+                (p("a"), vec![OpKind::Token]),
+                (p("b"), vec![OpKind::Check]),
+            ]),
+        ),
+        (
+            "refresh vs check",
+            Scenario::fixed(vec![
+                (p("a"), vec![OpKind::Refresh]),
+                (p("b"), vec![OpKind::Check]),
+            ]),
+        ),
+        (
+            "login vs refresh",
+            Scenario::fixed(vec![
+                (p("a"), vec![OpKind::Login]),
+                (p("b"), vec![OpKind::Refresh]),
+            ]),
+        ),
+        (
+            "refresh vs token",
+            Scenario::fixed(vec![
+                (p("a"), vec![OpKind::Refresh]),
+                (p("b"), vec![OpKind::Token]),
+            ]),
+        ),
+        (
+            "logout vs check",
+            Scenario::fixed(vec![
+                (p("a"), vec![OpKind::Logout]),
+                (p("b"), vec![OpKind::Check]),
+            ]),
+        ),
+        (
+            "token vs token, with a clock tick",
+            Scenario {
+                initial_age_s: Some(40),
+                ticks: vec![10],
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Token]),
+                    (p("b"), vec![OpKind::Token]),
+                ])
+            },
+        ),
+        (
+            "foreign login vs token vs check",
+            Scenario {
+                foreign_logins: 1,
+                initial_age_s: Some(20),
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Token]),
+                    (p("b"), vec![OpKind::Check]),
+                ])
+            },
+        ),
+        (
+            "token, check vs refresh, check",
+            Scenario::fixed(vec![
+                (p("a"), vec![OpKind::Token, OpKind::Check]),
+                (p("b"), vec![OpKind::Refresh, OpKind::Check]),
+            ]),
+        ),
+        (
+            "check vs logout vs token",
+            Scenario::fixed(vec![
+                (p("a"), vec![OpKind::Check]),
+                (p("b"), vec![OpKind::Logout]),
+                (p("c"), vec![OpKind::Token]),
+            ]),
+        ),
+        (
+            "foreign login vs token vs refresh, with a clock tick",
+            Scenario {
+                foreign_logins: 1,
+                initial_age_s: Some(30),
+                ticks: vec![14],
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Token]),
+                    (p("b"), vec![OpKind::Refresh]),
+                ])
+            },
+        ),
+        (
+            "logout of an expired session (refresh first) vs token, check",
+            Scenario {
+                initial_age_s: Some(65),
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Logout]),
+                    (p("b"), vec![OpKind::Token, OpKind::Check]),
+                ])
+            },
+        ),
+        (
+            "foreign login vs refresh vs check (no re-login)",
+            Scenario {
+                foreign_logins: 1,
+                ..Scenario::fixed(vec![
+                    (
+                        Prof {
+                            relogin: false,
+                            ..p("a")
+                        },
+                        vec![OpKind::Refresh],
+                    ),
+                    (p("b"), vec![OpKind::Check]),
+                ])
+            },
+        ),
+    ]
+}
+
+#[test]
+fn every_interleaving_of_small_scenarios_keeps_the_invariants() {
+    let start = Instant::now();
+    let mut total = 0;
+    for (name, sc) in exhaustive_scenarios() {
+        for refresh_kills_access in [true, false] {
+            let sc = Scenario {
+                refresh_kills_access,
+                split_requests: !sc.ticks.is_empty(),
+                ..sc.clone()
+            };
+            match explore(&sc, 200_000) {
+                Ok(runs) => {
+                    println!(
+                        "{name} (refresh kills access {refresh_kills_access}): {runs} interleavings"
+                    );
+                    total += runs;
+                }
+                Err((choices, c)) => panic!(
+                    "{name}: protocol violation with choices {choices:?}\nscenario:\n{}{c}",
+                    sc.describe()
+                ),
+            }
+        }
+    }
+    println!(
+        "{total} interleavings in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(total > 1000, "the scenarios interleave ({total})");
+}
+
+/// The invariants have teeth: each broken step is caught, by the random runs and by the
+/// exhaustive search of a scenario made for it.
+#[test]
+fn broken_steps_are_caught() {
+    let p = |n: &str| Prof::new(n);
+    let cases = [
+        (
+            Mutation::CheckPersistsHeld,
+            Scenario::fixed(vec![
+                (p("a"), vec![OpKind::Refresh]),
+                (p("b"), vec![OpKind::Check]),
+            ]),
+        ),
+        (
+            Mutation::RefreshWithoutReread,
+            Scenario::fixed(vec![
+                (p("a"), vec![OpKind::Refresh]),
+                (p("b"), vec![OpKind::Refresh]),
+            ]),
+        ),
+        (
+            Mutation::TokenLocksLate,
+            Scenario {
+                initial_age_s: Some(20),
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Token]),
+                    (p("b"), vec![OpKind::Refresh]),
+                ])
+            },
+        ),
+    ];
+    for (mutation, sc) in cases {
+        for split_requests in [true, false] {
+            let sc = Scenario {
+                mutation,
+                split_requests,
+                ..sc.clone()
+            };
+            match explore(&sc, 200_000) {
+                Ok(runs) => panic!("{mutation:?}: not caught in {runs} interleavings"),
+                Err((choices, c)) => println!(
+                    "{mutation:?}: caught by the exhaustive search (split requests {split_requests}, choices {choices:?}): {}",
+                    c.why
+                ),
+            }
+        }
+        match random_runs(0..2000, |s| s.mutation = mutation) {
+            Ok((runs, ..)) => panic!("{mutation:?}: not caught in {runs} random runs"),
+            Err(e) => println!("{mutation:?}: caught by random seed {}: {}", e.0, e.2.why),
+        }
+    }
+}
+
+/// Weakness 1: a check (or a logout) that finds the access token valid, sent as it expires, gets
+/// 401 invalid_grant "The access token provided has expired."; the check takes it for "session
+/// gone", records the session as superseded and drops its refresh token, which Sugar still
+/// accepts; the logout removes the session locally and leaves its refresh token alive on Sugar.
+#[test]
+#[ignore = "exposes weakness 1 of the engine (an access token that expires in flight is taken for a superseded or ended session)"]
+fn weakness_1_an_access_token_expiring_in_flight_is_taken_for_gone() {
+    let mut found = Vec::new();
+    for op in [OpKind::Check, OpKind::Logout] {
+        let sc = Scenario {
+            initial_age_s: Some(55),
+            ticks: vec![10],
+            ticks_in_flight: true,
+            ..Scenario::fixed(vec![(Prof::new("a"), vec![op])])
+        };
+        if let Err((choices, c)) = explore(&sc, 1000) {
+            found.push(format!(
+                "{op:?}, choices {choices:?}\nscenario:\n{}{c}",
+                sc.describe()
+            ));
+        }
+    }
+    if let Err(e) = random_runs(0..random_count(), |s| s.ticks_in_flight = true) {
+        let (seed, sc, c) = *e;
+        found.push(format!(
+            "random seed {seed}\nscenario:\n{}{c}",
+            sc.describe()
+        ));
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// Weakness 2: `token` hands out the stored access token whenever it is usable by the clock and
+/// not due, although the entry records that Sugar no longer accepts it (a check found it
+/// superseded): the script gets a dead token, and no re-login happens until it expires.
+#[test]
+#[ignore = "exposes weakness 2 of the engine (token prints a session the cache marks superseded)"]
+fn weakness_2_token_prints_a_session_marked_superseded() {
+    let sc = Scenario {
+        foreign_logins: 1,
+        initial_age_s: Some(10),
+        strict_print: true,
+        check_before_final_token: true,
+        ..Scenario::fixed(vec![(Prof::new("a"), vec![OpKind::Check])])
+    };
+    if let Err((choices, c)) = explore(&sc, 1000) {
+        panic!("choices {choices:?}\nscenario:\n{}{c}", sc.describe());
+    }
+}
+
+/// Weakness 3: a refresh (or login) whose answer is lost after Sugar acted (a timeout) leaves the
+/// cache with a refresh token Sugar has already rotated (or a session its own login ended); the
+/// next refresh gets invalid_grant and the engine says "superseded: another login ended it" (and
+/// stores it, when it does not log in again), although no other login happened; the entry's
+/// failure said that the last refresh timed out.
+#[test]
+#[ignore = "exposes weakness 3 of the engine (a lost refresh or login answer is later reported as superseded)"]
+fn weakness_3_a_lost_answer_is_later_reported_as_superseded() {
+    let sc = Scenario {
+        lost_answers: true,
+        ..Scenario::fixed(vec![(
+            Prof::new("a"),
+            vec![OpKind::Refresh, OpKind::Refresh],
+        )])
+    };
+    if let Err((choices, c)) = explore(&sc, 1000) {
+        panic!("choices {choices:?}\nscenario:\n{}{c}", sc.describe());
+    }
+}
