@@ -12,9 +12,9 @@
 
 use crate::config::{PasswordSource, Profile, Profiles};
 use crate::engine::{Outcome, sudo_profile};
+use crate::identity::SessionKey;
 use crate::secret::Secret;
 use crate::session::{self, CheckReport, Entry, Op, RequestLog, State, format_duration, remaining};
-use crate::identity::SessionKey;
 use crate::store::Cache;
 use chrono::{DateTime, FixedOffset, Local, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -93,6 +93,9 @@ pub enum Command {
     Cancel { name: String },
     /// Leave the screen (after waiting briefly for requests in flight).
     Quit,
+    /// Step aside for job control, as Ctrl-Z does in a shell: give the terminal back and stop the
+    /// process until it is continued (`fg`), then draw the screen anew.
+    Suspend,
 }
 
 /// Where the profiles came from, for the header.
@@ -594,6 +597,8 @@ pub enum Action {
     Escape,
     Help,
     Quit,
+    /// Ctrl-Z: stop until continued (`fg`), as in a shell.
+    Suspend,
     /// Filter mode: keep the filter.
     KeepFilter,
     /// Filter mode: clear the filter.
@@ -659,9 +664,34 @@ const CTRL_C: Binding = Binding {
     footer: false,
 };
 
+/// Ctrl-\\ (SIGQUIT's key, a byte in raw mode): crossterm reads byte 0x1C as Ctrl-4, and a
+/// terminal with the kitty keyboard protocol sends Ctrl-\\.
+const CTRL_BACKSLASH: Binding = Binding {
+    keys: &[KeyCode::Char('\\'), KeyCode::Char('4')],
+    ctrl: true,
+    label: "Ctrl-\\",
+    ascii_label: "Ctrl-\\",
+    desc: "quit",
+    action: Action::Quit,
+    footer: false,
+};
+
+/// Ctrl-Z (SIGTSTP's key, a byte in raw mode).
+const CTRL_Z: Binding = Binding {
+    keys: &[KeyCode::Char('z')],
+    ctrl: true,
+    label: "Ctrl-Z",
+    ascii_label: "Ctrl-Z",
+    desc: "suspend (fg resumes)",
+    action: Action::Suspend,
+    footer: false,
+};
+
 /// The main table.
 pub const NORMAL_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Char('l')],
         "l",
@@ -814,6 +844,8 @@ pub const NORMAL_KEYS: &[Binding] = &[
 /// While the filter is typed (every other printable key is text).
 pub const FILTER_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Enter],
         "⏎",
@@ -843,6 +875,8 @@ pub const FILTER_KEYS: &[Binding] = &[
 /// A confirmation.
 pub const CONFIRM_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Char('y'), KeyCode::Char('Y'), KeyCode::Enter],
         "y/⏎",
@@ -864,6 +898,8 @@ pub const CONFIRM_KEYS: &[Binding] = &[
 /// The password prompt (every other printable key is text).
 pub const PASSWORD_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Enter],
         "⏎",
@@ -893,6 +929,8 @@ pub const PASSWORD_KEYS: &[Binding] = &[
 /// The prompt for the user to impersonate (every other printable key is text).
 pub const USER_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Enter],
         "⏎",
@@ -922,6 +960,8 @@ pub const USER_KEYS: &[Binding] = &[
 /// The help overlay.
 pub const HELP_KEYS: &[Binding] = &[
     CTRL_C,
+    CTRL_BACKSLASH,
+    CTRL_Z,
     bind(
         &[KeyCode::Esc, KeyCode::Char('?'), KeyCode::Char('q')],
         "Esc/?/q",
@@ -1994,7 +2034,7 @@ impl Model {
     /// Queues `op` for row `i`. With `reposition` false the visible order is left to the caller
     /// (one [`Model::resort`] after starting many).
     fn start(&mut self, i: usize, op: Op, password: Option<Secret>, reposition: bool) -> Command {
-        self.begin(i, op.into(), false, reposition);
+        self.begin(i, op, false, reposition);
         Command::Start {
             name: self.rows[i].profile.name.clone(),
             op,
@@ -2170,6 +2210,7 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
         (_, Some(Action::Quit), _) if key.modifiers.contains(KeyModifiers::CONTROL) => {
             quit(model, "quitting")
         }
+        (_, Some(Action::Suspend), _) => vec![Command::Suspend],
         (Mode::Filter, Some(a), _) => {
             filter_action(model, a);
             Vec::new()
@@ -2224,18 +2265,18 @@ fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
 }
 
 fn on_paste(model: &mut Model, mut text: String) {
+    let mut clean = crate::text::strip_controls(&text);
+    text.zeroize();
     match &mut model.mode {
-        Mode::Password(typed) => typed.0.extend(text.chars().filter(|c| !c.is_control())),
-        Mode::User { text: typed, .. } => typed.extend(text.chars().filter(|c| !c.is_control())),
+        Mode::Password(typed) => typed.0.push_str(&clean),
+        Mode::User { text: typed, .. } => typed.push_str(&clean),
         Mode::Filter => {
-            model
-                .filter
-                .extend(text.chars().filter(|c| !c.is_control()));
+            model.filter.push_str(&clean);
             model.reorder();
         }
         _ => model.noop = true,
     }
-    text.zeroize();
+    clean.zeroize();
 }
 
 fn filter_action(model: &mut Model, action: Action) {
@@ -2785,7 +2826,11 @@ fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) 
         .as_ref()
         .map(|r| r.latency_ms)
         .or_else(|| outcome.requests.iter().map(|r| r.latency_ms).max());
-    let superseded = outcome.entry.failure.as_ref().is_some_and(|f| f.superseded());
+    let superseded = outcome
+        .entry
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.superseded());
     let summary = match (&outcome.failure, outcome.ok) {
         (_, true) => "ok".to_string(),
         (_, false) if superseded => "superseded".to_string(),
@@ -2908,7 +2953,10 @@ fn on_impersonated(model: &mut Model, parent: &str, outcome: Outcome) {
     // 404: no such user), since no impersonation came of it.
     let last_error = (!ok).then(|| {
         let (text, hint) = match &outcome.failure {
-            Some(f) => (format!("sudo as {user} failed: {}", f.what()), f.hint.clone()),
+            Some(f) => (
+                format!("sudo as {user} failed: {}", f.what()),
+                f.hint.clone(),
+            ),
             None => (
                 strip_name(&outcome.message, &outcome.name).to_string(),
                 None,

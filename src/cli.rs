@@ -348,13 +348,14 @@ fn list(profiles: &Profiles, json: bool) {
         println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
         return;
     }
+    // The name column is as wide as the longest name, up to 40: a longer name pushes its own line.
     let w = profiles
         .profiles
         .iter()
         .map(|p| p.name.len())
         .max()
         .unwrap_or(4)
-        .max(4);
+        .clamp(4, 40);
     for p in &profiles.profiles {
         let tags = if p.tags.is_empty() {
             String::new()
@@ -412,13 +413,14 @@ fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> 
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         return Ok(exit::OK);
     }
+    // The name column is as wide as the longest name, up to 40: a longer name pushes its own line.
     let w = profiles
         .profiles
         .iter()
         .map(|p| p.name.len())
         .max()
         .unwrap_or(4)
-        .max(4);
+        .clamp(4, 40);
     for (p, e) in &rows {
         let state = e.state(now);
         let mut line = format!("{:w$}  {:15}", p.name, state.words());

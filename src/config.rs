@@ -125,8 +125,10 @@ impl Profile {
     /// The identity of the profile's session: what the token cache keys it by.
     pub fn session_key(&self) -> SessionKey {
         match &self.admin {
-            Some(admin) => SessionKey::new(self.url.as_str(), admin, &self.platform, &self.client_id)
-                .impersonating(&self.username),
+            Some(admin) => {
+                SessionKey::new(self.url.as_str(), admin, &self.platform, &self.client_id)
+                    .impersonating(&self.username)
+            }
             None => SessionKey::new(
                 self.url.as_str(),
                 &self.username,
@@ -362,8 +364,21 @@ fn parse_file(text: &str, path: &Path) -> Result<(Profiles, Option<KeyAt>), Vec<
     let mut profiles = Vec::with_capacity(profile_entries.len());
     for (key, value) in profile_entries {
         let name: &str = key.get_ref();
-        let prefix = format!("profiles.{}", key_segment(name));
-        if !is_valid_profile_name(name) {
+        let length = name.chars().count();
+        let prefix = if length > MAX_PROFILE_NAME {
+            // Shown cut short: a name of any length makes messages of bounded length.
+            let start: String = name.chars().take(SHOWN_PROFILE_NAME).collect();
+            format!("profiles.{}…", key_segment(&start))
+        } else {
+            format!("profiles.{}", key_segment(name))
+        };
+        if length > MAX_PROFILE_NAME {
+            errs.push(
+                key.span().start,
+                Some(prefix.clone()),
+                format!("the profile name is {length} characters long: at most {MAX_PROFILE_NAME}"),
+            );
+        } else if !is_valid_profile_name(name) {
             errs.push(
                 key.span().start,
                 Some(prefix.clone()),
@@ -602,6 +617,10 @@ const DEFAULT_PLATFORM: &str = "custom_api";
 const DEFAULT_TIMEOUT_S: i64 = 20;
 const MAX_TIMEOUT_S: i64 = 600;
 const MAX_REFRESH_BEFORE_S: i64 = 86_400;
+/// The longest profile name, in characters.
+pub const MAX_PROFILE_NAME: usize = 128;
+/// How much of a profile name that is too long a message shows.
+const SHOWN_PROFILE_NAME: usize = 40;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn spec(name: &str) -> Option<&'static KeySpec> {

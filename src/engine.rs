@@ -21,11 +21,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-
-/// How long a `password_cmd` may run.
-pub const PASSWORD_CMD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The requests a live check sends at once (ping, me, server info, server time): it takes as many
 /// places under the concurrency bounds.
@@ -198,13 +194,11 @@ impl Engine {
             seen,
             permit: Mutex::new(Some(permit)),
         };
-        // The place in the bounds is not held while waiting for another process.
+        // The place in the bounds stays held while waiting (boundedly) for another process: a
+        // request that has its place is the next to be sent, as the bounds' queue promised.
         let lock = match held {
             Some(_) => Ok(None),
-            None => {
-                run.release();
-                self.lock_key(&key).await.map(Some)
-            }
+            None => self.lock_key(&key).await.map(Some),
         };
         let result = match lock {
             Err(msg) => Err(run.unstored(Failure::local(op, Utc::now(), msg))),
@@ -333,16 +327,30 @@ impl Engine {
     /// before it is handed out, and the lock is held until the caller is done with the token.
     pub async fn token(&self, p: &Profile) -> Result<Token, NoToken> {
         let key = p.session_key();
-        let lock = self.lock_key(&key).await.map_err(|e| {
-            NoToken::Failed(format!("{}: no token: {e}", p.name))
-        })?;
+        // What this process saw before waiting for the lock: a session stored by another process
+        // meanwhile is handed out as it is (it was just refreshed or logged in), not refreshed again.
+        let seen = self.current(&key).await.unwrap_or_default();
+        let lock = self
+            .lock_key(&key)
+            .await
+            .map_err(|e| NoToken::Failed(format!("{}: no token: {e}", p.name)))?;
         let now = Utc::now();
         let entry = self
             .current(&key)
             .await
             .map_err(|e| NoToken::Failed(format!("{}: {e}", p.name)))?;
-        let due = p.auto_refresh && crate::session::refresh_due(&p.name, &entry, p.refresh_before, now);
-        if let Some(s) = entry.usable_session(now)
+        let stored_meanwhile = entry.failure.is_none()
+            && match (&seen.session, &entry.session) {
+                (Some(before), Some(after)) => after.obtained_at > before.obtained_at,
+                (None, Some(_)) => true,
+                _ => false,
+            };
+        let due = p.auto_refresh
+            && !stored_meanwhile
+            && crate::session::refresh_due(&p.name, &entry, p.refresh_before, now);
+        // A session the cache already knows Sugar ended (superseded) is never handed out.
+        let known_dead = entry.failure.as_ref().is_some_and(|f| f.superseded());
+        if let Some(s) = entry.usable_session(now).filter(|_| !known_dead)
             && !due
         {
             return Ok(Token {
@@ -461,8 +469,8 @@ struct Run<'a> {
     requests: Vec<RequestLog>,
     /// The entry as read before the identity's lock was taken.
     seen: Entry,
-    /// The place in the concurrency bounds: held for requests, given up while waiting for a lock
-    /// or while a result is stored (writes are coalesced; the network need not wait for them).
+    /// The place in the concurrency bounds: held for requests, given up while a result is stored
+    /// (writes are coalesced; the network need not wait for them).
     permit: Mutex<Option<Permit>>,
 }
 
@@ -526,11 +534,10 @@ impl Run<'_> {
         call.result.map_err(Box::new)
     }
 
-    /// A failure that is not stored (the cache or the lock could not be had): the entry stays as
-    /// it was, shown with the failure.
+    /// A failure that is not stored (the cache or the lock could not be had, and nothing was
+    /// sent): the session stays as it was; the outcome says what failed.
     fn unstored(&self, failure: Failure) -> Failed {
-        let mut entry = self.seen.clone();
-        entry.failure = Some(failure.clone());
+        let entry = self.seen.clone();
         Failed {
             message: failure.render(self.name()),
             entry,
@@ -559,8 +566,9 @@ impl Run<'_> {
                 failure,
             },
             Err(cache) => {
-                let mut failed = self.unstored(failure);
+                let mut failed = self.unstored(failure.clone());
                 failed.message = format!("{message}; and {cache}");
+                failed.entry.failure = Some(failure);
                 failed
             }
         }
@@ -589,8 +597,10 @@ impl Run<'_> {
             )
             .needing_login()
             .with_hint("make the state directory writable (or free space), then log in again");
-            let mut failed = self.unstored(failure);
+            // Shown as it is: the session is gone, and this process knows it.
+            let mut failed = self.unstored(failure.clone());
             failed.entry.session = None;
+            failed.entry.failure = Some(failure);
             failed
         })
     }
@@ -608,7 +618,7 @@ impl Run<'_> {
     async fn login(&mut self, client: &Client, password: Option<Secret>) -> Step {
         let password = match password {
             Some(pw) => pw,
-            None => match resolve_password(self.p).await {
+            None => match crate::password::resolve_password(self.p).await {
                 Ok(Some(pw)) => pw,
                 Ok(None) => {
                     let f = Failure::local(
@@ -641,11 +651,7 @@ impl Run<'_> {
                     "logged in"
                 };
                 Ok((
-                    format!(
-                        "{}: {done}; {}",
-                        self.name(),
-                        describe(&entry, Utc::now())
-                    ),
+                    format!("{}: {done}; {}", self.name(), describe(&entry, Utc::now())),
                     entry,
                 ))
             }
@@ -727,9 +733,25 @@ impl Run<'_> {
             .message
             .to_ascii_lowercase()
             .contains("expired");
-        // Rejected although it had not expired: another login on this user and platform ended it.
-        let superseded = !expired && session.refresh_valid(now);
+        // The last login or refresh sent with this session may have reached Sugar (which then
+        // rotated the refresh token) without its answer reaching us: then the rejection is ours.
+        let lost = entry.failure.as_ref().filter(|f| {
+            matches!(f.kind, FailureKind::Timeout | FailureKind::Network)
+                && matches!(f.op, Op::Login | Op::Refresh | Op::Relogin)
+        });
+        // Rejected although it had not expired, and not for a lost answer of ours: another login
+        // on this user and platform ended it.
+        let superseded = !expired && session.refresh_valid(now) && lost.is_none();
         let mut failure = e.failure(self.op, now).needing_login();
+        if let Some(lost) = lost {
+            failure.message.push_str(&format!(
+                "; the answer to the {} at {} never arrived ({}), so Sugar probably rotated the refresh token then",
+                lost.op,
+                rfc3339(lost.at),
+                lost.what()
+            ));
+            failure.hint = Some("log in again".into());
+        }
         if superseded {
             failure.kind = FailureKind::Superseded;
             failure.message = format!("{} ({})", superseded_reason(self.p), e.what());
@@ -791,11 +813,14 @@ impl Run<'_> {
                 let f = Failure::local(
                     self.op,
                     Utc::now(),
-                    format!("the session was ended, but the token cache could not record it ({cache})"),
+                    format!(
+                        "the session was ended, but the token cache could not record it ({cache})"
+                    ),
                 );
-                let mut failed = self.unstored(f);
+                let mut failed = self.unstored(f.clone());
                 failed.message = format!("{message}; but {cache}");
                 failed.entry.session = None;
+                failed.entry.failure = Some(f);
                 Err(failed)
             }
         }
@@ -808,67 +833,77 @@ impl Run<'_> {
                 .remove_session(format!("{}: no session; nothing to log out", self.name()))
                 .await;
         };
-        let now = Utc::now();
-        if !session.access_valid(now) {
-            // With a live refresh token, refresh first so that the logout revokes it on the server
-            // (otherwise it stays valid there until it expires).
-            let Some(refresh_token) = session
-                .refresh_token
-                .clone()
-                .filter(|_| session.refresh_valid(now))
-            else {
-                return self
-                    .remove_session(format!(
-                        "{}: the session had already expired; removed it locally",
-                        self.name()
-                    ))
-                    .await;
-            };
-            self.ready_to_send().await?;
-            let call = client.refresh(self.p, &refresh_token).await;
-            let at = call.log.at;
-            match self.record(call) {
-                Ok(grant) => {
-                    session = match session_from(grant, self.p, at) {
-                        Ok(s) => s,
-                        Err(f) => return Err(self.fail(f.with_op(self.op)).await),
-                    };
-                    self.store_session(session.clone()).await?;
-                }
-                Err(e) if e.is_invalid_grant() => {
+        let mut refreshed = false;
+        loop {
+            let now = Utc::now();
+            if !session.access_valid(now) {
+                // With a live refresh token, refresh first so that the logout revokes it on the
+                // server (otherwise it stays valid there until it expires).
+                let Some(refresh_token) = session
+                    .refresh_token
+                    .clone()
+                    .filter(|_| session.refresh_valid(now) && !refreshed)
+                else {
                     return self
                         .remove_session(format!(
-                            "{}: the server had already ended the session ({}); removed it locally",
-                            self.name(),
-                            e.what()
+                            "{}: the session had already expired; removed it locally",
+                            self.name()
                         ))
                         .await;
+                };
+                self.ready_to_send().await?;
+                let call = client.refresh(self.p, &refresh_token).await;
+                let at = call.log.at;
+                refreshed = true;
+                match self.record(call) {
+                    Ok(grant) => {
+                        session = match session_from(grant, self.p, at) {
+                            Ok(s) => s,
+                            Err(f) => return Err(self.fail(f.with_op(self.op)).await),
+                        };
+                        self.store_session(session.clone()).await?;
+                    }
+                    Err(e) if e.is_invalid_grant() => {
+                        return self
+                            .remove_session(format!(
+                                "{}: the server had already ended the session ({}); removed it locally",
+                                self.name(),
+                                e.what()
+                            ))
+                            .await;
+                    }
+                    Err(e) => return Err(self.fail(e.failure(self.op, Utc::now())).await),
                 }
-                Err(e) => return Err(self.fail(e.failure(self.op, Utc::now())).await),
             }
-        }
-        self.ready_to_send().await?;
-        let call = client
-            .logout(
-                self.p,
-                &session.access_token,
-                session.refresh_token.as_ref(),
-            )
-            .await;
-        match self.record(call) {
-            Ok(()) => {
-                self.remove_session(format!("{}: logged out", self.name()))
+            self.ready_to_send().await?;
+            let call = client
+                .logout(
+                    self.p,
+                    &session.access_token,
+                    session.refresh_token.as_ref(),
+                )
+                .await;
+            return match self.record(call) {
+                Ok(()) => {
+                    self.remove_session(format!("{}: logged out", self.name()))
+                        .await
+                }
+                // Sugar's clock says the access token has expired although ours did not: the
+                // refresh token may still live there. Refresh (once), then log out for real.
+                Err(e) if e.access_expired() && !refreshed => {
+                    session.expires_at = Utc::now();
+                    continue;
+                }
+                Err(e) if e.session_gone() => {
+                    self.remove_session(format!(
+                        "{}: the server had already ended the session ({}); removed it locally",
+                        self.name(),
+                        e.what()
+                    ))
                     .await
-            }
-            Err(e) if e.session_gone() => {
-                self.remove_session(format!(
-                    "{}: the server had already ended the session ({}); removed it locally",
-                    self.name(),
-                    e.what()
-                ))
-                .await
-            }
-            Err(e) => Err(self.fail(e.failure(self.op, Utc::now())).await),
+                }
+                Err(e) => Err(self.fail(e.failure(self.op, Utc::now())).await),
+            };
         }
     }
 }
@@ -930,13 +965,19 @@ impl Engine {
             let now = Utc::now();
             let Some(session) = entry.session.clone().filter(|s| s.access_valid(now)) else {
                 let f = Failure::local(Op::Check, now, "no active session to check: log in first");
-                return (done(false, f.render(&p.name), entry, requests, Some(f)), None);
+                return (
+                    done(false, f.render(&p.name), entry, requests, Some(f)),
+                    None,
+                );
             };
             let client = match self.client(p) {
                 Ok(c) => c,
                 Err(msg) => {
                     let f = Failure::local(Op::Check, now, msg);
-                    return (done(false, f.render(&p.name), entry, requests, Some(f)), None);
+                    return (
+                        done(false, f.render(&p.name), entry, requests, Some(f)),
+                        None,
+                    );
                 }
             };
             let held = match permit.take() {
@@ -963,9 +1004,22 @@ impl Engine {
             .flatten()
             .next();
             if let Some(e) = first_error {
+                if e.access_expired() || (e.session_gone() && Utc::now() >= session.expires_at) {
+                    // Expired, not ended: the refresh token is still good; nothing is stored.
+                    let f = e
+                        .failure(Op::Check, Utc::now())
+                        .with_hint("the access token had expired when Sugar saw it (the server's clock may run ahead of this machine's): a refresh renews it");
+                    return (
+                        done(false, f.render(&p.name), entry, requests, Some(f)),
+                        None,
+                    );
+                }
                 if !e.session_gone() {
                     let f = e.failure(Op::Check, Utc::now());
-                    return (done(false, f.render(&p.name), entry, requests, Some(f)), None);
+                    return (
+                        done(false, f.render(&p.name), entry, requests, Some(f)),
+                        None,
+                    );
                 }
                 let mut f = e.failure(Op::Check, Utc::now()).needing_login();
                 f.kind = FailureKind::Superseded;
@@ -982,10 +1036,7 @@ impl Engine {
                 let lock = match self.lock_key(&key).await {
                     Ok(l) => l,
                     Err(why) => {
-                        let message = format!(
-                            "{}; not recorded: {why}",
-                            f.render(&p.name)
-                        );
+                        let message = format!("{}; not recorded: {why}", f.render(&p.name));
                         return (done(false, message, entry, requests, Some(f)), None);
                     }
                 };
@@ -1007,7 +1058,10 @@ impl Engine {
                 drop(lock);
                 match applied {
                     Ok(Applied::Done(entry)) => {
-                        return (done(false, f.render(&p.name), entry, requests, Some(f)), None);
+                        return (
+                            done(false, f.render(&p.name), entry, requests, Some(f)),
+                            None,
+                        );
                     }
                     Ok(Applied::Lost(_)) if attempt == 0 => {
                         tracing::info!(profile = %p.name, "checked a session another process had just replaced; checking the new one");
@@ -1093,7 +1147,13 @@ impl Engine {
             failure,
         };
         let fail = |f: Failure, requests| {
-            outcome(false, f.render(&target.name), before.clone(), requests, Some(f))
+            outcome(
+                false,
+                f.render(&target.name),
+                before.clone(),
+                requests,
+                Some(f),
+            )
         };
         let Some(session) = entry.usable_session(now).cloned() else {
             let f = Failure::local(
@@ -1191,8 +1251,9 @@ fn hard_end(before: &Session, after: &Session) -> Option<DateTime<Utc>> {
     }
 }
 
-/// The longest lifetime a server's answer may claim (ten years): more is a bad answer.
-const MAX_LIFETIME_S: i64 = 10 * 365 * 86_400;
+/// The client refuses lifetimes out of range already; should one come through anyway, it is a
+/// bad answer here too, never an overflow.
+use crate::sugar::MAX_LIFETIME_S;
 
 fn session_from(grant: Grant, p: &Profile, at: DateTime<Utc>) -> Result<Session, Failure> {
     let bad = |field: &str, value: i64| {
@@ -1201,7 +1262,9 @@ fn session_from(grant: Grant, p: &Profile, at: DateTime<Utc>) -> Result<Session,
             ..Failure::local(
                 Op::Login,
                 at,
-                format!("the server's {field} of {value} s is out of range (0 to {MAX_LIFETIME_S} s)"),
+                format!(
+                    "the server's {field} of {value} s is out of range (0 to {MAX_LIFETIME_S} s)"
+                ),
             )
         }
         .with_hint("this does not look like a Sugar REST API answer: check the profile's url")
@@ -1257,123 +1320,4 @@ pub fn describe(entry: &Entry, now: DateTime<Utc>) -> String {
         _ => out.push_str("; no refresh token"),
     }
     out
-}
-
-/// The password from the profile's non-interactive source; `Ok(None)` when a person must be asked.
-pub async fn resolve_password(p: &Profile) -> Result<Option<Secret>, String> {
-    match &p.password {
-        PasswordSource::Plain(s) => Ok(Some(s.clone())),
-        PasswordSource::Prompt => Ok(None),
-        PasswordSource::Env(var) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Some(Secret::new(v))),
-            Ok(_) => Err(format!(
-                "the environment variable {var} (password_env) is empty"
-            )),
-            Err(_) => Err(format!(
-                "the environment variable {var} (password_env) is not set"
-            )),
-        },
-        PasswordSource::Cmd(cmd) => run_password_cmd(cmd, PASSWORD_CMD_TIMEOUT).await.map(Some),
-    }
-}
-
-/// Kills a process group when dropped, unless disarmed (`.0 = None`).
-struct KillGroupOnDrop(Option<u32>);
-
-impl Drop for KillGroupOnDrop {
-    fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
-            // SAFETY: killpg only sends a signal, to a group we created whose leader has not been
-            // reaped (so the id is still that group's).
-            unsafe {
-                libc::killpg(pgid as i32, libc::SIGKILL);
-            }
-        }
-    }
-}
-
-/// Runs `sh -c cmd` with stdin closed, in a session of its own (no controlling terminal; its
-/// process group is killed whole on timeout or when the request is given up); the password is the
-/// first line of stdout. Stdout never appears in a message; stderr may.
-pub async fn run_password_cmd(cmd: &str, timeout: Duration) -> Result<Secret, String> {
-    let mut command = tokio::process::Command::new("sh");
-    command
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    // A session of its own: a process group that can be killed whole, and no controlling
-    // terminal, so that nothing it runs can draw on (or read from) the screen's terminal.
-    // SAFETY: setsid is async-signal-safe, the only call between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("password_cmd could not be started: {e}"))?;
-    let pid = child.id();
-    // Dropped before the command is done (the screen quit and stopped waiting for the request),
-    // this kills the command's whole process group: `kill_on_drop` reaches only the shell, and
-    // what the shell started would be left running.
-    let mut group = KillGroupOnDrop(pid);
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let work = async {
-        let mut out = zeroize::Zeroizing::new(Vec::new());
-        let mut err = Vec::new();
-        let (r1, r2) = tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-        r1.and(r2)
-            .map_err(|e| format!("password_cmd output could not be read: {e}"))?;
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| format!("password_cmd: {e}"))?;
-        Ok::<_, String>((status, out, err))
-    };
-    let (status, out, err) = match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r?,
-        Err(_) => {
-            if let Some(pid) = pid {
-                // SAFETY: killpg only sends a signal to the process group we created.
-                unsafe {
-                    libc::killpg(pid as i32, libc::SIGKILL);
-                }
-            }
-            tracing::warn!(
-                timeout_s = timeout.as_secs(),
-                "password_cmd timed out; killed its process group"
-            );
-            return Err(format!(
-                "password_cmd did not finish within {} s and was killed",
-                timeout.as_secs()
-            ));
-        }
-    };
-    // Done and reaped: its process group id may be reused from now on.
-    group.0 = None;
-    let stderr_text = String::from_utf8_lossy(&err).trim().to_string();
-    if !status.success() {
-        let code = status
-            .code()
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "a signal".into());
-        return Err(if stderr_text.is_empty() {
-            format!("password_cmd failed (exit {code})")
-        } else {
-            format!("password_cmd failed (exit {code}): {stderr_text}")
-        });
-    }
-    let text = String::from_utf8_lossy(&out);
-    let first = text.lines().next().unwrap_or("").trim_end_matches('\r');
-    if first.is_empty() {
-        return Err("password_cmd printed no password on its first line".into());
-    }
-    Ok(Secret::new(first))
 }

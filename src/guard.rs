@@ -1,7 +1,9 @@
 //! The platform guard: profiles whose logins would end other sessions.
 //!
 //! Sugar keeps one session per user and platform. A login on `base` ends the user's browser
-//! session, and two profiles with the same instance, user and platform end each other's sessions.
+//! session, and two profiles with the same instance, user and platform end each other's sessions,
+//! whatever their OAuth2 client ids (profiles with the very same identity, client id included,
+//! share one session in the cache instead, and do not end each other's).
 
 use crate::config::Profile;
 use std::collections::HashMap;
@@ -36,7 +38,7 @@ impl Warning {
 
 /// The warnings of every profile that has any, by profile name.
 pub fn warnings(profiles: &[Profile]) -> HashMap<String, Vec<Warning>> {
-    let mut by_identity: HashMap<(String, String, &str), Vec<&str>> = HashMap::new();
+    let mut by_identity: HashMap<(String, String, &str), Vec<&Profile>> = HashMap::new();
     for p in profiles.iter().filter(|p| !p.name.contains('>')) {
         let instance = p.url.as_str().trim_end_matches('/').to_ascii_lowercase();
         by_identity
@@ -46,7 +48,7 @@ pub fn warnings(profiles: &[Profile]) -> HashMap<String, Vec<Warning>> {
                 p.platform.as_str(),
             ))
             .or_default()
-            .push(&p.name);
+            .push(p);
     }
     let mut out: HashMap<String, Vec<Warning>> = HashMap::new();
     for p in profiles.iter().filter(|p| !p.name.contains('>')) {
@@ -61,12 +63,15 @@ pub fn warnings(profiles: &[Profile]) -> HashMap<String, Vec<Warning>> {
             p.platform.as_str(),
         )];
         if same.len() > 1 {
-            let others = same
+            let key = p.session_key();
+            let others: Vec<String> = same
                 .iter()
-                .filter(|n| **n != p.name)
-                .map(|n| n.to_string())
+                .filter(|o| o.name != p.name && o.session_key() != key)
+                .map(|o| o.name.clone())
                 .collect();
-            list.push(Warning::SharedPlatform { others });
+            if !others.is_empty() {
+                list.push(Warning::SharedPlatform { others });
+            }
         }
         if !list.is_empty() {
             out.insert(p.name.clone(), list);
@@ -92,27 +97,28 @@ mod tests {
             "[profiles.web]\nurl = \"https://a.example\"\nusername = \"will\"\nplatform = \"base\"\n\
              [profiles.one]\nurl = \"https://a.example\"\nusername = \"Sync\"\n\
              [profiles.two]\nurl = \"https://a.example/\"\nusername = \"sync\"\n\
+             [profiles.twin]\nurl = \"https://A.example\"\nusername = \"sync\"\n\
+             [profiles.app]\nurl = \"https://a.example\"\nusername = \"sync\"\nclient_id = \"app\"\n\
              [profiles.own]\nurl = \"https://a.example\"\nusername = \"sync\"\nplatform = \"own\"\n\
              [profiles.other]\nurl = \"https://b.example\"\nusername = \"sync\"\n",
         );
         let w = warnings(&ps);
         assert_eq!(w["web"], [Warning::BasePlatform]);
-        assert_eq!(
-            w["one"],
-            [Warning::SharedPlatform {
-                others: vec!["two".into()]
+        // `two` and `twin` are one identity: they share one session, and do not end each other's;
+        // `app` logs in through another client: still the same user and platform for Sugar.
+        let shared = |names: &[&str]| {
+            vec![Warning::SharedPlatform {
+                others: names.iter().map(|n| n.to_string()).collect(),
             }]
-        );
-        assert_eq!(
-            w["two"],
-            [Warning::SharedPlatform {
-                others: vec!["one".into()]
-            }]
-        );
+        };
+        assert_eq!(w["one"], shared(&["two", "twin", "app"]));
+        assert_eq!(w["two"], shared(&["one", "app"]));
+        assert_eq!(w["twin"], shared(&["one", "app"]));
+        assert_eq!(w["app"], shared(&["one", "two", "twin"]));
         assert!(!w.contains_key("own") && !w.contains_key("other"));
         assert_eq!(
             w["one"][0].message(&ps[1]),
-            "two also logs in as Sync on this instance and platform custom_api: each login ends the other's session; give each its own platform"
+            "two, twin, app also log in as Sync on this instance and platform custom_api: each login ends the other's session; give each its own platform"
         );
         assert!(
             w["web"][0]

@@ -82,10 +82,7 @@ impl SessionKey {
                 parts.len()
             ));
         }
-        let decoded: Vec<String> = parts
-            .iter()
-            .map(|p| decode(p))
-            .collect::<Result<_, _>>()?;
+        let decoded: Vec<String> = parts.iter().map(|p| decode(p)).collect::<Result<_, _>>()?;
         let mut it = decoded.into_iter();
         let mut next = || it.next().unwrap_or_default();
         Ok(SessionKey {
@@ -218,7 +215,10 @@ mod tests {
             ("https://acme.example.com:443", "https://acme.example.com"),
             ("http://127.0.0.1:80/acme/", "http://127.0.0.1/acme"),
             ("http://127.0.0.1:8080/Acme", "http://127.0.0.1:8080/Acme"),
-            ("https://acme.example.com:8443/", "https://acme.example.com:8443"),
+            (
+                "https://acme.example.com:8443/",
+                "https://acme.example.com:8443",
+            ),
         ] {
             assert_eq!(normalise_instance(given), want, "{given}");
         }
@@ -226,7 +226,8 @@ mod tests {
 
     #[test]
     fn keys_round_trip_through_their_text_even_with_odd_user_names() {
-        let key = SessionKey::new("https://a.example.com", "x|y%z", "p", "sugar").impersonating("../../jim");
+        let key = SessionKey::new("https://a.example.com", "x|y%z", "p", "sugar")
+            .impersonating("../../jim");
         let text = key.canonical();
         assert_eq!(text, "https://a.example.com|x%7Cy%25z|p|sugar|../../jim");
         assert_eq!(SessionKey::parse(&text).unwrap(), key);
@@ -251,6 +252,9 @@ mod tests {
         for o in others {
             assert_ne!(o.digest(), d, "{o}");
         }
-        assert_eq!(SessionKey::new("HTTPS://A.example.com/", "u", "p", "c").digest(), d);
+        assert_eq!(
+            SessionKey::new("HTTPS://A.example.com/", "u", "p", "c").digest(),
+            d
+        );
     }
 }

@@ -1,9 +1,11 @@
 //! sugar-sessions: SugarCRM REST API OAuth2 sessions for many named profiles.
 //!
 //! Layers (see DESIGN.md in the shared folder): `config` (profiles file), `sugar` (HTTP client),
-//! `session` (what a session is and the rules, pure), `store` (token cache on disk), `engine`
-//! (runs operations: bounded concurrency, persistence), `app` (the screen's pure state machine),
-//! `ui` (terminal and view), `cli` (shell commands), `emulator` (an independent Sugar server).
+//! `session` (what a session is and the rules, pure), `store` (token cache on disk), `password`
+//! (non-interactive password sources), `engine` (runs operations: bounded concurrency,
+//! persistence), `app` (the screen's pure state machine), `ui` (terminal and view), `cli` (shell
+//! commands), `emulator` (an independent Sugar server), `text` (text from outside made safe for a
+//! terminal).
 
 pub mod app;
 pub mod cli;
@@ -14,9 +16,11 @@ pub mod guard;
 pub mod identity;
 pub mod logging;
 pub mod outcome;
+pub mod password;
 pub mod secret;
 pub mod session;
 pub mod store;
 pub mod sugar;
+pub mod text;
 pub mod tui;
 pub mod ui;

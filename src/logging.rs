@@ -3,7 +3,7 @@
 //! `SUGAR_SESSIONS_LOG` sets the level: `error`, `warn`, `info`, `debug`, `trace`, or any
 //! `tracing_subscriber::EnvFilter` string (`sugar_sessions=trace,warn`). Unset, empty or `off`:
 //! no log at all. The file is `sugar-sessions.log` in the state directory, appended to, mode 0600
-//! (the directory 0700).
+//! (the directory 0700); a symbolic link in its place is not followed (logging is then off).
 //!
 //! What is logged: requests (method, path, status, latency, profile, outcome kind), operations and
 //! their outcomes, cache and process events. Never a request or response body, a header value, a
@@ -62,6 +62,8 @@ pub fn filter(spec: &str) -> Result<Option<EnvFilter>, String> {
 }
 
 /// Opens (creating it 0600, or making it 0600) the log file in `dir` (created 0700 if missing).
+/// A symbolic link in its place is not followed (nothing is created, appended to or chmod-ed
+/// through it), and anything but a regular file is refused (a FIFO does not make it wait).
 pub fn open_file(dir: &Path) -> std::io::Result<(fs::File, PathBuf)> {
     if !dir.exists() {
         fs::DirBuilder::new()
@@ -74,8 +76,27 @@ pub fn open_file(dir: &Path) -> std::io::Result<(fs::File, PathBuf)> {
         .create(true)
         .append(true)
         .mode(0o600)
-        .open(&path)?;
-    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::new(
+                e.kind(),
+                format!(
+                    "{} is a symbolic link, which is not followed",
+                    path.display()
+                ),
+            ),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    // On the open file itself (fchmod): never through a path that could be swapped meanwhile.
+    if meta.permissions().mode() & 0o077 != 0 {
         file.set_permissions(fs::Permissions::from_mode(0o600))?;
     }
     Ok((file, path))
@@ -171,5 +192,28 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         open_file(&dir).unwrap();
         assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn only_a_regular_file_is_opened() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(FILE);
+        std::os::unix::fs::symlink(tmp.path().join("elsewhere"), &path).unwrap();
+        let e = open_file(tmp.path()).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("is a symbolic link, which is not followed"),
+            "{e}"
+        );
+        assert!(!tmp.path().join("elsewhere").exists());
+        fs::remove_file(&path).unwrap();
+        // A FIFO nobody reads: refused at once rather than waited on.
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        assert!(open_file(tmp.path()).is_err());
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        assert!(open_file(tmp.path()).is_err());
     }
 }

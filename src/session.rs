@@ -58,7 +58,6 @@ impl Session {
     pub fn refresh_valid(&self, now: DateTime<Utc>) -> bool {
         self.refresh_token.is_some() && self.refresh_expires_at.is_some_and(|t| now < t)
     }
-
 }
 
 /// What the token cache knows of one session (keyed by its [`crate::identity::SessionKey`]).
@@ -251,7 +250,11 @@ mod tests {
     fn a_failure_is_an_error_state_with_its_reason() {
         let e = Entry {
             session: None,
-            failure: Some(Failure::local(Op::Login, at("2026-01-01T00:00:00Z"), "boom")),
+            failure: Some(Failure::local(
+                Op::Login,
+                at("2026-01-01T00:00:00Z"),
+                "boom",
+            )),
             ..Default::default()
         };
         let now = at("2026-01-01T00:00:00Z");
@@ -279,11 +282,17 @@ mod tests {
             ..Default::default()
         };
         let due = refresh_at("acme", &s, None);
-        assert!(due >= obtained + TimeDelta::milliseconds(7800) && due <= obtained + TimeDelta::seconds(8));
+        assert!(
+            due >= obtained + TimeDelta::milliseconds(7800)
+                && due <= obtained + TimeDelta::seconds(8)
+        );
         // Whenever the token is no longer usable, its refresh is due: never "unusable but not due".
         for ms in (0..10_000).step_by(100) {
             let now = obtained + TimeDelta::milliseconds(ms);
-            assert!(s.access_usable(now) || refresh_due("acme", &e, None, now), "at {ms} ms");
+            assert!(
+                s.access_usable(now) || refresh_due("acme", &e, None, now),
+                "at {ms} ms"
+            );
         }
     }
 

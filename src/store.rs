@@ -283,7 +283,11 @@ fn check_dir(dir: &Path) -> Result<(), StoreError> {
                 m.uid(),
                 euid()
             ),
-            fix: format!("run `chown {} {}`, or pass --state-dir DIR", euid(), dir.display()),
+            fix: format!(
+                "run `chown {} {}`, or pass --state-dir DIR",
+                euid(),
+                dir.display()
+            ),
         });
     }
     if mode & 0o022 != 0 {
@@ -503,7 +507,11 @@ impl Store {
     pub fn lock_key(&self, key: &SessionKey) -> Result<LockGuard, StoreError> {
         let dir = self.dir.join(LOCK_DIR);
         ensure_dir(&dir, "cannot create the lock directory")?;
-        acquire(&self.key_lock_path(key), &format!("the session {key}"), &self.policy)
+        acquire(
+            &self.key_lock_path(key),
+            &format!("the session {key}"),
+            &self.policy,
+        )
     }
 
     /// Identifies the cache file's current content cheaply (inode, size, modification time).
@@ -767,7 +775,11 @@ fn own_command() -> String {
     let args: Vec<String> = std::env::args().collect();
     let program = args
         .first()
-        .map(|a| Path::new(a).file_name().map_or(a.clone(), |f| f.to_string_lossy().into_owned()))
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .map_or(a.clone(), |f| f.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "sugar-sessions".into());
     match args.iter().skip(1).find(|a| !a.starts_with('-')) {
         Some(sub) if sub.len() <= 32 => format!("{program} {sub}"),
@@ -915,8 +927,7 @@ fn migrate(
                     .get(parent)
                     .map(|(c, u)| (c.as_str(), u.as_str()))
                     .unwrap_or(("sugar", session.username.as_str()));
-                SessionKey::new(&session.url, admin, &session.platform, client)
-                    .impersonating(user)
+                SessionKey::new(&session.url, admin, &session.platform, client).impersonating(user)
             }
             None => {
                 let client = names.get(&name).map_or("sugar", |(c, _)| c.as_str());
@@ -1003,7 +1014,10 @@ mod tests {
         put(&one, "a");
         put(&two, "b");
         let (cache, _) = one.load().unwrap();
-        assert_eq!(cache.sessions.keys().collect::<Vec<_>>(), [&key("a"), &key("b")]);
+        assert_eq!(
+            cache.sessions.keys().collect::<Vec<_>>(),
+            [&key("a"), &key("b")]
+        );
     }
 
     #[test]
@@ -1021,11 +1035,22 @@ mod tests {
             }),
         };
         let applied = store.apply(vec![change(1, "stale")]).unwrap();
-        assert!(matches!(&applied[0], Applied::Lost(e) if e.generation == 2 && e.failure.is_none()));
+        assert!(
+            matches!(&applied[0], Applied::Lost(e) if e.generation == 2 && e.failure.is_none())
+        );
         let applied = store.apply(vec![change(2, "current")]).unwrap();
         assert!(matches!(&applied[0], Applied::Done(e) if e.generation == 3));
         let (cache, _) = store.load().unwrap();
-        assert_eq!(cache.entry(&key("a")).unwrap().failure.as_ref().unwrap().message, "current");
+        assert_eq!(
+            cache
+                .entry(&key("a"))
+                .unwrap()
+                .failure
+                .as_ref()
+                .unwrap()
+                .message,
+            "current"
+        );
     }
 
     #[test]
@@ -1066,7 +1091,10 @@ mod tests {
         fs::write(store.cache_path(), text).unwrap();
         fs::set_permissions(store.cache_path(), fs::Permissions::from_mode(0o600)).unwrap();
         let err = store.load().unwrap_err().to_string();
-        assert!(err.contains("newer sugar-sessions (cache format 3"), "{err}");
+        assert!(
+            err.contains("newer sugar-sessions (cache format 3"),
+            "{err}"
+        );
         assert!(store.update(|_| ()).is_err());
         assert_eq!(fs::read(store.cache_path()).unwrap(), text, "untouched");
     }
@@ -1079,7 +1107,10 @@ mod tests {
         fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
         let err = Store::open(&open).unwrap_err().to_string();
         assert!(err.contains("writable by others (mode 777)"), "{err}");
-        assert!(err.contains(&format!("chmod 700 {}", open.display())), "{err}");
+        assert!(
+            err.contains(&format!("chmod 700 {}", open.display())),
+            "{err}"
+        );
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&open, &link).unwrap();
         assert!(Store::open(&link).is_err());
@@ -1106,10 +1137,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let told = Arc::new(Mutex::new(Vec::<String>::new()));
         let heard = told.clone();
-        let store = Store::open(tmp.path()).unwrap().with_lock_policy(LockPolicy {
-            timeout: Duration::from_millis(1500),
-            on_wait: Arc::new(move |m| heard.lock().unwrap().push(m.to_string())),
-        });
+        let store = Store::open(tmp.path())
+            .unwrap()
+            .with_lock_policy(LockPolicy {
+                timeout: Duration::from_millis(1500),
+                on_wait: Arc::new(move |m| heard.lock().unwrap().push(m.to_string())),
+            });
         let holder = acquire(&store.lock_path(), "test", &LockPolicy::default()).unwrap();
         let start = Instant::now();
         let err = store.prepare().unwrap_err();
@@ -1119,10 +1152,16 @@ mod tests {
             StoreError::LockTimeout { holder, .. } => assert_eq!(holder.pid, Some(me)),
             other => panic!("{other}"),
         }
-        assert!(err.to_string().contains(&format!("held by {me} (")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("held by {me} (")),
+            "{err}"
+        );
         let told = told.lock().unwrap().clone();
         assert_eq!(told.len(), 1, "{told:?}");
-        assert!(told[0].starts_with("waiting for the lock on the token cache held by"), "{told:?}");
+        assert!(
+            told[0].starts_with("waiting for the lock on the token cache held by"),
+            "{told:?}"
+        );
         drop(holder);
         store.prepare().unwrap();
     }
@@ -1154,7 +1193,11 @@ mod tests {
         assert_eq!(spare.len(), 1);
         let m = fs::metadata(&spare[0]).unwrap();
         assert_eq!(m.permissions().mode() & 0o777, 0o600);
-        assert!(m.blocks() * 512 >= 64 * 1024, "space reserved: {} blocks", m.blocks());
+        assert!(
+            m.blocks() * 512 >= 64 * 1024,
+            "space reserved: {} blocks",
+            m.blocks()
+        );
         put(&store, "a");
         assert!(temps().is_empty(), "the write used it");
         assert_eq!(store.load().unwrap().0.sessions.len(), 1);

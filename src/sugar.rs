@@ -6,8 +6,8 @@
 //! total timeout. No message ever contains a password or a token.
 
 use crate::config::{CaCert, Profile};
-use crate::secret::Secret;
 use crate::outcome::{Failure, FailureKind};
+use crate::secret::Secret;
 use crate::session::{Op, RequestLog};
 use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
@@ -21,6 +21,11 @@ use zeroize::{Zeroize, Zeroizing};
 
 /// The most of a response body that is read.
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The longest lifetime a token answer may give a token or a refresh token: 10 years (3650 days).
+/// Sugar's own are minutes to weeks; a longer one is a broken answer, and would overflow the
+/// arithmetic on instants.
+pub const MAX_LIFETIME_S: i64 = 3650 * 86_400;
 
 /// What went wrong, by kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +95,40 @@ pub enum CertProblem {
 }
 
 impl ErrorKind {
+    /// The same error with the text that came from the server or from the network stack (Sugar's
+    /// label and message, a Location header, a parse error quoting the answer, a library's error)
+    /// stripped of control characters and escape sequences, so that no front end can print them.
+    pub fn cleaned(self) -> ErrorKind {
+        use crate::text::strip_controls as clean;
+        match self {
+            ErrorKind::Sugar {
+                status,
+                label,
+                message,
+            } => ErrorKind::Sugar {
+                status,
+                label: clean(&label),
+                message: message.as_deref().map(clean),
+            },
+            ErrorKind::Redirect { status, location } => ErrorKind::Redirect {
+                status,
+                location: location.as_deref().map(clean),
+            },
+            ErrorKind::BadShape { status, what } => ErrorKind::BadShape {
+                status,
+                what: clean(&what),
+            },
+            ErrorKind::Tls { detail, cert } => ErrorKind::Tls {
+                detail: clean(&detail),
+                cert,
+            },
+            ErrorKind::Network { detail } => ErrorKind::Network {
+                detail: clean(&detail),
+            },
+            other => other,
+        }
+    }
+
     /// A short machine name of the kind, for logs: `sugar`, `tls`, `timeout`, ...
     pub fn name(&self) -> &'static str {
         match self {
@@ -145,6 +184,13 @@ impl SugarError {
     /// Sugar rejected the token or refresh token (`invalid_grant`): the session is over.
     pub fn is_invalid_grant(&self) -> bool {
         self.label() == Some("invalid_grant")
+    }
+
+    /// Sugar says the access token has expired (its clock may run ahead of ours, or the token
+    /// expired on the way): the session itself may well live on, with its refresh token.
+    pub fn access_expired(&self) -> bool {
+        matches!(&self.kind, ErrorKind::Sugar { status: 401, label, message: Some(m) }
+            if label == "invalid_grant" && m.to_ascii_lowercase().contains("expired"))
     }
 
     /// The answer shows that the session the request used is gone on the server.
@@ -318,7 +364,9 @@ impl SugarError {
     /// What kind of failure this is, for people and monitoring.
     pub fn failure_kind(&self) -> FailureKind {
         let lower = match &self.kind {
-            ErrorKind::Sugar { message, .. } => message.as_deref().unwrap_or("").to_ascii_lowercase(),
+            ErrorKind::Sugar { message, .. } => {
+                message.as_deref().unwrap_or("").to_ascii_lowercase()
+            }
             _ => String::new(),
         };
         match &self.kind {
@@ -650,8 +698,16 @@ impl Client {
             Some(access),
             |v| {
                 let info = v.get("server_info").ok_or("no \"server_info\" object")?;
-                serde_json::from_value::<ServerInfo>(info.clone())
-                    .map_err(|e| format!("server_info: {e}"))
+                let info = serde_json::from_value::<ServerInfo>(info.clone())
+                    .map_err(|e| format!("server_info: {e}"))?;
+                // Shown by `check` and on the screen: no control characters from the server.
+                let clean = crate::text::strip_controls;
+                Ok(ServerInfo {
+                    flavor: clean(&info.flavor),
+                    version: clean(&info.version),
+                    build: info.build.as_deref().map(clean),
+                    product_name: info.product_name.as_deref().map(clean),
+                })
             },
         )
         .await
@@ -672,13 +728,13 @@ impl Client {
             p.api,
             method.target()
         );
-        let err = |kind| SugarError {
+        let err = |kind: ErrorKind| SugarError {
             profile: p.name.clone(),
             op,
             platform: p.platform.clone(),
             api: p.api.clone(),
             host: p.host_port(),
-            kind,
+            kind: kind.cleaned(),
         };
         let method_name = method.name();
         let mut req = match method {
@@ -734,11 +790,12 @@ impl Client {
                     .get(reqwest::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.contains("html"));
+                // Not only visible ASCII: a UTF-8 host name is still named (`err` strips
+                // control characters).
                 let location = resp
                     .headers()
                     .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
                 match read_body(resp).await {
                     Err(BodyError::TooLarge) => Err(err(ErrorKind::TooLarge { status })),
                     Err(BodyError::Broken(e)) if e.is_timeout() => {
@@ -1054,27 +1111,33 @@ fn tls_kind(e: &rustls::Error) -> ErrorKind {
 /// Reads a token answer as the client does: status and body to JSON (or Sugar's error), then
 /// [`parse_grant`]. Never panics, whatever the bytes.
 pub fn parse_grant_answer(status: u16, body: &[u8]) -> Result<Grant, ErrorKind> {
-    let mut value = interpret(status, false, None, body)?;
-    let parsed = parse_grant(&value).map_err(|what| ErrorKind::BadShape { status, what });
+    let mut value = interpret(status, false, None, body).map_err(ErrorKind::cleaned)?;
+    let parsed = parse_grant(&value).map_err(|what| ErrorKind::BadShape { status, what }.cleaned());
     scrub(&mut value);
     parsed
 }
 
-fn int_field(v: &Value, key: &str) -> Result<Option<i64>, String> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
+/// A lifetime in seconds, as a number or a string of digits: 1 s to [`MAX_LIFETIME_S`].
+fn lifetime_field(v: &Value, key: &str) -> Result<Option<i64>, String> {
+    let whole: Option<i128> = match v.get(key) {
+        None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => n
             .as_i64()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| format!("\"{key}\" is not a positive whole number")),
-        Some(Value::String(s)) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(Some)
-            .ok_or_else(|| format!("\"{key}\" is not a positive whole number")),
-        Some(_) => Err(format!("\"{key}\" is not a number")),
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
+        Some(Value::String(s)) => s.parse::<i128>().ok(),
+        Some(_) => return Err(format!("\"{key}\" is not a number")),
+    };
+    let Some(n) = whole else {
+        return Err(format!("\"{key}\" is not a whole number of seconds"));
+    };
+    match i64::try_from(n) {
+        Ok(n) if (1..=MAX_LIFETIME_S).contains(&n) => Ok(Some(n)),
+        // Only digits and a sign are quoted: nothing else of the server's text.
+        _ => Err(format!(
+            "\"{key}\" of {n} s is out of range (1 s to {} days)",
+            MAX_LIFETIME_S / 86_400
+        )),
     }
 }
 
@@ -1093,9 +1156,10 @@ pub fn parse_grant(v: &Value) -> Result<Grant, String> {
     }
     let access_token =
         token_field(v, "access_token")?.ok_or("no \"access_token\" in the token answer")?;
-    let expires_in = int_field(v, "expires_in")?.ok_or("no \"expires_in\" in the token answer")?;
+    let expires_in =
+        lifetime_field(v, "expires_in")?.ok_or("no \"expires_in\" in the token answer")?;
     let refresh_token = token_field(v, "refresh_token")?;
-    let refresh_expires_in = int_field(v, "refresh_expires_in")?;
+    let refresh_expires_in = lifetime_field(v, "refresh_expires_in")?;
     if refresh_token.is_some() && refresh_expires_in.is_none() {
         return Err("a \"refresh_token\" without \"refresh_expires_in\"".into());
     }
@@ -1114,7 +1178,8 @@ fn parse_me(v: &Value) -> Result<Me, String> {
         .get("current_user")
         .filter(|u| u.is_object())
         .ok_or("no \"current_user\" object")?;
-    let s = |k: &str| u.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    // Shown by `check` and on the screen: no control characters from the server.
+    let s = |k: &str| crate::text::strip_controls(u.get(k).and_then(|x| x.as_str()).unwrap_or(""));
     Ok(Me {
         id: s("id"),
         user_name: s("user_name"),
@@ -1145,6 +1210,82 @@ mod tests {
         );
         assert!(parse_grant(&serde_json::json!({"access_token": "x", "expires_in": -3})).is_err());
         assert!(parse_grant(&serde_json::json!([1])).is_err());
+    }
+
+    #[test]
+    fn lifetimes_must_be_from_one_second_to_ten_years() {
+        let grant = |expires_in: Value, refresh: Value| {
+            parse_grant(
+                &serde_json::json!({"access_token": "a", "expires_in": expires_in,
+                "refresh_token": "r", "refresh_expires_in": refresh}),
+            )
+        };
+        let most = MAX_LIFETIME_S;
+        let g = grant(most.into(), most.to_string().into()).unwrap();
+        assert_eq!((g.expires_in, g.refresh_expires_in), (most, Some(most)));
+        for (bad, shown) in [
+            (Value::from(10_000_000_000_000_i64), "10000000000000"),
+            ("10000000000000".into(), "10000000000000"),
+            ((most + 1).into(), "315360001"),
+            (u64::MAX.into(), "18446744073709551615"),
+            ("99999999999999999999999".into(), "99999999999999999999999"),
+            (0.into(), "0"),
+            ("-1".into(), "-1"),
+            (i64::MIN.into(), "-9223372036854775808"),
+        ] {
+            assert_eq!(
+                grant(bad.clone(), 60.into()).unwrap_err(),
+                format!("\"expires_in\" of {shown} s is out of range (1 s to 3650 days)")
+            );
+            assert_eq!(
+                grant(60.into(), bad).unwrap_err(),
+                format!("\"refresh_expires_in\" of {shown} s is out of range (1 s to 3650 days)")
+            );
+        }
+        for bad in [
+            Value::from(1.5),
+            "1e3".into(),
+            " 60".into(),
+            "\u{1b}[2J".into(),
+        ] {
+            assert_eq!(
+                grant(bad, 60.into()).unwrap_err(),
+                "\"expires_in\" is not a whole number of seconds"
+            );
+        }
+    }
+
+    #[test]
+    fn server_text_in_errors_is_stripped_of_control_characters() {
+        let body = "{\"error\":\"need_login\\u001b[31m\",\"error_message\":\"bad\\u001b]52;c;AAAA\\u0007 pw\"}";
+        assert_eq!(
+            parse_grant_answer(401, body.as_bytes()).unwrap_err(),
+            ErrorKind::Sugar {
+                status: 401,
+                label: "need_login".into(),
+                message: Some("bad pw".into())
+            }
+        );
+        let redirect = ErrorKind::Redirect {
+            status: 302,
+            location: Some("https://sso.\u{9b}31mexample.com/\x1b]0;t\x07".into()),
+        };
+        assert_eq!(
+            redirect.cleaned(),
+            ErrorKind::Redirect {
+                status: 302,
+                location: Some("https://sso.example.com/".into())
+            }
+        );
+        let me = parse_me(
+            &serde_json::json!({"current_user": {"user_name": "jim\u{1b}[2J",
+            "full_name": "Jim\u{7}\u{9b}1m Halpert", "type": "user"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (me.user_name.as_str(), me.full_name.as_str()),
+            ("jim", "Jim Halpert")
+        );
     }
 
     #[test]

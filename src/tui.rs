@@ -1,13 +1,15 @@
 //! The screen's runtime: terminal setup and restore, and the one event loop.
 //!
 //! `select!` over the crossterm `EventStream`, the channel on which request tasks report back, a
-//! 1 s tick and the ways out that do not come through the keys (SIGTERM, SIGHUP, SIGINT, and a
-//! terminal that hung up, each noticed off the loop). Every message goes through `app::update`;
+//! 1 s tick and what does not come through the keys (SIGTERM, SIGHUP, SIGINT, SIGQUIT, a terminal
+//! that hung up, and job control's SIGTSTP and SIGCONT, each noticed off the loop). Every message goes through `app::update`;
 //! the Commands it returns run here (requests as tokio tasks). The screen is drawn only when the
 //! Model says something it shows changed, so an idle screen writes nothing to the terminal.
 //!
 //! The terminal is restored by one routine, [`restore_terminal`], called on every way out: quit,
-//! a signal, a vanished terminal, an error, and the panic hook installed by [`run`]. Every way out
+//! a signal, a vanished terminal, an error, and the panic hook installed by [`run`]; and before
+//! the process stops for job control (Ctrl-Z, SIGTSTP), after which `setup_terminal` takes it
+//! again and the screen is drawn anew. Every way out
 //! ends the process within [`QUIT_GRACE`] (see [`Ending`] for the exit statuses), if need be by
 //! force (`arm_exit_deadline`).
 
@@ -39,8 +41,8 @@ use tokio::task::JoinSet;
 
 pub use crate::app::Source;
 
-/// Every way out (q, Ctrl-C, SIGTERM, SIGHUP, SIGINT, a vanished terminal) ends the process within
-/// this.
+/// Every way out (q, Ctrl-C, Ctrl-\\, SIGTERM, SIGHUP, SIGINT, SIGQUIT, a vanished terminal) ends
+/// the process within this.
 pub const QUIT_GRACE: Duration = Duration::from_secs(2);
 
 /// How long a way out waits for requests in flight (the engine persists their results before
@@ -54,9 +56,9 @@ const EXIT_DEADLINE: Duration = Duration::from_millis(1900);
 /// How the screen ended; [`Ending::exit_status`] is the status the process exits with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
-    /// `q` or Ctrl-C: 0.
+    /// `q`, Ctrl-C or Ctrl-\\: 0.
     Quit,
-    /// SIGTERM, SIGHUP or SIGINT: 128 + the signal's number (143, 129, 130).
+    /// SIGTERM, SIGHUP, SIGINT or SIGQUIT: 128 + the signal's number (143, 129, 130, 131).
     Signal(i32),
     /// The terminal went away without a signal saying so (it hung up, its reads end, its writes
     /// fail): 129, as for SIGHUP.
@@ -79,6 +81,7 @@ impl Ending {
             Ending::Signal(libc::SIGTERM) => "terminated (SIGTERM)".into(),
             Ending::Signal(libc::SIGHUP) => "the terminal hung up (SIGHUP)".into(),
             Ending::Signal(libc::SIGINT) => "interrupted (SIGINT)".into(),
+            Ending::Signal(libc::SIGQUIT) => "quit (SIGQUIT)".into(),
             Ending::Signal(n) => format!("signal {n}"),
             Ending::Vanished => "the terminal went away".into(),
         }
@@ -244,36 +247,114 @@ fn arm_exit_deadline(status: i32) {
     }
 }
 
-/// A way out that does not come through the screen's keys.
+/// What does not come through the screen's keys: a way out, or job control.
 #[derive(Debug, Clone, Copy)]
 enum WayOut {
     Signal(i32),
     /// The terminal hung up.
     Vanished,
+    /// SIGTSTP: not a way out, but a step aside until the process is continued.
+    Suspend,
+    /// SIGCONT: the process was continued after a stop (by us or by anyone).
+    Continued,
 }
 
-/// Listens for SIGTERM, SIGHUP and SIGINT on a task of its own, so that a signal is heard even
-/// while the loop is held up, and from before the terminal is touched: once a signal is listened
-/// for it no longer ends the process on the spot, which could leave the terminal in raw mode.
+/// Listens for SIGTERM, SIGHUP, SIGINT and SIGQUIT, and job control's SIGTSTP and SIGCONT, on a
+/// task of its own, so that a signal is heard even while the loop is held up, and from before the
+/// terminal is touched: once a signal is listened for it no longer ends (or stops) the process on
+/// the spot, which could leave the terminal in raw mode.
 fn listen_for_signals(tx: mpsc::UnboundedSender<WayOut>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut quit = signal(SignalKind::quit()).context("cannot listen for SIGQUIT")?;
+    let mut tstp =
+        signal(SignalKind::from_raw(libc::SIGTSTP)).context("cannot listen for SIGTSTP")?;
+    let mut cont =
+        signal(SignalKind::from_raw(libc::SIGCONT)).context("cannot listen for SIGCONT")?;
     tokio::spawn(async move {
         loop {
-            let number = tokio::select! {
-                Some(()) = term.recv() => libc::SIGTERM,
-                Some(()) = hup.recv() => libc::SIGHUP,
-                Some(()) = int.recv() => libc::SIGINT,
+            let way = tokio::select! {
+                Some(()) = term.recv() => WayOut::Signal(libc::SIGTERM),
+                Some(()) = hup.recv() => WayOut::Signal(libc::SIGHUP),
+                Some(()) = int.recv() => WayOut::Signal(libc::SIGINT),
+                Some(()) = quit.recv() => WayOut::Signal(libc::SIGQUIT),
+                Some(()) = tstp.recv() => WayOut::Suspend,
+                Some(()) = cont.recv() => WayOut::Continued,
                 else => return,
             };
-            arm_exit_deadline(Ending::Signal(number).exit_status());
-            if tx.send(WayOut::Signal(number)).is_err() {
+            if let WayOut::Signal(number) = way {
+                arm_exit_deadline(Ending::Signal(number).exit_status());
+            }
+            if tx.send(way).is_err() {
                 return;
             }
         }
     });
     Ok(())
+}
+
+/// Whether a shell could continue the process after a stop: its process group is not orphaned
+/// (the parent of one of its members is in the same session but another group, as a job-control
+/// shell is). The kernel drops SIGTSTP sent to an orphaned group, and SIGSTOP there would leave
+/// the screen stopped with nothing to continue it (as under `ssh -t host sugar-sessions`). Where
+/// `/proc` cannot tell, it is assumed.
+fn job_control() -> bool {
+    // (parent, process group, session) of a process.
+    let ids = |pid: libc::pid_t| -> Option<(libc::pid_t, libc::pid_t, libc::pid_t)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let mut fields = text[text.rfind(')')? + 1..].split_whitespace().skip(1);
+        let mut next = || fields.next()?.parse().ok();
+        Some((next()?, next()?, next()?))
+    };
+    // SAFETY: these only read the process's own ids.
+    let (me, group, session) = unsafe { (libc::getpid(), libc::getpgrp(), libc::getsid(0)) };
+    let outside_parent = |(parent, _, _): (libc::pid_t, libc::pid_t, libc::pid_t)| {
+        ids(parent).is_some_and(|(_, g, s)| g != group && s == session)
+    };
+    match ids(me) {
+        // The usual case: a shell started this process as a job.
+        Some(own) if outside_parent(own) => true,
+        Some(_) => std::fs::read_dir("/proc").map_or(true, |dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<libc::pid_t>().ok())
+                .filter_map(ids)
+                .any(|member| member.1 == group && outside_parent(member))
+        }),
+        None => true,
+    }
+}
+
+/// Stops the process group as the terminal's Ctrl-Z would (SIGTSTP, with its default action:
+/// stop), and returns once the process is continued. The handler installed to listen for SIGTSTP
+/// is set aside meanwhile, and put back only once the signal has been taken: whichever thread
+/// takes it stops the whole process, this thread too before it returns from a system call, so
+/// that nothing runs on until the process is continued.
+fn stop_process_group() {
+    // SAFETY: sigaction with a zeroed struct set to SIG_DFL, and the previous action restored as
+    // it was; kill, sigpending and sigismember on valid arguments.
+    unsafe {
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut default.sa_mask);
+        let mut previous: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGTSTP, &default, &mut previous) != 0 {
+            libc::raise(libc::SIGSTOP);
+            return;
+        }
+        libc::kill(0, libc::SIGTSTP);
+        for _ in 0..1000 {
+            let mut pending: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut pending);
+            if libc::sigpending(&mut pending) != 0
+                || libc::sigismember(&pending, libc::SIGTSTP) != 1
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        libc::sigaction(libc::SIGTSTP, &previous, std::ptr::null_mut());
+    }
 }
 
 /// Watches the terminal for a hang-up (its other side closed, as when an SSH connection drops)
@@ -334,21 +415,29 @@ fn park_stdin() {
     }
 }
 
-fn enter_terminal() -> anyhow::Result<Terminal<CrosstermBackend<Stdout>>> {
+/// Takes the terminal for the screen: raw mode, the alternate screen (erased), bracketed paste,
+/// cursor hidden. Again after a stop too, when a shell may have put its own modes back meanwhile.
+fn setup_terminal() -> anyhow::Result<()> {
     ACTIVE.store(true, Ordering::SeqCst);
+    // crossterm does nothing when it holds raw mode to be on already: put its saved modes back
+    // first (nothing when it is off).
+    let _ = disable_raw_mode();
     enable_raw_mode().context("cannot put the terminal in raw mode")?;
-    let mut out = std::io::stdout();
     // A plain erase, not `Terminal::clear`: that asks the terminal for the cursor position and
     // fails on terminals that do not answer.
     execute!(
-        out,
+        std::io::stdout(),
         EnterAlternateScreen,
         EnableBracketedPaste,
         cursor::Hide,
         Clear(ClearType::All)
     )
-    .context("cannot set up the terminal")?;
-    Terminal::new(CrosstermBackend::new(out)).context("cannot set up the terminal")
+    .context("cannot set up the terminal")
+}
+
+fn enter_terminal() -> anyhow::Result<Terminal<CrosstermBackend<Stdout>>> {
+    setup_terminal()?;
+    Terminal::new(CrosstermBackend::new(std::io::stdout())).context("cannot set up the terminal")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,6 +524,12 @@ struct Runtime {
     quit: bool,
     /// The terminal is gone (SIGHUP, end or error of the event stream, a failed write): no drawing.
     gone: bool,
+    /// Ctrl-Z or SIGTSTP asked for a stop.
+    suspend: bool,
+    /// The process was continued (SIGCONT): take the terminal again and draw everything.
+    continued: bool,
+    /// When this process last came back from a stop of its own (its own SIGCONT follows).
+    resumed_at: Option<std::time::Instant>,
 }
 
 impl Runtime {
@@ -449,6 +544,9 @@ impl Runtime {
             tasks: JoinSet::new(),
             quit: false,
             gone: false,
+            suspend: false,
+            continued: false,
+            resumed_at: None,
         }
     }
 
@@ -491,7 +589,53 @@ impl Runtime {
         self.handle(model, Msg::Verify);
 
         loop {
-            if model.take_dirty() && !self.gone {
+            // Everything on the screen is drawn again after a stop.
+            let mut redraw_all = false;
+            if std::mem::take(&mut self.suspend) && !self.gone && !self.quit {
+                if job_control() {
+                    restore_terminal();
+                    stop_process_group();
+                    self.resumed_at = Some(std::time::Instant::now());
+                    redraw_all = true;
+                } else {
+                    let text = "cannot suspend: nothing here could resume the screen (no shell \
+                                with job control started it); q quits";
+                    self.handle(model, Msg::Notice(text.into()));
+                }
+            }
+            if std::mem::take(&mut self.continued) && !self.gone && !self.quit {
+                // Our own stop has been dealt with already; another's (SIGSTOP) has not.
+                redraw_all |= self
+                    .resumed_at
+                    .is_none_or(|at| at.elapsed() >= Duration::from_millis(500));
+            }
+            if redraw_all {
+                match setup_terminal().and_then(|()| {
+                    let size = terminal.size().context("cannot read the terminal size")?;
+                    // Erases the screen and forgets the last frame: the next draw is whole.
+                    terminal
+                        .resize(ratatui::layout::Rect::new(0, 0, size.width, size.height))
+                        .context("cannot set up the terminal")?;
+                    Ok(size)
+                }) {
+                    Ok(size) => {
+                        self.handle(
+                            model,
+                            Msg::Resize {
+                                width: size.width,
+                                height: size.height,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "the terminal cannot be taken again");
+                        self.gone = true;
+                        let msg = self.way_out(&mut ending, Ending::Vanished);
+                        self.handle(model, msg);
+                    }
+                }
+            }
+            if (model.take_dirty() || redraw_all) && !self.gone {
                 let now = model.clock();
                 if let Err(e) = terminal.draw(|f| ui::view(model, now, f)) {
                     // The terminal cannot be written to (EIO: it went away): end, do not retry.
@@ -527,6 +671,14 @@ impl Runtime {
                 Some(way) = ways.recv() => match way {
                     WayOut::Signal(number) => self.way_out(&mut ending, Ending::Signal(number)),
                     WayOut::Vanished => self.way_out(&mut ending, Ending::Vanished),
+                    WayOut::Suspend => {
+                        self.suspend = true;
+                        continue;
+                    }
+                    WayOut::Continued => {
+                        self.continued = true;
+                        continue;
+                    }
                 },
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => match joined {
                     // A task that panicked: the panic hook has restored the terminal already.
@@ -667,6 +819,7 @@ impl Runtime {
                 }
             }
             Command::Quit => self.quit = true,
+            Command::Suspend => self.suspend = true,
         }
     }
 

@@ -1076,13 +1076,9 @@ fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
     let w = 100.min(area.width.saturating_sub(2)).max(20);
     let inner = usize::from(w.saturating_sub(4));
     let mut lines: Vec<Line> = Vec::new();
-    // The main table's keys in a grid, from the same table that handles them.
-    // Ctrl bindings last (Ctrl-C next to q).
-    let items: Vec<&Binding> = NORMAL_KEYS
-        .iter()
-        .filter(|b| !b.ctrl)
-        .chain(NORMAL_KEYS.iter().filter(|b| b.ctrl))
-        .collect();
+    // The main table's keys in a grid, from the same table that handles them; its Ctrl keys,
+    // which work in every mode, on a line of their own below.
+    let items: Vec<&Binding> = NORMAL_KEYS.iter().filter(|b| !b.ctrl).collect();
     // As many per line as fit, each grid column as wide as its own widest label and text.
     let grid = |per_line: usize| -> Vec<(usize, usize)> {
         (0..per_line)
@@ -1115,6 +1111,26 @@ fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
         }
         lines.push(Line::from(spans));
     }
+    // `Ctrl-C/Ctrl-\\ quit · Ctrl-Z suspend`: keys that do the same joined.
+    let mut ctrl: Vec<(String, &str)> = Vec::new();
+    for b in NORMAL_KEYS.iter().filter(|b| b.ctrl) {
+        match ctrl.iter_mut().find(|(_, desc)| *desc == b.desc) {
+            Some((label, _)) => {
+                label.push('/');
+                label.push_str(b.label(theme.ascii));
+            }
+            None => ctrl.push((b.label(theme.ascii).to_string(), b.desc)),
+        }
+    }
+    let mut spans = vec![Span::styled(format!("{:<10}", "Any time"), theme.bold())];
+    for (k, (label, desc)) in ctrl.into_iter().enumerate() {
+        if k > 0 {
+            spans.push(Span::raw(theme.dot()));
+        }
+        spans.push(Span::styled(label, theme.bold()));
+        spans.push(Span::raw(format!(" {desc}")));
+    }
+    lines.push(Line::from(spans));
     let one_line = |title: &str, keys: &[Binding]| {
         let mut spans = vec![Span::styled(format!("{title:<10}"), theme.bold())];
         for (k, b) in keys.iter().filter(|b| !b.ctrl).enumerate() {

@@ -177,7 +177,9 @@ fn failed(name: &str) -> Msg {
             422,
             "invalid_parameter",
             "Invalid platform specified.",
-            Some("the platform \"custom_api\" must be registered in Sugar's Admin > Configure API Platforms, or the profile must use a registered one"),
+            Some(
+                "the platform \"custom_api\" must be registered in Sugar's Admin > Configure API Platforms, or the profile must use a registered one",
+            ),
         )
     };
     let entry = Entry {
@@ -520,8 +522,8 @@ fn password_prompt_one_profile_at_a_time_password_only_in_the_command() {
     ch(&mut m, 'l');
     assert!(press(&mut m, KeyCode::Enter).is_empty());
     assert!(m.prompt().is_some());
-    // Pasting works.
-    update(&mut m, Msg::Paste("pasted-pw".into()), t0());
+    // Pasting works; control characters and escape sequences (a trailing line end) are left out.
+    update(&mut m, Msg::Paste("pasted\x1b[31m-pw\r\n".into()), t0());
     match press(&mut m, KeyCode::Enter).as_slice() {
         [
             Command::Start {
@@ -698,6 +700,37 @@ fn quit_keys_navigation_and_releases() {
         t0(),
     );
     assert!(matches!(cmds.as_slice(), [Command::Quit]));
+    // Ctrl-\\ quits too, from anywhere: crossterm reads its byte (0x1C) as Ctrl-4, the kitty
+    // keyboard protocol sends Ctrl-\\.
+    for (code, mode) in [
+        ('4', None),
+        ('\\', None),
+        ('4', Some('/')),
+        ('\\', Some('/')),
+    ] {
+        let mut m = model();
+        if let Some(c) = mode {
+            ch(&mut m, c);
+        }
+        let key = KeyEvent::new(KeyCode::Char(code), KeyModifiers::CONTROL);
+        let cmds = update(&mut m, Msg::Key(key), t0());
+        assert!(
+            matches!(cmds.as_slice(), [Command::Quit]),
+            "{code:?}: {cmds:?}"
+        );
+        assert!(m.quitting());
+    }
+    // Ctrl-Z suspends, from the table and from the filter, where `z` is text; nothing else changes.
+    for mode in [None, Some('/')] {
+        let mut m = model();
+        if let Some(c) = mode {
+            ch(&mut m, c);
+        }
+        let key = KeyEvent::new(KeyCode::Char('z'), KeyModifiers::CONTROL);
+        let cmds = update(&mut m, Msg::Key(key), t0());
+        assert!(matches!(cmds.as_slice(), [Command::Suspend]), "{cmds:?}");
+        assert!(!m.quitting());
+    }
     // Releases are ignored.
     let mut m = model();
     let mut release = KeyEvent::new(KeyCode::Char('l'), KeyModifiers::NONE);
@@ -1073,7 +1106,10 @@ fn a_check_that_sugar_refuses_changes_the_state() {
         kind: FailureKind::Superseded,
         http_status: None,
         label: None,
-        message: message.strip_prefix("acme-prod: superseded: ").unwrap().into(),
+        message: message
+            .strip_prefix("acme-prod: superseded: ")
+            .unwrap()
+            .into(),
         hint: None,
         needs_login: true,
     };
@@ -1230,6 +1266,8 @@ username = "sync"
 [profiles.sync-b]
 url = "https://acme.sugarondemand.com"
 username = "sync"
+# Another OAuth2 client: another session of the same user and platform.
+client_id = "sync_client"
 
 [profiles.own]
 url = "https://acme.sugarondemand.com"

@@ -356,6 +356,84 @@ async fn list_shows_profiles_in_file_order_without_network() {
     assert!(emu.requests().is_empty());
 }
 
+/// Where the second column of a `list` or `status` line starts: after the name and its padding.
+fn second_column(line: &str) -> usize {
+    let name_end = line.find(' ').unwrap();
+    name_end + line[name_end..].find(|c| c != ' ').unwrap()
+}
+
+#[tokio::test]
+async fn long_names_neither_panic_nor_push_every_line() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("acme-{}", "x".repeat(123));
+    assert_eq!(long.len(), 128, "the longest name a profiles file may have");
+    let text = format!(
+        "[defaults]\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\n\n\
+         [profiles.short]\nurl = \"{short}\"\n\n[profiles.{long}]\nurl = \"{short}\"\nplatform = \"other_api\"\n",
+        short = emu.url("short"),
+    );
+    let profiles = write_profiles(dir.path(), &text);
+    let state = dir.path().join("state");
+    // An impersonation of a user with a name far longer than any profile's, as the cache can hold
+    // it (`sudo short USER` stores `short>USER`); a format-1 cache as the first release wrote it.
+    let user = "u".repeat(70_000);
+    std::fs::create_dir_all(&state).unwrap();
+    let later = "2999-01-01T00:00:00Z";
+    let cache = serde_json::json!({"version": 1, "profiles": {
+        format!("short>{user}"): {"session": {
+            "access_token": "acc-1", "obtained_at": "2026-01-01T00:00:00Z", "expires_at": later,
+            "platform": "custom_api", "username": user, "url": emu.url("short")},
+        "updated_at": "2026-01-01T00:00:00Z"}}});
+    std::fs::write(state.join("sessions.json"), cache.to_string()).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(
+        state.join("sessions.json"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = Command::cargo_bin("sugar-sessions").unwrap();
+        c.arg("--profiles")
+            .arg(&profiles)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args);
+        c
+    };
+
+    let r = run(cmd(&["list"])).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("short "), "{}", lines[0]);
+    // The short name's columns are not pushed out by the long one; the long one's line just
+    // starts later.
+    assert!(second_column(lines[0]) <= 42, "{}", lines[0]);
+    assert!(
+        lines[1].starts_with(&format!("{long}  http://")),
+        "{}",
+        lines[1]
+    );
+
+    let r = run(cmd(&["status"])).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", r.stdout);
+    assert!(lines[0].starts_with("short "), "{}", lines[0]);
+    assert!(second_column(lines[0]) <= 42, "{}", lines[0]);
+    assert!(
+        lines[1].starts_with(&format!("short>{user}  active")),
+        "{}",
+        &lines[1][..200]
+    );
+    assert!(
+        lines[2].starts_with(&format!("{long}  logged out")),
+        "{}",
+        lines[2]
+    );
+}
+
 /// The cache's entries by the profile that last wrote them (the cache keys them by identity).
 fn cache_entries(state: &Path) -> serde_json::Map<String, Value> {
     let text = std::fs::read_to_string(state.join("sessions.json")).unwrap();
@@ -541,7 +619,7 @@ async fn list_warns_of_platforms_that_end_other_sessions() {
         "[defaults]\nusername = \"integration\"\n\
          [profiles.web]\nurl = \"{acme}\"\nplatform = \"base\"\n\
          [profiles.sync-a]\nurl = \"{acme}\"\n\
-         [profiles.sync-b]\nurl = \"{acme}\"\n\
+         [profiles.sync-b]\nurl = \"{acme}\"\nclient_id = \"acme_client\"\n\
          [profiles.alone]\nurl = \"{acme}\"\nplatform = \"acme_sync\"\n",
         acme = emu.url("acme"),
     );

@@ -123,7 +123,7 @@ async fn ctrl_c_during_a_bulk_login_withdraws_the_queued_and_keeps_the_sent() {
     let cache: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(state.join("sessions.json")).unwrap())
             .unwrap();
-    assert!(cache["profiles"]["one"]["session"].is_object());
+    assert!(common::cached(&cache, "one")["session"].is_object());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

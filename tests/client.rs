@@ -463,8 +463,11 @@ async fn a_second_login_on_the_same_platform_ends_the_first_session() {
         ),
     );
     let second = integration(&emu, "second", "acme");
+    // Another tool, with a cache of its own, logs in as the same user on the same platform.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_tool = engine_in(other_dir.path());
     assert!(engine.run(&first, Op::Login, None).await.ok);
-    assert!(engine.run(&second, Op::Login, None).await.ok);
+    assert!(other_tool.run(&second, Op::Login, None).await.ok);
     let o = engine.run(&first, Op::Refresh, None).await;
     assert!(!o.ok);
     assert_eq!(o.state, State::Superseded);
@@ -481,7 +484,7 @@ async fn a_second_login_on_the_same_platform_ends_the_first_session() {
     );
     assert!(o.entry.failure.as_ref().unwrap().needs_login);
     assert!(
-        engine.run(&second, Op::Refresh, None).await.ok,
+        other_tool.run(&second, Op::Refresh, None).await.ok,
         "the newer session lives"
     );
 }
@@ -511,7 +514,13 @@ async fn logout_revokes_and_tolerates_dead_sessions() {
     // A session the server already ended: still removed locally, and said so.
     assert!(engine.run(&p, Op::Login, None).await.ok);
     let other = integration(&emu, "other", "acme");
-    assert!(engine.run(&other, Op::Login, None).await.ok);
+    let other_dir = tempfile::tempdir().unwrap();
+    assert!(
+        engine_in(other_dir.path())
+            .run(&other, Op::Login, None)
+            .await
+            .ok
+    );
     emu.advance_clock(Duration::from_secs(121));
     let o = engine.run(&p, Op::Logout, None).await;
     assert!(o.ok, "{}", o.message);

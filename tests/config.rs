@@ -177,6 +177,32 @@ fn bad_profile_name() {
 }
 
 #[test]
+fn long_profile_name() {
+    // The key is shown cut short: a name of any length makes a line of bounded length.
+    assert_refused(
+        "long_profile_name.toml",
+        &[&format!(
+            "2:11: profiles.acme-{}…: the profile name is 129 characters long: at most 128",
+            "x".repeat(35)
+        )],
+    );
+    // 128 is fine; 65,536 is refused in a line of the same bounded length.
+    let named = |name: &str| {
+        format!("[profiles.{name}]\nurl = \"https://a.example.com\"\nusername = \"u\"\n")
+    };
+    let most = "n".repeat(128);
+    assert_eq!(parse(&named(&most)).unwrap().profiles[0].name, most);
+    let errors = parse_errors(&named(&"n".repeat(65_536)));
+    assert_eq!(
+        errors,
+        format!(
+            "profiles.toml:1:11: profiles.{}…: the profile name is 65536 characters long: at most 128",
+            "n".repeat(40)
+        )
+    );
+}
+
+#[test]
 fn url_not_http() {
     assert_refused(
         "url_not_http.toml",

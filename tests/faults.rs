@@ -230,7 +230,11 @@ fn expected_login_failures(s: &Sockets) -> Vec<(&'static str, String, &'static s
             "HTTP 401 need_login: You must specify a valid username and password.".into(),
             "credentials",
         ),
-        ("bad-client", "HTTP 400 invalid_client".into(), "credentials"),
+        (
+            "bad-client",
+            "HTTP 400 invalid_client".into(),
+            "credentials",
+        ),
     ]
 }
 
@@ -324,7 +328,10 @@ async fn a_bulk_login_through_every_fault_isolates_each_failure() {
         // Persisted: `status` tells the same story, in the same words.
         let entry = entry_of(&engine, profile(&profiles, name));
         assert_eq!(entry.state(chrono::Utc::now()), State::Error);
-        assert_eq!(entry.failure.as_ref().map(|f| f.render(name)), Some(o.message.clone()));
+        assert_eq!(
+            entry.failure.as_ref().map(|f| f.render(name)),
+            Some(o.message.clone())
+        );
         assert!(entry.session.is_none());
     }
     // The redirect was not followed, and the SSO host named, never contacted.
@@ -506,6 +513,222 @@ async fn the_binary_reports_each_fault_on_its_own_line_and_exits_1() {
                     .unwrap()
                     .starts_with(&format!("{name}: login failed: ")),
                 "{row}"
+            );
+        }
+    }
+}
+
+/// A server that answers each request with the response `answers` gives for its path (the
+/// profile's url path comes first, so one server serves many profiles), or a 404. It reads the
+/// whole request first (headers and the announced body), then answers and closes.
+async fn answering_server(
+    answers: impl Fn(&str) -> Option<Vec<u8>> + Send + Sync + 'static,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answers = Arc::new(answers);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                let head_end = loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                    if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&request[..head_end]).to_string();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while request.len() < head_end + length {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let response = answers(&path).unwrap_or_else(|| {
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .to_vec()
+                });
+                let _ = stream.write_all(&response).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// An HTTP/1.1 response with a JSON body.
+fn json_response(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A profiles file with one profile per name, each at `http://ADDR/NAME` (password in the file).
+fn raw_profiles(addr: SocketAddr, names: &[&str]) -> String {
+    let mut text =
+        "[defaults]\nusername = \"integration\"\npassword = \"Raw-Pw-2b19\"\n".to_string();
+    for name in names {
+        text.push_str(&format!(
+            "\n[profiles.{name}]\nurl = \"http://{addr}/{name}\"\n"
+        ));
+    }
+    text
+}
+
+/// Runs the binary with `args` on a profiles file; returns (status, stdout, stderr).
+async fn run_binary(profiles_text: String, args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_profiles(dir.path(), &profiles_text);
+    let mut cmd = assert_cmd::Command::cargo_bin("sugar-sessions").unwrap();
+    cmd.arg("--profiles")
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(args)
+        .env_remove("SUGAR_SESSIONS_LOG");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifetimes_out_of_range_are_a_bad_answer_not_a_panic() {
+    // Each profile's token answer carries one lifetime no session can have.
+    let grant = |expires_in: &str, refresh_expires_in: &str| {
+        format!(
+            r#"{{"access_token":"acc-1","expires_in":{expires_in},"token_type":"bearer","scope":null,"refresh_token":"ref-1","refresh_expires_in":{refresh_expires_in}}}"#
+        )
+    };
+    let answers = [
+        ("huge", grant("10000000000000", "1209600")),
+        ("huge-string", grant("\"10000000000000\"", "1209600")),
+        ("huge-refresh", grant("3600", "10000000000000")),
+        ("huge-refresh-string", grant("3600", "\"10000000000000\"")),
+        (
+            "eleven-years",
+            grant("3600", &(11 * 366 * 86400).to_string()),
+        ),
+        ("negative", grant("-3600", "1209600")),
+    ];
+    let names: Vec<&str> = answers.iter().map(|(n, _)| *n).collect();
+    let table: HashMap<String, Vec<u8>> = answers
+        .iter()
+        .map(|(n, body)| {
+            (
+                format!("/{n}/rest/v11/oauth2/token"),
+                json_response("200 OK", body),
+            )
+        })
+        .collect();
+    let addr = answering_server(move |path| table.get(path).cloned()).await;
+
+    let (code, stdout, stderr) =
+        run_binary(raw_profiles(addr, &names), &["login", "--json", "--all"]).await;
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), names.len(), "{stdout}");
+    for (row, (name, _)) in rows.iter().zip(&answers) {
+        let message = row["message"].as_str().unwrap();
+        assert_eq!(row["name"], *name, "{row}");
+        assert_eq!(row["ok"], false, "{row}");
+        assert_eq!(row["state"], "error", "{row}");
+        let field = if name.contains("refresh") || *name == "eleven-years" {
+            "\"refresh_expires_in\""
+        } else {
+            "\"expires_in\""
+        };
+        assert!(
+            message.starts_with(&format!(
+                "{name}: login failed: HTTP 200 with an unexpected answer: {field} of "
+            )) && message.contains(" s is out of range"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("acc-1") && !message.contains("ref-1"),
+            "{message}"
+        );
+    }
+
+    // Without --json: one failure line per profile, and nothing stored that could overflow later.
+    let (code, stdout, stderr) = run_binary(raw_profiles(addr, &names), &["login", "--all"]).await;
+    assert_eq!(code, Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), names.len(), "{stdout}");
+    for (line, name) in lines.iter().zip(&names) {
+        assert!(
+            line.starts_with(&format!("{name}: login failed: ")),
+            "{line}"
+        );
+        assert!(line.contains("expires_in\" of "), "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_from_the_server_never_reach_the_terminal() {
+    let addr = answering_server(|path| {
+        if path.starts_with("/escapes/") {
+            Some(json_response(
+                "401 Unauthorized",
+                r#"{"error":"need_login\u001b[31m","error_message":"bad\u001b]52;c;AAAA\u0007 pw\r\n\u009b2J\u007fdone"}"#,
+            ))
+        } else if path.starts_with("/redirect/") {
+            // Escapes as a server can put them in a header: C1 controls (U+009B, the one-character
+            // CSI; U+009D OSC ... U+009C ST) as UTF-8, which HTTP passes as "obs-text".
+            let mut r = b"HTTP/1.1 302 Found\r\nlocation: ".to_vec();
+            r.extend_from_slice(
+                "https://sso.\u{9b}31mexample.com/login?next=%1B%5B2J\u{9d}0;title\u{9c}".as_bytes(),
+            );
+            r.extend_from_slice(b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            Some(r)
+        } else {
+            None
+        }
+    })
+    .await;
+    let names = ["escapes", "redirect"];
+    for args in [&["login", "--all"][..], &["login", "--json", "--all"]] {
+        let (code, stdout, stderr) = run_binary(raw_profiles(addr, &names), args).await;
+        assert_eq!(code, Some(1), "stdout: {stdout:?}\nstderr: {stderr:?}");
+        for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+            let bad: Vec<char> = text
+                .chars()
+                .filter(|c| c.is_control() && *c != '\n')
+                .collect();
+            assert!(bad.is_empty(), "{args:?}: {what} holds {bad:?}: {text:?}");
+        }
+        for readable in [
+            "escapes: login failed: HTTP 401 need_login",
+            " pw",
+            "done",
+            "redirect: login failed: HTTP 302 redirect to sso.example.com (hint: ",
+        ] {
+            assert!(
+                stdout.contains(readable),
+                "{args:?}: no {readable:?} in {stdout:?}"
             );
         }
     }

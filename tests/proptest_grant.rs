@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use sugar_sessions::sugar::{ErrorKind, parse_grant, parse_grant_answer};
+use sugar_sessions::sugar::{ErrorKind, MAX_LIFETIME_S, parse_grant, parse_grant_answer};
 
 const KEYS: &[&str] = &[
     "access_token",
@@ -73,8 +73,11 @@ fn check(v: &Value) -> Result<(), TestCaseError> {
             prop_assert!(v.is_object());
             prop_assert!(!g.access_token.is_empty());
             prop_assert_eq!(Some(g.access_token.expose()), v["access_token"].as_str());
-            prop_assert!(g.expires_in > 0);
-            prop_assert!(g.refresh_expires_in.is_none_or(|n| n > 0));
+            prop_assert!((1..=MAX_LIFETIME_S).contains(&g.expires_in));
+            prop_assert!(
+                g.refresh_expires_in
+                    .is_none_or(|n| (1..=MAX_LIFETIME_S).contains(&n))
+            );
             if g.refresh_token.is_some() {
                 prop_assert!(g.refresh_expires_in.is_some());
             }
@@ -119,7 +122,7 @@ proptest! {
         // Whatever else is in it, a valid access token and lifetime alone make a grant.
         if let Some(Value::String(t)) = v.get("access_token")
             && !t.is_empty()
-            && v.get("expires_in").and_then(Value::as_i64).is_some_and(|n| n > 0)
+            && v.get("expires_in").and_then(Value::as_i64).is_some_and(|n| (1..=MAX_LIFETIME_S).contains(&n))
             && v.get("refresh_token").is_none_or(Value::is_null)
             && v.get("refresh_expires_in").is_none_or(Value::is_null)
             && v.get("download_token").is_none_or(Value::is_null)
@@ -155,7 +158,9 @@ fn check_bytes(status: u16, body: &[u8]) -> Result<(), TestCaseError> {
     match parse_grant_answer(status, body) {
         Ok(g) => {
             prop_assert!((200..300).contains(&status));
-            prop_assert!(!g.access_token.is_empty() && g.expires_in > 0);
+            prop_assert!(
+                !g.access_token.is_empty() && (1..=MAX_LIFETIME_S).contains(&g.expires_in)
+            );
         }
         Err(kind) => match (&kind, (200..300).contains(&status)) {
             (ErrorKind::NotJson { status: s, .. }, true)
@@ -173,7 +178,11 @@ fn check_bytes(status: u16, body: &[u8]) -> Result<(), TestCaseError> {
             ) => {
                 prop_assert_eq!(*s, status);
                 let v: Value = serde_json::from_slice(body).unwrap();
-                prop_assert_eq!(Some(label.as_str()), v["error"].as_str());
+                // Sugar's label, without control characters.
+                let sent = v["error"]
+                    .as_str()
+                    .map(sugar_sessions::text::strip_controls);
+                prop_assert_eq!(Some(label.as_str()), sent.as_deref());
             }
             (ErrorKind::Redirect { status: s, .. }, false) => {
                 prop_assert!((300..400).contains(s));

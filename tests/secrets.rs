@@ -336,3 +336,38 @@ async fn a_plain_password_in_a_readable_profiles_file_is_refused_with_exit_2() {
     );
     assert!(emu.requests().is_empty(), "nothing was done");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_planted_as_the_log_file_is_not_followed() {
+    let emu = start().await;
+    let e = env(&emu);
+    let outside = e.profiles.parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(&e.state).unwrap();
+    std::fs::set_permissions(&e.state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Pointing at a file of the victim's, and at a place where none is yet.
+    let victim = outside.join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let missing = outside.join("created-through-the-link");
+    let log = e.state.join("sugar-sessions.log");
+    for target in [&victim, &missing] {
+        let _ = std::fs::remove_file(&log);
+        std::os::unix::fs::symlink(target, &log).unwrap();
+        let o = e.run(&["login", "acme-prod"], "debug").await;
+        assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+        assert_eq!(
+            o.stderr,
+            format!(
+                "sugar-sessions: cannot open the log file in {}: {} is a symbolic link, which is \
+                 not followed; logging is off\n",
+                e.state.display(),
+                log.display()
+            )
+        );
+        assert!(std::fs::symlink_metadata(&log).unwrap().is_symlink());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "the victim was chmod-ed through the link");
+        assert!(!missing.exists(), "a file was created through the link");
+    }
+}

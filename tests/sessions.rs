@@ -35,7 +35,7 @@ async fn check_reports_who_what_and_the_clock() {
     assert!(!o.ok && report.is_none());
     assert_eq!(
         o.message,
-        "acme-admin: check: no active session to check: log in first"
+        "acme-admin: check failed: no active session to check: log in first"
     );
 
     assert!(engine.run(&p, Op::Login, None).await.ok);
@@ -294,6 +294,19 @@ async fn a_capped_session_shows_its_hard_end() {
     let o = engine.run(&p, Op::Login, None).await;
     assert!(o.ok);
     assert_eq!(o.entry.session.as_ref().unwrap().hard_end, None);
+    // A refresh right after the login proves nothing (the expiry would not have moved anyway):
+    // as if the login was 11 s ago.
+    engine
+        .persist(sugar_sessions::store::Change {
+            key: p.session_key(),
+            label: "short".into(),
+            expect: sugar_sessions::store::Expect::Held,
+            apply: Box::new(|e| {
+                e.session.as_mut().unwrap().obtained_at -= chrono::TimeDelta::seconds(11)
+            }),
+        })
+        .await
+        .unwrap();
     let o = engine.run(&p, Op::Refresh, None).await;
     assert!(o.ok, "{}", o.message);
     let s = o.entry.session.unwrap();

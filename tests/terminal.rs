@@ -1,8 +1,9 @@
 //! The terminal is never left broken: the real binary in a pseudo-terminal, against the in-process
-//! emulator, through every way out — a panic, SIGTERM, SIGHUP, SIGINT, the Ctrl-C key, and the pty
-//! vanishing (its master closed, as sshd does when a connection drops, with and without the pty
-//! being the controlling terminal). Each way out must restore the terminal where there still is one
-//! (raw mode off, cursor shown, alternate screen left), end the process within 2 s with the
+//! emulator, through every way out — a panic, SIGTERM, SIGHUP, SIGINT, SIGQUIT, the Ctrl-C and
+//! Ctrl-\\ keys, and the pty vanishing (its master closed, as sshd does when a connection drops,
+//! with and without the pty being the controlling terminal) — and through job control (SIGTSTP
+//! and the Ctrl-Z key, then SIGCONT). Each way out must restore the terminal where there still is
+//! one (raw mode off, cursor shown, alternate screen left), end the process within 2 s with the
 //! documented exit status, keep the cache whole (answers received before the end are in it), and
 //! leave no process behind.
 
@@ -132,6 +133,19 @@ fn setup() -> Setup {
     }
 }
 
+impl Setup {
+    /// The screen in a new pty, as a job of a shell with job control (see [`Pty::spawn_job`]), up
+    /// to the first drawn table.
+    fn job_screen(&self) -> Pty {
+        let mut pty = Pty::spawn_job(self.command(&[]), ROWS, COLS);
+        pty.wait_for("the table", 20, |s| {
+            s.line_with("alpha")
+                .is_some_and(|l| l.contains("logged out"))
+        });
+        pty
+    }
+}
+
 /// Logs `alpha` in (the first row) and waits until its answer is on the screen, and so in the cache
 /// (results are stored before they are reported).
 fn log_in_alpha(pty: &mut Pty) {
@@ -184,6 +198,7 @@ fn ended_within_limit(pty: &mut Pty, since: Instant, what: &str) -> Exit {
 /// The program left the alternate screen and showed the cursor after it last entered the
 /// alternate screen, and the line discipline is back to canonical mode with echo.
 fn assert_restored(pty: &Pty) {
+    pty.settle();
     let out = pty.bytes();
     let find_last = |needle: &[u8]| out.windows(needle.len()).rposition(|w| w == needle);
     let entered = find_last(b"\x1b[?1049h").expect("the screen was opened");
@@ -191,7 +206,8 @@ fn assert_restored(pty: &Pty) {
     let shown = find_last(b"\x1b[?25h").expect("the cursor was shown");
     assert!(
         left > entered && shown > entered,
-        "restore sequences only before the screen was opened"
+        "restore sequences only before the screen was opened: {:?}",
+        String::from_utf8_lossy(&out[out.len().saturating_sub(300)..])
     );
     let screen = pty.screen();
     assert_eq!(
@@ -212,12 +228,12 @@ fn cache(state: &Path) -> serde_json::Value {
 }
 
 fn has_session(cache: &serde_json::Value, name: &str) -> bool {
-    cache["profiles"][name]["session"]["access_token"].is_string()
+    common::cached(cache, name)["session"]["access_token"].is_string()
 }
 
 /// Nothing the program started is still running (the program had a session of its own).
 fn assert_nothing_left(pty: &Pty) {
-    let left = pty::session_members(pty.pid());
+    let left = pty::session_members(pty.session());
     assert!(
         left.is_empty(),
         "processes left behind: {:?}",
@@ -541,4 +557,155 @@ fn output_to_a_closed_pipe_or_a_vanished_terminal_does_not_panic() {
             );
         }
     }
+}
+
+#[test]
+fn sigquit_restores_and_exits_131() {
+    let s = setup();
+    let mut pty = s.screen(true, &[]);
+    log_in_alpha(&mut pty);
+    let signalled = pty.kill(libc::SIGQUIT);
+    let exit = ended_within_limit(&mut pty, signalled, "SIGQUIT");
+    assert_eq!(exit.code(), Some(131), "{exit:?}");
+    assert_restored(&pty);
+    assert!(has_session(&cache(&s.state()), "alpha"));
+    assert_nothing_left(&pty);
+}
+
+#[test]
+fn the_ctrl_backslash_key_quits_like_q() {
+    let s = setup();
+    let mut pty = s.screen(true, &[]);
+    // In raw mode Ctrl-\ is a byte for the program, not SIGQUIT.
+    pty.send(b"\x1c");
+    let pressed = Instant::now();
+    let exit = ended_within_limit(&mut pty, pressed, "Ctrl-\\");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert_restored(&pty);
+    assert_nothing_left(&pty);
+}
+
+/// The program's state in `/proc` comes to be (or stays) `state` within `secs`.
+fn wait_state(pty: &Pty, state: char, secs: u64) {
+    let start = Instant::now();
+    while pty::process_state(pty.pid()) != Some(state) {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "the program is in state {:?}, not {state:?}; the screen:\n{}",
+            pty::process_state(pty.pid()),
+            pty.screen().text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The screen is suspended by `suspend`: it gives the terminal back (alternate screen left, cursor
+/// shown, raw mode off) and then stops, and stays stopped; SIGCONT (what `fg` sends) brings it
+/// back in raw mode on the alternate screen, drawn in full; then `q` quits with 0.
+fn suspend_and_continue(s: &Setup, suspend: impl FnOnce(&mut Pty)) {
+    let mut pty = s.job_screen();
+    log_in_alpha(&mut pty);
+    assert!(!pty.cooked(), "raw mode is on while the screen is up");
+    let before = pty.bytes().len();
+    suspend(&mut pty);
+    wait_state(&pty, 'T', 10);
+    // What it wrote before stopping has been read, and it has written nothing since.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pty::process_state(pty.pid()), Some('T'), "it stays stopped");
+    let out = pty.bytes()[before..].to_vec();
+    let find = |needle: &[u8]| out.windows(needle.len()).rposition(|w| w == needle);
+    assert!(
+        find(b"\x1b[?1049l").is_some() && find(b"\x1b[?25h").is_some(),
+        "the terminal was not restored before stopping: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    let screen = pty.screen();
+    assert_eq!(
+        screen.modes.get(&1049),
+        Some(&false),
+        "on the alternate screen while stopped"
+    );
+    assert_eq!(
+        screen.modes.get(&25),
+        Some(&true),
+        "the cursor is hidden while stopped"
+    );
+    assert!(pty.cooked(), "raw mode is still on while stopped");
+
+    let stopped_at = pty.bytes().len();
+    pty.kill(libc::SIGCONT);
+    // The alternate screen again, erased, and the whole table drawn anew after it: the emulated
+    // screen is blank after entering the alternate screen, so the lines below come from a full
+    // redraw.
+    let screen = pty.wait_for("the screen drawn again", 10, |screen| {
+        screen.modes.get(&1049) == Some(&true)
+            && screen.modes.get(&25) == Some(&false)
+            && screen
+                .line_with("NAME")
+                .is_some_and(|l| l.contains("STATE"))
+            && screen
+                .line_with("alpha")
+                .is_some_and(|l| l.contains("active"))
+            && screen
+                .line_with("bravo")
+                .is_some_and(|l| l.contains("logged out"))
+    });
+    let again = pty.bytes()[stopped_at..].to_vec();
+    assert!(
+        again.windows(8).any(|w| w == b"\x1b[?1049h"),
+        "the alternate screen was not entered again: {}",
+        screen.text()
+    );
+    assert!(!pty.cooked(), "raw mode is not back on");
+    assert_ne!(pty::process_state(pty.pid()), Some('T'));
+    // And it works as before.
+    pty.send(b"q");
+    let exit = ended_within_limit(&mut pty, Instant::now(), "q");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert_restored(&pty);
+    assert_nothing_left(&pty);
+}
+
+#[test]
+fn sigtstp_gives_the_terminal_back_stops_and_sigcont_draws_the_screen_again() {
+    let s = setup();
+    suspend_and_continue(&s, |pty| {
+        pty.kill(libc::SIGTSTP);
+    });
+}
+
+#[test]
+fn the_ctrl_z_key_suspends_like_sigtstp() {
+    let s = setup();
+    // In raw mode Ctrl-Z is a byte for the program, not SIGTSTP.
+    suspend_and_continue(&s, |pty| pty.send(b"\x1a"));
+}
+
+/// Without a shell that could continue it (its process group is orphaned, as when it is run by
+/// `ssh -t host sugar-sessions`), a stop would leave it stopped for good: the kernel drops
+/// SIGTSTP there, and the screen says so and stays.
+#[test]
+fn without_job_control_ctrl_z_says_so_and_the_screen_stays() {
+    let s = setup();
+    let mut pty = s.screen(true, &[]);
+    let before = pty.bytes().len();
+    pty.send(b"\x1a");
+    pty.wait_for("the notice", 10, |screen| {
+        screen.text().contains("cannot suspend")
+    });
+    pty.kill(libc::SIGTSTP);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pty::process_state(pty.pid()).map(|c| c != 'T'), Some(true));
+    let out = pty.bytes()[before..].to_vec();
+    assert!(
+        !out.windows(8).any(|w| w == b"\x1b[?1049l"),
+        "the screen was left: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(!pty.cooked());
+    log_in_alpha(&mut pty);
+    pty.send(b"q");
+    let exit = ended_within_limit(&mut pty, Instant::now(), "q");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert_restored(&pty);
 }

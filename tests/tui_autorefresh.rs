@@ -2,6 +2,7 @@
 //! binary in a pseudo-terminal refreshes before expiry, with the rotated refresh token persisted,
 //! and never sends a refresh token twice.
 
+mod common;
 #[path = "common/pty.rs"]
 mod pty;
 
@@ -14,7 +15,8 @@ const PASSWORD: &str = "autorefresh-test-pw";
 
 fn cached(state: &std::path::Path) -> serde_json::Value {
     let text = std::fs::read_to_string(state.join("sessions.json")).unwrap_or_default();
-    serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default()["profiles"]["short"]["session"].clone()
+    let cache = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+    common::cached(&cache, "short")["session"].clone()
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! The pty and the small VT parser that reads the screen as a person would are the shared harness
 //! in `tests/common/pty.rs`.
 
+mod common;
 #[path = "common/pty.rs"]
 mod pty;
 
@@ -76,16 +77,19 @@ fn setup() -> Setup {
         .enable_all()
         .build()
         .unwrap();
+    let mut acme = InstanceConfig::new("acme")
+        .with_user(UserConfig::user(
+            "integration",
+            PASSWORD,
+            "Integration User",
+        ))
+        .with_platform("custom_api");
+    // A second OAuth2 client: a profile using it is another session of the same user and
+    // platform for Sugar (the guard warns), and another identity for the cache.
+    acme.clients
+        .push(("other_client".into(), "other-secret".into()));
     let config = EmulatorConfig {
-        instances: vec![
-            InstanceConfig::new("acme")
-                .with_user(UserConfig::user(
-                    "integration",
-                    PASSWORD,
-                    "Integration User",
-                ))
-                .with_platform("custom_api"),
-        ],
+        instances: vec![acme],
     };
     let emulator = runtime
         .block_on(Emulator::start(config, "127.0.0.1:0".parse().unwrap()))
@@ -104,6 +108,8 @@ url = "{url}"
 username = "integration"
 password_env = "PTY_TEST_PW"
 platform = "custom_api"
+client_id = "other_client"
+client_secret = "other-secret"
 "#,
         url = emulator.url("acme")
     );
@@ -123,7 +129,7 @@ fn is_countdown(line: &str) -> bool {
 fn cached_session(state: &Path, name: &str) -> bool {
     let text = std::fs::read_to_string(state.join("sessions.json")).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    v["profiles"][name]["session"].is_object()
+    common::cached(&v, name)["session"].is_object()
 }
 
 #[test]
@@ -145,7 +151,8 @@ fn log_in_see_the_countdown_log_out_quit_and_the_terminal_is_restored() {
     );
 
     // Log in with `l` (the cursor is on the first row). acme-sbx and other log in as the same
-    // user on the same platform (each login ends the other's session): the platform guard asks
+    // user on the same platform through two clients (each login ends the other's session): the
+    // platform guard asks
     // once, with the warning.
     pty.send(b"l");
     pty.wait_for("the platform guard's question", 10, |s| {

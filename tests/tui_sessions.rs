@@ -4,6 +4,7 @@
 //! the Sugar version, the clock skew and the latency; `u` with a user name adds an impersonation
 //! row `NAME>USER` right after its profile, with its own countdown, and `o` logs it out again.
 
+mod common;
 #[path = "common/pty.rs"]
 mod pty;
 
@@ -98,7 +99,7 @@ fn row(screen: &Screen, name: &str) -> String {
 fn cached(state: &Path, name: &str) -> bool {
     let text = std::fs::read_to_string(state.join("sessions.json")).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    v["profiles"][name]["session"].is_object()
+    common::cached(&v, name)["session"].is_object()
 }
 
 #[test]
@@ -233,7 +234,9 @@ fn the_refresh_column_shows_the_hard_end_once_a_refresh_no_longer_extends_the_se
         before.contains("14m 5") && !before.contains("ends"),
         "{before}"
     );
-    // A refresh that does not move the refresh expiry: from now on the row shows the hard end.
+    // A refresh that does not move the refresh expiry, 10 s or more after the login (right after
+    // it, an unmoved expiry proves nothing): from now on the row shows the hard end.
+    std::thread::sleep(Duration::from_millis(10_500));
     pty.send(b"r");
     let screen = pty.wait_for("the hard end", 20, |s| {
         row(s, "capped").contains("ends 14m") && row(s, "capped").contains("✓ refresh")

@@ -103,10 +103,12 @@ fn model(opts: Options) -> Model {
         now(),
     );
     let mut cache = Cache::default();
-    cache.sessions.insert(key_of(&m, "acme-prod"),
+    cache.sessions.insert(
+        key_of(&m, "acme-prod"),
         entry(Some(session(52 * 60 + 7, 14 * 86_400 - 3600)), None),
     );
-    cache.sessions.insert(key_of(&m, "acme-sbx"),
+    cache.sessions.insert(
+        key_of(&m, "acme-sbx"),
         entry(Some(session(4 * 60 + 12, 13 * 86_400)), None),
     );
     update(&mut m, Msg::CacheReloaded(cache), now());
@@ -343,6 +345,7 @@ fn help_overlay_lists_keys_and_states() {
     println!("{s}");
     assert!(s.contains("Help"));
     assert!(s.contains("log in") && s.contains("refresh") && s.contains("log out"));
+    assert!(s.contains("Ctrl-C/Ctrl-\\ quit · Ctrl-Z suspend"), "{s}");
     // The whole help fits at 80x24: its last words show.
     assert!(s.contains("by themselves."), "{s}");
     let mut m = model(options());
@@ -617,8 +620,11 @@ fn unverified_impersonation_hard_end_and_superseded_rows_at_80x24_and_160x40() {
     let mut capped = session(52 * 60 + 7, 190);
     capped.hard_end = Some(now() + TimeDelta::seconds(190));
     let mut cache = Cache::default();
-    cache.sessions.insert(key_of(&m, "acme-prod"), entry(Some(capped), None));
-    cache.sessions.insert(key_of(&m, "acme-sbx"),
+    cache
+        .sessions
+        .insert(key_of(&m, "acme-prod"), entry(Some(capped), None));
+    cache.sessions.insert(
+        key_of(&m, "acme-sbx"),
         entry(Some(session(40 * 60, 13 * 86_400)), None),
     );
     // An impersonation made by `sugar-sessions sudo` in another process.
@@ -626,7 +632,9 @@ fn unverified_impersonation_hard_end_and_superseded_rows_at_80x24_and_160x40() {
     sudo.refresh_token = None;
     sudo.refresh_expires_at = None;
     sudo.username = "sally".into();
-    cache.sessions.insert(key_of(&m, "acme-sbx>sally"), entry(Some(sudo), None));
+    cache
+        .sessions
+        .insert(key_of(&m, "acme-sbx>sally"), entry(Some(sudo), None));
     // initech: superseded by another login; its access token no longer counts down.
     let mut dead = session(45 * 60, 0);
     dead.refresh_token = None;

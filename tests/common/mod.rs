@@ -86,3 +86,17 @@ pub fn write_profiles(dir: &Path, text: &str) -> PathBuf {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path
 }
+
+/// The entry a profile labelled `label` last wrote in a token cache read as JSON (format 2 keys
+/// entries by the session's identity, and records the profile's name in each); `Null` if none.
+pub fn cached(cache: &serde_json::Value, label: &str) -> serde_json::Value {
+    cache["sessions"]
+        .as_object()
+        .and_then(|sessions| {
+            sessions
+                .values()
+                .find(|e| e["profile"].as_str() == Some(label))
+        })
+        .cloned()
+        .unwrap_or_default()
+}

@@ -184,7 +184,11 @@ impl Exit {
 pub struct Pty {
     pub rows: u16,
     pub cols: u16,
-    pid: libc::pid_t,
+    /// The test's own child, reaped with `wait4`: the program, or the shell it runs under
+    /// ([`Pty::spawn_job`]). The pty's session has this id.
+    child: libc::pid_t,
+    /// The program.
+    program: libc::pid_t,
     /// The master side; `None` once closed. The reader thread holds the other reference.
     master: Option<Arc<OwnedFd>>,
     /// A slave descriptor kept by the test, to read the line discipline's settings.
@@ -267,7 +271,135 @@ impl Pty {
         let child = cmd.spawn().expect("the binary starts");
         let pid = child.id() as libc::pid_t;
         drop(child);
+        Pty::watch(master, slave, pid, pid, rows, cols)
+    }
 
+    /// Starts `cmd` on a new pty as a job of a minimal job-control shell: a session leader whose
+    /// controlling terminal the pty is (as a login shell's), which puts the program in a process
+    /// group of its own in the terminal's foreground and waits for it to end, touching neither
+    /// the terminal nor the program otherwise, then exits with its status (128 + N when signal N
+    /// killed it). The program's process group is then not orphaned, so that a terminal stop
+    /// signal (SIGTSTP) stops it, as under a shell. The program gets only the environment
+    /// variables `cmd` sets explicitly (as after `env_clear`), and no other descriptor of the
+    /// test process.
+    pub fn spawn_job(cmd: Command, rows: u16, cols: u16) -> Pty {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let (master, slave) = openpty(rows, cols);
+        let c = |b: &[u8]| CString::new(b).expect("no NUL in the command");
+        // Everything the child needs is made before fork: after it, only async-signal-safe calls.
+        let args: Vec<CString> = std::iter::once(c(cmd.get_program().as_bytes()))
+            .chain(cmd.get_args().map(|a| c(a.as_bytes())))
+            .collect();
+        let envs: Vec<CString> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| v.map(|v| c(&[k.as_bytes(), b"=", v.as_bytes()].concat())))
+            .collect();
+        let argv: Vec<*const libc::c_char> = args
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let envp: Vec<*const libc::c_char> = envs
+            .iter()
+            .map(|e| e.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two new descriptors, owned from here on.
+        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+        assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+        let (pid_r, pid_w) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (slave_fd, pid_w_fd) = (slave.as_raw_fd(), pid_w.as_raw_fd());
+        // SAFETY: between fork and exec (or _exit) the child makes only async-signal-safe calls on
+        // memory prepared above.
+        let shell = unsafe { libc::fork() };
+        assert!(shell >= 0, "fork: {}", std::io::Error::last_os_error());
+        if shell == 0 {
+            unsafe {
+                if libc::setsid() == -1 || libc::ioctl(slave_fd, libc::TIOCSCTTY, 0) == -1 {
+                    libc::_exit(120);
+                }
+                for fd in 0..3 {
+                    libc::dup2(slave_fd, fd);
+                }
+                // Nothing else of the test process's stays open here (no exec closes them).
+                for fd in 3..4096 {
+                    if fd != pid_w_fd {
+                        libc::close(fd);
+                    }
+                }
+                let program = libc::fork();
+                if program == 0 {
+                    libc::close(pid_w_fd);
+                    libc::setpgid(0, 0);
+                    libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                    libc::tcsetpgrp(0, libc::getpid());
+                    // Default dispositions and no signal blocked, as a shell starts a job.
+                    libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+                    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                    let mut none: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut none);
+                    libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                    libc::execve(argv[0], argv.as_ptr(), envp.as_ptr());
+                    libc::_exit(127);
+                }
+                if program < 0 {
+                    libc::_exit(122);
+                }
+                // As shells do: whichever of the two runs first puts it in its group.
+                libc::setpgid(program, program);
+                libc::write(
+                    pid_w_fd,
+                    (&program as *const libc::pid_t).cast(),
+                    std::mem::size_of::<libc::pid_t>(),
+                );
+                libc::close(pid_w_fd);
+                let mut status = 0;
+                loop {
+                    let rc = libc::waitpid(program, &mut status, 0);
+                    if rc == program {
+                        break;
+                    }
+                    if rc == -1 && *libc::__errno_location() != libc::EINTR {
+                        libc::_exit(123);
+                    }
+                }
+                if libc::WIFEXITED(status) {
+                    libc::_exit(libc::WEXITSTATUS(status));
+                }
+                libc::_exit(128 + libc::WTERMSIG(status));
+            }
+        }
+        drop(pid_w);
+        let mut buf = [0u8; std::mem::size_of::<libc::pid_t>()];
+        let mut got = 0;
+        while got < buf.len() {
+            // SAFETY: reads into the rest of a buffer of the given length.
+            let n = unsafe {
+                libc::read(
+                    pid_r.as_raw_fd(),
+                    buf[got..].as_mut_ptr().cast(),
+                    buf.len() - got,
+                )
+            };
+            assert!(n > 0, "the job's shell did not say the program's pid");
+            got += n as usize;
+        }
+        let program = libc::pid_t::from_ne_bytes(buf);
+        Pty::watch(master, slave, shell, program, rows, cols)
+    }
+
+    /// Collects what the program writes to `master` on a thread of its own.
+    fn watch(
+        master: OwnedFd,
+        slave: OwnedFd,
+        pid: libc::pid_t,
+        program: libc::pid_t,
+        rows: u16,
+        cols: u16,
+    ) -> Pty {
         let master = Arc::new(master);
         let chunks = Arc::new(Mutex::new(Vec::new()));
         let closing = Arc::new(AtomicBool::new(false));
@@ -312,7 +444,8 @@ impl Pty {
         Pty {
             rows,
             cols,
-            pid,
+            child: pid,
+            program,
             master: Some(master),
             slave,
             closing,
@@ -323,8 +456,14 @@ impl Pty {
         }
     }
 
+    /// The program's pid.
     pub fn pid(&self) -> libc::pid_t {
-        self.pid
+        self.program
+    }
+
+    /// The pty's session: every process the program starts (that does not leave it) is in it.
+    pub fn session(&self) -> libc::pid_t {
+        self.child
     }
 
     /// Types `bytes` on the terminal.
@@ -351,7 +490,8 @@ impl Pty {
 
     /// The system call the program's main thread is in (its number), if it is in one.
     pub fn main_thread_syscall(&self) -> Option<libc::c_long> {
-        let text = std::fs::read_to_string(format!("/proc/{0}/task/{0}/syscall", self.pid)).ok()?;
+        let text =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/syscall", self.program)).ok()?;
         text.split_whitespace().next()?.parse().ok()
     }
 
@@ -379,6 +519,24 @@ impl Pty {
             .collect()
     }
 
+    /// Waits until nothing more arrives for 100 ms (at most 2 s): what the program wrote just
+    /// before it ended may still be on its way through the pty when the test sees it end.
+    pub fn settle(&self) {
+        let start = Instant::now();
+        let mut seen = self.bytes().len();
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < Duration::from_millis(100)
+            && start.elapsed() < Duration::from_secs(2)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = self.bytes().len();
+            if now != seen {
+                seen = now;
+                quiet_since = Instant::now();
+            }
+        }
+    }
+
     /// When the output first contained `needle`.
     pub fn first_seen(&self, needle: &[u8]) -> Option<Instant> {
         let chunks = self.chunks.lock().unwrap();
@@ -402,8 +560,8 @@ impl Pty {
             let mut status = 0;
             // SAFETY: wait4 fills the status and the rusage of our own child.
             let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-            let rc = unsafe { libc::wait4(self.pid, &mut status, libc::WNOHANG, &mut usage) };
-            if rc == self.pid {
+            let rc = unsafe { libc::wait4(self.child, &mut status, libc::WNOHANG, &mut usage) };
+            if rc == self.child {
                 let tv = |t: libc::timeval| {
                     Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
                 };
@@ -457,8 +615,8 @@ impl Pty {
 
     /// Sends a signal to the program.
     pub fn kill(&self, signal: libc::c_int) -> Instant {
-        // SAFETY: sends a signal to our own child, which has not been reaped yet.
-        let rc = unsafe { libc::kill(self.pid, signal) };
+        // SAFETY: sends a signal to our own child (or its child), which has not been reaped yet.
+        let rc = unsafe { libc::kill(self.program, signal) };
         assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
         Instant::now()
     }
@@ -478,13 +636,13 @@ impl Drop for Pty {
         if self.try_exit().is_none() {
             // SAFETY: our own child, not reaped yet; then reap it.
             unsafe {
-                libc::kill(self.pid, libc::SIGKILL);
+                libc::kill(self.child, libc::SIGKILL);
                 let mut status = 0;
-                libc::waitpid(self.pid, &mut status, 0);
+                libc::waitpid(self.child, &mut status, 0);
             }
         }
         // Whatever the program started and left behind.
-        for pid in session_members(self.pid) {
+        for pid in session_members(self.child) {
             // SAFETY: a process of the test's own session of programs.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
@@ -495,6 +653,11 @@ impl Drop for Pty {
             let _ = reader.join();
         }
     }
+}
+
+/// A process's state from `/proc/PID/stat`: `R`, `S`, `T` (stopped), `Z`, ...
+pub fn process_state(pid: libc::pid_t) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
 }
 
 /// One process's fields from `/proc/PID/stat` after the command name.
