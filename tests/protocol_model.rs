@@ -15,20 +15,29 @@
 //! 1. no lost refresh token: whenever no process holds the identity's lock, if the refresh token
 //!    Sugar accepts now was received by one of our processes, the cache holds exactly it;
 //! 2. a printed token is the current one: when `token` prints, the token is the cache's stored
-//!    access token and Sugar accepts it (unless a foreign login killed it, which no process can
-//!    know without asking); it stays accepted while the lock is held;
+//!    access token and Sugar accepts it (unless a foreign login, or a request of ours whose answer
+//!    was lost, killed it, which no process can know without asking, and the cache does not
+//!    already mark it superseded); it stays accepted while the lock is held;
 //! 3. `superseded` only after a real competing login: an entry marked superseded, and every
 //!    superseded verdict an operation reports, is about a session issued before a foreign login;
 //!
 //! and at the end of each run: no process is stuck (deadlock), and one more `token` run alone
-//! (non-interactive password) prints a token.
+//! (non-interactive password; in some runs after a check) prints a token.
+//!
+//! The clock moves at any point the scheduler chooses, also between a decision on it and the
+//! request it leads to; in some runs the answer to a login or refresh is lost after Sugar acted
+//! on it (a timeout).
 //!
 //! A failing run prints its seed (or choice sequence) and the trace. Replay one seed with
 //! `PROTOCOL_MODEL_SEED=<seed> cargo test --test protocol_model random -- --nocapture`;
 //! `PROTOCOL_MODEL_RUNS=<n>` changes the number of random runs.
 //!
-//! Weaknesses of the engine this model exposes (not fixed here) have `#[ignore]`d tests named
-//! `weakness_*` that reproduce them; the passing tests keep clear of their triggers, saying how.
+//! Weaknesses 1 to 3, which this model exposed, are fixed in the engine: the `fixed_*` tests run
+//! the very choices that broke it (and show that the old steps still break there), and the random
+//! and exhaustive runs include their triggers (access tokens expiring in flight, lost answers).
+//! Weaknesses found since and not fixed here have `#[ignore]`d tests named `weakness_*` that
+//! reproduce them; the passing tests keep clear of their triggers, saying how (weakness 4: no
+//! check in a run with lost answers; weakness 5: a logout's answers are never lost).
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
@@ -43,7 +52,7 @@ use std::time::Instant;
 use sugar_sessions::identity::SessionKey;
 use sugar_sessions::outcome::{Failure, FailureKind, Op};
 use sugar_sessions::secret::Secret;
-use sugar_sessions::session::{Entry, RELOGIN_INTERVAL, Session, refresh_due};
+use sugar_sessions::session::{Entry, RELOGIN_INTERVAL, Session, refresh_due, rfc3339};
 use sugar_sessions::store::{self, Applied, Cache, Change, Expect};
 use sugar_sessions::sugar::{ErrorKind, SugarError};
 
@@ -53,7 +62,10 @@ const ACCESS_LIFETIME_S: i64 = 60;
 /// Refresh tokens outlive every run (their expiry is not what this test is about).
 const REFRESH_LIFETIME_S: i64 = 1_209_600;
 /// Clock ticks of the random runs: at most this many, each 1..=MAX_TICK_S seconds, so that all of
-/// them together (56 s) cannot outlast a fresh access token.
+/// them together (56 s) cannot outlast a fresh access token. (A logout refreshes at most once: a
+/// token that Sugar calls expired again right after that refresh would be removed locally with
+/// its refresh token alive. Only a server clock running ahead by more than a token's lifetime
+/// does that; the model has one clock, and no run gets there.)
 const MAX_TICKS: usize = 4;
 const MAX_TICK_S: i64 = 14;
 
@@ -397,6 +409,18 @@ enum Mutation {
     RefreshWithoutReread,
     /// `token` reads and decides before taking the identity's lock.
     TokenLocksLate,
+    /// The old `check` (weakness 1): a 401 saying that the access token has expired (or any 401
+    /// once the local clock is past its expiry) is taken for a superseded session and stored.
+    CheckStoresExpiredAccess,
+    /// The old `logout` (weakness 1): a logout answered "access token expired" removes the
+    /// session locally without refreshing and logging out again, so its refresh token lives on.
+    LogoutEndsOnExpiredAccess,
+    /// The old `token` (weakness 2): a session the cache marks superseded is handed out while
+    /// its access token is usable by the clock.
+    TokenHandsOutSuperseded,
+    /// The old `refresh_rejected` (weakness 3): a refresh token rejected after our own login or
+    /// refresh timed out is called superseded.
+    LostAnswerRejectionIsSuperseded,
 }
 
 #[derive(Clone, Debug)]
@@ -411,13 +435,6 @@ struct Scenario {
     ticks: Vec<i64>,
     refresh_kills_access: bool,
     mutation: Mutation,
-    /// Let the clock move between a decision on it and the request it leads to (a check or a
-    /// logout deciding that the access token is still valid, sent when it no longer is): the
-    /// trigger of weakness 1. Otherwise no tick is taken while a request is about to be sent.
-    ticks_in_flight: bool,
-    /// Invariant 2 without its excuse: a printed token that Sugar no longer accepts is a
-    /// violation also when the cache already knows that it is superseded (weakness 2).
-    strict_print: bool,
     /// The final liveness run is a check followed by a token (not a token alone).
     check_before_final_token: bool,
     /// A request is two steps (Sugar acts on the send; the answer is taken later). The exhaustive
@@ -428,9 +445,12 @@ struct Scenario {
     /// foreign logins of a superseded verdict, only grows, so sooner is the harder case). Fewer
     /// interleavings, none of them missed.
     split_requests: bool,
-    /// The answer to a login, refresh or logout may be lost after Sugar acted on it (a timeout):
-    /// the trigger of weakness 3. The scheduler chooses, request by request.
+    /// The answer to a login or refresh may be lost after Sugar acted on it (a timeout): the
+    /// trigger of weakness 3. The scheduler chooses, request by request.
     lost_answers: bool,
+    /// With `lost_answers`, also the answers to a logout's requests (its logout, and the refresh
+    /// it sends first when the access token has expired): the trigger of weakness 5.
+    lose_logouts: bool,
 }
 
 impl Scenario {
@@ -442,15 +462,33 @@ impl Scenario {
             ticks: Vec::new(),
             refresh_kills_access: true,
             mutation: Mutation::None,
-            ticks_in_flight: false,
-            strict_print: false,
             check_before_final_token: false,
             split_requests: true,
             lost_answers: false,
+            lose_logouts: false,
         }
     }
 
+    /// The scenario of a random run: [`Scenario::drawn`], less what the model must still keep
+    /// apart because it exposes a weakness of the engine: a scenario with lost answers has no
+    /// check (its checks become tokens, and the final token runs alone: weakness 4), and the
+    /// answers to a logout's requests are never lost (`lose_logouts` stays off: weakness 5).
     fn random(seed: u64) -> Scenario {
+        let mut sc = Scenario::drawn(seed);
+        if sc.lost_answers {
+            for (_, ops) in &mut sc.procs {
+                for op in ops.iter_mut().filter(|op| **op == OpKind::Check) {
+                    *op = OpKind::Token;
+                }
+            }
+            sc.check_before_final_token = false;
+        }
+        sc
+    }
+
+    /// Everything a seed draws (the seeds of earlier versions of this test draw the same fields
+    /// first, so a seed they printed is the same scenario with the later fields set back).
+    fn drawn(seed: u64) -> Scenario {
         let mut rng = StdRng::seed_from_u64(seed);
         let n = rng.random_range(2..=3);
         let procs = (0..n)
@@ -482,18 +520,21 @@ impl Scenario {
         let ticks = (0..rng.random_range(0..=MAX_TICKS))
             .map(|_| rng.random_range(1..=MAX_TICK_S))
             .collect();
+        let refresh_kills_access = rng.random_bool(0.5);
+        // Drawn last, so that the fields above are those of the seed before these existed.
+        let lost_answers = rng.random_bool(0.4);
+        let check_before_final_token = rng.random_bool(0.3);
         Scenario {
             procs,
             foreign_logins,
             initial_age_s,
             ticks,
-            refresh_kills_access: rng.random_bool(0.5),
+            refresh_kills_access,
             mutation: Mutation::None,
-            ticks_in_flight: false,
-            strict_print: false,
-            check_before_final_token: false,
+            check_before_final_token,
             split_requests: true,
-            lost_answers: false,
+            lost_answers,
+            lose_logouts: false,
         }
     }
 
@@ -511,14 +552,15 @@ impl Scenario {
             ));
         }
         out.push_str(&format!(
-            "  foreign logins {}; initial session {}; ticks {:?}; refresh kills the old access token {}; mutation {:?}; lost answers {}\n",
+            "  foreign logins {}; initial session {}; ticks {:?}; refresh kills the old access token {}; mutation {:?}; lost answers {}; check before the final token {}\n",
             self.foreign_logins,
             self.initial_age_s
                 .map_or("none".into(), |a| format!("obtained {a} s before")),
             self.ticks,
             self.refresh_kills_access,
             self.mutation,
-            self.lost_answers
+            self.lost_answers,
+            self.check_before_final_token
         ));
         out
     }
@@ -554,6 +596,17 @@ struct Coverage {
     invalid_grants: usize,
     lock_waits: usize,
     ticks: usize,
+    /// Checks whose 401 came for an expired access token (Sugar said so, or our clock is past
+    /// its expiry), which stored nothing.
+    expired_checks: usize,
+    /// Logouts answered "access token expired" that refreshed and logged out again.
+    logouts_refreshed_after_expired: usize,
+    /// Usable sessions `token` did not hand out because the cache marks them superseded.
+    superseded_not_handed_out: usize,
+    /// Answers lost after Sugar acted on the request.
+    lost_answers: usize,
+    /// Refresh tokens rejected after a lost answer of ours (not called superseded).
+    lost_answer_rejections: usize,
 }
 
 impl Coverage {
@@ -566,11 +619,15 @@ impl Coverage {
         self.invalid_grants += o.invalid_grants;
         self.lock_waits += o.lock_waits;
         self.ticks += o.ticks;
+        self.expired_checks += o.expired_checks;
+        self.logouts_refreshed_after_expired += o.logouts_refreshed_after_expired;
+        self.superseded_not_handed_out += o.superseded_not_handed_out;
+        self.lost_answers += o.lost_answers;
+        self.lost_answer_rejections += o.lost_answer_rejections;
     }
 }
 
 struct World {
-    sc: Scenario,
     now: DateTime<Utc>,
     cache: Cache,
     sugar: Sugar,
@@ -661,6 +718,7 @@ impl World {
                         },
                         ..sugar_error("request", 0, "", "")
                     });
+                    self.cov.lost_answers += 1;
                     self.log(pid, || "     ... and the answer is LOST (timeout)".into());
                 }
                 if let Answer::Failed(e) = &answer
@@ -718,7 +776,8 @@ impl World {
                     ));
                 }
                 let known_dead = entry.failure.as_ref().is_some_and(|f| f.superseded());
-                let excused = self.unknowably_dead(&token) && !(self.sc.strict_print && known_dead);
+                // Dead for a reason no process can know, unless the cache knows it (weakness 2).
+                let excused = self.unknowably_dead(&token) && !known_dead;
                 if !self.sugar.accepts(&token, self.now) && !excused && !self.expired_only(&token) {
                     self.violate(format!(
                         "p{pid} printed {token}, which Sugar does not accept ({:?}){}",
@@ -1108,8 +1167,28 @@ impl Run<'_> {
             .message
             .to_ascii_lowercase()
             .contains("expired");
-        let superseded = !expired && session.refresh_valid(now);
+        // The last login or refresh sent with this session may have reached Sugar (which then
+        // rotated the refresh token) without its answer reaching us: then the rejection is ours.
+        let lost = entry
+            .failure
+            .as_ref()
+            .filter(|f| {
+                matches!(f.kind, FailureKind::Timeout | FailureKind::Network)
+                    && matches!(f.op, Op::Login | Op::Refresh | Op::Relogin)
+            })
+            .filter(|_| self.ctx.mutation != Mutation::LostAnswerRejectionIsSuperseded);
+        let superseded = !expired && session.refresh_valid(now) && lost.is_none();
         let mut failure = e.failure(self.op, now).needing_login();
+        if let Some(lost) = lost {
+            failure.message.push_str(&format!(
+                "; the answer to the {} at {} never arrived ({}), so Sugar probably rotated the refresh token then",
+                lost.op,
+                rfc3339(lost.at),
+                lost.what()
+            ));
+            failure.hint = Some("log in again".into());
+            self.ctx.count(|c| c.lost_answer_rejections += 1);
+        }
         if superseded {
             failure.kind = FailureKind::Superseded;
             failure.message = format!("another login ended it ({})", e.what());
@@ -1159,43 +1238,59 @@ impl Run<'_> {
         let Some(mut session) = entry.session.clone() else {
             return self.remove_session().await;
         };
-        let now = self.ctx.now();
-        if !session.access_valid(now) {
-            let Some(refresh_token) = session
-                .refresh_token
-                .clone()
-                .filter(|_| session.refresh_valid(now))
-            else {
-                return self.remove_session().await;
-            };
+        let mut refreshed = false;
+        loop {
+            let now = self.ctx.now();
+            if !session.access_valid(now) {
+                let Some(refresh_token) = session
+                    .refresh_token
+                    .clone()
+                    .filter(|_| session.refresh_valid(now) && !refreshed)
+                else {
+                    return self.remove_session().await;
+                };
+                let answer = self
+                    .ctx
+                    .request(Request::Refresh(refresh_token.expose().into()))
+                    .await;
+                refreshed = true;
+                match answer {
+                    Answer::Grant(g) => {
+                        session = session_from(&g);
+                        self.store_session(session.clone()).await;
+                    }
+                    Answer::Failed(e) if e.is_invalid_grant() => {
+                        return self.remove_session().await;
+                    }
+                    Answer::Failed(e) => {
+                        return Err(self.fail(e.failure(self.op, self.ctx.now())).await);
+                    }
+                    Answer::Done => unreachable!(),
+                }
+            }
             let answer = self
                 .ctx
-                .request(Request::Refresh(refresh_token.expose().into()))
+                .request(Request::Logout {
+                    access: session.access_token.expose().into(),
+                    refresh: session.refresh_token.as_ref().map(|r| r.expose().into()),
+                })
                 .await;
-            match answer {
-                Answer::Grant(g) => {
-                    session = session_from(&g);
-                    self.store_session(session.clone()).await;
+            return match answer {
+                Answer::Done => self.remove_session().await,
+                // Sugar says the access token has expired: refresh (once), then log out for real.
+                Answer::Failed(e)
+                    if e.access_expired()
+                        && !refreshed
+                        && self.ctx.mutation != Mutation::LogoutEndsOnExpiredAccess =>
+                {
+                    self.ctx.count(|c| c.logouts_refreshed_after_expired += 1);
+                    session.expires_at = self.ctx.now();
+                    continue;
                 }
-                Answer::Failed(e) if e.is_invalid_grant() => return self.remove_session().await,
-                Answer::Failed(e) => {
-                    return Err(self.fail(e.failure(self.op, self.ctx.now())).await);
-                }
-                Answer::Done => unreachable!(),
-            }
-        }
-        let answer = self
-            .ctx
-            .request(Request::Logout {
-                access: session.access_token.expose().into(),
-                refresh: session.refresh_token.as_ref().map(|r| r.expose().into()),
-            })
-            .await;
-        match answer {
-            Answer::Done => self.remove_session().await,
-            Answer::Failed(e) if e.session_gone() => self.remove_session().await,
-            Answer::Failed(e) => Err(self.fail(e.failure(self.op, self.ctx.now())).await),
-            Answer::Grant(_) => unreachable!(),
+                Answer::Failed(e) if e.session_gone() => self.remove_session().await,
+                Answer::Failed(e) => Err(self.fail(e.failure(self.op, self.ctx.now())).await),
+                Answer::Grant(_) => unreachable!(),
+            };
         }
     }
 }
@@ -1243,6 +1338,14 @@ async fn check(ctx: &Ctx) -> bool {
             .request(Request::Me(session.access_token.expose().into()))
             .await;
         if let Answer::Failed(e) = answer {
+            if (e.access_expired() || (e.session_gone() && ctx.now() >= session.expires_at))
+                && ctx.mutation != Mutation::CheckStoresExpiredAccess
+            {
+                // Expired, not ended: the refresh token is still good; nothing is stored.
+                ctx.note(|| "the access token had expired: stores nothing".into());
+                ctx.count(|c| c.expired_checks += 1);
+                return false;
+            }
             if !e.session_gone() {
                 return false;
             }
@@ -1300,19 +1403,34 @@ enum TokenResult {
 
 /// `Engine::token`, and the shell printing the token while it holds the lock.
 async fn token(ctx: &Ctx) -> TokenResult {
-    let late = ctx.mutation == Mutation::TokenLocksLate;
-    if !late {
+    // What this process saw before waiting for the lock.
+    let seen = ctx.read().await;
+    let (now, entry) = if ctx.mutation == Mutation::TokenLocksLate {
+        // Decides on what it read before the lock.
+        let now = ctx.now();
         ctx.lock().await;
-    }
-    let now = ctx.now();
-    let entry = ctx.read().await;
-    if late {
+        (now, seen.clone())
+    } else {
         ctx.lock().await;
-    }
+        let now = ctx.now();
+        (now, ctx.read().await)
+    };
     let prof = ctx.prof.clone();
-    let due = prof.auto_refresh && refresh_due(&prof.name, &entry, None, now);
+    let stored_meanwhile = entry.failure.is_none()
+        && match (&seen.session, &entry.session) {
+            (Some(before), Some(after)) => after.obtained_at > before.obtained_at,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+    let due = prof.auto_refresh && !stored_meanwhile && refresh_due(&prof.name, &entry, None, now);
+    // A session the cache already knows Sugar ended (superseded) is never handed out.
+    let known_dead = entry.failure.as_ref().is_some_and(|f| f.superseded())
+        && ctx.mutation != Mutation::TokenHandsOutSuperseded;
+    if known_dead && entry.usable_session(now).is_some() {
+        ctx.count(|c| c.superseded_not_handed_out += 1);
+    }
     let result = 'decided: {
-        if let Some(s) = entry.usable_session(now)
+        if let Some(s) = entry.usable_session(now).filter(|_| !known_dead)
             && !due
         {
             ctx.print(s).await;
@@ -1452,7 +1570,6 @@ fn run(
     }
     let n = sc.procs.len() + usize::from(sc.foreign_logins > 0);
     let w = Rc::new(RefCell::new(World {
-        sc: sc.clone(),
         now: t0(),
         cache,
         sugar,
@@ -1517,11 +1634,9 @@ fn run(
             let waiting = (0..procs.len())
                 .filter(|&pid| matches!(w.want[pid], Some(Action::Lock)) && w.lock.is_some())
                 .count();
-            let in_flight = w.want.iter().any(|a| matches!(a, Some(Action::Send(_))));
-            let tick_ok = !ticks.is_empty()
-                && !finale
-                && !enabled.is_empty()
-                && (sc.ticks_in_flight || !in_flight);
+            // The clock may move at any point, also between a decision on it and the request it
+            // leads to (an access token then expires in flight: the trigger of weakness 1).
+            let tick_ok = !ticks.is_empty() && !finale && !enabled.is_empty();
             (enabled, tick_ok, waiting)
         };
         if enabled.is_empty() {
@@ -1562,6 +1677,7 @@ fn run(
         let pid = enabled[pick];
         let may_lose = sc.lost_answers
             && !finale
+            && (sc.lose_logouts || w.borrow().op[pid] != "logout")
             && matches!(
                 &w.borrow().want[pid],
                 Some(Action::Send(
@@ -1743,6 +1859,12 @@ fn random_interleavings_keep_the_invariants() {
     assert!(cov.invalid_grants > 0, "{cov:?}");
     assert!(cov.lock_waits > 0, "{cov:?}");
     assert!(cov.ticks > 0, "{cov:?}");
+    // And the corners of the three fixed weaknesses.
+    assert!(cov.expired_checks > 0, "{cov:?}");
+    assert!(cov.logouts_refreshed_after_expired > 0, "{cov:?}");
+    assert!(cov.superseded_not_handed_out > 0, "{cov:?}");
+    assert!(cov.lost_answers > 0, "{cov:?}");
+    assert!(cov.lost_answer_rejections > 0, "{cov:?}");
 }
 
 /// Small scenarios, every interleaving (no clock ticks unless named).
@@ -1860,14 +1982,89 @@ fn exhaustive_scenarios() -> Vec<(&'static str, Scenario)> {
                 ])
             },
         ),
+        // The clock moves at any point, also between a decision and its request (weakness 1).
+        (
+            "refresh vs check, an access token expiring in flight",
+            Scenario {
+                initial_age_s: Some(55),
+                ticks: vec![10],
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Refresh]),
+                    (p("b"), vec![OpKind::Check]),
+                ])
+            },
+        ),
+        (
+            "logout vs check, an access token expiring in flight",
+            Scenario {
+                initial_age_s: Some(55),
+                ticks: vec![10],
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Logout]),
+                    (p("b"), vec![OpKind::Check]),
+                ])
+            },
+        ),
+        // Lost answers (weakness 3); no checks with them (weakness 4), no lost logout (weakness 5).
+        (
+            "login vs refresh, with lost answers",
+            Scenario {
+                lost_answers: true,
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Login]),
+                    (p("b"), vec![OpKind::Refresh]),
+                ])
+            },
+        ),
+        (
+            "refresh vs token, token, with lost answers",
+            Scenario {
+                lost_answers: true,
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Refresh]),
+                    (p("b"), vec![OpKind::Token, OpKind::Token]),
+                ])
+            },
+        ),
+        (
+            "refresh, logout vs refresh (no re-login), with lost answers",
+            Scenario {
+                lost_answers: true,
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Refresh, OpKind::Logout]),
+                    (
+                        Prof {
+                            relogin: false,
+                            ..p("b")
+                        },
+                        vec![OpKind::Refresh],
+                    ),
+                ])
+            },
+        ),
+        (
+            "foreign login vs refresh vs token, with lost answers",
+            Scenario {
+                lost_answers: true,
+                foreign_logins: 1,
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Refresh]),
+                    (p("b"), vec![OpKind::Token]),
+                ])
+            },
+        ),
     ]
 }
 
-#[test]
-fn every_interleaving_of_small_scenarios_keeps_the_invariants() {
+/// Explores every interleaving of the scenarios `pick` takes, each with both behaviours of Sugar's
+/// refresh; returns the number of interleavings.
+fn explore_scenarios(pick: impl Fn(&Scenario) -> bool) -> usize {
     let start = Instant::now();
     let mut total = 0;
-    for (name, sc) in exhaustive_scenarios() {
+    for (name, sc) in exhaustive_scenarios()
+        .into_iter()
+        .filter(|(_, sc)| pick(sc))
+    {
         for refresh_kills_access in [true, false] {
             let sc = Scenario {
                 refresh_kills_access,
@@ -1892,14 +2089,39 @@ fn every_interleaving_of_small_scenarios_keeps_the_invariants() {
         "{total} interleavings in {:.1} s",
         start.elapsed().as_secs_f64()
     );
+    total
+}
+
+/// The clock moves or answers get lost: in two tests, so that they run side by side.
+fn ticks_or_losses(sc: &Scenario) -> bool {
+    !sc.ticks.is_empty() || sc.lost_answers
+}
+
+#[test]
+fn every_interleaving_of_small_scenarios_keeps_the_invariants() {
+    let total = explore_scenarios(|sc| !ticks_or_losses(sc));
+    assert!(total > 1000, "the scenarios interleave ({total})");
+}
+
+#[test]
+fn every_interleaving_of_small_scenarios_with_clock_ticks_or_lost_answers_keeps_the_invariants() {
+    let total = explore_scenarios(ticks_or_losses);
     assert!(total > 1000, "the scenarios interleave ({total})");
 }
 
 /// The invariants have teeth: each broken step is caught, by the random runs and by the
-/// exhaustive search of a scenario made for it.
+/// exhaustive search of a scenario made for it; and what catches it is the broken step (the same
+/// scenario, and the same random seed, keep the invariants with the step as the engine has it).
+/// The last four are the engine's own steps before the fixes of weaknesses 1 to 3.
 #[test]
 fn broken_steps_are_caught() {
+    let start = Instant::now();
     let p = |n: &str| Prof::new(n);
+    let expiring_in_flight = |op| Scenario {
+        initial_age_s: Some(55),
+        ticks: vec![10],
+        ..Scenario::fixed(vec![(p("a"), vec![op])])
+    };
     let cases = [
         (
             Mutation::CheckPersistsHeld,
@@ -1925,15 +2147,47 @@ fn broken_steps_are_caught() {
                 ])
             },
         ),
+        (
+            Mutation::CheckStoresExpiredAccess,
+            expiring_in_flight(OpKind::Check),
+        ),
+        (
+            Mutation::LogoutEndsOnExpiredAccess,
+            expiring_in_flight(OpKind::Logout),
+        ),
+        (
+            Mutation::TokenHandsOutSuperseded,
+            Scenario {
+                foreign_logins: 1,
+                initial_age_s: Some(10),
+                ..Scenario::fixed(vec![(p("a"), vec![OpKind::Check, OpKind::Token])])
+            },
+        ),
+        (
+            Mutation::LostAnswerRejectionIsSuperseded,
+            Scenario {
+                lost_answers: true,
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Refresh]),
+                    (p("b"), vec![OpKind::Refresh]),
+                ])
+            },
+        ),
     ];
     for (mutation, sc) in cases {
         for split_requests in [true, false] {
-            let sc = Scenario {
-                mutation,
+            let sound = Scenario {
                 split_requests,
                 ..sc.clone()
             };
-            match explore(&sc, 200_000) {
+            if let Err((choices, c)) = explore(&sound, 200_000) {
+                panic!(
+                    "{mutation:?}: the scenario breaks without the mutation (choices {choices:?})\nscenario:\n{}{c}",
+                    sound.describe()
+                );
+            }
+            let broken = Scenario { mutation, ..sound };
+            match explore(&broken, 200_000) {
                 Ok(runs) => panic!("{mutation:?}: not caught in {runs} interleavings"),
                 Err((choices, c)) => println!(
                     "{mutation:?}: caught by the exhaustive search (split requests {split_requests}, choices {choices:?}): {}",
@@ -1943,69 +2197,172 @@ fn broken_steps_are_caught() {
         }
         match random_runs(0..2000, |s| s.mutation = mutation) {
             Ok((runs, ..)) => panic!("{mutation:?}: not caught in {runs} random runs"),
-            Err(e) => println!("{mutation:?}: caught by random seed {}: {}", e.0, e.2.why),
+            Err(e) => {
+                let (seed, sc, c) = *e;
+                let sound = Scenario {
+                    mutation: Mutation::None,
+                    ..sc
+                };
+                if let Err(c) = run_seed(&sound, seed, true) {
+                    fail_random(seed, &sound, &c);
+                }
+                println!("{mutation:?}: caught by random seed {seed}: {}", c.why);
+            }
         }
+    }
+    println!("{:.1} s", start.elapsed().as_secs_f64());
+}
+
+/// One run of a scenario along recorded choices (a failing run's, as printed), with its trace;
+/// past them, the first option at every choice (the branch the exhaustive search takes first).
+/// A recorded choice out of range means the run went another way: the replay says so.
+fn replay(sc: &Scenario, choices: &[usize]) -> Result<RunReport, Counterexample> {
+    let mut next = choices.iter().copied();
+    run(sc, true, &mut |n| {
+        let c = next.next().unwrap_or(0);
+        assert!(
+            c < n,
+            "recorded choice {c} of {n} options: the replay took another path"
+        );
+        c
+    })
+}
+
+/// The invariants hold on the recorded choices that broke the engine's old step, the run goes
+/// through the weakness's trigger (`trigger` is in its trace), and the old step (`old`) still
+/// breaks on them: the replay is the very run that exposed it, and the new step is what passes.
+fn holds_where_it_broke(
+    what: &str,
+    sc: &Scenario,
+    choices: &[usize],
+    old: Mutation,
+    trigger: &str,
+) {
+    let report = match replay(sc, choices) {
+        Ok(r) => r,
+        Err(c) => panic!(
+            "{what}: the invariants break on choices {choices:?}\nscenario:\n{}{c}",
+            sc.describe()
+        ),
+    };
+    assert!(
+        report.trace.iter().any(|l| l.contains(trigger)),
+        "{what}: the replay of {choices:?} does not reach the trigger ({trigger}):\n  {}",
+        report.trace.join("\n  ")
+    );
+    let broken = Scenario {
+        mutation: old,
+        ..sc.clone()
+    };
+    match replay(&broken, choices) {
+        Ok(_) => panic!("{what}: the old step ({old:?}) no longer breaks on {choices:?}"),
+        Err(c) => println!(
+            "{what}: holds on choices {choices:?} (the old step broke there: {})",
+            c.why
+        ),
     }
 }
 
-/// Weakness 1: a check (or a logout) that finds the access token valid, sent as it expires, gets
-/// 401 invalid_grant "The access token provided has expired."; the check takes it for "session
-/// gone", records the session as superseded and drops its refresh token, which Sugar still
-/// accepts; the logout removes the session locally and leaves its refresh token alive on Sugar.
+/// Weakness 1, fixed: a check (or a logout) that finds the access token valid, sent as it
+/// expires, gets 401 invalid_grant "The access token provided has expired.". The check used to
+/// take it for "session gone", record the session as superseded and drop its refresh token (which
+/// Sugar still accepts); the logout removed the session locally and left its refresh token alive
+/// on Sugar. Now the check stores nothing and the logout refreshes once and logs out for real.
 #[test]
-#[ignore = "exposes weakness 1 of the engine (an access token that expires in flight is taken for a superseded or ended session)"]
-fn weakness_1_an_access_token_expiring_in_flight_is_taken_for_gone() {
-    let mut found = Vec::new();
-    for op in [OpKind::Check, OpKind::Logout] {
+fn fixed_1_an_access_token_expiring_in_flight_is_not_taken_for_gone() {
+    // The runs that exposed it: read (or lock and read), the clock moves, then the request.
+    let cases = [
+        (
+            OpKind::Check,
+            vec![0, 1],
+            Mutation::CheckStoresExpiredAccess,
+        ),
+        (
+            OpKind::Logout,
+            vec![0, 0, 0, 1],
+            Mutation::LogoutEndsOnExpiredAccess,
+        ),
+    ];
+    for (op, choices, old) in cases {
         let sc = Scenario {
             initial_age_s: Some(55),
             ticks: vec![10],
-            ticks_in_flight: true,
             ..Scenario::fixed(vec![(Prof::new("a"), vec![op])])
         };
+        let what = format!("{op:?}");
+        holds_where_it_broke(
+            &what,
+            &sc,
+            &choices,
+            old,
+            "access token provided has expired",
+        );
         if let Err((choices, c)) = explore(&sc, 1000) {
-            found.push(format!(
-                "{op:?}, choices {choices:?}\nscenario:\n{}{c}",
+            panic!(
+                "{what}: choices {choices:?}\nscenario:\n{}{c}",
                 sc.describe()
-            ));
+            );
         }
     }
-    if let Err(e) = random_runs(0..random_count(), |s| s.ticks_in_flight = true) {
-        let (seed, sc, c) = *e;
-        found.push(format!(
-            "random seed {seed}\nscenario:\n{}{c}",
-            sc.describe()
-        ));
+    // And the random run that found it (seed 232, as it was: no lost answers, a token alone last).
+    let seed = 232;
+    let sc = Scenario {
+        lost_answers: false,
+        check_before_final_token: false,
+        ..Scenario::drawn(seed)
+    };
+    match run_seed(&sc, seed, true) {
+        Ok(r) => assert!(
+            r.trace
+                .iter()
+                .any(|l| l.contains("access token provided has expired")),
+            "seed {seed} no longer reaches the trigger:\n  {}",
+            r.trace.join("\n  ")
+        ),
+        Err(c) => fail_random(seed, &sc, &c),
     }
-    assert!(found.is_empty(), "{}", found.join("\n"));
+    let broken = Scenario {
+        mutation: Mutation::CheckStoresExpiredAccess,
+        ..sc
+    };
+    match run_seed(&broken, seed, false) {
+        Ok(_) => panic!("the old check no longer breaks on seed {seed}"),
+        Err(c) => println!(
+            "random seed {seed}: holds (the old step broke there: {})",
+            c.why
+        ),
+    }
 }
 
-/// Weakness 2: `token` hands out the stored access token whenever it is usable by the clock and
-/// not due, although the entry records that Sugar no longer accepts it (a check found it
-/// superseded): the script gets a dead token, and no re-login happens until it expires.
+/// Weakness 2, fixed: `token` handed out the stored access token whenever it was usable by the
+/// clock and not due, although the entry recorded that Sugar no longer accepts it (a check found
+/// it superseded). Now it logs in again (non-interactive password) and prints the new token.
 #[test]
-#[ignore = "exposes weakness 2 of the engine (token prints a session the cache marks superseded)"]
-fn weakness_2_token_prints_a_session_marked_superseded() {
+fn fixed_2_token_never_prints_a_session_marked_superseded() {
     let sc = Scenario {
         foreign_logins: 1,
         initial_age_s: Some(10),
-        strict_print: true,
         check_before_final_token: true,
         ..Scenario::fixed(vec![(Prof::new("a"), vec![OpKind::Check])])
     };
+    holds_where_it_broke(
+        "token after a check found the session superseded",
+        &sc,
+        &[0, 0, 0],
+        Mutation::TokenHandsOutSuperseded,
+        "token    read [gen 2: A1/- (obtained -10s), failure superseded",
+    );
     if let Err((choices, c)) = explore(&sc, 1000) {
         panic!("choices {choices:?}\nscenario:\n{}{c}", sc.describe());
     }
 }
 
-/// Weakness 3: a refresh (or login) whose answer is lost after Sugar acted (a timeout) leaves the
-/// cache with a refresh token Sugar has already rotated (or a session its own login ended); the
-/// next refresh gets invalid_grant and the engine says "superseded: another login ended it" (and
-/// stores it, when it does not log in again), although no other login happened; the entry's
-/// failure said that the last refresh timed out.
+/// Weakness 3, fixed: a refresh (or login) whose answer is lost after Sugar acted (a timeout)
+/// leaves the cache with a refresh token Sugar has already rotated (or a session its own login
+/// ended); the next refresh gets invalid_grant, and the engine used to say "superseded: another
+/// login ended it" although no other login happened. Now the rejection names the lost answer.
 #[test]
-#[ignore = "exposes weakness 3 of the engine (a lost refresh or login answer is later reported as superseded)"]
-fn weakness_3_a_lost_answer_is_later_reported_as_superseded() {
+fn fixed_3_a_lost_answer_is_not_later_reported_as_superseded() {
     let sc = Scenario {
         lost_answers: true,
         ..Scenario::fixed(vec![(
@@ -2013,7 +2370,100 @@ fn weakness_3_a_lost_answer_is_later_reported_as_superseded() {
             vec![OpKind::Refresh, OpKind::Refresh],
         )])
     };
+    holds_where_it_broke(
+        "refresh after a lost refresh answer",
+        &sc,
+        &[1, 0, 0],
+        Mutation::LostAnswerRejectionIsSuperseded,
+        "the answer is LOST",
+    );
     if let Err((choices, c)) = explore(&sc, 1000) {
         panic!("choices {choices:?}\nscenario:\n{}{c}", sc.describe());
     }
+}
+
+/// Weakness 4 (found by this model once lost answers met checks): after a login or refresh of
+/// ours whose answer was lost (the entry's failure says so: a timeout of a login or refresh), a
+/// check takes the 401 on the cached access token (which our own lost request ended) for a
+/// superseded session and stores that, "another login ended it"; or, when that access token still
+/// works, the check succeeds and clears the failure that told of the lost answer, and the next
+/// refresh rejected for it is called superseded again. `check_holding` does not look at the
+/// entry's failure as `refresh_rejected` now does. The random and exhaustive runs keep checks out
+/// of scenarios with lost answers because of it.
+#[test]
+#[ignore = "exposes weakness 4 of the engine (a check after our own lost login or refresh answer reports superseded, or erases the evidence of the lost answer)"]
+fn weakness_4_a_check_after_a_lost_answer_reports_superseded() {
+    let p = |n: &str| Prof::new(n);
+    let cases = [
+        (
+            // A lost login, then a check: stores superseded.
+            "login, check",
+            Scenario {
+                lost_answers: true,
+                ..Scenario::fixed(vec![(p("a"), vec![OpKind::Login, OpKind::Check])])
+            },
+            vec![1],
+        ),
+        (
+            // A lost refresh (the old access token lives on), a check clears the timeout, and the
+            // next refresh's rejection is called superseded.
+            "refresh, check, refresh",
+            Scenario {
+                lost_answers: true,
+                refresh_kills_access: false,
+                ..Scenario::fixed(vec![(
+                    p("a"),
+                    vec![OpKind::Refresh, OpKind::Check, OpKind::Refresh],
+                )])
+            },
+            vec![1, 0, 0],
+        ),
+    ];
+    let mut found = Vec::new();
+    for (what, sc, choices) in cases {
+        if let Err(c) = replay(&sc, &choices) {
+            found.push(format!(
+                "{what}, choices {choices:?}\nscenario:\n{}{c}",
+                sc.describe()
+            ));
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// Weakness 5 (found by this model once a logout's answers could be lost): the answer to a logout
+/// (or to the refresh a logout sends first for an expired access token) is lost after Sugar acted;
+/// the failure stored is a timeout of the *logout*, which `refresh_rejected` does not count as a
+/// lost answer of ours (it looks for a login, refresh or re-login), so the next refresh, rejected
+/// because our own logout or refresh ended that refresh token, is called superseded ("another
+/// login ended it"). The random and exhaustive runs never lose a logout's answers because of it.
+#[test]
+#[ignore = "exposes weakness 5 of the engine (a refresh token ended by our own logout whose answer was lost is later reported as superseded)"]
+fn weakness_5_a_lost_logout_answer_is_later_reported_as_superseded() {
+    let p = |n: &str| Prof::new(n);
+    let cases = [
+        ("logout, refresh", Some(50), vec![1, 0]),
+        // The access token has expired: the logout refreshes first, and that answer is lost.
+        (
+            "logout of an expired session, refresh",
+            Some(65),
+            vec![1, 0],
+        ),
+    ];
+    let mut found = Vec::new();
+    for (what, age, choices) in cases {
+        let sc = Scenario {
+            lost_answers: true,
+            lose_logouts: true,
+            initial_age_s: age,
+            ..Scenario::fixed(vec![(p("a"), vec![OpKind::Logout, OpKind::Refresh])])
+        };
+        if let Err(c) = replay(&sc, &choices) {
+            found.push(format!(
+                "{what}, choices {choices:?}\nscenario:\n{}{c}",
+                sc.describe()
+            ));
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }
