@@ -1,4 +1,5 @@
-//! What a session is keyed by: [`SessionKey`], the identity Sugar itself gives a session.
+//! Who a session is: [`SessionKey`], the identity Sugar itself gives a session (what the store
+//! keys by), and [`ProfileId`], the label a user types (`acme`, `acme>jim`).
 //!
 //! Pure: no I/O. A profile's name is only a label for people; two profiles files that both name
 //! an instance `acme-prod` never see each other's sessions, and two profiles that resolve to the
@@ -204,9 +205,162 @@ fn decode(part: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("the session key part {part:?} is not UTF-8"))
 }
 
+/// The longest profile name, in characters.
+pub const MAX_PROFILE_NAME: usize = 128;
+/// The longest user name an impersonation may name, in characters.
+pub const MAX_USER_NAME: usize = 255;
+
+/// A profile name: `[A-Za-z0-9._-]`, 1 to [`MAX_PROFILE_NAME`] characters.
+pub fn is_valid_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_PROFILE_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A user name to impersonate: not empty, no `>`, no white space or control characters, at most
+/// [`MAX_USER_NAME`] characters.
+pub fn is_valid_user_name(user: &str) -> bool {
+    !user.is_empty()
+        && user.chars().count() <= MAX_USER_NAME
+        && !user
+            .chars()
+            .any(|c| c == '>' || c.is_whitespace() || c.is_control())
+}
+
+/// The label of a row and of a command's target, as a user types it: a profile's name, and for
+/// an impersonation the user it acts as (`acme>jim`). Validated once, when it is made.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProfileId {
+    name: String,
+    sudo: Option<String>,
+}
+
+impl ProfileId {
+    /// A profile's own label. `None` when `name` is not a valid profile name.
+    pub fn profile(name: &str) -> Option<ProfileId> {
+        is_valid_profile_name(name).then(|| ProfileId {
+            name: name.to_string(),
+            sudo: None,
+        })
+    }
+
+    /// The label of an impersonation of `user` through this profile (`acme>jim`); `None` when
+    /// `user` is not a valid user name or this is an impersonation already.
+    pub fn impersonating(&self, user: &str) -> Option<ProfileId> {
+        (self.sudo.is_none() && is_valid_user_name(user)).then(|| ProfileId {
+            name: self.name.clone(),
+            sudo: Some(user.to_string()),
+        })
+    }
+
+    /// The profile's name (for `acme>jim`, `acme`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The impersonated user, for an impersonation.
+    pub fn sudo(&self) -> Option<&str> {
+        self.sudo.as_deref()
+    }
+
+    /// The profile this label goes through (for `acme>jim`, `acme`; itself otherwise).
+    pub fn parent(&self) -> ProfileId {
+        ProfileId {
+            name: self.name.clone(),
+            sudo: None,
+        }
+    }
+}
+
+impl fmt::Display for ProfileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.sudo {
+            Some(user) => write!(f, "{}>{user}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// Why a text is not a [`ProfileId`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadProfileId(pub String);
+
+impl fmt::Display for BadProfileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadProfileId {}
+
+impl std::str::FromStr for ProfileId {
+    type Err = BadProfileId;
+
+    fn from_str(text: &str) -> Result<ProfileId, BadProfileId> {
+        let shown = |t: &str| -> String {
+            let cut: String = t.chars().take(40).filter(|c| !c.is_control()).collect();
+            if t.chars().count() > 40 {
+                format!("{cut}…")
+            } else {
+                cut
+            }
+        };
+        let (name, user) = match text.split_once('>') {
+            Some((name, user)) => (name, Some(user)),
+            None => (text, None),
+        };
+        let id = ProfileId::profile(name).ok_or_else(|| {
+            BadProfileId(format!(
+                "not a profile name: {:?} (letters, digits, '.', '_' and '-', at most {MAX_PROFILE_NAME})",
+                shown(name)
+            ))
+        })?;
+        match user {
+            None => Ok(id),
+            Some(user) => id.impersonating(user).ok_or_else(|| {
+                BadProfileId(format!(
+                    "not a user name: {:?} (no spaces, '>' or control characters, at most {MAX_USER_NAME})",
+                    shown(user)
+                ))
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profile_ids_parse_print_and_refuse_what_no_profile_can_be() {
+        let plain: ProfileId = "acme-prod".parse().unwrap();
+        assert_eq!((plain.name(), plain.sudo()), ("acme-prod", None));
+        assert_eq!(plain.to_string(), "acme-prod");
+        let sudo: ProfileId = "acme-prod>jim".parse().unwrap();
+        assert_eq!((sudo.name(), sudo.sudo()), ("acme-prod", Some("jim")));
+        assert_eq!(sudo.to_string(), "acme-prod>jim");
+        assert_eq!(sudo.parent(), plain);
+        assert_eq!(plain.impersonating("jim"), Some(sudo.clone()));
+        assert_eq!(sudo.impersonating("bob"), None, "no impersonation of one");
+        for bad in [
+            "",
+            "a b",
+            "acme>",
+            ">jim",
+            "acme>j im",
+            "acme>a>b",
+            "ac/me",
+            "acme>\u{1b}[31m",
+        ] {
+            assert!(bad.parse::<ProfileId>().is_err(), "{bad:?}");
+        }
+        let long = "x".repeat(MAX_PROFILE_NAME + 1);
+        let err = long.parse::<ProfileId>().unwrap_err().to_string();
+        assert!(err.contains("at most 128") && err.len() < 200, "{err}");
+        assert!("x".repeat(MAX_PROFILE_NAME).parse::<ProfileId>().is_ok());
+    }
 
     #[test]
     fn instances_normalise_scheme_host_port_and_slash() {
