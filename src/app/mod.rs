@@ -36,7 +36,7 @@ use crossterm::event::{KeyEvent, KeyEventKind};
 use input::on_paste;
 use keys::on_key;
 use requests::verify;
-use results::{on_checked, on_done, on_impersonated};
+use results::{Answer, on_outcome};
 
 /// Everything that can happen to the screen.
 #[derive(Debug)]
@@ -145,15 +145,15 @@ pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
                     Vec::new()
                 }
                 Msg::Done(outcome) => {
-                    on_done(model, *outcome);
+                    on_outcome(model, *outcome, Answer::Session);
                     Vec::new()
                 }
                 Msg::Checked { outcome, report } => {
-                    on_checked(model, *outcome, report);
+                    on_outcome(model, *outcome, Answer::Check(report));
                     Vec::new()
                 }
                 Msg::Impersonated { parent, outcome } => {
-                    on_impersonated(model, &parent, *outcome);
+                    on_outcome(model, *outcome, Answer::Sudo { parent });
                     Vec::new()
                 }
                 Msg::Verify => verify(model),

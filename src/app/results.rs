@@ -2,7 +2,7 @@
 
 use super::model::Model;
 use super::order::Sort;
-use super::row::{LastError, LastResult, RECENT, ResultKind};
+use super::row::{LastError, LastResult, RECENT, ResultKind, Row};
 use crate::engine::Outcome;
 use crate::identity::SessionKey;
 use crate::session::{CheckReport, Entry, Op, RequestLog};
@@ -60,79 +60,202 @@ impl Model {
     }
 }
 
-pub(super) fn on_done(model: &mut Model, outcome: Outcome) {
-    let Some(&i) = model.by_name.get(&outcome.name) else {
+/// What a finished request was, with what only that kind of request brings back.
+pub(super) enum Answer {
+    /// A login, refresh or logout.
+    Session,
+    /// A live check, with its report when the session is alive.
+    Check(Option<CheckReport>),
+    /// An impersonation through `parent`'s session; the outcome names `PARENT>USER`.
+    Sudo { parent: String },
+}
+
+impl Answer {
+    /// Added to the message when the user had cancelled the request before its answer came.
+    fn cancelled_note(&self) -> &'static str {
+        match self {
+            Answer::Session => " (answer to a cancelled request, stored)",
+            Answer::Check(_) => " (answer to a cancelled request)",
+            Answer::Sudo { .. } => "",
+        }
+    }
+}
+
+/// A request finished: the row whose request it was records its requests and result; the
+/// session the outcome reports goes to the row it is about (the same row, or for an
+/// impersonation a row of its own); the status line says how it went.
+pub(super) fn on_outcome(model: &mut Model, outcome: Outcome, answer: Answer) {
+    // An impersonation is a request of its parent's.
+    let owner = match &answer {
+        Answer::Sudo { parent } => parent.as_str(),
+        _ => outcome.name.as_str(),
+    };
+    let Some(&i) = model.by_name.get(owner) else {
         return;
     };
-    let at = outcome.requests.last().map_or(model.clock, |r| r.at);
-    let latency_ms =
-        (!outcome.requests.is_empty()).then(|| outcome.requests.iter().map(|r| r.latency_ms).sum());
-    let summary = match (&outcome.failure, outcome.ok) {
-        (_, true) => "ok".to_string(),
-        (Some(f), false) => f.short(),
-        (None, false) => "failed".to_string(),
-    };
-    let last_error = (!outcome.ok).then(|| match &outcome.failure {
-        Some(f) => LastError {
-            at,
-            op: f.op,
-            text: f.headline(),
-            hint: f.hint.clone(),
-        },
-        None => LastError {
-            at,
-            op: outcome.op,
-            text: strip_name(&outcome.message, &outcome.name).to_string(),
-            hint: None,
-        },
-    });
+    let Outcome {
+        name,
+        op,
+        ok,
+        mut message,
+        entry,
+        requests,
+        failure,
+        ..
+    } = outcome;
     let flight = model.rows[i].flight;
+    let background = flight.is_some_and(|f| f.background);
     let detached = flight.is_some_and(|f| f.detached);
-    // A refresh whose token Sugar rejected, saved by a new login, reports itself as a re-login.
-    let op = outcome.op;
-    let ok = outcome.ok;
-    let message = outcome.message.clone();
-    model.change_row(i, true, |r| {
-        r.flight = None;
-        // The server answered about this session: it is no longer merely cached.
-        r.unverified = false;
-        // The entry as stored (or, when it could not be stored, as it now stands with the
-        // failure saying why), unless the screen already has a newer one.
-        if outcome.entry.generation >= r.entry.generation {
-            r.entry = outcome.entry;
-        }
-        for req in outcome.requests {
-            if r.recent.len() == RECENT {
-                r.recent.pop_front();
-            }
-            r.recent.push_back(req);
-        }
-        r.last = Some(LastResult {
-            op,
-            kind: if ok {
-                ResultKind::Ok
-            } else {
-                ResultKind::Failed
-            },
+    let at = requests.last().map_or(model.clock, |r| r.at);
+    let total = (!requests.is_empty()).then(|| requests.iter().map(|r| r.latency_ms).sum());
+    let (op, latency_ms) = match &answer {
+        // A refresh whose token Sugar rejected, saved by a new login, reports itself as a re-login.
+        Answer::Session => (op, total),
+        // The four requests of a check run at once: the check took as long as the slowest.
+        Answer::Check(report) => (
+            Op::Check,
+            report
+                .as_ref()
+                .map(|r| r.latency_ms)
+                .or_else(|| requests.iter().map(|r| r.latency_ms).max()),
+        ),
+        Answer::Sudo { .. } => (Op::Sudo, total),
+    };
+    // A check that finds the session ended by Sugar says so.
+    let superseded = matches!(answer, Answer::Check(_))
+        && entry.failure.as_ref().is_some_and(|f| f.superseded());
+    let summary = match &failure {
+        _ if ok => "ok".to_string(),
+        _ if superseded => "superseded".to_string(),
+        Some(f) => f.short(),
+        None => "failed".to_string(),
+    };
+    let user = name
+        .split_once('>')
+        .map_or_else(String::new, |(_, u)| u.to_string());
+    let last_error = (!ok).then(|| {
+        let (text, hint) = match &failure {
+            // A failed impersonation (403: not an admin, 404: no such user) shows on the parent,
+            // since no impersonation came of it.
+            Some(f) if matches!(answer, Answer::Sudo { .. }) => (
+                format!("sudo as {user} failed: {}", f.what()),
+                f.hint.clone(),
+            ),
+            Some(f) => (f.headline(), f.hint.clone()),
+            None => (strip_name(&message, &name).to_string(), None),
+        };
+        LastError {
             at,
-            latency_ms,
-            summary,
-        });
-        if ok {
-            r.last_error = None;
-        } else {
-            r.last_error = last_error;
+            // A login, refresh or logout names the step that failed.
+            op: match (&answer, &failure) {
+                (Answer::Session, Some(f)) => f.op,
+                _ => op,
+            },
+            text,
+            hint,
         }
     });
-    let message = if detached {
-        format!("{message} (answer to a cancelled request, stored)")
-    } else {
-        message
+    let last = LastResult {
+        op,
+        kind: if ok {
+            ResultKind::Ok
+        } else {
+            ResultKind::Failed
+        },
+        at,
+        latency_ms,
+        summary,
     };
-    if ok {
-        model.say(message)
+    let warning = match &answer {
+        Answer::Check(Some(report)) => report.skew_warning(),
+        _ => None,
+    };
+    if detached {
+        message.push_str(answer.cancelled_note());
+    }
+    match answer {
+        Answer::Sudo { .. } => {
+            model.change_row(i, true, |r| {
+                settle(r, requests.clone(), last.clone(), last_error)
+            });
+            if ok {
+                let s = model.sudo_row(i, &user);
+                model.change_row(s, true, |r| {
+                    r.recent.clear();
+                    settle(r, requests, last, None);
+                    r.entry = entry;
+                    r.unverified = false;
+                    r.check = None;
+                });
+            }
+        }
+        answer => model.change_row(i, true, |r| {
+            settle(r, requests, last, last_error);
+            // The server answered about this session: it is no longer merely cached.
+            r.unverified = false;
+            // The entry as stored (or, when it could not be stored, as it now stands with the
+            // failure saying why; or as a check found or marked it), unless the screen already
+            // has a newer one.
+            let replaces = match answer {
+                Answer::Check(_) => newer(&entry, &r.entry),
+                _ => entry.generation >= r.entry.generation,
+            };
+            if replaces {
+                r.entry = entry;
+            }
+            if let Answer::Check(report) = answer
+                && (report.is_some() || superseded)
+            {
+                r.check = report;
+            }
+        }),
+    }
+    if background {
+        verified(model, ok, warning.is_some(), message);
+    } else if ok && warning.is_none() {
+        model.say(message);
     } else {
-        model.warn(message)
+        model.warn(message);
+    }
+}
+
+/// The request is answered: nothing in flight, its requests remembered, its result recorded.
+fn settle(r: &mut Row, requests: Vec<RequestLog>, last: LastResult, last_error: Option<LastError>) {
+    r.flight = None;
+    remember(&mut r.recent, requests);
+    r.last = Some(last);
+    r.last_error = last_error;
+}
+
+/// One of the checks of cached sessions at start came back: failures and warnings are worth a
+/// line, and so is the end of the batch; a session that is fine is not.
+fn verified(model: &mut Model, ok: bool, skew_warning: bool, message: String) {
+    model.verifying = model.verifying.saturating_sub(1);
+    model.verify_failed += usize::from(!ok);
+    model.verify_skewed += usize::from(skew_warning);
+    if !ok || skew_warning {
+        model.warn(message);
+    }
+    if model.verifying == 0 {
+        let failed = std::mem::take(&mut model.verify_failed);
+        let skewed = std::mem::take(&mut model.verify_skewed);
+        let mut skew = match skewed {
+            0 => String::new(),
+            n => format!("; {n} with the server's clock off by over a minute"),
+        };
+        match std::mem::take(&mut model.verify_withdrawn) {
+            0 => {}
+            n => skew.push_str(&format!("; {n} withdrawn, still unverified (v checks)")),
+        }
+        if failed > 0 {
+            model.warn(format!(
+                "checked the cached sessions: {failed} not accepted by the server (see the rows){skew}"
+            ));
+        } else if skewed > 0 {
+            model.warn(format!("checked the cached sessions: all alive{skew}"));
+        } else {
+            model.say(format!("checked the cached sessions: all alive{skew}"));
+        }
     }
 }
 
@@ -159,191 +282,4 @@ fn remember(recent: &mut VecDeque<RequestLog>, requests: Vec<RequestLog>) {
         }
         recent.push_back(req);
     }
-}
-
-pub(super) fn on_checked(model: &mut Model, outcome: Outcome, report: Option<CheckReport>) {
-    let Some(&i) = model.by_name.get(&outcome.name) else {
-        return;
-    };
-    let flight = model.rows[i].flight;
-    let background = flight.is_some_and(|f| f.background);
-    let detached = flight.is_some_and(|f| f.detached);
-    let at = outcome.requests.last().map_or(model.clock, |r| r.at);
-    // The four requests run at once: the check took as long as the slowest.
-    let latency_ms = report
-        .as_ref()
-        .map(|r| r.latency_ms)
-        .or_else(|| outcome.requests.iter().map(|r| r.latency_ms).max());
-    let superseded = outcome
-        .entry
-        .failure
-        .as_ref()
-        .is_some_and(|f| f.superseded());
-    let summary = match (&outcome.failure, outcome.ok) {
-        (_, true) => "ok".to_string(),
-        (_, false) if superseded => "superseded".to_string(),
-        (Some(f), false) => f.short(),
-        (None, false) => "failed".to_string(),
-    };
-    let last_error = (!outcome.ok).then(|| {
-        let (text, hint) = match &outcome.failure {
-            Some(f) => (f.headline(), f.hint.clone()),
-            None => (
-                strip_name(&outcome.message, &outcome.name).to_string(),
-                None,
-            ),
-        };
-        LastError {
-            at,
-            op: Op::Check,
-            text,
-            hint,
-        }
-    });
-    let ok = outcome.ok;
-    let warning = report.as_ref().and_then(|r| r.skew_warning());
-    let entry = outcome.entry;
-    let requests = outcome.requests;
-    model.change_row(i, true, |r| {
-        r.flight = None;
-        r.unverified = false;
-        // The entry as the check found it (or as it marked it): newer than the screen's only.
-        if newer(&entry, &r.entry) {
-            r.entry = entry;
-        }
-        remember(&mut r.recent, requests);
-        if report.is_some() || superseded {
-            r.check = report;
-        }
-        r.last = Some(LastResult {
-            op: Op::Check,
-            kind: if ok {
-                ResultKind::Ok
-            } else {
-                ResultKind::Failed
-            },
-            at,
-            latency_ms,
-            summary,
-        });
-        r.last_error = last_error;
-    });
-    let mut message = outcome.message;
-    if detached {
-        message.push_str(" (answer to a cancelled request)");
-    }
-    if background {
-        // Checks of cached sessions at start: failures and warnings are worth a line, and so
-        // is the end of the batch; a session that is fine is not.
-        model.verifying = model.verifying.saturating_sub(1);
-        model.verify_failed += usize::from(!ok);
-        model.verify_skewed += usize::from(warning.is_some());
-        if !ok || warning.is_some() {
-            model.warn(message);
-        }
-        if model.verifying == 0 {
-            let failed = std::mem::take(&mut model.verify_failed);
-            let skewed = std::mem::take(&mut model.verify_skewed);
-            let mut skew = match skewed {
-                0 => String::new(),
-                n => format!("; {n} with the server's clock off by over a minute"),
-            };
-            match std::mem::take(&mut model.verify_withdrawn) {
-                0 => {}
-                n => skew.push_str(&format!("; {n} withdrawn, still unverified (v checks)")),
-            }
-            if failed > 0 {
-                model.warn(format!(
-                    "checked the cached sessions: {failed} not accepted by the server (see the rows){skew}"
-                ));
-            } else if skewed > 0 {
-                model.warn(format!("checked the cached sessions: all alive{skew}"));
-            } else {
-                model.say(format!("checked the cached sessions: all alive{skew}"));
-            }
-        }
-    } else if ok && warning.is_none() {
-        model.say(message);
-    } else {
-        model.warn(message);
-    }
-}
-
-pub(super) fn on_impersonated(model: &mut Model, parent: &str, outcome: Outcome) {
-    let Some(&p) = model.by_name.get(parent) else {
-        return;
-    };
-    let user = outcome
-        .name
-        .split_once('>')
-        .map_or_else(String::new, |(_, u)| u.to_string());
-    let at = outcome.requests.last().map_or(model.clock, |r| r.at);
-    let latency_ms =
-        (!outcome.requests.is_empty()).then(|| outcome.requests.iter().map(|r| r.latency_ms).sum());
-    let ok = outcome.ok;
-    let summary = match &outcome.failure {
-        _ if ok => "ok".to_string(),
-        Some(f) => f.short(),
-        None => "failed".to_string(),
-    };
-    let last = LastResult {
-        op: Op::Sudo,
-        kind: if ok {
-            ResultKind::Ok
-        } else {
-            ResultKind::Failed
-        },
-        at,
-        latency_ms,
-        summary,
-    };
-    // The request was the parent's: it shows there, and so does a failure (403: not an admin,
-    // 404: no such user), since no impersonation came of it.
-    let last_error = (!ok).then(|| {
-        let (text, hint) = match &outcome.failure {
-            Some(f) => (
-                format!("sudo as {user} failed: {}", f.what()),
-                f.hint.clone(),
-            ),
-            None => (
-                strip_name(&outcome.message, &outcome.name).to_string(),
-                None,
-            ),
-        };
-        LastError {
-            at,
-            op: Op::Sudo,
-            text,
-            hint,
-        }
-    });
-    let requests = outcome.requests.clone();
-    let parent_last = last.clone();
-    model.change_row(p, true, |r| {
-        r.flight = None;
-        remember(&mut r.recent, requests);
-        r.last = Some(parent_last);
-        if ok {
-            r.last_error = None;
-        } else {
-            r.last_error = last_error;
-        }
-    });
-    if !ok {
-        model.warn(outcome.message);
-        return;
-    }
-    let i = model.sudo_row(p, &user);
-    let entry = outcome.entry;
-    model.change_row(i, true, |r| {
-        r.entry = entry;
-        r.flight = None;
-        r.unverified = false;
-        r.check = None;
-        r.last = Some(last);
-        r.last_error = None;
-        r.recent.clear();
-        remember(&mut r.recent, outcome.requests);
-    });
-    model.say(outcome.message);
 }
