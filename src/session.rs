@@ -2,9 +2,11 @@
 //!
 //! Pure: no I/O, no clock reads. Every function that depends on time takes `now`.
 
+use crate::identity::SessionKey;
 pub use crate::outcome::{Failure, FailureKind, Op};
 use crate::secret::Secret;
 use chrono::{DateTime, TimeDelta, Utc};
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -80,6 +82,25 @@ pub struct Entry {
     /// The last automatic re-login (at most one per [`RELOGIN_INTERVAL`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relogin_at: Option<DateTime<Utc>>,
+}
+
+/// Everything the cache holds: one entry per session identity (format 2).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Cache {
+    pub version: u32,
+    #[serde(default)]
+    pub sessions: IndexMap<SessionKey, Entry>,
+}
+
+impl Cache {
+    pub fn entry(&self, key: &SessionKey) -> Option<&Entry> {
+        self.sessions.get(key)
+    }
+
+    /// The entry of `key`, or an empty one (generation 0).
+    pub fn entry_or_default(&self, key: &SessionKey) -> Entry {
+        self.sessions.get(key).cloned().unwrap_or_default()
+    }
 }
 
 /// At most one automatic re-login per profile in this long.

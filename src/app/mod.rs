@@ -27,10 +27,10 @@ pub use order::Sort;
 pub use requests::Confirm;
 pub use row::{EXPIRING, Flight, LastError, LastResult, Phase, RECENT, ResultKind, Row, RowState};
 
-use crate::engine::Outcome;
+use crate::outcome::Outcome;
 use crate::secret::Secret;
+use crate::session::Cache;
 use crate::session::{CheckReport, Op};
-use crate::store::Cache;
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyEvent, KeyEventKind};
 use input::on_paste;

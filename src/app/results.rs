@@ -3,10 +3,10 @@
 use super::model::Model;
 use super::order::Sort;
 use super::row::{LastError, LastResult, RECENT, ResultKind, Row};
-use crate::engine::Outcome;
 use crate::identity::SessionKey;
+use crate::outcome::Outcome;
+use crate::session::Cache;
 use crate::session::{CheckReport, Entry, Op, RequestLog};
-use crate::store::Cache;
 use std::collections::{HashMap, VecDeque};
 
 impl Model {

@@ -26,15 +26,14 @@ mod protocol;
 #[cfg(test)]
 mod tests;
 
+pub use crate::session::Cache;
 pub use lock::{Holder, LockGuard, LockPolicy};
 pub use protocol::{Applied, Change, Expect, apply};
 
 use crate::identity::SessionKey;
-use crate::session::Entry;
 use chrono::Utc;
 use files::{check_dir, ensure_dir, euid, preallocate, read_file};
 use format::{Unreadable, decode};
-use indexmap::IndexMap;
 use lock::acquire;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -54,25 +53,6 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// A lock wait is reported (once) after this long.
 pub const LOCK_NOTICE_AFTER: Duration = Duration::from_secs(1);
-
-/// Everything the cache holds: one entry per session identity (format 2).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct Cache {
-    pub version: u32,
-    #[serde(default)]
-    pub sessions: IndexMap<SessionKey, Entry>,
-}
-
-impl Cache {
-    pub fn entry(&self, key: &SessionKey) -> Option<&Entry> {
-        self.sessions.get(key)
-    }
-
-    /// The entry of `key`, or an empty one (generation 0).
-    pub fn entry_or_default(&self, key: &SessionKey) -> Entry {
-        self.sessions.get(key).cloned().unwrap_or_default()
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
