@@ -4,13 +4,14 @@
 //! `session` (what a session is and the rules, pure), `store` (token cache on disk), `password`
 //! (non-interactive password sources), `engine` (runs operations: bounded concurrency,
 //! persistence), `app` (the screen's pure state machine), `ui` (terminal and view), `cli` (shell
-//! commands), `emulator` (an independent Sugar server), `text` (text from outside made safe for a
-//! terminal).
+//! commands), `exit` (exit statuses, shared by the front ends), `emulator` (an independent Sugar
+//! server), `text` (text from outside made safe for a terminal).
 
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod emulator;
+pub mod exit;
 pub mod guard;
 pub mod identity;
 pub mod logging;

@@ -214,7 +214,7 @@ fn install_panic_hook() {
             restore_terminal();
             previous(info);
             if screen_was_up {
-                arm_exit_deadline(crate::cli::exit::PANIC);
+                arm_exit_deadline(crate::exit::PANIC);
             }
         }));
     });

@@ -35,7 +35,7 @@ use chrono::Utc;
 use files::{check_dir, ensure_dir, euid, preallocate, read_file};
 use format::{Unreadable, decode};
 use lock::acquire;
-use serde::{Deserialize, Serialize};
+
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Write};

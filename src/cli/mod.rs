@@ -1,0 +1,129 @@
+//! The command line: clap definitions and the non-interactive commands.
+//!
+//! `args`: the clap definitions; `commands`: the commands without a screen; `output`: printing;
+//! `demo`: the emulator command and what the demo needs. The screen (no command, or `demo`) is
+//! started by `main.rs`, which also does the start-up (runtime, logging, the panic catch).
+
+// Everything this module and its submodules print goes through the `println!` and `eprintln!` of
+// `output`, which drop what cannot be written.
+#[macro_use]
+mod output;
+mod args;
+mod commands;
+mod demo;
+
+pub use crate::exit;
+pub use args::{Cli, Command, RefreshArgs, Targets};
+pub use demo::{start_demo_emulator, write_private};
+
+use commands::{act, check, list, refresh_due, status, sudo, token};
+use demo::emulator;
+
+use crate::config::{self, Profiles};
+use crate::session::Op;
+use crate::store::Store;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A failure that ends the command before anything was done: printed, exit status 2.
+pub struct Usage(pub String);
+
+/// The default profiles file: `profiles.toml` in the platform's config directory.
+pub fn default_profiles_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "sugar-sessions")
+        .map(|d| d.config_dir().join("profiles.toml"))
+}
+
+/// The default state directory (token cache, log): the platform's data directory.
+pub fn default_state_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "sugar-sessions").map(|d| d.data_dir().to_path_buf())
+}
+
+/// The profiles file: `--profiles`, else [`default_profiles_path`].
+pub fn profiles_path(cli: &Cli) -> Result<PathBuf, Usage> {
+    cli.profiles
+        .clone()
+        .or_else(default_profiles_path)
+        .ok_or_else(|| Usage("sugar-sessions: no home directory to find the profiles file in: pass --profiles FILE".into()))
+}
+
+/// Reads and validates the profiles file; its errors are a [`Usage`] failure.
+pub fn load_profiles(path: &Path) -> Result<Profiles, Usage> {
+    config::load(path).map_err(|e| Usage(format!("{e}")))
+}
+
+/// The token cache, with lock waits bounded by `--lock-timeout` and told on a terminal, and the
+/// profiles' client ids for reading a cache of the first release.
+fn open_store(cli: &Cli, profiles: &Profiles) -> Result<Store, Usage> {
+    let policy = crate::store::LockPolicy {
+        timeout: lock_timeout(cli),
+        on_wait: Arc::new(|what: &str| {
+            if std::io::stderr().is_terminal() {
+                eprintln!("sugar-sessions: {what}");
+            }
+        }),
+    };
+    open_store_with(cli, profiles, policy)
+}
+
+/// `--lock-timeout`.
+pub fn lock_timeout(cli: &Cli) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(cli.lock_timeout)
+}
+
+/// The token cache in `--state-dir` (else [`default_state_dir`]) with the given lock policy.
+pub fn open_store_with(
+    cli: &Cli,
+    profiles: &Profiles,
+    policy: crate::store::LockPolicy,
+) -> Result<Store, Usage> {
+    let dir = cli
+        .state_dir
+        .clone()
+        .or_else(default_state_dir)
+        .ok_or_else(|| {
+            Usage(
+                "sugar-sessions: no home directory for the token cache: pass --state-dir DIR"
+                    .into(),
+            )
+        })?;
+    let names = profiles
+        .profiles
+        .iter()
+        .map(|p| (p.name.clone(), p.client_id.clone(), p.username.clone()));
+    Ok(Store::open(dir)
+        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?
+        .with_lock_policy(policy)
+        .with_profile_names(names))
+}
+
+/// Runs a command without a screen; returns the exit status. `main.rs` opens the screen itself
+/// (no command, or `demo`) and never passes those here.
+pub async fn run(cli: &Cli) -> Result<i32, Usage> {
+    match &cli.command {
+        None | Some(Command::Demo) => unreachable!("main.rs opens the screen"),
+        Some(Command::Emulator {
+            port,
+            write_profiles,
+            tls,
+        }) => emulator(*port, write_profiles.as_deref(), *tls).await,
+        Some(Command::List { json }) => {
+            let profiles = load_profiles(&profiles_path(cli)?)?;
+            list(&profiles, *json);
+            Ok(exit::OK)
+        }
+        Some(Command::Status { json }) => {
+            let profiles = load_profiles(&profiles_path(cli)?)?;
+            let store = open_store(cli, &profiles)?;
+            status(&profiles, &store, *json)
+        }
+        Some(Command::Login(t)) => act(cli, t, Op::Login).await,
+        Some(Command::Refresh(r)) if r.due => refresh_due(cli, &r.targets).await,
+        Some(Command::Refresh(r)) => act(cli, &r.targets, Op::Refresh).await,
+        Some(Command::Logout(t)) => act(cli, t, Op::Logout).await,
+        Some(Command::Token { name }) => token(cli, name).await,
+        Some(Command::Check(t)) => check(cli, t).await,
+        Some(Command::Sudo { name, user, json }) => sudo(cli, name, user, *json).await,
+    }
+}

@@ -1,0 +1,235 @@
+//! The profiles file: schema, defaults, validation with located errors.
+//!
+//! Only reads the file; no other I/O.
+//!
+//! Here: what a loaded file is (profiles, settings, password sources) and the entry points
+//! [`load`] and [`parse`]. `schema`: every key of the file; `checks`: checks of single values;
+//! `validate`: the walk over the file that resolves profiles; `errors`: located errors;
+//! `messages`: their wording and suggestions.
+
+mod checks;
+mod errors;
+mod messages;
+mod schema;
+mod validate;
+
+pub use errors::{ConfigError, LoadError};
+pub use schema::MAX_PROFILE_NAME;
+
+use crate::identity::SessionKey;
+use crate::secret::Secret;
+use errors::Errors;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+use validate::parse_file;
+
+/// Where a profile's password comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// `password_env = "VAR"`: read the environment variable at use.
+    Env(String),
+    /// `password_cmd = "pass show x"`: run with `sh -c`, first line of stdout.
+    Cmd(String),
+    /// `password = "..."`: plain text in the file.
+    Plain(Secret),
+    /// None of them: ask the user on the terminal.
+    Prompt,
+}
+
+impl PasswordSource {
+    /// True when the password can be had without asking a person.
+    pub fn is_non_interactive(&self) -> bool {
+        !matches!(self, PasswordSource::Prompt)
+    }
+}
+
+/// One fully resolved profile: `[defaults]` applied, validated.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// The table key: `[A-Za-z0-9._-]+`.
+    pub name: String,
+    /// The instance root, as written (validated http(s) with a host). The client appends `/rest/{api}/...`.
+    pub url: Url,
+    /// REST version, e.g. `v11`, `v11_16`.
+    pub api: String,
+    pub username: String,
+    pub password: PasswordSource,
+    pub platform: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub tags: Vec<String>,
+    pub allow_http: bool,
+    /// Total timeout of one request (`timeout_s`, default 20 s).
+    pub timeout: Duration,
+    /// Connect timeout (5 s, or `timeout` when that is shorter).
+    pub connect_timeout: Duration,
+    /// `auto_refresh` (default true): refresh before the access token expires, without being asked.
+    pub auto_refresh: bool,
+    /// `relogin` (default true): when a refresh token is rejected, log in again once through a
+    /// non-interactive password source.
+    pub relogin: bool,
+    /// `refresh_before_s`: refresh this long before the access token expires (default: 300 s, or a
+    /// fifth of the token's lifetime when that is shorter).
+    pub refresh_before: Option<Duration>,
+    /// `ca_cert`: certificates trusted in addition to the system's (and `SSL_CERT_FILE`).
+    pub ca_cert: Option<CaCert>,
+    /// `insecure = true`: any server certificate is accepted. Never the default; shown as INSECURE.
+    pub insecure: bool,
+    /// `proxy`: every request goes through this proxy (`http://`, `https://`, `socks5://`,
+    /// `socks5h://`); without it, `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` apply.
+    pub proxy: Option<Url>,
+    /// For an impersonation (sudo) profile: the admin whose session made it (`username` is then
+    /// the impersonated user). `None` for every profile of the file.
+    pub admin: Option<String>,
+}
+
+/// The certificates of a `ca_cert` file, read and checked when the profiles file is loaded.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CaCert {
+    /// The file, resolved against the profiles file's directory.
+    pub path: PathBuf,
+    /// Its certificates (DER), in the order of the file; at least one.
+    pub certs: Arc<Vec<Vec<u8>>>,
+}
+
+impl fmt::Debug for CaCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CaCert({}, {} certificate(s))",
+            self.path.display(),
+            self.certs.len()
+        )
+    }
+}
+
+impl Profile {
+    /// `host` or `host:port` of the instance, for display and for the per-host concurrency bound.
+    pub fn host_port(&self) -> String {
+        let host = self.url.host_str().unwrap_or("");
+        match self.url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        }
+    }
+
+    /// The instance root without a trailing slash, e.g. `https://acme.sugarondemand.com` or
+    /// `http://127.0.0.1:8080/acme`.
+    pub fn root(&self) -> &str {
+        self.url.as_str().trim_end_matches('/')
+    }
+
+    /// The URL of a REST endpoint: `{root}/rest/{api}/{endpoint}`, e.g. `api_url("oauth2/token")`.
+    pub fn api_url(&self, endpoint: &str) -> String {
+        format!(
+            "{}/rest/{}/{}",
+            self.root(),
+            self.api,
+            endpoint.trim_start_matches('/')
+        )
+    }
+
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+
+    /// The identity of the profile's session: what the token cache keys it by.
+    pub fn session_key(&self) -> SessionKey {
+        match &self.admin {
+            Some(admin) => {
+                SessionKey::new(self.url.as_str(), admin, &self.platform, &self.client_id)
+                    .impersonating(&self.username)
+            }
+            None => SessionKey::new(
+                self.url.as_str(),
+                &self.username,
+                &self.platform,
+                &self.client_id,
+            ),
+        }
+    }
+}
+
+/// Settings of the whole file (from `[defaults]`) that are not profile keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// `max_concurrency`: requests in flight at once across all profiles (default 64).
+    pub max_concurrency: usize,
+    /// `max_per_host`: requests in flight at once to one instance host and port (default 8).
+    pub max_per_host: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_concurrency: 64,
+            max_per_host: 8,
+        }
+    }
+}
+
+/// A loaded profiles file.
+#[derive(Clone, Debug)]
+pub struct Profiles {
+    pub path: PathBuf,
+    /// In the order of the file.
+    pub profiles: Vec<Profile>,
+    pub settings: Settings,
+}
+
+impl Profiles {
+    pub fn get(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+}
+
+/// Read and validate a profiles file.
+///
+/// A file that holds a plain `password` is refused when others may read or change it (any of the
+/// group and other permission bits set), as OpenSSH refuses such key files.
+pub fn load(path: &Path) -> Result<Profiles, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
+        file: path.to_path_buf(),
+        error,
+    })?;
+    let (profiles, plain_password_at) = parse_file(&text, path).map_err(LoadError::Invalid)?;
+    if let Some((at, key)) = plain_password_at {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|error| LoadError::Io {
+                file: path.to_path_buf(),
+                error,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            let mut errs = Errors::new(&text, path);
+            errs.push(
+                at,
+                Some(key),
+                format!(
+                    "the file holds a plain password, and others can read or change it \
+                     (mode {:03o}): run `chmod 600 {}`, or use password_env or password_cmd",
+                    mode & 0o777,
+                    path.display()
+                ),
+            );
+            return Err(LoadError::Invalid(errs.finish()));
+        }
+    }
+    Ok(profiles)
+}
+
+/// Validate the text of a profiles file; `path` is used in the errors.
+///
+/// Every problem found is reported, in the order of the file. A TOML syntax error is reported
+/// alone: the parser stops there.
+///
+/// A `ca_cert` file is read here too (relative paths are resolved against `path`'s directory): a
+/// missing or invalid one is reported like any other mistake.
+pub fn parse(text: &str, path: &Path) -> Result<Profiles, Vec<ConfigError>> {
+    parse_file(text, path).map(|(profiles, _)| profiles)
+}

@@ -1,0 +1,486 @@
+//! The walk over a profiles file: the top level, each table's keys (type and check), then each
+//! profile over `[defaults]` over the built-in defaults; every problem is collected, located.
+
+use super::checks::{is_loopback, is_valid_profile_name, resolve_path};
+use super::errors::{ConfigError, Errors};
+use super::messages::{
+    a_type, closest, join_and, key_segment, shown, unknown_key, unknown_top_level_key,
+};
+use super::schema::{
+    CONNECT_TIMEOUT, DEFAULT_API, DEFAULT_CLIENT_ID, DEFAULT_PLATFORM, DEFAULT_TIMEOUT_S, KeySpec,
+    Kind, MAX_PROFILE_NAME, PASSWORD_KEYS, SHOWN_PROFILE_NAME, Table, Val, keys_allowed_in, spec,
+};
+use super::{PasswordSource, Profile, Profiles, Settings};
+use crate::secret::Secret;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+/// Where a key is: byte offset and dotted key path.
+type KeyAt = (usize, String);
+
+/// [`parse`](super::parse), and where the first plain `password` key is, if any.
+pub(super) fn parse_file(
+    text: &str,
+    path: &Path,
+) -> Result<(Profiles, Option<KeyAt>), Vec<ConfigError>> {
+    let mut errs = Errors::new(text, path);
+    let root = match DeTable::parse(text) {
+        Ok(root) => root,
+        Err(e) => {
+            let span = e.span().unwrap_or_default();
+            let mut message = format!("invalid TOML: {}", e.message());
+            if e.message() == "duplicate key" {
+                // The span is the key (never a value): name it.
+                if let Some(key) = text.get(span.clone()).filter(|k| !k.is_empty()) {
+                    message = format!("invalid TOML: duplicate key `{}`", shown(key));
+                }
+            }
+            errs.push(span.start, None, message);
+            return Err(errs.finish());
+        }
+    };
+
+    let mut plain_password_at: Option<KeyAt> = None;
+    let mut note_password = |layer: &Layer| {
+        if let Some(f) = layer.field("password")
+            && plain_password_at
+                .as_ref()
+                .is_none_or(|(at, _)| f.key_at < *at)
+        {
+            plain_password_at = Some((f.key_at, f.path.clone()));
+        }
+    };
+    let mut defaults = Layer::default();
+    let mut profile_entries = Vec::new();
+    for (key, value) in root.get_ref() {
+        let name: &str = key.get_ref();
+        match name {
+            "defaults" => match value.get_ref() {
+                DeValue::Table(table) => {
+                    defaults = read_layer(table, Table::Defaults, "defaults", &mut errs);
+                    note_password(&defaults);
+                }
+                other => errs.push(
+                    value.span().start,
+                    Some(name.to_string()),
+                    format!("expected a table ([defaults]), found {}", a_type(other)),
+                ),
+            },
+            "profiles" => match value.get_ref() {
+                DeValue::Table(table) => profile_entries.extend(table.iter()),
+                DeValue::Array(_) => errs.push(
+                    value.span().start,
+                    Some(name.to_string()),
+                    "expected a table of profiles, found an array (write each profile as \
+                     [profiles.NAME], not [[profiles]])",
+                ),
+                other => errs.push(
+                    value.span().start,
+                    Some(name.to_string()),
+                    format!(
+                        "expected a table of profiles ([profiles.NAME]), found {}",
+                        a_type(other)
+                    ),
+                ),
+            },
+            _ => errs.push(
+                key.span().start,
+                Some(key_segment(name)),
+                unknown_top_level_key(name),
+            ),
+        }
+    }
+
+    let builtin = Settings::default();
+    let settings = Settings {
+        max_concurrency: defaults
+            .count("max_concurrency")
+            .unwrap_or(builtin.max_concurrency),
+        max_per_host: defaults
+            .count("max_per_host")
+            .unwrap_or(builtin.max_per_host),
+    };
+
+    let mut profiles = Vec::with_capacity(profile_entries.len());
+    for (key, value) in profile_entries {
+        let name: &str = key.get_ref();
+        let length = name.chars().count();
+        let prefix = if length > MAX_PROFILE_NAME {
+            // Shown cut short: a name of any length makes messages of bounded length.
+            let start: String = name.chars().take(SHOWN_PROFILE_NAME).collect();
+            format!("profiles.{}…", key_segment(&start))
+        } else {
+            format!("profiles.{}", key_segment(name))
+        };
+        if length > MAX_PROFILE_NAME {
+            errs.push(
+                key.span().start,
+                Some(prefix.clone()),
+                format!("the profile name is {length} characters long: at most {MAX_PROFILE_NAME}"),
+            );
+        } else if !is_valid_profile_name(name) {
+            errs.push(
+                key.span().start,
+                Some(prefix.clone()),
+                "invalid profile name: use only ASCII letters, digits, `.`, `_` and `-`",
+            );
+        }
+        let DeValue::Table(table) = value.get_ref() else {
+            // `prefix` is in TOML key syntax: what the user would write in the header.
+            let message = format!(
+                "expected a table ([{prefix}]), found {}",
+                a_type(value.get_ref())
+            );
+            errs.push(value.span().start, Some(prefix), message);
+            continue;
+        };
+        let layer = read_layer(table, Table::Profile, &prefix, &mut errs);
+        note_password(&layer);
+        let at = value.span().start;
+        if let Some(profile) = resolve(name, &prefix, at, &layer, &defaults, &mut errs) {
+            profiles.push(profile);
+        }
+    }
+
+    if errs.is_empty() {
+        let profiles = Profiles {
+            path: path.to_path_buf(),
+            profiles,
+            settings,
+        };
+        Ok((profiles, plain_password_at))
+    } else {
+        Err(errs.finish())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading one table (`[defaults]` or `[profiles.NAME]`).
+// ---------------------------------------------------------------------------------------------
+
+/// One key as written in one table.
+struct Field {
+    spec: &'static KeySpec,
+    /// Dotted path, e.g. `profiles.acme-prod.url`.
+    path: String,
+    key_at: usize,
+    value_at: usize,
+    /// `None` when the value was wrong (already reported).
+    val: Option<Val>,
+}
+
+/// The known keys of one table, in file order.
+#[derive(Default)]
+struct Layer {
+    fields: Vec<Field>,
+    /// Known keys suggested for unknown ones (`usernme`): not reported again as missing.
+    suggested: Vec<&'static str>,
+}
+
+impl Layer {
+    fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.spec.name == name)
+    }
+
+    /// Set in this table, with a good or a bad value.
+    fn has(&self, name: &str) -> bool {
+        self.field(name).is_some()
+    }
+
+    /// The value, when set and good.
+    fn val(&self, name: &str) -> Option<&Val> {
+        self.field(name).and_then(|f| f.val.as_ref())
+    }
+
+    fn count(&self, name: &str) -> Option<usize> {
+        match self.val(name)? {
+            Val::Int(n) => Some(usize::try_from(*n).unwrap_or(usize::MAX)),
+            _ => None,
+        }
+    }
+
+    /// The password source set in this table, if any (the first one when several: an error).
+    fn password(&self) -> Option<PasswordSource> {
+        let field = self
+            .fields
+            .iter()
+            .find(|f| PASSWORD_KEYS.contains(&f.spec.name))?;
+        Some(match (field.spec.name, field.val.as_ref()?) {
+            ("password_env", Val::Str(s)) => PasswordSource::Env(s.clone()),
+            ("password_cmd", Val::Str(s)) => PasswordSource::Cmd(s.clone()),
+            ("password", Val::Secret(s)) => PasswordSource::Plain(s.clone()),
+            _ => return None,
+        })
+    }
+
+    fn has_password_source(&self) -> bool {
+        self.fields
+            .iter()
+            .any(|f| PASSWORD_KEYS.contains(&f.spec.name))
+    }
+}
+
+fn read_layer(table: &DeTable<'_>, which: Table, prefix: &str, errs: &mut Errors<'_>) -> Layer {
+    let mut layer = Layer::default();
+    for (key, value) in table {
+        let name: &str = key.get_ref();
+        let path = format!("{prefix}.{}", key_segment(name));
+        let Some(spec) = spec(name).filter(|s| s.scope.allows(which)) else {
+            if spec(name).is_none() {
+                layer
+                    .suggested
+                    .extend(closest(name, &keys_allowed_in(which)));
+            }
+            errs.push(key.span().start, Some(path), unknown_key(name, which));
+            continue;
+        };
+        let value_at = value.span().start;
+        let val = extract(spec.kind, value, &path, errs).and_then(|val| match (spec.check)(val) {
+            Ok(val) => Some(val),
+            Err(message) => {
+                errs.push(value_at, Some(path.clone()), message);
+                None
+            }
+        });
+        layer.fields.push(Field {
+            spec,
+            path,
+            key_at: key.span().start,
+            value_at,
+            val,
+        });
+    }
+
+    let sources: Vec<&Field> = layer
+        .fields
+        .iter()
+        .filter(|f| PASSWORD_KEYS.contains(&f.spec.name))
+        .collect();
+    if let [_, second, ..] = sources.as_slice() {
+        let names: Vec<String> = sources
+            .iter()
+            .map(|f| format!("`{}`", f.spec.name))
+            .collect();
+        errs.push(
+            second.key_at,
+            Some(second.path.clone()),
+            format!(
+                "more than one password source ({}); keep only one",
+                join_and(&names)
+            ),
+        );
+    }
+    layer
+}
+
+/// The type check of a value; reports a wrong type and returns `None`.
+fn extract(
+    kind: Kind,
+    value: &Spanned<DeValue<'_>>,
+    path: &str,
+    errs: &mut Errors<'_>,
+) -> Option<Val> {
+    let at = value.span().start;
+    match (kind, value.get_ref()) {
+        (Kind::Str, DeValue::String(s)) => Some(Val::Str(s.to_string())),
+        (Kind::Secret, DeValue::String(s)) => Some(Val::Secret(Secret::new(s.as_ref()))),
+        (Kind::Bool, DeValue::Boolean(b)) => Some(Val::Bool(*b)),
+        (Kind::Path, DeValue::String(s)) if s.trim().is_empty() => {
+            errs.push(at, Some(path.to_string()), "must not be empty: a file name");
+            None
+        }
+        (Kind::Path, DeValue::String(s)) => Some(Val::Path(resolve_path(s, errs.file))),
+        (Kind::Int, DeValue::Integer(i)) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) => Some(Val::Int(n)),
+            Err(_) => {
+                errs.push(at, Some(path.to_string()), "the number is too large");
+                None
+            }
+        },
+        (Kind::Tags, DeValue::Array(items)) => {
+            let mut tags = Vec::with_capacity(items.len());
+            let mut ok = true;
+            for (i, item) in items.iter().enumerate() {
+                let problem = match item.get_ref() {
+                    DeValue::String(s) if s.is_empty() => Some("a tag cannot be empty".to_string()),
+                    DeValue::String(s) if s.trim() != s.as_ref() => {
+                        Some("a tag cannot start or end with whitespace".to_string())
+                    }
+                    DeValue::String(s) => {
+                        tags.push(s.to_string());
+                        None
+                    }
+                    other => Some(format!("expected a string, found {}", a_type(other))),
+                };
+                if let Some(message) = problem {
+                    errs.push(item.span().start, Some(format!("{path}[{i}]")), message);
+                    ok = false;
+                }
+            }
+            ok.then_some(Val::Tags(tags))
+        }
+        (kind, other) => {
+            errs.push(
+                at,
+                Some(path.to_string()),
+                format!("expected {}, found {}", kind.expected(), a_type(other)),
+            );
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One profile: its table over `[defaults]` over the built-in defaults.
+// ---------------------------------------------------------------------------------------------
+
+fn resolve(
+    name: &str,
+    prefix: &str,
+    table_at: usize,
+    own: &Layer,
+    defaults: &Layer,
+    errs: &mut Errors<'_>,
+) -> Option<Profile> {
+    let pick = |key: &str| own.val(key).or_else(|| defaults.val(key));
+    let pick_str = |key: &str, fallback: &'static str| -> String {
+        pick(key)
+            .and_then(Val::as_str)
+            .unwrap_or(fallback)
+            .to_string()
+    };
+
+    let url = match own.field("url") {
+        None if own.suggested.contains(&"url") => None,
+        None => {
+            errs.push(
+                table_at,
+                Some(format!("{prefix}.url")),
+                "missing `url` (the instance root, e.g. https://acme.sugarondemand.com)",
+            );
+            None
+        }
+        Some(Field {
+            val: Some(Val::Url(url)),
+            value_at,
+            path,
+            ..
+        }) => {
+            let allow_http = match pick("allow_http") {
+                Some(Val::Bool(b)) => *b,
+                _ => false,
+            };
+            if url.scheme() == "http" && !allow_http && !is_loopback(url) {
+                errs.push(
+                    *value_at,
+                    Some(path.clone()),
+                    format!(
+                        "http:// to `{}` would send the password unencrypted; use https:// or \
+                         set allow_http = true",
+                        url.host_str().unwrap_or_default()
+                    ),
+                );
+            }
+            Some((url.clone(), allow_http))
+        }
+        Some(_) => None,
+    };
+
+    let misspelled = |key| own.suggested.contains(&key) || defaults.suggested.contains(&key);
+    if !own.has("username") && !defaults.has("username") && !misspelled("username") {
+        errs.push(
+            table_at,
+            Some(format!("{prefix}.username")),
+            "missing `username` (set it here or in [defaults])",
+        );
+    }
+
+    let password = if own.has_password_source() {
+        own.password()
+    } else if defaults.has_password_source() {
+        defaults.password()
+    } else {
+        Some(PasswordSource::Prompt)
+    };
+
+    let timeout_s = match pick("timeout_s") {
+        Some(Val::Int(n)) => *n,
+        _ => DEFAULT_TIMEOUT_S,
+    };
+    let timeout = Duration::from_secs(u64::try_from(timeout_s).unwrap_or(20));
+
+    let (url, allow_http) = url?;
+    if !errs.is_empty() {
+        // Not used: the file is refused. Stop building, keep checking the other profiles.
+        return None;
+    }
+    Some(Profile {
+        name: name.to_string(),
+        url,
+        api: pick_str("api", DEFAULT_API),
+        username: pick_str("username", ""),
+        password: password?,
+        platform: pick_str("platform", DEFAULT_PLATFORM),
+        client_id: pick_str("client_id", DEFAULT_CLIENT_ID),
+        client_secret: match pick("client_secret") {
+            Some(Val::Secret(s)) => s.clone(),
+            _ => Secret::default(),
+        },
+        tags: match pick("tags") {
+            Some(Val::Tags(tags)) => tags.clone(),
+            _ => Vec::new(),
+        },
+        allow_http,
+        timeout,
+        connect_timeout: timeout.min(CONNECT_TIMEOUT),
+        auto_refresh: !matches!(pick("auto_refresh"), Some(Val::Bool(false))),
+        relogin: !matches!(pick("relogin"), Some(Val::Bool(false))),
+        refresh_before: match pick("refresh_before_s") {
+            Some(Val::Int(n)) => u64::try_from(*n).ok().map(Duration::from_secs),
+            _ => None,
+        },
+        ca_cert: match pick("ca_cert") {
+            Some(Val::Ca(ca)) => Some(ca.clone()),
+            _ => None,
+        },
+        insecure: matches!(pick("insecure"), Some(Val::Bool(true))),
+        proxy: match pick("proxy") {
+            Some(Val::Url(url)) => Some(url.clone()),
+            _ => None,
+        },
+        admin: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use super::*;
+
+    #[test]
+    fn connect_timeout_is_the_shorter_one() {
+        let text =
+            "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\ntimeout_s = 600\n";
+        let p = parse(text, Path::new("f")).unwrap();
+        assert_eq!(p.profiles[0].timeout, Duration::from_secs(600));
+        assert_eq!(p.profiles[0].connect_timeout, CONNECT_TIMEOUT);
+    }
+
+    #[test]
+    fn integers_in_other_radixes_and_too_large() {
+        let base = "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\n";
+        let p = parse(&format!("{base}timeout_s = 0x1e\n"), Path::new("f")).unwrap();
+        assert_eq!(p.profiles[0].timeout, Duration::from_secs(30));
+        let e = parse(
+            &format!("{base}timeout_s = 0xffffffffffffffff\n"),
+            Path::new("f"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e[0].to_string(),
+            "f:4:13: profiles.a.timeout_s: the number is too large"
+        );
+    }
+}

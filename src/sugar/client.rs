@@ -1,0 +1,545 @@
+//! The HTTP client: one per network setting, the requests Sugar's REST API takes, and request
+//! bodies and answers kept out of memory once used.
+
+use super::error::{ErrorKind, SugarError, classify, through_proxy};
+use super::parse::{Grant, Me, ServerInfo, interpret, parse_grant, parse_me, scrub};
+use crate::config::{CaCert, Profile};
+use crate::secret::Secret;
+use crate::session::{Op, RequestLog};
+use bytes::Bytes;
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use url::Url;
+use zeroize::Zeroizing;
+
+/// The most of a response body that is read.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// The result of one request and what a person may see of it.
+#[derive(Debug)]
+pub struct Call<T> {
+    pub result: Result<T, SugarError>,
+    pub log: RequestLog,
+}
+
+/// Idle connections kept per host for reuse.
+pub const POOL_IDLE_PER_HOST: usize = 2;
+
+/// One HTTP client per distinct network setting; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+}
+
+/// Makes sure one rustls crypto provider is installed for the process (ring).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Everything that needs an HTTP client of its own: profiles that agree on all of it share one
+/// client (and its connection pool).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NetSettings {
+    pub connect_timeout: Duration,
+    /// Trusted in addition to the system's certificates (which `SSL_CERT_FILE` may replace).
+    pub ca_cert: Option<CaCert>,
+    /// Accept any server certificate.
+    pub insecure: bool,
+    /// Every request through this proxy; `None`: the `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`
+    /// environment applies.
+    pub proxy: Option<Url>,
+}
+
+impl Default for NetSettings {
+    /// A 5 s connect timeout, the system's CAs, certificates checked, proxies from the environment.
+    fn default() -> Self {
+        NetSettings {
+            connect_timeout: Duration::from_secs(5),
+            ca_cert: None,
+            insecure: false,
+            proxy: None,
+        }
+    }
+}
+
+impl NetSettings {
+    pub fn of(profile: &Profile) -> NetSettings {
+        NetSettings {
+            connect_timeout: profile.connect_timeout,
+            ca_cert: profile.ca_cert.clone(),
+            insecure: profile.insecure,
+            proxy: profile.proxy.clone(),
+        }
+    }
+}
+
+/// `error: cause: cause`, for set-up errors whose useful part is deep in the chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+impl Client {
+    pub fn new(settings: &NetSettings) -> Result<Client, String> {
+        install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(concat!("sugar-sessions/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(30))
+            // A burst to one host opens up to `max_per_host` connections; keeping them all
+            // afterwards holds ~26 KB each (a bulk action over 100 hosts: over 20 MB) for little reuse.
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST);
+        if let Some(ca) = &settings.ca_cert {
+            let certs = ca
+                .certs
+                .iter()
+                .map(|der| reqwest::Certificate::from_der(der))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    format!(
+                        "cannot use the CA certificates in {}: {}",
+                        ca.path.display(),
+                        error_chain(&e)
+                    )
+                })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        if settings.insecure {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(proxy) = &settings.proxy {
+            // An explicit proxy replaces the environment's (reqwest then ignores HTTPS_PROXY & co).
+            let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
+                format!(
+                    "cannot use the proxy {}://{}: {}",
+                    proxy.scheme(),
+                    proxy.host_str().unwrap_or(""),
+                    error_chain(&e)
+                )
+            })?;
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))?;
+        tracing::debug!(
+            connect_timeout_ms = settings.connect_timeout.as_millis() as u64,
+            ca_cert = settings
+                .ca_cert
+                .as_ref()
+                .map(|c| c.path.display().to_string()),
+            insecure = settings.insecure,
+            proxy = settings.proxy.as_ref().map(|p| format!(
+                "{}://{}",
+                p.scheme(),
+                p.host_str().unwrap_or("")
+            )),
+            "new HTTP client"
+        );
+        Ok(Client { http })
+    }
+
+    /// `POST /oauth2/token` with the password grant.
+    pub async fn login(&self, p: &Profile, password: &Secret) -> Call<Grant> {
+        let body = secret_json(&[
+            ("grant_type", "password"),
+            ("client_id", &p.client_id),
+            ("client_secret", p.client_secret.expose()),
+            ("username", &p.username),
+            ("password", password.expose()),
+            ("platform", &p.platform),
+        ]);
+        self.send(
+            p,
+            Op::Login.as_str(),
+            Method::Post("/oauth2/token", body),
+            None,
+            parse_grant,
+        )
+        .await
+    }
+
+    /// `POST /oauth2/token` with the refresh-token grant, always with the profile's platform.
+    pub async fn refresh(&self, p: &Profile, refresh_token: &Secret) -> Call<Grant> {
+        let body = secret_json(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+            ("client_id", &p.client_id),
+            ("client_secret", p.client_secret.expose()),
+            ("platform", &p.platform),
+        ]);
+        self.send(
+            p,
+            Op::Refresh.as_str(),
+            Method::Post("/oauth2/token", body),
+            None,
+            parse_grant,
+        )
+        .await
+    }
+
+    /// `POST /oauth2/logout` with the access token, asking the server to delete the refresh token too.
+    pub async fn logout(&self, p: &Profile, access: &Secret, refresh: Option<&Secret>) -> Call<()> {
+        let body = match refresh {
+            Some(r) => secret_json(&[("refresh_token", r.expose())]),
+            None => secret_json(&[]),
+        };
+        self.send(
+            p,
+            Op::Logout.as_str(),
+            Method::Post("/oauth2/logout", body),
+            Some(access),
+            |v| match v.get("success") {
+                Some(Value::Bool(true)) => Ok(()),
+                _ => Err("no \"success\": true in the logout answer".into()),
+            },
+        )
+        .await
+    }
+
+    /// `POST /oauth2/sudo/{user}`: with an admin session, a session as `user` on the same platform
+    /// (an access token only: it ends when that token does).
+    pub async fn sudo(&self, p: &Profile, admin_access: &Secret, user: &str) -> Call<Grant> {
+        let body = secret_json(&[("platform", &p.platform), ("client_id", &p.client_id)]);
+        let target = format!("/oauth2/sudo/{}", path_segment(user));
+        self.send(
+            p,
+            "sudo",
+            Method::PostTo("/oauth2/sudo", target, body),
+            Some(admin_access),
+            parse_grant,
+        )
+        .await
+    }
+
+    /// `GET /me`.
+    pub async fn me(&self, p: &Profile, access: &Secret) -> Call<Me> {
+        self.send(p, "me", Method::Get("/me"), Some(access), parse_me)
+            .await
+    }
+
+    /// `GET /ping`: a cheap check that the session is alive.
+    pub async fn ping(&self, p: &Profile, access: &Secret) -> Call<()> {
+        self.send(p, "ping", Method::Get("/ping"), Some(access), |v| {
+            match v.as_str() {
+                Some("pong") => Ok(()),
+                _ => Err("the ping answer is not \"pong\"".into()),
+            }
+        })
+        .await
+    }
+
+    /// `GET /ping/whattimeisit`: the server's clock.
+    pub async fn server_time(&self, p: &Profile, access: &Secret) -> Call<DateTime<FixedOffset>> {
+        self.send(
+            p,
+            "ping",
+            Method::Get("/ping/whattimeisit"),
+            Some(access),
+            |v| {
+                v.as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .ok_or_else(|| "the server time is not an RFC 3339 string".into())
+            },
+        )
+        .await
+    }
+
+    /// `GET /metadata?type_filter=server_info`.
+    pub async fn server_info(&self, p: &Profile, access: &Secret) -> Call<ServerInfo> {
+        self.send(
+            p,
+            "server info",
+            Method::Get("/metadata?type_filter=server_info"),
+            Some(access),
+            |v| {
+                let info = v.get("server_info").ok_or("no \"server_info\" object")?;
+                let info = serde_json::from_value::<ServerInfo>(info.clone())
+                    .map_err(|e| format!("server_info: {e}"))?;
+                // Shown by `check` and on the screen: no control characters from the server.
+                let clean = crate::text::strip_controls;
+                Ok(ServerInfo {
+                    flavor: clean(&info.flavor),
+                    version: clean(&info.version),
+                    build: info.build.as_deref().map(clean),
+                    product_name: info.product_name.as_deref().map(clean),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn send<T>(
+        &self,
+        p: &Profile,
+        op: &'static str,
+        method: Method,
+        token: Option<&Secret>,
+        parse: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Call<T> {
+        let path = method.path();
+        let url = format!(
+            "{}/rest/{}{}",
+            p.url.as_str().trim_end_matches('/'),
+            p.api,
+            method.target()
+        );
+        let err = |kind: ErrorKind| SugarError {
+            profile: p.name.clone(),
+            op,
+            platform: p.platform.clone(),
+            api: p.api.clone(),
+            host: p.host_port(),
+            kind: kind.cleaned(),
+        };
+        let method_name = method.name();
+        let mut req = match method {
+            Method::Get(_) => self.http.get(&url),
+            Method::Post(_, body) | Method::PostTo(_, _, body) => self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+        };
+        req = req.timeout(p.timeout).header("Accept", "application/json");
+        if let Some(t) = token {
+            match reqwest::header::HeaderValue::from_str(t.expose()) {
+                Ok(mut value) => {
+                    // Kept out of debug output (and never indexed by header compression).
+                    value.set_sensitive(true);
+                    req = req.header("OAuth-Token", value);
+                }
+                // Not a valid header value: the request fails as a builder error, which names no value.
+                Err(_) => req = req.header("OAuth-Token", t.expose()),
+            }
+        }
+        let at = Utc::now();
+        let started = Instant::now();
+        let mut log = RequestLog {
+            at,
+            method: method_name,
+            path: path_for_log(path),
+            status: None,
+            latency_ms: 0,
+        };
+        tracing::trace!(
+            profile = %p.name,
+            op,
+            method = method_name,
+            path = log.path,
+            host = %p.host_port(),
+            "sending"
+        );
+        let result = match req.send().await {
+            Err(e) => {
+                let kind = classify(&e, p.timeout, p.url.scheme() == "https");
+                Err(err(match &p.proxy {
+                    Some(proxy) => through_proxy(kind, proxy),
+                    None => kind,
+                }))
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                log.status = Some(status);
+                let html = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("html"));
+                // Not only visible ASCII: a UTF-8 host name is still named (`err` strips
+                // control characters).
+                let location = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                match read_body(resp).await {
+                    Err(BodyError::TooLarge) => Err(err(ErrorKind::TooLarge { status })),
+                    Err(BodyError::Broken(e)) if e.is_timeout() => {
+                        Err(err(ErrorKind::Timeout { after: p.timeout }))
+                    }
+                    Err(BodyError::Broken(_)) => Err(err(ErrorKind::Truncated { status })),
+                    Ok(body) => match interpret(status, html, location, &body) {
+                        Err(kind) => Err(err(kind)),
+                        Ok(mut value) => {
+                            let parsed = parse(&value)
+                                .map_err(|what| err(ErrorKind::BadShape { status, what }));
+                            // The answer may hold tokens: leave no copy of them behind.
+                            scrub(&mut value);
+                            parsed
+                        }
+                    },
+                }
+            }
+        };
+        log.latency_ms = started.elapsed().as_millis() as u64;
+        // Never a body, a header value or a token: what was asked, how it went, how long it took.
+        match &result {
+            Ok(_) => tracing::debug!(
+                profile = %p.name,
+                op,
+                method = log.method,
+                path = log.path,
+                status = log.status,
+                latency_ms = log.latency_ms,
+                outcome = "ok",
+                "request"
+            ),
+            Err(e) => tracing::debug!(
+                profile = %p.name,
+                op,
+                method = log.method,
+                path = log.path,
+                status = log.status,
+                latency_ms = log.latency_ms,
+                outcome = e.kind.name(),
+                label = e.label(),
+                "request failed"
+            ),
+        }
+        Call { result, log }
+    }
+}
+
+enum Method {
+    Get(&'static str),
+    Post(&'static str, reqwest::Body),
+    /// A POST whose path carries a value: (the path for logs, the path sent, the body).
+    PostTo(&'static str, String, reqwest::Body),
+}
+
+impl Method {
+    /// The path for logs and messages: never a value from a variable part.
+    fn path(&self) -> &'static str {
+        match self {
+            Method::Get(p) | Method::Post(p, _) | Method::PostTo(p, ..) => p,
+        }
+    }
+    /// The path sent.
+    fn target(&self) -> &str {
+        match self {
+            Method::PostTo(_, target, _) => target,
+            _ => self.path(),
+        }
+    }
+    fn name(&self) -> &'static str {
+        match self {
+            Method::Get(_) => "GET",
+            Method::Post(..) | Method::PostTo(..) => "POST",
+        }
+    }
+}
+
+/// Percent-encodes one path segment (RFC 3986 unreserved characters stay as they are).
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn path_for_log(path: &'static str) -> &'static str {
+    path.split('?').next().unwrap_or(path)
+}
+
+enum BodyError {
+    TooLarge,
+    Broken(reqwest::Error),
+}
+
+/// Reads the body into a buffer that is zeroized when dropped (token answers are read here).
+async fn read_body(mut resp: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, BodyError> {
+    let announced = resp.content_length();
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    // Room for the whole body up front where it is announced, so that growing leaves no copies.
+    let mut buf = Zeroizing::new(Vec::with_capacity(announced.unwrap_or(4096) as usize));
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Broken)? {
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(BodyError::TooLarge);
+        }
+        if buf.len() + chunk.len() > buf.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity(
+                (buf.capacity() * 2).max(buf.len() + chunk.len()),
+            ));
+            bigger.extend_from_slice(&buf);
+            buf = bigger;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// Owns a request body's bytes and zeroizes them when reqwest lets go of the body.
+struct ZeroOnDrop(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A JSON object of string fields, as a request body.
+struct Fields<'a>(&'a [(&'a str, &'a str)]);
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// A JSON body written straight into a buffer that is zeroized once the request is done with it:
+/// no intermediate `Value` or `String` holds the password or a token. The buffer is allocated
+/// once, big enough for the worst case of escaping, so that growing it leaves no copies behind.
+/// (Copies that hyper or rustls make while sending are out of reach.)
+fn secret_json(fields: &[(&str, &str)]) -> reqwest::Body {
+    // `\u00XX` is the longest escape: 6 bytes for 1; plus quotes, `:` and `,`.
+    let capacity = 2 + fields
+        .iter()
+        .map(|(k, v)| 6 * (k.len() + v.len()) + 6)
+        .sum::<usize>();
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
+    serde_json::to_writer(&mut *buf, &Fields(fields)).expect("writing JSON to memory cannot fail");
+    debug_assert!(buf.len() <= capacity);
+    reqwest::Body::from(Bytes::from_owner(ZeroOnDrop(buf)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_bodies_are_exact_json_whatever_the_characters() {
+        let nasty = "pa\"ss\\word\u{1}\u{7f}\né🎉 </script>";
+        let body = secret_json(&[("grant_type", "password"), ("password", nasty), ("", "")]);
+        let bytes = body.as_bytes().expect("a body in memory");
+        let v: Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"grant_type": "password", "password": nasty, "": ""})
+        );
+        // The worst case of escaping fits in the buffer allocated up front (no reallocation).
+        let controls: String = (0u8..32).map(char::from).collect::<String>().repeat(8);
+        let body = secret_json(&[("password", &controls)]);
+        let v: Value = serde_json::from_slice(body.as_bytes().unwrap()).unwrap();
+        assert_eq!(v["password"], controls.as_str());
+        assert_eq!(secret_json(&[]).as_bytes(), Some(&b"{}"[..]));
+    }
+}
