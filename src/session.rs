@@ -57,6 +57,16 @@ impl Session {
         now + self.usable_margin() < self.expires_at
     }
 
+    /// Sugar no longer accepts this session (a check found it gone, or its refresh token was
+    /// rejected): nothing of it may be used again. The refresh token goes, and the access token
+    /// counts as expired from `now` (Sugar may still take it for a moment after another login,
+    /// but handing it out would hand out a token about to die, or already dead).
+    pub fn end(&mut self, now: DateTime<Utc>) {
+        self.refresh_token = None;
+        self.refresh_expires_at = None;
+        self.expires_at = self.expires_at.min(now);
+    }
+
     /// A refresh token exists and has not expired.
     pub fn refresh_valid(&self, now: DateTime<Utc>) -> bool {
         self.refresh_token.is_some() && self.refresh_expires_at.is_some_and(|t| now < t)

@@ -1353,3 +1353,26 @@ async fn a_refresh_after_our_own_lost_logout_answer_does_not_say_superseded() {
     );
     assert_ne!(state_of(&e.status().await, "acme"), "superseded");
 }
+
+/// After our own lost login answer a check found the session gone: a second check must not call
+/// it superseded, and `token` must not hand out the access token the check saw rejected (it logs
+/// in again instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_a_check_found_gone_is_neither_handed_out_nor_later_called_superseded() {
+    let mut acme = instance("acme");
+    acme.superseded_access_grace = Duration::ZERO;
+    let emu = start(vec![acme]).await;
+    let e = env(&profile(&emu, "acme", "acme", "integration", ""));
+    ok(run(e.cmd(&["login", "acme"])).await).await;
+    emu.set_fault("acme", Some(Fault::DropMidBody));
+    assert_eq!(run(e.cmd(&["login", "acme"])).await.code, Some(1));
+    emu.set_fault("acme", None);
+    assert_eq!(run(e.cmd(&["check", "acme"])).await.code, Some(1));
+    let again = run(e.cmd(&["check", "acme"])).await;
+    assert_eq!(again.code, Some(1), "{}", again.show());
+    assert!(!again.stdout.contains("superseded"), "{}", again.show());
+    assert_ne!(state_of(&e.status().await, "acme"), "superseded");
+    let out = ok(run(e.cmd(&["token", "acme"])).await).await;
+    let token = out.token().expect("a token");
+    assert!(accepted(&emu, "acme", &token).await, "{}", out.show());
+}

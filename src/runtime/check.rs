@@ -150,8 +150,7 @@ impl Engine {
                         expect: Expect::Generation(entry.generation),
                         apply: Box::new(move |e: &mut Entry| {
                             if let Some(s) = &mut e.session {
-                                s.refresh_token = None;
-                                s.refresh_expires_at = None;
+                                s.end(Utc::now());
                             }
                             e.failure = Some(stored);
                         }),

@@ -449,8 +449,7 @@ impl Run<'_> {
         Err(self
             .fail_with(failure, |entry| {
                 if let Some(s) = &mut entry.session {
-                    s.refresh_token = None;
-                    s.refresh_expires_at = None;
+                    s.end(Utc::now());
                 }
             })
             .await)
