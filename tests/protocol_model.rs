@@ -33,20 +33,24 @@
 //! `PROTOCOL_MODEL_SEED=<seed> cargo test --test protocol_model random -- --nocapture`;
 //! `PROTOCOL_MODEL_RUNS=<n>` changes the number of random runs.
 //!
-//! Weaknesses 1 to 5, which this model exposed, are fixed in the engine: the `fixed_*` tests run
-//! the very choices that broke it (and show that the old steps still break there), and the random
-//! and exhaustive runs include their triggers (access tokens expiring in flight; lost answers of
-//! logins, refreshes and logouts, met by checks). Weaknesses found since and not fixed here have
-//! `#[ignore]`d tests named `weakness_*` that reproduce them; the passing tests do not hold them
-//! against the engine, exactly and only where they show (`Scenario::excuse_weaknesses`; weakness
-//! 6: a session on which a check or a refresh stored "login needed" after a lost answer of ours
-//! is later called superseded by a check; weakness 7: `token` prints such a session's access
-//! token although a check found it gone). The random runs count what they excuse.
+//! Weaknesses 1 to 7, which this model exposed, are fixed in the engine: the `fixed_*` tests run
+//! the very choices that broke it (and show that the old steps still break there), the random and
+//! exhaustive runs include their triggers (access tokens expiring in flight; lost answers of
+//! logins, refreshes and logouts, met by checks; sessions a check or a rejected refresh ended),
+//! and `broken_steps_are_caught` catches each old step. Nothing is excused: the invariants above
+//! hold on every run.
+//!
+//! Weaknesses 8 and 9, found since and not fixed, have `#[ignore]`d tests named `weakness_*` that
+//! reproduce them. They break no invariant above, so the runs only count them (the random test
+//! prints the counts): a check whose verdict is lost twice reports success, "replaced by another
+//! process", although the session it found gone is still stored (8); a rejected refresh token
+//! followed by a failed re-login leaves the session whole (9); either way a process may print an
+//! access token of a session it saw Sugar reject itself.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -78,7 +82,11 @@ fn t0() -> DateTime<Utc> {
 }
 
 fn key() -> SessionKey {
-    SessionKey::new("https://acme.example.com", "integration", "custom", "sugar")
+    static KEY: std::sync::OnceLock<SessionKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        SessionKey::new("https://acme.example.com", "integration", "custom", "sugar")
+    })
+    .clone()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,7 +413,6 @@ impl OpKind {
 /// A deliberately broken step, to show that the invariants catch what they are meant to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mutation {
-    None,
     /// A check stores its "superseded" verdict as the lock holder (`Expect::Held`) instead of
     /// against the generation it checked (`Expect::Generation(g)`).
     CheckPersistsHeld,
@@ -420,7 +427,9 @@ enum Mutation {
     /// session locally without refreshing and logging out again, so its refresh token lives on.
     LogoutEndsOnExpiredAccess,
     /// The old `token` (weakness 2): a session the cache marks superseded is handed out while
-    /// its access token is usable by the clock.
+    /// its access token is usable by the clock. (Since the fix of weaknesses 6 and 7 a session is
+    /// ended whenever it is marked superseded, so this breaks only with the session-gone steps of
+    /// its time, `CheckGoneKeepsAccess` and `RejectedRefreshKeepsAccess`.)
     TokenHandsOutSuperseded,
     /// The old `refresh_rejected` (weakness 3): a refresh token rejected after our own login or
     /// refresh timed out is called superseded.
@@ -434,6 +443,31 @@ enum Mutation {
     /// The old `refresh_rejected` (weakness 5): a refresh token rejected after our own logout
     /// (or the refresh a logout sent first) timed out is called superseded.
     LostLogoutRejectionIsSuperseded,
+    /// The old `check` (weaknesses 6 and 7): a check that finds the session gone stores its
+    /// verdict and drops only the refresh token; the access token stays usable by the clock.
+    CheckGoneKeepsAccess,
+    /// The old `refresh_rejected` (weakness 6): a rejected refresh token that is not followed by
+    /// a re-login is dropped, and the access token stays usable by the clock.
+    RejectedRefreshKeepsAccess,
+}
+
+impl Mutation {
+    /// The steps a run takes to show this broken step: without it (the engine's steps, or the old
+    /// steps of its time it needs to do harm at all) and with it. Since the fix of weaknesses 6
+    /// and 7 the old `token` (weakness 2) can hand out a superseded session only when the
+    /// session-gone steps keep its access token, as they did when it was found.
+    fn with_its_time(self) -> (Vec<Mutation>, Vec<Mutation>) {
+        let of_its_time = match self {
+            Mutation::TokenHandsOutSuperseded => vec![
+                Mutation::CheckGoneKeepsAccess,
+                Mutation::RejectedRefreshKeepsAccess,
+            ],
+            _ => Vec::new(),
+        };
+        let mut with = of_its_time.clone();
+        with.push(self);
+        (of_its_time, with)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -447,7 +481,8 @@ struct Scenario {
     /// Clock ticks (seconds), each taken at a moment the scheduler chooses.
     ticks: Vec<i64>,
     refresh_kills_access: bool,
-    mutation: Mutation,
+    /// The broken steps the run takes instead of the engine's (none: the engine's steps).
+    mutations: Vec<Mutation>,
     /// The final liveness run is a check followed by a token (not a token alone).
     check_before_final_token: bool,
     /// A request is two steps (Sugar acts on the send; the answer is taken later). The exhaustive
@@ -459,14 +494,9 @@ struct Scenario {
     /// interleavings, none of them missed.
     split_requests: bool,
     /// The answer to a login, refresh or logout (and the refresh a logout sends first) may be lost
-    /// after Sugar acted on it (a timeout): the trigger of weaknesses 3 to 5. The scheduler
+    /// after Sugar acted on it (a timeout): the trigger of weaknesses 3 to 9. The scheduler
     /// chooses, request by request.
     lost_answers: bool,
-    /// Weaknesses 6 and 7 (not fixed in the engine) are not held against it: a session on which a
-    /// check or a refresh stored "login needed" after a lost answer of ours may later be called
-    /// superseded (by a check: weakness 6), and its access token handed out by `token` although a
-    /// check found it gone (weakness 7). Only the `weakness_*` tests turn this off.
-    excuse_weaknesses: bool,
 }
 
 impl Scenario {
@@ -477,11 +507,10 @@ impl Scenario {
             initial_age_s: Some(50),
             ticks: Vec::new(),
             refresh_kills_access: true,
-            mutation: Mutation::None,
+            mutations: Vec::new(),
             check_before_final_token: false,
             split_requests: true,
             lost_answers: false,
-            excuse_weaknesses: true,
         }
     }
 
@@ -530,11 +559,10 @@ impl Scenario {
             initial_age_s,
             ticks,
             refresh_kills_access,
-            mutation: Mutation::None,
+            mutations: Vec::new(),
             check_before_final_token,
             split_requests: true,
             lost_answers,
-            excuse_weaknesses: true,
         }
     }
 
@@ -552,13 +580,13 @@ impl Scenario {
             ));
         }
         out.push_str(&format!(
-            "  foreign logins {}; initial session {}; ticks {:?}; refresh kills the old access token {}; mutation {:?}; lost answers {}; check before the final token {}\n",
+            "  foreign logins {}; initial session {}; ticks {:?}; refresh kills the old access token {}; mutations {:?}; lost answers {}; check before the final token {}\n",
             self.foreign_logins,
             self.initial_age_s
                 .map_or("none".into(), |a| format!("obtained {a} s before")),
             self.ticks,
             self.refresh_kills_access,
-            self.mutation,
+            self.mutations,
             self.lost_answers,
             self.check_before_final_token
         ));
@@ -601,7 +629,8 @@ struct Coverage {
     expired_checks: usize,
     /// Logouts answered "access token expired" that refreshed and logged out again.
     logouts_refreshed_after_expired: usize,
-    /// Usable sessions `token` did not hand out because the cache marks them superseded.
+    /// Usable sessions `token` did not hand out because the cache marks them superseded (none
+    /// since the fix of weaknesses 6 and 7: such a session has ended, it is not usable).
     superseded_not_handed_out: usize,
     /// Answers lost after Sugar acted on the request.
     lost_answers: usize,
@@ -614,8 +643,19 @@ struct Coverage {
     lost_answers_kept: usize,
     /// Answers to a logout's requests lost after Sugar acted on them.
     lost_logout_answers: usize,
-    /// Verdicts and prints that broke an invariant only through weakness 6 or 7 (excused).
-    excused: usize,
+    /// Checks that found the stored session ended (by a check or a rejected refresh) and sent
+    /// nothing.
+    ended_not_checked: usize,
+    /// `token` runs that found the stored session ended and logged in again.
+    ended_replaced_by_token: usize,
+    /// Weakness 8 (not fixed; not held against the engine): checks that found the session gone,
+    /// lost the store of their verdict twice and reported the session replaced by another process
+    /// (success, nothing stored) although the cache still held the session they found gone.
+    replaced_claimed_falsely: usize,
+    /// Weaknesses 8 and 9 (not fixed; not held against the engine): prints, by a process, of an
+    /// access token Sugar no longer accepts, of a session that process itself had seen Sugar
+    /// reject (its check got a 401 for it, or its refresh token was rejected).
+    printed_seen_gone: usize,
 }
 
 impl Coverage {
@@ -636,7 +676,10 @@ impl Coverage {
         self.lost_answer_checks += o.lost_answer_checks;
         self.lost_answers_kept += o.lost_answers_kept;
         self.lost_logout_answers += o.lost_logout_answers;
-        self.excused += o.excused;
+        self.ended_not_checked += o.ended_not_checked;
+        self.ended_replaced_by_token += o.ended_replaced_by_token;
+        self.replaced_claimed_falsely += o.replaced_claimed_falsely;
+        self.printed_seen_gone += o.printed_seen_gone;
     }
 }
 
@@ -663,14 +706,9 @@ struct World {
     lose_next: bool,
     /// Tokens killed by a request whose answer was lost: no process can know they are dead.
     killed_unseen: Vec<String>,
-    /// The sessions (by access token) on which a check or a refresh, after a lost answer of ours,
-    /// stored "login needed" naming that answer in place of the timeout that told of it.
-    after_lost: Vec<String>,
-    /// The sessions (by access token) a check called superseded through weakness 6: one in
-    /// `after_lost`, whose entry no longer told of the lost answer when the check read it.
-    weakness_6: Vec<String>,
-    /// The scenario's `excuse_weaknesses`.
-    excuse_weaknesses: bool,
+    /// Sessions (by access token) a process saw Sugar reject, with the process: a check's 401
+    /// (not for expiry), a rejected refresh token.
+    seen_gone: Vec<(usize, String)>,
     key: SessionKey,
     tracing: bool,
 }
@@ -722,12 +760,17 @@ impl World {
             }
             Action::Send(req) => {
                 let now = self.now;
-                let alive: Vec<String> = self.alive_tokens();
+                let lose = std::mem::take(&mut self.lose_next);
+                let alive = if lose {
+                    self.alive_tokens()
+                } else {
+                    Vec::new()
+                };
                 let mut answer = self.sugar.handle(&req, now);
                 self.log(pid, || {
                     format!("send {req} -> Sugar: {}", show_answer(&answer))
                 });
-                if std::mem::take(&mut self.lose_next) {
+                if lose {
                     let killed: Vec<String> = alive
                         .into_iter()
                         .filter(|t| self.sugar.tokens[t].dead.is_some())
@@ -779,9 +822,11 @@ impl World {
                     expect,
                     apply,
                 };
+                APPLYING_AT.set(Some(self.now));
                 let applied = store::apply(&mut self.cache, vec![change], self.now)
                     .pop()
                     .expect("one change, one result");
+                APPLYING_AT.set(None);
                 self.log(pid, || match &applied {
                     Applied::Done(e) => format!("persist {expect:?}: done {}", show(e)),
                     Applied::Lost(e) => format!("persist {expect:?}: LOST, entry is {}", show(e)),
@@ -812,14 +857,7 @@ impl World {
                 // and 7).
                 let dead = !self.sugar.accepts(&token, self.now) && !self.expired_only(&token);
                 let unknowable = self.unknowably_dead(&token) && !known_dead;
-                // Weakness 7: dead through a lost answer of ours, and a check found it gone.
-                let weakness_7 = self.excuse_weaknesses
-                    && self.unknowably_dead(&token)
-                    && entry.failure.as_ref().is_some_and(|f| !f.superseded());
-                if dead && !unknowable && weakness_7 {
-                    self.cov.excused += 1;
-                    self.log(pid, || "     (excused: weakness 7)".into());
-                } else if dead && !unknowable {
+                if dead && !unknowable {
                     self.violate(format!(
                         "p{pid} printed {token}, which Sugar does not accept ({:?}){}",
                         self.sugar.tokens.get(&token).and_then(|t| t.dead),
@@ -829,6 +867,12 @@ impl World {
                             None => "",
                         }
                     ));
+                }
+                if dead && self.seen_gone.iter().any(|(p, t)| *p == pid && *t == token) {
+                    self.cov.printed_seen_gone += 1;
+                    self.log(pid, || {
+                        format!("     (it saw Sugar reject {token} itself: weakness 8 or 9)")
+                    });
                 }
                 self.printed[pid] = Some(token);
                 Reply::Unit
@@ -851,12 +895,6 @@ impl World {
     /// Dead for a reason no process can know: a foreign login, or a request whose answer was lost.
     fn unknowably_dead(&self, token: &str) -> bool {
         self.sugar.killed_by_foreign(token) || self.killed_unseen.iter().any(|t| t == token)
-    }
-
-    /// A superseded verdict on this session came through weakness 6, and the scenario does not
-    /// hold it against the engine (see `Scenario::excuse_weaknesses`).
-    fn excused_6(&self, token: &str) -> bool {
-        self.excuse_weaknesses && self.weakness_6.iter().any(|t| t == token)
     }
 
     /// The token is alive on Sugar but past its expiry: only the model's coarse clock can make a
@@ -914,10 +952,7 @@ impl World {
             && f.superseded()
         {
             let ok = match &entry.session {
-                Some(s) => {
-                    let token = s.access_token.expose();
-                    self.sugar.superseded_by_foreign(token) || self.excused_6(token)
-                }
+                Some(s) => self.sugar.superseded_by_foreign(s.access_token.expose()),
                 None => !self.sugar.foreign_logins.is_empty(),
             };
             if !ok {
@@ -981,7 +1016,7 @@ struct Ctx {
     pid: usize,
     w: Rc<RefCell<World>>,
     prof: Prof,
-    mutation: Mutation,
+    mutations: Vec<Mutation>,
 }
 
 impl Ctx {
@@ -1041,22 +1076,30 @@ impl Ctx {
         self.w.borrow().now
     }
 
+    /// The run takes this broken step instead of the engine's.
+    fn broken(&self, m: Mutation) -> bool {
+        self.mutations.contains(&m)
+    }
+
     /// The operation tells its user that `judged` was superseded: invariant 3 for what is said,
     /// not only for what is stored.
     fn report_superseded(&self, judged: &Session) {
         let mut w = self.w.borrow_mut();
         let token = judged.access_token.expose();
         w.log(self.pid, || format!("reports {token} superseded"));
-        if !w.sugar.superseded_by_foreign(token) && w.excused_6(token) {
-            w.cov.excused += 1;
-            w.log(self.pid, || "     (excused: weakness 6)".into());
-        } else if !w.sugar.superseded_by_foreign(token) {
+        if !w.sugar.superseded_by_foreign(token) {
             let why = format!(
                 "p{} reports session {token} superseded, but no foreign login came after it",
                 self.pid
             );
             w.violate(why);
         }
+    }
+
+    /// This process saw Sugar reject `session` (see `World::seen_gone`).
+    fn seen_gone(&self, session: &Session) {
+        let token = session.access_token.expose().to_string();
+        self.w.borrow_mut().seen_gone.push((self.pid, token));
     }
 
     fn note(&self, what: impl FnOnce() -> String) {
@@ -1072,6 +1115,28 @@ impl Ctx {
 // ---------------------------------------------------------------------------------------------
 // The operations, as `src/runtime/` runs them (comments name the engine's functions).
 
+thread_local! {
+    /// The model's clock while a change is applied (a run is single-threaded: one per thread).
+    static APPLYING_AT: Cell<Option<DateTime<Utc>>> = const { Cell::new(None) };
+}
+
+/// `Session::end(Utc::now())` inside a change, as the engine's check and `refresh_rejected` apply
+/// it: the clock is read as the change is applied. `keep_access`: the step before the fix of
+/// weaknesses 6 and 7, which dropped only the refresh token.
+fn end_session(e: &mut Entry, keep_access: bool) {
+    let now = APPLYING_AT
+        .get()
+        .expect("called only inside a change being applied");
+    if let Some(s) = &mut e.session {
+        if keep_access {
+            s.refresh_token = None;
+            s.refresh_expires_at = None;
+        } else {
+            s.end(now);
+        }
+    }
+}
+
 fn session_from(g: &Grant) -> Session {
     Session {
         access_token: Secret::new(g.access.clone()),
@@ -1085,6 +1150,11 @@ fn session_from(g: &Grant) -> Session {
         url: "https://acme.example.com".into(),
         hard_end: None,
     }
+}
+
+/// A session a check or a rejected refresh ended: in the model, only they drop a refresh token.
+fn ended(s: &Session) -> bool {
+    s.refresh_token.is_none()
 }
 
 struct Failed {
@@ -1165,7 +1235,7 @@ impl Run<'_> {
 
     /// `Run::refresh`.
     async fn refresh(&mut self) -> Step {
-        let entry = if self.ctx.mutation == Mutation::RefreshWithoutReread {
+        let entry = if self.ctx.broken(Mutation::RefreshWithoutReread) {
             self.seen.clone()
         } else {
             self.ctx.read().await
@@ -1215,6 +1285,7 @@ impl Run<'_> {
     /// `Run::refresh_rejected`.
     async fn refresh_rejected(&mut self, e: SugarError, session: &Session, entry: &Entry) -> Step {
         let now = self.ctx.now();
+        self.ctx.seen_gone(session);
         let expired = e
             .failure(self.op, now)
             .message
@@ -1222,13 +1293,15 @@ impl Run<'_> {
             .contains("expired");
         // The last login, refresh or logout sent with this session may have reached Sugar (which
         // then rotated or ended the session) without its answer reaching us: then the rejection is ours.
-        let lost = entry.failure.as_ref().filter(|f| match self.ctx.mutation {
-            Mutation::LostAnswerRejectionIsSuperseded => false,
-            // Before the fix of weakness 5: a lost logout answer was not counted.
-            Mutation::LostLogoutRejectionIsSuperseded => {
+        let lost = entry.failure.as_ref().filter(|f| {
+            if self.ctx.broken(Mutation::LostAnswerRejectionIsSuperseded) {
+                false
+            } else if self.ctx.broken(Mutation::LostLogoutRejectionIsSuperseded) {
+                // Before the fix of weakness 5: a lost logout answer was not counted.
                 f.answer_may_be_lost() && f.op != Op::Logout
+            } else {
+                f.answer_may_be_lost()
             }
-            _ => f.answer_may_be_lost(),
         });
         let superseded = !expired && session.refresh_valid(now) && lost.is_none();
         let mut failure = e.failure(self.op, now).needing_login();
@@ -1275,17 +1348,10 @@ impl Run<'_> {
         if superseded {
             self.ctx.report_superseded(session);
         }
-        if lost.is_some() {
-            let token = session.access_token.expose().to_string();
-            self.ctx.w.borrow_mut().after_lost.push(token);
-        }
+        // Sugar no longer accepts the session: it ends (`Session::end`).
+        let keep_access = self.ctx.broken(Mutation::RejectedRefreshKeepsAccess);
         Err(self
-            .fail_with(failure, |entry| {
-                if let Some(s) = &mut entry.session {
-                    s.refresh_token = None;
-                    s.refresh_expires_at = None;
-                }
-            })
+            .fail_with(failure, move |entry| end_session(entry, keep_access))
             .await)
     }
 
@@ -1338,7 +1404,7 @@ impl Run<'_> {
                 Answer::Failed(e)
                     if e.access_expired()
                         && !refreshed
-                        && self.ctx.mutation != Mutation::LogoutEndsOnExpiredAccess =>
+                        && !self.ctx.broken(Mutation::LogoutEndsOnExpiredAccess) =>
                 {
                     self.ctx.count(|c| c.logouts_refreshed_after_expired += 1);
                     session.expires_at = self.ctx.now();
@@ -1389,6 +1455,9 @@ async fn check(ctx: &Ctx) -> bool {
         let now = ctx.now();
         let Some(session) = entry.session.clone().filter(|s| s.access_valid(now)) else {
             ctx.note(|| "no active session to check".into());
+            if entry.session.as_ref().is_some_and(ended) {
+                ctx.count(|c| c.ended_not_checked += 1);
+            }
             return false;
         };
         let answer = ctx
@@ -1396,7 +1465,7 @@ async fn check(ctx: &Ctx) -> bool {
             .await;
         if let Answer::Failed(e) = answer {
             if (e.access_expired() || (e.session_gone() && ctx.now() >= session.expires_at))
-                && ctx.mutation != Mutation::CheckStoresExpiredAccess
+                && !ctx.broken(Mutation::CheckStoresExpiredAccess)
             {
                 // Expired, not ended: the refresh token is still good; nothing is stored.
                 ctx.note(|| "the access token had expired: stores nothing".into());
@@ -1406,6 +1475,7 @@ async fn check(ctx: &Ctx) -> bool {
             if !e.session_gone() {
                 return false;
             }
+            ctx.seen_gone(&session);
             let mut f = e.failure(Op::Check, ctx.now()).needing_login();
             f.http_status = None;
             f.label = None;
@@ -1413,7 +1483,7 @@ async fn check(ctx: &Ctx) -> bool {
                 .failure
                 .as_ref()
                 .filter(|f| f.answer_may_be_lost())
-                .filter(|_| ctx.mutation != Mutation::CheckAfterLostAnswerIsSuperseded);
+                .filter(|_| !ctx.broken(Mutation::CheckAfterLostAnswerIsSuperseded));
             match lost {
                 // Our own request whose answer was lost probably replaced or ended it.
                 Some(lost) => {
@@ -1430,32 +1500,20 @@ async fn check(ctx: &Ctx) -> bool {
                 None => {
                     f.kind = FailureKind::Superseded;
                     f.message = format!("Sugar no longer accepts this session ({})", e.what());
-                    // Weakness 6: the entry told of our lost answer once, but no longer does.
-                    let token = session.access_token.expose().to_string();
-                    let mut w = ctx.w.borrow_mut();
-                    if w.after_lost.contains(&token)
-                        && !entry
-                            .failure
-                            .as_ref()
-                            .is_some_and(|f| f.answer_may_be_lost())
-                    {
-                        w.weakness_6.push(token);
-                    }
                 }
             }
             let verdict = f.clone();
             ctx.lock().await;
-            let expect = if ctx.mutation == Mutation::CheckPersistsHeld {
+            let expect = if ctx.broken(Mutation::CheckPersistsHeld) {
                 Expect::Held
             } else {
                 Expect::Generation(entry.generation)
             };
+            // Sugar no longer accepts the session: it ends (`Session::end`), with the verdict.
+            let keep_access = ctx.broken(Mutation::CheckGoneKeepsAccess);
             let applied = ctx
                 .persist(expect, move |e: &mut Entry| {
-                    if let Some(s) = &mut e.session {
-                        s.refresh_token = None;
-                        s.refresh_expires_at = None;
-                    }
+                    end_session(e, keep_access);
                     e.failure = Some(f);
                 })
                 .await;
@@ -1469,15 +1527,29 @@ async fn check(ctx: &Ctx) -> bool {
                 Applied::Done(_) => {
                     ctx.note(|| "after a lost answer of ours: stores login needed".into());
                     ctx.count(|c| c.lost_answer_checks += 1);
-                    let token = session.access_token.expose().to_string();
-                    ctx.w.borrow_mut().after_lost.push(token);
                     return false;
                 }
                 Applied::Lost(_) if attempt == 0 => {
                     ctx.count(|c| c.check_lost_and_rechecked += 1);
                     continue;
                 }
-                Applied::Lost(_) => return true,
+                Applied::Lost(current) => {
+                    // "the session was replaced by another process while it was checked; nothing
+                    // was changed": success. Weakness 8: the other change may have kept the
+                    // session (a failure stored beside it, or another check's verdict).
+                    let checked = session.access_token.expose();
+                    if current
+                        .session
+                        .as_ref()
+                        .is_some_and(|s| s.access_token.expose() == checked)
+                    {
+                        ctx.note(|| {
+                            format!("reports {checked} replaced, but the cache still holds it (weakness 8)")
+                        });
+                        ctx.count(|c| c.replaced_claimed_falsely += 1);
+                    }
+                    return true;
+                }
             }
         }
         // The session is alive: a failure recorded earlier no longer describes it; not a
@@ -1485,7 +1557,7 @@ async fn check(ctx: &Ctx) -> bool {
         // Sugar rotated away).
         let clear = entry.failure.as_ref().is_some_and(|f| {
             !f.superseded()
-                && (!f.answer_may_be_lost() || ctx.mutation == Mutation::CheckClearsLostAnswer)
+                && (!f.answer_may_be_lost() || ctx.broken(Mutation::CheckClearsLostAnswer))
         });
         if entry
             .failure
@@ -1518,7 +1590,7 @@ enum TokenResult {
 async fn token(ctx: &Ctx) -> TokenResult {
     // What this process saw before waiting for the lock.
     let seen = ctx.read().await;
-    let (now, entry) = if ctx.mutation == Mutation::TokenLocksLate {
+    let (now, entry) = if ctx.broken(Mutation::TokenLocksLate) {
         // Decides on what it read before the lock.
         let now = ctx.now();
         ctx.lock().await;
@@ -1538,7 +1610,7 @@ async fn token(ctx: &Ctx) -> TokenResult {
     let due = prof.auto_refresh && !stored_meanwhile && refresh_due(&prof.name, &entry, None, now);
     // A session the cache already knows Sugar ended (superseded) is never handed out.
     let known_dead = entry.failure.as_ref().is_some_and(|f| f.superseded())
-        && ctx.mutation != Mutation::TokenHandsOutSuperseded;
+        && !ctx.broken(Mutation::TokenHandsOutSuperseded);
     if known_dead && entry.usable_session(now).is_some() {
         ctx.count(|c| c.superseded_not_handed_out += 1);
     }
@@ -1568,6 +1640,10 @@ async fn token(ctx: &Ctx) -> TokenResult {
         }
         if !prof.non_interactive {
             break 'decided TokenResult::NeedsLogin;
+        }
+        if entry.session.as_ref().is_some_and(ended) {
+            ctx.note(|| "the session has ended: logs in again".into());
+            ctx.count(|c| c.ended_replaced_by_token += 1);
         }
         let o = execute(ctx, Op::Login, true).await;
         match o.entry.usable_session(ctx.now()).filter(|_| o.ok) {
@@ -1699,9 +1775,7 @@ fn run(
         cov: Coverage::default(),
         lose_next: false,
         killed_unseen: Vec::new(),
-        after_lost: Vec::new(),
-        weakness_6: Vec::new(),
-        excuse_weaknesses: sc.excuse_weaknesses,
+        seen_gone: Vec::new(),
         key: key(),
         tracing,
     }));
@@ -1709,7 +1783,7 @@ fn run(
         pid,
         w: w.clone(),
         prof,
-        mutation: sc.mutation,
+        mutations: sc.mutations.clone(),
     };
     let mut procs: Vec<Option<Program>> = sc
         .procs
@@ -1980,13 +2054,18 @@ fn random_interleavings_keep_the_invariants() {
     // And the corners of weaknesses 1 to 3, fixed.
     assert!(cov.expired_checks > 0, "{cov:?}");
     assert!(cov.logouts_refreshed_after_expired > 0, "{cov:?}");
-    assert!(cov.superseded_not_handed_out > 0, "{cov:?}");
+    // (`superseded_not_handed_out`, weakness 2's corner, stays 0 since the fix of weaknesses 6 and
+    // 7: a session marked superseded is ended too. `broken_steps_are_caught` shows the old token
+    // with the session-gone steps of its time.)
     assert!(cov.lost_answers > 0, "{cov:?}");
     assert!(cov.lost_answer_rejections > 0, "{cov:?}");
     // And of weaknesses 4 and 5, fixed.
     assert!(cov.lost_answer_checks > 0, "{cov:?}");
     assert!(cov.lost_answers_kept > 0, "{cov:?}");
     assert!(cov.lost_logout_answers > 0, "{cov:?}");
+    // And of weaknesses 6 and 7, fixed.
+    assert!(cov.ended_not_checked > 0, "{cov:?}");
+    assert!(cov.ended_replaced_by_token > 0, "{cov:?}");
 }
 
 /// Small scenarios, every interleaving (no clock ticks unless named).
@@ -2264,8 +2343,9 @@ fn every_interleaving_of_small_scenarios_with_clock_ticks_or_lost_answers_keeps_
 
 /// The invariants have teeth: each broken step is caught, by the random runs and by the
 /// exhaustive search of a scenario made for it; and what catches it is the broken step (the same
-/// scenario, and the same random seed, keep the invariants with the step as the engine has it).
-/// The last seven are the engine's own steps before the fixes of weaknesses 1 to 5.
+/// scenario, and the same random seed, keep the invariants with the step as the engine has it,
+/// or for the old token with only the old steps of its time: `Mutation::with_its_time`).
+/// The last nine are the engine's own steps before the fixes of weaknesses 1 to 7.
 #[test]
 fn broken_steps_are_caught() {
     let start = Instant::now();
@@ -2342,8 +2422,8 @@ fn broken_steps_are_caught() {
                 lost_answers: true,
                 refresh_kills_access: false,
                 ..Scenario::fixed(vec![
-                    (p("a"), vec![OpKind::Refresh, OpKind::Refresh]),
-                    (p("b"), vec![OpKind::Check]),
+                    (p("a"), vec![OpKind::Refresh]),
+                    (p("b"), vec![OpKind::Check, OpKind::Refresh]),
                 ])
             },
         ),
@@ -2357,11 +2437,41 @@ fn broken_steps_are_caught() {
                 ])
             },
         ),
+        (
+            Mutation::CheckGoneKeepsAccess,
+            Scenario {
+                lost_answers: true,
+                initial_age_s: Some(10),
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Login]),
+                    (p("b"), vec![OpKind::Check, OpKind::Token]),
+                ])
+            },
+        ),
+        (
+            Mutation::RejectedRefreshKeepsAccess,
+            Scenario {
+                lost_answers: true,
+                check_before_final_token: true,
+                ..Scenario::fixed(vec![
+                    (p("a"), vec![OpKind::Login]),
+                    (
+                        Prof {
+                            relogin: false,
+                            ..p("b")
+                        },
+                        vec![OpKind::Refresh],
+                    ),
+                ])
+            },
+        ),
     ];
     for (mutation, sc) in cases {
+        let (sound_steps, broken_steps) = mutation.with_its_time();
         for split_requests in [true, false] {
             let sound = Scenario {
                 split_requests,
+                mutations: sound_steps.clone(),
                 ..sc.clone()
             };
             if let Err((choices, c)) = explore(&sound, 200_000) {
@@ -2370,7 +2480,10 @@ fn broken_steps_are_caught() {
                     sound.describe()
                 );
             }
-            let broken = Scenario { mutation, ..sound };
+            let broken = Scenario {
+                mutations: broken_steps.clone(),
+                ..sound
+            };
             match explore(&broken, 200_000) {
                 Ok(runs) => panic!("{mutation:?}: not caught in {runs} interleavings"),
                 Err((choices, c)) => println!(
@@ -2379,19 +2492,27 @@ fn broken_steps_are_caught() {
                 ),
             }
         }
-        // The seeds of the random test: it would catch the broken step itself.
-        match random_runs(0..RANDOM_RUNS, |s| s.mutation = mutation) {
-            Ok((runs, ..)) => panic!("{mutation:?}: not caught in {runs} random runs"),
-            Err(e) => {
-                let (seed, sc, c) = *e;
-                let sound = Scenario {
-                    mutation: Mutation::None,
-                    ..sc
-                };
-                if let Err(c) = run_seed(&sound, seed, true) {
-                    fail_random(seed, &sound, &c);
+        // The seeds of the random test: it would catch the broken step itself (the first seed
+        // that breaks with it and holds without it; with the engine's steps, every seed holds).
+        let mut from = 0;
+        loop {
+            match random_runs(from..RANDOM_RUNS, |s| s.mutations = broken_steps.clone()) {
+                Ok((runs, ..)) => panic!("{mutation:?}: not caught in {runs} random runs"),
+                Err(e) => {
+                    let (seed, sc, c) = *e;
+                    let sound = Scenario {
+                        mutations: sound_steps.clone(),
+                        ..sc
+                    };
+                    match run_seed(&sound, seed, true) {
+                        Ok(_) => {
+                            println!("{mutation:?}: caught by random seed {seed}: {}", c.why);
+                            break;
+                        }
+                        Err(c) if sound_steps.is_empty() => fail_random(seed, &sound, &c),
+                        Err(_) => from = seed + 1,
+                    }
                 }
-                println!("{mutation:?}: caught by random seed {seed}: {}", c.why);
             }
         }
     }
@@ -2414,8 +2535,9 @@ fn replay(sc: &Scenario, choices: &[usize]) -> Result<RunReport, Counterexample>
 }
 
 /// The invariants hold on the recorded choices that broke the engine's old step, the run goes
-/// through the weakness's trigger (`trigger` is in its trace), and the old step (`old`) still
-/// breaks on them: the replay is the very run that exposed it, and the new step is what passes.
+/// through the weakness's trigger (`trigger` is in its trace), and the old step (`old`, with the
+/// old steps of its time: `Mutation::with_its_time`) still breaks on them: the replay is the very
+/// run that exposed it, and the new step is what passes.
 fn holds_where_it_broke(
     what: &str,
     sc: &Scenario,
@@ -2423,6 +2545,7 @@ fn holds_where_it_broke(
     old: Mutation,
     trigger: &str,
 ) {
+    let (sound_steps, broken_steps) = old.with_its_time();
     let report = match replay(sc, choices) {
         Ok(r) => r,
         Err(c) => panic!(
@@ -2435,8 +2558,18 @@ fn holds_where_it_broke(
         "{what}: the replay of {choices:?} does not reach the trigger ({trigger}):\n  {}",
         report.trace.join("\n  ")
     );
+    // The old steps of its time alone hold there: what breaks is the old step.
+    if !sound_steps.is_empty() {
+        let without = Scenario {
+            mutations: sound_steps.clone(),
+            ..sc.clone()
+        };
+        if let Err(c) = replay(&without, choices) {
+            panic!("{what}: the old steps {sound_steps:?} alone break on {choices:?}\n{c}");
+        }
+    }
     let broken = Scenario {
-        mutation: old,
+        mutations: broken_steps,
         ..sc.clone()
     };
     match replay(&broken, choices) {
@@ -2507,7 +2640,7 @@ fn fixed_1_an_access_token_expiring_in_flight_is_not_taken_for_gone() {
         Err(c) => fail_random(seed, &sc, &c),
     }
     let broken = Scenario {
-        mutation: Mutation::CheckStoresExpiredAccess,
+        mutations: vec![Mutation::CheckStoresExpiredAccess],
         ..sc
     };
     match run_seed(&broken, seed, false) {
@@ -2522,6 +2655,9 @@ fn fixed_1_an_access_token_expiring_in_flight_is_not_taken_for_gone() {
 /// Weakness 2, fixed: `token` handed out the stored access token whenever it was usable by the
 /// clock and not due, although the entry recorded that Sugar no longer accepts it (a check found
 /// it superseded). Now it logs in again (non-interactive password) and prints the new token.
+/// Since the fix of weaknesses 6 and 7 the check also ends the session, so two fixes close this
+/// run: the old token breaks here only with the old check, and the old check alone holds (the
+/// token's own rule stops it).
 #[test]
 fn fixed_2_token_never_prints_a_session_marked_superseded() {
     let sc = Scenario {
@@ -2658,22 +2794,27 @@ fn fixed_5_a_lost_logout_answer_is_not_later_reported_as_superseded() {
     }
 }
 
-/// Weakness 6 (found by this model once checks met lost answers, after the fix of weakness 4):
-/// the only evidence of a lost answer of ours is the entry's failure (a timeout of a login,
-/// refresh, re-login or logout), and the follow-up that finds the session gone replaces it with
-/// its own "login needed" failure: a check (op check, kind credentials) or a rejected refresh (op
-/// refresh, kind credentials), neither of which `answer_may_be_lost()`. The next check of the same
-/// session (its access token still stored, its refresh token removed) gets the same 401 and, no
-/// longer seeing a lost answer, stores and reports "superseded: another login ended it", although
-/// no other login happened. The passing tests excuse exactly this (`Scenario::excuse_weaknesses`).
+/// Weakness 6, fixed (found by this model once checks met lost answers, after the fix of
+/// weakness 4): the only evidence of a lost answer of ours is the entry's failure (a timeout of a
+/// login, refresh, re-login or logout), and the follow-up that finds the session gone replaces it
+/// with its own "login needed" failure: a check, or a rejected refresh with no re-login. Both
+/// dropped only the refresh token, so the next check of the same session got the same 401 and, no
+/// longer seeing a lost answer, stored and reported "superseded: another login ended it",
+/// although no other login happened. Now both end the session (`Session::end`: its access token
+/// counts as expired too), and the next check finds no active session to check.
 #[test]
-#[ignore = "exposes weakness 6 of the engine (a second look at a session after our own lost answer calls it superseded)"]
-fn weakness_6_a_session_gone_after_a_lost_answer_is_later_called_superseded() {
+fn fixed_6_a_session_gone_after_a_lost_answer_is_not_later_called_superseded() {
     let p = |n: &str| Prof::new(n);
     let cases = [
-        // A lost login; a check stores "login needed"; a second check stores superseded.
-        ("login, check, check", p("a"), OpKind::Check, vec![1]),
-        // A lost login; the refresh is rejected ("login needed", no re-login); a check stores
+        // A lost login; a check stores "login needed"; a second check stored superseded.
+        (
+            "login, check, check",
+            p("a"),
+            OpKind::Check,
+            vec![1],
+            Mutation::CheckGoneKeepsAccess,
+        ),
+        // A lost login; the refresh is rejected ("login needed", no re-login); a check stored
         // superseded.
         (
             "login, refresh (no re-login), check",
@@ -2683,37 +2824,40 @@ fn weakness_6_a_session_gone_after_a_lost_answer_is_later_called_superseded() {
             },
             OpKind::Refresh,
             vec![1, 0],
+            Mutation::RejectedRefreshKeepsAccess,
         ),
     ];
-    let mut found = Vec::new();
-    for (what, prof, between, choices) in cases {
+    for (what, prof, between, choices, old) in cases {
         let sc = Scenario {
             lost_answers: true,
-            excuse_weaknesses: false,
             ..Scenario::fixed(vec![(prof, vec![OpKind::Login, between, OpKind::Check])])
         };
-        if let Err(c) = replay(&sc, &choices) {
-            found.push(format!(
-                "{what}, choices {choices:?}\nscenario:\n{}{c}",
+        holds_where_it_broke(
+            what,
+            &sc,
+            &choices,
+            old,
+            "p0 check    no active session to check",
+        );
+        if let Err((choices, c)) = explore(&sc, 1000) {
+            panic!(
+                "{what}: choices {choices:?}\nscenario:\n{}{c}",
                 sc.describe()
-            ));
+            );
         }
     }
-    assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
-/// Weakness 7 (found with weakness 6; the fix of weakness 4 opened it): `token` never hands out a
-/// session the cache marks superseded (the fix of weakness 2), but a check that finds the session
-/// gone after a lost answer of ours now stores "login needed" (kind credentials, op check) instead,
-/// which `token` does not look at: while the access token is usable by the clock, `token` prints
-/// it, although the check has just found that Sugar rejects it. The passing tests excuse exactly
-/// this (`Scenario::excuse_weaknesses`).
+/// Weakness 7, fixed (found with weakness 6; the fix of weakness 4 opened it): `token` never
+/// hands out a session the cache marks superseded (the fix of weakness 2), but a check that found
+/// the session gone after a lost answer of ours stored "login needed" (kind credentials, op check)
+/// instead, which `token` did not look at: while the access token was usable by the clock, `token`
+/// printed it, although the check had just found that Sugar rejects it. Now the check ends the
+/// session, and `token` logs in again (non-interactive password).
 #[test]
-#[ignore = "exposes weakness 7 of the engine (token hands out an access token a check found gone after our own lost answer)"]
-fn weakness_7_token_prints_a_session_a_check_found_gone() {
+fn fixed_7_token_never_prints_a_session_a_check_found_gone() {
     let sc = Scenario {
         lost_answers: true,
-        excuse_weaknesses: false,
         // Usable by the clock all along.
         initial_age_s: Some(10),
         ..Scenario::fixed(vec![(
@@ -2721,11 +2865,88 @@ fn weakness_7_token_prints_a_session_a_check_found_gone() {
             vec![OpKind::Login, OpKind::Check, OpKind::Token],
         )])
     };
-    let choices = [1];
-    if let Err(c) = replay(&sc, &choices) {
-        panic!(
-            "login, check, token, choices {choices:?}\nscenario:\n{}{c}",
-            sc.describe()
-        );
+    holds_where_it_broke(
+        "login, check, token",
+        &sc,
+        &[1],
+        Mutation::CheckGoneKeepsAccess,
+        "p0 token    the session has ended: logs in again",
+    );
+    if let Err((choices, c)) = explore(&sc, 1000) {
+        panic!("choices {choices:?}\nscenario:\n{}{c}", sc.describe());
     }
+}
+
+/// Weakness 8 (found once the fix of weaknesses 6 and 7 was modelled, not fixed): a check that
+/// finds the session gone stores its verdict against the generation it read; when that store is
+/// lost it checks again, and when the second store is lost too it reports "the session was
+/// replaced by another process while it was checked; nothing was changed" as a success, without
+/// looking at what the other change was. It may have kept the session: a lost answer's timeout
+/// stored beside it (here: another process's login whose answer was lost, which is what ended the
+/// session), or another check's verdict. The check then passes on a session Sugar rejects, its
+/// verdict is neither stored nor reported, and the same process's `token` prints the access token
+/// the check has just found gone (so does the final `token`). Not held against the engine by the
+/// passing tests: the runs count it (`replaced_claimed_falsely`), this test fails on it.
+#[test]
+#[ignore = "exposes weakness 8 of the engine (a check whose verdict is lost twice reports success although the session it found gone is still stored)"]
+fn weakness_8_a_check_losing_its_verdict_twice_reports_success_on_a_session_still_stored() {
+    let sc = Scenario {
+        lost_answers: true,
+        // Usable by the clock all along.
+        initial_age_s: Some(10),
+        ..Scenario::fixed(vec![
+            (Prof::new("a"), vec![OpKind::Check, OpKind::Token]),
+            (Prof::new("b"), vec![OpKind::Login, OpKind::Login]),
+        ])
+    };
+    // b logs in (A2) while a checks A1: a's verdict is lost, a checks A2; b logs in again and
+    // that answer is lost (Sugar ended A2; the cache keeps A2 beside the timeout); a's second
+    // verdict is lost to that timeout, and a reports success; a's token prints A2.
+    let choices = [0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0];
+    let report = match replay(&sc, &choices) {
+        Ok(r) => r,
+        Err(c) => panic!("choices {choices:?}\nscenario:\n{}{c}", sc.describe()),
+    };
+    assert_eq!(
+        report.cov.replaced_claimed_falsely,
+        0,
+        "a check reported the session it found gone replaced, although the cache still held it (choices {choices:?})\nscenario:\n{}trace:\n  {}",
+        sc.describe(),
+        report.trace.join("\n  ")
+    );
+}
+
+/// Weakness 9 (found with weakness 8, not fixed): `refresh_rejected` ends the session only when it
+/// stores its own failure. When the profile logs in again and that re-login fails (here: its
+/// answer is lost), the re-login's failure is stored instead and the rejected session stays whole:
+/// its rejected refresh token, and its access token, usable by the clock. `token` then prints that
+/// access token, although the same process has just seen Sugar reject the session (and the
+/// failure that said so, a lost answer or "superseded", is gone from the cache). Not held against
+/// the engine by the passing tests: the runs count it (`printed_seen_gone`), this test fails on it.
+#[test]
+#[ignore = "exposes weakness 9 of the engine (a session whose refresh token was rejected stays whole when the re-login fails, and token prints its access token)"]
+fn weakness_9_a_failed_re_login_leaves_the_rejected_session_to_token() {
+    let sc = Scenario {
+        lost_answers: true,
+        // Usable by the clock all along.
+        initial_age_s: Some(10),
+        ..Scenario::fixed(vec![(
+            Prof::new("a"),
+            vec![OpKind::Login, OpKind::Refresh, OpKind::Token],
+        )])
+    };
+    // The login's answer is lost (Sugar ended A1); the refresh of R1 is rejected for it; the
+    // re-login's answer is lost too; token prints A1.
+    let choices = [1, 0, 1];
+    let report = match replay(&sc, &choices) {
+        Ok(r) => r,
+        Err(c) => panic!("choices {choices:?}\nscenario:\n{}{c}", sc.describe()),
+    };
+    assert_eq!(
+        report.cov.printed_seen_gone,
+        0,
+        "a process printed the access token of a session it had seen Sugar reject (choices {choices:?})\nscenario:\n{}trace:\n  {}",
+        sc.describe(),
+        report.trace.join("\n  ")
+    );
 }
