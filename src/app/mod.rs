@@ -27,6 +27,7 @@ pub use order::Sort;
 pub use requests::Confirm;
 pub use row::{EXPIRING, Flight, LastError, LastResult, Phase, RECENT, ResultKind, Row, RowState};
 
+use crate::config::Profile;
 use crate::outcome::Outcome;
 use crate::secret::Secret;
 use crate::session::Cache;
@@ -78,21 +79,27 @@ pub enum Msg {
     Shutdown { reason: String },
 }
 
-/// What the runtime should do.
+/// What the runtime should do. Each request carries the profile it is for, resolved (an
+/// impersonation's profile included): the runtime never looks a name up again.
 #[derive(Debug)]
 pub enum Command {
     /// Queue a request for the profile. `password` is set for logins of profiles without a
     /// non-interactive password source (typed into the prompt).
     Start {
         name: String,
+        profile: Box<Profile>,
         op: Op,
         password: Option<Secret>,
     },
     /// Queue a live check of the profile's session (`GET /ping`, `/me`, server info, server time).
-    Check { name: String },
+    Check { name: String, profile: Box<Profile> },
     /// Queue an impersonation: with `name`'s (admin) session, a session as `user`, stored as
     /// `NAME>USER`. The request is `name`'s request in flight.
-    Sudo { name: String, user: String },
+    Sudo {
+        name: String,
+        profile: Box<Profile>,
+        user: String,
+    },
     /// Withdraw the profile's request if it is still queued (one already sent is left to finish).
     Cancel { name: String },
     /// Leave the screen (after waiting briefly for requests in flight).

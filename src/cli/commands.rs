@@ -4,8 +4,9 @@
 use super::output::print_outcomes;
 use super::{Cli, Targets, Usage, load_profiles, open_store, profiles_path};
 use crate::config::{PasswordSource, Profile, Profiles};
-use crate::engine::{Engine, Outcome, sudo_profile};
 use crate::exit;
+use crate::outcome::Outcome;
+use crate::runtime::Engine;
 use crate::secret::Secret;
 use crate::session::{Entry, Op, State, rfc3339};
 use crate::store::{Cache, Store};
@@ -126,7 +127,7 @@ pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i
         let state = e.state(now);
         let mut line = format!("{:w$}  {:15}", p.name, state.words());
         if e.session.is_some() && matches!(state, State::Active | State::Expired | State::Error) {
-            line.push_str(&format!("  {}", crate::engine::describe(e, now)));
+            line.push_str(&format!("  {}", crate::runtime::describe(e, now)));
         }
         if let Some(r) = e.reason(now) {
             line.push_str(&format!("  ({r})"));
@@ -157,8 +158,8 @@ fn select<'a>(
         let known: Vec<&str> = profiles
             .profiles
             .iter()
+            .filter(|p| !p.is_impersonation())
             .map(|p| p.name.as_str())
-            .filter(|n| !n.contains('>'))
             .collect();
         return Err(Usage(format!(
             "sugar-sessions: unknown profile{} {} in {} (known: {})",
@@ -186,7 +187,7 @@ fn select<'a>(
         .filter(|p| {
             t.names.contains(&p.name)
                 || ((t.all || t.tags.iter().any(|tag| p.has_tag(tag)))
-                    && (bulk_sudo || !p.name.contains('>')))
+                    && (bulk_sudo || !p.is_impersonation()))
         })
         .collect())
 }
@@ -209,7 +210,7 @@ fn with_impersonations(profiles: &Profiles, cache: &Cache) -> Profiles {
             continue;
         }
         for user in users.get(&p.session_key()).into_iter().flatten() {
-            out.push(sudo_profile(p, user));
+            out.push(p.impersonation(user));
         }
     }
     Profiles {
@@ -460,11 +461,11 @@ pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
             drop(token);
             Ok(exit::OK)
         }
-        Err(crate::engine::NoToken::NeedsLogin(msg)) => {
+        Err(crate::runtime::NoToken::NeedsLogin(msg)) => {
             eprintln!("{msg}");
             Ok(exit::NEEDS_LOGIN)
         }
-        Err(crate::engine::NoToken::Failed(msg)) => {
+        Err(crate::runtime::NoToken::Failed(msg)) => {
             eprintln!("{msg}");
             Ok(exit::FAILED)
         }
@@ -519,7 +520,7 @@ pub(super) async fn sudo(cli: &Cli, name: &str, user: &str, json: bool) -> Resul
         json,
     };
     let p = select(&profiles, &targets, false)?.remove(0).clone();
-    if user.is_empty() || user.contains('>') {
+    if !crate::identity::is_valid_user_name(user) {
         return Err(Usage(format!("sugar-sessions: not a user name: {user:?}")));
     }
     let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);

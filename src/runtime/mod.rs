@@ -9,6 +9,7 @@
 
 mod bounds;
 mod check;
+mod jobs;
 mod ops;
 pub mod password;
 mod sudo;
@@ -17,8 +18,8 @@ mod token;
 pub use crate::outcome::Outcome;
 pub use bounds::Permit;
 pub use check::CHECK_REQUESTS;
+pub use jobs::{Jobs, Report, Work, WorkKind};
 pub use ops::describe;
-pub use sudo::{sudo_name, sudo_profile};
 pub use token::{NoToken, Token};
 
 use crate::config::{Profile, Settings};
