@@ -464,17 +464,17 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
     let mut model = Model::new(&opts.profiles, source, options, Utc::now());
 
     // The cache as it is now, before the first frame.
-    let store = engine.store().clone();
-    let mut stamp = store.stamp();
-    let loaded = tokio::task::spawn_blocking(move || store.load())
+    let reader = engine.reader().clone();
+    let loaded = tokio::task::spawn_blocking(move || reader.read())
         .await
         .context("reading the token cache")?;
+    let mut stamp = None;
     match loaded {
-        Ok((cache, report)) => {
-            app::update(&mut model, Msg::CacheReloaded(cache), Utc::now());
-            if let Some(text) = report.notice() {
+        Ok(read) => {
+            stamp = read.stamp;
+            app::update(&mut model, Msg::CacheReloaded(read.cache), Utc::now());
+            for text in read.notices {
                 app::update(&mut model, Msg::Notice(text), Utc::now());
-                stamp = engine.store().stamp();
             }
         }
         Err(e) => {
@@ -787,8 +787,8 @@ impl Runtime {
         stamp: &mut Option<crate::store::FileStamp>,
         reloading: &Arc<AtomicBool>,
     ) {
-        let store = self.engine.store().clone();
-        let now = store.stamp();
+        let reader = self.engine.reader().clone();
+        let now = reader.store().stamp();
         if now == *stamp || reloading.load(Ordering::SeqCst) {
             return;
         }
@@ -797,16 +797,18 @@ impl Runtime {
         let tx = self.tx.clone();
         let reloading = reloading.clone();
         tokio::task::spawn_blocking(move || {
-            let msg = match store.load() {
-                Ok((cache, report)) => {
-                    if let Some(text) = report.notice() {
+            match reader.read() {
+                Ok(read) => {
+                    let _ = tx.blocking_send(Msg::CacheReloaded(read.cache));
+                    for text in read.notices {
                         let _ = tx.blocking_send(Msg::Notice(text));
                     }
-                    Msg::CacheReloaded(cache)
                 }
-                Err(e) => Msg::Notice(format!("cannot read the token cache: {e}")),
-            };
-            let _ = tx.blocking_send(msg);
+                Err(e) => {
+                    let _ =
+                        tx.blocking_send(Msg::Notice(format!("cannot read the token cache: {e}")));
+                }
+            }
             reloading.store(false, Ordering::SeqCst);
         });
     }

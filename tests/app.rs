@@ -217,7 +217,7 @@ fn with_cache(m: &mut Model, entries: &[(&str, Entry)]) {
     for (name, e) in entries {
         cache.sessions.insert(key_of(m, name), e.clone());
     }
-    update(m, Msg::CacheReloaded(cache), t0());
+    update(m, Msg::CacheReloaded(cache.into()), t0());
 }
 
 #[test]
@@ -1631,7 +1631,7 @@ fn impersonations_in_the_cache_get_rows_after_their_profile() {
     cache
         .sessions
         .insert(key_of(&m, "acme-sbx>alice"), sudo_entry("alice", 900));
-    update(&mut m, Msg::CacheReloaded(cache), t0());
+    update(&mut m, Msg::CacheReloaded(cache.into()), t0());
     assert_eq!(
         m.visible_names(),
         [

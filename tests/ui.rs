@@ -111,7 +111,7 @@ fn model(opts: Options) -> Model {
         key_of(&m, "acme-sbx"),
         entry(Some(session(4 * 60 + 12, 13 * 86_400)), None),
     );
-    update(&mut m, Msg::CacheReloaded(cache), now());
+    update(&mut m, Msg::CacheReloaded(cache.into()), now());
     m
 }
 
@@ -440,7 +440,7 @@ fn marked_model(opts: Options) -> Model {
     );
     let profiles = config::parse(&text, Path::new("/tmp/p.toml")).unwrap();
     let mut m = Model::new(&profiles, Source::File("/tmp/p.toml".into()), opts, now());
-    update(&mut m, Msg::CacheReloaded(Cache::default()), now());
+    update(&mut m, Msg::CacheReloaded(Cache::default().into()), now());
     m
 }
 
@@ -653,7 +653,7 @@ fn unverified_impersonation_hard_end_and_superseded_rows_at_80x24_and_160x40() {
             }),
         ),
     );
-    update(&mut m, Msg::CacheReloaded(cache), now());
+    update(&mut m, Msg::CacheReloaded(cache.into()), now());
     update(&mut m, Msg::Verify, now());
     assert_eq!(m.count(RowState::Unverified), 3);
     for (w, h) in [(80, 24), (160, 40)] {

@@ -38,6 +38,7 @@ use input::on_paste;
 use keys::on_key;
 use requests::verify;
 use results::{Answer, on_outcome};
+use std::sync::Arc;
 
 /// Everything that can happen to the screen.
 #[derive(Debug)]
@@ -72,7 +73,7 @@ pub enum Msg {
     /// A queued request was withdrawn before it was sent.
     Withdrawn { name: String },
     /// The token cache as read from disk (another process may have changed it).
-    CacheReloaded(Cache),
+    CacheReloaded(Arc<Cache>),
     /// Something the user should read in the status line (a cache moved aside, ...).
     Notice(String),
     /// SIGTERM, SIGHUP or a vanished terminal: quit.

@@ -7,7 +7,7 @@ use super::{Cli, Targets, Usage, load_profiles, open_store, profiles_path};
 use crate::config::{PasswordSource, Profile, Profiles};
 use crate::exit;
 use crate::outcome::Outcome;
-use crate::runtime::Engine;
+use crate::runtime::{CacheReader, Engine};
 use crate::session::{Entry, Op, State, rfc3339};
 use crate::store::{Cache, Store};
 use chrono::Utc;
@@ -88,7 +88,7 @@ fn entry_for(p: &Profile, cache: &crate::store::Cache) -> Entry {
 }
 
 pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> {
-    let cache = load_cache(store)?;
+    let cache = load_cache(&CacheReader::new(store.clone()))?;
     let profiles = &with_impersonations(profiles, &cache);
     let now = Utc::now();
     let rows: Vec<(&Profile, Entry)> = profiles
@@ -219,22 +219,22 @@ fn with_impersonations(profiles: &Profiles, cache: &Cache) -> Profiles {
     }
 }
 
-fn load_cache(store: &Store) -> Result<Cache, Usage> {
-    let (cache, report) = store
-        .load()
+/// The cache through the one reader; what reading found goes to stderr.
+fn load_cache(reader: &CacheReader) -> Result<Arc<Cache>, Usage> {
+    let read = reader
+        .read()
         .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
-    if let Some(notice) = report.notice() {
+    for notice in read.notices {
         eprintln!("sugar-sessions: warning: {notice}");
     }
-    Ok(cache)
+    Ok(read.cache)
 }
 
 pub(super) async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
     let profiles = load_profiles(&profiles_path(cli)?)?;
-    let store = open_store(cli, &profiles)?;
-    let profiles = with_impersonations(&profiles, &load_cache(&store)?);
+    let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
+    let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
     let chosen = select(&profiles, t, op == Op::Logout)?;
-    let engine = Arc::new(Engine::new(store, &profiles.settings));
     run_all(engine, chosen, op, t.json).await
 }
 
@@ -246,12 +246,8 @@ pub(super) async fn refresh_due(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
     } else {
         select(&profiles, t, false)?
     };
-    let store = open_store(cli, &profiles)?;
-    let engine = Arc::new(Engine::new(store, &profiles.settings));
-    let cache = engine
-        .cache()
-        .await
-        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
+    let cache = load_cache(engine.reader())?;
     let now = Utc::now();
     let due: Vec<&Profile> = chosen
         .into_iter()
@@ -292,10 +288,9 @@ pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
         tags: vec![],
         json: false,
     };
-    let store = open_store(cli, &profiles)?;
-    let profiles = with_impersonations(&profiles, &load_cache(&store)?);
+    let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
+    let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
     let p = select(&profiles, &targets, false)?.remove(0).clone();
-    let engine = Engine::new(store, &profiles.settings);
     match engine.token(&p).await {
         Ok(token) => {
             if let Some(note) = &token.note {
@@ -319,10 +314,9 @@ pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
 
 pub(super) async fn check(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
     let profiles = load_profiles(&profiles_path(cli)?)?;
-    let store = open_store(cli, &profiles)?;
-    let profiles = with_impersonations(&profiles, &load_cache(&store)?);
+    let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
+    let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
     let chosen = select(&profiles, t, true)?;
-    let engine = Arc::new(Engine::new(store, &profiles.settings));
     let finished = run_jobs(engine, chosen, Op::Check).await?;
     let mut all_ok = true;
     let mut rows = Vec::new();
