@@ -122,7 +122,7 @@ fn main() {
     let mut now = Utc::now();
     let started = Instant::now();
     let (mut m, cache) = world(n, now);
-    update(&mut m, Msg::CacheReloaded(cache), now);
+    update(&mut m, Msg::CacheReloaded(cache.into()), now);
     update(
         &mut m,
         Msg::Resize {

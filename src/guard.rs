@@ -39,7 +39,7 @@ impl Warning {
 /// The warnings of every profile that has any, by profile name.
 pub fn warnings(profiles: &[Profile]) -> HashMap<String, Vec<Warning>> {
     let mut by_identity: HashMap<(String, String, &str), Vec<&Profile>> = HashMap::new();
-    for p in profiles.iter().filter(|p| !p.name.contains('>')) {
+    for p in profiles.iter().filter(|p| !p.is_impersonation()) {
         let instance = p.url.as_str().trim_end_matches('/').to_ascii_lowercase();
         by_identity
             .entry((
@@ -51,7 +51,7 @@ pub fn warnings(profiles: &[Profile]) -> HashMap<String, Vec<Warning>> {
             .push(p);
     }
     let mut out: HashMap<String, Vec<Warning>> = HashMap::new();
-    for p in profiles.iter().filter(|p| !p.name.contains('>')) {
+    for p in profiles.iter().filter(|p| !p.is_impersonation()) {
         let mut list = Vec::new();
         if p.platform == "base" {
             list.push(Warning::BasePlatform);

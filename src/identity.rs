@@ -255,6 +255,16 @@ impl ProfileId {
         })
     }
 
+    /// The label of an impersonation of `user` through the profile `name`, as the token cache
+    /// holds it (user names there came from an earlier, checked request; they are shown, never
+    /// parsed back).
+    pub fn stored_impersonation(name: &str, user: &str) -> ProfileId {
+        ProfileId {
+            name: name.to_string(),
+            sudo: Some(user.to_string()),
+        }
+    }
+
     /// The profile's name (for `acme>jim`, `acme`).
     pub fn name(&self) -> &str {
         &self.name

@@ -24,8 +24,3 @@ pub mod sugar;
 pub mod text;
 pub mod tui;
 pub mod ui;
-
-/// The runtime's former name, kept while the front ends move over (see `runtime`).
-pub mod engine {
-    pub use crate::runtime::*;
-}

@@ -8,8 +8,8 @@ use sugar_sessions::cli::{
     self, Cli, Command, Usage, default_profiles_path, default_state_dir, load_profiles,
     lock_timeout, open_store_with, profiles_path, start_demo_emulator, write_private,
 };
-use sugar_sessions::engine::Engine;
 use sugar_sessions::exit;
+use sugar_sessions::runtime::Engine;
 use sugar_sessions::store::Store;
 use sugar_sessions::tui;
 

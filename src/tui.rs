@@ -14,8 +14,8 @@
 //! force (`arm_exit_deadline`).
 
 use crate::app::{self, Command, Model, Msg, Options, Zone};
-use crate::config::{Profile, Profiles};
-use crate::engine::Engine;
+use crate::config::Profiles;
+use crate::runtime::{Engine, Jobs, Report, Work, WorkKind};
 use crate::ui;
 use anyhow::Context as _;
 use chrono::Utc;
@@ -29,15 +29,13 @@ use crossterm::{cursor, execute};
 use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
-use std::collections::HashMap;
 use std::io::{IsTerminal, Stdout, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 
 pub use crate::app::Source;
 
@@ -464,25 +462,19 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
         },
     };
     let mut model = Model::new(&opts.profiles, source, options, Utc::now());
-    let profiles: HashMap<String, Arc<Profile>> = opts
-        .profiles
-        .profiles
-        .into_iter()
-        .map(|p| (p.name.clone(), Arc::new(p)))
-        .collect();
 
     // The cache as it is now, before the first frame.
-    let store = engine.store().clone();
-    let mut stamp = store.stamp();
-    let loaded = tokio::task::spawn_blocking(move || store.load())
+    let reader = engine.reader().clone();
+    let loaded = tokio::task::spawn_blocking(move || reader.read())
         .await
         .context("reading the token cache")?;
+    let mut stamp = None;
     match loaded {
-        Ok((cache, report)) => {
-            app::update(&mut model, Msg::CacheReloaded(cache), Utc::now());
-            if let Some(text) = report.notice() {
+        Ok(read) => {
+            stamp = read.stamp;
+            app::update(&mut model, Msg::CacheReloaded(read.cache), Utc::now());
+            for text in read.notices {
                 app::update(&mut model, Msg::Notice(text), Utc::now());
-                stamp = engine.store().stamp();
             }
         }
         Err(e) => {
@@ -500,7 +492,7 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
     watch_for_hangup(ways_tx);
     let result = match enter_terminal() {
         Ok(terminal) => {
-            let mut rt = Runtime::new(engine, profiles);
+            let mut rt = Runtime::new(engine);
             let notices = opts.notices.unwrap_or_else(|| mpsc::unbounded_channel().1);
             let result = rt.run(terminal, &mut model, stamp, ways, notices).await;
             arm_exit_deadline(result.as_ref().map_or(1, |e| e.exit_status()));
@@ -515,12 +507,12 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
 
 struct Runtime {
     engine: Arc<Engine>,
-    profiles: HashMap<String, Arc<Profile>>,
+    /// Cache reloads and notices from background reads.
     tx: mpsc::Sender<Msg>,
     rx: Option<mpsc::Receiver<Msg>>,
-    /// Withdraws a queued request; dropped once the request has started or ended.
-    cancels: HashMap<String, oneshot::Sender<()>>,
-    tasks: JoinSet<()>,
+    /// The requests of the rows, by row label.
+    jobs: Jobs<String>,
+    reports: Option<mpsc::Receiver<(String, Report)>>,
     quit: bool,
     /// The terminal is gone (SIGHUP, end or error of the event stream, a failed write): no drawing.
     gone: bool,
@@ -533,15 +525,15 @@ struct Runtime {
 }
 
 impl Runtime {
-    fn new(engine: Arc<Engine>, profiles: HashMap<String, Arc<Profile>>) -> Runtime {
+    fn new(engine: Arc<Engine>) -> Runtime {
         let (tx, rx) = mpsc::channel(RESULTS);
+        let (reports_tx, reports) = mpsc::channel(RESULTS);
         Runtime {
+            jobs: Jobs::new(engine.clone(), reports_tx),
             engine,
-            profiles,
             tx,
             rx: Some(rx),
-            cancels: HashMap::new(),
-            tasks: JoinSet::new(),
+            reports: Some(reports),
             quit: false,
             gone: false,
             suspend: false,
@@ -564,6 +556,7 @@ impl Runtime {
         // keeps are freed when the process ends, moments later.
         let mut terminal = std::mem::ManuallyDrop::new(terminal);
         let mut rx = self.rx.take().expect("run once");
+        let mut reports = self.reports.take().expect("run once");
         let mut events = EventStream::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -663,6 +656,7 @@ impl Runtime {
                     None => self.way_out(&mut ending, Ending::Vanished),
                 },
                 Some(msg) = rx.recv() => msg,
+                Some((name, report)) = reports.recv() => Self::report_msg(name, report),
                 _ = tick.tick() => {
                     self.check_cache(&mut stamp, &reloading);
                     Msg::Tick
@@ -680,7 +674,7 @@ impl Runtime {
                         continue;
                     }
                 },
-                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => match joined {
+                Some(joined) = self.jobs.join_next(), if !self.jobs.is_idle() => match joined {
                     // A task that panicked: the panic hook has restored the terminal already.
                     Err(e) if e.is_panic() => {
                         self.gone = true;
@@ -692,16 +686,46 @@ impl Runtime {
             self.handle(model, msg);
             // Apply whatever else already arrived before drawing once for all of it.
             for _ in 0..BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => self.handle(model, msg),
-                    Err(_) => break,
+                match reports.try_recv() {
+                    Ok((name, report)) => self.handle(model, Self::report_msg(name, report)),
+                    Err(_) => match rx.try_recv() {
+                        Ok(msg) => self.handle(model, msg),
+                        Err(_) => break,
+                    },
                 }
             }
         }
         // Nothing reads results any more: tasks finishing now still persist theirs (the engine
         // writes before it reports); their sends simply fail.
         drop(rx);
+        drop(reports);
         Ok(ending.unwrap_or(Ending::Quit))
+    }
+
+    /// What a job's report means for the screen.
+    fn report_msg(name: String, report: Report) -> Msg {
+        match report {
+            Report::Started => Msg::Started { name },
+            Report::Withdrawn => Msg::Withdrawn { name },
+            Report::Done {
+                kind: WorkKind::Op,
+                outcome,
+                ..
+            } => Msg::Done(outcome),
+            Report::Done {
+                kind: WorkKind::Check,
+                outcome,
+                report,
+            } => Msg::Checked { outcome, report },
+            Report::Done {
+                kind: WorkKind::Sudo,
+                outcome,
+                ..
+            } => Msg::Impersonated {
+                parent: name,
+                outcome,
+            },
+        }
     }
 
     /// A signal or the terminal ends the screen: notes how (the first way out counts) and tells
@@ -716,36 +740,13 @@ impl Runtime {
 
     /// Withdraws queued requests, and waits at most [`FLIGHT_GRACE`] for the ones being sent.
     async fn finish(&mut self) {
-        for (_, cancel) in self.cancels.drain() {
-            let _ = cancel.send(());
+        let left = self.jobs.finish(FLIGHT_GRACE).await;
+        if left > 0 {
+            tracing::warn!(left, "quit with requests still in flight");
         }
-        let tasks = &mut self.tasks;
-        let _ = tokio::time::timeout(FLIGHT_GRACE, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if !self.tasks.is_empty() {
-            tracing::warn!(
-                left = self.tasks.len(),
-                "quit with requests still in flight"
-            );
-        }
-        self.tasks.abort_all();
     }
 
     fn handle(&mut self, model: &mut Model, msg: Msg) {
-        match &msg {
-            Msg::Started { name } | Msg::Withdrawn { name } => {
-                self.cancels.remove(name);
-            }
-            Msg::Done(outcome) | Msg::Checked { outcome, .. } => {
-                self.cancels.remove(&outcome.name);
-            }
-            Msg::Impersonated { parent, .. } => {
-                self.cancels.remove(parent);
-            }
-            _ => {}
-        }
         for command in app::update(model, msg, Utc::now()) {
             self.execute(command);
         }
@@ -753,115 +754,30 @@ impl Runtime {
 
     fn execute(&mut self, command: Command) {
         match command {
-            Command::Start { name, op, password } => {
-                let Some(profile) = self.profile(&name) else {
-                    return;
-                };
-                let (cancel, cancelled) = oneshot::channel::<()>();
-                self.cancels.insert(name.clone(), cancel);
-                let engine = self.engine.clone();
-                let tx = self.tx.clone();
-                self.tasks.spawn(async move {
-                    // Waiting for a place can be withdrawn; once it has one, the request is sent
-                    // and its answer is stored whatever the screen does.
-                    let permit = tokio::select! {
-                        biased;
-                        Ok(()) = cancelled => {
-                            drop(password);
-                            let _ = tx.send(Msg::Withdrawn { name }).await;
-                            return;
-                        }
-                        permit = engine.acquire(&profile) => permit,
-                    };
-                    let _ = tx.send(Msg::Started { name }).await;
-                    let outcome = engine.execute(&profile, op, password, permit).await;
-                    let _ = tx.send(Msg::Done(Box::new(outcome))).await;
-                });
+            Command::Start {
+                name,
+                profile,
+                op,
+                password,
+            } => self
+                .jobs
+                .submit(name, Arc::new(*profile), Work::Op { op, password }),
+            Command::Check { name, profile } => {
+                self.jobs.submit(name, Arc::new(*profile), Work::Check)
             }
-            Command::Check { name } => {
-                let Some(profile) = self.profile(&name) else {
-                    return;
-                };
-                let places = crate::engine::CHECK_REQUESTS;
-                self.queue(
-                    name,
-                    profile,
-                    places,
-                    |engine, profile, permit| async move {
-                        let (outcome, report) = engine.check_holding(&profile, permit).await;
-                        Msg::Checked {
-                            outcome: Box::new(outcome),
-                            report,
-                        }
-                    },
-                );
-            }
-            Command::Sudo { name, user } => {
-                let Some(profile) = self.profile(&name) else {
-                    return;
-                };
-                self.queue(
-                    name.clone(),
-                    profile,
-                    1,
-                    |engine, profile, permit| async move {
-                        let outcome = engine.sudo_holding(&profile, &user, permit).await;
-                        Msg::Impersonated {
-                            parent: name,
-                            outcome: Box::new(outcome),
-                        }
-                    },
-                );
-            }
+            Command::Sudo {
+                name,
+                profile,
+                user,
+            } => self
+                .jobs
+                .submit(name, Arc::new(*profile), Work::Sudo { user }),
             Command::Cancel { name } => {
-                if let Some(cancel) = self.cancels.remove(&name) {
-                    let _ = cancel.send(());
-                }
+                self.jobs.cancel(&name);
             }
             Command::Quit => self.quit = true,
             Command::Suspend => self.suspend = true,
         }
-    }
-
-    /// The profile of a row: from the file, or for an impersonation (`NAME>USER`) derived from
-    /// NAME's.
-    fn profile(&mut self, name: &str) -> Option<Arc<Profile>> {
-        if let Some(p) = self.profiles.get(name) {
-            return Some(p.clone());
-        }
-        let (parent, user) = name.split_once('>')?;
-        let p = Arc::new(crate::engine::sudo_profile(
-            self.profiles.get(parent)?,
-            user,
-        ));
-        self.profiles.insert(name.to_string(), p.clone());
-        Some(p)
-    }
-
-    /// Runs `work` as row `name`'s request once it has a place under the bounds (withdrawable
-    /// until then, like [`Command::Start`]); `work`'s message reports the result.
-    fn queue<F, Fut>(&mut self, name: String, profile: Arc<Profile>, places: u32, work: F)
-    where
-        F: FnOnce(Arc<Engine>, Arc<Profile>, crate::engine::Permit) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = Msg> + Send + 'static,
-    {
-        let (cancel, cancelled) = oneshot::channel::<()>();
-        self.cancels.insert(name.clone(), cancel);
-        let engine = self.engine.clone();
-        let tx = self.tx.clone();
-        self.tasks.spawn(async move {
-            let permit = tokio::select! {
-                biased;
-                Ok(()) = cancelled => {
-                    let _ = tx.send(Msg::Withdrawn { name }).await;
-                    return;
-                }
-                permit = engine.acquire_n(&profile, places) => permit,
-            };
-            let _ = tx.send(Msg::Started { name }).await;
-            let msg = work(engine, profile, permit).await;
-            let _ = tx.send(msg).await;
-        });
     }
 
     /// Reloads the cache in the background when its file changed (another process, or our own
@@ -871,8 +787,8 @@ impl Runtime {
         stamp: &mut Option<crate::store::FileStamp>,
         reloading: &Arc<AtomicBool>,
     ) {
-        let store = self.engine.store().clone();
-        let now = store.stamp();
+        let reader = self.engine.reader().clone();
+        let now = reader.store().stamp();
         if now == *stamp || reloading.load(Ordering::SeqCst) {
             return;
         }
@@ -881,16 +797,18 @@ impl Runtime {
         let tx = self.tx.clone();
         let reloading = reloading.clone();
         tokio::task::spawn_blocking(move || {
-            let msg = match store.load() {
-                Ok((cache, report)) => {
-                    if let Some(text) = report.notice() {
+            match reader.read() {
+                Ok(read) => {
+                    let _ = tx.blocking_send(Msg::CacheReloaded(read.cache));
+                    for text in read.notices {
                         let _ = tx.blocking_send(Msg::Notice(text));
                     }
-                    Msg::CacheReloaded(cache)
                 }
-                Err(e) => Msg::Notice(format!("cannot read the token cache: {e}")),
-            };
-            let _ = tx.blocking_send(msg);
+                Err(e) => {
+                    let _ =
+                        tx.blocking_send(Msg::Notice(format!("cannot read the token cache: {e}")));
+                }
+            }
             reloading.store(false, Ordering::SeqCst);
         });
     }

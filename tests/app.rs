@@ -7,8 +7,8 @@ use sugar_sessions::app::{
     Command, Model, Msg, Options, ResultKind, RowState, Sort, Source, update,
 };
 use sugar_sessions::config::{self, Profiles};
-use sugar_sessions::engine::Outcome;
 use sugar_sessions::identity::SessionKey;
+use sugar_sessions::outcome::Outcome;
 use sugar_sessions::session::{
     CheckReport, Entry, Failure, FailureKind, Op, RequestLog, Session, State,
 };
@@ -217,7 +217,7 @@ fn with_cache(m: &mut Model, entries: &[(&str, Entry)]) {
     for (name, e) in entries {
         cache.sessions.insert(key_of(m, name), e.clone());
     }
-    update(m, Msg::CacheReloaded(cache), t0());
+    update(m, Msg::CacheReloaded(cache.into()), t0());
 }
 
 #[test]
@@ -499,6 +499,7 @@ fn password_prompt_one_profile_at_a_time_password_only_in_the_command() {
                 name,
                 op: Op::Login,
                 password: Some(pw),
+                ..
             },
         ] => {
             assert_eq!(name, "initech");
@@ -932,7 +933,7 @@ fn starting_many_under_the_state_sort_keeps_the_order_right() {
 fn checks(cmds: &[Command]) -> Vec<String> {
     cmds.iter()
         .filter_map(|c| match c {
-            Command::Check { name } => Some(name.clone()),
+            Command::Check { name, .. } => Some(name.clone()),
             _ => None,
         })
         .collect()
@@ -941,7 +942,7 @@ fn checks(cmds: &[Command]) -> Vec<String> {
 fn sudos(cmds: &[Command]) -> Vec<(String, String)> {
     cmds.iter()
         .filter_map(|c| match c {
-            Command::Sudo { name, user } => Some((name.clone(), user.clone())),
+            Command::Sudo { name, user, .. } => Some((name.clone(), user.clone())),
             _ => None,
         })
         .collect()
@@ -1630,7 +1631,7 @@ fn impersonations_in_the_cache_get_rows_after_their_profile() {
     cache
         .sessions
         .insert(key_of(&m, "acme-sbx>alice"), sudo_entry("alice", 900));
-    update(&mut m, Msg::CacheReloaded(cache), t0());
+    update(&mut m, Msg::CacheReloaded(cache.into()), t0());
     assert_eq!(
         m.visible_names(),
         [

@@ -163,3 +163,57 @@ async fn a_password_cmd_cannot_draw_on_the_terminal() {
         "the command reached the terminal:\n{screen}"
     );
 }
+
+/// `check` is interrupted like the other bulk commands: Ctrl-C withdraws the checks not sent yet,
+/// names them, and ends with 130 (it used to ignore Ctrl-C until every check was done).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_a_bulk_check_withdraws_the_queued() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[defaults]\nmax_per_host = 1\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\n\
+         [profiles.one]\nurl = \"{acme}\"\nplatform = \"custom_api\"\n\
+         [profiles.two]\nurl = \"{acme}\"\nplatform = \"acme_sync\"\n\
+         [profiles.three]\nurl = \"{acme}\"\nplatform = \"mobile\"\n",
+        acme = emu.url("acme"),
+    );
+    let profiles = write_profiles(dir.path(), &text);
+    let state = dir.path().join("state");
+    let run = |args: &[&str]| {
+        let mut cmd = binary();
+        cmd.arg("--profiles")
+            .arg(&profiles)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args);
+        cmd
+    };
+    let login = run(&["login", "--all"]).output().unwrap();
+    assert_eq!(login.status.code(), Some(0));
+    emu.clear_requests();
+    emu.set_latency("acme", Duration::from_millis(800));
+    let mut cmd = run(&["check", "--all"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let waiting = Instant::now();
+    while emu.requests().is_empty() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20),
+            "the first check never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // SAFETY: signals our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("two: not sent (interrupted)")
+            && stderr.contains("three: not sent (interrupted)"),
+        "{stderr}"
+    );
+}

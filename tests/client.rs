@@ -6,7 +6,7 @@ use common::*;
 use std::time::Duration;
 use sugar_sessions::config::Settings;
 use sugar_sessions::emulator::Fault;
-use sugar_sessions::engine::Engine;
+use sugar_sessions::runtime::Engine;
 use sugar_sessions::secret::Secret;
 use sugar_sessions::session::{Op, State};
 use sugar_sessions::store::Store;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sugar_sessions::config::{Profile, Profiles};
 use sugar_sessions::emulator::{Emulator, EmulatorConfig, Fault, InstanceConfig, UserConfig};
-use sugar_sessions::engine::{Engine, Outcome};
+use sugar_sessions::runtime::{Engine, Outcome};
 use sugar_sessions::session::{Entry, Op, Session, State};
 use sugar_sessions::store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use std::time::Duration;
 use sugar_sessions::config::Settings;
-use sugar_sessions::engine::Engine;
+use sugar_sessions::runtime::Engine;
 use sugar_sessions::session::{Op, State};
 use sugar_sessions::store::Store;
 
@@ -320,7 +320,7 @@ async fn a_check_takes_a_place_per_request_under_the_per_host_bound() {
     let engine = Engine::new(Store::open(dir.path()).unwrap(), &settings);
     let p = admin(&emu);
     let held = engine
-        .acquire_n(&p, sugar_sessions::engine::CHECK_REQUESTS)
+        .acquire_n(&p, sugar_sessions::runtime::CHECK_REQUESTS)
         .await;
     let blocked = tokio::time::timeout(Duration::from_millis(50), engine.acquire(&p)).await;
     assert!(

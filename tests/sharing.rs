@@ -1376,3 +1376,31 @@ async fn a_session_a_check_found_gone_is_neither_handed_out_nor_later_called_sup
     let token = out.token().expect("a token");
     assert!(accepted(&emu, "acme", &token).await, "{}", out.show());
 }
+
+/// The refresh token was rejected (another tool's login ended the session) and the automatic new
+/// login failed too (the password changed): the rejected session is over, and `token` must not
+/// hand out its access token (Sugar no longer accepts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_re_login_leaves_no_dead_token_to_hand_out() {
+    let mut acme = instance("acme");
+    acme.superseded_access_grace = Duration::ZERO;
+    let emu = start(vec![acme]).await;
+    let mut e = env(&profile(&emu, "acme", "acme", "integration", ""));
+    ok(run(e.cmd(&["login", "acme"])).await).await;
+    external_login(&emu, "acme", "integration", INTEGRATION_PW).await;
+    // The password in the profiles file goes stale.
+    let stale = profile(&emu, "acme", "acme", "integration", "")
+        .replace(INTEGRATION_PW, "Not-The-Password-1");
+    e.profiles = write_profiles(e.dir.path(), &stale);
+    let refresh = run(e.cmd(&["refresh", "acme"])).await;
+    assert_eq!(refresh.code, Some(1), "{}", refresh.show());
+    let out = run(e.cmd(&["token", "acme"])).await;
+    if let Some(token) = out.token() {
+        assert!(
+            accepted(&emu, "acme", &token).await,
+            "a token Sugar rejects was handed out: {}",
+            out.show()
+        );
+    }
+    assert_ne!(out.code, Some(0), "{}", out.show());
+}

@@ -7,8 +7,8 @@ use ratatui::backend::TestBackend;
 use std::path::{Path, PathBuf};
 use sugar_sessions::app::{Model, Msg, Options, Source, Zone, update};
 use sugar_sessions::config;
-use sugar_sessions::engine::Outcome;
 use sugar_sessions::identity::SessionKey;
+use sugar_sessions::outcome::Outcome;
 use sugar_sessions::session::{Entry, Failure, FailureKind, Op, RequestLog, Session, State};
 use sugar_sessions::store::Cache;
 use sugar_sessions::ui::{self, Column};
@@ -111,7 +111,7 @@ fn model(opts: Options) -> Model {
         key_of(&m, "acme-sbx"),
         entry(Some(session(4 * 60 + 12, 13 * 86_400)), None),
     );
-    update(&mut m, Msg::CacheReloaded(cache), now());
+    update(&mut m, Msg::CacheReloaded(cache.into()), now());
     m
 }
 
@@ -440,7 +440,7 @@ fn marked_model(opts: Options) -> Model {
     );
     let profiles = config::parse(&text, Path::new("/tmp/p.toml")).unwrap();
     let mut m = Model::new(&profiles, Source::File("/tmp/p.toml".into()), opts, now());
-    update(&mut m, Msg::CacheReloaded(Cache::default()), now());
+    update(&mut m, Msg::CacheReloaded(Cache::default().into()), now());
     m
 }
 
@@ -653,7 +653,7 @@ fn unverified_impersonation_hard_end_and_superseded_rows_at_80x24_and_160x40() {
             }),
         ),
     );
-    update(&mut m, Msg::CacheReloaded(cache), now());
+    update(&mut m, Msg::CacheReloaded(cache.into()), now());
     update(&mut m, Msg::Verify, now());
     assert_eq!(m.count(RowState::Unverified), 3);
     for (w, h) in [(80, 24), (160, 40)] {

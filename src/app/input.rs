@@ -171,7 +171,7 @@ pub(super) fn user_action(model: &mut Model, action: Action) -> Vec<Command> {
                 model.warn("type the user name to impersonate, or Esc");
                 return Vec::new();
             }
-            if user.contains('>') || user.chars().any(char::is_whitespace) {
+            if !crate::identity::is_valid_user_name(&user) {
                 model.warn(format!("not a user name: {user:?}"));
                 return Vec::new();
             }
@@ -184,7 +184,12 @@ pub(super) fn user_action(model: &mut Model, action: Action) -> Vec<Command> {
             model.begin(i, Op::Sudo, false, true);
             let name = model.rows[i].profile.name.clone();
             model.say(format!("{name}: impersonating {user}: queued"));
-            vec![Command::Sudo { name, user }]
+            let profile = Box::new(model.rows[i].profile.clone());
+            vec![Command::Sudo {
+                name,
+                profile,
+                user,
+            }]
         }
         _ => Vec::new(),
     }

@@ -27,6 +27,7 @@ pub use order::Sort;
 pub use requests::Confirm;
 pub use row::{EXPIRING, Flight, LastError, LastResult, Phase, RECENT, ResultKind, Row, RowState};
 
+use crate::config::Profile;
 use crate::outcome::Outcome;
 use crate::secret::Secret;
 use crate::session::Cache;
@@ -37,6 +38,7 @@ use input::on_paste;
 use keys::on_key;
 use requests::verify;
 use results::{Answer, on_outcome};
+use std::sync::Arc;
 
 /// Everything that can happen to the screen.
 #[derive(Debug)]
@@ -71,28 +73,34 @@ pub enum Msg {
     /// A queued request was withdrawn before it was sent.
     Withdrawn { name: String },
     /// The token cache as read from disk (another process may have changed it).
-    CacheReloaded(Cache),
+    CacheReloaded(Arc<Cache>),
     /// Something the user should read in the status line (a cache moved aside, ...).
     Notice(String),
     /// SIGTERM, SIGHUP or a vanished terminal: quit.
     Shutdown { reason: String },
 }
 
-/// What the runtime should do.
+/// What the runtime should do. Each request carries the profile it is for, resolved (an
+/// impersonation's profile included): the runtime never looks a name up again.
 #[derive(Debug)]
 pub enum Command {
     /// Queue a request for the profile. `password` is set for logins of profiles without a
     /// non-interactive password source (typed into the prompt).
     Start {
         name: String,
+        profile: Box<Profile>,
         op: Op,
         password: Option<Secret>,
     },
     /// Queue a live check of the profile's session (`GET /ping`, `/me`, server info, server time).
-    Check { name: String },
+    Check { name: String, profile: Box<Profile> },
     /// Queue an impersonation: with `name`'s (admin) session, a session as `user`, stored as
     /// `NAME>USER`. The request is `name`'s request in flight.
-    Sudo { name: String, user: String },
+    Sudo {
+        name: String,
+        profile: Box<Profile>,
+        user: String,
+    },
     /// Withdraw the profile's request if it is still queued (one already sent is left to finish).
     Cancel { name: String },
     /// Leave the screen (after waiting briefly for requests in flight).

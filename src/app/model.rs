@@ -6,7 +6,7 @@ use super::order::{Narrowed, Sort};
 use super::requests::Confirm;
 use super::row::{Phase, Row, RowState};
 use crate::config::Profiles;
-use crate::engine::sudo_profile;
+use crate::identity::ProfileId;
 use crate::session::Op;
 use chrono::{DateTime, FixedOffset, Local, Utc};
 use std::collections::{HashMap, VecDeque};
@@ -514,11 +514,11 @@ impl Model {
     /// has a session) when there is none yet.
     pub(super) fn sudo_row(&mut self, parent: usize, user: &str) -> usize {
         let base = &self.rows[parent];
-        let name = crate::engine::sudo_name(&base.profile.name, user);
+        let name = ProfileId::stored_impersonation(&base.profile.name, user).to_string();
         if let Some(&i) = self.by_name.get(&name) {
             return i;
         }
-        let mut row = Row::new(sudo_profile(&base.profile, user), base.order.0);
+        let mut row = Row::new(base.profile.impersonation(user), base.order.0);
         row.order.1 = Some(user.to_string());
         row.sudo = Some((parent, user.to_string()));
         row.hidden = true;

@@ -103,6 +103,7 @@ impl Model {
         self.begin(i, op, false, reposition);
         Command::Start {
             name: self.rows[i].profile.name.clone(),
+            profile: Box::new(self.rows[i].profile.clone()),
             op,
             password,
         }
@@ -287,6 +288,7 @@ pub(super) fn check(model: &mut Model) -> Vec<Command> {
                 model.begin(i, Op::Check, false, false);
                 cmds.push(Command::Check {
                     name: model.rows[i].profile.name.clone(),
+                    profile: Box::new(model.rows[i].profile.clone()),
                 });
             }
         }
@@ -296,7 +298,7 @@ pub(super) fn check(model: &mut Model) -> Vec<Command> {
     }
     let mut text = match cmds.as_slice() {
         [] => String::new(),
-        [Command::Check { name }] => format!("{name}: check queued"),
+        [Command::Check { name, .. }] => format!("{name}: check queued"),
         more => format!("check: {} requests queued", more.len()),
     };
     match (skipped.as_slice(), cmds.is_empty()) {
@@ -333,6 +335,7 @@ pub(super) fn verify(model: &mut Model) -> Vec<Command> {
         model.begin(i, Op::Check, true, false);
         cmds.push(Command::Check {
             name: model.rows[i].profile.name.clone(),
+            profile: Box::new(model.rows[i].profile.clone()),
         });
     }
     if cmds.is_empty() {

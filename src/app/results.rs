@@ -3,6 +3,7 @@
 use super::model::Model;
 use super::order::Sort;
 use super::row::{LastError, LastResult, RECENT, ResultKind, Row};
+use crate::identity::ProfileId;
 use crate::identity::SessionKey;
 use crate::outcome::Outcome;
 use crate::session::Cache;
@@ -32,7 +33,8 @@ impl Model {
                 by_key
             });
             for &p in parents.get(&key.without_sudo()).into_iter().flatten() {
-                let name = crate::engine::sudo_name(&self.rows[p].profile.name, user);
+                let name =
+                    ProfileId::stored_impersonation(&self.rows[p].profile.name, user).to_string();
                 if !self.by_name.contains_key(&name) {
                     self.sudo_row(p, user);
                     changed = true;

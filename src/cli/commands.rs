@@ -1,18 +1,18 @@
 //! The commands without a screen: list, status, login, refresh, logout, token, check, sudo; which
 //! profiles they act on, and Ctrl-C and password prompts while they run.
 
+use super::bulk::run_jobs;
 use super::output::print_outcomes;
 use super::{Cli, Targets, Usage, load_profiles, open_store, profiles_path};
 use crate::config::{PasswordSource, Profile, Profiles};
-use crate::engine::{Engine, Outcome, sudo_profile};
 use crate::exit;
-use crate::secret::Secret;
+use crate::outcome::Outcome;
+use crate::runtime::{CacheReader, Engine};
 use crate::session::{Entry, Op, State, rfc3339};
 use crate::store::{Cache, Store};
 use chrono::Utc;
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::sync::Arc;
 
 fn source_kind(p: &Profile) -> &'static str {
@@ -88,7 +88,7 @@ fn entry_for(p: &Profile, cache: &crate::store::Cache) -> Entry {
 }
 
 pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> {
-    let cache = load_cache(store)?;
+    let cache = load_cache(&CacheReader::new(store.clone()))?;
     let profiles = &with_impersonations(profiles, &cache);
     let now = Utc::now();
     let rows: Vec<(&Profile, Entry)> = profiles
@@ -126,7 +126,7 @@ pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i
         let state = e.state(now);
         let mut line = format!("{:w$}  {:15}", p.name, state.words());
         if e.session.is_some() && matches!(state, State::Active | State::Expired | State::Error) {
-            line.push_str(&format!("  {}", crate::engine::describe(e, now)));
+            line.push_str(&format!("  {}", crate::runtime::describe(e, now)));
         }
         if let Some(r) = e.reason(now) {
             line.push_str(&format!("  ({r})"));
@@ -157,8 +157,8 @@ fn select<'a>(
         let known: Vec<&str> = profiles
             .profiles
             .iter()
+            .filter(|p| !p.is_impersonation())
             .map(|p| p.name.as_str())
-            .filter(|n| !n.contains('>'))
             .collect();
         return Err(Usage(format!(
             "sugar-sessions: unknown profile{} {} in {} (known: {})",
@@ -186,7 +186,7 @@ fn select<'a>(
         .filter(|p| {
             t.names.contains(&p.name)
                 || ((t.all || t.tags.iter().any(|tag| p.has_tag(tag)))
-                    && (bulk_sudo || !p.name.contains('>')))
+                    && (bulk_sudo || !p.is_impersonation()))
         })
         .collect())
 }
@@ -209,7 +209,7 @@ fn with_impersonations(profiles: &Profiles, cache: &Cache) -> Profiles {
             continue;
         }
         for user in users.get(&p.session_key()).into_iter().flatten() {
-            out.push(sudo_profile(p, user));
+            out.push(p.impersonation(user));
         }
     }
     Profiles {
@@ -219,39 +219,22 @@ fn with_impersonations(profiles: &Profiles, cache: &Cache) -> Profiles {
     }
 }
 
-fn load_cache(store: &Store) -> Result<Cache, Usage> {
-    let (cache, report) = store
-        .load()
+/// The cache through the one reader; what reading found goes to stderr.
+fn load_cache(reader: &CacheReader) -> Result<Arc<Cache>, Usage> {
+    let read = reader
+        .read()
         .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
-    if let Some(notice) = report.notice() {
+    for notice in read.notices {
         eprintln!("sugar-sessions: warning: {notice}");
     }
-    Ok(cache)
-}
-
-/// Asks for a password on the terminal, without echo; `None` when there is no terminal.
-/// Asks for a password on the terminal, without echo: `Ok(None)` when there is no terminal to ask
-/// on (or nothing was typed), an error when the read failed (Ctrl-C interrupts it).
-fn prompt_password(p: &Profile) -> std::io::Result<Option<Secret>> {
-    if !std::io::stdin().is_terminal() && std::fs::File::open("/dev/tty").is_err() {
-        return Ok(None);
-    }
-    let prompt = format!(
-        "Password for {} ({} at {}): ",
-        p.name,
-        p.username,
-        p.host_port()
-    );
-    let password = rpassword::prompt_password(prompt)?;
-    Ok((!password.is_empty()).then(|| Secret::new(password)))
+    Ok(read.cache)
 }
 
 pub(super) async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
     let profiles = load_profiles(&profiles_path(cli)?)?;
-    let store = open_store(cli, &profiles)?;
-    let profiles = with_impersonations(&profiles, &load_cache(&store)?);
+    let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
+    let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
     let chosen = select(&profiles, t, op == Op::Logout)?;
-    let engine = Arc::new(Engine::new(store, &profiles.settings));
     run_all(engine, chosen, op, t.json).await
 }
 
@@ -263,12 +246,8 @@ pub(super) async fn refresh_due(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
     } else {
         select(&profiles, t, false)?
     };
-    let store = open_store(cli, &profiles)?;
-    let engine = Arc::new(Engine::new(store, &profiles.settings));
-    let cache = engine
-        .cache()
-        .await
-        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
+    let cache = load_cache(engine.reader())?;
     let now = Utc::now();
     let due: Vec<&Profile> = chosen
         .into_iter()
@@ -281,161 +260,24 @@ fn refresh_due_at(p: &Profile, entry: &Entry, now: chrono::DateTime<Utc>) -> boo
     crate::session::refresh_due(&p.name, entry, p.refresh_before, now)
 }
 
-/// How long Ctrl-C waits for answers already on their way before the command ends.
-const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Runs `op` on every profile concurrently and prints the outcomes in file order.
-///
-/// Ctrl-C withdraws the requests not sent yet and waits up to [`INTERRUPT_GRACE`] for the ones
-/// already sent, so that a refresh token Sugar has already rotated is not lost (a second Ctrl-C
-/// ends at once); the status is then 130.
+/// Runs `op` on every profile concurrently and prints the outcomes in file order (see
+/// [`run_jobs`]); the status is 130 after Ctrl-C.
 async fn run_all(
     engine: Arc<Engine>,
     chosen: Vec<&Profile>,
     op: Op,
     json: bool,
 ) -> Result<i32, Usage> {
-    // Listening before anything is asked or sent: from here on Ctrl-C is ours to handle.
-    let mut interrupt = Interrupt::listen()?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut jobs = Vec::with_capacity(chosen.len());
-    let mut interrupted = false;
-    for p in chosen {
-        // Passwords that only a person can give are asked first, one profile at a time.
-        let password = if op == Op::Login && p.password == PasswordSource::Prompt {
-            match ask_password(p, &mut interrupt).await {
-                Ok(pw) => pw,
-                Err(Interrupted) => {
-                    interrupted = true;
-                    break;
-                }
-            }
-        } else {
-            None
-        };
-        let (engine, p, mut stopped) = (engine.clone(), p.clone(), stopped.clone());
-        jobs.push(tokio::spawn(async move {
-            tokio::select! {
-                permit = engine.acquire(&p) => Ok(engine.execute(&p, op, password, permit).await),
-                _ = async { drop(stopped.wait_for(|s| *s).await) } => Err(p.name.clone()),
-            }
-        }));
-    }
-    let mut all = Box::pin(futures::future::join_all(jobs));
-    let results = if interrupted {
-        let _ = stop.send(true);
-        tokio::time::timeout(INTERRUPT_GRACE, &mut all).await.ok()
-    } else {
-        tokio::select! {
-            results = &mut all => Some(results),
-            _ = interrupt.recv() => {
-                interrupted = true;
-                let _ = stop.send(true);
-                eprintln!(
-                    "sugar-sessions: interrupted: waiting up to {} s for answers already on their way (Ctrl-C again to stop now)",
-                    INTERRUPT_GRACE.as_secs()
-                );
-                tokio::select! {
-                    results = tokio::time::timeout(INTERRUPT_GRACE, &mut all) => results.ok(),
-                    _ = interrupt.recv() => None,
-                }
-            }
-        }
-    };
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    for result in results.into_iter().flatten() {
-        match result {
-            Ok(Ok(o)) => outcomes.push(o),
-            Ok(Err(name)) => eprintln!("{name}: not sent (interrupted)"),
-            Err(e) => eprintln!("sugar-sessions: internal error: a task failed: {e}"),
-        }
-    }
+    let finished = run_jobs(engine, chosen, op).await?;
+    let outcomes: Vec<Outcome> = finished.outcomes.into_iter().map(|(o, _)| o).collect();
     print_outcomes(&outcomes, json);
-    Ok(if interrupted {
+    Ok(if finished.interrupted {
         exit::INTERRUPTED
     } else if outcomes.iter().all(|o| o.ok) {
         exit::OK
     } else {
         exit::FAILED
     })
-}
-
-/// Ctrl-C at a password prompt.
-struct Interrupted;
-
-/// Asks for a profile's password on the terminal without echo. Ctrl-C puts the terminal's modes
-/// back as they were before the prompt (echo on) and gives up.
-async fn ask_password(
-    p: &Profile,
-    interrupt: &mut Interrupt,
-) -> Result<Option<Secret>, Interrupted> {
-    let saved = TtyModes::save();
-    let profile = p.clone();
-    let prompt = tokio::task::spawn_blocking(move || prompt_password(&profile));
-    let give_up = || {
-        if let Some(saved) = &saved {
-            saved.restore();
-        }
-        eprintln!();
-        Err(Interrupted)
-    };
-    tokio::select! {
-        biased;
-        _ = interrupt.recv() => give_up(),
-        answer = prompt => match answer {
-            Ok(Ok(pw)) => Ok(pw),
-            // The read was cut short: by the Ctrl-C that the branch above is about to see.
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
-                let _ = tokio::time::timeout(std::time::Duration::from_millis(200), interrupt.recv()).await;
-                give_up()
-            }
-            Ok(Err(_)) | Err(_) => Ok(None),
-        },
-    }
-}
-
-/// SIGINT (Ctrl-C) as a stream, listened to from the moment it is made.
-struct Interrupt(tokio::signal::unix::Signal);
-
-impl Interrupt {
-    fn listen() -> Result<Interrupt, Usage> {
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .map(Interrupt)
-            .map_err(|e| Usage(format!("sugar-sessions: cannot listen for Ctrl-C: {e}")))
-    }
-
-    async fn recv(&mut self) {
-        self.0.recv().await;
-    }
-}
-
-/// The modes of the controlling terminal, to put back after an interrupted prompt.
-struct TtyModes {
-    tty: std::fs::File,
-    modes: libc::termios,
-}
-
-impl TtyModes {
-    fn save() -> Option<TtyModes> {
-        use std::os::fd::AsRawFd;
-        let tty = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/tty")
-            .ok()?;
-        // SAFETY: tcgetattr fills a plain C struct for an open file descriptor.
-        let mut modes: libc::termios = unsafe { std::mem::zeroed() };
-        (unsafe { libc::tcgetattr(tty.as_raw_fd(), &mut modes) } == 0)
-            .then_some(TtyModes { tty, modes })
-    }
-
-    fn restore(&self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: sets the modes read by `save` on the same open terminal.
-        unsafe {
-            libc::tcsetattr(self.tty.as_raw_fd(), libc::TCSANOW, &self.modes);
-        }
-    }
 }
 
 pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
@@ -446,10 +288,9 @@ pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
         tags: vec![],
         json: false,
     };
-    let store = open_store(cli, &profiles)?;
-    let profiles = with_impersonations(&profiles, &load_cache(&store)?);
+    let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
+    let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
     let p = select(&profiles, &targets, false)?.remove(0).clone();
-    let engine = Engine::new(store, &profiles.settings);
     match engine.token(&p).await {
         Ok(token) => {
             if let Some(note) = &token.note {
@@ -460,11 +301,11 @@ pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
             drop(token);
             Ok(exit::OK)
         }
-        Err(crate::engine::NoToken::NeedsLogin(msg)) => {
+        Err(crate::runtime::NoToken::NeedsLogin(msg)) => {
             eprintln!("{msg}");
             Ok(exit::NEEDS_LOGIN)
         }
-        Err(crate::engine::NoToken::Failed(msg)) => {
+        Err(crate::runtime::NoToken::Failed(msg)) => {
             eprintln!("{msg}");
             Ok(exit::FAILED)
         }
@@ -473,21 +314,13 @@ pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
 
 pub(super) async fn check(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
     let profiles = load_profiles(&profiles_path(cli)?)?;
-    let store = open_store(cli, &profiles)?;
-    let profiles = with_impersonations(&profiles, &load_cache(&store)?);
+    let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
+    let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
     let chosen = select(&profiles, t, true)?;
-    let engine = Arc::new(Engine::new(store, &profiles.settings));
-    let jobs: Vec<_> = chosen
-        .into_iter()
-        .map(|p| {
-            let (engine, p) = (engine.clone(), p.clone());
-            tokio::spawn(async move { engine.check(&p).await })
-        })
-        .collect();
+    let finished = run_jobs(engine, chosen, Op::Check).await?;
     let mut all_ok = true;
     let mut rows = Vec::new();
-    for job in jobs {
-        let Ok((o, report)) = job.await else { continue };
+    for (o, report) in finished.outcomes {
         all_ok &= o.ok;
         if t.json {
             rows.push(json!({
@@ -507,7 +340,13 @@ pub(super) async fn check(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
     if t.json {
         println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
     }
-    Ok(if all_ok { exit::OK } else { exit::FAILED })
+    Ok(if finished.interrupted {
+        exit::INTERRUPTED
+    } else if all_ok {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
 }
 
 pub(super) async fn sudo(cli: &Cli, name: &str, user: &str, json: bool) -> Result<i32, Usage> {
@@ -519,7 +358,7 @@ pub(super) async fn sudo(cli: &Cli, name: &str, user: &str, json: bool) -> Resul
         json,
     };
     let p = select(&profiles, &targets, false)?.remove(0).clone();
-    if user.is_empty() || user.contains('>') {
+    if !crate::identity::is_valid_user_name(user) {
         return Err(Usage(format!("sugar-sessions: not a user name: {user:?}")));
     }
     let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);

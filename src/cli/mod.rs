@@ -9,6 +9,7 @@
 #[macro_use]
 mod output;
 mod args;
+mod bulk;
 mod commands;
 mod demo;
 

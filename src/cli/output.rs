@@ -1,7 +1,7 @@
 //! Printing: `println!` and `eprintln!` that drop what cannot be written, and the outcomes of a
 //! command as lines or JSON.
 
-use crate::engine::Outcome;
+use crate::outcome::Outcome;
 use serde_json::json;
 use std::io::Write;
 

@@ -16,7 +16,7 @@ mod validate;
 pub use errors::{ConfigError, LoadError};
 pub use schema::MAX_PROFILE_NAME;
 
-use crate::identity::SessionKey;
+use crate::identity::{ProfileId, SessionKey};
 use crate::secret::Secret;
 use errors::Errors;
 use std::fmt;
@@ -134,6 +134,26 @@ impl Profile {
 
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
+    }
+
+    /// An impersonation (sudo) profile for `user`, made with this profile's (admin) session: its
+    /// instance, platform and client, as `user`, labelled `NAME>USER`, with no password source (a
+    /// new session comes only from another impersonation) and nothing automatic.
+    pub fn impersonation(&self, user: &str) -> Profile {
+        Profile {
+            name: ProfileId::stored_impersonation(&self.name, user).to_string(),
+            username: user.to_string(),
+            admin: Some(self.username.clone()),
+            password: PasswordSource::Prompt,
+            auto_refresh: false,
+            relogin: false,
+            ..self.clone()
+        }
+    }
+
+    /// An impersonation profile (`NAME>USER`), not one of the file.
+    pub fn is_impersonation(&self) -> bool {
+        self.admin.is_some()
     }
 
     /// The identity of the profile's session: what the token cache keys it by.

@@ -142,20 +142,41 @@ impl Engine {
                         return (done(false, message, entry, requests, Some(f)), None);
                     }
                 };
-                let stored = f.clone();
-                let applied = self
-                    .persist(Change {
-                        key: key.clone(),
-                        label: p.name.clone(),
-                        expect: Expect::Generation(entry.generation),
-                        apply: Box::new(move |e: &mut Entry| {
-                            if let Some(s) = &mut e.session {
-                                s.end(Utc::now());
-                            }
-                            e.failure = Some(stored);
-                        }),
-                    })
-                    .await;
+                // Stored if the entry still holds the session that was checked: a change of
+                // another process that left that session (a failure noted beside it) is taken
+                // into account and the verdict stored over it; a new session is checked instead.
+                let mut generation = entry.generation;
+                let mut applied;
+                let mut tries = 0;
+                loop {
+                    let stored = f.clone();
+                    applied = self
+                        .persist(Change {
+                            key: key.clone(),
+                            label: p.name.clone(),
+                            expect: Expect::Generation(generation),
+                            apply: Box::new(move |e: &mut Entry| {
+                                if let Some(s) = &mut e.session {
+                                    s.end(Utc::now());
+                                }
+                                e.failure = Some(stored);
+                            }),
+                        })
+                        .await;
+                    tries += 1;
+                    match &applied {
+                        Ok(Applied::Lost(now_entry))
+                            if tries < 4
+                                && now_entry
+                                    .session
+                                    .as_ref()
+                                    .is_some_and(|s| s.access_token == session.access_token) =>
+                        {
+                            generation = now_entry.generation;
+                        }
+                        _ => break,
+                    }
+                }
                 drop(lock);
                 match applied {
                     Ok(Applied::Done(entry)) => {
@@ -169,11 +190,15 @@ impl Engine {
                         continue;
                     }
                     Ok(Applied::Lost(now_entry)) => {
-                        let message = format!(
-                            "{}: check: the session was replaced by another process while it was checked; nothing was changed",
-                            p.name
+                        let f = Failure::local(
+                            Op::Check,
+                            Utc::now(),
+                            "the session was replaced twice by other processes while it was checked; nothing was changed: check again",
                         );
-                        return (done(true, message, now_entry, requests, None), None);
+                        return (
+                            done(false, f.render(&p.name), now_entry, requests, Some(f)),
+                            None,
+                        );
                     }
                     Err(cache) => {
                         let message = format!("{}; and {cache}", f.render(&p.name));

@@ -9,22 +9,25 @@
 
 mod bounds;
 mod check;
+mod jobs;
 mod ops;
 pub mod password;
+mod reader;
 mod sudo;
 mod token;
 
 pub use crate::outcome::Outcome;
 pub use bounds::Permit;
 pub use check::CHECK_REQUESTS;
+pub use jobs::{Jobs, Report, Work, WorkKind};
 pub use ops::describe;
-pub use sudo::{sudo_name, sudo_profile};
+pub use reader::{CacheRead, CacheReader};
 pub use token::{NoToken, Token};
 
 use crate::config::{Profile, Settings};
 use crate::identity::SessionKey;
 use crate::session::Entry;
-use crate::store::{Applied, Cache, Change, FileStamp, LockGuard, Store, StoreError};
+use crate::store::{Applied, Cache, Change, LockGuard, Store, StoreError};
 use crate::sugar::{Client, NetSettings};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,12 +45,8 @@ pub struct Engine {
     per_host: usize,
     global_max: usize,
     persist_tx: mpsc::UnboundedSender<(Change, Ack)>,
-    /// The cache as last read, with the file version it was read from: re-read only when the file changed.
-    snapshot: Arc<Mutex<Option<Snapshot>>>,
+    reader: CacheReader,
 }
-
-/// A parsed cache and the version of the file it was read from.
-type Snapshot = (FileStamp, Arc<Cache>);
 
 impl Engine {
     /// Must be called inside a tokio runtime (it starts the cache writer task).
@@ -55,14 +54,14 @@ impl Engine {
         let (persist_tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(persister(store.clone(), rx));
         Engine {
-            store,
             clients: Mutex::new(HashMap::new()),
             global: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
             hosts: Mutex::new(HashMap::new()),
             per_host: settings.max_per_host.max(1),
             global_max: settings.max_concurrency.max(1),
             persist_tx,
-            snapshot: Arc::new(Mutex::new(None)),
+            reader: CacheReader::new(store.clone()),
+            store,
         }
     }
 
@@ -98,32 +97,27 @@ impl Engine {
         Ok(cache.entry_or_default(key))
     }
 
-    /// The whole cache as it is on disk now; read again only when the file changed since last time.
+    /// The whole cache as it is on disk now; read again only when the file changed since last
+    /// time. For the runtime's own decisions: what reading found waits for [`Engine::read_cache`].
     pub async fn cache(&self) -> Result<Arc<Cache>, String> {
-        let store = self.store.clone();
-        let snapshot = self.snapshot.clone();
-        tokio::task::spawn_blocking(move || {
-            let before = store.stamp();
-            if let Some((stamp, cache)) = snapshot.lock().expect("snapshot lock").as_ref()
-                && before == Some(*stamp)
-            {
-                return Ok(cache.clone());
-            }
-            // Not parsed again when it is the file this process last wrote or read.
-            let (cache, report) = store.load_shared().map_err(|e| e.to_string())?;
-            if let Some(notice) = report.notice() {
-                tracing::warn!("{notice}");
-            }
-            // Keep it only if the file did not change while it was read.
-            if let Some(stamp) = before
-                && store.stamp() == before
-            {
-                *snapshot.lock().expect("snapshot lock") = Some((stamp, cache.clone()));
-            }
-            Ok(cache)
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || reader.read_keeping_notices())
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|r| r.cache)
+    }
+
+    /// The cache for a front end, with what reading it found (said once).
+    pub async fn read_cache(&self) -> Result<CacheRead, String> {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || reader.read())
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// The one cache reader, for a front end that reads on its own schedule.
+    pub fn reader(&self) -> &CacheReader {
+        &self.reader
     }
 
     /// Takes the identity's cross-process lock (a bounded wait for another process).

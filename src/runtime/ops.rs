@@ -419,7 +419,23 @@ impl Run<'_> {
                 None => {
                     let why = e.what();
                     self.op = Op::Relogin;
-                    let (_, entry) = self.login(client, None).await?;
+                    let (_, entry) = match self.login(client, None).await {
+                        Ok(done) => done,
+                        // The new login failed too: the rejected session is over all the same.
+                        Err(mut failed) => {
+                            if let Ok(ended) = self
+                                .persist(|e| {
+                                    if let Some(s) = &mut e.session {
+                                        s.end(Utc::now());
+                                    }
+                                })
+                                .await
+                            {
+                                failed.entry = ended;
+                            }
+                            return Err(failed);
+                        }
+                    };
                     let entry = self
                         .persist(move |e| e.relogin_at = Some(now))
                         .await

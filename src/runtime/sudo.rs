@@ -1,6 +1,6 @@
 //! Impersonation: with an admin's session, a session as another user.
 
-use crate::config::{PasswordSource, Profile};
+use crate::config::Profile;
 use crate::outcome::{Failure, Outcome};
 use crate::session::{Entry, Op};
 use crate::store::{Applied, Change, Expect};
@@ -8,25 +8,6 @@ use chrono::Utc;
 
 use super::ops::{describe, session_from};
 use super::{Engine, Permit};
-
-/// The name of an impersonation's own row: `NAME>USER`.
-pub fn sudo_name(profile: &str, user: &str) -> String {
-    format!("{profile}>{user}")
-}
-
-/// The profile an impersonation acts through: the admin's instance, platform and client, as `user`,
-/// with no password source (a new one comes only from another sudo) and nothing automatic.
-pub fn sudo_profile(base: &Profile, user: &str) -> Profile {
-    Profile {
-        name: sudo_name(&base.name, user),
-        username: user.to_string(),
-        admin: Some(base.username.clone()),
-        password: PasswordSource::Prompt,
-        auto_refresh: false,
-        relogin: false,
-        ..base.clone()
-    }
-}
 
 impl Engine {
     /// With the profile's (admin) session, a session as `user` on the same platform, stored under
@@ -39,7 +20,7 @@ impl Engine {
 
     /// [`Engine::sudo`] with a place in the bounds already held (see [`Engine::check_holding`]).
     pub async fn sudo_holding(&self, p: &Profile, user: &str, permit: Permit) -> Outcome {
-        let target = sudo_profile(p, user);
+        let target = p.impersonation(user);
         let key = target.session_key();
         let entry = self.current(&p.session_key()).await.unwrap_or_default();
         let before = self.current(&key).await.unwrap_or_default();

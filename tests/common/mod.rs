@@ -104,7 +104,7 @@ pub fn cached(cache: &serde_json::Value, label: &str) -> serde_json::Value {
 /// Changes a profile's cache entry as the holder of its identity's lock would (for tests that
 /// set up a state: an expiry in the past, a login longer ago).
 pub async fn change_entry(
-    engine: &sugar_sessions::engine::Engine,
+    engine: &sugar_sessions::runtime::Engine,
     p: &Profile,
     f: impl FnOnce(&mut sugar_sessions::session::Entry) + Send + 'static,
 ) {

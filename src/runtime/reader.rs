@@ -1,0 +1,89 @@
+//! The one cache reader: the token cache as it is on disk, parsed again only when the file
+//! changed, with what reading it found (a cache moved aside) said once, by the front end that
+//! reads next.
+
+use crate::session::Cache;
+use crate::store::{FileStamp, Store};
+use std::sync::{Arc, Mutex};
+
+/// The cache as read.
+#[derive(Debug)]
+pub struct CacheRead {
+    pub cache: Arc<Cache>,
+    /// The version of the file it was read from, when that is certain.
+    pub stamp: Option<FileStamp>,
+    /// What reading found that a person should know (each said once).
+    pub notices: Vec<String>,
+}
+
+/// A parsed cache and the version of the file it was read from.
+type Snapshot = (FileStamp, Arc<Cache>);
+
+/// Reads the cache of one store; clones share what was read. Blocking: the runtime calls it on
+/// its blocking pool.
+#[derive(Clone, Debug)]
+pub struct CacheReader {
+    store: Store,
+    /// The cache as last read, with the file version it was read from.
+    snapshot: Arc<Mutex<Option<Snapshot>>>,
+    /// Notices not yet handed to a front end.
+    notices: Arc<Mutex<Vec<String>>>,
+}
+
+impl CacheReader {
+    pub fn new(store: Store) -> CacheReader {
+        CacheReader {
+            store,
+            snapshot: Arc::default(),
+            notices: Arc::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The cache as it is on disk now, with the notices not said yet (taken: said once).
+    pub fn read(&self) -> Result<CacheRead, String> {
+        let mut read = self.read_keeping_notices()?;
+        read.notices = std::mem::take(&mut *self.notices.lock().expect("notices lock"));
+        Ok(read)
+    }
+
+    /// [`read`](Self::read) if the file changed since `since` (one stat when it did not).
+    pub fn read_if_changed(&self, since: Option<FileStamp>) -> Option<Result<CacheRead, String>> {
+        let has_notices = !self.notices.lock().expect("notices lock").is_empty();
+        (self.store.stamp() != since || has_notices).then(|| self.read())
+    }
+
+    /// The cache as it is on disk now, for the runtime's own use: notices stay for a front end.
+    pub fn read_keeping_notices(&self) -> Result<CacheRead, String> {
+        let before = self.store.stamp();
+        if let Some((stamp, cache)) = self.snapshot.lock().expect("snapshot lock").as_ref()
+            && before == Some(*stamp)
+        {
+            return Ok(CacheRead {
+                cache: cache.clone(),
+                stamp: before,
+                notices: Vec::new(),
+            });
+        }
+        // Not parsed again when it is the file this process last wrote or read.
+        let (cache, report) = self.store.load_shared().map_err(|e| e.to_string())?;
+        if let Some(notice) = report.notice() {
+            tracing::warn!("{notice}");
+            self.notices.lock().expect("notices lock").push(notice);
+        }
+        // Kept only if the file did not change while it was read.
+        let after = self.store.stamp();
+        let stamp = before.filter(|_| after == before);
+        if let Some(stamp) = stamp {
+            *self.snapshot.lock().expect("snapshot lock") = Some((stamp, cache.clone()));
+        }
+        Ok(CacheRead {
+            cache,
+            stamp: after,
+            notices: Vec::new(),
+        })
+    }
+}
