@@ -212,11 +212,13 @@ pub const MAX_USER_NAME: usize = 255;
 
 /// A profile name: `[A-Za-z0-9._-]`, 1 to [`MAX_PROFILE_NAME`] characters.
 pub fn is_valid_profile_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_PROFILE_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !name.is_empty() && name.len() <= MAX_PROFILE_NAME && profile_name_chars_ok(name)
+}
+
+/// Every character of `name` may be in a profile name: `[A-Za-z0-9._-]`.
+pub fn profile_name_chars_ok(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A user name to impersonate: not empty, no `>`, no white space or control characters, at most

@@ -1,11 +1,9 @@
 //! sugar-sessions: SugarCRM REST API OAuth2 sessions for many named profiles.
 //!
-//! Layers (see DESIGN.md in the shared folder): `config` (profiles file), `sugar` (HTTP client),
-//! `session` (what a session is and the rules, pure), `store` (token cache on disk), `password`
-//! (non-interactive password sources), `engine` (runs operations: bounded concurrency,
-//! persistence), `app` (the screen's pure state machine), `ui` (terminal and view), `cli` (shell
-//! commands), `exit` (exit statuses, shared by the front ends), `emulator` (an independent Sugar
-//! server), `text` (text from outside made safe for a terminal).
+//! The map of the code is ARCHITECTURE.md: the core (`session`, `identity`, `outcome`, `guard`),
+//! `config`, `sugar` (HTTP client), `store` (token cache), `runtime` (runs work), the screen
+//! (`app`, `ui`, `tui`), the shell commands (`cli`), `exit`, and `emulator` (an independent Sugar
+//! server); `secret`, `text` and `logging` serve them all.
 
 pub mod app;
 pub mod cli;

@@ -342,3 +342,65 @@ async fn a_check_takes_a_place_per_request_under_the_per_host_bound() {
         .await
         .expect("clamped to the bound");
 }
+
+/// The job runner: a job waits for its place under the bounds; while it waits it can be
+/// withdrawn (reported), and a newer job for the same key replaces it (no report for the older);
+/// a job that has its place runs to its end and reports its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_one_per_key_newer_replaces_queued_and_queued_can_be_withdrawn() {
+    use std::sync::Arc;
+    use sugar_sessions::runtime::{Jobs, Report, Work};
+    let emu = start().await;
+    emu.set_latency("acme", Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        max_per_host: 1,
+        ..Settings::default()
+    };
+    let engine = Arc::new(Engine::new(Store::open(dir.path()).unwrap(), &settings));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let mut jobs = Jobs::new(engine, tx);
+    let p = |name: &str| Arc::new(integration(&emu, name, "acme"));
+    let login = || Work::Op {
+        op: Op::Login,
+        password: None,
+    };
+    // "a" takes the one place; "b" and "c" wait behind it.
+    jobs.submit("a", p("a"), login());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    jobs.submit("b", p("b"), login());
+    jobs.submit("c", p("c"), login());
+    // A newer request for "b" replaces the queued one: a check instead of a login.
+    jobs.submit("b", p("b"), Work::Check);
+    assert!(jobs.cancel(&"c"), "c was still queued");
+    assert!(!jobs.cancel(&"zzz"), "nothing to withdraw");
+    let mut seen: Vec<(&str, String)> = Vec::new();
+    while seen
+        .iter()
+        .filter(|(_, r)| r.starts_with("done") || r == "withdrawn")
+        .count()
+        < 3
+    {
+        let (key, report) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("reports come")
+            .expect("the channel is open");
+        let text = match report {
+            Report::Started => "started".to_string(),
+            Report::Withdrawn => "withdrawn".to_string(),
+            Report::Done { outcome, .. } => format!("done {}", outcome.op),
+        };
+        seen.push((key, text));
+    }
+    let of = |k: &str| -> Vec<String> {
+        seen.iter()
+            .filter(|(key, _)| *key == k)
+            .map(|(_, r)| r.clone())
+            .collect()
+    };
+    assert_eq!(of("a"), ["started", "done login"]);
+    assert_eq!(of("c"), ["withdrawn"]);
+    // One report of "b": the newer job, a check (the older login went without a word).
+    assert_eq!(of("b"), ["started", "done check"], "{seen:?}");
+    assert_eq!(jobs.finish(Duration::from_secs(5)).await, 0);
+}

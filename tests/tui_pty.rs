@@ -50,6 +50,8 @@ fn wait_exit(pty: &mut Pty, secs: u64) -> pty::Exit {
 /// Checks that the program left the alternate screen and showed the cursor after it last entered
 /// the alternate screen, and that raw mode is off.
 fn assert_restored(pty: &Pty) {
+    // What the program wrote last may still be on its way through the pty.
+    pty.settle();
     let out = pty.bytes();
     let find_last = |needle: &[u8]| out.windows(needle.len()).rposition(|w| w == needle);
     let entered = find_last(b"\x1b[?1049h").expect("the screen was opened");

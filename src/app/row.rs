@@ -241,18 +241,6 @@ pub struct Row {
     pub(super) guard_confirmed: bool,
 }
 
-/// localhost, 127.0.0.0/8, ::1.
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => {
-            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        None => false,
-    }
-}
-
 impl Row {
     pub(super) fn new(profile: Profile, position: usize) -> Row {
         let mut instance = profile.host_port();
@@ -269,7 +257,7 @@ impl Row {
         Row {
             key: profile.session_key(),
             prod: profile.has_tag("prod"),
-            plain_http: profile.url.scheme() == "http" && !is_loopback(&profile.url),
+            plain_http: profile.plain_http_to_remote(),
             instance,
             search,
             profile,

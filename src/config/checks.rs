@@ -282,12 +282,9 @@ fn is_valid_platform(text: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
-/// `[A-Za-z0-9._-]+`.
+/// `[A-Za-z0-9._-]+` (the length is checked on its own, with its own message).
 pub(super) fn is_valid_profile_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !name.is_empty() && crate::identity::profile_name_chars_ok(name)
 }
 
 /// localhost, 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z).

@@ -151,6 +151,11 @@ impl Profile {
         }
     }
 
+    /// Requests go over plain `http://` to a host that is not loopback (`allow_http`).
+    pub fn plain_http_to_remote(&self) -> bool {
+        self.url.scheme() == "http" && !checks::is_loopback(&self.url)
+    }
+
     /// An impersonation profile (`NAME>USER`), not one of the file.
     pub fn is_impersonation(&self) -> bool {
         self.admin.is_some()

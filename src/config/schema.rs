@@ -214,8 +214,7 @@ pub(super) const DEFAULT_PLATFORM: &str = "custom_api";
 pub(super) const DEFAULT_TIMEOUT_S: i64 = 20;
 pub(super) const MAX_TIMEOUT_S: i64 = 600;
 pub(super) const MAX_REFRESH_BEFORE_S: i64 = 86_400;
-/// The longest profile name, in characters.
-pub const MAX_PROFILE_NAME: usize = 128;
+pub use crate::identity::MAX_PROFILE_NAME;
 /// How much of a profile name that is too long a message shows.
 pub(super) const SHOWN_PROFILE_NAME: usize = 40;
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -107,32 +107,49 @@ impl Engine {
                         None,
                     );
                 }
-                let mut f = e.failure(Op::Check, Utc::now()).needing_login();
-                f.http_status = None;
-                f.label = None;
-                match entry.failure.as_ref().filter(|f| f.answer_may_be_lost()) {
-                    // Our own request whose answer was lost probably replaced or ended it.
-                    Some(lost) => {
-                        f.message = format!(
-                            "Sugar no longer accepts this session ({}); the answer to the {} at {} never arrived ({}), so that {} probably replaced or ended it",
-                            e.what(),
-                            lost.op,
-                            rfc3339(lost.at),
-                            lost.what(),
-                            lost.op
-                        );
-                        f.hint = Some("log in again".into());
+                // The verdict depends on what the entry records beside the session: decided again
+                // from the entry it is stored over.
+                let verdict = |recorded: Option<&Failure>| -> Failure {
+                    let mut f = e.failure(Op::Check, Utc::now()).needing_login();
+                    f.http_status = None;
+                    f.label = None;
+                    match recorded
+                        .filter(|r| !r.superseded() && (r.answer_may_be_lost() || r.needs_login))
+                    {
+                        // Our own request whose answer was lost probably replaced or ended it
+                        // (or that was found already, and a login is needed).
+                        Some(lost) if lost.answer_may_be_lost() => {
+                            f.message = format!(
+                                "Sugar no longer accepts this session ({}); the answer to the {} at {} never arrived ({}), so that {} probably replaced or ended it",
+                                e.what(),
+                                lost.op,
+                                rfc3339(lost.at),
+                                lost.what(),
+                                lost.op
+                            );
+                            f.hint = Some("log in again".into());
+                        }
+                        Some(known) => {
+                            f.message = format!(
+                                "Sugar no longer accepts this session ({}); {}",
+                                e.what(),
+                                known.headline()
+                            );
+                            f.hint = Some("log in again".into());
+                        }
+                        None => {
+                            f.kind = FailureKind::Superseded;
+                            f.message = format!(
+                                "Sugar no longer accepts this session ({}) although it had {} left: {}",
+                                e.what(),
+                                format_duration(remaining(session.expires_at, now)),
+                                superseded_reason(p)
+                            );
+                        }
                     }
-                    None => {
-                        f.kind = FailureKind::Superseded;
-                        f.message = format!(
-                            "Sugar no longer accepts this session ({}) although it had {} left: {}",
-                            e.what(),
-                            format_duration(remaining(session.expires_at, now)),
-                            superseded_reason(p)
-                        );
-                    }
-                }
+                    f
+                };
+                let mut f = verdict(entry.failure.as_ref());
                 // Under the identity's lock, so that a refresh in flight in another process
                 // finishes (and stores its new session) before this is compared.
                 let lock = match self.lock_key(&key).await {
@@ -173,6 +190,7 @@ impl Engine {
                                     .is_some_and(|s| s.access_token == session.access_token) =>
                         {
                             generation = now_entry.generation;
+                            f = verdict(now_entry.failure.as_ref());
                         }
                         _ => break,
                     }

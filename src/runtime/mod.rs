@@ -1,4 +1,4 @@
-//! The runtime: runs operations on sessions: bounded concurrency, password sources, and the cache protocol.
+//! The runtime: runs work on sessions (bounded concurrency, password sources, the cache protocol).
 //!
 //! Shared by the shell commands and the screen's runtime. The protocol (see [`crate::store`]):
 //! an operation that rotates or ends a session takes the identity's lock first, re-reads the
