@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::pty::{Pty, Screen};
+use common::pty::{Pty, Screen, cpu_time};
 use common::{Fleet, FleetServer, binary, ms, report, write_private};
 use std::path::Path;
 use std::process::Command;
@@ -27,6 +27,9 @@ fn screen_cmd(profiles: &Path, state: &Path) -> Command {
         .arg(profiles)
         .arg("--state-dir")
         .arg(state)
+        .env("TERM", "xterm-256color")
+        .env("LANG", "C.UTF-8")
+        .env_remove("NO_COLOR")
         .env_remove("RUST_LOG")
         .env_remove("SUGAR_SESSIONS_PROFILES")
         .env_remove("SUGAR_SESSIONS_STATE_DIR");
@@ -78,27 +81,28 @@ fn main() {
     assert_eq!(out.status, 0, "login --all of the idle world failed");
     let mut firsts = Vec::new();
     for _ in 0..5 {
-        let pty = Pty::spawn(screen_cmd(&profiles, &state), ROWS, COLS);
-        let at = pty.wait_for(Duration::from_secs(5), first_frame);
+        let mut pty = Pty::spawn(screen_cmd(&profiles, &state), ROWS, COLS, true);
+        let at = pty.wait_until(Duration::from_secs(5), first_frame);
         firsts.push(at.map(|t| t - pty.started));
         // Let the start-up checks of the cached sessions finish before quitting.
-        pty.wait_for(Duration::from_secs(10), settled);
+        pty.wait_until(Duration::from_secs(10), settled);
         pty.quit(Duration::from_secs(5));
     }
     let mut firsts: Vec<Duration> = firsts.into_iter().flatten().collect();
     let first = (!firsts.is_empty()).then(|| common::median(&mut firsts));
 
-    let pty = Pty::spawn(screen_cmd(&profiles, &state), ROWS, COLS);
-    pty.wait_for(Duration::from_secs(5), first_frame)
+    let mut pty = Pty::spawn(screen_cmd(&profiles, &state), ROWS, COLS, true);
+    pty.wait_until(Duration::from_secs(5), first_frame)
         .expect("the screen shows its first frame");
-    pty.wait_for(Duration::from_secs(20), |s| {
+    pty.wait_until(Duration::from_secs(20), |s| {
         settled(s) && header(s).contains("100 active")
     })
     .expect("100 active sessions, checked");
     std::thread::sleep(Duration::from_secs(2));
-    let (cpu0, bytes0, t0) = (common::proc_cpu(pty.pid()), pty.bytes(), Instant::now());
+    let cpu = |pid| cpu_time(pid).unwrap_or_default();
+    let (cpu0, bytes0, t0) = (cpu(pty.pid()), pty.bytes_written(), Instant::now());
     std::thread::sleep(Duration::from_secs(idle_secs));
-    let (cpu1, bytes1, t1) = (common::proc_cpu(pty.pid()), pty.bytes(), Instant::now());
+    let (cpu1, bytes1, t1) = (cpu(pty.pid()), pty.bytes_written(), Instant::now());
     let span = (t1 - t0).as_secs_f64();
     let cpu_share = (cpu1 - cpu0).as_secs_f64() / span * 100.0;
     let rate = (bytes1 - bytes0) as f64 / span;
@@ -138,16 +142,16 @@ fn main() {
     let profiles = tmp.path().join("load.toml");
     write_private(&profiles, &server.profiles_toml(1000, 64, 8));
     let state = tmp.path().join("load-state");
-    let mut pty = Pty::spawn(screen_cmd(&profiles, &state), ROWS, COLS);
+    let mut pty = Pty::spawn(screen_cmd(&profiles, &state), ROWS, COLS, true);
     let first_1000 = pty
-        .wait_for(Duration::from_secs(5), first_frame)
+        .wait_until(Duration::from_secs(5), first_frame)
         .map(|t| t - pty.started);
     pty.send(b"a");
-    pty.wait_for(Duration::from_secs(5), |s| s.contains("1000 selected"))
+    pty.wait_until(Duration::from_secs(5), |s| s.contains("1000 selected"))
         .expect("all 1,000 selected");
     let pressed = Instant::now();
     pty.send(b"l");
-    pty.wait_for(Duration::from_secs(5), |s| !settled(s))
+    pty.wait_until(Duration::from_secs(5), |s| !settled(s))
         .expect("requests in flight");
     let mut lags = Vec::new();
     let mut down = true;
@@ -162,7 +166,7 @@ fn main() {
         };
         let sent = Instant::now();
         pty.send(key);
-        let seen = pty.wait_for(Duration::from_secs(2), |s| {
+        let seen = pty.wait_until(Duration::from_secs(2), |s| {
             s.line_with("▶").is_some_and(|l| l.contains(expect))
         });
         match seen {
@@ -175,7 +179,7 @@ fn main() {
         down = !down;
         std::thread::sleep(Duration::from_millis(25));
     }
-    pty.wait_for(Duration::from_secs(30), |s| {
+    pty.wait_until(Duration::from_secs(30), |s| {
         settled(s) && header(s).contains("1000 active")
     })
     .expect("1,000 active sessions");

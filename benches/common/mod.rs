@@ -2,6 +2,8 @@
 //! and running the real binary with its CPU time and peak RSS measured (`wait4`).
 #![allow(dead_code)]
 
+/// The real binary in a pseudo-terminal: the integration tests' harness, the only one.
+#[path = "../../tests/common/pty.rs"]
 pub mod pty;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -321,21 +323,8 @@ pub fn wait4(pid: libc::pid_t) -> (i32, libc::rusage) {
     (code, ru)
 }
 
-/// CPU time (user + system) a live process has used so far, from /proc/PID/stat.
-pub fn proc_cpu(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name and state.
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_nanos((ticks(11) + ticks(12)) * 1_000_000_000 / hz)
-}
-
 /// `VmHWM` (peak RSS) of a live process, in KiB.
-pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+pub fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

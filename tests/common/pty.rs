@@ -5,6 +5,10 @@
 //!
 //! Descriptors are opened close-on-exec, so that a pty of one test never leaks into the program
 //! of another test running at the same time (a leaked master would keep the terminal alive).
+//!
+//! The benchmarks use it too (`benches/common/mod.rs` includes this file): for figures,
+//! [`Pty::wait_until`] follows the screen piece by piece and says when it first showed something,
+//! and [`Pty::bytes_written`] counts the output. Each binary uses part of it.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -13,7 +17,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,62 +32,106 @@ pub struct Screen {
     col: usize,
     /// Private modes by number (`?1049`, `?25`, `?2004`), last value set.
     pub modes: HashMap<u32, bool>,
+    /// The end of what [`Screen::feed`] was given when it cuts an escape sequence or a UTF-8
+    /// character short: kept for the next feed.
+    pending: Vec<u8>,
 }
 
 impl Screen {
-    pub fn parse(bytes: &[u8], rows: u16, cols: u16) -> Screen {
+    /// A blank screen of `rows` x `cols`.
+    pub fn new(rows: u16, cols: u16) -> Screen {
         let (h, w) = (usize::from(rows), usize::from(cols));
-        let mut s = Screen {
+        Screen {
             grid: vec![vec![' '; w]; h],
             row: 0,
             col: 0,
             modes: HashMap::new(),
-        };
-        let text = String::from_utf8_lossy(bytes);
-        let mut chars = text.chars().peekable();
-        while let Some(c) = chars.next() {
+            pending: Vec::new(),
+        }
+    }
+
+    /// The screen after all of `bytes`: an escape sequence its end cuts short is dropped, a
+    /// character cut short is shown as U+FFFD.
+    pub fn parse(bytes: &[u8], rows: u16, cols: u16) -> Screen {
+        let mut s = Screen::new(rows, cols);
+        s.feed(bytes);
+        let rest = std::mem::take(&mut s.pending);
+        s.run(&String::from_utf8_lossy(&rest), true);
+        s
+    }
+
+    /// Feeds the next bytes the program wrote, as they arrive: an escape sequence or a character
+    /// that their end cuts short waits for the rest. Feeding the output piece by piece gives the
+    /// screen [`Screen::parse`] gives for the whole.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let mut data = std::mem::take(&mut self.pending);
+        data.extend_from_slice(bytes);
+        let whole = whole_chars(&data);
+        let text = String::from_utf8_lossy(&data[..whole]);
+        if let Some(cut) = self.run(&text, false) {
+            self.pending = text[cut..].as_bytes().to_vec();
+        }
+        self.pending.extend_from_slice(&data[whole..]);
+    }
+
+    /// Applies `text`. Unless it is the `last` of the output, stops at an escape sequence that
+    /// its end cuts short and returns where that starts.
+    fn run(&mut self, text: &str, last: bool) -> Option<usize> {
+        let (h, w) = (self.grid.len(), self.grid[0].len());
+        let mut chars = text.char_indices().peekable();
+        while let Some((at, c)) = chars.next() {
             match c {
-                '\x1b' => match chars.next() {
-                    Some('[') => {
-                        let mut params = String::new();
-                        let mut fin = None;
-                        for p in chars.by_ref() {
-                            if ('\x40'..='\x7e').contains(&p) {
-                                fin = Some(p);
-                                break;
+                '\x1b' => {
+                    let whole = match chars.next().map(|(_, c)| c) {
+                        Some('[') => {
+                            let mut params = String::new();
+                            let mut fin = None;
+                            for (_, p) in chars.by_ref() {
+                                if ('\x40'..='\x7e').contains(&p) {
+                                    fin = Some(p);
+                                    break;
+                                }
+                                params.push(p);
                             }
-                            params.push(p);
-                        }
-                        if let Some(f) = fin {
-                            s.csi(&params, f);
-                        }
-                    }
-                    Some(']') => {
-                        // OSC: up to BEL or ESC \.
-                        while let Some(p) = chars.next() {
-                            if p == '\x07' || (p == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
-                                break;
+                            if let Some(f) = fin {
+                                self.csi(&params, f);
                             }
+                            fin.is_some()
                         }
+                        Some(']') => {
+                            // OSC: up to BEL or ESC \.
+                            let mut ended = false;
+                            while let Some((_, p)) = chars.next() {
+                                if p == '\x07'
+                                    || (p == '\x1b' && chars.next_if(|&(_, c)| c == '\\').is_some())
+                                {
+                                    ended = true;
+                                    break;
+                                }
+                            }
+                            ended
+                        }
+                        Some('(') | Some(')') => chars.next().is_some(),
+                        Some(_) => true,
+                        None => false,
+                    };
+                    if !whole && !last {
+                        return Some(at);
                     }
-                    Some('(') | Some(')') => {
-                        chars.next();
-                    }
-                    _ => {}
-                },
-                '\r' => s.col = 0,
-                '\n' => s.row = (s.row + 1).min(h - 1),
-                '\x08' => s.col = s.col.saturating_sub(1),
+                }
+                '\r' => self.col = 0,
+                '\n' => self.row = (self.row + 1).min(h - 1),
+                '\x08' => self.col = self.col.saturating_sub(1),
                 c if c.is_control() => {}
                 c => {
-                    if s.col < w {
-                        s.grid[s.row][s.col] = c;
+                    if self.col < w {
+                        self.grid[self.row][self.col] = c;
                     }
-                    s.col += 1;
+                    self.col += 1;
                 }
             }
         }
-        s
+        None
     }
 
     fn csi(&mut self, params: &str, fin: char) {
@@ -152,6 +200,26 @@ impl Screen {
     pub fn line_with(&self, needle: &str) -> Option<String> {
         self.lines().into_iter().find(|l| l.contains(needle))
     }
+
+    /// Some line shows `needle`.
+    pub fn contains(&self, needle: &str) -> bool {
+        self.line_with(needle).is_some()
+    }
+}
+
+/// How much of `data` is whole characters: all of it but a UTF-8 sequence that its end cuts short.
+fn whole_chars(data: &[u8]) -> usize {
+    for back in 1..=data.len().min(3) {
+        let start = data.len() - back;
+        // The last byte that is not a continuation byte: does a character start there and not end?
+        if data[start] & 0xc0 != 0x80 {
+            return match std::str::from_utf8(&data[start..]) {
+                Err(e) if e.valid_up_to() == 0 && e.error_len().is_none() => start,
+                _ => data.len(),
+            };
+        }
+    }
+    data.len()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -184,6 +252,8 @@ impl Exit {
 pub struct Pty {
     pub rows: u16,
     pub cols: u16,
+    /// Just before the program was started.
+    pub started: Instant,
     /// The test's own child, reaped with `wait4`: the program, or the shell it runs under
     /// ([`Pty::spawn_job`]). The pty's session has this id.
     child: libc::pid_t,
@@ -197,12 +267,37 @@ pub struct Pty {
     /// The test stops reading what the program writes (a stalled connection).
     paused: Arc<AtomicBool>,
     reader: Option<JoinHandle<()>>,
-    chunks: Arc<Mutex<Vec<Chunk>>>,
+    /// What the program wrote, signalled as each piece arrives.
+    output: Arc<(Mutex<Vec<Chunk>>, Condvar)>,
+    /// The screen as far as [`Pty::wait_until`] and [`Pty::with_screen`] have followed the output.
+    live: Mutex<Live>,
     exit: Option<Exit>,
 }
 
 /// Bytes the program wrote, and when the test read them.
 type Chunk = (Instant, Vec<u8>);
+
+/// A screen fed the output piece by piece.
+struct Live {
+    screen: Screen,
+    /// How many chunks it has been fed.
+    fed: usize,
+}
+
+impl Live {
+    /// Feeds the chunks not fed yet, up to the first after which `ok` holds; returns when that one
+    /// arrived.
+    fn feed_until(&mut self, chunks: &[Chunk], ok: impl Fn(&Screen) -> bool) -> Option<Instant> {
+        for (at, bytes) in &chunks[self.fed..] {
+            self.fed += 1;
+            self.screen.feed(bytes);
+            if ok(&self.screen) {
+                return Some(*at);
+            }
+        }
+        None
+    }
+}
 
 /// A pty pair, both ends close-on-exec (atomically: other tests spawn programs concurrently).
 pub fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
@@ -268,10 +363,11 @@ impl Pty {
             });
         }
         // The `Child` is not kept: the test reaps the program itself, with `wait4`.
+        let started = Instant::now();
         let child = cmd.spawn().expect("the binary starts");
         let pid = child.id() as libc::pid_t;
         drop(child);
-        Pty::watch(master, slave, pid, pid, rows, cols)
+        Pty::watch(master, slave, pid, pid, rows, cols, started)
     }
 
     /// Starts `cmd` on a new pty as a job of a minimal job-control shell: a session leader whose
@@ -312,6 +408,7 @@ impl Pty {
         let (pid_r, pid_w) =
             unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         let (slave_fd, pid_w_fd) = (slave.as_raw_fd(), pid_w.as_raw_fd());
+        let started = Instant::now();
         // SAFETY: between fork and exec (or _exit) the child makes only async-signal-safe calls on
         // memory prepared above.
         let shell = unsafe { libc::fork() };
@@ -388,7 +485,7 @@ impl Pty {
             got += n as usize;
         }
         let program = libc::pid_t::from_ne_bytes(buf);
-        Pty::watch(master, slave, shell, program, rows, cols)
+        Pty::watch(master, slave, shell, program, rows, cols, started)
     }
 
     /// Collects what the program writes to `master` on a thread of its own.
@@ -399,13 +496,14 @@ impl Pty {
         program: libc::pid_t,
         rows: u16,
         cols: u16,
+        started: Instant,
     ) -> Pty {
         let master = Arc::new(master);
-        let chunks = Arc::new(Mutex::new(Vec::new()));
+        let output = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let closing = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
         let reader = {
-            let (master, chunks, closing) = (master.clone(), chunks.clone(), closing.clone());
+            let (master, output, closing) = (master.clone(), output.clone(), closing.clone());
             let paused = paused.clone();
             // Polls with a timeout rather than blocking in read: a thread blocked in read would
             // keep the master open after the test closed it.
@@ -433,10 +531,12 @@ impl Pty {
                     // SAFETY: reads into a buffer of the given length.
                     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
                     if n > 0 {
+                        let (chunks, arrived) = &*output;
                         chunks
                             .lock()
                             .unwrap()
                             .push((Instant::now(), buf[..n as usize].to_vec()));
+                        arrived.notify_all();
                     }
                 }
             })
@@ -444,6 +544,7 @@ impl Pty {
         Pty {
             rows,
             cols,
+            started,
             child: pid,
             program,
             master: Some(master),
@@ -451,7 +552,11 @@ impl Pty {
             closing,
             paused,
             reader: Some(reader),
-            chunks,
+            output,
+            live: Mutex::new(Live {
+                screen: Screen::new(rows, cols),
+                fed: 0,
+            }),
             exit: None,
         }
     }
@@ -511,7 +616,8 @@ impl Pty {
 
     /// Everything the program wrote so far.
     pub fn bytes(&self) -> Vec<u8> {
-        self.chunks
+        self.output
+            .0
             .lock()
             .unwrap()
             .iter()
@@ -519,17 +625,28 @@ impl Pty {
             .collect()
     }
 
+    /// How many bytes the program wrote so far (every one: the reader takes all it writes).
+    pub fn bytes_written(&self) -> usize {
+        self.output
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.len())
+            .sum()
+    }
+
     /// Waits until nothing more arrives for 100 ms (at most 2 s): what the program wrote just
     /// before it ended may still be on its way through the pty when the test sees it end.
     pub fn settle(&self) {
         let start = Instant::now();
-        let mut seen = self.bytes().len();
+        let mut seen = self.bytes_written();
         let mut quiet_since = Instant::now();
         while quiet_since.elapsed() < Duration::from_millis(100)
             && start.elapsed() < Duration::from_secs(2)
         {
             std::thread::sleep(Duration::from_millis(10));
-            let now = self.bytes().len();
+            let now = self.bytes_written();
             if now != seen {
                 seen = now;
                 quiet_since = Instant::now();
@@ -539,7 +656,7 @@ impl Pty {
 
     /// When the output first contained `needle`.
     pub fn first_seen(&self, needle: &[u8]) -> Option<Instant> {
-        let chunks = self.chunks.lock().unwrap();
+        let chunks = self.output.0.lock().unwrap();
         let mut all = Vec::new();
         for (at, b) in chunks.iter() {
             all.extend_from_slice(b);
@@ -611,6 +728,58 @@ impl Pty {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits up to `limit` until the screen satisfies `ok`, following the output piece by piece;
+    /// returns when the piece that made it so arrived (or when the call was made, if that was
+    /// earlier), or `None` if it did not come in time or the program ended without it. For
+    /// figures: unlike [`Pty::wait_for`], it neither panics nor polls.
+    pub fn wait_until(&mut self, limit: Duration, ok: impl Fn(&Screen) -> bool) -> Option<Instant> {
+        let called = Instant::now();
+        let deadline = called + limit;
+        if ok(&self.live.lock().unwrap().screen) {
+            return Some(called);
+        }
+        let mut ended = false;
+        loop {
+            {
+                let (chunks, arrived) = &*self.output;
+                let chunks = chunks.lock().unwrap();
+                let mut live = self.live.lock().unwrap();
+                if let Some(at) = live.feed_until(&chunks, &ok) {
+                    return Some(at.max(called));
+                }
+                if ended {
+                    return None;
+                }
+                drop(live);
+                let left = deadline.checked_duration_since(Instant::now())?;
+                // Wakes when more arrives, and now and then to see whether the program ended.
+                let _ = arrived
+                    .wait_timeout(chunks, left.min(Duration::from_millis(50)))
+                    .unwrap();
+            }
+            if self.try_exit().is_some() {
+                // What it wrote last may still be on its way: one more look once it is all in.
+                self.settle();
+                ended = true;
+            }
+        }
+    }
+
+    /// Runs `f` on the screen as it is now (everything the program wrote so far).
+    pub fn with_screen<R>(&self, f: impl FnOnce(&Screen) -> R) -> R {
+        let chunks = self.output.0.lock().unwrap();
+        let mut live = self.live.lock().unwrap();
+        live.feed_until(&chunks, |_| false);
+        f(&live.screen)
+    }
+
+    /// Types `q` and waits up to `limit` for the program to end (then drops it: killed if it has
+    /// not).
+    pub fn quit(mut self, limit: Duration) -> Option<Exit> {
+        self.send(b"q");
+        self.wait_exit(limit)
     }
 
     /// Sends a signal to the program.
