@@ -46,6 +46,9 @@ pub struct Engine {
     global_max: usize,
     persist_tx: mpsc::UnboundedSender<(Change, Ack)>,
     reader: CacheReader,
+    /// One preparation at a time in this process: each holds the file lock for a moment, and a
+    /// burst of requests would otherwise keep a blocking thread each polling for it.
+    preparing: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -61,6 +64,7 @@ impl Engine {
             global_max: settings.max_concurrency.max(1),
             persist_tx,
             reader: CacheReader::new(store.clone()),
+            preparing: tokio::sync::Mutex::new(()),
             store,
         }
     }
@@ -132,6 +136,7 @@ impl Engine {
 
     /// Makes sure the cache can be written before a request that rotates or ends a session.
     pub(super) async fn prepare(&self) -> Result<(), StoreError> {
+        let _one = self.preparing.lock().await;
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || store.prepare()).await {
             Ok(r) => r,
