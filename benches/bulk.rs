@@ -81,7 +81,7 @@ impl Bulk<'_> {
         m: &Measured,
         n: usize,
         (global, per_host): (usize, usize),
-        (wall_target, cpu_target): (bool, bool),
+        (wall_target, cpu_target): (Option<f64>, bool),
     ) {
         let fleet = self.server.fleet;
         let hosts = n.div_ceil(fleet.users_per_host).min(fleet.hosts);
@@ -94,12 +94,8 @@ impl Bulk<'_> {
                 ms(fl)
             ),
             format!("{:.0} ms = {ratio:.2}x floor", ms(m.wall)),
-            if wall_target {
-                "<= 1.3x floor"
-            } else {
-                "(no target)"
-            },
-            wall_target.then_some(ok && ratio <= 1.3),
+            &wall_target.map_or("(no target)".to_string(), |t| format!("<= {t}x floor")),
+            wall_target.map(|t| ok && ratio <= t),
         );
         let per_op = m.cpu() / n as u32;
         report(
@@ -209,24 +205,26 @@ fn main() {
     let (profiles, state) = bulk.world("all", n, g, ph);
     let login = run_cli(&profiles, &state, &["login", "--all"]);
     println!("\nHTTP, {n} profiles, max_concurrency {g}, max_per_host {ph}:");
-    bulk.figure("login --all", &login, n, (g, ph), (true, true));
+    bulk.figure("login --all", &login, n, (g, ph), (Some(1.1), true));
+    // 30 MB at 1,000 profiles; 50 MB at 10,000.
+    let rss_target = if n <= 1000 { 30 } else { 50 };
     report(
         "login --all: peak RSS of the process",
         format!("{:.1} MB", login.max_rss_kib as f64 / 1024.0),
-        "<= 30 MB",
-        Some(login.max_rss_kib <= 30 * 1024),
+        &format!("<= {rss_target} MB"),
+        (n <= 10_000).then_some(login.max_rss_kib <= rss_target * 1024),
     );
     let refresh = run_cli(&profiles, &state, &["refresh", "--all"]);
-    bulk.figure("refresh --all", &refresh, n, (g, ph), (true, true));
+    bulk.figure("refresh --all", &refresh, n, (g, ph), (Some(1.1), true));
     let logout = run_cli(&profiles, &state, &["logout", "--all"]);
-    bulk.figure("logout --all", &logout, n, (g, ph), (true, true));
+    bulk.figure("logout --all", &logout, n, (g, ph), (Some(1.1), true));
 
     // Wider bounds: how far the engine goes when the bounds allow it.
     let (g2, ph2) = (256, 8);
     let (profiles2, state2) = bulk.world("wide", n, g2, ph2);
     let wide = run_cli(&profiles2, &state2, &["login", "--all"]);
     println!("\nHTTP, {n} profiles, max_concurrency {g2}, max_per_host {ph2} (not the default):");
-    bulk.figure("login --all", &wide, n, (g2, ph2), (false, true));
+    bulk.figure("login --all", &wide, n, (g2, ph2), (None, true));
 
     // 100 profiles: bulk against sequential loops.
     let small = 100.min(n);
@@ -235,7 +233,8 @@ fn main() {
     println!(
         "\nHTTP, {small} profiles, max_concurrency {g}, max_per_host {ph}, against sequential loops:"
     );
-    bulk.figure("login --all", &bulk_small, small, (g, ph), (false, false));
+    // Listed host by host (10 per host): the hosts must take turns to fill the global bound.
+    bulk.figure("login --all", &bulk_small, small, (g, ph), (Some(1.1), false));
     let (seq, seq_ok) = in_process_loop(&server, small);
     report(
         "sequential logins, one process, kept-alive connections",
@@ -281,7 +280,7 @@ fn main() {
             };
             let (profiles, state) = bulk.world("tls", n, g, ph);
             let login = run_cli(&profiles, &state, &["login", "--all"]);
-            bulk.figure("login --all", &login, n, (g, ph), (false, false));
+            bulk.figure("login --all", &login, n, (g, ph), (None, false));
         }
     }
 }

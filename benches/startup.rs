@@ -1,12 +1,40 @@
-//! Start-up of the real binary: `status --json` with 1,000 profiles and a full token cache.
+//! Start-up of the real binary with many profiles and a full token cache: `status --json`,
+//! `token NAME` (what scripts call constantly) and `list`.
 //!
-//! `cargo bench --bench startup` (about a second). `STARTUP_RUNS` sets the number of timed runs.
+//! `cargo bench --bench startup` (a few seconds). `STARTUP_PROFILES` sets the number of profiles
+//! (1,000), `STARTUP_RUNS` the number of timed runs of each command (30).
 
 mod common;
 
 use common::{binary, measure, median, ms, report};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+
+/// A command timed, with its target at 1,000 and at 10,000 profiles.
+struct Case {
+    args: &'static [&'static str],
+    target_1k: Option<u64>,
+    target_10k: Option<u64>,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        args: &["status", "--json"],
+        target_1k: Some(30),
+        target_10k: Some(60),
+    },
+    Case {
+        args: &["token", "p00042"],
+        target_1k: Some(5),
+        target_10k: None,
+    },
+    Case {
+        args: &["list"],
+        target_1k: Some(5),
+        target_10k: None,
+    },
+];
 
 fn main() {
     let n: usize = std::env::var("STARTUP_PROFILES")
@@ -27,19 +55,33 @@ fn main() {
         "  world: {n} profiles, a token cache of {n} active sessions ({:.0} KiB); {runs} runs after 3 warm-ups, stdout to a pipe",
         cache_len as f64 / 1024.0
     );
+    for case in CASES {
+        let target = if n <= 1000 {
+            case.target_1k
+        } else if n <= 10_000 {
+            case.target_10k
+        } else {
+            None
+        };
+        time(&profiles, &state, case.args, n, runs, target);
+    }
+}
+
+fn time(profiles: &Path, state: &Path, args: &[&str], n: usize, runs: usize, target: Option<u64>) {
     let run = || {
         let mut cmd = Command::new(binary());
         cmd.arg("--profiles")
-            .arg(&profiles)
+            .arg(profiles)
             .arg("--state-dir")
-            .arg(&state)
-            .args(["status", "--json"])
+            .arg(state)
+            .args(args)
             .env_remove("RUST_LOG");
         let m = measure(cmd);
         assert_eq!(
             m.status,
             0,
-            "status --json failed: {}",
+            "{} failed: {}",
+            args.join(" "),
             String::from_utf8_lossy(&m.stderr)
         );
         m
@@ -60,11 +102,15 @@ fn main() {
     }
     let med = median(&mut walls);
     let (min, max) = (walls[0], walls[walls.len() - 1]);
+    let (target_text, met) = match target {
+        Some(t) => (format!("<= {t} ms"), Some(med <= Duration::from_millis(t))),
+        None => (String::new(), None),
+    };
     report(
-        &format!("status --json, {n} profiles: wall median"),
+        &format!("{}, {n} profiles: wall median", args.join(" ")),
         format!("{:.1} ms", ms(med)),
-        "<= 30 ms",
-        Some(med <= Duration::from_millis(30)),
+        &target_text,
+        met,
     );
     println!(
         "  {:<52} {:>22}",

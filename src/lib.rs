@@ -20,5 +20,6 @@ pub mod session;
 pub mod store;
 pub mod sugar;
 pub mod text;
+pub mod time_serde;
 pub mod tui;
 pub mod ui;

@@ -93,6 +93,7 @@ impl FailureKind {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Failure {
     pub op: Op,
+    #[serde(deserialize_with = "crate::time_serde::instant")]
     pub at: DateTime<Utc>,
     pub kind: FailureKind,
     /// The HTTP status, when an answer arrived.

@@ -22,11 +22,17 @@ pub struct Session {
     pub refresh_token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download_token: Option<Secret>,
+    #[serde(deserialize_with = "crate::time_serde::instant")]
     pub obtained_at: DateTime<Utc>,
     /// Absolute expiry of the access token (from `expires_in`).
+    #[serde(deserialize_with = "crate::time_serde::instant")]
     pub expires_at: DateTime<Utc>,
     /// Absolute expiry of the refresh token (from `refresh_expires_in`), when there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::time_serde::optional"
+    )]
     pub refresh_expires_at: Option<DateTime<Utc>>,
     /// The platform and user this session belongs to.
     pub platform: String,
@@ -34,7 +40,11 @@ pub struct Session {
     /// The instance root the session was obtained from.
     pub url: String,
     /// Refreshing no longer extends the session (Sugar's `max_session_lifetime`): it ends here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::time_serde::optional"
+    )]
     pub hard_end: Option<DateTime<Utc>>,
 }
 
@@ -87,10 +97,18 @@ pub struct Entry {
     pub session: Option<Session>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::time_serde::optional"
+    )]
     pub updated_at: Option<DateTime<Utc>>,
     /// The last automatic re-login (at most one per [`RELOGIN_INTERVAL`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::time_serde::optional"
+    )]
     pub relogin_at: Option<DateTime<Utc>>,
 }
 

@@ -10,6 +10,7 @@ const PURE: &[&str] = &[
     "identity.rs",
     "outcome.rs",
     "guard.rs",
+    "time_serde.rs",
     "app",
     "ui",
 ];

@@ -10,9 +10,11 @@ use crate::outcome::Outcome;
 use crate::runtime::{CacheReader, Engine};
 use crate::session::{Entry, Op, State, rfc3339};
 use crate::store::{Cache, Store};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Arc;
 
 fn source_kind(p: &Profile) -> &'static str {
@@ -57,13 +59,15 @@ pub(super) fn list(profiles: &Profiles, json: bool) {
         .max()
         .unwrap_or(4)
         .clamp(4, 40);
+    let mut out = stdout_buffered();
     for p in &profiles.profiles {
         let tags = if p.tags.is_empty() {
             String::new()
         } else {
             format!("  [{}]", p.tags.join(", "))
         };
-        println!(
+        let _ = writeln!(
+            out,
             "{:w$}  {}  {} on {} (password: {}){tags}{}",
             p.name,
             p.url.as_str().trim_end_matches('/'),
@@ -77,7 +81,7 @@ pub(super) fn list(profiles: &Profiles, json: bool) {
             }
         );
         for warning in warnings_of(p) {
-            println!("{:w$}  warning: {warning}", "");
+            let _ = writeln!(out, "{:w$}  warning: {warning}", "");
         }
     }
 }
@@ -87,31 +91,69 @@ fn entry_for(p: &Profile, cache: &crate::store::Cache) -> Entry {
     cache.entry_or_default(&p.session_key())
 }
 
+/// One row of `status --json`, borrowed from the profile and the cache.
+#[derive(serde::Serialize)]
+struct StatusRow<'a> {
+    name: &'a str,
+    url: &'a str,
+    username: &'a str,
+    platform: &'a str,
+    tags: &'a [String],
+    state: &'static str,
+    reason: Option<String>,
+    obtained_at: Option<String>,
+    expires_at: Option<String>,
+    refresh_expires_at: Option<String>,
+}
+
+fn status_rows<'a>(rows: &[(&'a Profile, &'a Entry)], now: DateTime<Utc>) -> Vec<StatusRow<'a>> {
+    rows.iter()
+        .map(|&(p, e)| {
+            let s = e.session.as_ref();
+            StatusRow {
+                name: &p.name,
+                url: p.url.as_str().trim_end_matches('/'),
+                username: &p.username,
+                platform: &p.platform,
+                tags: &p.tags,
+                state: e.state(now).as_str(),
+                reason: e
+                    .failure
+                    .as_ref()
+                    .map(|f| f.render(&p.name))
+                    .or_else(|| e.reason(now)),
+                obtained_at: s.map(|s| rfc3339(s.obtained_at)),
+                expires_at: s.map(|s| rfc3339(s.expires_at)),
+                refresh_expires_at: s
+                    .and_then(|s| s.refresh_token.as_ref().and(s.refresh_expires_at))
+                    .map(rfc3339),
+            }
+        })
+        .collect()
+}
+
+/// Standard output through one buffer: a table of thousands of lines is a few writes, not one per
+/// line (standard output is line-buffered even into a pipe).
+fn stdout_buffered() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
+}
+
 pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> {
     let cache = load_cache(&CacheReader::new(store.clone()))?;
-    let profiles = &with_impersonations(profiles, &cache);
+    let profiles = &*with_impersonations(profiles, &cache);
     let now = Utc::now();
-    let rows: Vec<(&Profile, Entry)> = profiles
+    let empty = Entry::default();
+    let rows: Vec<(&Profile, &Entry)> = profiles
         .profiles
         .iter()
-        .map(|p| (p, entry_for(p, &cache)))
+        .map(|p| (p, cache.entry(&p.session_key()).unwrap_or(&empty)))
         .collect();
     if json {
-        let out: Vec<_> = rows
-            .iter()
-            .map(|(p, e)| {
-                let s = e.session.as_ref();
-                json!({
-                    "name": p.name, "url": p.url.as_str().trim_end_matches('/'), "username": p.username, "platform": p.platform,
-                    "tags": p.tags, "state": e.state(now).as_str(),
-                    "reason": e.failure.as_ref().map(|f| f.render(&p.name)).or_else(|| e.reason(now)),
-                    "obtained_at": s.map(|s| rfc3339(s.obtained_at)),
-                    "expires_at": s.map(|s| rfc3339(s.expires_at)),
-                    "refresh_expires_at": s.and_then(|s| s.refresh_token.as_ref().and(s.refresh_expires_at)).map(rfc3339),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        // What cannot be written is dropped, as by `println!` here (output.rs).
+        let mut out = stdout_buffered();
+        let _ = serde_json::to_writer_pretty(&mut out, &status_rows(&rows, now))
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out));
         return Ok(exit::OK);
     }
     // The name column is as wide as the longest name, up to 40: a longer name pushes its own line.
@@ -122,7 +164,8 @@ pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i
         .max()
         .unwrap_or(4)
         .clamp(4, 40);
-    for (p, e) in &rows {
+    let mut out = stdout_buffered();
+    for &(p, e) in &rows {
         let state = e.state(now);
         let mut line = format!("{:w$}  {:15}", p.name, state.words());
         if e.session.is_some() && matches!(state, State::Active | State::Expired | State::Error) {
@@ -131,7 +174,7 @@ pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i
         if let Some(r) = e.reason(now) {
             line.push_str(&format!("  ({r})"));
         }
-        println!("{}", line.trim_end());
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     Ok(exit::OK)
 }
@@ -193,7 +236,7 @@ fn select<'a>(
 
 /// The file's profiles, each followed by the impersonations (`NAME>USER`) the cache holds for its
 /// session.
-fn with_impersonations(profiles: &Profiles, cache: &Cache) -> Profiles {
+fn with_impersonations<'a>(profiles: &'a Profiles, cache: &Cache) -> Cow<'a, Profiles> {
     let mut users: HashMap<crate::identity::SessionKey, Vec<&str>> = HashMap::new();
     for (key, entry) in &cache.sessions {
         if let Some(user) = &key.sudo
@@ -202,21 +245,21 @@ fn with_impersonations(profiles: &Profiles, cache: &Cache) -> Profiles {
             users.entry(key.without_sudo()).or_default().push(user);
         }
     }
+    if users.is_empty() {
+        return Cow::Borrowed(profiles);
+    }
     let mut out = Vec::with_capacity(profiles.profiles.len());
     for p in &profiles.profiles {
         out.push(p.clone());
-        if users.is_empty() {
-            continue;
-        }
         for user in users.get(&p.session_key()).into_iter().flatten() {
             out.push(p.impersonation(user));
         }
     }
-    Profiles {
+    Cow::Owned(Profiles {
         path: profiles.path.clone(),
         profiles: out,
         settings: profiles.settings.clone(),
-    }
+    })
 }
 
 /// The cache through the one reader; what reading found goes to stderr.
@@ -289,9 +332,19 @@ pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
         json: false,
     };
     let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
-    let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
-    let p = select(&profiles, &targets, false)?.remove(0).clone();
-    match engine.token(&p).await {
+    // A profile's own session needs only its entry (read alone in `Engine::token`); an
+    // impersonation's label is known from the cache's sudo sessions.
+    let p = if name.contains('>') {
+        let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
+        select(&profiles, &targets, false)?.remove(0).clone()
+    } else {
+        select(&profiles, &targets, false)?.remove(0).clone()
+    };
+    let result = engine.token(&p).await;
+    for notice in engine.reader().take_notices() {
+        eprintln!("sugar-sessions: warning: {notice}");
+    }
+    match result {
         Ok(token) => {
             if let Some(note) = &token.note {
                 eprintln!("{note}");

@@ -49,7 +49,7 @@ pub(super) fn parse_file(
                 .as_ref()
                 .is_none_or(|(at, _)| f.key_at < *at)
         {
-            plain_password_at = Some((f.key_at, f.path.clone()));
+            plain_password_at = Some((f.key_at, layer.path_of(f)));
         }
     };
     let mut defaults = Layer::default();
@@ -163,8 +163,6 @@ pub(super) fn parse_file(
 /// One key as written in one table.
 struct Field {
     spec: &'static KeySpec,
-    /// Dotted path, e.g. `profiles.acme-prod.url`.
-    path: String,
     key_at: usize,
     value_at: usize,
     /// `None` when the value was wrong (already reported).
@@ -174,12 +172,20 @@ struct Field {
 /// The known keys of one table, in file order.
 #[derive(Default)]
 struct Layer {
+    /// The table's dotted path, e.g. `profiles.acme-prod`.
+    prefix: String,
     fields: Vec<Field>,
     /// Known keys suggested for unknown ones (`usernme`): not reported again as missing.
     suggested: Vec<&'static str>,
 }
 
 impl Layer {
+    /// A key's dotted path, e.g. `profiles.acme-prod.url`: made only for a message (known keys
+    /// are bare keys, written as they are).
+    fn path_of(&self, field: &Field) -> String {
+        format!("{}.{}", self.prefix, field.spec.name)
+    }
+
     fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.spec.name == name)
     }
@@ -223,30 +229,32 @@ impl Layer {
 }
 
 fn read_layer(table: &DeTable<'_>, which: Table, prefix: &str, errs: &mut Errors<'_>) -> Layer {
-    let mut layer = Layer::default();
+    let mut layer = Layer {
+        prefix: prefix.to_string(),
+        ..Layer::default()
+    };
     for (key, value) in table {
         let name: &str = key.get_ref();
-        let path = format!("{prefix}.{}", key_segment(name));
+        let path = || format!("{prefix}.{}", key_segment(name));
         let Some(spec) = spec(name).filter(|s| s.scope.allows(which)) else {
             if spec(name).is_none() {
                 layer
                     .suggested
                     .extend(closest(name, &keys_allowed_in(which)));
             }
-            errs.push(key.span().start, Some(path), unknown_key(name, which));
+            errs.push(key.span().start, Some(path()), unknown_key(name, which));
             continue;
         };
         let value_at = value.span().start;
         let val = extract(spec.kind, value, &path, errs).and_then(|val| match (spec.check)(val) {
             Ok(val) => Some(val),
             Err(message) => {
-                errs.push(value_at, Some(path.clone()), message);
+                errs.push(value_at, Some(path()), message);
                 None
             }
         });
         layer.fields.push(Field {
             spec,
-            path,
             key_at: key.span().start,
             value_at,
             val,
@@ -265,7 +273,7 @@ fn read_layer(table: &DeTable<'_>, which: Table, prefix: &str, errs: &mut Errors
             .collect();
         errs.push(
             second.key_at,
-            Some(second.path.clone()),
+            Some(layer.path_of(second)),
             format!(
                 "more than one password source ({}); keep only one",
                 join_and(&names)
@@ -279,7 +287,7 @@ fn read_layer(table: &DeTable<'_>, which: Table, prefix: &str, errs: &mut Errors
 fn extract(
     kind: Kind,
     value: &Spanned<DeValue<'_>>,
-    path: &str,
+    path: &dyn Fn() -> String,
     errs: &mut Errors<'_>,
 ) -> Option<Val> {
     let at = value.span().start;
@@ -288,14 +296,14 @@ fn extract(
         (Kind::Secret, DeValue::String(s)) => Some(Val::Secret(Secret::new(s.as_ref()))),
         (Kind::Bool, DeValue::Boolean(b)) => Some(Val::Bool(*b)),
         (Kind::Path, DeValue::String(s)) if s.trim().is_empty() => {
-            errs.push(at, Some(path.to_string()), "must not be empty: a file name");
+            errs.push(at, Some(path()), "must not be empty: a file name");
             None
         }
         (Kind::Path, DeValue::String(s)) => Some(Val::Path(resolve_path(s, errs.file))),
         (Kind::Int, DeValue::Integer(i)) => match i64::from_str_radix(i.as_str(), i.radix()) {
             Ok(n) => Some(Val::Int(n)),
             Err(_) => {
-                errs.push(at, Some(path.to_string()), "the number is too large");
+                errs.push(at, Some(path()), "the number is too large");
                 None
             }
         },
@@ -315,7 +323,7 @@ fn extract(
                     other => Some(format!("expected a string, found {}", a_type(other))),
                 };
                 if let Some(message) = problem {
-                    errs.push(item.span().start, Some(format!("{path}[{i}]")), message);
+                    errs.push(item.span().start, Some(format!("{}[{i}]", path())), message);
                     ok = false;
                 }
             }
@@ -324,7 +332,7 @@ fn extract(
         (kind, other) => {
             errs.push(
                 at,
-                Some(path.to_string()),
+                Some(path()),
                 format!("expected {}, found {}", kind.expected(), a_type(other)),
             );
             None
@@ -362,12 +370,13 @@ fn resolve(
             );
             None
         }
-        Some(Field {
-            val: Some(Val::Url(url)),
-            value_at,
-            path,
-            ..
-        }) => {
+        Some(
+            field @ Field {
+                val: Some(Val::Url(url)),
+                value_at,
+                ..
+            },
+        ) => {
             let allow_http = match pick("allow_http") {
                 Some(Val::Bool(b)) => *b,
                 _ => false,
@@ -375,7 +384,7 @@ fn resolve(
             if url.scheme() == "http" && !allow_http && !is_loopback(url) {
                 errs.push(
                     *value_at,
-                    Some(path.clone()),
+                    Some(own.path_of(field)),
                     format!(
                         "http:// to `{}` would send the password unencrypted; use https:// or \
                          set allow_http = true",

@@ -101,6 +101,16 @@ impl Engine {
         Ok(cache.entry_or_default(key))
     }
 
+    /// [`current`](Self::current) for a command about one session: only that entry is built
+    /// unless this process already holds the file's parse.
+    pub async fn current_one(&self, key: &SessionKey) -> Result<Entry, String> {
+        let reader = self.reader.clone();
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || reader.read_entry(&key))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
     /// The whole cache as it is on disk now; read again only when the file changed since last
     /// time. For the runtime's own decisions: what reading found waits for [`Engine::read_cache`].
     pub async fn cache(&self) -> Result<Arc<Cache>, String> {

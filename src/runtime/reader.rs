@@ -2,7 +2,8 @@
 //! changed, with what reading it found (a cache moved aside) said once, by the front end that
 //! reads next.
 
-use crate::session::Cache;
+use crate::identity::SessionKey;
+use crate::session::{Cache, Entry};
 use crate::store::{FileStamp, Store};
 use std::sync::{Arc, Mutex};
 
@@ -28,6 +29,8 @@ pub struct CacheReader {
     snapshot: Arc<Mutex<Option<Snapshot>>>,
     /// Notices not yet handed to a front end.
     notices: Arc<Mutex<Vec<String>>>,
+    /// The last entry read alone, with the file version it was read from.
+    last_entry: Arc<Mutex<Option<(FileStamp, SessionKey, Entry)>>>,
 }
 
 impl CacheReader {
@@ -36,6 +39,7 @@ impl CacheReader {
             store,
             snapshot: Arc::default(),
             notices: Arc::default(),
+            last_entry: Arc::default(),
         }
     }
 
@@ -46,7 +50,7 @@ impl CacheReader {
     /// The cache as it is on disk now, with the notices not said yet (taken: said once).
     pub fn read(&self) -> Result<CacheRead, String> {
         let mut read = self.read_keeping_notices()?;
-        read.notices = std::mem::take(&mut *self.notices.lock().expect("notices lock"));
+        read.notices = self.take_notices();
         Ok(read)
     }
 
@@ -54,6 +58,44 @@ impl CacheReader {
     pub fn read_if_changed(&self, since: Option<FileStamp>) -> Option<Result<CacheRead, String>> {
         let has_notices = !self.notices.lock().expect("notices lock").is_empty();
         (self.store.stamp() != since || has_notices).then(|| self.read())
+    }
+
+    /// The entry of one identity, for a front end about one session: from the snapshot when the
+    /// file did not change, else through [`Store::read_entry`] (only that entry is built). What
+    /// reading found is kept for the next [`read`](Self::read) or [`take_notices`](Self::take_notices).
+    pub fn read_entry(&self, key: &SessionKey) -> Result<Entry, String> {
+        let before = self.store.stamp();
+        if let Some((stamp, cache)) = self.snapshot.lock().expect("snapshot lock").as_ref()
+            && before == Some(*stamp)
+        {
+            return Ok(cache.entry_or_default(key));
+        }
+        if let Some((stamp, k, entry)) = self.last_entry.lock().expect("entry lock").as_ref()
+            && before == Some(*stamp)
+            && k == key
+        {
+            return Ok(entry.clone());
+        }
+        let (entry, report) = self.store.read_entry(key).map_err(|e| e.to_string())?;
+        self.keep_notice(report.notice());
+        // Kept only when the file certainly did not change while it was read.
+        if let Some(stamp) = before.filter(|_| self.store.stamp() == before) {
+            *self.last_entry.lock().expect("entry lock") =
+                Some((stamp, key.clone(), entry.clone()));
+        }
+        Ok(entry)
+    }
+
+    /// What reading found since the last time it was said.
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notices.lock().expect("notices lock"))
+    }
+
+    fn keep_notice(&self, notice: Option<String>) {
+        if let Some(notice) = notice {
+            tracing::warn!("{notice}");
+            self.notices.lock().expect("notices lock").push(notice);
+        }
     }
 
     /// The cache as it is on disk now, for the runtime's own use: notices stay for a front end.
@@ -70,10 +112,7 @@ impl CacheReader {
         }
         // Not parsed again when it is the file this process last wrote or read.
         let (cache, report) = self.store.load_shared().map_err(|e| e.to_string())?;
-        if let Some(notice) = report.notice() {
-            tracing::warn!("{notice}");
-            self.notices.lock().expect("notices lock").push(notice);
-        }
+        self.keep_notice(report.notice());
         // Kept only if the file did not change while it was read.
         let after = self.store.stamp();
         let stamp = before.filter(|_| after == before);

@@ -35,14 +35,14 @@ impl Engine {
         let key = p.session_key();
         // What this process saw before waiting for the lock: a session stored by another process
         // meanwhile is handed out as it is (it was just refreshed or logged in), not refreshed again.
-        let seen = self.current(&key).await.unwrap_or_default();
+        let seen = self.current_one(&key).await.unwrap_or_default();
         let lock = self
             .lock_key(&key)
             .await
             .map_err(|e| NoToken::Failed(format!("{}: no token: {e}", p.name)))?;
         let now = Utc::now();
         let entry = self
-            .current(&key)
+            .current_one(&key)
             .await
             .map_err(|e| NoToken::Failed(format!("{}: {e}", p.name)))?;
         let stored_meanwhile = entry.failure.is_none()

@@ -57,20 +57,20 @@ pub(super) fn decode(
     bytes: &[u8],
     names: &HashMap<String, (String, String)>,
 ) -> Result<Cache, Unreadable> {
-    // The version first, so that a newer format is recognised even if its shape changed.
-    #[derive(Deserialize)]
-    struct Version {
-        #[serde(default)]
-        version: u32,
+    let raw: RawCache = match serde_json::from_slice(bytes) {
+        Ok(raw) => raw,
+        // The version of a file that is not this shape: a newer format is left alone even if its
+        // shape changed.
+        Err(e) => {
+            return Err(match version_of(bytes) {
+                Some(v) if v > FORMAT_VERSION => Unreadable::Newer(v),
+                _ => Unreadable::Broken(e.to_string()),
+            });
+        }
+    };
+    if raw.version > FORMAT_VERSION {
+        return Err(Unreadable::Newer(raw.version));
     }
-    let version = serde_json::from_slice::<Version>(bytes)
-        .map_err(|e| Unreadable::Broken(e.to_string()))?
-        .version;
-    if version > FORMAT_VERSION {
-        return Err(Unreadable::Newer(version));
-    }
-    let raw: RawCache =
-        serde_json::from_slice(bytes).map_err(|e| Unreadable::Broken(e.to_string()))?;
     let sessions = match (raw.sessions, raw.profiles) {
         (Some(sessions), _) => sessions,
         (None, Some(v1)) => migrate(v1, names),
@@ -80,6 +80,129 @@ pub(super) fn decode(
         version: raw.version.max(1),
         sessions,
     })
+}
+
+/// The `version` of a JSON object, whatever else it holds.
+fn version_of(bytes: &[u8]) -> Option<u32> {
+    #[derive(Deserialize)]
+    struct Version {
+        #[serde(default)]
+        version: u32,
+    }
+    serde_json::from_slice::<Version>(bytes)
+        .ok()
+        .map(|v| v.version)
+}
+
+/// The entry of `key` in a format-2 file, without building the others: `Some(None)` when the file
+/// has no entry for it. `None` when the file is anything but a well-formed format-2 cache as far
+/// as this reading sees (format 1, a newer format, a bad key, broken JSON, an unknown shape): the
+/// caller then reads it whole, which says what is wrong. The other entries are skipped as JSON,
+/// not checked as entries: a wrong one is found by the next whole read.
+pub(super) fn find_entry(bytes: &[u8], key: &SessionKey) -> Option<Option<Entry>> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+    use std::fmt;
+
+    /// One key of the `sessions` object: is it `key`? `Err` for a key that is not a session key.
+    #[derive(Clone, Copy)]
+    struct Matches<'k> {
+        key: &'k SessionKey,
+        canonical: &'k str,
+    }
+    impl<'de> DeserializeSeed<'de> for Matches<'_> {
+        type Value = bool;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    impl Visitor<'_> for Matches<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a session key")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
+            if v == self.canonical {
+                return Ok(true);
+            }
+            if v.contains('%') || v.chars().any(char::is_control) {
+                // Escapes: only a parse can tell.
+                return SessionKey::parse(v)
+                    .map(|k| k == *self.key)
+                    .map_err(E::custom);
+            }
+            // Without escapes, a key's text is its canonical form.
+            match v.bytes().filter(|&b| b == b'|').count() {
+                3 | 4 => Ok(false),
+                n => Err(E::custom(format!("a session key with {} parts", n + 1))),
+            }
+        }
+    }
+
+    /// The `sessions` object: the entry of the key, the last one if the key is there twice (as a
+    /// whole read keeps it).
+    struct Sessions<'k>(Matches<'k>);
+    impl<'de> DeserializeSeed<'de> for Sessions<'_> {
+        type Value = Option<Entry>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Sessions<'_> {
+        type Value = Option<Entry>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("the sessions")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(hit) = map.next_key_seed(self.0)? {
+                if hit {
+                    found = Some(map.next_value::<Entry>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+
+    /// The whole file: `version` and `sessions`; anything else is not read here.
+    struct File<'k>(Matches<'k>);
+    impl<'de> Visitor<'de> for File<'_> {
+        type Value = Option<Option<Entry>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a token cache")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut version, mut sessions, mut other) = (None, None, false);
+            while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match &*name {
+                    "version" if version.is_none() => version = Some(map.next_value::<u32>()?),
+                    "sessions" if sessions.is_none() => {
+                        sessions = Some(map.next_value_seed(Sessions(self.0))?);
+                    }
+                    _ => {
+                        other = true;
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(match (version, sessions) {
+                (Some(FORMAT_VERSION), Some(found)) if !other => Some(found),
+                _ => None,
+            })
+        }
+    }
+
+    let canonical = key.canonical();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let found = de
+        .deserialize_map(File(Matches {
+            key,
+            canonical: &canonical,
+        }))
+        .ok()?;
+    de.end().ok()?;
+    found
 }
 
 /// Format 1 → 2: each entry with a session is keyed by the session's url, user and platform and

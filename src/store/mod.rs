@@ -31,6 +31,7 @@ pub use lock::{Holder, LockGuard, LockPolicy};
 pub use protocol::{Applied, Change, Expect, apply};
 
 use crate::identity::SessionKey;
+use crate::session::Entry;
 use chrono::Utc;
 use files::{check_dir, ensure_dir, euid, preallocate, read_file};
 use format::{Unreadable, decode};
@@ -341,6 +342,28 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The entry of one identity as the file holds it now, for a command about one session
+    /// (`token`): a file this process already parsed is not parsed again, and otherwise only that
+    /// entry is built (a cache of thousands of sessions costs a scan, not a parse). Anything
+    /// unusual (format 1, a newer format, a broken file) goes through the whole read, which says
+    /// what is wrong and moves a broken file aside.
+    pub fn read_entry(&self, key: &SessionKey) -> Result<(Entry, LoadReport), StoreError> {
+        let path = self.cache_path();
+        Self::check_mode(&path)?;
+        let before = self.stamp();
+        if let Some(cache) = self.known_at(before) {
+            return Ok((cache.entry_or_default(key), LoadReport::default()));
+        }
+        let Some(bytes) = read_file(&path)? else {
+            return Ok((Entry::default(), LoadReport::default()));
+        };
+        if let Some(found) = format::find_entry(&bytes, key) {
+            return Ok((found.unwrap_or_default(), LoadReport::default()));
+        }
+        let (cache, report) = self.read(true)?;
+        Ok((cache.entry_or_default(key), report))
     }
 
     fn move_aside(&self, path: &Path) -> Result<PathBuf, StoreError> {

@@ -245,3 +245,99 @@ fn prepare_leaves_a_preallocated_private_temporary_file_that_the_next_write_uses
     assert!(temps().is_empty(), "the write used it");
     assert_eq!(store.load().unwrap().0.sessions.len(), 1);
 }
+
+/// Writes `text` as the cache file (mode 0600) and returns a fresh store on it.
+fn store_with(dir: &Path, text: &[u8]) -> Store {
+    let store = Store::open(dir).unwrap();
+    fs::write(store.cache_path(), text).unwrap();
+    fs::set_permissions(store.cache_path(), fs::Permissions::from_mode(0o600)).unwrap();
+    store
+}
+
+#[test]
+fn one_entry_read_alone_is_the_entry_of_the_whole_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = Store::open(tmp.path()).unwrap();
+    for user in ["a", "b|c", "100%", "tab\there", "d"] {
+        put(&writer, user);
+    }
+    // Another key of the same user on another platform, a sudo session: neither is `d`'s.
+    writer
+        .apply(vec![Change {
+            key: key("d").impersonating("jim"),
+            label: "d>jim".into(),
+            expect: Expect::Held,
+            apply: Box::new(|e| {
+                e.failure = Some(Failure::local(Op::Sudo, Utc::now(), "x"));
+            }),
+        }])
+        .unwrap();
+    let (whole, _) = writer.load().unwrap();
+    for user in ["a", "b|c", "100%", "tab\there", "d", "nobody"] {
+        // A fresh store: nothing remembered, so the entry is found by the scan.
+        let store = Store::open(tmp.path()).unwrap();
+        let (alone, report) = store.read_entry(&key(user)).unwrap();
+        assert_eq!(alone, whole.entry_or_default(&key(user)), "{user}");
+        assert!(report.moved_aside.is_none());
+    }
+    let sudo = key("d").impersonating("jim");
+    let (alone, _) = Store::open(tmp.path()).unwrap().read_entry(&sudo).unwrap();
+    assert_eq!(alone.profile.as_deref(), Some("d>jim"));
+}
+
+#[test]
+fn one_entry_of_a_key_written_with_escapes_is_found_as_a_whole_read_finds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // `%61` is `a`: not the canonical text, the same key.
+    let text = br#"{"version": 2, "sessions": {
+        "https://acme.example.com|%61|custom_api|sugar": {"generation": 7}
+    }}"#;
+    let store = store_with(tmp.path(), text);
+    let (entry, _) = store.read_entry(&key("a")).unwrap();
+    assert_eq!(entry.generation, 7);
+    let (whole, _) = Store::open(tmp.path()).unwrap().load().unwrap();
+    assert_eq!(whole.entry_or_default(&key("a")).generation, 7);
+}
+
+#[test]
+fn a_file_that_is_not_plain_format_2_is_read_whole_for_one_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Broken: moved aside and said, as by a whole read.
+    let store = store_with(tmp.path(), b"{ not json");
+    let (entry, report) = store.read_entry(&key("a")).unwrap();
+    assert_eq!(entry, Entry::default());
+    assert!(
+        report.moved_aside.is_some(),
+        "the broken file is moved aside"
+    );
+
+    // A bad key anywhere makes the file broken for a whole read: so it is for one entry.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with(
+        tmp.path(),
+        br#"{"version": 2, "sessions": {"no bars": {}, "https://acme.example.com|a|custom_api|sugar": {"generation": 1}}}"#,
+    );
+    let (_, report) = store.read_entry(&key("a")).unwrap();
+    assert!(report.moved_aside.is_some());
+
+    // Newer: refused, untouched.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = br#"{"version": 3, "sessions": {}}"#;
+    let store = store_with(tmp.path(), text);
+    let err = store.read_entry(&key("a")).unwrap_err().to_string();
+    assert!(err.contains("cache format 3"), "{err}");
+    assert_eq!(fs::read(store.cache_path()).unwrap(), text);
+
+    // Format 1 (keyed by profile name): migrated by the whole read.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = br#"{"version": 1, "profiles": {"acme": {"session": {
+        "access_token": "t", "obtained_at": "2026-12-01T13:00:00Z",
+        "expires_at": "2026-12-01T14:00:00Z", "platform": "custom_api",
+        "username": "a", "url": "https://acme.example.com/"}}}}"#;
+    let store = store_with(tmp.path(), text);
+    let (entry, _) = store.read_entry(&key("a")).unwrap();
+    assert_eq!(
+        entry.session.map(|s| s.access_token.expose().to_string()),
+        Some("t".to_string())
+    );
+}
