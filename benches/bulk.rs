@@ -234,7 +234,13 @@ fn main() {
         "\nHTTP, {small} profiles, max_concurrency {g}, max_per_host {ph}, against sequential loops:"
     );
     // Listed host by host (10 per host): the hosts must take turns to fill the global bound.
-    bulk.figure("login --all", &bulk_small, small, (g, ph), (Some(1.1), false));
+    bulk.figure(
+        "login --all",
+        &bulk_small,
+        small,
+        (g, ph),
+        (Some(1.1), false),
+    );
     let (seq, seq_ok) = in_process_loop(&server, small);
     report(
         "sequential logins, one process, kept-alive connections",

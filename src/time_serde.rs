@@ -97,7 +97,7 @@ mod tests {
     #[test]
     fn fields_absent_null_and_wrong() {
         let t: T = serde_json::from_str(r#"{"a":"2026-12-01T13:10:20Z"}"#).unwrap();
-        assert_eq!(t.b, None);
+        assert_eq!((t.a, t.b), (parse("2026-12-01T13:10:20Z").unwrap(), None));
         let t: T = serde_json::from_str(r#"{"a":"2026-12-01T13:10:20Z","b":null}"#).unwrap();
         assert_eq!(t.b, None);
         let t: T =
