@@ -6,6 +6,7 @@
 //! share one session in the cache instead, and do not end each other's).
 
 use crate::config::Profile;
+use std::borrow::Borrow;
 use std::collections::HashMap;
 
 /// Why logging in on this profile ends another session, if it does.
@@ -37,9 +38,13 @@ impl Warning {
 }
 
 /// The warnings of every profile that has any, by profile name.
-pub fn warnings(profiles: &[Profile]) -> HashMap<String, Vec<Warning>> {
+pub fn warnings<P: Borrow<Profile>>(profiles: &[P]) -> HashMap<String, Vec<Warning>> {
     let mut by_identity: HashMap<(String, String, &str), Vec<&Profile>> = HashMap::new();
-    for p in profiles.iter().filter(|p| !p.is_impersonation()) {
+    for p in profiles
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|p: &&Profile| !p.is_impersonation())
+    {
         let instance = p.url.as_str().trim_end_matches('/').to_ascii_lowercase();
         by_identity
             .entry((
@@ -51,7 +56,11 @@ pub fn warnings(profiles: &[Profile]) -> HashMap<String, Vec<Warning>> {
             .push(p);
     }
     let mut out: HashMap<String, Vec<Warning>> = HashMap::new();
-    for p in profiles.iter().filter(|p| !p.is_impersonation()) {
+    for p in profiles
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|p: &&Profile| !p.is_impersonation())
+    {
         let mut list = Vec::new();
         if p.platform == "base" {
             list.push(Warning::BasePlatform);
@@ -89,6 +98,9 @@ mod tests {
         crate::config::parse(text, Path::new("t.toml"))
             .unwrap()
             .profiles
+            .iter()
+            .map(|p| Profile::clone(p))
+            .collect()
     }
 
     #[test]

@@ -618,7 +618,7 @@ fn profiles_keep_the_order_of_the_file() {
         .unwrap()
         .profiles
         .into_iter()
-        .map(|p| p.name)
+        .map(|p| p.name.clone())
         .collect();
     assert_eq!(names, ["b", "a"]);
 }

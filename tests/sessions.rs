@@ -404,3 +404,47 @@ async fn jobs_run_one_per_key_newer_replaces_queued_and_queued_can_be_withdrawn(
     assert_eq!(of("b"), ["started", "done check"], "{seen:?}");
     assert_eq!(jobs.finish(Duration::from_secs(5)).await, 0);
 }
+
+/// Jobs that wait for the same bound get it in the order they were submitted (a file's profiles
+/// on one host are logged in in file order), whatever order the runtime's workers start them in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_take_their_places_in_the_order_they_were_submitted() {
+    use std::sync::Arc;
+    use sugar_sessions::runtime::{Jobs, Report, Work};
+    let emu = start().await;
+    emu.set_latency("acme", Duration::from_millis(20));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        max_per_host: 1,
+        ..Settings::default()
+    };
+    let engine = Arc::new(Engine::new(Store::open(dir.path()).unwrap(), &settings));
+    for round in 0..5 {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let mut jobs = Jobs::new(engine.clone(), tx);
+        let names: Vec<String> = (0..8).map(|i| format!("r{round}p{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let p = Arc::new(integration(&emu, name, "acme"));
+            jobs.submit(i, p, Work::Check);
+        }
+        let mut started = Vec::new();
+        let mut done = 0;
+        while done < names.len() {
+            let (i, report) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("reports come")
+                .expect("the channel is open");
+            match report {
+                Report::Started => started.push(i),
+                Report::Done { .. } => done += 1,
+                Report::Withdrawn => panic!("nothing was withdrawn"),
+            }
+        }
+        assert_eq!(
+            started,
+            (0..names.len()).collect::<Vec<_>>(),
+            "round {round}"
+        );
+        assert_eq!(jobs.finish(Duration::from_secs(5)).await, 0);
+    }
+}

@@ -41,10 +41,11 @@ impl Dir {
     /// `[profiles.NAME]` with `body`, written as profiles.toml and loaded the way the program does.
     fn profile(&self, name: &str, body: &str) -> Profile {
         let path = write_profiles(self.path(), &format!("[profiles.{name}]\n{body}\n"));
-        config::load(&path)
+        let p = config::load(&path)
             .unwrap_or_else(|e| panic!("{e}"))
             .profiles
-            .remove(0)
+            .remove(0);
+        std::sync::Arc::unwrap_or_clone(p)
     }
 }
 

@@ -250,7 +250,7 @@ impl Model {
         let rows: Vec<Row> = profiles
             .profiles
             .iter()
-            .cloned()
+            .map(|p| crate::config::Profile::clone(p))
             .enumerate()
             .map(|(i, p)| {
                 let found = warnings.remove(&p.name).unwrap_or_default();

@@ -3,8 +3,8 @@
 //! their way waited for briefly and stored).
 
 use super::Usage;
+use super::output::Summary;
 use crate::config::{PasswordSource, Profile};
-use crate::outcome::Outcome;
 use crate::runtime::{Engine, Jobs, Report, Work};
 use crate::secret::Secret;
 use crate::session::{CheckReport, Op};
@@ -18,8 +18,8 @@ pub(super) const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 /// What became of the jobs of a bulk command, in file order.
 pub(super) struct Finished {
-    /// Each profile's outcome (and a live check's report), when it ran to the end.
-    pub outcomes: Vec<(Outcome, Option<CheckReport>)>,
+    /// What is printed of each profile's outcome (and a live check's report), when it ran to the end.
+    pub outcomes: Vec<(Summary, Option<CheckReport>)>,
     /// Ctrl-C ended it.
     pub interrupted: bool,
 }
@@ -34,11 +34,18 @@ pub(super) struct Finished {
 /// ends at once). What was not sent, and what got no answer in time, is named on stderr.
 pub(super) async fn run_jobs(
     engine: Arc<Engine>,
-    chosen: Vec<&Profile>,
+    chosen: Vec<Arc<Profile>>,
     op: Op,
 ) -> Result<Finished, Usage> {
     // Listening before anything is asked or sent: from here on Ctrl-C is ours to handle.
     let mut interrupt = Interrupt::listen()?;
+    // Reading the profiles file and the cache left megabytes free on the main thread's heap;
+    // the jobs allocate on the workers' heaps. Give the free pages back before they start, so
+    // that the peak is not the sum of both.
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let n = chosen.len();
     // Room for every report (two a job): the jobs never wait for this loop.
     let (tx, mut rx) = mpsc::channel(2 * n + 1);
@@ -50,8 +57,8 @@ pub(super) async fn run_jobs(
     let asks = |p: &Profile| op == Op::Login && p.password == PasswordSource::Prompt;
     let mut submitted = vec![false; n];
     for i in interleaved_by_host(&chosen) {
-        if !asks(chosen[i]) {
-            jobs.submit(i, Arc::new(chosen[i].clone()), work(None));
+        if !asks(&chosen[i]) {
+            jobs.submit(i, chosen[i].clone(), work(None));
             submitted[i] = true;
         }
     }
@@ -62,7 +69,7 @@ pub(super) async fn run_jobs(
         }
         match ask_password(p, &mut interrupt).await {
             Ok(pw) => {
-                jobs.submit(i, Arc::new((*p).clone()), work(pw));
+                jobs.submit(i, p.clone(), work(pw));
                 submitted[i] = true;
             }
             Err(Interrupted) => {
@@ -71,7 +78,7 @@ pub(super) async fn run_jobs(
             }
         }
     }
-    let mut results: Vec<Option<(Outcome, Option<CheckReport>)>> = (0..n).map(|_| None).collect();
+    let mut results: Vec<Option<(Summary, Option<CheckReport>)>> = (0..n).map(|_| None).collect();
     let mut started = vec![false; n];
     let mut withdrawn = vec![false; n];
     let mut left = submitted.iter().filter(|s| **s).count();
@@ -90,7 +97,7 @@ pub(super) async fn run_jobs(
                     left -= 1;
                 }
                 Report::Done { outcome, report, .. } => {
-                    results[i] = Some((*outcome, report));
+                    results[i] = Some((Summary::from(*outcome), report));
                     left -= 1;
                 }
             },
@@ -129,7 +136,7 @@ pub(super) async fn run_jobs(
 
 /// The indexes of `chosen`, host by host in turn (the first of each host, then the second of
 /// each, ...), each host's own profiles in file order.
-fn interleaved_by_host(chosen: &[&Profile]) -> Vec<usize> {
+fn interleaved_by_host(chosen: &[Arc<Profile>]) -> Vec<usize> {
     let mut hosts: Vec<(String, Vec<usize>)> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, p) in chosen.iter().enumerate() {
@@ -252,7 +259,7 @@ mod tests {
             [profiles.a3]\nurl = \"https://a.example\"\n[profiles.b1]\nurl = \"https://b.example\"\n\
             [profiles.c1]\nurl = \"https://c.example:8443\"\n[profiles.c2]\nurl = \"https://c.example:8443\"\n";
         let profiles = crate::config::parse(text, std::path::Path::new("t.toml")).unwrap();
-        let chosen: Vec<&Profile> = profiles.profiles.iter().collect();
+        let chosen = profiles.profiles;
         let names: Vec<&str> = interleaved_by_host(&chosen)
             .into_iter()
             .map(|i| chosen[i].name.as_str())

@@ -2,11 +2,10 @@
 //! profiles they act on, and Ctrl-C and password prompts while they run.
 
 use super::bulk::run_jobs;
-use super::output::print_outcomes;
+use super::output::{Summary, print_outcomes};
 use super::{Cli, Targets, Usage, load_profiles, open_store, profiles_path};
 use crate::config::{PasswordSource, Profile, Profiles};
 use crate::exit;
-use crate::outcome::Outcome;
 use crate::runtime::{CacheReader, Engine};
 use crate::session::{Entry, Op, State, rfc3339};
 use crate::store::{Cache, Store};
@@ -146,7 +145,7 @@ pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i
     let rows: Vec<(&Profile, &Entry)> = profiles
         .profiles
         .iter()
-        .map(|p| (p, cache.entry(&p.session_key()).unwrap_or(&empty)))
+        .map(|p| (&**p, cache.entry(&p.session_key()).unwrap_or(&empty)))
         .collect();
     if json {
         // What cannot be written is dropped, as by `println!` here (output.rs).
@@ -184,7 +183,7 @@ fn select<'a>(
     profiles: &'a Profiles,
     t: &Targets,
     bulk_sudo: bool,
-) -> Result<Vec<&'a Profile>, Usage> {
+) -> Result<Vec<&'a Arc<Profile>>, Usage> {
     if t.names.is_empty() && t.tags.is_empty() && !t.all {
         return Err(Usage(
             "sugar-sessions: name one or more profiles, or use --all or --tag TAG".into(),
@@ -203,16 +202,27 @@ fn select<'a>(
             .filter(|p| !p.is_impersonation())
             .map(|p| p.name.as_str())
             .collect();
+        // A file of thousands of profiles is not listed in full: the closest name, else the first
+        // few and `sugar-sessions list`.
+        const SHOWN: usize = 8;
+        let hint = match (unknown.as_slice(), known.len()) {
+            (_, 0) => "known: none".to_string(),
+            (&[one], _) if crate::config::closest_name(one, &known).is_some() => format!(
+                "did you mean {}?",
+                crate::config::closest_name(one, &known).unwrap_or_default()
+            ),
+            (_, n) if n <= SHOWN => format!("known: {}", known.join(", ")),
+            (_, n) => format!(
+                "known: {}, and {} more: `sugar-sessions list`",
+                known[..SHOWN].join(", "),
+                n - SHOWN
+            ),
+        };
         return Err(Usage(format!(
-            "sugar-sessions: unknown profile{} {} in {} (known: {})",
+            "sugar-sessions: unknown profile{} {} in {} ({hint})",
             if unknown.len() > 1 { "s" } else { "" },
             unknown.join(", "),
             profiles.path.display(),
-            if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
-            }
         )));
     }
     for tag in &t.tags {
@@ -252,7 +262,7 @@ fn with_impersonations<'a>(profiles: &'a Profiles, cache: &Cache) -> Cow<'a, Pro
     for p in &profiles.profiles {
         out.push(p.clone());
         for user in users.get(&p.session_key()).into_iter().flatten() {
-            out.push(p.impersonation(user));
+            out.push(Arc::new(p.impersonation(user)));
         }
     }
     Cow::Owned(Profiles {
@@ -278,7 +288,7 @@ pub(super) async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
     let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
     let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
     let chosen = select(&profiles, t, op == Op::Logout)?;
-    run_all(engine, chosen, op, t.json).await
+    run_all(engine, chosen.into_iter().cloned().collect(), op, t.json).await
 }
 
 /// `refresh --due`: exactly the sessions whose automatic refresh time has come.
@@ -292,9 +302,10 @@ pub(super) async fn refresh_due(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
     let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
     let cache = load_cache(engine.reader())?;
     let now = Utc::now();
-    let due: Vec<&Profile> = chosen
+    let due: Vec<Arc<Profile>> = chosen
         .into_iter()
         .filter(|p| p.auto_refresh && refresh_due_at(p, &entry_for(p, &cache), now))
+        .cloned()
         .collect();
     run_all(engine, due, Op::Refresh, t.json).await
 }
@@ -307,12 +318,12 @@ fn refresh_due_at(p: &Profile, entry: &Entry, now: chrono::DateTime<Utc>) -> boo
 /// [`run_jobs`]); the status is 130 after Ctrl-C.
 async fn run_all(
     engine: Arc<Engine>,
-    chosen: Vec<&Profile>,
+    chosen: Vec<Arc<Profile>>,
     op: Op,
     json: bool,
 ) -> Result<i32, Usage> {
     let finished = run_jobs(engine, chosen, op).await?;
-    let outcomes: Vec<Outcome> = finished.outcomes.into_iter().map(|(o, _)| o).collect();
+    let outcomes: Vec<Summary> = finished.outcomes.into_iter().map(|(o, _)| o).collect();
     print_outcomes(&outcomes, json);
     Ok(if finished.interrupted {
         exit::INTERRUPTED
@@ -334,7 +345,10 @@ pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
     let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
     // A profile's own session needs only its entry (read alone in `Engine::token`); an
     // impersonation's label is known from the cache's sudo sessions.
-    let p = if name.contains('>') {
+    let id: crate::identity::ProfileId = name
+        .parse()
+        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    let p = if id.sudo().is_some() {
         let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
         select(&profiles, &targets, false)?.remove(0).clone()
     } else {
@@ -370,7 +384,7 @@ pub(super) async fn check(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
     let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
     let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
     let chosen = select(&profiles, t, true)?;
-    let finished = run_jobs(engine, chosen, Op::Check).await?;
+    let finished = run_jobs(engine, chosen.into_iter().cloned().collect(), Op::Check).await?;
     let mut all_ok = true;
     let mut rows = Vec::new();
     for (o, report) in finished.outcomes {
@@ -416,6 +430,7 @@ pub(super) async fn sudo(cli: &Cli, name: &str, user: &str, json: bool) -> Resul
     }
     let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
     let o = engine.sudo(&p, user).await;
-    print_outcomes(std::slice::from_ref(&o), json);
-    Ok(if o.ok { exit::OK } else { exit::FAILED })
+    let ok = o.ok;
+    print_outcomes(&[Summary::from(o)], json);
+    Ok(if ok { exit::OK } else { exit::FAILED })
 }

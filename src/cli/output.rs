@@ -2,6 +2,7 @@
 //! command as lines or JSON.
 
 use crate::outcome::Outcome;
+use crate::session::State;
 use serde_json::json;
 use std::io::Write;
 
@@ -22,8 +23,28 @@ macro_rules! eprintln {
     }};
 }
 
-pub(super) fn print_outcomes(outcomes: &[Outcome], json: bool) {
-    let mut out = std::io::stdout().lock();
+/// What a command prints of an outcome: a bulk command keeps only this of each of its thousands
+/// of outcomes (not the entry, the requests sent or the failure) until it prints them in order.
+pub(super) struct Summary {
+    pub name: String,
+    pub ok: bool,
+    pub state: State,
+    pub message: String,
+}
+
+impl From<Outcome> for Summary {
+    fn from(o: Outcome) -> Summary {
+        Summary {
+            name: o.name,
+            ok: o.ok,
+            state: o.state,
+            message: o.message,
+        }
+    }
+}
+
+pub(super) fn print_outcomes(outcomes: &[Summary], json: bool) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
         let rows: Vec<_> = outcomes
             .iter()

@@ -16,6 +16,12 @@ mod validate;
 pub use errors::{ConfigError, LoadError};
 pub use schema::MAX_PROFILE_NAME;
 
+/// The known name closest to a mistyped one (a small edit distance, or the only one it begins),
+/// for "did you mean" hints.
+pub fn closest_name<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    messages::closest(name, known)
+}
+
 use crate::identity::{ProfileId, SessionKey};
 use crate::secret::Secret;
 use errors::Errors;
@@ -200,14 +206,15 @@ impl Default for Settings {
 #[derive(Clone, Debug)]
 pub struct Profiles {
     pub path: PathBuf,
-    /// In the order of the file.
-    pub profiles: Vec<Profile>,
+    /// In the order of the file; shared with the jobs that act on them (ten thousand profiles
+    /// are not copied for a bulk action).
+    pub profiles: Vec<Arc<Profile>>,
     pub settings: Settings,
 }
 
 impl Profiles {
     pub fn get(&self, name: &str) -> Option<&Profile> {
-        self.profiles.iter().find(|p| p.name == name)
+        self.profiles.iter().find(|p| p.name == name).map(|p| &**p)
     }
 }
 

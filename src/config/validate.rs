@@ -147,7 +147,7 @@ pub(super) fn parse_file(
     if errs.is_empty() {
         let profiles = Profiles {
             path: path.to_path_buf(),
-            profiles,
+            profiles: profiles.into_iter().map(std::sync::Arc::new).collect(),
             settings,
         };
         Ok((profiles, plain_password_at))

@@ -17,6 +17,12 @@ impl Engine {
         self.acquire_n(p, 1).await
     }
 
+    /// [`acquire_n`](Self::acquire_n) as a future that owns what it needs (to be polled first
+    /// where it is made, then awaited in a task).
+    pub async fn acquire_n_owned(self: Arc<Self>, p: Arc<Profile>, n: u32) -> Permit {
+        self.acquire_n(&p, n).await
+    }
+
     /// Waits for `n` places under both bounds, for an operation that sends `n` requests at once
     /// (a live check sends [`CHECK_REQUESTS`]); never more places than a bound has.
     pub async fn acquire_n(&self, p: &Profile, n: u32) -> Permit {

@@ -15,8 +15,10 @@ use crate::outcome::Outcome;
 use crate::secret::Secret;
 use crate::session::{CheckReport, Op};
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinSet};
@@ -122,8 +124,16 @@ where
         let engine = self.engine.clone();
         let reports = self.reports.clone();
         let queued = self.queued.clone();
+        let (places, kind) = (work.places(), work.kind());
+        // The job takes its place in line now, in the order of submission: the bounds serve their
+        // waiters first come, first served, but tasks are first run in any order (two workers
+        // take them at once). Polled once here, the wait is registered; the task waits on.
+        let mut place = Box::pin(engine.clone().acquire_n_owned(profile.clone(), places));
+        let mut first = match place.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(permit) => Some(permit),
+            Poll::Pending => None,
+        };
         self.tasks.spawn(async move {
-            let (places, kind) = (work.places(), work.kind());
             let permit = tokio::select! {
                 biased;
                 withdrawn = cancelled => {
@@ -132,7 +142,7 @@ where
                     }
                     return;
                 }
-                permit = engine.acquire_n(&profile, places) => permit,
+                permit = async { match first.take() { Some(p) => p, None => place.await } } => permit,
             };
             // No longer withdrawable (unless a newer job took the key meanwhile).
             {
@@ -142,12 +152,18 @@ where
                 }
             }
             let _ = reports.send((key.clone(), Report::Started)).await;
+            // Each operation's state (its requests, their buffers) is boxed when it starts: a
+            // queued job holds only what it was given, so ten thousand queued jobs stay small.
             let (outcome, report) = match work {
-                Work::Op { op, password } => {
-                    (engine.execute(&profile, op, password, permit).await, None)
-                }
-                Work::Check => engine.check_holding(&profile, permit).await,
-                Work::Sudo { user } => (engine.sudo_holding(&profile, &user, permit).await, None),
+                Work::Op { op, password } => (
+                    Box::pin(engine.execute(&profile, op, password, permit)).await,
+                    None,
+                ),
+                Work::Check => Box::pin(engine.check_holding(&profile, permit)).await,
+                Work::Sudo { user } => (
+                    Box::pin(engine.sudo_holding(&profile, &user, permit)).await,
+                    None,
+                ),
             };
             let done = Report::Done {
                 kind,

@@ -168,16 +168,27 @@ impl Engine {
 /// rewrites the whole file, so writing once per result would cost O(N²) over a bulk action.
 pub const MIN_WRITE_INTERVAL: Duration = Duration::from_millis(25);
 
+/// While results keep coming, writing takes at most one part in this many of the time: a cache of
+/// ten thousand sessions takes tens of milliseconds to write, so it is written less often than
+/// every [`MIN_WRITE_INTERVAL`] (each write stays O(sessions); their number falls as they grow).
+pub const WRITE_DUTY: u32 = 4;
+
+/// The longest a result waits for the next write (a write that was slow because it waited for
+/// another process's lock does not hold the next one back for long).
+pub const MAX_WRITE_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Writes queued changes; all changes waiting when a write starts go into that one write. A change
-/// that comes after a quiet spell is written at once; one that comes within [`MIN_WRITE_INTERVAL`]
-/// of the previous write waits for the rest of the interval, gathering others.
+/// that comes after a quiet spell is written at once; one that comes sooner after the previous
+/// write than [`MIN_WRITE_INTERVAL`] (or [`WRITE_DUTY`] times that write's duration, when longer,
+/// up to [`MAX_WRITE_INTERVAL`]) waits for the rest of the interval, gathering others.
 async fn persister(store: Store, mut rx: mpsc::UnboundedReceiver<(Change, Ack)>) {
-    let mut last_write: Option<tokio::time::Instant> = None;
+    let mut last_write: Option<(tokio::time::Instant, Duration)> = None;
     while let Some(first) = rx.recv().await {
-        if let Some(at) = last_write {
-            tokio::time::sleep_until(at + MIN_WRITE_INTERVAL).await;
+        if let Some((at, took)) = last_write {
+            let interval = MIN_WRITE_INTERVAL.max((took * WRITE_DUTY).min(MAX_WRITE_INTERVAL));
+            tokio::time::sleep_until(at + interval).await;
         }
-        last_write = Some(tokio::time::Instant::now());
+        let started = tokio::time::Instant::now();
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
@@ -185,6 +196,7 @@ async fn persister(store: Store, mut rx: mpsc::UnboundedReceiver<(Change, Ack)>)
         let store = store.clone();
         let (changes, acks): (Vec<Change>, Vec<Ack>) = batch.into_iter().unzip();
         let result = tokio::task::spawn_blocking(move || store.apply(changes)).await;
+        last_write = Some((started, started.elapsed()));
         match result {
             Ok(Ok(applied)) => {
                 tracing::debug!(changes = applied.len(), "token cache written");

@@ -5,7 +5,7 @@
 use crate::identity::SessionKey;
 use crate::session::{Cache, Entry};
 use crate::store::{FileStamp, Store};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// The cache as read.
 #[derive(Debug)]
@@ -18,7 +18,9 @@ pub struct CacheRead {
 }
 
 /// A parsed cache and the version of the file it was read from.
-type Snapshot = (FileStamp, Arc<Cache>);
+/// The file version last read and its parse, held weakly: the reader never keeps an old version
+/// of a cache of thousands of sessions alive (the store remembers the current one).
+type Snapshot = (FileStamp, Weak<Cache>);
 
 /// Reads the cache of one store; clones share what was read. Blocking: the runtime calls it on
 /// its blocking pool.
@@ -65,9 +67,7 @@ impl CacheReader {
     /// reading found is kept for the next [`read`](Self::read) or [`take_notices`](Self::take_notices).
     pub fn read_entry(&self, key: &SessionKey) -> Result<Entry, String> {
         let before = self.store.stamp();
-        if let Some((stamp, cache)) = self.snapshot.lock().expect("snapshot lock").as_ref()
-            && before == Some(*stamp)
-        {
+        if let Some(cache) = self.snapshot_at(before) {
             return Ok(cache.entry_or_default(key));
         }
         if let Some((stamp, k, entry)) = self.last_entry.lock().expect("entry lock").as_ref()
@@ -86,6 +86,13 @@ impl CacheReader {
         Ok(entry)
     }
 
+    /// The parse of the file version `stamp`, if it is the one read last and still alive.
+    fn snapshot_at(&self, stamp: Option<FileStamp>) -> Option<Arc<Cache>> {
+        let snapshot = self.snapshot.lock().expect("snapshot lock");
+        let (at, cache) = snapshot.as_ref()?;
+        (stamp == Some(*at)).then(|| cache.upgrade()).flatten()
+    }
+
     /// What reading found since the last time it was said.
     pub fn take_notices(&self) -> Vec<String> {
         std::mem::take(&mut *self.notices.lock().expect("notices lock"))
@@ -101,11 +108,9 @@ impl CacheReader {
     /// The cache as it is on disk now, for the runtime's own use: notices stay for a front end.
     pub fn read_keeping_notices(&self) -> Result<CacheRead, String> {
         let before = self.store.stamp();
-        if let Some((stamp, cache)) = self.snapshot.lock().expect("snapshot lock").as_ref()
-            && before == Some(*stamp)
-        {
+        if let Some(cache) = self.snapshot_at(before) {
             return Ok(CacheRead {
-                cache: cache.clone(),
+                cache,
                 stamp: before,
                 notices: Vec::new(),
             });
@@ -117,7 +122,7 @@ impl CacheReader {
         let after = self.store.stamp();
         let stamp = before.filter(|_| after == before);
         if let Some(stamp) = stamp {
-            *self.snapshot.lock().expect("snapshot lock") = Some((stamp, cache.clone()));
+            *self.snapshot.lock().expect("snapshot lock") = Some((stamp, Arc::downgrade(&cache)));
         }
         Ok(CacheRead {
             cache,

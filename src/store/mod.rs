@@ -119,11 +119,12 @@ struct Spare {
     capacity: u64,
 }
 
-/// The cache file's bytes with their parsed form: a read that finds exactly these bytes on disk
-/// reuses the parsed cache instead of parsing again. Without it a bulk action re-parses the whole
-/// cache for every batch of results it writes and every entry it reads: O(N²) in the profiles.
+/// The parsed form of the file version this process last wrote or read: a read that finds that
+/// version on disk reuses it instead of parsing again. Without it a bulk action re-parses the
+/// whole cache for every batch of results it writes and every entry it reads: O(N²) in the
+/// profiles. (Only its length is kept of the text: ten thousand sessions are megabytes.)
 struct Known {
-    bytes: Vec<u8>,
+    len: usize,
     cache: Arc<Cache>,
     /// The file version the bytes were read from or written as, when that is certain.
     stamp: Option<FileStamp>,
@@ -131,7 +132,7 @@ struct Known {
 
 impl std::fmt::Debug for Known {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Known({} bytes)", self.bytes.len())
+        write!(f, "Known({} bytes)", self.len)
     }
 }
 
@@ -252,7 +253,7 @@ impl Store {
 
     fn known_len(&self) -> usize {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        known.as_ref().map_or(0, |k| k.bytes.len())
+        known.as_ref().map_or(0, |k| k.len)
     }
 
     fn remember(&self, known: Option<Known>) {
@@ -268,28 +269,21 @@ impl Store {
             .map(|k| k.cache.clone())
     }
 
-    /// Parses `bytes`, or reuses the parse of the same bytes from last time; `keep`: remember this
-    /// parse for next time, with the file version `stamp` it was read from.
+    /// Parses `bytes`; `keep`: remember this parse for next time, with the file version `stamp`
+    /// it was read from.
     fn parse(
         &self,
         bytes: Vec<u8>,
         keep: bool,
         stamp: Option<FileStamp>,
     ) -> Result<Arc<Cache>, Unreadable> {
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = known.as_mut().filter(|k| k.bytes == bytes) {
-            if keep && stamp.is_some() {
-                k.stamp = stamp;
-            }
-            return Ok(k.cache.clone());
-        }
         let cache = Arc::new(decode(&bytes, &self.names)?);
         if keep {
-            *known = Some(Known {
-                bytes,
+            self.remember(Some(Known {
+                len: bytes.len(),
                 cache: cache.clone(),
                 stamp,
-            });
+            }));
         }
         Ok(cache)
     }
@@ -453,29 +447,30 @@ impl Store {
         let _lock = self.lock()?;
         let path = self.cache_path();
         Self::check_mode(&path)?;
-        let mut cache = match read_file(&path)? {
-            Some(bytes) => match self.parse(bytes, false, None) {
-                Ok(c) => c,
-                Err(Unreadable::Newer(version)) => {
-                    return Err(StoreError::Newer { path, version });
-                }
-                Err(Unreadable::Broken(_)) => {
-                    self.move_aside(&path)?;
-                    Arc::default()
-                }
-            },
-            None => Arc::default(),
+        // The file as this process last wrote or read it (certainly that version): not read again.
+        let mut cache = if let Some(cache) = self.known_at(self.stamp()) {
+            cache
+        } else {
+            match read_file(&path)? {
+                Some(bytes) => match self.parse(bytes, false, None) {
+                    Ok(c) => c,
+                    Err(Unreadable::Newer(version)) => {
+                        return Err(StoreError::Newer { path, version });
+                    }
+                    Err(Unreadable::Broken(_)) => {
+                        self.move_aside(&path)?;
+                        Arc::default()
+                    }
+                },
+                None => Arc::default(),
+            }
         };
         // (Readers may keep using the old version's parse until the new file replaces it: it is
         // keyed by its bytes, so it never stands for anything else.)
         let result = f(Arc::make_mut(&mut cache));
         Arc::make_mut(&mut cache).version = FORMAT_VERSION;
-        let (bytes, stamp) = self.write(&cache)?;
-        self.remember(Some(Known {
-            bytes,
-            cache,
-            stamp,
-        }));
+        let (len, stamp) = self.write(&cache)?;
+        self.remember(Some(Known { len, cache, stamp }));
         self.remove_stale_temp_files();
         Ok(result)
     }
@@ -515,12 +510,9 @@ impl Store {
     }
 
     /// Writes the cache atomically (into the prepared temporary file when there is one); returns
-    /// the bytes written and the file version they became.
-    fn write(&self, cache: &Cache) -> Result<(Vec<u8>, Option<FileStamp>), StoreError> {
+    /// the number of bytes written and the file version they became.
+    fn write(&self, cache: &Cache) -> Result<(usize, Option<FileStamp>), StoreError> {
         let path = self.cache_path();
-        // Sized like the last version, so that the buffer does not grow by doubling (and copying).
-        let mut json = Vec::with_capacity(self.known_len() + 4096);
-        serde_json::to_writer_pretty(&mut json, cache).expect("the cache always serialises");
         let spare = self
             .spare
             .lock()
@@ -529,11 +521,22 @@ impl Store {
             .filter(|s| s.file.path().exists());
         let mut tmp = match spare {
             Some(s) => s.file,
-            None => self.new_spare(json.len() as u64)?.file,
+            // Sized like the last version (a full disk fails here, before anything is written).
+            None => self.new_spare(self.known_len() as u64 + 4096)?.file,
         };
+        // Written straight into the file: a cache of thousands of sessions is never held in
+        // memory a second time as text.
         let file = tmp.as_file_mut();
-        file.write_all(&json)
-            .and_then(|()| file.set_len(json.len() as u64))
+        let len = {
+            use std::io::Seek;
+            let mut out = io::BufWriter::with_capacity(64 * 1024, &mut *file);
+            serde_json::to_writer_pretty(&mut out, cache)
+                .map_err(io::Error::from)
+                .and_then(|()| out.flush())
+                .and_then(|()| out.get_mut().stream_position())
+                .map_err(io_err(&path, "cannot write the token cache"))?
+        };
+        file.set_len(len)
             .map_err(io_err(&path, "cannot write the token cache"))?;
         file.sync_all()
             .map_err(io_err(&path, "cannot sync the token cache"))?;
@@ -547,6 +550,6 @@ impl Store {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        Ok((json, stamp))
+        Ok((len as usize, stamp))
     }
 }

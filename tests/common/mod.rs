@@ -62,9 +62,10 @@ pub fn profiles(text: &str) -> Profiles {
 
 /// One profile `[profiles.NAME]` with `body` (TOML lines).
 pub fn profile(name: &str, body: &str) -> Profile {
-    profiles(&format!("[profiles.{name}]\n{body}\n"))
+    let p = profiles(&format!("[profiles.{name}]\n{body}\n"))
         .profiles
-        .remove(0)
+        .remove(0);
+    std::sync::Arc::unwrap_or_clone(p)
 }
 
 /// A standard profile for the integration user of `instance`.
