@@ -8,6 +8,9 @@ pub const OK: i32 = 0;
 pub const FAILED: i32 = 1;
 /// Bad usage, an unknown profile name, or a bad profiles file: nothing was done.
 pub const USAGE: i32 = 2;
+/// `check` only (a monitoring plugin: 0 OK, 1 WARNING, 2 CRITICAL): the check could not be made
+/// (bad arguments, a bad profiles file, an unreadable cache).
+pub const UNKNOWN: i32 = 3;
 /// `token` only: a login is needed and no non-interactive password source can provide it.
 pub const NEEDS_LOGIN: i32 = 4;
 /// Ctrl-C (SIGINT) ended a command.

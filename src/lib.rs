@@ -6,6 +6,7 @@
 //! server); `secret`, `text` and `logging` serve them all.
 
 pub mod app;
+pub mod argv;
 pub mod cli;
 pub mod config;
 pub mod emulator;
@@ -13,9 +14,12 @@ pub mod exit;
 pub mod guard;
 pub mod identity;
 pub mod logging;
+pub mod metrics;
+pub mod monitor;
 pub mod outcome;
 pub mod runtime;
 pub mod secret;
+pub mod serve;
 pub mod session;
 pub mod store;
 pub mod sugar;

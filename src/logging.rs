@@ -155,6 +155,123 @@ pub fn init(state_dir: Option<&Path>) -> Option<PathBuf> {
     Some(path)
 }
 
+/// How a daemon's log lines on stderr are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StderrFormat {
+    /// `2026-12-01T12:00:00.123Z  INFO sugar_sessions::serve: message key=value`
+    Text,
+    /// One JSON object per line.
+    Json,
+    /// `ts=... level=info target=... msg="..." key=value`
+    Logfmt,
+}
+
+/// Logging to stderr for a daemon under a supervisor (systemd's journal takes stderr): `info` and
+/// above unless `SUGAR_SESSIONS_LOG` says otherwise. The same rules as the file: no bodies, header
+/// values, passwords or tokens; the HTTP crates held at `debug`.
+pub fn init_stderr(format: StderrFormat) {
+    let spec = std::env::var(ENV).unwrap_or_else(|_| "info".into());
+    let filter = match filter(&spec) {
+        Ok(Some(f)) => f,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("sugar-sessions: {e}; logging at info");
+            filter("info").ok().flatten().expect("info is a level")
+        }
+    };
+    let held = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(HELD_AT_DEBUG.iter().map(|t| (*t, LevelFilter::DEBUG)));
+    let filter = filter.and(held);
+    let layer = match format {
+        StderrFormat::Text => fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_filter(filter)
+            .boxed(),
+        StderrFormat::Json => fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        StderrFormat::Logfmt => fmt::layer()
+            .event_format(Logfmt)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// The logfmt line format: `ts=2026-12-01T12:00:00.123Z level=info target=sugar_sessions::serve
+/// msg="kept 12 sessions" profile=acme`.
+struct Logfmt;
+
+impl<S, N> fmt::FormatEvent<S, N> for Logfmt
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &fmt::FmtContext<'_, S, N>,
+        mut writer: fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        write!(
+            writer,
+            "ts={} level={} target={}",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            meta.level().as_str().to_ascii_lowercase(),
+            meta.target()
+        )?;
+        let mut fields = LogfmtFields { out: String::new() };
+        event.record(&mut fields);
+        writeln!(writer, "{}", fields.out)
+    }
+}
+
+struct LogfmtFields {
+    out: String,
+}
+
+impl LogfmtFields {
+    fn push(&mut self, key: &str, value: &str) {
+        let key = if key == "message" { "msg" } else { key };
+        let plain = !value.is_empty()
+            && value
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
+        if plain {
+            self.out.push_str(&format!(" {key}={value}"));
+        } else {
+            let mut quoted = String::with_capacity(value.len() + 2);
+            for c in value.chars() {
+                match c {
+                    '"' => quoted.push_str("\\\""),
+                    '\\' => quoted.push_str("\\\\"),
+                    '\n' => quoted.push_str("\\n"),
+                    c if c.is_control() => {}
+                    c => quoted.push(c),
+                }
+            }
+            self.out.push_str(&format!(" {key}=\"{quoted}\""));
+        }
+    }
+}
+
+impl tracing::field::Visit for LogfmtFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.push(field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.push(field.name(), &format!("{value:?}"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,14 @@
 //! panic, and dispatches: no command or `demo` opens the screen, any other command runs in `cli`.
 
 use clap::Parser;
+
+// As `eprintln!` below: a write to a closed stdout is dropped, not a panic.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use std::path::PathBuf;
 use std::sync::Arc;
 use sugar_sessions::cli::{
@@ -28,9 +36,39 @@ fn main() {
 
 /// Parses the arguments and runs; returns the exit status.
 fn start() -> i32 {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // `check` is a monitoring plugin: its usage errors are UNKNOWN (3), in its format.
+        Err(e) if e.use_stderr() && cli::command_word(&args).as_deref() == Some("check") => {
+            let _ = e.print();
+            let json = args.iter().any(|a| a == "--json");
+            let first = e.to_string();
+            let first = first
+                .lines()
+                .next()
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
+            println!(
+                "{}",
+                cli::check_unknown(&format!("bad arguments: {first}"), json)
+            );
+            return exit::UNKNOWN;
+        }
+        Err(e) => e.exit(),
+    };
     limit_malloc_arenas();
-    sugar_sessions::logging::init(cli.state_dir.clone().or_else(default_state_dir).as_deref());
+    match &cli.command {
+        // A daemon logs to stderr (its supervisor's journal).
+        Some(Command::Serve(args)) => {
+            sugar_sessions::logging::init_stderr(sugar_sessions::serve::log_format(args.log_format))
+        }
+        _ => {
+            sugar_sessions::logging::init(
+                cli.state_dir.clone().or_else(default_state_dir).as_deref(),
+            );
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,6 +93,7 @@ async fn dispatch(cli: Cli) -> i32 {
     let result = match &cli.command {
         None => screen(&cli).await,
         Some(Command::Demo) => demo(&cli).await,
+        Some(Command::Serve(args)) => sugar_sessions::serve::run(&cli, args).await,
         Some(_) => cli::run(&cli).await,
     };
     match result {

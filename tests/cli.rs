@@ -569,7 +569,12 @@ async fn check_and_sudo_from_the_shell() {
 
     let r = run(e.cmd(&["check", "acme-admin", "acme-prod", "--json"])).await;
     assert_eq!(r.code, 0, "{}", r.stdout);
-    let rows = json(&r.stdout);
+    let doc: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (doc["status"].as_str(), doc["code"].as_i64()),
+        (Some("OK"), Some(0))
+    );
+    let rows = doc["profiles"].as_array().unwrap().clone();
     assert_eq!(rows[0]["name"], "acme-prod", "file order");
     assert_eq!(rows[0]["full_name"], "Integration User");
     assert_eq!(rows[0]["admin"], false);

@@ -62,10 +62,10 @@ fn assert_refused(fixture: &str, expected: &[&str]) {
 
 const PROFILE_KEYS: &str = "url, api, username, password, password_env, password_cmd, platform, \
                             client_id, client_secret, tags, allow_http, timeout_s, \
-                            auto_refresh, relogin, refresh_before_s, ca_cert, insecure, proxy";
+                            auto_refresh, relogin, refresh_before_s, check_interval_s, ca_cert, insecure, proxy";
 const DEFAULTS_KEYS: &str = "api, username, password, password_env, password_cmd, platform, \
                              client_id, client_secret, tags, allow_http, timeout_s, \
-                             auto_refresh, relogin, refresh_before_s, ca_cert, insecure, proxy, max_concurrency, \
+                             auto_refresh, relogin, refresh_before_s, check_interval_s, ca_cert, insecure, proxy, max_concurrency, \
                              max_per_host";
 
 // ---- One fixture per kind of mistake ------------------------------------------------------------
@@ -419,7 +419,7 @@ fn several_mistakes_are_all_reported_in_file_order() {
             "4:1: defaults.platfrom: unknown key `platfrom` (did you mean `platform`?); allowed \
              keys: api, username, password, password_env, password_cmd, platform, client_id, \
              client_secret, tags, allow_http, timeout_s, auto_refresh, relogin, \
-             refresh_before_s, ca_cert, insecure, proxy, max_concurrency, max_per_host",
+             refresh_before_s, check_interval_s, ca_cert, insecure, proxy, max_concurrency, max_per_host",
             "10:1: profiles.acme-prod.password: more than one password source (`password_env` and \
              `password`); keep only one",
             "11:13: profiles.acme-prod.timeout_s: must be between 1 and 600 (seconds), found 0",

@@ -11,6 +11,7 @@ const PURE: &[&str] = &[
     "outcome.rs",
     "guard.rs",
     "time_serde.rs",
+    "monitor.rs",
     "app",
     "ui",
 ];

@@ -448,3 +448,48 @@ async fn jobs_take_their_places_in_the_order_they_were_submitted() {
         assert_eq!(jobs.finish(Duration::from_secs(5)).await, 0);
     }
 }
+
+/// Two processes decide from the same rule that a session's refresh is due (the screen beside
+/// the daemon): the one that gets the lock second finds the session refreshed and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_refresh_is_decided_again_under_the_lock() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = engine_in(dir.path());
+    let second = engine_in(dir.path());
+    let p = integration(&emu, "acme", "acme");
+    let permit = first.acquire(&p).await;
+    assert!(first.execute(&p, Op::Login, None, permit).await.ok);
+    // Due: the hour-long access token has 20 s left (the refresh lead is 300 s).
+    change_entry(&first, &p, |e| {
+        let s = e.session.as_mut().unwrap();
+        let now = chrono::Utc::now();
+        s.obtained_at = now - chrono::TimeDelta::seconds(3580);
+        s.expires_at = now + chrono::TimeDelta::seconds(20);
+    })
+    .await;
+    // Both decided it was due; the first refreshes.
+    emu.clear_requests();
+    let permit = first.acquire(&p).await;
+    let o = first.execute_due(&p, permit).await;
+    assert!(o.ok && o.message.contains("refreshed;"), "{}", o.message);
+    // The second, deciding from what it read before, finds it refreshed under the lock.
+    let permit = second.acquire(&p).await;
+    let o = second.execute_due(&p, permit).await;
+    assert!(o.ok, "{}", o.message);
+    assert!(
+        o.message.contains("refreshed by another process just now"),
+        "{}",
+        o.message
+    );
+    let refreshes = emu
+        .requests()
+        .iter()
+        .filter(|r| r.grant_type.as_deref() == Some("refresh_token"))
+        .count();
+    assert_eq!(refreshes, 1, "the session was refreshed once");
+    // An explicit refresh is not second-guessed.
+    let permit = second.acquire(&p).await;
+    let o = second.execute(&p, Op::Refresh, None, permit).await;
+    assert!(o.ok && o.message.contains("refreshed;"), "{}", o.message);
+}

@@ -977,7 +977,12 @@ async fn failures_name_their_real_cause_and_operation() {
     let before = failures(&e.cache_json());
     external_login(&emu, "acme", "integration", INTEGRATION_PW).await;
     let out = run(e.cmd(&["check", "acme"])).await;
-    assert_eq!(out.code, Some(1), "the check fails: {}", out.show());
+    assert_eq!(
+        out.code,
+        Some(2),
+        "the check fails (CRITICAL): {}",
+        out.show()
+    );
     let cache = e.cache_json();
     let ops = new_failure_ops(&before, &failures(&cache));
     if ops.is_empty() || ops.iter().any(|op| op != "check") {
@@ -1222,7 +1227,7 @@ async fn token_never_hands_out_a_session_known_to_be_superseded() {
     ok(run(e.cmd(&["login", "acme"])).await).await;
     external_login(&emu, "acme", "integration", INTEGRATION_PW).await;
     let check = run(e.cmd(&["check", "acme"])).await;
-    assert_eq!(check.code, Some(1), "{}", check.show());
+    assert_eq!(check.code, Some(2), "{}", check.show());
     assert_eq!(state_of(&e.status().await, "acme"), "superseded");
     let out = ok(run(e.cmd(&["token", "acme"])).await).await;
     let token = out.token().expect("a token is printed");
@@ -1251,7 +1256,7 @@ async fn an_access_token_expired_on_the_server_is_not_taken_for_an_ended_session
     ok(run(e.cmd(&["login", "acme"])).await).await;
     emu.advance_clock(Duration::from_secs(3601));
     let check = run(e.cmd(&["check", "acme"])).await;
-    assert_eq!(check.code, Some(1), "{}", check.show());
+    assert_eq!(check.code, Some(2), "{}", check.show());
     assert!(
         !check.stdout.contains("superseded"),
         "an expired token is not a superseded session: {}",
@@ -1319,7 +1324,7 @@ async fn a_check_after_our_own_lost_login_answer_does_not_say_superseded() {
     assert_eq!(lost.code, Some(1), "{}", lost.show());
     emu.set_fault("acme", None);
     let check = run(e.cmd(&["check", "acme"])).await;
-    assert_eq!(check.code, Some(1), "{}", check.show());
+    assert_eq!(check.code, Some(2), "{}", check.show());
     assert!(!check.stdout.contains("superseded"), "{}", check.show());
     assert_ne!(state_of(&e.status().await, "acme"), "superseded");
     // A new login makes it right.
@@ -1367,9 +1372,9 @@ async fn a_session_a_check_found_gone_is_neither_handed_out_nor_later_called_sup
     emu.set_fault("acme", Some(Fault::DropMidBody));
     assert_eq!(run(e.cmd(&["login", "acme"])).await.code, Some(1));
     emu.set_fault("acme", None);
-    assert_eq!(run(e.cmd(&["check", "acme"])).await.code, Some(1));
+    assert_eq!(run(e.cmd(&["check", "acme"])).await.code, Some(2));
     let again = run(e.cmd(&["check", "acme"])).await;
-    assert_eq!(again.code, Some(1), "{}", again.show());
+    assert_eq!(again.code, Some(2), "{}", again.show());
     assert!(!again.stdout.contains("superseded"), "{}", again.show());
     assert_ne!(state_of(&e.status().await, "acme"), "superseded");
     let out = ok(run(e.cmd(&["token", "acme"])).await).await;

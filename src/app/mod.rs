@@ -91,6 +91,9 @@ pub enum Command {
         profile: Box<Profile>,
         op: Op,
         password: Option<Secret>,
+        /// An automatic refresh, started because it was due: the runtime skips it if another
+        /// process refreshed the session first.
+        due: bool,
     },
     /// Queue a live check of the profile's session (`GET /ping`, `/me`, server info, server time).
     Check { name: String, profile: Box<Profile> },

@@ -567,7 +567,11 @@ impl Model {
             self.reorder();
         }
         for &i in &due {
-            cmds.push(self.start(i, Op::Refresh, None, false));
+            let mut start = self.start(i, Op::Refresh, None, false);
+            if let Command::Start { due, .. } = &mut start {
+                *due = true;
+            }
+            cmds.push(start);
         }
         if !due.is_empty() {
             self.resort();

@@ -106,6 +106,7 @@ impl Model {
             profile: Box::new(self.rows[i].profile.clone()),
             op,
             password,
+            due: false,
         }
     }
 

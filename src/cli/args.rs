@@ -48,7 +48,11 @@ pub enum Command {
     },
     /// Show every profile's session from the token cache (no network)
     Status {
-        #[arg(long)]
+        /// table for people, json for scripts, prometheus for a textfile collector or a scrape
+        #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+        format: StatusFormat,
+        /// The same as --format json
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
     /// Log in (password grant)
@@ -57,8 +61,9 @@ pub enum Command {
     Refresh(RefreshArgs),
     /// Log out on the server and remove the local session
     Logout(Targets),
-    /// Check sessions live: ping, who the user is, Sugar's version, the server's clock
-    Check(Targets),
+    /// A monitoring check (Nagios, Icinga, Zabbix, Sensu): checks the sessions live (or from the
+    /// cache with --offline) and exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+    Check(CheckArgs),
     /// With an admin session, get a session as another user (stored as NAME>USER)
     Sudo {
         /// The admin's profile
@@ -73,6 +78,9 @@ pub enum Command {
         /// The profile
         name: String,
     },
+    /// Keep sessions alive unattended, in the foreground: refreshes and re-logins when due, a
+    /// token broker on a Unix socket, /metrics, /healthz and /status over HTTP (systemd-friendly)
+    Serve(ServeArgs),
     /// Run the built-in Sugar emulator in the foreground
     Emulator {
         /// Port on 127.0.0.1 (0: any free port)
@@ -88,6 +96,58 @@ pub enum Command {
     },
     /// Open the screen on the built-in demo (an emulator with demo instances; nothing touches your cache)
     Demo,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Profile names (none, and no --tag: every profile)
+    pub names: Vec<String>,
+    /// Every profile
+    #[arg(long)]
+    pub all: bool,
+    /// Profiles with this tag (repeatable; adds to the names)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Where /metrics, /healthz and /status are served
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9477")]
+    pub listen: std::net::SocketAddr,
+    /// Allow --listen on an address that is not loopback (the metrics name your instances and users)
+    #[arg(long)]
+    pub listen_any: bool,
+    /// The token broker's Unix socket [default: broker.sock in the state directory]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// How the log lines on stderr are written
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The daemon's log lines on stderr.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+    Logfmt,
+}
+
+impl ServeArgs {
+    pub fn targets(&self) -> Targets {
+        Targets {
+            names: self.names.clone(),
+            all: self.all || (self.names.is_empty() && self.tags.is_empty()),
+            tags: self.tags.clone(),
+            json: false,
+        }
+    }
+}
+
+/// What `status` prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFormat {
+    Table,
+    Json,
+    /// The Prometheus text format 0.0.4
+    Prometheus,
 }
 
 #[derive(Args, Debug)]
@@ -113,6 +173,78 @@ pub struct Targets {
     /// Print a JSON array of {name, ok, state, message}
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Profile names (a named profile that is not logged in is CRITICAL)
+    pub names: Vec<String>,
+    /// Every profile (one that is not logged in is OK, unless --require-active)
+    #[arg(long)]
+    pub all: bool,
+    /// Profiles with this tag (repeatable; adds to the names)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// WARNING when a session's last usable instant is closer than this (90s, 10m, 2h, 1d)
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub warn: chrono::TimeDelta,
+    /// CRITICAL when a session's last usable instant is closer than this
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    pub crit: chrono::TimeDelta,
+    /// Judge from the token cache alone: no requests
+    #[arg(long)]
+    pub offline: bool,
+    /// A profile that is not logged in is CRITICAL even when it was not named
+    #[arg(long)]
+    pub require_active: bool,
+    /// Print the result as a JSON object (with `status`) instead of the plugin's text
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CheckArgs {
+    pub fn targets(&self) -> Targets {
+        Targets {
+            names: self.names.clone(),
+            all: self.all,
+            tags: self.tags.clone(),
+            json: self.json,
+        }
+    }
+}
+
+/// `90s`, `10m`, `2h`, `1d`, `1h30m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<chrono::TimeDelta, String> {
+    let bad = || format!("not a duration: {text:?} (e.g. 90s, 10m, 2h, 1d, 1h30m)");
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut total: i64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit = match rest.chars().next() {
+            None => 1,
+            Some('s') => 1,
+            Some('m') => 60,
+            Some('h') => 3600,
+            Some('d') => 86_400,
+            Some(_) => return Err(bad()),
+        };
+        rest = rest.get(1..).unwrap_or("");
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .filter(|s| *s <= 10 * 365 * 86_400)
+            .ok_or_else(|| format!("{text:?} is longer than ten years"))?;
+    }
+    Ok(chrono::TimeDelta::seconds(total))
 }
 
 fn parse_lock_timeout(text: &str) -> Result<f64, String> {

@@ -36,6 +36,7 @@ pub(super) async fn run_jobs(
     engine: Arc<Engine>,
     chosen: Vec<Arc<Profile>>,
     op: Op,
+    due: bool,
 ) -> Result<Finished, Usage> {
     // Listening before anything is asked or sent: from here on Ctrl-C is ours to handle.
     let mut interrupt = Interrupt::listen()?;
@@ -52,6 +53,8 @@ pub(super) async fn run_jobs(
     let mut jobs = Jobs::new(engine, tx);
     let work = |password: Option<Secret>| match op {
         Op::Check => Work::Check,
+        // `refresh --due`: each decided again under its lock.
+        Op::Refresh if due => Work::DueRefresh,
         op => Work::Op { op, password },
     };
     let asks = |p: &Profile| op == Op::Login && p.password == PasswordSource::Prompt;

@@ -3,7 +3,7 @@
 
 use super::bulk::run_jobs;
 use super::output::{Summary, print_outcomes};
-use super::{Cli, Targets, Usage, load_profiles, open_store, profiles_path};
+use super::{Cli, StatusFormat, Targets, Usage, load_profiles, open_store, profiles_path};
 use crate::config::{PasswordSource, Profile, Profiles};
 use crate::exit;
 use crate::runtime::{CacheReader, Engine};
@@ -131,16 +131,37 @@ fn status_rows<'a>(rows: &[(&'a Profile, &'a Entry)], now: DateTime<Utc>) -> Vec
         .collect()
 }
 
+/// The `status --json` document (also the daemon's `/status`): an array of one object per
+/// profile, pretty-printed, with a final newline.
+pub fn status_document(rows: &[(&Profile, &Entry)], now: DateTime<Utc>) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(&status_rows(rows, now)).expect("rows serialise");
+    out.push(b'\n');
+    out
+}
+
 /// Standard output through one buffer: a table of thousands of lines is a few writes, not one per
 /// line (standard output is line-buffered even into a pipe).
 fn stdout_buffered() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
     std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
 }
 
-pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i32, Usage> {
+pub(super) fn status(
+    profiles: &Profiles,
+    store: &Store,
+    format: StatusFormat,
+) -> Result<i32, Usage> {
     let cache = load_cache(&CacheReader::new(store.clone()))?;
+    let in_file = profiles.profiles.len();
     let profiles = &*with_impersonations(profiles, &cache);
     let now = Utc::now();
+    if format == StatusFormat::Prometheus {
+        let metrics = crate::metrics::SessionMetrics::new();
+        metrics.update(&profiles.profiles, in_file, &cache, now);
+        let mut out = stdout_buffered();
+        let _ = out.write_all(metrics.encode().as_bytes());
+        return Ok(exit::OK);
+    }
+    let json = format == StatusFormat::Json;
     let empty = Entry::default();
     let rows: Vec<(&Profile, &Entry)> = profiles
         .profiles
@@ -150,9 +171,7 @@ pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i
     if json {
         // What cannot be written is dropped, as by `println!` here (output.rs).
         let mut out = stdout_buffered();
-        let _ = serde_json::to_writer_pretty(&mut out, &status_rows(&rows, now))
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out));
+        let _ = out.write_all(&status_document(&rows, now));
         return Ok(exit::OK);
     }
     // The name column is as wide as the longest name, up to 40: a longer name pushes its own line.
@@ -179,7 +198,7 @@ pub(super) fn status(profiles: &Profiles, store: &Store, json: bool) -> Result<i
 }
 
 /// The profiles named on the command line, in file order, each once.
-fn select<'a>(
+pub fn select<'a>(
     profiles: &'a Profiles,
     t: &Targets,
     bulk_sudo: bool,
@@ -246,7 +265,7 @@ fn select<'a>(
 
 /// The file's profiles, each followed by the impersonations (`NAME>USER`) the cache holds for its
 /// session.
-fn with_impersonations<'a>(profiles: &'a Profiles, cache: &Cache) -> Cow<'a, Profiles> {
+pub fn with_impersonations<'a>(profiles: &'a Profiles, cache: &Cache) -> Cow<'a, Profiles> {
     let mut users: HashMap<crate::identity::SessionKey, Vec<&str>> = HashMap::new();
     for (key, entry) in &cache.sessions {
         if let Some(user) = &key.sudo
@@ -273,7 +292,7 @@ fn with_impersonations<'a>(profiles: &'a Profiles, cache: &Cache) -> Cow<'a, Pro
 }
 
 /// The cache through the one reader; what reading found goes to stderr.
-fn load_cache(reader: &CacheReader) -> Result<Arc<Cache>, Usage> {
+pub(super) fn load_cache(reader: &CacheReader) -> Result<Arc<Cache>, Usage> {
     let read = reader
         .read()
         .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
@@ -307,7 +326,7 @@ pub(super) async fn refresh_due(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
         .filter(|p| p.auto_refresh && refresh_due_at(p, &entry_for(p, &cache), now))
         .cloned()
         .collect();
-    run_all(engine, due, Op::Refresh, t.json).await
+    run_all_due(engine, due, t.json).await
 }
 
 fn refresh_due_at(p: &Profile, entry: &Entry, now: chrono::DateTime<Utc>) -> bool {
@@ -322,7 +341,26 @@ async fn run_all(
     op: Op,
     json: bool,
 ) -> Result<i32, Usage> {
-    let finished = run_jobs(engine, chosen, op).await?;
+    run_all_of(engine, chosen, op, false, json).await
+}
+
+/// `refresh --due`: refreshes that are decided again under each identity's lock.
+async fn run_all_due(
+    engine: Arc<Engine>,
+    chosen: Vec<Arc<Profile>>,
+    json: bool,
+) -> Result<i32, Usage> {
+    run_all_of(engine, chosen, Op::Refresh, true, json).await
+}
+
+async fn run_all_of(
+    engine: Arc<Engine>,
+    chosen: Vec<Arc<Profile>>,
+    op: Op,
+    due: bool,
+    json: bool,
+) -> Result<i32, Usage> {
+    let finished = run_jobs(engine, chosen, op, due).await?;
     let outcomes: Vec<Summary> = finished.outcomes.into_iter().map(|(o, _)| o).collect();
     print_outcomes(&outcomes, json);
     Ok(if finished.interrupted {
@@ -377,43 +415,6 @@ pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
             Ok(exit::FAILED)
         }
     }
-}
-
-pub(super) async fn check(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
-    let profiles = load_profiles(&profiles_path(cli)?)?;
-    let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
-    let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
-    let chosen = select(&profiles, t, true)?;
-    let finished = run_jobs(engine, chosen.into_iter().cloned().collect(), Op::Check).await?;
-    let mut all_ok = true;
-    let mut rows = Vec::new();
-    for (o, report) in finished.outcomes {
-        all_ok &= o.ok;
-        if t.json {
-            rows.push(json!({
-                "name": o.name, "ok": o.ok, "state": o.state.as_str(), "message": o.message,
-                "user_name": report.as_ref().map(|r| &r.user_name),
-                "full_name": report.as_ref().map(|r| &r.full_name),
-                "admin": report.as_ref().map(|r| r.admin),
-                "flavor": report.as_ref().map(|r| &r.flavor),
-                "version": report.as_ref().map(|r| &r.version),
-                "clock_skew_s": report.as_ref().and_then(|r| r.skew_s),
-                "latency_ms": report.as_ref().map(|r| r.latency_ms),
-            }));
-        } else {
-            println!("{}", o.message);
-        }
-    }
-    if t.json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
-    }
-    Ok(if finished.interrupted {
-        exit::INTERRUPTED
-    } else if all_ok {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
 }
 
 pub(super) async fn sudo(cli: &Cli, name: &str, user: &str, json: bool) -> Result<i32, Usage> {

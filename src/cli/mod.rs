@@ -10,14 +10,18 @@
 mod output;
 mod args;
 mod bulk;
+mod check;
 mod commands;
+pub use commands::{select, status_document, with_impersonations};
 mod demo;
 
+pub use crate::argv::command_word;
 pub use crate::exit;
-pub use args::{Cli, Command, RefreshArgs, Targets};
+pub use args::{CheckArgs, Cli, Command, LogFormat, RefreshArgs, ServeArgs, StatusFormat, Targets};
+pub use check::unknown as check_unknown;
 pub use demo::{start_demo_emulator, write_private};
 
-use commands::{act, check, list, refresh_due, status, sudo, token};
+use commands::{act, list, refresh_due, status, sudo, token};
 use demo::emulator;
 
 use crate::config::{self, Profiles};
@@ -103,7 +107,9 @@ pub fn open_store_with(
 /// (no command, or `demo`) and never passes those here.
 pub async fn run(cli: &Cli) -> Result<i32, Usage> {
     match &cli.command {
-        None | Some(Command::Demo) => unreachable!("main.rs opens the screen"),
+        None | Some(Command::Demo) | Some(Command::Serve(_)) => {
+            unreachable!("main.rs opens the screen and starts the daemon")
+        }
         Some(Command::Emulator {
             port,
             write_profiles,
@@ -114,17 +120,18 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
             list(&profiles, *json);
             Ok(exit::OK)
         }
-        Some(Command::Status { json }) => {
+        Some(Command::Status { format, json }) => {
             let profiles = load_profiles(&profiles_path(cli)?)?;
             let store = open_store(cli, &profiles)?;
-            status(&profiles, &store, *json)
+            let format = if *json { StatusFormat::Json } else { *format };
+            status(&profiles, &store, format)
         }
         Some(Command::Login(t)) => act(cli, t, Op::Login).await,
         Some(Command::Refresh(r)) if r.due => refresh_due(cli, &r.targets).await,
         Some(Command::Refresh(r)) => act(cli, &r.targets, Op::Refresh).await,
         Some(Command::Logout(t)) => act(cli, t, Op::Logout).await,
         Some(Command::Token { name }) => token(cli, name).await,
-        Some(Command::Check(t)) => check(cli, t).await,
+        Some(Command::Check(a)) => Ok(check::check(cli, a).await),
         Some(Command::Sudo { name, user, json }) => sudo(cli, name, user, *json).await,
     }
 }

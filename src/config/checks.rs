@@ -2,7 +2,7 @@
 
 use super::CaCert;
 use super::messages::shown;
-use super::schema::{MAX_REFRESH_BEFORE_S, MAX_TIMEOUT_S, Val};
+use super::schema::{CHECK_INTERVAL_S, MAX_REFRESH_BEFORE_S, MAX_TIMEOUT_S, Val};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use url::{Host, Url};
@@ -151,6 +151,17 @@ pub(super) fn check_refresh_before(val: Val) -> Result<Val, String> {
     match val {
         Val::Int(n) if !(1..=MAX_REFRESH_BEFORE_S).contains(&n) => Err(format!(
             "must be between 1 and {MAX_REFRESH_BEFORE_S} (seconds), found {n}"
+        )),
+        _ => Ok(val),
+    }
+}
+
+pub(super) fn check_check_interval(val: Val) -> Result<Val, String> {
+    match val {
+        Val::Int(n) if !CHECK_INTERVAL_S.contains(&n) => Err(format!(
+            "must be between {} and {} (seconds), found {n}",
+            CHECK_INTERVAL_S.start(),
+            CHECK_INTERVAL_S.end()
         )),
         _ => Ok(val),
     }

@@ -80,6 +80,8 @@ pub struct Profile {
     /// `refresh_before_s`: refresh this long before the access token expires (default: 300 s, or a
     /// fifth of the token's lifetime when that is shorter).
     pub refresh_before: Option<Duration>,
+    /// `check_interval_s`: `serve` checks the session live this often (none by default).
+    pub check_interval: Option<Duration>,
     /// `ca_cert`: certificates trusted in addition to the system's (and `SSL_CERT_FILE`).
     pub ca_cert: Option<CaCert>,
     /// `insecure = true`: any server certificate is accepted. Never the default; shown as INSECURE.

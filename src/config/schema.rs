@@ -3,8 +3,9 @@
 
 use super::CaCert;
 use super::checks::{
-    check_api, check_ca_cert, check_command, check_count, check_env_name, check_password,
-    check_plain_text, check_platform, check_proxy, check_refresh_before, check_timeout, check_url,
+    check_api, check_ca_cert, check_check_interval, check_command, check_count, check_env_name,
+    check_password, check_plain_text, check_platform, check_proxy, check_refresh_before,
+    check_timeout, check_url,
 };
 use crate::secret::Secret;
 use std::path::PathBuf;
@@ -172,6 +173,12 @@ const KEYS: &[KeySpec] = &[
         check: check_refresh_before,
     },
     KeySpec {
+        name: "check_interval_s",
+        kind: Kind::Int,
+        scope: Scope::Both,
+        check: check_check_interval,
+    },
+    KeySpec {
         name: "ca_cert",
         kind: Kind::Path,
         scope: Scope::Both,
@@ -214,6 +221,8 @@ pub(super) const DEFAULT_PLATFORM: &str = "custom_api";
 pub(super) const DEFAULT_TIMEOUT_S: i64 = 20;
 pub(super) const MAX_TIMEOUT_S: i64 = 600;
 pub(super) const MAX_REFRESH_BEFORE_S: i64 = 86_400;
+/// `check_interval_s`: from 10 s to a day.
+pub(super) const CHECK_INTERVAL_S: std::ops::RangeInclusive<i64> = 10..=86_400;
 pub use crate::identity::MAX_PROFILE_NAME;
 /// How much of a profile name that is too long a message shows.
 pub(super) const SHOWN_PROFILE_NAME: usize = 40;

@@ -450,6 +450,10 @@ fn resolve(
             Some(Val::Int(n)) => u64::try_from(*n).ok().map(Duration::from_secs),
             _ => None,
         },
+        check_interval: match pick("check_interval_s") {
+            Some(Val::Int(n)) => u64::try_from(*n).ok().map(Duration::from_secs),
+            _ => None,
+        },
         ca_cert: match pick("ca_cert") {
             Some(Val::Ca(ca)) => Some(ca.clone()),
             _ => None,

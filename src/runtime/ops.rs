@@ -36,6 +36,16 @@ impl Engine {
         self.execute_with(p, op, password, permit, None).await
     }
 
+    /// A refresh decided because the session's refresh was due (the screen's automatic refresh,
+    /// the daemon's, `refresh --due`). Under the identity's lock it is decided again: when the
+    /// session stored by then is no longer due (another process refreshed it first, after this
+    /// one read the cache), nothing is sent, so that two processes deciding from the same rule
+    /// never refresh one session twice.
+    pub async fn execute_due(&self, p: &Profile, permit: Permit) -> Outcome {
+        self.execute_inner(p, Op::Refresh, None, permit, None, true)
+            .await
+    }
+
     /// [`Engine::execute`]; `held`: the identity's lock, when the caller holds it already.
     pub(super) async fn execute_with(
         &self,
@@ -44,6 +54,19 @@ impl Engine {
         password: Option<Secret>,
         permit: Permit,
         held: Option<&LockGuard>,
+    ) -> Outcome {
+        self.execute_inner(p, op, password, permit, held, false)
+            .await
+    }
+
+    async fn execute_inner(
+        &self,
+        p: &Profile,
+        op: Op,
+        password: Option<Secret>,
+        permit: Permit,
+        held: Option<&LockGuard>,
+        due: bool,
     ) -> Outcome {
         let key = p.session_key();
         // What this process knew before waiting for the identity's lock: if another process
@@ -57,6 +80,7 @@ impl Engine {
             requests: Vec::new(),
             seen,
             permit: Mutex::new(Some(permit)),
+            due,
         };
         // The place in the bounds stays held while waiting (boundedly) for another process: a
         // request that has its place is the next to be sent, as the bounds' queue promised.
@@ -131,6 +155,8 @@ struct Run<'a> {
     /// The place in the concurrency bounds: held for requests, given up while a result is stored
     /// (writes are coalesced; the network need not wait for them).
     permit: Mutex<Option<Permit>>,
+    /// A refresh decided because it was due: skipped if it no longer is under the lock.
+    due: bool,
 }
 
 impl Run<'_> {
@@ -326,6 +352,20 @@ impl Run<'_> {
             && entry.failure.is_none()
         {
             // Another process refreshed (or logged in) while this one waited for the lock.
+            return Ok((
+                format!(
+                    "{}: refreshed by another process just now; {}",
+                    self.name(),
+                    describe(&entry, now)
+                ),
+                entry,
+            ));
+        }
+        if self.due
+            && entry.usable_session(now).is_some()
+            && !crate::session::refresh_due(&self.p.name, &entry, self.p.refresh_before, now)
+        {
+            // Decided from a cache read before another process refreshed it.
             return Ok((
                 format!(
                     "{}: refreshed by another process just now; {}",

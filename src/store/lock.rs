@@ -130,7 +130,7 @@ fn command_of_this_process() -> String {
                 .map_or(a.clone(), |f| f.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "sugar-sessions".into());
-    match args.iter().skip(1).find(|a| !a.starts_with('-')) {
+    match crate::argv::command_word(&args) {
         Some(sub) if sub.len() <= 32 => format!("{program} {sub}"),
         _ => program,
     }

@@ -376,6 +376,16 @@ impl Store {
         acquire(&self.lock_path(), "the token cache", &self.policy)
     }
 
+    /// The lock a daemon holds for its lifetime (`serve.lock`): one daemon per state directory.
+    /// Never waited for: a second daemon is refused at once, naming the first.
+    pub fn lock_daemon(&self) -> Result<LockGuard, StoreError> {
+        let policy = LockPolicy {
+            timeout: std::time::Duration::ZERO,
+            on_wait: Arc::new(|_| {}),
+        };
+        acquire(&self.dir.join("serve.lock"), "the daemon's lock", &policy)
+    }
+
     /// The lock of one identity, held while its tokens are used to get new ones or to end them, so
     /// that two processes never send the same refresh token and never decide on a stale session.
     /// Waits at most the policy's timeout; released on drop.

@@ -16,6 +16,7 @@
 use crate::app::{self, Command, Model, Msg, Options, Zone};
 use crate::config::Profiles;
 use crate::runtime::{Engine, Jobs, Report, Work, WorkKind};
+use crate::session::Op;
 use crate::ui;
 use anyhow::Context as _;
 use chrono::Utc;
@@ -495,8 +496,16 @@ impl Runtime {
             Command::Start {
                 name,
                 profile,
+                op: Op::Refresh,
+                due: true,
+                ..
+            } => self.jobs.submit(name, Arc::new(*profile), Work::DueRefresh),
+            Command::Start {
+                name,
+                profile,
                 op,
                 password,
+                ..
             } => self
                 .jobs
                 .submit(name, Arc::new(*profile), Work::Op { op, password }),

@@ -1,0 +1,368 @@
+//! `serve`: the daemon. In the foreground, under a supervisor (systemd: `Type=notify`), it keeps
+//! the chosen sessions alive (refreshes when due, logs in again through non-interactive password
+//! sources, checks live every `check_interval_s`), hands tokens to integration workers through a
+//! broker on a Unix socket, and serves `/metrics`, `/healthz` and `/status` over HTTP.
+//!
+//! One `serve` per state directory (it holds `serve.lock` for its lifetime). It shares the cache
+//! with the screen and the shell through the same protocol: a session another process refreshed
+//! is not refreshed again. SIGHUP reloads the profiles file; SIGTERM and SIGINT end it within
+//! 2 s (requests in flight get 1.5 s, and what they return is stored).
+
+mod broker;
+mod http;
+pub mod keeper;
+mod notify;
+
+use crate::cli::{
+    Cli, LogFormat, ServeArgs, Usage, load_profiles, open_store_with, profiles_path, select,
+    with_impersonations,
+};
+use crate::config::{Profile, Profiles};
+use crate::exit;
+use crate::metrics::DaemonMetrics;
+use crate::runtime::{Engine, Jobs, Report, Work, WorkKind};
+use crate::session::{Cache, Op};
+use chrono::Utc;
+use keeper::{Memory, Next};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+
+/// How often the daemon looks at its sessions.
+const TICK: Duration = Duration::from_secs(1);
+/// How long requests in flight are waited for at the end.
+const FINISH_GRACE: Duration = Duration::from_millis(1500);
+/// `/healthz` fails when the loop has not gone round for this long.
+const HEALTHY_WITHIN_S: i64 = 10;
+/// The broker socket's name in the state directory.
+pub const BROKER_SOCKET: &str = "broker.sock";
+/// The daemon's lifetime lock in the state directory.
+pub const DAEMON_LOCK: &str = "serve.lock";
+
+/// What the daemon's servers share with its loop.
+pub(crate) struct Shared {
+    pub engine: Arc<Engine>,
+    /// The profiles kept, and the whole file (the broker serves any profile of it).
+    pub kept: RwLock<Arc<Vec<Arc<Profile>>>>,
+    pub file: RwLock<Arc<Profiles>>,
+    pub metrics: DaemonMetrics,
+    /// The latency of each kept session's last live check, by profile name.
+    pub latencies: Mutex<HashMap<String, Duration>>,
+    /// Unix time of the loop's last round.
+    pub heartbeat: AtomicI64,
+}
+
+impl Shared {
+    /// The cache as it is now (through the one reader).
+    pub async fn cache(&self) -> Result<Arc<Cache>, String> {
+        self.engine.cache().await
+    }
+
+    pub fn kept(&self) -> Arc<Vec<Arc<Profile>>> {
+        self.kept.read().expect("kept lock").clone()
+    }
+
+    pub fn file(&self) -> Arc<Profiles> {
+        self.file.read().expect("file lock").clone()
+    }
+}
+
+pub fn log_format(f: LogFormat) -> crate::logging::StderrFormat {
+    match f {
+        LogFormat::Text => crate::logging::StderrFormat::Text,
+        LogFormat::Json => crate::logging::StderrFormat::Json,
+        LogFormat::Logfmt => crate::logging::StderrFormat::Logfmt,
+    }
+}
+
+/// The profiles to keep: those chosen on the command line, with the impersonations the cache
+/// holds for them.
+fn choose(
+    profiles: &Profiles,
+    cache: &Cache,
+    args: &ServeArgs,
+) -> Result<Vec<Arc<Profile>>, Usage> {
+    let all = with_impersonations(profiles, cache);
+    Ok(select(&all, &args.targets(), true)?
+        .into_iter()
+        .cloned()
+        .collect())
+}
+
+pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<i32, Usage> {
+    if !args.listen.ip().is_loopback() && !args.listen_any {
+        return Err(Usage(format!(
+            "sugar-sessions: --listen {} is not a loopback address: the metrics and /status name your instances and users; add --listen-any to serve them there",
+            args.listen
+        )));
+    }
+    let path = profiles_path(cli)?;
+    let profiles = load_profiles(&path)?;
+    // The daemon never waits long for a lock: it logs and tries again on its next round.
+    let policy = crate::store::LockPolicy {
+        timeout: crate::cli::lock_timeout(cli),
+        on_wait: Arc::new(|what: &str| tracing::info!("{what}")),
+    };
+    let store = open_store_with(cli, &profiles, policy)?;
+    let _daemon = store.lock_daemon().map_err(|e| {
+        Usage(format!(
+            "sugar-sessions: another `serve` runs on {}: {e}",
+            store.dir().display()
+        ))
+    })?;
+    let socket_path = args
+        .socket
+        .clone()
+        .unwrap_or_else(|| store.dir().join(BROKER_SOCKET));
+    let engine = Arc::new(Engine::new(store, &profiles.settings));
+    let cache = engine
+        .cache()
+        .await
+        .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    let kept = choose(&profiles, &cache, args)?;
+    let shared = Arc::new(Shared {
+        engine: engine.clone(),
+        kept: RwLock::new(Arc::new(kept)),
+        file: RwLock::new(Arc::new(profiles)),
+        metrics: DaemonMetrics::new(),
+        latencies: Mutex::default(),
+        heartbeat: AtomicI64::new(Utc::now().timestamp()),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tcp = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            Usage(format!(
+                "sugar-sessions: cannot listen on {}: {e}",
+                args.listen
+            ))
+        })?;
+    let listen = tcp.local_addr().unwrap_or(args.listen);
+    let broker = broker::bind(&socket_path).map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    let http_task = tokio::spawn(http::serve(tcp, shared.clone(), stopped(stop_rx.clone())));
+    let broker_task = tokio::spawn(broker::serve(broker, shared.clone(), stopped(stop_rx)));
+    tracing::info!(
+        %listen,
+        socket = %socket_path.display(),
+        profiles = shared.kept().len(),
+        version = env!("CARGO_PKG_VERSION"),
+        "serving"
+    );
+    let notifier = notify::Notifier::from_env();
+    notifier.send("READY=1");
+
+    let code = keep(&shared, cli, args, &path, &notifier).await;
+
+    notifier.send("STOPPING=1");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+        let _ = http_task.await;
+        let _ = broker_task.await;
+    })
+    .await;
+    broker::remove(&socket_path);
+    tracing::info!("stopped");
+    Ok(code)
+}
+
+/// Resolves when `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The daemon's loop: every [`TICK`], what is due is sent; reports are counted; signals handled.
+async fn keep(
+    shared: &Arc<Shared>,
+    cli: &Cli,
+    args: &ServeArgs,
+    path: &Path,
+    notifier: &notify::Notifier,
+) -> i32 {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot listen for signals");
+        return exit::FAILED;
+    };
+    let (tx, mut reports) = mpsc::channel::<(String, Report)>(1024);
+    let mut jobs: Jobs<String> = Jobs::new(shared.engine.clone(), tx);
+    let mut memory: HashMap<String, Memory> = HashMap::new();
+    let mut in_flight: HashMap<String, (Next, Instant)> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_watchdog = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                shared.heartbeat.store(Utc::now().timestamp(), Ordering::Relaxed);
+                if let Some(every) = notifier.watchdog
+                    && last_watchdog.elapsed() >= every / 2
+                {
+                    notifier.send("WATCHDOG=1");
+                    last_watchdog = Instant::now();
+                }
+                round(shared, &mut jobs, &mut memory, &mut in_flight).await;
+            }
+            Some((name, report)) = reports.recv() => {
+                done(shared, &mut memory, &mut in_flight, name, report);
+            }
+            _ = hup.recv() => reload(shared, cli, args, path).await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(
+        in_flight = in_flight.len(),
+        "stopping: waiting at most 1.5 s for requests in flight"
+    );
+    let abandoned = jobs.finish(FINISH_GRACE).await;
+    while let Ok((name, report)) = reports.try_recv() {
+        done(shared, &mut memory, &mut in_flight, name, report);
+    }
+    if abandoned > 0 {
+        tracing::warn!(abandoned, "requests still in flight were abandoned");
+    }
+    exit::OK
+}
+
+/// One round: each kept session's next step, if any, is submitted (under the bounds).
+async fn round(
+    shared: &Shared,
+    jobs: &mut Jobs<String>,
+    memory: &mut HashMap<String, Memory>,
+    in_flight: &mut HashMap<String, (Next, Instant)>,
+) {
+    let cache = match shared.cache().await {
+        Ok(cache) => cache,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the token cache; trying again next round");
+            return;
+        }
+    };
+    let now = Utc::now();
+    let kept = shared.kept();
+    let empty = crate::session::Entry::default();
+    for p in kept.iter() {
+        if in_flight.contains_key(&p.name) {
+            continue;
+        }
+        let mem = memory.entry(p.name.clone()).or_insert_with(|| Memory {
+            last_check: Some(now),
+            ..Memory::default()
+        });
+        let entry = cache.entry(&p.session_key()).unwrap_or(&empty);
+        let Some(next) = keeper::next(p, entry, mem, now) else {
+            continue;
+        };
+        let work = match next {
+            Next::Op(Op::Login) => {
+                mem.last_login = Some(now);
+                tracing::info!(profile = %p.name, "logging in (nothing to refresh with)");
+                Work::Op {
+                    op: Op::Login,
+                    password: None,
+                }
+            }
+            Next::Op(Op::Refresh) => Work::DueRefresh,
+            Next::Op(op) => Work::Op { op, password: None },
+            Next::Check => {
+                mem.last_check = Some(now);
+                Work::Check
+            }
+        };
+        in_flight.insert(p.name.clone(), (next, Instant::now()));
+        jobs.submit(p.name.clone(), p.clone(), work);
+    }
+}
+
+/// A job's report: counted, remembered, logged.
+fn done(
+    shared: &Shared,
+    memory: &mut HashMap<String, Memory>,
+    in_flight: &mut HashMap<String, (Next, Instant)>,
+    name: String,
+    report: Report,
+) {
+    let (outcome, check) = match report {
+        Report::Started => return,
+        Report::Withdrawn => {
+            in_flight.remove(&name);
+            return;
+        }
+        Report::Done {
+            kind: WorkKind::Sudo,
+            ..
+        } => return,
+        Report::Done {
+            outcome, report, ..
+        } => (outcome, report),
+    };
+    let took = in_flight
+        .remove(&name)
+        .map_or(Duration::ZERO, |(_, at)| at.elapsed());
+    let result = match &outcome.failure {
+        None => "ok",
+        Some(f) => f.kind.as_str(),
+    };
+    shared.metrics.request(outcome.op.as_str(), result, took);
+    if outcome.op == Op::Login
+        && let Some(m) = memory.get_mut(&name)
+    {
+        m.login_done(outcome.ok);
+    }
+    if let Some(report) = check {
+        shared
+            .latencies
+            .lock()
+            .expect("latencies lock")
+            .insert(name.clone(), Duration::from_millis(report.latency_ms));
+    }
+    if outcome.ok {
+        tracing::info!(profile = %name, op = outcome.op.as_str(), "{}", outcome.message);
+    } else {
+        tracing::warn!(profile = %name, op = outcome.op.as_str(), result, "{}", outcome.message);
+    }
+}
+
+/// SIGHUP: the profiles file read again; a broken one keeps the profiles as they were.
+async fn reload(shared: &Shared, _cli: &Cli, args: &ServeArgs, path: &Path) {
+    let profiles = match load_profiles(path) {
+        Ok(p) => p,
+        Err(Usage(e)) => {
+            tracing::error!("reload refused, the profiles stay as they were: {e}");
+            return;
+        }
+    };
+    let cache = match shared.cache().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("reload refused: cannot read the token cache: {e}");
+            return;
+        }
+    };
+    match choose(&profiles, &cache, args) {
+        Ok(kept) => {
+            let names: HashSet<&str> = kept.iter().map(|p| p.name.as_str()).collect();
+            tracing::info!(profiles = names.len(), "profiles reloaded");
+            *shared.kept.write().expect("kept lock") = Arc::new(kept);
+            *shared.file.write().expect("file lock") = Arc::new(profiles);
+        }
+        Err(Usage(e)) => tracing::error!("reload refused, the profiles stay as they were: {e}"),
+    }
+}
+
+/// The broker socket of a state directory (for `paths` and the tests).
+pub fn broker_socket(state_dir: &Path) -> PathBuf {
+    state_dir.join(BROKER_SOCKET)
+}
