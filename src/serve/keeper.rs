@@ -18,6 +18,23 @@ pub struct Memory {
     pub failed_logins: u32,
     /// When it was last checked live (or first seen, so the first check waits a whole interval).
     pub last_check: Option<DateTime<Utc>>,
+    /// The profile as last seen and its session's identity, made once (not every round) until a
+    /// reload brings a new profile.
+    pub key: Option<(std::sync::Arc<Profile>, crate::identity::SessionKey)>,
+}
+
+impl Memory {
+    /// The identity of `p`'s session, made again only when `p` is not the profile last seen.
+    pub fn key_of(&mut self, p: &std::sync::Arc<Profile>) -> &crate::identity::SessionKey {
+        if !self
+            .key
+            .as_ref()
+            .is_some_and(|(seen, _)| std::sync::Arc::ptr_eq(seen, p))
+        {
+            self.key = Some((p.clone(), p.session_key()));
+        }
+        &self.key.as_ref().expect("just set").1
+    }
 }
 
 impl Memory {

@@ -261,7 +261,7 @@ async fn round(
             last_check: Some(now),
             ..Memory::default()
         });
-        let entry = cache.entry(&p.session_key()).unwrap_or(&empty);
+        let entry = cache.entry(mem.key_of(p)).unwrap_or(&empty);
         let Some(next) = keeper::next(p, entry, mem, now) else {
             continue;
         };

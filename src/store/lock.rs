@@ -114,6 +114,29 @@ pub(super) fn acquire(
     Ok(LockGuard { file })
 }
 
+/// The lock at `path` is free now (taken and given back at once; never waited for). A lock file
+/// that cannot be opened counts as not free: the bounded wait then says why.
+pub(super) fn is_free(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// `sugar-sessions refresh`: the program and its subcommand (never more of the command line).
 fn own_command() -> &'static str {
     static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -111,12 +111,30 @@ pub struct Store {
     names: Arc<HashMap<String, (String, String)>>,
     /// The temporary file of the next write, created and preallocated before a request is sent.
     spare: Arc<Mutex<Option<Spare>>>,
+    /// This process is writing the cache (holds its lock) now.
+    writing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug)]
 struct Spare {
     file: tempfile::NamedTempFile,
     capacity: u64,
+}
+
+/// Marks this process as writing while it lives.
+struct Writing<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Writing<'a> {
+    fn mark(flag: &'a std::sync::atomic::AtomicBool) -> Writing<'a> {
+        flag.store(true, std::sync::atomic::Ordering::Release);
+        Writing(flag)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// The parsed form of the file version this process last wrote or read: a read that finds that
@@ -186,6 +204,7 @@ impl Store {
             policy: LockPolicy::default(),
             names: Arc::default(),
             spare: Arc::default(),
+            writing: Arc::default(),
         })
     }
 
@@ -411,12 +430,27 @@ impl Store {
     /// the file, and creates the temporary file of the next write, preallocated to the size it
     /// will need, so that a full disk fails here and not after the server answered.
     pub fn prepare(&self) -> Result<(), StoreError> {
-        let _lock = self.lock()?;
         check_dir(&self.dir)?;
         let path = self.cache_path();
         Self::check_mode(&path)?;
         let len = fs::symlink_metadata(&path).map_or(0, |m| m.len());
         let need = len + len / 8 + 64 * 1024;
+        let ready = {
+            let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            spare
+                .as_ref()
+                .is_some_and(|s| s.capacity >= need && s.file.path().exists())
+        };
+        // The next write's file is ready (each write makes the one after it): the lock is only
+        // probed, not waited for, unless another process holds it. Many requests at once then
+        // never queue behind this process's own writes.
+        if ready
+            && (self.writing.load(std::sync::atomic::Ordering::Acquire)
+                || lock::is_free(&self.lock_path()))
+        {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
         let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = spare.as_ref()
             && s.capacity >= need
@@ -455,6 +489,7 @@ impl Store {
     /// `f` should change only the entries it is about, so that other processes' results survive.
     pub fn update<R>(&self, f: impl FnOnce(&mut Cache) -> R) -> Result<R, StoreError> {
         let _lock = self.lock()?;
+        let _writing = Writing::mark(&self.writing);
         let path = self.cache_path();
         Self::check_mode(&path)?;
         // The file as this process last wrote or read it (certainly that version): not read again.
@@ -560,6 +595,13 @@ impl Store {
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
-        Ok((len as usize, stamp))
+        // The file of the next write, made now (under the lock): requests about to be sent find it
+        // ready (`prepare`). A full disk shows there, before a request is sent.
+        let len = len as usize;
+        let need = (len + len / 8 + 64 * 1024) as u64;
+        if let Ok(next) = self.new_spare(need) {
+            *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
+        }
+        Ok((len, stamp))
     }
 }

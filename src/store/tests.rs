@@ -242,8 +242,18 @@ fn prepare_leaves_a_preallocated_private_temporary_file_that_the_next_write_uses
         m.blocks()
     );
     put(&store, "a");
-    assert!(temps().is_empty(), "the write used it");
+    // The write used it, and made the next write's file: one spare, a new one.
+    let next = temps();
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_ne!(next[0], spare[0], "the write used the prepared file");
+    assert_eq!(
+        fs::metadata(&next[0]).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert_eq!(store.load().unwrap().0.sessions.len(), 1);
+    // With the next file ready and the lock free, preparing again changes nothing.
+    store.prepare().unwrap();
+    assert_eq!(temps(), next);
 }
 
 /// Writes `text` as the cache file (mode 0600) and returns a fresh store on it.
