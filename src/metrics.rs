@@ -25,6 +25,17 @@ pub struct SessionMetrics {
     refresh_expiry: GaugeVec,
     last_success: GaugeVec,
     profiles: IntGauge,
+    /// What the last update set, by profile: a scrape sets values in place and removes only what
+    /// is gone (rebuilding thousands of series each scrape was most of its time).
+    last: std::sync::Mutex<std::collections::HashMap<String, Seen>>,
+}
+
+/// The series one profile had.
+#[derive(PartialEq, Eq)]
+struct Seen {
+    labels: [String; 4],
+    session: bool,
+    refresh: bool,
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -106,6 +117,7 @@ impl SessionMetrics {
             refresh_expiry,
             last_success,
             profiles,
+            last: std::sync::Mutex::default(),
         }
     }
 
@@ -114,8 +126,9 @@ impl SessionMetrics {
         &self.registry
     }
 
-    /// Sets every session gauge from the cache at `now` (profiles no longer given are dropped).
-    /// `in_file`: the number of profiles in the file (the ones given may add impersonations).
+    /// Sets every session gauge from the cache at `now`; the series of profiles no longer given
+    /// (or of values a session no longer has) are removed. `in_file`: the number of profiles in the
+    /// file (the ones given may add impersonations).
     pub fn update(
         &self,
         profiles: &[Arc<Profile>],
@@ -123,49 +136,75 @@ impl SessionMetrics {
         cache: &Cache,
         now: DateTime<Utc>,
     ) {
-        for g in [
-            &self.access_expiry,
-            &self.refresh_expiry,
-            &self.last_success,
-        ] {
-            g.reset();
-        }
-        self.up.reset();
-        self.state.reset();
         self.profiles.set(in_file as i64);
         let empty = Entry::default();
+        let mut seen = std::collections::HashMap::with_capacity(profiles.len());
         for p in profiles {
             let entry = cache.entry(&p.session_key()).unwrap_or(&empty);
-            let instance = sugar_instance(p);
             let labels = [
-                p.name.as_str(),
-                instance.as_str(),
-                p.platform.as_str(),
-                p.username.as_str(),
+                p.name.clone(),
+                sugar_instance(p),
+                p.platform.clone(),
+                p.username.clone(),
             ];
+            let l: [&str; 4] = [&labels[0], &labels[1], &labels[2], &labels[3]];
             let state = entry.state(now);
             let up = state == State::Active && entry.usable_session(now).is_some();
-            self.up.with_label_values(&labels).set(i64::from(up));
+            self.up.with_label_values(&l).set(i64::from(up));
             for s in State::ALL {
-                let mut with_state = labels.to_vec();
-                with_state.push(s.as_str());
                 self.state
-                    .with_label_values(&with_state)
+                    .with_label_values(&[l[0], l[1], l[2], l[3], s.as_str()])
                     .set(i64::from(s == state));
             }
-            if let Some(session) = &entry.session {
-                let secs = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
+            let secs = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
+            let session = entry.session.as_ref();
+            if let Some(session) = session {
                 self.access_expiry
-                    .with_label_values(&labels)
+                    .with_label_values(&l)
                     .set(secs(session.expires_at));
-                if let (Some(_), Some(r)) = (&session.refresh_token, session.refresh_expires_at) {
-                    self.refresh_expiry.with_label_values(&labels).set(secs(r));
-                }
                 self.last_success
-                    .with_label_values(&labels)
+                    .with_label_values(&l)
                     .set(secs(session.obtained_at));
             }
+            let refresh = session.and_then(|s| s.refresh_token.as_ref().and(s.refresh_expires_at));
+            if let Some(r) = refresh {
+                self.refresh_expiry.with_label_values(&l).set(secs(r));
+            }
+            seen.insert(
+                p.name.clone(),
+                Seen {
+                    labels,
+                    session: session.is_some(),
+                    refresh: refresh.is_some(),
+                },
+            );
         }
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, old) in last.drain() {
+            let l: [&str; 4] = [
+                &old.labels[0],
+                &old.labels[1],
+                &old.labels[2],
+                &old.labels[3],
+            ];
+            let new = seen.get(&name).filter(|n| n.labels == old.labels);
+            if new.is_none() {
+                let _ = self.up.remove_label_values(&l);
+                for s in State::ALL {
+                    let _ = self
+                        .state
+                        .remove_label_values(&[l[0], l[1], l[2], l[3], s.as_str()]);
+                }
+            }
+            if old.session && !new.is_some_and(|n| n.session) {
+                let _ = self.access_expiry.remove_label_values(&l);
+                let _ = self.last_success.remove_label_values(&l);
+            }
+            if old.refresh && !new.is_some_and(|n| n.refresh) {
+                let _ = self.refresh_expiry.remove_label_values(&l);
+            }
+        }
+        *last = seen;
     }
 
     /// The exposition text.
@@ -275,4 +314,77 @@ pub fn sugar_instance(p: &Profile) -> String {
     }
     out.push_str(url.path().trim_end_matches('/'));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::session::Session;
+
+    fn profiles() -> Vec<Arc<Profile>> {
+        crate::config::parse(
+            "[defaults]\nusername = \"u\"\n[profiles.a]\nurl = \"https://a.example.com/crm\"\n[profiles.b]\nurl = \"https://b.example.com:8443\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap()
+        .profiles
+    }
+
+    fn with_session(p: &Profile, now: DateTime<Utc>) -> Cache {
+        let mut cache = Cache::default();
+        cache.sessions.insert(
+            p.session_key(),
+            Entry {
+                session: Some(Session {
+                    access_token: Secret::new("t"),
+                    refresh_token: Some(Secret::new("r")),
+                    download_token: None,
+                    obtained_at: now,
+                    expires_at: now + chrono::TimeDelta::hours(1),
+                    refresh_expires_at: Some(now + chrono::TimeDelta::days(14)),
+                    platform: p.platform.clone(),
+                    username: p.username.clone(),
+                    url: p.root().to_string(),
+                    hard_end: None,
+                }),
+                ..Entry::default()
+            },
+        );
+        cache
+    }
+
+    #[test]
+    fn series_follow_the_profiles_and_sessions_from_one_scrape_to_the_next() {
+        let now = Utc::now();
+        let all = profiles();
+        let m = SessionMetrics::new();
+        m.update(&all, 2, &with_session(&all[0], now), now);
+        let text = m.encode();
+        assert!(
+            text.contains("profile=\"a\",sugar_instance=\"a.example.com/crm\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("sugar_instance=\"b.example.com:8443\""),
+            "{text}"
+        );
+        assert!(text.contains("sugar_session_refresh_expiry_timestamp_seconds{"));
+        // `b` is gone from the file; `a` logged out.
+        m.update(&all[..1], 1, &Cache::default(), now);
+        let text = m.encode();
+        assert!(!text.contains("profile=\"b\""), "{text}");
+        assert!(
+            !text.contains("sugar_session_refresh_expiry_timestamp_seconds{"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("sugar_session_access_expiry_timestamp_seconds{"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "sugar_session_state{platform=\"custom_api\",profile=\"a\",state=\"logged_out\",sugar_instance=\"a.example.com/crm\",user=\"u\"} 1"
+        ), "{text}");
+        assert!(text.contains("sugar_sessions_profiles 1"));
+    }
 }
