@@ -33,6 +33,8 @@ struct Daemon {
     child: Child,
     listen: String,
     socket: PathBuf,
+    /// Its log lines so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Daemon {
@@ -65,10 +67,13 @@ fn start_daemon(profiles: &Path, state: &Path) -> Daemon {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
     std::thread::spawn(move || {
         let mut sent = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             assert!(!line.contains(INTEGRATION_PW), "a password was logged");
+            kept.lock().unwrap().push(line.clone());
             if !sent
                 && let Ok(v) = serde_json::from_str::<Value>(&line)
                 && v["message"] == "serving"
@@ -88,6 +93,7 @@ fn start_daemon(profiles: &Path, state: &Path) -> Daemon {
         child,
         listen,
         socket: PathBuf::from(socket),
+        log,
     }
 }
 
@@ -277,4 +283,75 @@ async fn serve_refuses_to_listen_beyond_loopback_unless_asked() {
     assert_eq!(out.status.code(), Some(2));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("--listen-any"), "{said}");
+}
+
+/// SIGHUP reads the profiles file again: a new profile is kept at once; a broken file keeps the
+/// profiles as they were and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_profiles_and_a_broken_file_changes_nothing() {
+    let emu = fast_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let one = format!(
+        "[defaults]\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\nplatform = \"custom_api\"\n\
+         [profiles.first]\nurl = \"{url}\"\n",
+        url = emu.url("fast")
+    );
+    let profiles = write_profiles(dir.path(), &one);
+    let state = dir.path().join("state");
+    let daemon = start_daemon(&profiles, &state);
+    let names = |daemon: &Daemon| -> Vec<String> {
+        let (status, body) = http_get(daemon, "/status");
+        assert_eq!(status, 200, "{body}");
+        let rows: Value = serde_json::from_str(&body).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(tokio::task::block_in_place(|| names(&daemon)), ["first"]);
+    let hup = |daemon: &Daemon| {
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
+    };
+    let within = |what: &str, ok: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !ok() {
+            assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let two = format!(
+        "{one}[profiles.second]\nurl = \"{url}\"\nplatform = \"mobile\"\n",
+        url = emu.url("fast")
+    );
+    std::fs::write(&profiles, &two).unwrap();
+    hup(&daemon);
+    tokio::task::block_in_place(|| {
+        within("the new profile is kept after SIGHUP", &|| {
+            names(&daemon) == ["first", "second"]
+        })
+    });
+
+    std::fs::write(&profiles, "[profiles.first]\nurl = 3\n").unwrap();
+    hup(&daemon);
+    tokio::task::block_in_place(|| {
+        within("the refused reload is logged", &|| {
+            daemon
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("reload refused") && l.contains("profiles.toml:2:"))
+        })
+    });
+    assert_eq!(
+        tokio::task::block_in_place(|| names(&daemon)),
+        ["first", "second"],
+        "the profiles stay as they were"
+    );
+    // Still alive and serving.
+    let (status, _) = tokio::task::block_in_place(|| http_get(&daemon, "/healthz"));
+    assert_eq!(status, 200);
 }
