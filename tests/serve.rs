@@ -355,3 +355,57 @@ async fn sighup_reloads_the_profiles_and_a_broken_file_changes_nothing() {
     let (status, _) = tokio::task::block_in_place(|| http_get(&daemon, "/healthz"));
     assert_eq!(status, 200);
 }
+
+/// The other log formats: logfmt's `key=value` pairs and the plain text, one event per line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_logs_as_logfmt_or_text() {
+    let emu = fast_emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = write_profiles(
+        dir.path(),
+        &format!(
+            "[profiles.fast]\nurl = \"{}\"\nusername = \"integration\"\n",
+            emu.url("fast")
+        ),
+    );
+    for (format, wanted) in [
+        (
+            "logfmt",
+            " level=info target=sugar_sessions::serve msg=serving listen=127.0.0.1:",
+        ),
+        (
+            "text",
+            " INFO sugar_sessions::serve: serving listen=127.0.0.1:",
+        ),
+    ] {
+        let state = dir.path().join(format!("state-{format}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sugar-sessions"))
+            .arg("--profiles")
+            .arg(&profiles)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", format])
+            .env_remove("SUGAR_SESSIONS_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let line = tokio::task::spawn_blocking(move || {
+            BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.contains("serving"))
+        })
+        .await
+        .unwrap()
+        .expect("a serving line");
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = child.wait();
+        assert!(line.contains(wanted), "{format}: {line}");
+        if format == "logfmt" {
+            assert!(line.starts_with("ts="), "{line}");
+        }
+    }
+}
