@@ -10,7 +10,7 @@ use prometheus::{Encoder, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry, TextE
 use std::sync::Arc;
 
 /// The content type of the exposition (`text/plain; version=0.0.4`).
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
 /// The labels of every session metric. `sugar_instance` is the host (and port, and path) of the
 /// instance: `instance` is Prometheus' own label for the scraped target.

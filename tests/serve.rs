@@ -44,15 +44,18 @@ impl Drop for Daemon {
     }
 }
 
-fn command(profiles: &Path, state: &Path, extra: &[&str]) -> Command {
+/// How the tests run the daemon: any free loopback port, JSON log lines.
+const DAEMON: [&str; 4] = ["--listen", "127.0.0.1:0", "--log-format", "json"];
+
+/// `sugar-sessions --profiles P --state-dir S serve ARGS...`.
+fn command(profiles: &Path, state: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sugar-sessions"));
     c.arg("--profiles")
         .arg(profiles)
         .arg("--state-dir")
         .arg(state)
         .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .args(extra)
+        .args(args)
         .env_remove("SUGAR_SESSIONS_LOG")
         .env_remove("NOTIFY_SOCKET");
     c
@@ -60,7 +63,7 @@ fn command(profiles: &Path, state: &Path, extra: &[&str]) -> Command {
 
 /// Starts the daemon and waits for its `serving` line (which names the port it got).
 fn start_daemon(profiles: &Path, state: &Path) -> Daemon {
-    let mut child = command(profiles, state, &[])
+    let mut child = command(profiles, state, &DAEMON)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -175,7 +178,7 @@ async fn serve_keeps_ten_second_sessions_alive_and_the_broker_hands_out_usable_t
     let daemon = start_daemon(&profiles, &state);
 
     // A second daemon on the same state directory is refused, naming the first.
-    let second = command(&profiles, &state, &[]).output().unwrap();
+    let second = command(&profiles, &state, &DAEMON).output().unwrap();
     assert_eq!(second.status.code(), Some(2));
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(said.contains("another `serve` runs"), "{said}");
@@ -272,14 +275,13 @@ async fn serve_refuses_to_listen_beyond_loopback_unless_asked() {
             emu.url("fast")
         ),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_sugar-sessions"))
-        .arg("--profiles")
-        .arg(&profiles)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .args(["serve", "--listen", "0.0.0.0:0"])
-        .output()
-        .unwrap();
+    let out = command(
+        &profiles,
+        &dir.path().join("state"),
+        &["--listen", "0.0.0.0:0"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("--listen-any"), "{said}");
@@ -379,17 +381,15 @@ async fn the_daemon_logs_as_logfmt_or_text() {
         ),
     ] {
         let state = dir.path().join(format!("state-{format}"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sugar-sessions"))
-            .arg("--profiles")
-            .arg(&profiles)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", format])
-            .env_remove("SUGAR_SESSIONS_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = command(
+            &profiles,
+            &state,
+            &["--listen", "127.0.0.1:0", "--log-format", format],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
         let stderr = child.stderr.take().unwrap();
         let line = tokio::task::spawn_blocking(move || {
             BufReader::new(stderr)

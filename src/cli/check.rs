@@ -102,7 +102,8 @@ async fn judge_all(cli: &Cli, a: &CheckArgs) -> Result<Option<Vec<Judgement>>, U
     let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
     let mut cache = load_cache(engine.reader())?;
     let profiles = with_impersonations(&profiles, &cache);
-    let chosen: Vec<Arc<Profile>> = select(&profiles, &a.targets(), true)?
+    // Impersonations only when named: a left-over sudo session nobody uses pages nobody.
+    let chosen: Vec<Arc<Profile>> = select(&profiles, &a.targets(), false)?
         .into_iter()
         .cloned()
         .collect();

@@ -224,13 +224,14 @@ pub fn select<'a>(
         // A file of thousands of profiles is not listed in full: the closest name, else the first
         // few and `sugar-sessions list`.
         const SHOWN: usize = 8;
-        let hint = match (unknown.as_slice(), known.len()) {
+        let closest = match unknown.as_slice() {
+            &[one] => crate::config::closest_name(one, &known),
+            _ => None,
+        };
+        let hint = match (closest, known.len()) {
             (_, 0) => "known: none".to_string(),
-            (&[one], _) if crate::config::closest_name(one, &known).is_some() => format!(
-                "did you mean {}?",
-                crate::config::closest_name(one, &known).unwrap_or_default()
-            ),
-            (_, n) if n <= SHOWN => format!("known: {}", known.join(", ")),
+            (Some(name), _) => format!("did you mean {name}?"),
+            (None, n) if n <= SHOWN => format!("known: {}", known.join(", ")),
             (_, n) => format!(
                 "known: {}, and {} more: `sugar-sessions list`",
                 known[..SHOWN].join(", "),

@@ -347,25 +347,16 @@ impl Run<'_> {
     async fn refresh(&mut self, client: &Client) -> Step {
         let entry = self.current().await?;
         let now = Utc::now();
-        if let (Some(before), Some(after)) = (&self.seen.session, &entry.session)
-            && after.obtained_at > before.obtained_at
-            && entry.failure.is_none()
-        {
-            // Another process refreshed (or logged in) while this one waited for the lock.
-            return Ok((
-                format!(
-                    "{}: refreshed by another process just now; {}",
-                    self.name(),
-                    describe(&entry, now)
-                ),
-                entry,
-            ));
-        }
-        if self.due
+        // Another process refreshed (or logged in) while this one waited for the lock; or, for a
+        // refresh decided because it was due, before this one read the cache it decided from.
+        let stored_meanwhile = matches!(
+            (&self.seen.session, &entry.session),
+            (Some(before), Some(after)) if after.obtained_at > before.obtained_at
+        ) && entry.failure.is_none();
+        let no_longer_due = self.due
             && entry.usable_session(now).is_some()
-            && !crate::session::refresh_due(&self.p.name, &entry, self.p.refresh_before, now)
-        {
-            // Decided from a cache read before another process refreshed it.
+            && !crate::session::refresh_due(&self.p.name, &entry, self.p.refresh_before, now);
+        if stored_meanwhile || no_longer_due {
             return Ok((
                 format!(
                     "{}: refreshed by another process just now; {}",

@@ -124,9 +124,11 @@ impl CacheReader {
         if let Some(stamp) = stamp {
             *self.snapshot.lock().expect("snapshot lock") = Some((stamp, Arc::downgrade(&cache)));
         }
+        // The version is named only when certain: a file that changed while it was read is read
+        // again next time, not taken for the version after.
         Ok(CacheRead {
             cache,
-            stamp: after,
+            stamp,
             notices: Vec::new(),
         })
     }

@@ -10,7 +10,7 @@
 
 mod broker;
 mod http;
-pub mod keeper;
+mod keeper;
 mod notify;
 
 use crate::cli::{
@@ -20,12 +20,12 @@ use crate::cli::{
 use crate::config::{Profile, Profiles};
 use crate::exit;
 use crate::metrics::DaemonMetrics;
-use crate::runtime::{Engine, Jobs, Report, Work, WorkKind};
+use crate::runtime::{Engine, Jobs, Report, Work};
 use crate::session::{Cache, Op};
 use chrono::Utc;
 use keeper::{Memory, Next};
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -40,8 +40,6 @@ const FINISH_GRACE: Duration = Duration::from_millis(1500);
 const HEALTHY_WITHIN_S: i64 = 10;
 /// The broker socket's name in the state directory.
 pub const BROKER_SOCKET: &str = "broker.sock";
-/// The daemon's lifetime lock in the state directory.
-pub const DAEMON_LOCK: &str = "serve.lock";
 
 /// What the daemon's servers share with its loop.
 pub(crate) struct Shared {
@@ -108,11 +106,12 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<i32, Usage> {
         on_wait: Arc::new(|what: &str| tracing::info!("{what}")),
     };
     let store = open_store_with(cli, &profiles, policy)?;
-    let _daemon = store.lock_daemon().map_err(|e| {
-        Usage(format!(
-            "sugar-sessions: another `serve` runs on {}: {e}",
+    let _daemon = store.lock_daemon().map_err(|e| match e {
+        crate::store::StoreError::LockTimeout { holder, .. } => Usage(format!(
+            "sugar-sessions: another `serve` runs on {}: process {holder}",
             store.dir().display()
-        ))
+        )),
+        e => Usage(format!("sugar-sessions: {e}")),
     })?;
     let socket_path = args
         .socket
@@ -156,10 +155,8 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<i32, Usage> {
     let notifier = notify::Notifier::from_env();
     notifier.send("READY=1");
 
-    let code = keep(&shared, cli, args, &path, &notifier).await;
+    let code = keep(&shared, args, &path, &notifier, &stop_tx).await;
 
-    notifier.send("STOPPING=1");
-    let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_millis(300), async {
         let _ = http_task.await;
         let _ = broker_task.await;
@@ -182,10 +179,10 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 /// The daemon's loop: every [`TICK`], what is due is sent; reports are counted; signals handled.
 async fn keep(
     shared: &Arc<Shared>,
-    cli: &Cli,
     args: &ServeArgs,
     path: &Path,
     notifier: &notify::Notifier,
+    stop: &watch::Sender<bool>,
 ) -> i32 {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -198,7 +195,8 @@ async fn keep(
     let (tx, mut reports) = mpsc::channel::<(String, Report)>(1024);
     let mut jobs: Jobs<String> = Jobs::new(shared.engine.clone(), tx);
     let mut memory: HashMap<String, Memory> = HashMap::new();
-    let mut in_flight: HashMap<String, (Next, Instant)> = HashMap::new();
+    // When each job in flight got its place (or was submitted, until it does).
+    let mut in_flight: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_watchdog = Instant::now();
@@ -217,11 +215,15 @@ async fn keep(
             Some((name, report)) = reports.recv() => {
                 done(shared, &mut memory, &mut in_flight, name, report);
             }
-            _ = hup.recv() => reload(shared, cli, args, path).await,
+            _ = hup.recv() => reload(shared, args, path).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    // The servers stop taking requests first (the broker would start new ones); the jobs in
+    // flight then get the grace, and what they return is stored.
+    notifier.send("STOPPING=1");
+    let _ = stop.send(true);
     tracing::info!(
         in_flight = in_flight.len(),
         "stopping: waiting at most 1.5 s for requests in flight"
@@ -241,7 +243,7 @@ async fn round(
     shared: &Shared,
     jobs: &mut Jobs<String>,
     memory: &mut HashMap<String, Memory>,
-    in_flight: &mut HashMap<String, (Next, Instant)>,
+    in_flight: &mut HashMap<String, Instant>,
 ) {
     let cache = match shared.cache().await {
         Ok(cache) => cache,
@@ -257,10 +259,16 @@ async fn round(
         if in_flight.contains_key(&p.name) {
             continue;
         }
-        let mem = memory.entry(p.name.clone()).or_insert_with(|| Memory {
-            last_check: Some(now),
-            ..Memory::default()
-        });
+        if !memory.contains_key(&p.name) {
+            memory.insert(
+                p.name.clone(),
+                Memory {
+                    last_check: Some(now),
+                    ..Memory::default()
+                },
+            );
+        }
+        let mem = memory.get_mut(&p.name).expect("just inserted");
         let entry = cache.entry(mem.key_of(p)).unwrap_or(&empty);
         let Some(next) = keeper::next(p, entry, mem, now) else {
             continue;
@@ -281,7 +289,7 @@ async fn round(
                 Work::Check
             }
         };
-        in_flight.insert(p.name.clone(), (next, Instant::now()));
+        in_flight.insert(p.name.clone(), Instant::now());
         jobs.submit(p.name.clone(), p.clone(), work);
     }
 }
@@ -290,27 +298,27 @@ async fn round(
 fn done(
     shared: &Shared,
     memory: &mut HashMap<String, Memory>,
-    in_flight: &mut HashMap<String, (Next, Instant)>,
+    in_flight: &mut HashMap<String, Instant>,
     name: String,
     report: Report,
 ) {
     let (outcome, check) = match report {
-        Report::Started => return,
+        // The request's duration counts from here, not from the wait for its place.
+        Report::Started => {
+            in_flight.insert(name, Instant::now());
+            return;
+        }
         Report::Withdrawn => {
             in_flight.remove(&name);
             return;
         }
-        Report::Done {
-            kind: WorkKind::Sudo,
-            ..
-        } => return,
         Report::Done {
             outcome, report, ..
         } => (outcome, report),
     };
     let took = in_flight
         .remove(&name)
-        .map_or(Duration::ZERO, |(_, at)| at.elapsed());
+        .map_or(Duration::ZERO, |at| at.elapsed());
     let result = match &outcome.failure {
         None => "ok",
         Some(f) => f.kind.as_str(),
@@ -336,7 +344,7 @@ fn done(
 }
 
 /// SIGHUP: the profiles file read again; a broken one keeps the profiles as they were.
-async fn reload(shared: &Shared, _cli: &Cli, args: &ServeArgs, path: &Path) {
+async fn reload(shared: &Shared, args: &ServeArgs, path: &Path) {
     let profiles = match load_profiles(path) {
         Ok(p) => p,
         Err(Usage(e)) => {
@@ -353,16 +361,10 @@ async fn reload(shared: &Shared, _cli: &Cli, args: &ServeArgs, path: &Path) {
     };
     match choose(&profiles, &cache, args) {
         Ok(kept) => {
-            let names: HashSet<&str> = kept.iter().map(|p| p.name.as_str()).collect();
-            tracing::info!(profiles = names.len(), "profiles reloaded");
+            tracing::info!(profiles = kept.len(), "profiles reloaded");
             *shared.kept.write().expect("kept lock") = Arc::new(kept);
             *shared.file.write().expect("file lock") = Arc::new(profiles);
         }
         Err(Usage(e)) => tracing::error!("reload refused, the profiles stay as they were: {e}"),
     }
-}
-
-/// The broker socket of a state directory (for `paths` and the tests).
-pub fn broker_socket(state_dir: &Path) -> PathBuf {
-    state_dir.join(BROKER_SOCKET)
 }

@@ -10,8 +10,9 @@
 //!   `locks/<digest>.lock` guards one identity while its tokens are used to get new ones or end
 //!   them (held across the request). Every wait is bounded ([`LockPolicy`]) and visible, and names
 //!   the holder (recorded as `pid command` in the lock file, checked against `/proc/locks`).
-//! - Nothing is sent that cannot be kept: [`Store::prepare`] takes the file lock, checks the
-//!   directory, and preallocates the temporary file of the next write before a request goes out.
+//! - Nothing is sent that cannot be kept: [`Store::prepare`] makes sure the file lock can be had,
+//!   checks the directory, and has the temporary file of the next write preallocated before a
+//!   request goes out.
 //! - The file is written to a temporary file, synced and renamed (a reader, or a process killed
 //!   mid-write, sees the old or the new file), mode 0600 in a directory of mode 0700 owned by the
 //!   user; a directory others may write to, or owned by someone else, is refused.
@@ -426,9 +427,10 @@ impl Store {
     }
 
     /// Makes sure the next write can succeed before a request that rotates or ends a session is
-    /// sent: takes the file lock (a bounded wait that names the holder), checks the directory and
-    /// the file, and creates the temporary file of the next write, preallocated to the size it
-    /// will need, so that a full disk fails here and not after the server answered.
+    /// sent: checks the directory and the file, makes sure the file lock can be had (waiting
+    /// boundedly, naming the holder, only when another process holds it), and that the temporary
+    /// file of the next write exists, preallocated to the size it will need, so that a full disk
+    /// fails here and not after the server answered.
     pub fn prepare(&self) -> Result<(), StoreError> {
         check_dir(&self.dir)?;
         let path = self.cache_path();
@@ -599,8 +601,12 @@ impl Store {
         // ready (`prepare`). A full disk shows there, before a request is sent.
         let len = len as usize;
         let need = (len + len / 8 + 64 * 1024) as u64;
-        if let Ok(next) = self.new_spare(need) {
-            *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
+        match self.new_spare(need) {
+            Ok(next) => *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(next),
+            // The next request's `prepare` makes it again, and fails there, before sending.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prepare the next write of the token cache")
+            }
         }
         Ok((len, stamp))
     }
