@@ -382,9 +382,7 @@ async fn faults_in_front_of_sugar_become_clear_errors() {
 #[tokio::test]
 async fn transport_failures_are_named() {
     let c = client();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let port = refused_addr().port();
     let p = profile(
         "down",
         &format!("url = \"http://127.0.0.1:{port}\"\nusername = \"u\""),

@@ -72,9 +72,7 @@ struct Sockets {
 }
 
 async fn sockets() -> Sockets {
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let refused = closed.local_addr().unwrap();
-    drop(closed);
+    let refused = refused_addr();
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let silent_addr = silent.local_addr().unwrap();
     tokio::spawn(async move {

@@ -498,9 +498,7 @@ async fn an_http_proxy_tunnels_https() {
 async fn a_proxy_that_is_down_is_a_per_profile_error() {
     let emu = start_tls(TlsOptions::default()).await;
     let dir = Dir::new(&emu);
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = refused_addr().port();
     let p = dir.profile(
         "corp",
         &body(

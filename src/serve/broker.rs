@@ -188,8 +188,18 @@ mod tests {
     async fn a_stale_socket_is_replaced_and_a_live_one_or_a_file_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("broker.sock");
-        // A socket nobody listens on any more (its listener dropped): replaced.
+        // A socket nobody listens on any more (its listener dropped): replaced. A process
+        // another test forks at that moment holds a copy of the listener until it execs, so
+        // the socket is stale only once a connection is refused.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the dropped listener still answers"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let first = bind(&path).expect("the stale socket is replaced");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);

@@ -150,3 +150,22 @@ pub fn promtool(text: &str) -> Result<(), String> {
         Err(said)
     }
 }
+
+/// An address on 127.0.0.1 where nothing listens: a connection is refused. A listener is bound
+/// and dropped; a process another test forks at that moment holds a copy of it until it execs,
+/// so the address is returned only once a connection is actually refused.
+pub fn refused_addr() -> std::net::SocketAddr {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr} still accepts connections"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    addr
+}
