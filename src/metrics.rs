@@ -6,224 +6,225 @@
 use crate::config::Profile;
 use crate::session::{Cache, Entry, State};
 use chrono::{DateTime, Utc};
-use prometheus::{Encoder, GaugeVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::{Encoder, Opts, Registry, TextEncoder};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The content type of the exposition (`text/plain; version=0.0.4`).
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
 
-/// The labels of every session metric. `sugar_instance` is the host (and port, and path) of the
-/// instance: `instance` is Prometheus' own label for the scraped target.
-const LABELS: [&str; 4] = ["profile", "sugar_instance", "platform", "user"];
-
-/// The session gauges, registered in a registry of their own.
-pub struct SessionMetrics {
-    registry: Registry,
-    up: IntGaugeVec,
-    state: IntGaugeVec,
-    access_expiry: GaugeVec,
-    refresh_expiry: GaugeVec,
-    last_success: GaugeVec,
-    profiles: IntGauge,
-    /// What the last update set, by profile: a scrape sets values in place and removes only what
-    /// is gone (rebuilding thousands of series each scrape was most of its time).
-    last: std::sync::Mutex<std::collections::HashMap<String, Seen>>,
+/// The session gauges' families, built from the cache at each scrape as the crate's custom
+/// collectors do: a profile's series exist exactly while it is given, with no registry of
+/// thousands of children to keep in step (a scrape of 1,000 profiles spent most of its time
+/// gathering those). Labels in the order the crate's own vectors write them (by name):
+/// `platform`, `profile`, (`state`), `sugar_instance` (the host, port and path of the instance:
+/// `instance` is Prometheus' own label for the scraped target), `user`.
+struct Sessions<'a> {
+    profiles: &'a [Arc<Profile>],
+    in_file: usize,
+    cache: &'a Cache,
+    now: DateTime<Utc>,
+    /// The round trip of each profile's last live check (the daemon only).
+    latencies: Option<&'a HashMap<String, Duration>>,
 }
 
-/// The series one profile had.
-#[derive(PartialEq, Eq)]
-struct Seen {
-    labels: [String; 4],
-    session: bool,
-    refresh: bool,
+/// One profile's label values: platform, profile, sugar_instance, user.
+type Values = [String; 4];
+
+fn pair(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.to_string());
+    l.set_value(value.to_string());
+    l
 }
 
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let g = GaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("registered once");
-    g
+fn gauge(labels: Vec<LabelPair>, value: f64) -> Metric {
+    let mut g = Gauge::default();
+    g.set_value(value);
+    let mut m = Metric::from_gauge(g);
+    m.set_label(labels);
+    m
 }
 
-fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("registered once");
-    g
+fn labels(v: &Values, state: Option<&str>) -> Vec<LabelPair> {
+    let mut out = Vec::with_capacity(5);
+    out.push(pair("platform", &v[0]));
+    out.push(pair("profile", &v[1]));
+    if let Some(state) = state {
+        out.push(pair("state", state));
+    }
+    out.push(pair("sugar_instance", &v[2]));
+    out.push(pair("user", &v[3]));
+    out
 }
 
-impl Default for SessionMetrics {
-    fn default() -> SessionMetrics {
-        SessionMetrics::new()
+fn family(name: &str, help: &str, metrics: Vec<Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(MetricType::GAUGE);
+    f.set_metric(metrics);
+    f
+}
+
+/// Writes one family (none when it has no series: the text format has no empty families).
+fn write(out: &mut Vec<u8>, f: &MetricFamily) {
+    if !f.get_metric().is_empty() {
+        TextEncoder::new()
+            .encode(std::slice::from_ref(f), out)
+            .expect("encoding a well-formed family into memory does not fail");
     }
 }
 
-impl SessionMetrics {
-    pub fn new() -> SessionMetrics {
-        let registry = Registry::new();
-        let with_state = [LABELS.as_slice(), &["state"]].concat();
-        let up = int_gauge_vec(
-            &registry,
-            "sugar_session_up",
-            "1 when the session holds a usable access token, else 0.",
-            &LABELS,
-        );
-        let state = int_gauge_vec(
-            &registry,
-            "sugar_session_state",
-            "The session's state: 1 for the state it is in, 0 for the others.",
-            &with_state,
-        );
-        let access_expiry = gauge_vec(
-            &registry,
-            "sugar_session_access_expiry_timestamp_seconds",
-            "When the session's access token expires (Unix time).",
-            &LABELS,
-        );
-        let refresh_expiry = gauge_vec(
-            &registry,
-            "sugar_session_refresh_expiry_timestamp_seconds",
-            "When the session's refresh token expires (Unix time).",
-            &LABELS,
-        );
-        let last_success = gauge_vec(
-            &registry,
-            "sugar_session_last_success_timestamp_seconds",
-            "When the session's tokens were last obtained by a login or a refresh (Unix time).",
-            &LABELS,
-        );
-        let profiles = IntGauge::new("sugar_sessions_profiles", "Profiles in the profiles file.")
-            .expect("a valid metric");
-        registry
-            .register(Box::new(profiles.clone()))
-            .expect("registered once");
-        let build = IntGaugeVec::new(
-            Opts::new(
-                "sugar_build_info",
-                "The running sugar-sessions: always 1, its version as a label.",
-            ),
-            &["version"],
-        )
-        .expect("a valid metric");
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        registry.register(Box::new(build)).expect("registered once");
-        SessionMetrics {
-            registry,
-            up,
-            state,
-            access_expiry,
-            refresh_expiry,
-            last_success,
-            profiles,
-            last: std::sync::Mutex::default(),
-        }
-    }
+fn secs(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
 
-    /// The registry, for a daemon that adds its own metrics.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// Sets every session gauge from the cache at `now`; the series of profiles no longer given
-    /// (or of values a session no longer has) are removed. `in_file`: the number of profiles in the
-    /// file (the ones given may add impersonations).
-    pub fn update(
-        &self,
-        profiles: &[Arc<Profile>],
-        in_file: usize,
-        cache: &Cache,
-        now: DateTime<Utc>,
-    ) {
-        self.profiles.set(in_file as i64);
+impl Sessions<'_> {
+    /// Writes the session families, one at a time (only one family's series are in memory).
+    fn write(&self, out: &mut Vec<u8>) {
         let empty = Entry::default();
-        let mut seen = std::collections::HashMap::with_capacity(profiles.len());
-        for p in profiles {
-            let entry = cache.entry(&p.session_key()).unwrap_or(&empty);
-            let labels = [
-                p.name.clone(),
-                sugar_instance(p),
-                p.platform.clone(),
-                p.username.clone(),
-            ];
-            let l: [&str; 4] = [&labels[0], &labels[1], &labels[2], &labels[3]];
-            let state = entry.state(now);
-            let up = state == State::Active && entry.usable_session(now).is_some();
-            self.up.with_label_values(&l).set(i64::from(up));
+        let rows: Vec<(Values, &Entry)> = self
+            .profiles
+            .iter()
+            .map(|p| {
+                let values = [
+                    p.platform.clone(),
+                    p.name.clone(),
+                    sugar_instance(p),
+                    p.username.clone(),
+                ];
+                let entry = self.cache.entry(&p.session_key()).unwrap_or(&empty);
+                (values, entry)
+            })
+            .collect();
+        let now = self.now;
+        let per_row = |f: &dyn Fn(&Entry) -> Option<f64>| -> Vec<Metric> {
+            rows.iter()
+                .filter_map(|(v, e)| f(e).map(|value| gauge(labels(v, None), value)))
+                .collect()
+        };
+        write(
+            out,
+            &family(
+                "sugar_session_up",
+                "1 when the session holds a usable access token, else 0.",
+                per_row(&|e| {
+                    let up = e.state(now) == State::Active && e.usable_session(now).is_some();
+                    Some(f64::from(u8::from(up)))
+                }),
+            ),
+        );
+        let mut states = Vec::with_capacity(rows.len() * State::ALL.len());
+        for (v, e) in &rows {
+            let state = e.state(now);
             for s in State::ALL {
-                self.state
-                    .with_label_values(&[l[0], l[1], l[2], l[3], s.as_str()])
-                    .set(i64::from(s == state));
+                states.push(gauge(
+                    labels(v, Some(s.as_str())),
+                    f64::from(u8::from(s == state)),
+                ));
             }
-            let secs = |t: DateTime<Utc>| t.timestamp_millis() as f64 / 1000.0;
-            let session = entry.session.as_ref();
-            if let Some(session) = session {
-                self.access_expiry
-                    .with_label_values(&l)
-                    .set(secs(session.expires_at));
-                self.last_success
-                    .with_label_values(&l)
-                    .set(secs(session.obtained_at));
-            }
-            let refresh = session.and_then(|s| s.refresh_token.as_ref().and(s.refresh_expires_at));
-            if let Some(r) = refresh {
-                self.refresh_expiry.with_label_values(&l).set(secs(r));
-            }
-            seen.insert(
-                p.name.clone(),
-                Seen {
-                    labels,
-                    session: session.is_some(),
-                    refresh: refresh.is_some(),
-                },
+        }
+        write(
+            out,
+            &family(
+                "sugar_session_state",
+                "The session's state: 1 for the state it is in, 0 for the others.",
+                states,
+            ),
+        );
+        write(
+            out,
+            &family(
+                "sugar_session_access_expiry_timestamp_seconds",
+                "When the session's access token expires (Unix time).",
+                per_row(&|e| e.session.as_ref().map(|s| secs(s.expires_at))),
+            ),
+        );
+        write(
+            out,
+            &family(
+                "sugar_session_refresh_expiry_timestamp_seconds",
+                "When the session's refresh token expires (Unix time).",
+                per_row(&|e| {
+                    let s = e.session.as_ref()?;
+                    s.refresh_token.as_ref().and(s.refresh_expires_at).map(secs)
+                }),
+            ),
+        );
+        write(
+            out,
+            &family(
+                "sugar_session_last_success_timestamp_seconds",
+                "When the session's tokens were last obtained by a login or a refresh (Unix time).",
+                per_row(&|e| e.session.as_ref().map(|s| secs(s.obtained_at))),
+            ),
+        );
+        if let Some(latencies) = self.latencies {
+            let metrics = rows
+                .iter()
+                .filter_map(|(v, _)| {
+                    let latency = latencies.get(&v[1])?;
+                    Some(gauge(labels(v, None), latency.as_secs_f64()))
+                })
+                .collect();
+            write(
+                out,
+                &family(
+                    "sugar_session_check_latency_seconds",
+                    "The round trip of the last live check of the session (GET /ping).",
+                    metrics,
+                ),
             );
         }
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, old) in last.drain() {
-            let l: [&str; 4] = [
-                &old.labels[0],
-                &old.labels[1],
-                &old.labels[2],
-                &old.labels[3],
-            ];
-            let new = seen.get(&name).filter(|n| n.labels == old.labels);
-            if new.is_none() {
-                let _ = self.up.remove_label_values(&l);
-                for s in State::ALL {
-                    let _ = self
-                        .state
-                        .remove_label_values(&[l[0], l[1], l[2], l[3], s.as_str()]);
-                }
-            }
-            if old.session && !new.is_some_and(|n| n.session) {
-                let _ = self.access_expiry.remove_label_values(&l);
-                let _ = self.last_success.remove_label_values(&l);
-            }
-            if old.refresh && !new.is_some_and(|n| n.refresh) {
-                let _ = self.refresh_expiry.remove_label_values(&l);
-            }
-        }
-        *last = seen;
+        write(
+            out,
+            &family(
+                "sugar_sessions_profiles",
+                "Profiles in the profiles file.",
+                vec![gauge(Vec::new(), self.in_file as f64)],
+            ),
+        );
+        write(
+            out,
+            &family(
+                "sugar_build_info",
+                "The running sugar-sessions: always 1, its version as a label.",
+                vec![gauge(vec![pair("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+            ),
+        );
     }
+}
 
-    /// The exposition text.
-    pub fn encode(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("encoding into memory does not fail");
-        String::from_utf8(out).expect("the text format is UTF-8")
+/// The exposition of the sessions of `profiles` as the cache has them at `now` (`status --format
+/// prometheus`). `in_file`: the number of profiles in the file (the ones given may add
+/// impersonations).
+pub fn sessions_text(
+    profiles: &[Arc<Profile>],
+    in_file: usize,
+    cache: &Cache,
+    now: DateTime<Utc>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    Sessions {
+        profiles,
+        in_file,
+        cache,
+        now,
+        latencies: None,
     }
+    .write(&mut out);
+    out
 }
 
 /// The daemon's metrics: the sessions', and what a running process has a history of (the requests
 /// it sent, the latency of its last live check of each session).
 pub struct DaemonMetrics {
-    pub sessions: SessionMetrics,
+    registry: Registry,
     requests: prometheus::IntCounterVec,
     duration: prometheus::HistogramVec,
-    check_latency: GaugeVec,
 }
 
 impl Default for DaemonMetrics {
@@ -234,8 +235,7 @@ impl Default for DaemonMetrics {
 
 impl DaemonMetrics {
     pub fn new() -> DaemonMetrics {
-        let sessions = SessionMetrics::new();
-        let registry = sessions.registry();
+        let registry = Registry::new();
         let requests = prometheus::IntCounterVec::new(
             Opts::new(
                 "sugar_requests_total",
@@ -259,22 +259,15 @@ impl DaemonMetrics {
         registry
             .register(Box::new(duration.clone()))
             .expect("registered once");
-        let check_latency = gauge_vec(
-            registry,
-            "sugar_session_check_latency_seconds",
-            "The round trip of the last live check of the session (GET /ping).",
-            &LABELS,
-        );
         DaemonMetrics {
-            sessions,
+            registry,
             requests,
             duration,
-            check_latency,
         }
     }
 
     /// Counts an operation that ended: `result` is `ok` or the failure's kind.
-    pub fn request(&self, op: &str, result: &str, took: std::time::Duration) {
+    pub fn request(&self, op: &str, result: &str, took: Duration) {
         self.requests.with_label_values(&[op, result]).inc();
         self.duration
             .with_label_values(&[op])
@@ -288,19 +281,21 @@ impl DaemonMetrics {
         in_file: usize,
         cache: &Cache,
         now: DateTime<Utc>,
-        latencies: &std::collections::HashMap<String, std::time::Duration>,
-    ) -> String {
-        self.sessions.update(profiles, in_file, cache, now);
-        self.check_latency.reset();
-        for p in profiles {
-            if let Some(latency) = latencies.get(&p.name) {
-                let instance = sugar_instance(p);
-                self.check_latency
-                    .with_label_values(&[&p.name, &instance, &p.platform, &p.username])
-                    .set(latency.as_secs_f64());
-            }
+        latencies: &HashMap<String, Duration>,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1024 + profiles.len() * 1400);
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding into memory does not fail");
+        Sessions {
+            profiles,
+            in_file,
+            cache,
+            now,
+            latencies: Some(latencies),
         }
-        self.sessions.encode()
+        .write(&mut out);
+        out
     }
 }
 
@@ -355,12 +350,11 @@ mod tests {
     }
 
     #[test]
-    fn series_follow_the_profiles_and_sessions_from_one_scrape_to_the_next() {
+    fn series_follow_the_profiles_and_their_sessions() {
         let now = Utc::now();
         let all = profiles();
-        let m = SessionMetrics::new();
-        m.update(&all, 2, &with_session(&all[0], now), now);
-        let text = m.encode();
+        let text =
+            String::from_utf8(sessions_text(&all, 2, &with_session(&all[0], now), now)).unwrap();
         assert!(
             text.contains("profile=\"a\",sugar_instance=\"a.example.com/crm\""),
             "{text}"
@@ -371,8 +365,7 @@ mod tests {
         );
         assert!(text.contains("sugar_session_refresh_expiry_timestamp_seconds{"));
         // `b` is gone from the file; `a` logged out.
-        m.update(&all[..1], 1, &Cache::default(), now);
-        let text = m.encode();
+        let text = String::from_utf8(sessions_text(&all[..1], 1, &Cache::default(), now)).unwrap();
         assert!(!text.contains("profile=\"b\""), "{text}");
         assert!(
             !text.contains("sugar_session_refresh_expiry_timestamp_seconds{"),

@@ -155,10 +155,9 @@ pub(super) fn status(
     let profiles = &*with_impersonations(profiles, &cache);
     let now = Utc::now();
     if format == StatusFormat::Prometheus {
-        let metrics = crate::metrics::SessionMetrics::new();
-        metrics.update(&profiles.profiles, in_file, &cache, now);
+        let text = crate::metrics::sessions_text(&profiles.profiles, in_file, &cache, now);
         let mut out = stdout_buffered();
-        let _ = out.write_all(metrics.encode().as_bytes());
+        let _ = out.write_all(&text);
         return Ok(exit::OK);
     }
     let json = format == StatusFormat::Json;
