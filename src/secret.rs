@@ -5,6 +5,7 @@
 //! writing the 0600 token cache) and [`Secret::masked`] (first and last four
 //! characters, for the screen).
 
+use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -36,6 +37,40 @@ impl Secret {
         let tail: String = chars[chars.len() - 4..].iter().collect();
         format!("{head}…{tail}")
     }
+}
+
+/// Owns a body's bytes and zeroizes them when the last `Bytes` handle lets go.
+struct ZeroOnDrop(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A JSON object of string fields.
+struct Fields<'a>(&'a [(&'a str, &'a str)]);
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// A JSON object of string fields (a request carrying a password or a token, the broker's
+/// answer), written straight into a buffer that is zeroized when the body is dropped: no
+/// intermediate `Value` or `String` holds the secret. The buffer is allocated once, big enough
+/// for the worst case of escaping, so that growing it leaves no copies behind.
+pub fn json_bytes(fields: &[(&str, &str)]) -> Bytes {
+    // `\u00XX` is the longest escape: 6 bytes for 1; plus quotes, `:` and `,`.
+    let capacity = 2 + fields
+        .iter()
+        .map(|(k, v)| 6 * (k.len() + v.len()) + 6)
+        .sum::<usize>();
+    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
+    serde_json::to_writer(&mut *buf, &Fields(fields)).expect("writing JSON to memory cannot fail");
+    debug_assert!(buf.len() <= capacity);
+    Bytes::from_owner(ZeroOnDrop(buf))
 }
 
 impl fmt::Debug for Secret {

@@ -61,9 +61,10 @@ fn command(profiles: &Path, state: &Path, args: &[&str]) -> Command {
     c
 }
 
-/// Starts the daemon and waits for its `serving` line (which names the port it got).
-fn start_daemon(profiles: &Path, state: &Path) -> Daemon {
-    let mut child = command(profiles, state, &DAEMON)
+/// Starts the daemon (keeping `names`, or every profile) and waits for its `serving` line (which
+/// names the port it got).
+fn start_daemon(profiles: &Path, state: &Path, names: &[&str]) -> Daemon {
+    let mut child = command(profiles, state, &[&DAEMON[..], names].concat())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -175,7 +176,7 @@ async fn serve_keeps_ten_second_sessions_alive_and_the_broker_hands_out_usable_t
         ),
     );
     let state = dir.path().join("state");
-    let daemon = start_daemon(&profiles, &state);
+    let daemon = start_daemon(&profiles, &state, &[]);
 
     // A second daemon on the same state directory is refused, naming the first.
     let second = command(&profiles, &state, &DAEMON).output().unwrap();
@@ -265,6 +266,43 @@ async fn serve_keeps_ten_second_sessions_alive_and_the_broker_hands_out_usable_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brokers_own_logins_and_refreshes_are_counted() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for (name, platform) in [("kept", "custom_api"), ("other", "acme_sync")] {
+        text.push_str(&format!(
+            "[profiles.{name}]\nurl = \"{}\"\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\nplatform = \"{platform}\"\n",
+            emu.url("acme")
+        ));
+    }
+    let profiles = write_profiles(dir.path(), &text);
+    let state = dir.path().join("state");
+    // The daemon keeps `kept`; a worker asks the broker for `other`, which it logs in itself.
+    let daemon = start_daemon(&profiles, &state, &["kept"]);
+    let (status, body) = tokio::task::block_in_place(|| broker_get(&daemon, "/token/other"));
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = tokio::task::block_in_place(|| http_get(&daemon, "/metrics"));
+    let logins = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("sugar_requests_total{op=\"login\",result=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+    };
+    // The daemon's own login of `kept` may still be on its way: two once both are done.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut metrics = metrics;
+    while logins(&metrics) != Some(2) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        metrics = tokio::task::block_in_place(|| http_get(&daemon, "/metrics")).1;
+    }
+    assert_eq!(logins(&metrics), Some(2), "{metrics}");
+    assert!(
+        metrics.contains("sugar_request_duration_seconds_count{op=\"login\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_to_listen_beyond_loopback_unless_asked() {
     let emu = fast_emulator().await;
     let dir = tempfile::tempdir().unwrap();
@@ -300,7 +338,7 @@ async fn sighup_reloads_the_profiles_and_a_broken_file_changes_nothing() {
     );
     let profiles = write_profiles(dir.path(), &one);
     let state = dir.path().join("state");
-    let daemon = start_daemon(&profiles, &state);
+    let daemon = start_daemon(&profiles, &state, &[]);
     let names = |daemon: &Daemon| -> Vec<String> {
         let (status, body) = http_get(daemon, "/status");
         assert_eq!(status, 200, "{body}");

@@ -1,9 +1,11 @@
 //! A usable access token for a script: the protocol of `token` (and later `exec` and `api`).
 
 use crate::config::Profile;
+use crate::outcome::Outcome;
 use crate::session::{Op, Session};
 use crate::store::LockGuard;
 use chrono::Utc;
+use std::time::{Duration, Instant};
 
 use super::Engine;
 
@@ -32,6 +34,16 @@ impl Engine {
     /// else (through a non-interactive password source) logged in again; the result is stored
     /// before it is handed out, and the lock is held until the caller is done with the token.
     pub async fn token(&self, p: &Profile) -> Result<Token, NoToken> {
+        self.token_observed(p, |_, _| {}).await
+    }
+
+    /// [`Engine::token`], telling `observe` of every operation it sent to Sugar (a refresh, a
+    /// login) and how long it took from when it got its place: the daemon counts them.
+    pub async fn token_observed(
+        &self,
+        p: &Profile,
+        mut observe: impl FnMut(&Outcome, Duration),
+    ) -> Result<Token, NoToken> {
         let key = p.session_key();
         // What this process saw before waiting for the lock: a session stored by another process
         // meanwhile is handed out as it is (it was just refreshed or logged in), not refreshed again.
@@ -68,9 +80,11 @@ impl Engine {
         let mut notes = Vec::new();
         if entry.session.as_ref().is_some_and(|s| s.refresh_valid(now)) {
             let permit = self.acquire(p).await;
+            let started = Instant::now();
             let o = self
                 .execute_with(p, Op::Refresh, None, permit, Some(&lock))
                 .await;
+            observe(&o, started.elapsed());
             if let Some(s) = o.entry.usable_session(Utc::now()).filter(|_| o.ok) {
                 return Ok(Token {
                     session: s.clone(),
@@ -103,9 +117,11 @@ impl Engine {
             return Err(NoToken::NeedsLogin(notes.join("\n")));
         }
         let permit = self.acquire(p).await;
+        let started = Instant::now();
         let o = self
             .execute_with(p, Op::Login, None, permit, Some(&lock))
             .await;
+        observe(&o, started.elapsed());
         match o.entry.usable_session(Utc::now()).filter(|_| o.ok) {
             Some(s) => Ok(Token {
                 session: s.clone(),

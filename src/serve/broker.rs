@@ -153,18 +153,28 @@ async fn token(State(shared): State<Arc<Shared>>, UrlPath(name): UrlPath<String>
             &format!("no profile {id} in the profiles file"),
         );
     };
-    match shared.engine.token(&p).await {
+    // What the broker sends to Sugar itself (a refresh, a login) is counted as the daemon's.
+    let counted = |o: &crate::outcome::Outcome, took: Duration| {
+        let result = o.failure.as_ref().map_or("ok", |f| f.kind.as_str());
+        shared.metrics.request(o.op.as_str(), result, took);
+    };
+    match shared.engine.token_observed(&p, counted).await {
         Ok(token) => {
             let s = &token.session;
-            let body = json!({
-                "access_token": s.access_token.expose(),
-                "expires_at": crate::session::rfc3339(s.expires_at),
-                "url": format!("{}/rest/{}", p.root(), p.api),
-                "platform": p.platform,
-            });
+            // Written into a buffer zeroized once the answer is sent.
+            let body = crate::secret::json_bytes(&[
+                ("access_token", s.access_token.expose()),
+                ("expires_at", &crate::session::rfc3339(s.expires_at)),
+                ("url", &format!("{}/rest/{}", p.root(), p.api)),
+                ("platform", &p.platform),
+            ]);
             tracing::info!(profile = %p.name, "broker: token handed out");
             // Answered while the identity's lock is held: the stored, current token.
-            let response = axum::Json(body).into_response();
+            let response = (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                axum::body::Body::from(body),
+            )
+                .into_response();
             drop(token);
             response
         }

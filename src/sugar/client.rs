@@ -6,9 +6,7 @@ use super::parse::{Grant, Me, ServerInfo, interpret, parse_grant, parse_me, scru
 use crate::config::{CaCert, Profile};
 use crate::secret::Secret;
 use crate::session::{Op, RequestLog};
-use bytes::Bytes;
 use chrono::{DateTime, FixedOffset, Utc};
-use serde::Serialize;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use url::Url;
@@ -487,38 +485,11 @@ async fn read_body(mut resp: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, Bo
     Ok(buf)
 }
 
-/// Owns a request body's bytes and zeroizes them when reqwest lets go of the body.
-struct ZeroOnDrop(Zeroizing<Vec<u8>>);
-
-impl AsRef<[u8]> for ZeroOnDrop {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// A JSON object of string fields, as a request body.
-struct Fields<'a>(&'a [(&'a str, &'a str)]);
-
-impl Serialize for Fields<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-/// A JSON body written straight into a buffer that is zeroized once the request is done with it:
-/// no intermediate `Value` or `String` holds the password or a token. The buffer is allocated
-/// once, big enough for the worst case of escaping, so that growing it leaves no copies behind.
-/// (Copies that hyper or rustls make while sending are out of reach.)
+/// A JSON body of string fields whose buffer is zeroized once the request is done with it
+/// ([`crate::secret::json_bytes`]). (Copies that hyper or rustls make while sending are out of
+/// reach.)
 fn secret_json(fields: &[(&str, &str)]) -> reqwest::Body {
-    // `\u00XX` is the longest escape: 6 bytes for 1; plus quotes, `:` and `,`.
-    let capacity = 2 + fields
-        .iter()
-        .map(|(k, v)| 6 * (k.len() + v.len()) + 6)
-        .sum::<usize>();
-    let mut buf = Zeroizing::new(Vec::with_capacity(capacity));
-    serde_json::to_writer(&mut *buf, &Fields(fields)).expect("writing JSON to memory cannot fail");
-    debug_assert!(buf.len() <= capacity);
-    reqwest::Body::from(Bytes::from_owner(ZeroOnDrop(buf)))
+    reqwest::Body::from(crate::secret::json_bytes(fields))
 }
 
 #[cfg(test)]
