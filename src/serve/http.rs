@@ -2,7 +2,7 @@
 //! `GET /healthz` (200 while the daemon's loop goes round), `GET /status` (the `status --json`
 //! document of the kept sessions).
 
-use super::{HEALTHY_WITHIN_S, Shared};
+use super::{HEALTHY_WITHIN, Shared};
 use crate::metrics::CONTENT_TYPE;
 use axum::Router;
 use axum::extract::State;
@@ -59,15 +59,20 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
-    let age = Utc::now().timestamp() - shared.heartbeat.load(Ordering::Relaxed);
-    if age <= HEALTHY_WITHIN_S {
+    let now = shared.started.elapsed().as_millis() as u64;
+    let age =
+        std::time::Duration::from_millis(now - shared.heartbeat.load(Ordering::Relaxed).min(now));
+    if age <= HEALTHY_WITHIN {
         (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             "ok\n",
         )
             .into_response()
     } else {
-        unavailable(&format!("the daemon's loop last ran {age} s ago"))
+        unavailable(&format!(
+            "the daemon's loop last ran {} s ago",
+            age.as_secs()
+        ))
     }
 }
 

@@ -26,7 +26,7 @@ use chrono::Utc;
 use keeper::{Memory, Next};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{SignalKind, signal};
@@ -37,7 +37,7 @@ const TICK: Duration = Duration::from_secs(1);
 /// How long requests in flight are waited for at the end.
 const FINISH_GRACE: Duration = Duration::from_millis(1500);
 /// `/healthz` fails when the loop has not gone round for this long.
-const HEALTHY_WITHIN_S: i64 = 10;
+const HEALTHY_WITHIN: Duration = Duration::from_secs(10);
 /// The broker socket's name in the state directory.
 pub const BROKER_SOCKET: &str = "broker.sock";
 
@@ -50,8 +50,10 @@ pub(crate) struct Shared {
     pub metrics: DaemonMetrics,
     /// The latency of each kept session's last live check, by profile name.
     pub latencies: Mutex<HashMap<String, Duration>>,
-    /// Unix time of the loop's last round.
-    pub heartbeat: AtomicI64,
+    /// When the loop last went round, in milliseconds since `started` (a monotonic clock: the
+    /// wall clock stepping does not make the daemon look dead or alive).
+    pub heartbeat: AtomicU64,
+    pub started: Instant,
 }
 
 impl Shared {
@@ -129,7 +131,8 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<i32, Usage> {
         file: RwLock::new(Arc::new(profiles)),
         metrics: DaemonMetrics::new(),
         latencies: Mutex::default(),
-        heartbeat: AtomicI64::new(Utc::now().timestamp()),
+        heartbeat: AtomicU64::new(0),
+        started: Instant::now(),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -203,7 +206,10 @@ async fn keep(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                shared.heartbeat.store(Utc::now().timestamp(), Ordering::Relaxed);
+                shared.heartbeat.store(
+                    shared.started.elapsed().as_millis() as u64,
+                    Ordering::Relaxed,
+                );
                 if let Some(every) = notifier.watchdog
                     && last_watchdog.elapsed() >= every / 2
                 {
