@@ -195,6 +195,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_from_another_user_is_closed_by_its_peer_credentials() {
+        use axum::serve::Listener;
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.sock");
+        let mut listener = bind(&path).unwrap();
+        // The daemon runs as another user than this test: the kernel's credentials of this
+        // process's connection are refused.
+        listener.uid = listener.uid.wrapping_add(1);
+        let mut client = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let accepted = tokio::time::timeout(Duration::from_millis(500), listener.accept()).await;
+        assert!(
+            accepted.is_err(),
+            "a connection from another uid was accepted"
+        );
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf))
+            .await
+            .expect("the refused connection is closed at once");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        // The daemon's own user is served.
+        listener.uid = listener.uid.wrapping_sub(1);
+        let _client = tokio::net::UnixStream::connect(&path).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("the own user's connection is accepted");
+    }
+
+    #[tokio::test]
     async fn a_stale_socket_is_replaced_and_a_live_one_or_a_file_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("broker.sock");
