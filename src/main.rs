@@ -36,6 +36,8 @@ fn main() {
 
 /// Parses the arguments and runs; returns the exit status.
 fn start() -> i32 {
+    // A shell asking for completions is answered before anything else, and nothing else runs.
+    cli::complete_if_asked();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,

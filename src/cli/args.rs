@@ -1,6 +1,7 @@
 //! The clap definitions: the global options and the commands with their arguments.
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCandidates;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -67,6 +68,7 @@ pub enum Command {
     /// With an admin session, get a session as another user (stored as NAME>USER)
     Sudo {
         /// The admin's profile
+        #[arg(add = ArgValueCandidates::new(super::profile_candidates))]
         name: String,
         /// The user to impersonate
         user: String,
@@ -76,8 +78,27 @@ pub enum Command {
     /// Print a usable access token: cached, refreshed, or from a new login
     Token {
         /// The profile
+        #[arg(add = ArgValueCandidates::new(super::profile_candidates))]
         name: String,
     },
+    /// Run a command with a usable token in its environment: SUGAR_URL (the REST root),
+    /// SUGAR_TOKEN, SUGAR_TOKEN_EXPIRES (RFC 3339), SUGAR_PLATFORM, SUGAR_PROFILE
+    #[command(
+        override_usage = "sugar-sessions exec [OPTIONS] <NAME> -- <CMD> [ARGS]...",
+        after_help = "The command replaces sugar-sessions (exec): its signals and exit status are its own.\n\
+                      Example: sugar-sessions exec acme -- sh -c 'curl -sH \"OAuth-Token: $SUGAR_TOKEN\" \"$SUGAR_URL/me\"'"
+    )]
+    Exec(ExecArgs),
+    /// One authenticated request to the profile's REST root, as `gh api` does for GitHub
+    #[command(
+        override_usage = "sugar-sessions api [OPTIONS] <NAME> [METHOD] <PATH>",
+        after_help = "PATH is below the profile's REST root (https://host/rest/v11), e.g. /me or Accounts?max_num=5.\n\
+                      The method is GET, or POST with --data. On a 401 the session is refreshed (or logged in again) once.\n\
+                      Pretty JSON on a terminal, the body as it came otherwise; a status other than 2xx exits 1.\n\
+                      Examples:\n  sugar-sessions api acme /me\n  sugar-sessions api acme Accounts -q max_num=100 --paginate\n  \
+                      sugar-sessions api acme POST Contacts/filter --data '{\"filter\":[{\"last_name\":{\"$starts\":\"S\"}}]}' --paginate"
+    )]
+    Api(ApiArgs),
     /// Keep sessions alive unattended, in the foreground: refreshes and re-logins when due, a
     /// token broker on a Unix socket, /metrics, /healthz and /status over HTTP (systemd-friendly)
     Serve(ServeArgs),
@@ -96,17 +117,88 @@ pub enum Command {
     },
     /// Open the screen on the built-in demo (an emulator with demo instances; nothing touches your cache)
     Demo,
+    /// Print the shell's completion script (subcommands, flags, profile names and tags)
+    #[command(
+        after_help = "bash:  echo 'source <(sugar-sessions completions bash)' >> ~/.bashrc\n\
+                            zsh:   echo 'source <(sugar-sessions completions zsh)' >> ~/.zshrc\n\
+                            fish:  sugar-sessions completions fish > ~/.config/fish/completions/sugar-sessions.fish\n\
+                            Profile names and tags are read from the profiles file as you type (an earlier --profiles on the line counts)."
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write the man page (to stdout, or one page per command into a directory)
+    Man {
+        /// Write sugar-sessions.1 and a page per command into this directory
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Where sugar-sessions keeps things: profiles file, state directory, cache, locks, log, socket
+    Paths {
+        /// Print a JSON object instead of the table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The shells `completions` writes for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// The profile
+    #[arg(add = ArgValueCandidates::new(super::profile_candidates))]
+    pub name: String,
+    /// The token must stay valid at least this long (at most half a short token's lifetime);
+    /// else it is refreshed, or logged in again, first
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub min_valid: chrono::TimeDelta,
+    /// The command and its arguments, after --
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    /// The profile
+    #[arg(add = ArgValueCandidates::new(super::profile_candidates))]
+    pub name: String,
+    /// The HTTP method (GET, POST, PUT, PATCH, DELETE, HEAD), or the path when no method is given
+    #[arg(value_name = "METHOD")]
+    pub first: String,
+    /// The path below the REST root (with a leading / or not; an absolute URL is refused)
+    #[arg(value_name = "PATH")]
+    pub second: Option<String>,
+    /// The JSON body: the text itself, @FILE, or @- for standard input
+    #[arg(long, short = 'd', value_name = "JSON|@FILE|@-")]
+    pub data: Option<String>,
+    /// A query parameter (repeatable)
+    #[arg(long = "query", short = 'q', value_name = "KEY=VALUE")]
+    pub query: Vec<String>,
+    /// Follow next_offset to the last page (query for GET, body for POST .../filter) and print
+    /// the records of all pages as one JSON array
+    #[arg(long)]
+    pub paginate: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Profile names (none, and no --tag: every profile)
+    #[arg(add = ArgValueCandidates::new(super::profile_candidates))]
     pub names: Vec<String>,
     /// Every profile
     #[arg(long)]
     pub all: bool,
     /// Profiles with this tag (repeatable; adds to the names)
-    #[arg(long = "tag", value_name = "TAG")]
+    #[arg(long = "tag", value_name = "TAG", add = ArgValueCandidates::new(super::tag_candidates))]
     pub tags: Vec<String>,
     /// Where /metrics, /healthz and /status are served
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9477")]
@@ -163,12 +255,13 @@ pub struct RefreshArgs {
 #[derive(Args, Debug)]
 pub struct Targets {
     /// Profile names
+    #[arg(add = ArgValueCandidates::new(super::profile_candidates))]
     pub names: Vec<String>,
     /// Every profile
     #[arg(long)]
     pub all: bool,
     /// Profiles with this tag (repeatable; adds to the names)
-    #[arg(long = "tag", value_name = "TAG")]
+    #[arg(long = "tag", value_name = "TAG", add = ArgValueCandidates::new(super::tag_candidates))]
     pub tags: Vec<String>,
     /// Print a JSON array of {name, ok, state, message}
     #[arg(long)]
@@ -178,12 +271,13 @@ pub struct Targets {
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Profile names (a named profile that is not logged in is CRITICAL)
+    #[arg(add = ArgValueCandidates::new(super::profile_candidates))]
     pub names: Vec<String>,
     /// Every profile (one that is not logged in is OK, unless --require-active)
     #[arg(long)]
     pub all: bool,
     /// Profiles with this tag (repeatable; adds to the names)
-    #[arg(long = "tag", value_name = "TAG")]
+    #[arg(long = "tag", value_name = "TAG", add = ArgValueCandidates::new(super::tag_candidates))]
     pub tags: Vec<String>,
     /// WARNING when a session's last usable instant is closer than this (90s, 10m, 2h, 1d)
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]

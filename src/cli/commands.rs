@@ -372,26 +372,36 @@ async fn run_all_of(
     })
 }
 
-pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+/// The profile a command for one profile names (`acme`, or an impersonation the cache holds,
+/// `acme>jim`).
+pub(super) fn one_profile(
+    profiles: &Profiles,
+    engine: &Engine,
+    name: &str,
+) -> Result<Arc<Profile>, Usage> {
     let targets = Targets {
         names: vec![name.to_string()],
         all: false,
         tags: vec![],
         json: false,
     };
-    let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
     // A profile's own session needs only its entry (read alone in `Engine::token`); an
     // impersonation's label is known from the cache's sudo sessions.
     let id: crate::identity::ProfileId = name
         .parse()
         .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
-    let p = if id.sudo().is_some() {
-        let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
+    Ok(if id.sudo().is_some() {
+        let profiles = with_impersonations(profiles, &*load_cache(engine.reader())?);
         select(&profiles, &targets, false)?.remove(0).clone()
     } else {
-        select(&profiles, &targets, false)?.remove(0).clone()
-    };
+        select(profiles, &targets, false)?.remove(0).clone()
+    })
+}
+
+pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
+    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
+    let p = one_profile(&profiles, &engine, name)?;
     let result = engine.token(&p).await;
     for notice in engine.reader().take_notices() {
         eprintln!("sugar-sessions: warning: {notice}");

@@ -8,16 +8,23 @@
 // `output`, which drop what cannot be written.
 #[macro_use]
 mod output;
+mod api;
 mod args;
 mod bulk;
 mod check;
 mod commands;
+mod exec;
+mod meta;
 pub use commands::{select, status_document, with_impersonations};
+pub use meta::{complete_if_asked, profile_candidates, tag_candidates};
 mod demo;
 
 pub use crate::argv::command_word;
 pub use crate::exit;
-pub use args::{CheckArgs, Cli, Command, LogFormat, RefreshArgs, ServeArgs, StatusFormat, Targets};
+pub use args::{
+    ApiArgs, CheckArgs, Cli, Command, CompletionShell, ExecArgs, LogFormat, RefreshArgs, ServeArgs,
+    StatusFormat, Targets,
+};
 pub use check::unknown as check_unknown;
 pub use demo::{start_demo_emulator, write_private};
 
@@ -32,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A failure that ends the command before anything was done: printed, exit status 2.
+#[derive(Debug)]
 pub struct Usage(pub String);
 
 /// The default profiles file: `profiles.toml` in the platform's config directory.
@@ -133,5 +141,10 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
         Some(Command::Token { name }) => token(cli, name).await,
         Some(Command::Check(a)) => Ok(check::check(cli, a).await),
         Some(Command::Sudo { name, user, json }) => sudo(cli, name, user, *json).await,
+        Some(Command::Exec(a)) => exec::exec(cli, a).await,
+        Some(Command::Api(a)) => api::api(cli, a).await,
+        Some(Command::Completions { shell }) => meta::completions(*shell),
+        Some(Command::Man { out_dir }) => meta::man(out_dir.as_deref()),
+        Some(Command::Paths { json }) => meta::paths(cli, *json),
     }
 }

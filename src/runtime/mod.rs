@@ -7,6 +7,7 @@
 //! without the lock is applied only if the entry still has the generation it was computed from.
 //! Results that arrive together are written together (one write for many).
 
+mod api;
 mod bounds;
 mod check;
 mod jobs;
@@ -17,12 +18,13 @@ mod sudo;
 mod token;
 
 pub use crate::outcome::Outcome;
+pub use api::{Answered, ApiError};
 pub use bounds::Permit;
 pub use check::CHECK_REQUESTS;
 pub use jobs::{Jobs, Report, Work, WorkKind};
 pub use ops::describe;
 pub use reader::{CacheRead, CacheReader};
-pub use token::{NoToken, Token};
+pub use token::{Need, NoToken, Token};
 
 use crate::config::{Profile, Settings};
 use crate::identity::SessionKey;

@@ -2,9 +2,10 @@
 
 use crate::config::Profile;
 use crate::outcome::Outcome;
+use crate::secret::Secret;
 use crate::session::{Op, Session};
 use crate::store::LockGuard;
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use std::time::{Duration, Instant};
 
 use super::Engine;
@@ -27,6 +28,31 @@ pub enum NoToken {
     Failed(String),
 }
 
+/// What a caller needs of the token beyond being usable now.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Need<'a> {
+    /// Valid for at least this long (`exec --min-valid`); for a short-lived token, at most half of
+    /// its lifetime (a 10-minute token is refreshed when 5 minutes are left, not at once again).
+    pub min_valid: Option<TimeDelta>,
+    /// Sugar refused this access token (a 401 to `api`): a stored token that is this one is
+    /// not handed out again; one stored since (by another process) is.
+    pub rejected: Option<&'a Secret>,
+}
+
+impl Need<'_> {
+    /// Whether the session `s`, usable at `now`, serves.
+    pub fn met_by(&self, s: &Session, now: DateTime<Utc>) -> bool {
+        let long_enough = self.min_valid.is_none_or(|min| {
+            let half_life = (s.expires_at - s.obtained_at) / 2;
+            s.expires_at - now >= min.min(half_life)
+        });
+        let refused = self
+            .rejected
+            .is_some_and(|r| r.expose() == s.access_token.expose());
+        long_enough && !refused
+    }
+}
+
 impl Engine {
     /// A usable access token for `p`, following the protocol: the identity's lock is taken before
     /// deciding, the entry re-read under it (another process may have refreshed meanwhile), then
@@ -34,14 +60,16 @@ impl Engine {
     /// else (through a non-interactive password source) logged in again; the result is stored
     /// before it is handed out, and the lock is held until the caller is done with the token.
     pub async fn token(&self, p: &Profile) -> Result<Token, NoToken> {
-        self.token_observed(p, |_, _| {}).await
+        self.token_with(p, Need::default(), |_, _| {}).await
     }
 
-    /// [`Engine::token`], telling `observe` of every operation it sent to Sugar (a refresh, a
-    /// login) and how long it took from when it got its place: the daemon counts them.
-    pub async fn token_observed(
+    /// [`Engine::token`] for a `need` (a minimum validity, a token Sugar refused), telling
+    /// `observe` of every operation it sent to Sugar (a refresh, a login) and how long it took
+    /// from when it got its place (the daemon counts them).
+    pub async fn token_with(
         &self,
         p: &Profile,
+        need: Need<'_>,
         mut observe: impl FnMut(&Outcome, Duration),
     ) -> Result<Token, NoToken> {
         let key = p.session_key();
@@ -70,6 +98,7 @@ impl Engine {
         let known_dead = entry.failure.as_ref().is_some_and(|f| f.superseded());
         if let Some(s) = entry.usable_session(now).filter(|_| !known_dead)
             && !due
+            && need.met_by(s, now)
         {
             return Ok(Token {
                 session: s.clone(),
@@ -98,7 +127,7 @@ impl Engine {
                 // serves while it is usable.
                 let now = Utc::now();
                 let stored = self.current(&key).await.unwrap_or_default();
-                if let Some(s) = stored.usable_session(now) {
+                if let Some(s) = stored.usable_session(now).filter(|s| need.met_by(s, now)) {
                     return Ok(Token {
                         session: s.clone(),
                         note: Some(o.message),

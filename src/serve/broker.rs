@@ -158,7 +158,11 @@ async fn token(State(shared): State<Arc<Shared>>, UrlPath(name): UrlPath<String>
         let result = o.failure.as_ref().map_or("ok", |f| f.kind.as_str());
         shared.metrics.request(o.op.as_str(), result, took);
     };
-    match shared.engine.token_observed(&p, counted).await {
+    match shared
+        .engine
+        .token_with(&p, crate::runtime::Need::default(), counted)
+        .await
+    {
         Ok(token) => {
             let s = &token.session;
             // Written into a buffer zeroized once the answer is sent.

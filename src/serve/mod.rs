@@ -38,8 +38,6 @@ const TICK: Duration = Duration::from_secs(1);
 const FINISH_GRACE: Duration = Duration::from_millis(1500);
 /// `/healthz` fails when the loop has not gone round for this long.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(10);
-/// The broker socket's name in the state directory.
-pub const BROKER_SOCKET: &str = "broker.sock";
 
 /// What the daemon's servers share with its loop.
 pub(crate) struct Shared {
@@ -118,7 +116,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<i32, Usage> {
     let socket_path = args
         .socket
         .clone()
-        .unwrap_or_else(|| store.dir().join(BROKER_SOCKET));
+        .unwrap_or_else(|| store.dir().join(crate::store::BROKER_SOCKET));
     let engine = Arc::new(Engine::new(store, &profiles.settings));
     let cache = engine
         .cache()

@@ -49,6 +49,8 @@ use std::time::Duration;
 pub const CACHE_FILE: &str = "sessions.json";
 pub const LOCK_FILE: &str = "sessions.lock";
 pub const LOCK_DIR: &str = "locks";
+/// The token broker's socket (`serve`) in the state directory.
+pub const BROKER_SOCKET: &str = "broker.sock";
 pub const FORMAT_VERSION: u32 = 2;
 
 /// The default bound of a lock wait (`--lock-timeout`).

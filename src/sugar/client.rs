@@ -15,6 +15,17 @@ use zeroize::Zeroizing;
 /// The most of a response body that is read.
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// The most of an `api` answer that is read (a page of records can be large).
+pub const MAX_API_BODY: usize = 64 * 1024 * 1024;
+
+/// An answer to [`Client::raw`], whatever its status.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
 /// The result of one request and what a person may see of it.
 #[derive(Debug)]
 pub struct Call<T> {
@@ -277,6 +288,104 @@ impl Client {
             },
         )
         .await
+    }
+
+    /// One request of the user's to the profile's REST root (`api`): `target` is the path and
+    /// query below `/rest/{api}` (it starts with `/`). The answer whatever its status; only a
+    /// transport failure, or a body over [`MAX_API_BODY`], is an error.
+    pub async fn raw(
+        &self,
+        p: &Profile,
+        method: reqwest::Method,
+        target: &str,
+        body: Option<Vec<u8>>,
+        access: &Secret,
+    ) -> Result<RawAnswer, SugarError> {
+        let url = format!(
+            "{}/rest/{}{target}",
+            p.url.as_str().trim_end_matches('/'),
+            p.api
+        );
+        let err = |kind: ErrorKind| SugarError {
+            profile: p.name.clone(),
+            op: "request",
+            platform: p.platform.clone(),
+            api: p.api.clone(),
+            host: p.host_port(),
+            kind: kind.cleaned(),
+        };
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .timeout(p.timeout)
+            .header("Accept", "application/json");
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        match reqwest::header::HeaderValue::from_str(access.expose()) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                req = req.header("OAuth-Token", value);
+            }
+            Err(_) => req = req.header("OAuth-Token", access.expose()),
+        }
+        let started = Instant::now();
+        let sent = req.send().await.map_err(|e| {
+            let kind = classify(&e, p.timeout, p.url.scheme() == "https");
+            err(match &p.proxy {
+                Some(proxy) => through_proxy(kind, proxy),
+                None => kind,
+            })
+        });
+        let mut resp = match sent {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(profile = %p.name, method = %method, outcome = e.kind.name(), "api request failed");
+                return Err(e);
+            }
+        };
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_API_BODY as u64)
+        {
+            return Err(err(ErrorKind::TooLarge { status }));
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_API_BODY {
+                        return Err(err(ErrorKind::TooLarge { status }));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Err(err(ErrorKind::Timeout { after: p.timeout }));
+                }
+                Err(_) => return Err(err(ErrorKind::Truncated { status })),
+            }
+        }
+        // Never the path's values or a body: the method, the status, how long it took.
+        tracing::debug!(
+            profile = %p.name,
+            method = %method,
+            status,
+            latency_ms = started.elapsed().as_millis() as u64,
+            "api request"
+        );
+        Ok(RawAnswer {
+            status,
+            content_type,
+            body,
+        })
     }
 
     async fn send<T>(

@@ -13,7 +13,8 @@ mod error;
 mod parse;
 
 pub use client::{
-    Call, Client, MAX_BODY, NetSettings, POOL_IDLE_PER_HOST, install_crypto_provider,
+    Call, Client, MAX_API_BODY, MAX_BODY, NetSettings, POOL_IDLE_PER_HOST, RawAnswer,
+    install_crypto_provider,
 };
 pub use error::{CertProblem, ErrorKind, SugarError};
 pub use parse::{Grant, MAX_LIFETIME_S, Me, ServerInfo, parse_grant, parse_grant_answer};
