@@ -707,4 +707,37 @@ async fn the_emulator_command_serves_https_and_writes_matching_profiles() {
         "{}",
         r.stdout
     );
+    // The file exists now: a second emulator refuses to overwrite it, unless --force.
+    let before = std::fs::read(&e.profiles).unwrap();
+    let again = std::process::Command::new(assert_cmd::cargo::cargo_bin("sugar-sessions"))
+        .args(["emulator", "--write-profiles"])
+        .arg(&e.profiles)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        said.contains("exists: pass --force to replace it"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read(&e.profiles).unwrap(), before);
+    let mut forced = std::process::Command::new(assert_cmd::cargo::cargo_bin("sugar-sessions"))
+        .args(["emulator", "--force", "--write-profiles"])
+        .arg(&e.profiles)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(forced.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("Wrote a profiles file") {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        printed.push_str(&line);
+    }
+    let _ = forced.kill();
+    let _ = forced.wait();
+    assert!(printed.contains("Wrote a profiles file"), "{printed}");
+    assert_ne!(std::fs::read(&e.profiles).unwrap(), before, "replaced");
 }

@@ -334,7 +334,10 @@ mod tests {
     #[test]
     fn the_method_is_optional_and_the_path_relative() {
         let r = request(&args("/me", None)).unwrap();
-        assert_eq!((r.method.clone(), r.target()), (Method::GET, "/me".to_string()));
+        assert_eq!(
+            (r.method.clone(), r.target()),
+            (Method::GET, "/me".to_string())
+        );
         let r = request(&args("delete", Some("Accounts/1"))).unwrap();
         assert_eq!(
             (r.method.clone(), r.target()),

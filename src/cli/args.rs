@@ -110,6 +110,9 @@ pub enum Command {
         /// Write a profiles file for the emulator's demo users
         #[arg(long, value_name = "FILE")]
         write_profiles: Option<PathBuf>,
+        /// Replace the --write-profiles file when it exists
+        #[arg(long, requires = "write_profiles")]
+        force: bool,
         /// Serve HTTPS with a certificate from a CA generated at start (its PEM is written beside
         /// the profiles file, or to a temporary directory, and named in the profiles file's ca_cert)
         #[arg(long)]

@@ -18,21 +18,43 @@ pub async fn start_demo_emulator(port: u16) -> Result<crate::emulator::Emulator,
 }
 
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    write_private_file(path, text, true)
+}
+
+/// Writes `text` to a new file at `path` (mode 0600); an existing file is replaced only when
+/// `replace` says so (otherwise the write fails with `AlreadyExists`).
+fn write_private_file(path: &Path, text: &str, replace: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+fn exists_refusal(path: &Path) -> Usage {
+    Usage(format!(
+        "sugar-sessions: {} exists: pass --force to replace it, or name another file",
+        path.display()
+    ))
 }
 
 pub(super) async fn emulator(
     port: u16,
     write_profiles: Option<&Path>,
+    force: bool,
     tls: bool,
 ) -> Result<i32, Usage> {
+    // Refused before anything starts: a profiles file of one's own is not overwritten by accident.
+    if let Some(path) = write_profiles
+        && !force
+        && std::fs::symlink_metadata(path).is_ok()
+    {
+        return Err(exists_refusal(path));
+    }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let config = crate::emulator::demo_config();
     let emu = if tls {
@@ -118,11 +140,15 @@ pub(super) async fn emulator(
             );
             text = text.replacen("[defaults]\n", &line, 1);
         }
-        write_private(path, &text).map_err(|e| {
-            Usage(format!(
-                "sugar-sessions: cannot write {}: {e}",
-                path.display()
-            ))
+        write_private_file(path, &text, force).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                exists_refusal(path)
+            } else {
+                Usage(format!(
+                    "sugar-sessions: cannot write {}: {e}",
+                    path.display()
+                ))
+            }
         })?;
         println!(
             "Wrote a profiles file for these users to {}",

@@ -121,8 +121,9 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
         Some(Command::Emulator {
             port,
             write_profiles,
+            force,
             tls,
-        }) => emulator(*port, write_profiles.as_deref(), *tls).await,
+        }) => emulator(*port, write_profiles.as_deref(), *force, *tls).await,
         Some(Command::List { json }) => {
             let profiles = load_profiles(&profiles_path(cli)?)?;
             list(&profiles, *json);
