@@ -515,10 +515,25 @@ fn a_plain_password_never_appears_in_any_error() {
 fn an_unreadable_file_names_the_file() {
     let e = config::load(Path::new("tests/fixtures/config/no-such-file.toml")).unwrap_err();
     assert!(matches!(e, config::LoadError::Io { .. }));
+    // A file that is not there yet says how to start.
+    let said = e.to_string();
     assert!(
-        e.to_string().starts_with(
-            "tests/fixtures/config/no-such-file.toml: cannot read the profiles file: "
-        )
+        said.starts_with("tests/fixtures/config/no-such-file.toml: no profiles file here yet"),
+        "{said}"
+    );
+    for way in [
+        "profiles.example.toml",
+        "--profiles FILE",
+        "sugar-sessions demo",
+    ] {
+        assert!(said.contains(way), "{said}");
+    }
+    // One that cannot be read says why.
+    let e = config::load(Path::new("tests/fixtures/config")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("tests/fixtures/config: cannot read the profiles file: "),
+        "{e}"
     );
 }
 

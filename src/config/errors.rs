@@ -42,6 +42,15 @@ pub enum LoadError {
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            LoadError::Io { file, error } if error.kind() == std::io::ErrorKind::NotFound => {
+                write!(
+                    f,
+                    "{}: no profiles file here yet. To start: copy profiles.example.toml (in the \
+                 source tree) to that path and edit it, pass --profiles FILE (or set \
+                 SUGAR_SESSIONS_PROFILES), or try the built-in demo: sugar-sessions demo",
+                    file.display()
+                )
+            }
             LoadError::Io { file, error } => write!(
                 f,
                 "{}: cannot read the profiles file: {error}",
