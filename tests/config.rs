@@ -83,6 +83,21 @@ fn unknown_key_suggests_the_closest_known_key() {
 }
 
 #[test]
+fn a_dotted_profile_name_must_be_quoted_and_is_said_so_once() {
+    let text =
+        "[defaults]\nusername = \"u\"\n[profiles.acme.prod]\nurl = \"https://acme.example.com\"\n";
+    assert_eq!(
+        parse_errors(text),
+        "profiles.toml:3:16: profiles.acme.prod: `prod` is a table inside the profile `acme`: a profile name \
+         with a dot must be quoted: [profiles.\"acme.prod\"]"
+    );
+    // Quoted, it is a profile like any other.
+    let ok = parse("[defaults]\nusername = \"u\"\n[profiles.\"acme.prod\"]\nurl = \"https://acme.example.com\"\n")
+        .unwrap();
+    assert_eq!(ok.profiles[0].name, "acme.prod");
+}
+
+#[test]
 fn unknown_key_without_a_close_match_lists_the_allowed_keys() {
     assert_refused(
         "unknown_key_no_suggestion.toml",

@@ -59,7 +59,7 @@ pub(super) fn parse_file(
         match name {
             "defaults" => match value.get_ref() {
                 DeValue::Table(table) => {
-                    defaults = read_layer(table, Table::Defaults, "defaults", &mut errs);
+                    defaults = read_layer(table, Table::Defaults, "defaults", "", &mut errs);
                     note_password(&defaults);
                 }
                 other => errs.push(
@@ -136,8 +136,13 @@ pub(super) fn parse_file(
             errs.push(value.span().start, Some(prefix), message);
             continue;
         };
-        let layer = read_layer(table, Table::Profile, &prefix, &mut errs);
+        let layer = read_layer(table, Table::Profile, &prefix, name, &mut errs);
         note_password(&layer);
+        if layer.fields.is_empty() && layer.dotted {
+            // `[profiles.acme.prod]` alone: said once, not also as a profile `acme` missing
+            // everything.
+            continue;
+        }
         let at = value.span().start;
         if let Some(profile) = resolve(name, &prefix, at, &layer, &defaults, &mut errs) {
             profiles.push(profile);
@@ -177,6 +182,8 @@ struct Layer {
     fields: Vec<Field>,
     /// Known keys suggested for unknown ones (`usernme`): not reported again as missing.
     suggested: Vec<&'static str>,
+    /// A table inside the profile's table: `[profiles.acme.prod]` for `"acme.prod"`.
+    dotted: bool,
 }
 
 impl Layer {
@@ -228,7 +235,13 @@ impl Layer {
     }
 }
 
-fn read_layer(table: &DeTable<'_>, which: Table, prefix: &str, errs: &mut Errors<'_>) -> Layer {
+fn read_layer(
+    table: &DeTable<'_>,
+    which: Table,
+    prefix: &str,
+    profile: &str,
+    errs: &mut Errors<'_>,
+) -> Layer {
     let mut layer = Layer {
         prefix: prefix.to_string(),
         ..Layer::default()
@@ -236,6 +249,26 @@ fn read_layer(table: &DeTable<'_>, which: Table, prefix: &str, errs: &mut Errors
     for (key, value) in table {
         let name: &str = key.get_ref();
         let path = || format!("{prefix}.{}", key_segment(name));
+        if which == Table::Profile
+            && spec(name).is_none()
+            && matches!(value.get_ref(), DeValue::Table(_))
+        {
+            // `[profiles.acme.prod]` is TOML for a table `prod` inside the profile `acme`.
+            layer.dotted = true;
+            let dotted = format!("{profile}.{name}");
+            errs.push(
+                key.span().start,
+                Some(path()),
+                format!(
+                    "`{}` is a table inside the profile `{}`: a profile name with a dot must be \
+                     quoted: [profiles.{}]",
+                    shown(name),
+                    shown(profile),
+                    key_segment(&dotted)
+                ),
+            );
+            continue;
+        }
         let Some(spec) = spec(name).filter(|s| s.scope.allows(which)) else {
             if spec(name).is_none() {
                 layer
