@@ -1,8 +1,6 @@
 //! Start-up: parses the arguments, sets up the allocator, logging and the async runtime, catches a
 //! panic, and dispatches: no command or `demo` opens the screen, any other command runs in `cli`.
 
-use clap::Parser;
-
 // As `eprintln!` below: a write to a closed stdout is dropped, not a panic.
 macro_rules! println {
     ($($arg:tt)*) => {{
@@ -39,7 +37,7 @@ fn start() -> i32 {
     // A shell asking for completions is answered before anything else, and nothing else runs.
     cli::complete_if_asked();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match cli::parse_from(&args) {
         Ok(cli) => cli,
         // `check` is a monitoring plugin: its usage errors are UNKNOWN (3), in its format.
         Err(e) if e.use_stderr() && cli::command_word(&args).as_deref() == Some("check") => {
@@ -66,9 +64,7 @@ fn start() -> i32 {
             sugar_sessions::logging::init_stderr(sugar_sessions::serve::log_format(args.log_format))
         }
         _ => {
-            sugar_sessions::logging::init(
-                cli.state_dir.clone().or_else(default_state_dir).as_deref(),
-            );
+            sugar_sessions::logging::init(cli.state_dir().or_else(default_state_dir).as_deref());
         }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -125,7 +121,7 @@ fn limit_malloc_arenas() {
 
 async fn screen(cli: &Cli) -> Result<i32, Usage> {
     let path = profiles_path(cli)?;
-    if cli.profiles.is_none() && !path.exists() {
+    if cli.profiles_file().is_none() && !path.exists() {
         return run_demo(cli, Some(path)).await;
     }
     let profiles = load_profiles(&path)?;

@@ -741,3 +741,59 @@ async fn the_emulator_command_serves_https_and_writes_matching_profiles() {
     assert!(printed.contains("Wrote a profiles file"), "{printed}");
     assert_ne!(std::fs::read(&e.profiles).unwrap(), before, "replaced");
 }
+
+#[test]
+fn help_describes_every_option_and_no_option_a_command_does_not_read() {
+    let bin = assert_cmd::cargo::cargo_bin("sugar-sessions");
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    for command in ["list", "status", "sudo", "login"] {
+        let text = help(&[command, "-h"]);
+        let json = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("--json"))
+            .unwrap_or_else(|| panic!("{command} has --json\n{text}"));
+        assert!(
+            json.trim_start().trim_start_matches("--json").trim().len() > 10,
+            "{command}: --json is described\n{text}"
+        );
+    }
+    let demo = help(&["demo", "--help"]);
+    assert!(
+        !demo.contains("--profiles") && !demo.contains("--state-dir"),
+        "{demo}"
+    );
+    assert!(demo.contains("--ascii"), "{demo}");
+    let emulator = help(&["emulator", "--help"]);
+    assert!(
+        !emulator.contains("--profiles") && !emulator.contains("--lock-timeout"),
+        "{emulator}"
+    );
+    // An option set through the environment is not shown as one to give.
+    let out = std::process::Command::new(&bin)
+        .arg("token")
+        .env("SUGAR_SESSIONS_PROFILES", "/nonexistent/p.toml")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("Usage: sugar-sessions token <NAME>"),
+        "{said}"
+    );
+    // The environment still names the file.
+    let out = std::process::Command::new(&bin)
+        .arg("list")
+        .env("SUGAR_SESSIONS_PROFILES", "/nonexistent/p.toml")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.starts_with("/nonexistent/p.toml: no profiles file here yet"),
+        "{said}"
+    );
+}

@@ -14,21 +14,15 @@ use std::path::PathBuf;
                   Exit status: 0 all succeeded, 1 a profile failed, 2 bad usage or profiles file, 4 (token) a login is needed."
 )]
 pub struct Cli {
-    /// The profiles file [default: profiles.toml in the config directory]
-    #[arg(
-        long,
-        global = true,
-        env = "SUGAR_SESSIONS_PROFILES",
-        value_name = "FILE"
-    )]
+    // The environment variables are read by `profiles_file` and `state_dir`, not by clap: clap
+    // would show an option set from the environment in usage lines as if it had to be given.
+    /// The profiles file [env: SUGAR_SESSIONS_PROFILES] [default: profiles.toml in the config
+    /// directory]
+    #[arg(long, global = true, value_name = "FILE")]
     pub profiles: Option<PathBuf>,
-    /// Where the token cache lives [default: the platform's data directory]
-    #[arg(
-        long,
-        global = true,
-        env = "SUGAR_SESSIONS_STATE_DIR",
-        value_name = "DIR"
-    )]
+    /// Where the token cache lives [env: SUGAR_SESSIONS_STATE_DIR] [default: the platform's data
+    /// directory]
+    #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// ASCII symbols only on the screen (for terminals without UTF-8)
     #[arg(long, global = true)]
@@ -40,10 +34,67 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// The command line's definition: [`Cli`]'s, with the global options that `demo` and `emulator`
+/// never read left out of their help (a help that lists `--profiles` for the demo misleads).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    // Global options reach each subcommand as it is built, except where one of the same id is
+    // there already: a hidden copy.
+    let unread: [(&str, &[&str]); 2] = [
+        ("demo", &["profiles", "state_dir"]),
+        (
+            "emulator",
+            &["profiles", "state_dir", "ascii", "lock_timeout"],
+        ),
+    ];
+    for (sub, ids) in unread {
+        let hidden: Vec<clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| ids.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().hide(true))
+            .collect();
+        cmd = cmd.mut_subcommand(sub, |c| c.args(hidden));
+    }
+    cmd
+}
+
+/// Parses the arguments with [`command`].
+pub fn parse_from(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
+/// An environment variable's value as a path; unset or empty: none.
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+impl Cli {
+    /// The profiles file named by `--profiles`, else by `SUGAR_SESSIONS_PROFILES`.
+    pub fn profiles_file(&self) -> Option<PathBuf> {
+        self.profiles
+            .clone()
+            .or_else(|| env_path("SUGAR_SESSIONS_PROFILES"))
+    }
+
+    /// The state directory named by `--state-dir`, else by `SUGAR_SESSIONS_STATE_DIR`.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir
+            .clone()
+            .or_else(|| env_path("SUGAR_SESSIONS_STATE_DIR"))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// List the profiles (no network)
     List {
+        /// Print a JSON array of {name, url, api, username, platform, client_id, tags,
+        /// password_source, warnings, insecure}
         #[arg(long)]
         json: bool,
     },
@@ -72,6 +123,7 @@ pub enum Command {
         name: String,
         /// The user to impersonate
         user: String,
+        /// Print a JSON array of {name, ok, state, message, expires_at}
         #[arg(long)]
         json: bool,
     },

@@ -3,7 +3,6 @@
 
 use super::{Cli, CompletionShell, Usage, default_profiles_path, default_state_dir};
 use crate::exit;
-use clap::CommandFactory;
 use clap_complete::engine::CompletionCandidate;
 use clap_complete::env::{Bash, Elvish, EnvCompleter, Fish, Powershell, Zsh};
 use std::ffi::OsString;
@@ -17,7 +16,7 @@ pub const COMPLETE_ENV: &str = "SUGAR_SESSIONS_COMPLETE";
 /// Answers a shell's completion request and exits, when the shell is asking (see
 /// [`COMPLETE_ENV`]); else returns at once. Called first thing in `main`.
 pub fn complete_if_asked() {
-    clap_complete::CompleteEnv::with_factory(Cli::command)
+    clap_complete::CompleteEnv::with_factory(super::command)
         .var(COMPLETE_ENV)
         .complete();
 }
@@ -140,7 +139,7 @@ pub fn tag_candidates() -> Vec<CompletionCandidate> {
 
 /// `man`: the man page, from the same clap definitions as `--help`.
 pub(super) fn man(out_dir: Option<&Path>) -> Result<i32, Usage> {
-    let cmd = Cli::command();
+    let cmd = super::command();
     match out_dir {
         None => {
             let mut out = Vec::new();
@@ -174,8 +173,8 @@ pub(super) fn man(out_dir: Option<&Path>) -> Result<i32, Usage> {
 
 /// `paths`: where everything is, and whether it exists.
 pub(super) fn paths(cli: &Cli, json: bool) -> Result<i32, Usage> {
-    let profiles = cli.profiles.clone().or_else(default_profiles_path);
-    let state = cli.state_dir.clone().or_else(default_state_dir);
+    let profiles = cli.profiles_file().or_else(default_profiles_path);
+    let state = cli.state_dir().or_else(default_state_dir);
     let in_state = |name: &str| state.as_ref().map(|d| d.join(name));
     let rows: Vec<(&str, Option<PathBuf>)> = vec![
         ("profiles", profiles),

@@ -23,7 +23,7 @@ pub use crate::argv::command_word;
 pub use crate::exit;
 pub use args::{
     ApiArgs, CheckArgs, Cli, Command, CompletionShell, ExecArgs, LogFormat, RefreshArgs, ServeArgs,
-    StatusFormat, Targets,
+    StatusFormat, Targets, command, parse_from,
 };
 pub use check::unknown as check_unknown;
 pub use demo::{start_demo_emulator, write_private};
@@ -55,8 +55,7 @@ pub fn default_state_dir() -> Option<PathBuf> {
 
 /// The profiles file: `--profiles`, else [`default_profiles_path`].
 pub fn profiles_path(cli: &Cli) -> Result<PathBuf, Usage> {
-    cli.profiles
-        .clone()
+    cli.profiles_file()
         .or_else(default_profiles_path)
         .ok_or_else(|| Usage("sugar-sessions: no home directory to find the profiles file in: pass --profiles FILE".into()))
 }
@@ -91,16 +90,9 @@ pub fn open_store_with(
     profiles: &Profiles,
     policy: crate::store::LockPolicy,
 ) -> Result<Store, Usage> {
-    let dir = cli
-        .state_dir
-        .clone()
-        .or_else(default_state_dir)
-        .ok_or_else(|| {
-            Usage(
-                "sugar-sessions: no home directory for the token cache: pass --state-dir DIR"
-                    .into(),
-            )
-        })?;
+    let dir = cli.state_dir().or_else(default_state_dir).ok_or_else(|| {
+        Usage("sugar-sessions: no home directory for the token cache: pass --state-dir DIR".into())
+    })?;
     let names = profiles
         .profiles
         .iter()
