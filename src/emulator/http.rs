@@ -96,6 +96,11 @@ pub(super) fn parse_version(version: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor))
 }
 
+/// A version as Sugar's configuration writes it: `v11_16` → `11.16`, `v11` → `11`.
+fn version_number(version: &str) -> String {
+    version.trim_start_matches('v').replace('_', ".")
+}
+
 /// An answer before it becomes an HTTP response (kept as bytes so that it can be cut short).
 struct Answer {
     status: u16,
@@ -213,24 +218,21 @@ fn percent_decode(segment: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The access token from `OAuth-Token` (any case) or `Authorization: Bearer`.
+/// The access token, as Sugar 13+ reads it: the `OAuth-Token` header (any name case) when there is one,
+/// even empty; otherwise `Authorization` when it starts with exactly `Bearer ` (case-sensitive, one
+/// space), the rest being the token. Also whether either header was taken as carrying a token.
 fn token_from_headers(headers: &HeaderMap) -> (Option<String>, bool) {
-    let oauth = headers
-        .get("oauth-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let had_header = oauth.is_some() || bearer.is_some();
-    let token = oauth
-        .filter(|t| !t.is_empty())
-        .or(bearer.filter(|t| !t.is_empty()))
-        .map(str::to_string);
+    let (token, had_header) = match headers.get("oauth-token") {
+        Some(oauth) => (oauth.to_str().ok().map(str::trim), true),
+        None => {
+            let bearer = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            (bearer, bearer.is_some())
+        }
+    };
+    let token = token.filter(|t| !t.is_empty()).map(str::to_string);
     (token, had_header)
 }
 
@@ -489,7 +491,10 @@ fn sugar(
         return Answer::error(&ApiError::new(
             301,
             "incorrect_version",
-            "The version of the API you are using is not correct for the current resource.",
+            format!(
+                "Please change your requested API version to value between 10 and {}.",
+                version_number(&max_version)
+            ),
         ));
     }
     let Some(route) = route(method, &route_path) else {
@@ -574,6 +579,8 @@ mod tests {
         assert_eq!(parse_version("v1"), None);
         assert_eq!(parse_version("11"), None);
         assert_eq!(parse_version("v111"), None);
+        assert_eq!(version_number("v11_16"), "11.16");
+        assert_eq!(version_number("v11"), "11");
     }
 
     #[test]

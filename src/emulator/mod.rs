@@ -187,7 +187,7 @@ pub struct RecordedRequest {
     pub grant_type: Option<String>,
     pub platform: Option<String>,
     pub refresh_token: Option<String>,
-    /// An `OAuth-Token` or `Authorization: Bearer` header was sent.
+    /// An `OAuth-Token` header, or an `Authorization` header starting with exactly `Bearer `, was sent.
     pub had_token_header: bool,
     /// The status answered; 0 while none was (yet) sent, e.g. under [`Fault::Hang`].
     pub status: u16,
