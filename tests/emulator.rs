@@ -288,6 +288,22 @@ async fn login_accepts_form_encoding_and_ignores_unknown_fields() {
 }
 
 #[tokio::test]
+async fn upper_case_platform_names_work_as_registered() {
+    let emu = start_with(vec![acme().with_platform("SCRIBE")]).await;
+    let a = login(&emu, "acme", "jim", "jim-pw", "SCRIBE").await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Matched as written: the registered name only.
+    for other in ["scribe", "Scribe", "BASE", "Custom_Api"] {
+        let a = login(&emu, "acme", "jim", "jim-pw", other).await;
+        assert_eq!(
+            (a.status, a.error()),
+            (422, ("invalid_parameter", "Invalid platform specified.")),
+            "{other}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn login_errors_follow_the_table() {
     let emu = start().await;
     let bad_login = "You must specify a valid username and password.";

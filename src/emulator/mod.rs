@@ -55,7 +55,8 @@ pub struct InstanceConfig {
     /// Served under the path prefix `/{name}`; the REST root is `/{name}/rest/{version}`.
     pub name: String,
     pub users: Vec<UserConfig>,
-    /// Registered custom platforms, in addition to the built-ins `base`, `mobile` and `portal`.
+    /// Registered custom platforms, in addition to the built-ins `base`, `mobile` and `portal`: names of
+    /// `[A-Za-z0-9_-]{1,127}`, matched as written (a registered `SCRIBE` does not admit `scribe`).
     pub platforms: Vec<String>,
     /// `(client_id, client_secret)`; default `[("sugar", "")]`.
     pub clients: Vec<(String, String)>,

@@ -173,13 +173,14 @@ fn new_token() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// `[a-z0-9_-]`, 1 to 127 characters.
+/// `[A-Za-z0-9_-]`, 1 to 127 characters (Sugar's Platforms extension: "a-z, A-Z, 0-9, hyphen,
+/// underscore"). Names are then matched as written: `SCRIBE` is not `scribe`.
 fn platform_name_ok(platform: &str) -> bool {
     !platform.is_empty()
         && platform.len() <= 127
         && platform
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// How many refresh tokens one user may hold on one platform.
@@ -664,7 +665,11 @@ mod tests {
     #[test]
     fn platform_names() {
         assert!(platform_name_ok("acme_sync-2"));
-        assert!(!platform_name_ok("Acme"));
+        assert!(platform_name_ok("SCRIBE"));
+        assert!(platform_name_ok("Acme_Sync-2"));
+        assert!(!platform_name_ok("Acme Sync"));
+        assert!(!platform_name_ok("acmé"));
+        assert!(!platform_name_ok("a.b"));
         assert!(!platform_name_ok(""));
         assert!(!platform_name_ok(&"a".repeat(128)));
     }
