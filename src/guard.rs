@@ -12,7 +12,8 @@ use std::collections::HashMap;
 /// Why logging in on this profile ends another session, if it does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Warning {
-    /// The profile logs in on platform `base`, the web UI's platform.
+    /// The profile logs in on platform `base`, the web UI's platform (in any letter case: the guard
+    /// would rather warn once too often).
     BasePlatform,
     /// Other profiles log in as the same user on the same instance and platform.
     SharedPlatform { others: Vec<String> },
@@ -23,8 +24,8 @@ impl Warning {
     pub fn message(&self, p: &Profile) -> String {
         match self {
             Warning::BasePlatform => format!(
-                "platform base: a login here logs {} out of Sugar's web UI; give the profile a platform of its own",
-                p.username
+                "platform {}: a login here logs {} out of Sugar's web UI; give the profile a platform of its own",
+                p.platform, p.username
             ),
             Warning::SharedPlatform { others } => format!(
                 "{} also log{} in as {} on this instance and platform {}: each login ends the other's session; give each its own platform",
@@ -62,7 +63,8 @@ pub fn warnings<P: Borrow<Profile>>(profiles: &[P]) -> HashMap<String, Vec<Warni
         .filter(|p: &&Profile| !p.is_impersonation())
     {
         let mut list = Vec::new();
-        if p.platform == "base" {
+        // Sugar's own platform is `base`; a name that differs only in case is flagged too.
+        if p.platform.eq_ignore_ascii_case("base") {
             list.push(Warning::BasePlatform);
         }
         let instance = p.url.as_str().trim_end_matches('/').to_ascii_lowercase();
@@ -112,10 +114,15 @@ mod tests {
              [profiles.twin]\nurl = \"https://A.example\"\nusername = \"sync\"\n\
              [profiles.app]\nurl = \"https://a.example\"\nusername = \"sync\"\nclient_id = \"app\"\n\
              [profiles.own]\nurl = \"https://a.example\"\nusername = \"sync\"\nplatform = \"own\"\n\
-             [profiles.other]\nurl = \"https://b.example\"\nusername = \"sync\"\n",
+             [profiles.other]\nurl = \"https://b.example\"\nusername = \"sync\"\n\
+             [profiles.shout]\nurl = \"https://c.example\"\nusername = \"ann\"\nplatform = \"BASE\"\n\
+             [profiles.scribe]\nurl = \"https://c.example\"\nusername = \"bob\"\nplatform = \"SCRIBE\"\n",
         );
         let w = warnings(&ps);
         assert_eq!(w["web"], [Warning::BasePlatform]);
+        assert_eq!(w["shout"], [Warning::BasePlatform]);
+        assert!(!w.contains_key("scribe"));
+        assert!(w["shout"][0].message(&ps[7]).starts_with("platform BASE: "));
         // `two` and `twin` are one identity: they share one session, and do not end each other's;
         // `app` logs in through another client: still the same user and platform for Sugar.
         let shared = |names: &[&str]| {

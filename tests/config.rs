@@ -308,7 +308,7 @@ fn bad_platform() {
         "bad_platform.toml",
         &[
             "4:12: profiles.acme-prod.platform: invalid platform `Acme Sync`: use 1 to 127 characters \
-           among a-z, 0-9, `_` and `-`",
+           among a-z, A-Z, 0-9, `_` and `-`",
         ],
     );
 }
@@ -678,6 +678,28 @@ fn http_to_loopback_is_allowed_and_allow_http_permits_other_hosts() {
     assert!(
         parse("[profiles.x]\nurl = \"http://localhost.example.com\"\nusername = \"u\"\n").is_err()
     );
+}
+
+#[test]
+fn platforms_may_have_upper_case_as_sugar_allows() {
+    let file = parse(
+        "[defaults]\nplatform = \"Acme_Sync-2\"\n\
+         [profiles.scribe]\nurl = \"https://a.example\"\nusername = \"u\"\nplatform = \"SCRIBE\"\n\
+         [profiles.other]\nurl = \"https://a.example\"\nusername = \"v\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    // Kept as written: Sugar matches platform names exactly.
+    assert_eq!(file.get("scribe").unwrap().platform, "SCRIBE");
+    assert_eq!(file.get("other").unwrap().platform, "Acme_Sync-2");
+    for bad in ["SCRIBE 2", "Scribé", "a.b", &"A".repeat(128)] {
+        let text = format!(
+            "[profiles.x]\nurl = \"https://a.example\"\nusername = \"u\"\nplatform = \"{bad}\"\n"
+        );
+        assert!(
+            parse_errors(&text).contains("among a-z, A-Z, 0-9, `_` and `-`"),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

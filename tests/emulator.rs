@@ -288,6 +288,22 @@ async fn login_accepts_form_encoding_and_ignores_unknown_fields() {
 }
 
 #[tokio::test]
+async fn upper_case_platform_names_work_as_registered() {
+    let emu = start_with(vec![acme().with_platform("SCRIBE")]).await;
+    let a = login(&emu, "acme", "jim", "jim-pw", "SCRIBE").await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    // Matched as written: the registered name only.
+    for other in ["scribe", "Scribe", "BASE", "Custom_Api"] {
+        let a = login(&emu, "acme", "jim", "jim-pw", other).await;
+        assert_eq!(
+            (a.status, a.error()),
+            (422, ("invalid_parameter", "Invalid platform specified.")),
+            "{other}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn login_errors_follow_the_table() {
     let emu = start().await;
     let bad_login = "You must specify a valid username and password.";
@@ -1002,12 +1018,39 @@ async fn tokens_routes_and_versions() {
         )
         .await;
         assert_eq!(
-            (a.status, a.error().0),
-            (301, "incorrect_version"),
+            (a.status, a.error()),
+            (
+                301,
+                (
+                    "incorrect_version",
+                    "Please change your requested API version to value between 10 and 11.16."
+                )
+            ),
             "{version}"
         );
         assert!(!a.headers.contains_key("location"));
     }
+    // The wording names the instance's own maximum.
+    let newer = start_with(vec![InstanceConfig {
+        max_version: "v11_24".into(),
+        ..InstanceConfig::new("newer")
+    }])
+    .await;
+    let a = answer(
+        client()
+            .get(format!("{}/rest/v11_25/ping", newer.url("newer")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (a.status, a.error().1),
+        (
+            301,
+            "Please change your requested API version to value between 10 and 11.24."
+        )
+    );
     let a = answer(
         client()
             .get(format!("{}/rest/", emu.url("acme")))
@@ -1038,11 +1081,69 @@ async fn tolerant_of_http_1_0_and_header_case() {
     assert!(response.starts_with("HTTP/1.0 200"), "{response}");
     assert!(split_head(&response).1.contains(r#""user_name":"jim""#));
     let request = format!(
-        "GET /acme/rest/v11/ping HTTP/1.1\r\nhost: x\r\nauthorization: bearer {access}\r\nconnection: close\r\n\r\n"
+        "GET /acme/rest/v11/ping HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {access}\r\nconnection: close\r\n\r\n"
     );
     let (response, _) = raw(emu.addr(), request.as_bytes()).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("\"pong\""));
+}
+
+#[tokio::test]
+async fn bearer_is_read_as_sugar_13_does_and_oauth_token_wins() {
+    let emu = start().await;
+    let (access, _) = session(&emu, "jim", "jim-pw", "custom_api").await;
+    let ping = |headers: Vec<(&'static str, String)>| {
+        let mut request = client().get(rest(&emu, "acme", "ping"));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move { answer(request.send().await.unwrap()).await }
+    };
+    let bogus = "802b64c0-5eac-8431-a541-5342d38ac527".to_string();
+
+    let a = ping(vec![("Authorization", format!("Bearer {access}"))]).await;
+    assert_eq!((a.status, a.text.as_str()), (200, "\"pong\""));
+    assert!(emu.requests().last().unwrap().had_token_header);
+    // Only the exact, case-sensitive `Bearer ` prefix is read.
+    for value in [
+        format!("bearer {access}"),
+        format!("BEARER {access}"),
+        format!("Basic {access}"),
+        access.clone(),
+    ] {
+        let a = ping(vec![("Authorization", value.clone())]).await;
+        assert_eq!((a.status, a.error().0), (401, "need_login"), "{value}");
+        assert!(!emu.requests().last().unwrap().had_token_header, "{value}");
+    }
+    // Whatever follows the prefix is the token, a second space included.
+    let a = ping(vec![("Authorization", format!("Bearer  {access}"))]).await;
+    assert_eq!((a.status, a.error().0), (401, "invalid_grant"));
+
+    // Both headers: OAuth-Token is read first and wins, even when it is the bad one or empty.
+    let a = ping(vec![
+        ("OAuth-Token", access.clone()),
+        ("Authorization", format!("Bearer {bogus}")),
+    ])
+    .await;
+    assert_eq!(a.status, 200);
+    let a = ping(vec![
+        ("OAuth-Token", bogus.clone()),
+        ("Authorization", format!("Bearer {access}")),
+    ])
+    .await;
+    assert_eq!(
+        (a.status, a.error()),
+        (
+            401,
+            ("invalid_grant", "The access token provided is invalid.")
+        )
+    );
+    let a = ping(vec![
+        ("OAuth-Token", String::new()),
+        ("Authorization", format!("Bearer {access}")),
+    ])
+    .await;
+    assert_eq!((a.status, a.error().0), (401, "need_login"));
 }
 
 #[tokio::test]

@@ -82,7 +82,7 @@ pub(super) fn check_platform(val: Val) -> Result<Val, String> {
         Ok(val)
     } else {
         Err(format!(
-            "invalid platform `{}`: use 1 to 127 characters among a-z, 0-9, `_` and `-`",
+            "invalid platform `{}`: use 1 to 127 characters among a-z, A-Z, 0-9, `_` and `-`",
             shown(text)
         ))
     }
@@ -285,12 +285,12 @@ fn is_valid_api(text: &str) -> bool {
         && minor.is_none_or(|m| (1..=2).contains(&m.len()) && digits(m))
 }
 
-/// `[a-z0-9_-]{1,127}`.
+/// `[A-Za-z0-9_-]{1,127}`: Sugar's Platforms extension allows upper case (e.g. a registered `SCRIBE`).
 fn is_valid_platform(text: &str) -> bool {
     (1..=127).contains(&text.len())
         && text
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// `[A-Za-z0-9._-]+` (the length is checked on its own, with its own message).
@@ -331,7 +331,9 @@ mod tests {
         assert!(is_valid_platform("custom_api"));
         assert!(is_valid_platform("a-b_9"));
         assert!(is_valid_platform(&"a".repeat(127)));
-        for bad in ["", "Base", "my platform", "é", "a.b"] {
+        assert!(is_valid_platform("SCRIBE"));
+        assert!(is_valid_platform("Acme_Sync-2"));
+        for bad in ["", "my platform", "é", "a.b", "a/b"] {
             assert!(!is_valid_platform(bad), "{bad}");
         }
         assert!(!is_valid_platform(&"a".repeat(128)));

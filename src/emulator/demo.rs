@@ -13,6 +13,9 @@ use std::time::Duration;
 /// - `initech`: Sugar 12.2.0 ENT in maintenance mode; only `admin` can log in; `peter` cannot.
 /// - `umbrella`: Sugar 13.0.0 ENT; `wesker`'s profile uses platform `umbrella_bi`, which is not registered
 ///   (422 "Invalid platform specified.").
+///
+/// Each holds generated Accounts and Contacts (acme 320 and 760, acme-sandbox 120 and 260, globex 240
+/// and 530, initech 150 and 340, umbrella 90 and 210), the same every run.
 pub fn demo_config() -> EmulatorConfig {
     let acme = InstanceConfig {
         users: vec![
@@ -30,6 +33,8 @@ pub fn demo_config() -> EmulatorConfig {
             ("sugar".into(), String::new()),
             ("acme_integration".into(), "acme-client-secret".into()),
         ],
+        accounts: 320,
+        contacts: 760,
         ..InstanceConfig::new("acme")
     };
     let acme_sandbox = InstanceConfig {
@@ -41,6 +46,8 @@ pub fn demo_config() -> EmulatorConfig {
         platforms: vec!["acme_sync".into(), "custom_api".into()],
         max_version: "v11_24".into(),
         version: "14.0.0".into(),
+        accounts: 120,
+        contacts: 260,
         ..InstanceConfig::new("acme-sandbox")
     };
     let globex = InstanceConfig {
@@ -55,6 +62,8 @@ pub fn demo_config() -> EmulatorConfig {
         max_version: "v11_20".into(),
         flavor: "PRO".into(),
         version: "13.0.0".into(),
+        accounts: 240,
+        contacts: 530,
         ..InstanceConfig::new("globex")
     };
     let initech = InstanceConfig {
@@ -66,6 +75,8 @@ pub fn demo_config() -> EmulatorConfig {
         platforms: vec!["custom_api".into()],
         maintenance: true,
         version: "12.2.0".into(),
+        accounts: 150,
+        contacts: 340,
         ..InstanceConfig::new("initech")
     };
     let umbrella = InstanceConfig {
@@ -76,6 +87,8 @@ pub fn demo_config() -> EmulatorConfig {
         platforms: vec!["custom_api".into()],
         max_version: "v11_20".into(),
         version: "13.0.0".into(),
+        accounts: 90,
+        contacts: 210,
         ..InstanceConfig::new("umbrella")
     };
     EmulatorConfig {

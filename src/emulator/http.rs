@@ -5,6 +5,7 @@ use super::json::J;
 use super::state::{ApiError, Args, Ctx};
 use super::tls::TlsListener;
 use super::{Fault, RecordedRequest, Shared};
+use super::{dataset, records};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -94,6 +95,11 @@ pub(super) fn parse_version(version: &str) -> Option<(u32, u32)> {
         None => 0,
     };
     Some((major.parse().ok()?, minor))
+}
+
+/// A version as Sugar's configuration writes it: `v11_16` → `11.16`, `v11` → `11`.
+fn version_number(version: &str) -> String {
+    version.trim_start_matches('v').replace('_', ".")
 }
 
 /// An answer before it becomes an HTTP response (kept as bytes so that it can be cut short).
@@ -213,36 +219,30 @@ fn percent_decode(segment: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The access token from `OAuth-Token` (any case) or `Authorization: Bearer`.
+/// The access token, as Sugar 13+ reads it: the `OAuth-Token` header (any name case) when there is one,
+/// even empty; otherwise `Authorization` when it starts with exactly `Bearer ` (case-sensitive, one
+/// space), the rest being the token. Also whether either header was taken as carrying a token.
 fn token_from_headers(headers: &HeaderMap) -> (Option<String>, bool) {
-    let oauth = headers
-        .get("oauth-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let had_header = oauth.is_some() || bearer.is_some();
-    let token = oauth
-        .filter(|t| !t.is_empty())
-        .or(bearer.filter(|t| !t.is_empty()))
-        .map(str::to_string);
+    let (token, had_header) = match headers.get("oauth-token") {
+        Some(oauth) => (oauth.to_str().ok().map(str::trim), true),
+        None => {
+            let bearer = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            (bearer, bearer.is_some())
+        }
+    };
+    let token = token.filter(|t| !t.is_empty()).map(str::to_string);
     (token, had_header)
 }
 
-/// Query parameters, overridden by body fields (JSON object or form-urlencoded).
+/// Query parameters (PHP's brackets nest), overridden by body fields (JSON object or form-urlencoded).
 fn parse_args(headers: &HeaderMap, query: Option<&str>, body: &[u8]) -> Args {
     let mut args = Args::default();
     if let Some(query) = query {
         for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            args.insert(
-                key.into_owned(),
-                serde_json::Value::String(value.into_owned()),
-            );
+            args.insert_query(&key, value.into_owned());
         }
     }
     let body = body.trim_ascii();
@@ -285,10 +285,32 @@ enum Route {
     Ping,
     WhatTimeIsIt,
     Metadata,
+    /// `GET {module}`, `GET|POST {module}/filter`.
+    List(String),
+    /// `GET {module}/count`, `GET|POST {module}/filter/count`.
+    Count(String),
+    /// `GET {module}/{id}`.
+    Record(String, String),
 }
+
+/// First segments that are Sugar's own routes, never a module.
+const NOT_MODULES: [&str; 4] = ["oauth2", "me", "ping", "metadata"];
 
 fn route(method: &Method, path: &[String]) -> Option<Route> {
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    if let Some(module) = path.first().filter(|m| !NOT_MODULES.contains(m)) {
+        let module = module.to_string();
+        return match (method, &path[1..]) {
+            (&Method::GET, []) | (&Method::GET | &Method::POST, ["filter"]) => {
+                Some(Route::List(module))
+            }
+            (&Method::GET, ["count"]) | (&Method::GET | &Method::POST, ["filter", "count"]) => {
+                Some(Route::Count(module))
+            }
+            (&Method::GET, [id]) => Some(Route::Record(module, id.to_string())),
+            _ => None,
+        };
+    }
     match (method, path.as_slice()) {
         (&Method::POST, ["oauth2", "token"]) => Some(Route::Token),
         (&Method::POST, ["oauth2", "logout"]) => Some(Route::Logout),
@@ -489,7 +511,10 @@ fn sugar(
         return Answer::error(&ApiError::new(
             301,
             "incorrect_version",
-            "The version of the API you are using is not correct for the current resource.",
+            format!(
+                "Please change your requested API version to value between 10 and {}.",
+                version_number(&max_version)
+            ),
         ));
     }
     let Some(route) = route(method, &route_path) else {
@@ -516,6 +541,9 @@ fn sugar(
             Route::Ping => Ok(J::s("pong")),
             Route::WhatTimeIsIt => Ok(J::s(ctx.now.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())),
             Route::Metadata => Ok(metadata(state.server_info(), args)),
+            Route::List(module) => state.records().list(&module, args),
+            Route::Count(module) => state.records().count(&module, args),
+            Route::Record(module, id) => state.records().record(&module, &id, args),
         }
     });
     match result {
@@ -524,7 +552,8 @@ fn sugar(
     }
 }
 
-/// `GET metadata`, honouring `type_filter` (comma-separated) for the sections the emulator knows.
+/// `GET metadata`, honouring `type_filter` (comma-separated) for the sections the emulator knows;
+/// `full_module_list` only when named.
 fn metadata(server_info: J, args: &Args) -> J {
     let config = J::obj([
         ("maxQueryResult", J::s("20")),
@@ -546,18 +575,19 @@ fn metadata(server_info: J, args: &Args) -> J {
     if wanted("config") {
         pairs.push(("config".to_string(), config));
     }
+    if filter
+        .as_deref()
+        .is_some_and(|f| f.split(',').any(|s| s.trim() == "full_module_list"))
+    {
+        pairs.push(("full_module_list".to_string(), records::full_module_list()));
+    }
     pairs.push(("_hash".to_string(), J::s(fnv_hex(&hash_input))));
     J::Obj(pairs)
 }
 
 /// A stable 32-hex-digit hash (FNV-1a, 128 bit): Sugar's `_hash` is an md5 of the metadata.
 fn fnv_hex(input: &str) -> String {
-    let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;
-    for byte in input.bytes() {
-        hash ^= u128::from(byte);
-        hash = hash.wrapping_mul(0x0000000001000000000000000000013B);
-    }
-    format!("{hash:032x}")
+    format!("{:032x}", dataset::fnv(input))
 }
 
 #[cfg(test)]
@@ -574,6 +604,8 @@ mod tests {
         assert_eq!(parse_version("v1"), None);
         assert_eq!(parse_version("11"), None);
         assert_eq!(parse_version("v111"), None);
+        assert_eq!(version_number("v11_16"), "11.16");
+        assert_eq!(version_number("v11"), "11");
     }
 
     #[test]

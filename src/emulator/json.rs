@@ -24,6 +24,14 @@ impl J {
         J::Str(text.into())
     }
 
+    /// An object's value for `key`; `None` for a missing key or a value that is not an object.
+    pub(crate) fn get(&self, key: &str) -> Option<&J> {
+        match self {
+            J::Obj(pairs) => pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
     /// PHP `json_encode` output for this value.
     pub(crate) fn encode(&self) -> String {
         let mut out = String::new();

@@ -4,7 +4,9 @@
 //! Each configured instance is served under the path prefix `/{name}`; its REST root is
 //! `/{name}/rest/{version}`. Routes: `POST oauth2/token` (password and refresh_token grants),
 //! `POST oauth2/logout`, `POST oauth2/sudo/{user_name}`, `GET me`, `GET ping`, `GET ping/whattimeisit`,
-//! `GET metadata?type_filter=server_info`.
+//! `GET metadata` (`type_filter=server_info`, `config`, `full_module_list`), and the records of `records`:
+//! `GET {module}`, `GET|POST {module}/filter`, `GET {module}/count`, `GET {module}/{id}` over generated
+//! Accounts and Contacts.
 //!
 //! Behaviour worth knowing when writing tests against it:
 //! - Time is the emulator clock (real time plus [`Emulator::advance_clock`] offsets); every expiry uses it.
@@ -26,10 +28,14 @@
 //!   `LicenseSeats` is Sugar's own answer to a password login.
 //! - An account locked by `max_failed_logins` stays locked for the emulator's lifetime.
 //! - Request bodies and tokens are never logged.
+//! - The access token is read as Sugar 13+ reads it: `OAuth-Token` first (winning when both are sent),
+//!   else `Authorization` starting with exactly `Bearer `.
 
+mod dataset;
 mod demo;
 mod http;
 mod json;
+mod records;
 mod state;
 mod tls;
 
@@ -55,7 +61,8 @@ pub struct InstanceConfig {
     /// Served under the path prefix `/{name}`; the REST root is `/{name}/rest/{version}`.
     pub name: String,
     pub users: Vec<UserConfig>,
-    /// Registered custom platforms, in addition to the built-ins `base`, `mobile` and `portal`.
+    /// Registered custom platforms, in addition to the built-ins `base`, `mobile` and `portal`: names of
+    /// `[A-Za-z0-9_-]{1,127}`, matched as written (a registered `SCRIBE` does not admit `scribe`).
     pub platforms: Vec<String>,
     /// `(client_id, client_secret)`; default `[("sugar", "")]`.
     pub clients: Vec<(String, String)>,
@@ -81,11 +88,17 @@ pub struct InstanceConfig {
     /// The licence has expired: logins still work, but every other route answers non-admins
     /// 503 `admin_only` (default false).
     pub license_expired: bool,
+    /// How many Accounts records the instance holds (default 200), generated from its name: the same
+    /// ones every run.
+    pub accounts: usize,
+    /// How many Contacts records (default 450), each linked to one of the Accounts.
+    pub contacts: usize,
 }
 
 impl InstanceConfig {
     /// An instance with Sugar's defaults, one admin user (`admin` / `admin`), no custom platforms,
-    /// client `sugar` with an empty secret, Sugar 12.0.0 ENT serving v10 to v11_16.
+    /// client `sugar` with an empty secret, Sugar 12.0.0 ENT serving v10 to v11_16, 200 Accounts and
+    /// 450 Contacts.
     pub fn new(name: &str) -> Self {
         InstanceConfig {
             name: name.to_string(),
@@ -103,6 +116,8 @@ impl InstanceConfig {
             version: "12.0.0".to_string(),
             max_failed_logins: None,
             license_expired: false,
+            accounts: 200,
+            contacts: 450,
         }
     }
 
@@ -187,7 +202,7 @@ pub struct RecordedRequest {
     pub grant_type: Option<String>,
     pub platform: Option<String>,
     pub refresh_token: Option<String>,
-    /// An `OAuth-Token` or `Authorization: Bearer` header was sent.
+    /// An `OAuth-Token` header, or an `Authorization` header starting with exactly `Bearer `, was sent.
     pub had_token_header: bool,
     /// The status answered; 0 while none was (yet) sent, e.g. under [`Fault::Hang`].
     pub status: u16,

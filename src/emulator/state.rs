@@ -5,6 +5,7 @@
 //! Everything here takes the emulator's time as an argument: no clock reads, no I/O.
 
 use super::json::J;
+use super::records::Records;
 use super::{Fault, InstanceConfig, UserConfig};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -76,6 +77,52 @@ pub(crate) struct Args {
 impl Args {
     pub(crate) fn insert(&mut self, key: String, value: serde_json::Value) {
         self.fields.insert(key, value);
+    }
+
+    /// A query parameter as PHP's `$_GET` reads it: `filter[0][name][$starts]=A` nests objects
+    /// (`[]` appends to an array); a key without brackets is plain text.
+    pub(crate) fn insert_query(&mut self, key: &str, text: String) {
+        let (base, rest) = match key.find('[') {
+            Some(i) if i > 0 && key.ends_with(']') => (&key[..i], &key[i + 1..key.len() - 1]),
+            _ => {
+                self.insert(key.to_string(), serde_json::Value::String(text));
+                return;
+            }
+        };
+        let mut slot = self
+            .fields
+            .entry(base.to_string())
+            .or_insert(serde_json::Value::Null);
+        for part in rest.split("][") {
+            if !slot.is_object() && !slot.is_array() {
+                *slot = if part.is_empty() {
+                    serde_json::Value::Array(Vec::new())
+                } else {
+                    serde_json::Value::Object(serde_json::Map::new())
+                };
+            }
+            slot = match slot {
+                serde_json::Value::Array(items) => {
+                    items.push(serde_json::Value::Null);
+                    items.last_mut().expect("just pushed")
+                }
+                serde_json::Value::Object(map) => {
+                    let part = if part.is_empty() {
+                        map.len().to_string()
+                    } else {
+                        part.to_string()
+                    };
+                    map.entry(part).or_insert(serde_json::Value::Null)
+                }
+                _ => unreachable!("made an array or object above"),
+            };
+        }
+        *slot = serde_json::Value::String(text);
+    }
+
+    /// A field as sent (JSON body) or nested by [`insert_query`](Self::insert_query).
+    pub(crate) fn value(&self, key: &str) -> Option<&serde_json::Value> {
+        self.fields.get(key)
     }
 
     /// A scalar field as text; `None` when absent, null, or not a scalar.
@@ -154,6 +201,8 @@ pub(crate) struct InstanceState {
     access: HashMap<String, AccessToken>,
     refresh: HashMap<String, RefreshToken>,
     seq: u64,
+    /// Generated on first use (most tests never ask for records).
+    records: Option<Records>,
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -173,13 +222,14 @@ fn new_token() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// `[a-z0-9_-]`, 1 to 127 characters.
+/// `[A-Za-z0-9_-]`, 1 to 127 characters (Sugar's Platforms extension: "a-z, A-Z, 0-9, hyphen,
+/// underscore"). Names are then matched as written: `SCRIBE` is not `scribe`.
 fn platform_name_ok(platform: &str) -> bool {
     !platform.is_empty()
         && platform.len() <= 127
         && platform
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// How many refresh tokens one user may hold on one platform.
@@ -210,7 +260,15 @@ impl InstanceState {
             access: HashMap::new(),
             refresh: HashMap::new(),
             seq: 0,
+            records: None,
         }
+    }
+
+    /// The instance's records, generated from its name on first use.
+    pub(crate) fn records(&mut self) -> &Records {
+        let cfg = &self.cfg;
+        self.records
+            .get_or_insert_with(|| Records::generate(&cfg.name, cfg.accounts, cfg.contacts))
     }
 
     /// Live refresh tokens (not expired at `now`).
@@ -664,7 +722,11 @@ mod tests {
     #[test]
     fn platform_names() {
         assert!(platform_name_ok("acme_sync-2"));
-        assert!(!platform_name_ok("Acme"));
+        assert!(platform_name_ok("SCRIBE"));
+        assert!(platform_name_ok("Acme_Sync-2"));
+        assert!(!platform_name_ok("Acme Sync"));
+        assert!(!platform_name_ok("acmé"));
+        assert!(!platform_name_ok("a.b"));
         assert!(!platform_name_ok(""));
         assert!(!platform_name_ok(&"a".repeat(128)));
     }
