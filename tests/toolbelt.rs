@@ -366,3 +366,80 @@ async fn man_and_paths_describe_the_program_and_where_it_keeps_things() {
     let log = r.stdout.lines().find(|l| l.starts_with("log")).unwrap();
     assert!(log.ends_with("(does not exist)"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_paginate_follows_next_offset_in_the_query_or_the_filter_body() {
+    let emu = start().await;
+    let env = env(&emu);
+    let count = run(&env, &["api", "prod", "Accounts/count"]).await;
+    assert_eq!(count.code, 0, "{}", count.stderr);
+    let total = serde_json::from_str::<Value>(&count.stdout).unwrap()["record_count"]
+        .as_u64()
+        .unwrap() as usize;
+    assert!(total > 100, "{total}");
+    emu.clear_requests();
+    let r = run(
+        &env,
+        &["api", "prod", "/Accounts", "-q", "max_num=50", "--paginate"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let records: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(records.len(), total);
+    let mut ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no record twice");
+    let pages = emu
+        .requests()
+        .iter()
+        .filter(|q| q.path.starts_with("/Accounts"))
+        .count();
+    assert_eq!(pages, total.div_ceil(50));
+
+    // POST .../filter: the offset goes in the body, with the filter.
+    let filter = r#"{"filter":[{"last_name":{"$starts":"S"}}],"max_num":7}"#;
+    let count = run(
+        &env,
+        &[
+            "api",
+            "prod",
+            "POST",
+            "Contacts/filter/count",
+            "--data",
+            filter,
+        ],
+    )
+    .await;
+    let expected = serde_json::from_str::<Value>(&count.stdout).unwrap()["record_count"]
+        .as_u64()
+        .unwrap() as usize;
+    assert!(expected > 7, "more than one page: {expected}");
+    let r = run(
+        &env,
+        &[
+            "api",
+            "prod",
+            "POST",
+            "Contacts/filter",
+            "--data",
+            filter,
+            "--paginate",
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let records: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(records.len(), expected);
+    assert!(records.iter().all(|c| {
+        c["last_name"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .starts_with('s')
+    }));
+    // Not a list endpoint: said, exit 1.
+    let r = run(&env, &["api", "prod", "me", "--paginate"]).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not a list endpoint"), "{}", r.stderr);
+}
