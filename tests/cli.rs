@@ -194,12 +194,21 @@ async fn login_status_refresh_token_logout() {
     assert_eq!(rows[0]["name"], "acme-prod");
     assert_eq!(rows[0]["ok"], true);
     assert_eq!(rows[0]["state"], "active");
+    // The message does not repeat the name; the expiries are fields of their own.
     assert!(
         rows[0]["message"]
             .as_str()
             .unwrap()
-            .starts_with("acme-prod: refreshed")
+            .starts_with("refreshed"),
+        "{}",
+        rows[0]
     );
+    let expires = rows[0]["expires_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(expires).is_ok(),
+        "{expires}"
+    );
+    assert!(rows[0]["refresh_expires_at"].as_str().is_some());
     let after = run(e.cmd(&["token", "acme-prod"])).await;
     assert_ne!(
         after.stdout.trim(),
@@ -556,6 +565,11 @@ async fn refresh_due_refreshes_exactly_the_sessions_that_are_due() {
         .unwrap()
         .to_string();
     assert_eq!(run(e.cmd(&["token", "fresh"])).await.stdout.trim(), fresh);
+    // Nothing due: said (a cron job's mail tells it ran), `[]` in JSON.
+    let r = run(e.cmd(&["refresh", "--due", "fresh", "manual"])).await;
+    assert_eq!((r.code, r.stdout.as_str()), (0, "nothing due\n"));
+    let r = run(e.cmd(&["refresh", "--due", "fresh", "--json"])).await;
+    assert!(json(&r.stdout).is_empty(), "{}", r.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -217,3 +217,188 @@ async fn ctrl_c_during_a_bulk_check_withdraws_the_queued() {
         "{stderr}"
     );
 }
+
+/// `sugar-sessions --profiles P --state-dir S ARGS` on a pseudo-terminal of 30 x 160.
+fn on_terminal(profiles: &std::path::Path, state: &std::path::Path, args: &[&str]) -> Pty {
+    let mut cmd = binary();
+    cmd.arg("--profiles")
+        .arg(profiles)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args);
+    Pty::spawn(cmd, 30, 160, true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_password_gets_three_tries_with_a_hint_that_fits() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = write_profiles(
+        dir.path(),
+        &format!(
+            "[profiles.typed]\nurl = \"{}\"\nusername = \"integration\"\nplatform = \"custom_api\"\n",
+            emu.url("acme")
+        ),
+    );
+    let state = dir.path().join("state");
+    let mut pty =
+        tokio::task::block_in_place(|| on_terminal(&profiles, &state, &["login", "typed"]));
+    tokio::task::block_in_place(|| {
+        pty.wait_for("the first prompt", 10, |s| {
+            s.contains("Password for typed (integration at")
+        });
+        pty.send(b"wrong-1\r");
+        pty.wait_for("the second try", 10, |s| s.contains("try 2 of 3):"));
+        pty.send(b"wrong-2\r");
+        pty.wait_for("the third try", 10, |s| s.contains("try 3 of 3):"));
+        pty.send(format!("{INTEGRATION_PW}\r").as_bytes());
+    });
+    let exit =
+        tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).expect("it ends");
+    assert_eq!(exit.code(), Some(0));
+    let text = pty.screen().text();
+    assert!(text.contains("typed: logged in"), "{text}");
+    assert!(
+        text.contains("hint: check the username, and the password typed"),
+        "a hint for a typed password, not the profile's source: {text}"
+    );
+    assert!(
+        !text.contains("wrong-1") && !text.contains(INTEGRATION_PW),
+        "{text}"
+    );
+    let logins = emu
+        .requests()
+        .iter()
+        .filter(|r| r.grant_type.as_deref() == Some("password"))
+        .count();
+    assert_eq!(logins, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_on_platform_base_warns_and_asks_once_on_a_terminal() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[defaults]\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\n\
+         [profiles.web]\nurl = \"{acme}\"\nplatform = \"base\"\n\
+         [profiles.api]\nurl = \"{acme}\"\nplatform = \"custom_api\"\n",
+        acme = emu.url("acme"),
+    );
+    let profiles = write_profiles(dir.path(), &text);
+    let state = dir.path().join("state");
+    let warning =
+        "web: warning: platform base: a login here logs integration out of Sugar's web UI";
+    // Declined: the profile is left out, the others logged in.
+    let mut pty =
+        tokio::task::block_in_place(|| on_terminal(&profiles, &state, &["login", "web", "api"]));
+    tokio::task::block_in_place(|| {
+        pty.wait_for("the question", 10, |s| {
+            s.contains("Log in on web anyway? [y/N]")
+        });
+        pty.send(b"n\r");
+    });
+    let exit = tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let text = pty.screen().text();
+    assert!(text.contains(warning), "{text}");
+    assert!(
+        text.contains("web: not logged in (not confirmed)"),
+        "{text}"
+    );
+    assert!(text.contains("api: logged in"), "{text}");
+    let platforms: Vec<String> = emu
+        .requests()
+        .iter()
+        .filter_map(|r| r.platform.clone())
+        .collect();
+    assert_eq!(platforms, ["custom_api"]);
+    // --yes: no question.
+    let mut pty =
+        tokio::task::block_in_place(|| on_terminal(&profiles, &state, &["login", "--yes", "web"]));
+    let exit = tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).unwrap();
+    assert_eq!(exit.code(), Some(0));
+    let text = pty.screen().text();
+    assert!(
+        text.contains(warning) && text.contains("web: logged in"),
+        "{text}"
+    );
+    assert!(!text.contains("anyway?"), "{text}");
+    // Without a terminal: the warning alone.
+    let out = binary()
+        .arg("--profiles")
+        .arg(&profiles)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["login", "web"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(warning) && !said.contains("anyway?"),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_and_status_on_a_terminal_have_a_header_and_aligned_columns() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[defaults]\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\n\
+         [profiles.a]\nurl = \"{acme}\"\nplatform = \"custom_api\"\ntags = [\"prod\"]\n\
+         [profiles.long-profile-name]\nurl = \"{acme}/\"\nplatform = \"acme_sync\"\nusername = \"admin\"\n",
+        acme = emu.url("acme"),
+    );
+    let profiles = write_profiles(dir.path(), &text);
+    let state = dir.path().join("state");
+    let mut pty = tokio::task::block_in_place(|| on_terminal(&profiles, &state, &["list"]));
+    tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).unwrap();
+    let lines = pty.screen().lines();
+    let header = &lines[0];
+    assert!(header.starts_with("NAME "), "{lines:?}");
+    let column = |line: &str, word: &str| line.find(word).unwrap();
+    for (word, heading) in [
+        ("integration", "USER"),
+        ("custom_api", "PLATFORM"),
+        ("plain", "PASSWORD"),
+        ("prod", "TAGS"),
+    ] {
+        assert_eq!(
+            column(&lines[1], word),
+            column(header, heading),
+            "{lines:?}"
+        );
+    }
+    assert_eq!(
+        column(&lines[2], "admin"),
+        column(header, "USER"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        column(&lines[2], "acme_sync"),
+        column(header, "PLATFORM"),
+        "{lines:?}"
+    );
+    let mut pty = tokio::task::block_in_place(|| on_terminal(&profiles, &state, &["status"]));
+    tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).unwrap();
+    let lines = pty.screen().lines();
+    assert!(
+        lines[0].starts_with("NAME ") && lines[0].contains("STATE"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        column(&lines[1], "logged out"),
+        column(&lines[0], "STATE"),
+        "{lines:?}"
+    );
+    // Into a pipe: no header (scripts read the lines as they were).
+    let out = binary()
+        .arg("--profiles")
+        .arg(&profiles)
+        .args(["list"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("a "));
+}

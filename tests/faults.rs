@@ -660,7 +660,7 @@ async fn lifetimes_out_of_range_are_a_bad_answer_not_a_panic() {
         };
         assert!(
             message.starts_with(&format!(
-                "{name}: login failed: HTTP 200 with an unexpected answer: {field} of "
+                "login failed: HTTP 200 with an unexpected answer: {field} of "
             )) && message.contains(" s is out of range"),
             "{message}"
         );

@@ -108,7 +108,7 @@ pub enum Command {
         json: bool,
     },
     /// Log in (password grant)
-    Login(Targets),
+    Login(LoginArgs),
     /// Refresh (refresh-token grant)
     Refresh(RefreshArgs),
     /// Log out on the server and remove the local session
@@ -295,6 +295,16 @@ pub enum StatusFormat {
     Json,
     /// The Prometheus text format 0.0.4
     Prometheus,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Log in without asking on profiles the platform guard warns of (platform base, a platform
+    /// shared with another profile of the same user)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(Args, Debug)]

@@ -5,6 +5,7 @@
 use super::Usage;
 use super::output::Summary;
 use crate::config::{PasswordSource, Profile};
+use crate::outcome::FailureKind;
 use crate::runtime::{Engine, Jobs, Report, Work};
 use crate::secret::Secret;
 use crate::session::{CheckReport, Op};
@@ -12,6 +13,9 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// How many times a typed password is asked for when Sugar refuses it (as ssh and gh do).
+const TRIES: usize = 3;
 
 /// How long Ctrl-C waits for answers already on their way before the command ends.
 pub(super) const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
@@ -48,8 +52,11 @@ pub(super) async fn run_jobs(
         libc::malloc_trim(0);
     }
     let n = chosen.len();
-    // Room for every report (two a job): the jobs never wait for this loop.
-    let (tx, mut rx) = mpsc::channel(2 * n + 1);
+    let asks = |p: &Profile| op == Op::Login && p.password == PasswordSource::Prompt;
+    let prompted = chosen.iter().filter(|p| asks(p)).count();
+    // Room for every report (two a job, and two for each retry of a typed password): the jobs
+    // never wait for this loop.
+    let (tx, mut rx) = mpsc::channel(2 * n + 2 * (TRIES - 1) * prompted + 1);
     let mut jobs = Jobs::new(engine, tx);
     let work = |password: Option<Secret>| match op {
         Op::Check => Work::Check,
@@ -57,8 +64,8 @@ pub(super) async fn run_jobs(
         Op::Refresh if due => Work::DueRefresh,
         op => Work::Op { op, password },
     };
-    let asks = |p: &Profile| op == Op::Login && p.password == PasswordSource::Prompt;
     let mut submitted = vec![false; n];
+    let mut tries = vec![1; n];
     for i in interleaved_by_host(&chosen) {
         if !asks(&chosen[i]) {
             jobs.submit(i, chosen[i].clone(), work(None));
@@ -70,7 +77,7 @@ pub(super) async fn run_jobs(
         if submitted[i] || interrupted {
             continue;
         }
-        match ask_password(p, &mut interrupt).await {
+        match ask_password(p, 1, &mut interrupt).await {
             Ok(pw) => {
                 jobs.submit(i, p.clone(), work(pw));
                 submitted[i] = true;
@@ -100,6 +107,26 @@ pub(super) async fn run_jobs(
                     left -= 1;
                 }
                 Report::Done { outcome, report, .. } => {
+                    // A typed password Sugar refused is asked again, up to three tries in all.
+                    let refused = outcome.failure.as_ref().is_some_and(|f| {
+                        f.kind == FailureKind::Credentials && f.op == Op::Login
+                    });
+                    if refused && asks(&chosen[i]) && tries[i] < TRIES && !interrupted {
+                        eprintln!("{}", outcome.message);
+                        tries[i] += 1;
+                        match ask_password(&chosen[i], tries[i], &mut interrupt).await {
+                            Ok(Some(pw)) => {
+                                jobs.submit(i, chosen[i].clone(), work(Some(pw)));
+                                continue;
+                            }
+                            Ok(None) => {}
+                            Err(Interrupted) => {
+                                interrupted = true;
+                                jobs.cancel_all();
+                                grace.as_mut().reset(tokio::time::Instant::now() + INTERRUPT_GRACE);
+                            }
+                        }
+                    }
                     results[i] = Some((Summary::from(*outcome), report));
                     left -= 1;
                 }
@@ -156,15 +183,20 @@ fn interleaved_by_host(chosen: &[Arc<Profile>]) -> Vec<usize> {
         .collect()
 }
 
-/// Asks for a password on the terminal, without echo; `None` when there is no terminal.
 /// Asks for a password on the terminal, without echo: `Ok(None)` when there is no terminal to ask
-/// on (or nothing was typed), an error when the read failed (Ctrl-C interrupts it).
-fn prompt_password(p: &Profile) -> std::io::Result<Option<Secret>> {
+/// on (or nothing was typed), an error when the read failed (Ctrl-C interrupts it). `attempt`
+/// counts from 1; later tries say which they are.
+fn prompt_password(p: &Profile, attempt: usize) -> std::io::Result<Option<Secret>> {
     if !std::io::stdin().is_terminal() && std::fs::File::open("/dev/tty").is_err() {
         return Ok(None);
     }
+    let again = if attempt > 1 {
+        format!(", try {attempt} of {TRIES}")
+    } else {
+        String::new()
+    };
     let prompt = format!(
-        "Password for {} ({} at {}): ",
+        "Password for {} ({} at {}{again}): ",
         p.name,
         p.username,
         p.host_port()
@@ -180,11 +212,12 @@ struct Interrupted;
 /// back as they were before the prompt (echo on) and gives up.
 async fn ask_password(
     p: &Profile,
+    attempt: usize,
     interrupt: &mut Interrupt,
 ) -> Result<Option<Secret>, Interrupted> {
     let saved = TtyModes::save();
     let profile = p.clone();
-    let prompt = tokio::task::spawn_blocking(move || prompt_password(&profile));
+    let prompt = tokio::task::spawn_blocking(move || prompt_password(&profile, attempt));
     let give_up = || {
         if let Some(saved) = &saved {
             saved.restore();

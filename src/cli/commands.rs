@@ -3,7 +3,9 @@
 
 use super::bulk::run_jobs;
 use super::output::{Summary, print_outcomes};
-use super::{Cli, StatusFormat, Targets, Usage, load_profiles, open_store, profiles_path};
+use super::{
+    Cli, LoginArgs, StatusFormat, Targets, Usage, load_profiles, open_store, profiles_path,
+};
 use crate::config::{PasswordSource, Profile, Profiles};
 use crate::exit;
 use crate::runtime::{CacheReader, Engine};
@@ -13,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 fn source_kind(p: &Profile) -> &'static str {
@@ -59,6 +61,10 @@ pub(super) fn list(profiles: &Profiles, json: bool) {
         .unwrap_or(4)
         .clamp(4, 40);
     let mut out = stdout_buffered();
+    if std::io::stdout().is_terminal() {
+        list_table(profiles, &warnings_of, &mut out);
+        return;
+    }
     for p in &profiles.profiles {
         let tags = if p.tags.is_empty() {
             String::new()
@@ -81,6 +87,65 @@ pub(super) fn list(profiles: &Profiles, json: bool) {
         );
         for warning in warnings_of(p) {
             let _ = writeln!(out, "{:w$}  warning: {warning}", "");
+        }
+    }
+}
+
+/// `list` on a terminal: a header, and every column aligned (widths capped, so that one long URL
+/// does not push every row off the screen); a profile's warnings on lines of their own.
+fn list_table(
+    profiles: &Profiles,
+    warnings_of: &dyn Fn(&Profile) -> Vec<String>,
+    out: &mut impl Write,
+) {
+    let rows: Vec<[String; 6]> = profiles
+        .profiles
+        .iter()
+        .map(|p| {
+            let mut flags = p.tags.join(",");
+            if p.insecure {
+                flags.push_str(if flags.is_empty() { "" } else { " " });
+                flags.push_str("INSECURE");
+            }
+            [
+                p.name.clone(),
+                p.url.as_str().trim_end_matches('/').to_string(),
+                p.username.clone(),
+                p.platform.clone(),
+                source_kind(p).to_string(),
+                flags,
+            ]
+        })
+        .collect();
+    let header = ["NAME", "URL", "USER", "PLATFORM", "PASSWORD", "TAGS"];
+    let caps = [40, 60, 30, 30, 8, 0];
+    let mut widths = [0usize; 6];
+    for (i, w) in widths.iter_mut().enumerate().take(5) {
+        let longest = rows
+            .iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0);
+        *w = longest.min(caps[i]);
+    }
+    let line = |cells: [&str; 6]| -> String {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i < 5 {
+                text.push_str(&format!("{cell:w$}  ", w = widths[i]));
+            } else {
+                text.push_str(cell);
+            }
+        }
+        text.trim_end().to_string()
+    };
+    let _ = writeln!(out, "{}", line(header));
+    for (p, row) in profiles.profiles.iter().zip(&rows) {
+        let cells = [&*row[0], &*row[1], &*row[2], &*row[3], &*row[4], &*row[5]];
+        let _ = writeln!(out, "{}", line(cells));
+        for warning in warnings_of(p) {
+            let _ = writeln!(out, "{:w$}  warning: {warning}", "", w = widths[0]);
         }
     }
 }
@@ -182,6 +247,9 @@ pub(super) fn status(
         .unwrap_or(4)
         .clamp(4, 40);
     let mut out = stdout_buffered();
+    if std::io::stdout().is_terminal() {
+        let _ = writeln!(out, "{:w$}  {:15}  DETAILS", "NAME", "STATE");
+    }
     for &(p, e) in &rows {
         let state = e.state(now);
         let mut line = format!("{:w$}  {:15}", p.name, state.words());
@@ -302,6 +370,63 @@ pub(super) fn load_cache(reader: &CacheReader) -> Result<Arc<Cache>, Usage> {
     Ok(read.cache)
 }
 
+/// `login`: the platform guard's warnings on stderr (in `list`'s words), and on a terminal one
+/// question for all the profiles it warns of (`--yes` skips it; declined, those are left out).
+pub(super) async fn login(cli: &Cli, args: &LoginArgs) -> Result<i32, Usage> {
+    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
+    let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
+    let mut chosen: Vec<Arc<Profile>> = select(&profiles, &args.targets, false)?
+        .into_iter()
+        .cloned()
+        .collect();
+    let warnings = crate::guard::warnings(&profiles.profiles);
+    let flagged: Vec<&Arc<Profile>> = chosen
+        .iter()
+        .filter(|p| warnings.contains_key(&p.name))
+        .collect();
+    if !flagged.is_empty() {
+        for p in &flagged {
+            for w in &warnings[&p.name] {
+                eprintln!("{}: warning: {}", p.name, w.message(p));
+            }
+        }
+        let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+        if terminal && !args.yes {
+            let names: Vec<String> = flagged.iter().map(|p| p.name.clone()).collect();
+            let question = format!(
+                "Log in on {} anyway? [y/N] (--yes skips this question) ",
+                names.join(", ")
+            );
+            let yes = tokio::task::spawn_blocking(move || confirm(&question))
+                .await
+                .unwrap_or(false);
+            if !yes {
+                for name in &names {
+                    eprintln!("{name}: not logged in (not confirmed)");
+                }
+                chosen.retain(|p| !names.contains(&p.name));
+                if chosen.is_empty() {
+                    return Ok(exit::FAILED);
+                }
+            }
+        }
+    }
+    run_all(engine, chosen, Op::Login, args.targets.json).await
+}
+
+/// Asks a yes/no question on stderr, read from stdin: only `y` or `yes` is yes.
+fn confirm(question: &str) -> bool {
+    let mut stderr = std::io::stderr();
+    let _ = write!(stderr, "{question}");
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
 pub(super) async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
     let profiles = load_profiles(&profiles_path(cli)?)?;
     let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
@@ -326,6 +451,14 @@ pub(super) async fn refresh_due(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
         .filter(|p| p.auto_refresh && refresh_due_at(p, &entry_for(p, &cache), now))
         .cloned()
         .collect();
+    if due.is_empty() {
+        // Said, so that a cron job's mail (or a person) can tell it ran.
+        print_outcomes(&[], t.json);
+        if !t.json {
+            println!("nothing due");
+        }
+        return Ok(exit::OK);
+    }
     run_all_due(engine, due, t.json).await
 }
 

@@ -22,13 +22,13 @@ mod demo;
 pub use crate::argv::command_word;
 pub use crate::exit;
 pub use args::{
-    ApiArgs, CheckArgs, Cli, Command, CompletionShell, ExecArgs, LogFormat, RefreshArgs, ServeArgs,
-    StatusFormat, Targets, command, parse_from,
+    ApiArgs, CheckArgs, Cli, Command, CompletionShell, ExecArgs, LogFormat, LoginArgs, RefreshArgs,
+    ServeArgs, StatusFormat, Targets, command, parse_from,
 };
 pub use check::unknown as check_unknown;
 pub use demo::{start_demo_emulator, write_private};
 
-use commands::{act, list, refresh_due, status, sudo, token};
+use commands::{act, list, login, refresh_due, status, sudo, token};
 use demo::emulator;
 
 use crate::config::{self, Profiles};
@@ -127,7 +127,7 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
             let format = if *json { StatusFormat::Json } else { *format };
             status(&profiles, &store, format)
         }
-        Some(Command::Login(t)) => act(cli, t, Op::Login).await,
+        Some(Command::Login(l)) => login(cli, l).await,
         Some(Command::Refresh(r)) if r.due => refresh_due(cli, &r.targets).await,
         Some(Command::Refresh(r)) => act(cli, &r.targets, Op::Refresh).await,
         Some(Command::Logout(t)) => act(cli, t, Op::Logout).await,

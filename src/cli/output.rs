@@ -2,8 +2,8 @@
 //! command as lines or JSON.
 
 use crate::outcome::Outcome;
-use crate::session::State;
-use serde_json::json;
+use crate::session::{State, rfc3339};
+use chrono::{DateTime, Utc};
 use std::io::Write;
 
 // `println!` and `eprintln!` panic when the write fails: standard output is a pipe whose reader
@@ -30,11 +30,18 @@ pub(super) struct Summary {
     pub ok: bool,
     pub state: State,
     pub message: String,
+    /// When the session's access token and refresh token expire, when it has them.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
 }
 
 impl From<Outcome> for Summary {
     fn from(o: Outcome) -> Summary {
+        let session = o.entry.session.as_ref();
         Summary {
+            expires_at: session.map(|s| s.expires_at),
+            refresh_expires_at: session
+                .and_then(|s| s.refresh_token.as_ref().and(s.refresh_expires_at)),
             name: o.name,
             ok: o.ok,
             state: o.state,
@@ -43,12 +50,40 @@ impl From<Outcome> for Summary {
     }
 }
 
+impl Summary {
+    /// The message without the profile's name it starts with (JSON has the name on its own).
+    fn message_unnamed(&self) -> &str {
+        self.message
+            .strip_prefix(self.name.as_str())
+            .and_then(|m| m.strip_prefix(": "))
+            .unwrap_or(&self.message)
+    }
+}
+
+/// One outcome in `--json`.
+#[derive(serde::Serialize)]
+struct JsonOutcome<'a> {
+    name: &'a str,
+    ok: bool,
+    state: &'static str,
+    message: &'a str,
+    expires_at: Option<String>,
+    refresh_expires_at: Option<String>,
+}
+
 pub(super) fn print_outcomes(outcomes: &[Summary], json: bool) {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if json {
-        let rows: Vec<_> = outcomes
+        let rows: Vec<JsonOutcome> = outcomes
             .iter()
-            .map(|o| json!({"name": o.name, "ok": o.ok, "state": o.state.as_str(), "message": o.message}))
+            .map(|o| JsonOutcome {
+                name: &o.name,
+                ok: o.ok,
+                state: o.state.as_str(),
+                message: o.message_unnamed(),
+                expires_at: o.expires_at.map(rfc3339),
+                refresh_expires_at: o.refresh_expires_at.map(rfc3339),
+            })
             .collect();
         let _ = writeln!(
             out,

@@ -301,6 +301,8 @@ impl Run<'_> {
     }
 
     async fn login(&mut self, client: &Client, password: Option<Secret>) -> Step {
+        // Given by the caller: typed at a prompt (the shell's or the screen's).
+        let typed = password.is_some();
         let password = match password {
             Some(pw) => pw,
             None => match super::password::resolve_password(self.p).await {
@@ -340,7 +342,13 @@ impl Run<'_> {
                     entry,
                 ))
             }
-            Err(e) => Err(self.fail(e.failure(self.op, Utc::now())).await),
+            Err(e) => {
+                let mut f = e.failure(self.op, Utc::now());
+                if typed && f.hint.as_deref() == Some(crate::sugar::SOURCE_PASSWORD_HINT) {
+                    f.hint = Some(crate::sugar::TYPED_PASSWORD_HINT.into());
+                }
+                Err(self.fail(f).await)
+            }
         }
     }
 

@@ -10,6 +10,12 @@ use std::fmt;
 use std::time::Duration;
 use url::Url;
 
+/// The hint of a login that Sugar refused with the password from the profile's source.
+pub const SOURCE_PASSWORD_HINT: &str = "check the username and the password source of the profile";
+/// The same, for a password typed at a prompt.
+pub const TYPED_PASSWORD_HINT: &str =
+    "check the username, and the password typed (Caps Lock? the keyboard layout?)";
+
 /// What went wrong, by kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -204,7 +210,7 @@ impl SugarError {
                 "the account is locked after failed logins: wait, or ask a Sugar admin to unlock it".into()
             }
             ErrorKind::Sugar { label, .. } if label == "need_login" && self.op == "login" => {
-                "check the username and the password source of the profile".into()
+                SOURCE_PASSWORD_HINT.into()
             }
             ErrorKind::Sugar { label, .. } if label == "need_login" => "the session has ended: log in again".into(),
             ErrorKind::Sugar { label, .. } if label == "invalid_client" => {

@@ -16,5 +16,5 @@ pub use client::{
     Call, Client, MAX_API_BODY, MAX_BODY, NetSettings, POOL_IDLE_PER_HOST, RawAnswer,
     install_crypto_provider,
 };
-pub use error::{CertProblem, ErrorKind, SugarError};
+pub use error::{CertProblem, ErrorKind, SOURCE_PASSWORD_HINT, SugarError, TYPED_PASSWORD_HINT};
 pub use parse::{Grant, MAX_LIFETIME_S, Me, ServerInfo, parse_grant, parse_grant_answer};
