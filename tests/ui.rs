@@ -731,3 +731,45 @@ fn the_user_prompt_names_the_admin_profile_at_80x24() {
     // The footer shows the prompt's keys.
     assert!(lines[23].contains("impersonate") && lines[23].contains("cancel"));
 }
+
+#[test]
+fn after_an_impersonation_is_logged_out_the_title_and_the_filter_line_count_alike() {
+    let mut m = model(options());
+    let mut cache = Cache::default();
+    let mut sudo = session(30 * 60, 0);
+    sudo.refresh_token = None;
+    sudo.refresh_expires_at = None;
+    cache
+        .sessions
+        .insert(key_of(&m, "acme-sbx>sally"), entry(Some(sudo), None));
+    update(&mut m, Msg::CacheReloaded(cache.into()), now());
+    assert_eq!(m.total(), 5);
+    // The impersonation is logged out: its row goes.
+    let logged_out = Entry {
+        generation: 7,
+        updated_at: Some(now()),
+        ..Default::default()
+    };
+    let outcome = Outcome {
+        name: "acme-sbx>sally".into(),
+        op: Op::Logout,
+        ok: true,
+        message: "acme-sbx>sally: logged out".into(),
+        entry: logged_out,
+        state: State::LoggedOut,
+        requests: Vec::new(),
+        failure: None,
+    };
+    update(&mut m, Msg::Done(Box::new(outcome)), now());
+    assert_eq!(m.total(), 4);
+    resize(&mut m, 120, 24);
+    key(&mut m, KeyCode::Char('/'));
+    for c in "acme".chars() {
+        key(&mut m, KeyCode::Char(c));
+    }
+    let lines = render(&m, 120, 24);
+    let s = screen(&lines);
+    println!("{s}");
+    assert!(lines[1].contains("Profiles 2 of 4"), "{s}");
+    assert!(line_with(&lines, "/acme").contains("2 of 4 shown"), "{s}");
+}
