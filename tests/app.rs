@@ -4,7 +4,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::path::Path;
 use sugar_sessions::app::{
-    Command, Model, Msg, Options, ResultKind, RowState, Sort, Source, update,
+    Clipboard, Command, Model, Msg, Options, ResultKind, RowState, Sort, Source, shell_quote,
+    update,
 };
 use sugar_sessions::config::{self, Profiles};
 use sugar_sessions::identity::SessionKey;
@@ -1764,4 +1765,102 @@ fn a_background_check_withdrawn_before_it_was_sent_leaves_the_session_unverified
     );
     assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Active);
     assert!(m.status().unwrap().text.starts_with("acme-prod: alive"));
+}
+
+fn copied(cmds: &[Command]) -> Vec<String> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Copy { text } => Some(text.expose().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_text(m: &Model) -> String {
+    m.status().map(|s| s.text.clone()).unwrap_or_default()
+}
+
+#[test]
+fn y_copies_the_token_and_e_an_export_line_and_the_status_line_never_shows_the_token() {
+    let mut m = model();
+    with_cache(&mut m, &[("acme-prod", active_entry(52 * 60 + 7))]);
+    // `y`: the token alone, through a command for the runtime; the status line says what.
+    assert_eq!(copied(&ch(&mut m, 'y')), ["access-token-value-1234"]);
+    let said = status_text(&m);
+    assert_eq!(
+        said,
+        "copied acme-prod's access token (valid 52m 07s) to the clipboard (OSC 52)"
+    );
+    assert!(!m.status().unwrap().error);
+    // `e`: a line for a shell, values single-quoted.
+    assert_eq!(
+        copied(&ch(&mut m, 'e')),
+        [
+            "export SUGAR_URL='https://acme.sugarondemand.com/rest/v11' SUGAR_TOKEN='access-token-value-1234'"
+        ]
+    );
+    assert!(status_text(&m).starts_with("copied an export line for acme-prod"));
+    assert!(!status_text(&m).contains("access-token-value"));
+    // The footer offers `y` while copying is on.
+    assert!(m.footer().iter().any(|b| b.label == "y"));
+    // A row without a usable token says so, and nothing goes to the terminal.
+    ch(&mut m, 'j');
+    assert!(copied(&ch(&mut m, 'y')).is_empty());
+    assert_eq!(
+        status_text(&m),
+        "acme-sbx: no usable access token to copy (logged out); nothing copied"
+    );
+    assert!(m.status().unwrap().error);
+    // An expired token neither (nor one about to expire: it is not handed out).
+    let mut m = model();
+    with_cache(&mut m, &[("acme-prod", active_entry(-5))]);
+    assert!(copied(&ch(&mut m, 'e')).is_empty());
+    assert!(
+        status_text(&m).contains("no usable access token"),
+        "{}",
+        status_text(&m)
+    );
+}
+
+#[test]
+fn copying_off_says_so_and_a_huge_payload_is_refused() {
+    let mut m = Model::new(
+        &fixture(),
+        Source::File("profiles.toml".into()),
+        Options {
+            clipboard: Clipboard::Off,
+            ..Options::default()
+        },
+        t0(),
+    );
+    with_cache(&mut m, &[("acme-prod", active_entry(3600))]);
+    assert!(copied(&ch(&mut m, 'y')).is_empty());
+    assert_eq!(
+        status_text(&m),
+        "copying is off (SUGAR_SESSIONS_CLIPBOARD=off)"
+    );
+    assert!(!m.footer().iter().any(|b| b.label == "y"));
+    // Unknown values copy (OSC 52), `off` in any case turns it off.
+    assert_eq!(Clipboard::from_env(Some("OFF")), Clipboard::Off);
+    assert_eq!(Clipboard::from_env(Some("osc52")), Clipboard::Osc52);
+    assert_eq!(Clipboard::from_env(Some("xclip")), Clipboard::Osc52);
+    assert_eq!(Clipboard::from_env(None), Clipboard::Osc52);
+    // A token too long for OSC 52 (over 100,000 bytes in base64): refused, with the reason.
+    let mut m = model();
+    let mut big = active_entry(3600);
+    big.session.as_mut().unwrap().access_token = "t".repeat(75_001).into();
+    with_cache(&mut m, &[("acme-prod", big)]);
+    assert!(copied(&ch(&mut m, 'y')).is_empty());
+    assert_eq!(
+        status_text(&m),
+        "acme-prod: not copied: acme-prod's access token (valid 1h 00m) is 100004 bytes in \
+         base64, over the 100000 that terminals take in OSC 52"
+    );
+    // Just under the limit goes.
+    let mut m = model();
+    let mut fits = active_entry(3600);
+    fits.session.as_mut().unwrap().access_token = "t".repeat(75_000).into();
+    with_cache(&mut m, &[("acme-prod", fits)]);
+    assert_eq!(copied(&ch(&mut m, 'y')).len(), 1);
+    assert_eq!(shell_quote("it's"), r"'it'\''s'");
 }

@@ -52,6 +52,7 @@ fn options() -> Options {
         ascii: false,
         color: true,
         zone: Zone::Fixed(FixedOffset::east_opt(3600).unwrap()),
+        clipboard: Default::default(),
     }
 }
 

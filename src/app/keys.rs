@@ -1,6 +1,7 @@
 //! Keys: one table per mode, used both to handle keys and to build the footer and the help;
 //! what a key does in each mode.
 
+use super::copy::{Clipboard, CopyKind, copy};
 use super::input::{filter_action, password_action, user_action};
 use super::model::{Mode, Model};
 use super::requests::{act, cancel, check};
@@ -24,6 +25,10 @@ pub enum Action {
     Check,
     /// Open the prompt for the user to impersonate.
     Impersonate,
+    /// Copy the access token to the clipboard (OSC 52).
+    CopyToken,
+    /// Copy `export SUGAR_URL=... SUGAR_TOKEN=...` to the clipboard (OSC 52).
+    CopyExport,
     Cancel,
     ToggleSelect,
     SelectAll,
@@ -168,6 +173,22 @@ pub const NORMAL_KEYS: &[Binding] = &[
         "impersonate",
         Action::Impersonate,
         true,
+    ),
+    bind(
+        &[KeyCode::Char('y')],
+        "y",
+        "y",
+        "copy token",
+        Action::CopyToken,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('e')],
+        "e",
+        "e",
+        "copy export line",
+        Action::CopyExport,
+        false,
     ),
     bind(
         &[KeyCode::Char('c')],
@@ -457,6 +478,9 @@ impl Model {
                 .visible
                 .get(self.cursor)
                 .is_some_and(|&i| self.sudo_refusal(i).is_none()),
+            Action::CopyToken | Action::CopyExport => {
+                self.options.clipboard == Clipboard::Osc52 && !self.visible.is_empty()
+            }
             Action::Cancel => targets
                 .iter()
                 .any(|&i| self.rows[i].flight.is_some_and(|f| !f.detached)),
@@ -577,6 +601,8 @@ fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
                 }
             },
         },
+        Action::CopyToken => return copy(model, CopyKind::Token),
+        Action::CopyExport => return copy(model, CopyKind::Export),
         Action::Cancel => return cancel(model),
         Action::ToggleSelect => {
             if let Some(&i) = model.visible.get(model.cursor) {

@@ -1,6 +1,7 @@
 //! The [`Model`]: everything the screen knows, how it is built, read, and kept consistent.
 
 use super::Command;
+use super::copy::Clipboard;
 use super::input::Typed;
 use super::order::{Narrowed, Sort};
 use super::requests::Confirm;
@@ -48,6 +49,8 @@ pub struct Options {
     /// Colours (off with `NO_COLOR`).
     pub color: bool,
     pub zone: Zone,
+    /// How `y` and `e` copy (`SUGAR_SESSIONS_CLIPBOARD`).
+    pub clipboard: Clipboard,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             ascii: false,
             color: true,
             zone: Zone::Local,
+            clipboard: Clipboard::Osc52,
         }
     }
 }
