@@ -774,3 +774,96 @@ fn after_an_impersonation_is_logged_out_the_title_and_the_filter_line_count_alik
     assert!(lines[1].contains("Profiles 2 of 4"), "{s}");
     assert!(line_with(&lines, "/acme").contains("2 of 4 shown"), "{s}");
 }
+
+fn login_failure(name: &str, message: &str, hint: &str) -> Outcome {
+    let mut o = failed_outcome();
+    let f = o.failure.as_mut().unwrap();
+    f.message = message.into();
+    f.hint = Some(hint.into());
+    let f = f.clone();
+    o.name = name.into();
+    o.message = f.render(name);
+    o.entry = entry(None, Some(f));
+    o
+}
+
+#[test]
+fn the_last_column_tells_a_wrong_password_from_a_maintenance_window() {
+    let mut m = model(options());
+    let wrong = login_failure(
+        "globex",
+        "You must specify a valid username and password.",
+        "check the username and the password source of the profile",
+    );
+    let maintenance = login_failure(
+        "initech",
+        "SugarCRM is in maintenance mode. Only admins can login. Please contact your administrator for details.",
+        "the instance is in maintenance mode: only admins can log in until it ends",
+    );
+    update(&mut m, Msg::Done(Box::new(wrong)), now());
+    update(&mut m, Msg::Done(Box::new(maintenance)), now());
+    // Wide: LAST takes the rest of the line and says it all, Sugar's words and the hint.
+    resize(&mut m, 270, 30);
+    let lines = render(&m, 270, 30);
+    println!("{}", screen(&lines));
+    let globex = line_with(&lines, "globex");
+    assert!(
+        globex.contains(
+            "✗ 401 need_login: You must specify a valid username and password. (hint: check the \
+             username and the password source of the profile) 184 ms"
+        ),
+        "{globex}"
+    );
+    let initech = line_with(&lines, "initech");
+    assert!(
+        initech
+            .contains("✗ 401 need_login: SugarCRM is in maintenance mode. Only admins can login."),
+        "{initech}"
+    );
+    assert!(!globex.contains('…'), "cut with room to spare: {globex}");
+    // At 160 columns the end is cut, with an ellipsis; the words still differ.
+    resize(&mut m, 160, 40);
+    let lines = render(&m, 160, 40);
+    let globex = line_with(&lines, "globex");
+    assert!(
+        globex.contains("✗ 401 need_login: You must specify"),
+        "{globex}"
+    );
+    assert!(
+        globex.trim_end_matches(['│', ' ']).ends_with('…'),
+        "{globex}"
+    );
+    assert!(line_with(&lines, "initech").contains("401 need_login: SugarCRM is in maint"));
+    // The details pane has the whole of it.
+    go_to(&mut m, "initech");
+    key(&mut m, KeyCode::Enter);
+    let s = screen(&render(&m, 160, 40));
+    assert!(
+        s.contains("login failed: HTTP 401 need_login: SugarCRM is in maintenance mode."),
+        "{s}"
+    );
+    assert!(s.contains("only admins can log in until it ends"), "{s}");
+    // A failure remembered in the cache (the screen just started) reads the same.
+    let mut m = model(options());
+    let f = login_failure(
+        "globex",
+        "You must specify a valid username and password.",
+        "check the username",
+    )
+    .failure
+    .unwrap();
+    let mut cache = Cache::default();
+    cache
+        .sessions
+        .insert(key_of(&m, "globex"), entry(None, Some(f)));
+    update(&mut m, Msg::CacheReloaded(cache.into()), now());
+    resize(&mut m, 230, 30);
+    let lines = render(&m, 230, 30);
+    assert!(
+        line_with(&lines, "globex").contains(
+            "✗ 401 need_login: You must specify a valid username and password. (hint: check the username)"
+        ),
+        "{}",
+        screen(&lines)
+    );
+}

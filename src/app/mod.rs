@@ -193,6 +193,8 @@ pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
                                     at,
                                     latency_ms: None,
                                     summary: "withdrawn".into(),
+                                    message: None,
+                                    hint: None,
                                 });
                             });
                             model.say(format!(

@@ -157,6 +157,13 @@ pub(super) fn on_outcome(model: &mut Model, outcome: Outcome, answer: Answer) {
             hint,
         }
     });
+    // What the failure says in words, beyond its summary, and what to do about it.
+    let (detail, hint) = match &failure {
+        _ if ok => (None, None),
+        Some(f) => (Some(f.message.clone()), f.hint.clone()),
+        None => (Some(strip_name(&message, &name).to_string()), None),
+    };
+    let detail = detail.filter(|d| !d.is_empty() && *d != summary);
     let last = LastResult {
         op,
         kind: if ok {
@@ -167,6 +174,8 @@ pub(super) fn on_outcome(model: &mut Model, outcome: Outcome, answer: Answer) {
         at,
         latency_ms,
         summary,
+        message: detail,
+        hint,
     };
     let warning = match &answer {
         Answer::Check(Some(report)) => report.skew_warning(),

@@ -190,6 +190,12 @@ pub struct LastResult {
     pub latency_ms: Option<u64>,
     /// A few words: `ok`, `401 need_login`, `timeout`, `withdrawn`, ...
     pub summary: String,
+    /// A failure's own words: Sugar's `error_message` when it sent one (`You must specify a
+    /// valid username and password.` and `SugarCRM is in maintenance mode...` are both
+    /// `401 need_login`), else what went wrong.
+    pub message: Option<String>,
+    /// A failure's hint: what a person can do about it.
+    pub hint: Option<String>,
 }
 
 /// The last error of a profile, in full.

@@ -402,9 +402,12 @@ fn last_text(row: &AppRow, theme: &Theme, cols: usize) -> (String, Style) {
                     theme.fg(Color::Green),
                 ),
                 ResultKind::Failed => (
-                    pick(
-                        format!("{bad} {}{latency}", last.summary),
-                        format!("{bad} {}", last.summary),
+                    failure_text(
+                        bad,
+                        &last.summary,
+                        last.message.as_deref(),
+                        last.hint.as_deref(),
+                        &latency,
                     ),
                     theme.error(),
                 ),
@@ -412,8 +415,34 @@ fn last_text(row: &AppRow, theme: &Theme, cols: usize) -> (String, Style) {
             }
         }
         None => match &row.entry.failure {
-            Some(f) => (format!("{bad} {} failed", f.op), theme.error()),
+            Some(f) => (
+                failure_text(bad, &f.short(), Some(&f.message), f.hint.as_deref(), ""),
+                theme.error(),
+            ),
             None => (String::new(), Style::new()),
         },
     }
+}
+
+/// A failure in the LAST column: `✗ 401 need_login: Sugar's own words (hint: what to do) 184 ms`,
+/// most telling first, so that a narrow column cuts the hint and the latency before the words.
+fn failure_text(
+    bad: &str,
+    summary: &str,
+    message: Option<&str>,
+    hint: Option<&str>,
+    latency: &str,
+) -> String {
+    let mut text = format!("{bad} {summary}");
+    if let Some(m) = message.filter(|m| !m.is_empty() && *m != summary) {
+        text.push_str(": ");
+        text.push_str(&crate::text::strip_controls(m));
+    }
+    if let Some(h) = hint {
+        text.push_str(" (hint: ");
+        text.push_str(&crate::text::strip_controls(h));
+        text.push(')');
+    }
+    text.push_str(latency);
+    text
 }
