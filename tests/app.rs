@@ -1864,3 +1864,28 @@ fn copying_off_says_so_and_a_huge_payload_is_refused() {
     assert_eq!(copied(&ch(&mut m, 'y')).len(), 1);
     assert_eq!(shell_quote("it's"), r"'it'\''s'");
 }
+
+#[test]
+fn esc_closes_the_details_pane_first_and_unknown_keys_point_to_the_help() {
+    let mut m = model();
+    typed(&mut m, "/acme");
+    press(&mut m, KeyCode::Enter);
+    press(&mut m, KeyCode::Enter);
+    assert!(m.details_open());
+    // Esc: the details pane first, then the filter.
+    press(&mut m, KeyCode::Esc);
+    assert!(!m.details_open());
+    assert_eq!(m.filter(), "acme");
+    press(&mut m, KeyCode::Esc);
+    assert_eq!(m.filter(), "");
+    // A key that means nothing here says so, and where to look.
+    ch(&mut m, 'x');
+    assert_eq!(status_text(&m), "unknown key, ? for help");
+    press(&mut m, KeyCode::F(5));
+    assert_eq!(status_text(&m), "unknown key, ? for help");
+    // In the help, keys that mean nothing are ignored.
+    ch(&mut m, '?');
+    m.take_dirty();
+    ch(&mut m, 'x');
+    assert!(m.help_open() && !m.take_dirty());
+}

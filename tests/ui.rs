@@ -356,6 +356,44 @@ fn help_overlay_lists_keys_and_states() {
     println!("{s}");
     assert!(s.contains("⊘ refresh expired"), "{s}");
     assert!(s.contains("◐ expiring"), "{s}");
+    // Every mark the table uses is explained, and the keys y, e, s, S and Esc.
+    for text in [
+        "⚑ prod",
+        "⚠ warning (⏎ says why)",
+        "INSECURE/HTTP unsafe transport",
+        "▶ cursor",
+        "✓ selected",
+        "↑/↓ sorted column, ascending/descending",
+        "— none",
+        "LAST ✓ ok ✗ failed ⟳ in flight",
+        "copy token",
+        "copy export line",
+        "reverse sort",
+        "Esc       close details/clear filter/selection",
+    ] {
+        assert!(s.contains(text), "{text}: {s}");
+    }
+    // With --ascii, their ASCII forms.
+    let mut m = model(Options {
+        ascii: true,
+        ..options()
+    });
+    resize(&mut m, 80, 24);
+    key(&mut m, KeyCode::Char('?'));
+    let s = screen(&render(&m, 80, 24));
+    println!("{s}");
+    for text in [
+        "(P) prod",
+        "(!) warning (Enter says why)",
+        "> cursor",
+        "* selected",
+        "^/v sorted column",
+        "- none",
+        "LAST ok ok x failed ~ in flight",
+        "by themselves.",
+    ] {
+        assert!(s.contains(text), "{text}: {s}");
+    }
 }
 
 #[test]

@@ -243,7 +243,7 @@ pub const NORMAL_KEYS: &[Binding] = &[
         &[KeyCode::Esc],
         "Esc",
         "Esc",
-        "clear filter/selection",
+        "close details/clear filter/selection",
         Action::Escape,
         true,
     ),
@@ -487,7 +487,7 @@ impl Model {
             Action::ToggleSelect | Action::SelectAll | Action::Details | Action::Sort => {
                 !self.visible.is_empty()
             }
-            Action::Escape => !self.filter.is_empty() || self.selected_count > 0,
+            Action::Escape => self.details || !self.filter.is_empty() || self.selected_count > 0,
             _ => true,
         }
     }
@@ -563,11 +563,21 @@ pub(super) fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
             Vec::new()
         }
         (Mode::Normal, Some(a), _) => normal_action(model, a),
+        (Mode::Normal, None, _) if !is_modifier(&key) => {
+            model.say("unknown key, ? for help");
+            Vec::new()
+        }
         _ => {
             model.noop = true;
             Vec::new()
         }
     }
+}
+
+/// A modifier key on its own (reported by terminals with the kitty keyboard protocol): not a
+/// key the user meant as a command.
+fn is_modifier(key: &KeyEvent) -> bool {
+    matches!(key.code, KeyCode::Modifier(_) | KeyCode::Null)
 }
 
 fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
@@ -654,7 +664,12 @@ fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
             ));
         }
         Action::Escape => {
-            if !model.filter.is_empty() {
+            // One thing at a time, the last opened first: the details pane, the filter, the
+            // selection.
+            if model.details {
+                model.details = false;
+                model.scroll_to_cursor();
+            } else if !model.filter.is_empty() {
                 model.filter.clear();
                 model.reorder();
             } else if model.selected_count > 0 {
