@@ -4,8 +4,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::path::Path;
 use sugar_sessions::app::{
-    Clipboard, Command, Model, Msg, Options, ResultKind, RowState, Sort, Source, shell_quote,
-    update,
+    Clipboard, Column, Command, Model, Msg, Options, ResultKind, RowState, Sort, Source,
+    shell_quote, update,
 };
 use sugar_sessions::config::{self, Profiles};
 use sugar_sessions::identity::SessionKey;
@@ -549,9 +549,60 @@ fn sort_cycles_and_reverses_keeping_the_cursor_on_its_row() {
     );
     update(&mut m, failed("umbrella"), t0());
     assert_eq!(m.sort(), (Sort::File, false));
+    // At 120 columns: `s` moves along the columns shown, then back to file order.
+    let shown: Vec<Column> = m.shown_columns().iter().map(|c| c.0).collect();
+    assert_eq!(
+        shown,
+        [
+            Column::Mark,
+            Column::Name,
+            Column::Instance,
+            Column::User,
+            Column::Platform,
+            Column::State,
+            Column::Token,
+            Column::Refresh,
+            Column::Last
+        ]
+    );
+    let mut cycle = Vec::new();
+    loop {
+        ch(&mut m, 's');
+        cycle.push(m.sort().0);
+        if m.sort().0 == Sort::File {
+            break;
+        }
+    }
+    use Sort::*;
+    assert_eq!(
+        cycle,
+        [
+            Name, Instance, User, Platform, State, TokenLeft, Refresh, Last, File
+        ]
+    );
+    // Narrower, the columns dropped are skipped.
+    update(
+        &mut m,
+        Msg::Resize {
+            width: 44,
+            height: 30,
+        },
+        t0(),
+    );
+    let mut cycle = Vec::new();
+    loop {
+        ch(&mut m, 's');
+        cycle.push(m.sort().0);
+        if m.sort().0 == File {
+            break;
+        }
+    }
+    assert_eq!(cycle, [Name, State, TokenLeft, File]);
+    assert_eq!(m.sort(), (Sort::File, false));
     ch(&mut m, 'j'); // cursor on acme-sbx
     ch(&mut m, 's');
     assert_eq!(m.sort().0, Sort::Name);
+    assert_eq!(m.status().unwrap().text, "sorted by name, ascending");
     assert_eq!(
         m.visible_names(),
         ["acme-prod", "acme-sbx", "globex", "initech", "umbrella"]
@@ -573,6 +624,10 @@ fn sort_cycles_and_reverses_keeping_the_cursor_on_its_row() {
     );
     ch(&mut m, 'S');
     assert_eq!(m.sort(), (Sort::TokenLeft, true));
+    assert_eq!(
+        m.status().unwrap().text,
+        "sorted by token time left, descending"
+    );
     assert_eq!(
         m.visible_names(),
         ["umbrella", "acme-prod", "acme-sbx", "initech", "globex"]
@@ -892,9 +947,9 @@ fn due_sessions_refresh_automatically_once() {
 fn starting_many_under_the_state_sort_keeps_the_order_right() {
     let mut m = model();
     with_cache(&mut m, &[("globex", active_entry(7200))]);
-    ch(&mut m, 's');
-    ch(&mut m, 's');
-    assert_eq!(m.sort().0, Sort::State);
+    while m.sort().0 != Sort::State {
+        ch(&mut m, 's');
+    }
     // Active first among these (logged out last).
     assert_eq!(m.visible_names()[0], "globex");
     // The cursor stayed on its row (acme-prod), now second.

@@ -905,3 +905,67 @@ fn the_last_column_tells_a_wrong_password_from_a_maintenance_window() {
         screen(&lines)
     );
 }
+
+#[test]
+fn the_sorted_column_is_marked_in_the_header_with_its_direction() {
+    let mut m = model(options());
+    resize(&mut m, 160, 40);
+    let header = |m: &Model, w, h| {
+        let lines = render(m, w, h);
+        (lines[1].clone(), line_with(&lines, "NAME").to_string())
+    };
+    // File order: no arrow anywhere.
+    let (title, cols) = header(&m, 160, 40);
+    assert!(!cols.contains('↑') && !cols.contains('↓'), "{cols}");
+    assert!(!title.contains("sorted"), "{title}");
+    // `s` moves the sort to the next column: NAME first, then TAGS (shown at 160).
+    key(&mut m, KeyCode::Char('s'));
+    let (_, cols) = header(&m, 160, 40);
+    assert!(cols.contains("NAME↑"), "{cols}");
+    key(&mut m, KeyCode::Char('s'));
+    let (title, cols) = header(&m, 160, 40);
+    assert!(cols.contains("TAGS↑") && cols.contains("NAME "), "{cols}");
+    assert!(!title.contains("sorted"), "the header says it: {title}");
+    // On to TOKEN: ↑ is the least time left first (as k9s marks an ascending sort).
+    while m.sort().0 != sugar_sessions::app::Sort::TokenLeft {
+        key(&mut m, KeyCode::Char('s'));
+    }
+    let lines = render(&m, 160, 40);
+    let cols = line_with(&lines, "NAME");
+    assert!(cols.contains("TOKEN↑"), "{cols}");
+    let first = lines.iter().position(|l| l.contains("acme-sbx")).unwrap();
+    let second = lines.iter().position(|l| l.contains("acme-prod")).unwrap();
+    assert!(first < second, "4m before 52m: {}", screen(&lines));
+    // `S` reverses: ↓, the most time left first.
+    key(&mut m, KeyCode::Char('S'));
+    let lines = render(&m, 160, 40);
+    assert!(line_with(&lines, "NAME").contains("TOKEN↓"));
+    assert!(
+        lines.iter().position(|l| l.contains("acme-prod")).unwrap()
+            < lines.iter().position(|l| l.contains("acme-sbx")).unwrap()
+    );
+    // REFRESH (7 wide) makes room for its arrow, right-aligned over the values.
+    key(&mut m, KeyCode::Char('S'));
+    key(&mut m, KeyCode::Char('s'));
+    let (_, cols) = header(&m, 160, 40);
+    assert!(cols.contains("REFRESH↑"), "{cols}");
+    // At 60 columns REFRESH is not shown: the title says the sort in words.
+    resize(&mut m, 60, 24);
+    let lines = render(&m, 60, 24);
+    assert!(!line_with(&lines, "NAME").contains("REFRESH"));
+    assert!(
+        lines[1].contains("sorted by refresh time left, ascending"),
+        "{}",
+        lines[1]
+    );
+    // ASCII: ^ and v.
+    let mut m = model(Options {
+        ascii: true,
+        ..options()
+    });
+    resize(&mut m, 160, 40);
+    key(&mut m, KeyCode::Char('s'));
+    assert!(header(&m, 160, 40).1.contains("NAME^"));
+    key(&mut m, KeyCode::Char('S'));
+    assert!(header(&m, 160, 40).1.contains("NAMEv"));
+}

@@ -230,7 +230,14 @@ pub const NORMAL_KEYS: &[Binding] = &[
         Action::Details,
         true,
     ),
-    bind(&[KeyCode::Char('s')], "s", "s", "sort", Action::Sort, true),
+    bind(
+        &[KeyCode::Char('s')],
+        "s",
+        "s",
+        "sort by next column",
+        Action::Sort,
+        true,
+    ),
     bind(
         &[KeyCode::Char('S')],
         "S",
@@ -645,23 +652,15 @@ fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
             model.details = !model.details;
             model.scroll_to_cursor();
         }
-        Action::Sort => {
-            model.sort = model.sort.next();
+        Action::Sort | Action::Reverse => {
+            if action == Action::Sort {
+                model.sort = model.next_sort();
+            } else {
+                model.reverse = !model.reverse;
+            }
             model.reorder();
-            model.say(format!(
-                "sorted by {}{}",
-                model.sort.words(),
-                if model.reverse { ", reversed" } else { "" }
-            ));
-        }
-        Action::Reverse => {
-            model.reverse = !model.reverse;
-            model.reorder();
-            model.say(format!(
-                "sorted by {}{}",
-                model.sort.words(),
-                if model.reverse { ", reversed" } else { "" }
-            ));
+            let text = model.sort_words();
+            model.say(text);
         }
         Action::Escape => {
             // One thing at a time, the last opened first: the details pane, the filter, the

@@ -10,6 +10,7 @@
 //! based state changes (active → expiring → expired) are found from the next instant at which any
 //! row changes, not by scanning every row on every tick.
 
+mod columns;
 mod copy;
 mod input;
 mod keys;
@@ -19,6 +20,7 @@ mod requests;
 mod results;
 mod row;
 
+pub use columns::{Column, DROP_ORDER, columns};
 pub use copy::{Clipboard, MAX_ENCODED, shell_quote};
 pub use input::{Prompt, UserPrompt};
 pub use keys::{

@@ -459,6 +459,8 @@ impl Model {
             row.token_key(),
             row.hidden,
         );
+        let refresh_before = (self.sort == Sort::Refresh).then(|| row.refresh_key());
+        let last_before = (self.sort == Sort::Last).then(|| row.last_key());
         let (hard_end_before, skew_before) = (row.hard_end().is_some(), row.skewed());
         f(row);
         row.state = RowState::of(&row.entry, row.flight.as_ref(), row.unverified, now);
@@ -471,7 +473,11 @@ impl Model {
         let key_changed = match self.sort {
             Sort::State => state_before != state_after,
             Sort::TokenLeft => key_before != row.token_key(),
-            Sort::File | Sort::Name => false,
+            Sort::Refresh => refresh_before != Some(row.refresh_key()),
+            Sort::Last => last_before != Some(row.last_key()),
+            Sort::File | Sort::Name | Sort::Tags | Sort::Instance | Sort::User | Sort::Platform => {
+                false
+            }
         };
         if let Some(t) = row.next_change(now) {
             self.next_change = Some(self.next_change.map_or(t, |n| n.min(t)));

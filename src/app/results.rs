@@ -1,7 +1,6 @@
 //! What comes back: the outcomes of requests, and the token cache as read from disk.
 
 use super::model::Model;
-use super::order::Sort;
 use super::row::{LastError, LastResult, RECENT, ResultKind, Row};
 use crate::identity::ProfileId;
 use crate::identity::SessionKey;
@@ -54,7 +53,7 @@ impl Model {
         }
         if changed {
             self.dirty = true;
-            if matches!(self.sort, Sort::State | Sort::TokenLeft) {
+            if self.sort.follows_rows() {
                 self.reorder();
             }
         }

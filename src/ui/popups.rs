@@ -89,12 +89,16 @@ pub(super) fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
         ]));
     }
     let mut spans = vec![Span::styled(format!("{:<10}", "Move"), theme.bold())];
+    // `↑/k ↓/j PgUp PgDn  g first  G last`: the arrows and pages say what they do.
     for (k, b) in NORMAL_KEYS.iter().filter(|b| moves(b)).enumerate() {
+        let plain = matches!(b.action, Action::First | Action::Last);
         if k > 0 {
-            spans.push(Span::raw("  "));
+            spans.push(Span::raw(if plain { "  " } else { " " }));
         }
         spans.push(Span::styled(b.label(theme.ascii), theme.bold()));
-        spans.push(Span::raw(format!(" {}", b.desc)));
+        if plain {
+            spans.push(Span::raw(format!(" {}", b.desc)));
+        }
     }
     lines.push(Line::from(spans));
     // `Ctrl-C/Ctrl-\\ quit · Ctrl-Z suspend`: keys that do the same joined.
@@ -192,14 +196,9 @@ fn marks(theme: &Theme, inner: usize) -> Vec<Line<'static>> {
     let items: Vec<(String, &str)> = vec![
         (pick("⚑", "(P)").into(), "prod"),
         (theme.warn_mark().into(), "warning (⏎ says why)"),
-        ("INSECURE/HTTP".into(), "unsafe transport"),
         (pick("▶", ">").into(), "cursor"),
         (pick("✓", "*").into(), "selected"),
-        (
-            format!("{up}/{down}"),
-            "sorted column, ascending/descending",
-        ),
-        (theme.dash().into(), "none"),
+        ("INSECURE/HTTP".into(), "unsafe transport"),
         (
             format!(
                 "LAST {} ok {} failed {}",
@@ -209,21 +208,28 @@ fn marks(theme: &Theme, inner: usize) -> Vec<Line<'static>> {
             ),
             "in flight",
         ),
+        (
+            format!("{up}/{down}"),
+            "sorted column, ascending/descending",
+        ),
+        (theme.dash().into(), "none"),
     ];
     let enter = pick("⏎", "Enter");
-    // Whole items to a line, as many as fit.
+    // Whole items to a line: each on the first line it fits on.
     let room = inner.saturating_sub(10).max(10);
-    let mut rows: Vec<String> = vec![String::new()];
+    let mut rows: Vec<String> = Vec::new();
     for (mark, what) in &items {
         let item = format!("{mark} {}", what.replace('⏎', enter));
-        let last = rows.last_mut().expect("one line");
-        if !last.is_empty() && width(last) + width(theme.dot()) + width(&item) > room {
-            rows.push(item);
-        } else {
-            if !last.is_empty() {
-                last.push_str(theme.dot());
+        let dot = width(theme.dot());
+        match rows
+            .iter_mut()
+            .find(|l| width(l) + dot + width(&item) <= room)
+        {
+            Some(line) => {
+                line.push_str(theme.dot());
+                line.push_str(&item);
             }
-            last.push_str(&item);
+            None => rows.push(item),
         }
     }
     rows.into_iter()
