@@ -1858,8 +1858,10 @@ fn y_copies_the_token_and_e_an_export_line_and_the_status_line_never_shows_the_t
     assert!(!status_text(&m).contains("access-token-value"));
     // The footer offers `y` while copying is on.
     assert!(m.footer().iter().any(|b| b.label == "y"));
-    // A row without a usable token says so, and nothing goes to the terminal.
+    // A row without a usable token says so, and nothing goes to the terminal; the footer does
+    // not offer `y` there.
     ch(&mut m, 'j');
+    assert!(!m.footer().iter().any(|b| b.label == "y"));
     assert!(copied(&ch(&mut m, 'y')).is_empty());
     assert_eq!(
         status_text(&m),

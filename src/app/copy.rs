@@ -53,6 +53,15 @@ fn encoded_len(n: usize) -> usize {
     n.div_ceil(3) * 4
 }
 
+impl Model {
+    /// Row `i` has an access token that may be copied: usable (as `token` would hand it out),
+    /// not ended by Sugar, and no request in flight that may replace it.
+    pub(super) fn copyable(&self, i: usize) -> bool {
+        let row = &self.rows[i];
+        row.entry.usable_session(self.clock).is_some() && !row.superseded() && !row.busy()
+    }
+}
+
 pub(super) fn copy(model: &mut Model, what: CopyKind) -> Vec<Command> {
     if model.options.clipboard == Clipboard::Off {
         model.warn("copying is off (SUGAR_SESSIONS_CLIPBOARD=off)");
@@ -65,10 +74,7 @@ pub(super) fn copy(model: &mut Model, what: CopyKind) -> Vec<Command> {
     let now = model.clock;
     let row = &model.rows[i];
     let name = row.name().to_string();
-    let session = row
-        .entry
-        .usable_session(now)
-        .filter(|_| !row.superseded() && !row.busy());
+    let session = row.entry.usable_session(now).filter(|_| model.copyable(i));
     let Some(session) = session else {
         let why = if row.busy() {
             "a request is in flight".to_string()

@@ -486,7 +486,11 @@ impl Model {
                 .get(self.cursor)
                 .is_some_and(|&i| self.sudo_refusal(i).is_none()),
             Action::CopyToken | Action::CopyExport => {
-                self.options.clipboard == Clipboard::Osc52 && !self.visible.is_empty()
+                self.options.clipboard == Clipboard::Osc52
+                    && self
+                        .visible
+                        .get(self.cursor)
+                        .is_some_and(|&i| self.copyable(i))
             }
             Action::Cancel => targets
                 .iter()
