@@ -297,7 +297,7 @@ fn y_and_e_copy_through_osc_52_plain_and_inside_gnu_screen() {
         .unwrap()
         .to_string();
     let out = pty.bytes();
-    assert_eq!(osc52_payloads(&out), [token.clone()]);
+    assert_eq!(osc52_payloads(&out), std::slice::from_ref(&token));
     // The exact bytes: one plain OSC 52, ended by BEL.
     let plain = sugar_sessions::tui::osc52(&token, sugar_sessions::tui::Multiplexer::None);
     assert!(out.windows(plain.len()).any(|w| w == plain.as_slice()));
