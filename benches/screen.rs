@@ -75,6 +75,7 @@ fn world(n: usize, now: DateTime<Utc>) -> (Model, Cache) {
         ascii: false,
         color: true,
         zone: Zone::Local,
+        clipboard: Default::default(),
     };
     let model = Model::new(&profiles, Source::File(PathBuf::from(path)), options, now);
     (model, cache)

@@ -1,9 +1,9 @@
 //! Secrets as types: passwords and tokens never print themselves.
 //!
 //! `Debug` and `Display` show a redaction; the text is zeroized when dropped.
-//! The only ways to the text are [`Secret::expose`] (for building a request or
-//! writing the 0600 token cache) and [`Secret::masked`] (first and last four
-//! characters, for the screen).
+//! The only ways to the text are [`Secret::expose`] (for building a request,
+//! writing the 0600 token cache, or the screen's OSC 52 copy to the clipboard)
+//! and [`Secret::masked`] (first and last four characters, for the screen).
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

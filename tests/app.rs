@@ -4,7 +4,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::path::Path;
 use sugar_sessions::app::{
-    Command, Model, Msg, Options, ResultKind, RowState, Sort, Source, update,
+    Clipboard, Column, Command, Model, Msg, Options, ResultKind, RowState, Sort, Source,
+    shell_quote, update,
 };
 use sugar_sessions::config::{self, Profiles};
 use sugar_sessions::identity::SessionKey;
@@ -548,9 +549,60 @@ fn sort_cycles_and_reverses_keeping_the_cursor_on_its_row() {
     );
     update(&mut m, failed("umbrella"), t0());
     assert_eq!(m.sort(), (Sort::File, false));
+    // At 120 columns: `s` moves along the columns shown, then back to file order.
+    let shown: Vec<Column> = m.shown_columns().iter().map(|c| c.0).collect();
+    assert_eq!(
+        shown,
+        [
+            Column::Mark,
+            Column::Name,
+            Column::Instance,
+            Column::User,
+            Column::Platform,
+            Column::State,
+            Column::Token,
+            Column::Refresh,
+            Column::Last
+        ]
+    );
+    let mut cycle = Vec::new();
+    loop {
+        ch(&mut m, 's');
+        cycle.push(m.sort().0);
+        if m.sort().0 == Sort::File {
+            break;
+        }
+    }
+    use Sort::*;
+    assert_eq!(
+        cycle,
+        [
+            Name, Instance, User, Platform, State, TokenLeft, Refresh, Last, File
+        ]
+    );
+    // Narrower, the columns dropped are skipped.
+    update(
+        &mut m,
+        Msg::Resize {
+            width: 44,
+            height: 30,
+        },
+        t0(),
+    );
+    let mut cycle = Vec::new();
+    loop {
+        ch(&mut m, 's');
+        cycle.push(m.sort().0);
+        if m.sort().0 == File {
+            break;
+        }
+    }
+    assert_eq!(cycle, [Name, State, TokenLeft, File]);
+    assert_eq!(m.sort(), (Sort::File, false));
     ch(&mut m, 'j'); // cursor on acme-sbx
     ch(&mut m, 's');
     assert_eq!(m.sort().0, Sort::Name);
+    assert_eq!(m.status().unwrap().text, "sorted by name, ascending");
     assert_eq!(
         m.visible_names(),
         ["acme-prod", "acme-sbx", "globex", "initech", "umbrella"]
@@ -572,6 +624,10 @@ fn sort_cycles_and_reverses_keeping_the_cursor_on_its_row() {
     );
     ch(&mut m, 'S');
     assert_eq!(m.sort(), (Sort::TokenLeft, true));
+    assert_eq!(
+        m.status().unwrap().text,
+        "sorted by token time left, descending"
+    );
     assert_eq!(
         m.visible_names(),
         ["umbrella", "acme-prod", "acme-sbx", "initech", "globex"]
@@ -891,9 +947,9 @@ fn due_sessions_refresh_automatically_once() {
 fn starting_many_under_the_state_sort_keeps_the_order_right() {
     let mut m = model();
     with_cache(&mut m, &[("globex", active_entry(7200))]);
-    ch(&mut m, 's');
-    ch(&mut m, 's');
-    assert_eq!(m.sort().0, Sort::State);
+    while m.sort().0 != Sort::State {
+        ch(&mut m, 's');
+    }
     // Active first among these (logged out last).
     assert_eq!(m.visible_names()[0], "globex");
     // The cursor stayed on its row (acme-prod), now second.
@@ -1764,4 +1820,129 @@ fn a_background_check_withdrawn_before_it_was_sent_leaves_the_session_unverified
     );
     assert_eq!(m.row("acme-prod").unwrap().state(), RowState::Active);
     assert!(m.status().unwrap().text.starts_with("acme-prod: alive"));
+}
+
+fn copied(cmds: &[Command]) -> Vec<String> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Copy { text } => Some(text.expose().to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_text(m: &Model) -> String {
+    m.status().map(|s| s.text.clone()).unwrap_or_default()
+}
+
+#[test]
+fn y_copies_the_token_and_e_an_export_line_and_the_status_line_never_shows_the_token() {
+    let mut m = model();
+    with_cache(&mut m, &[("acme-prod", active_entry(52 * 60 + 7))]);
+    // `y`: the token alone, through a command for the runtime; the status line says what.
+    assert_eq!(copied(&ch(&mut m, 'y')), ["access-token-value-1234"]);
+    let said = status_text(&m);
+    assert_eq!(
+        said,
+        "copied acme-prod's access token (valid 52m 07s) to the clipboard (OSC 52)"
+    );
+    assert!(!m.status().unwrap().error);
+    // `e`: a line for a shell, values single-quoted.
+    assert_eq!(
+        copied(&ch(&mut m, 'e')),
+        [
+            "export SUGAR_URL='https://acme.sugarondemand.com/rest/v11' SUGAR_TOKEN='access-token-value-1234'"
+        ]
+    );
+    assert!(status_text(&m).starts_with("copied an export line for acme-prod"));
+    assert!(!status_text(&m).contains("access-token-value"));
+    // The footer offers `y` while copying is on.
+    assert!(m.footer().iter().any(|b| b.label == "y"));
+    // A row without a usable token says so, and nothing goes to the terminal; the footer does
+    // not offer `y` there.
+    ch(&mut m, 'j');
+    assert!(!m.footer().iter().any(|b| b.label == "y"));
+    assert!(copied(&ch(&mut m, 'y')).is_empty());
+    assert_eq!(
+        status_text(&m),
+        "acme-sbx: no usable access token to copy (logged out); nothing copied"
+    );
+    assert!(m.status().unwrap().error);
+    // An expired token neither (nor one about to expire: it is not handed out).
+    let mut m = model();
+    with_cache(&mut m, &[("acme-prod", active_entry(-5))]);
+    assert!(copied(&ch(&mut m, 'e')).is_empty());
+    assert!(
+        status_text(&m).contains("no usable access token"),
+        "{}",
+        status_text(&m)
+    );
+}
+
+#[test]
+fn copying_off_says_so_and_a_huge_payload_is_refused() {
+    let mut m = Model::new(
+        &fixture(),
+        Source::File("profiles.toml".into()),
+        Options {
+            clipboard: Clipboard::Off,
+            ..Options::default()
+        },
+        t0(),
+    );
+    with_cache(&mut m, &[("acme-prod", active_entry(3600))]);
+    assert!(copied(&ch(&mut m, 'y')).is_empty());
+    assert_eq!(
+        status_text(&m),
+        "copying is off (SUGAR_SESSIONS_CLIPBOARD=off)"
+    );
+    assert!(!m.footer().iter().any(|b| b.label == "y"));
+    // Unknown values copy (OSC 52), `off` in any case turns it off.
+    assert_eq!(Clipboard::from_env(Some("OFF")), Clipboard::Off);
+    assert_eq!(Clipboard::from_env(Some("osc52")), Clipboard::Osc52);
+    assert_eq!(Clipboard::from_env(Some("xclip")), Clipboard::Osc52);
+    assert_eq!(Clipboard::from_env(None), Clipboard::Osc52);
+    // A token too long for OSC 52 (over 100,000 bytes in base64): refused, with the reason.
+    let mut m = model();
+    let mut big = active_entry(3600);
+    big.session.as_mut().unwrap().access_token = "t".repeat(75_001).into();
+    with_cache(&mut m, &[("acme-prod", big)]);
+    assert!(copied(&ch(&mut m, 'y')).is_empty());
+    assert_eq!(
+        status_text(&m),
+        "acme-prod: not copied: acme-prod's access token (valid 1h 00m) is 100004 bytes in \
+         base64, over the 100000 that terminals take in OSC 52"
+    );
+    // Just under the limit goes.
+    let mut m = model();
+    let mut fits = active_entry(3600);
+    fits.session.as_mut().unwrap().access_token = "t".repeat(75_000).into();
+    with_cache(&mut m, &[("acme-prod", fits)]);
+    assert_eq!(copied(&ch(&mut m, 'y')).len(), 1);
+    assert_eq!(shell_quote("it's"), r"'it'\''s'");
+}
+
+#[test]
+fn esc_closes_the_details_pane_first_and_unknown_keys_point_to_the_help() {
+    let mut m = model();
+    typed(&mut m, "/acme");
+    press(&mut m, KeyCode::Enter);
+    press(&mut m, KeyCode::Enter);
+    assert!(m.details_open());
+    // Esc: the details pane first, then the filter.
+    press(&mut m, KeyCode::Esc);
+    assert!(!m.details_open());
+    assert_eq!(m.filter(), "acme");
+    press(&mut m, KeyCode::Esc);
+    assert_eq!(m.filter(), "");
+    // A key that means nothing here says so, and where to look.
+    ch(&mut m, 'x');
+    assert_eq!(status_text(&m), "unknown key, ? for help");
+    press(&mut m, KeyCode::F(5));
+    assert_eq!(status_text(&m), "unknown key, ? for help");
+    // In the help, keys that mean nothing are ignored.
+    ch(&mut m, '?');
+    m.take_dirty();
+    ch(&mut m, 'x');
+    assert!(m.help_open() && !m.take_dirty());
 }

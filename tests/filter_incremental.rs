@@ -40,6 +40,7 @@ fn model() -> Model {
         ascii: false,
         color: false,
         zone: Zone::Local,
+        clipboard: Default::default(),
     };
     let path = PathBuf::from("/tmp/profiles.toml");
     Model::new(profiles(), Source::File(path), options, now())

@@ -229,3 +229,116 @@ fn sigterm_restores_the_terminal() {
     wait_exit(&mut pty, 10);
     assert_restored(&pty);
 }
+
+/// The OSC 52 sequences in `out` (plain, or put together from GNU screen's DCS strings), decoded.
+fn osc52_payloads(out: &[u8]) -> Vec<String> {
+    use base64::Engine as _;
+    // GNU screen's strings: `ESC P ... ESC \`, joined.
+    let mut joined = Vec::new();
+    let mut rest = out;
+    while let Some(at) = rest.windows(2).position(|w| w == b"\x1bP") {
+        joined.extend_from_slice(&rest[..at]);
+        let end = rest[at..]
+            .windows(2)
+            .position(|w| w == b"\x1b\\")
+            .expect("a DCS string ends");
+        assert!(end + 2 <= 256, "a DCS string of {} bytes", end + 2);
+        joined.extend_from_slice(&rest[at + 2..at + end]);
+        rest = &rest[at + end + 2..];
+    }
+    joined.extend_from_slice(rest);
+    let mut found = Vec::new();
+    let mut rest = joined.as_slice();
+    while let Some(at) = rest.windows(7).position(|w| w == b"\x1b]52;c;") {
+        let body = &rest[at + 7..];
+        let end = body.iter().position(|&b| b == 0x07).expect("BEL ends it");
+        let text = base64::engine::general_purpose::STANDARD
+            .decode(&body[..end])
+            .expect("base64");
+        found.push(String::from_utf8(text).unwrap());
+        rest = &body[end..];
+    }
+    found
+}
+
+#[test]
+fn y_and_e_copy_through_osc_52_plain_and_inside_gnu_screen() {
+    let s = setup();
+    let profiles = s.dir.path().join("profiles.toml");
+    let state = s.dir.path().join("state");
+    let mut pty = spawn(&profiles, &state, &[("PTY_TEST_PW", PASSWORD)]);
+    pty.wait_for("the table", 20, |s| s.line_with("acme-sbx").is_some());
+    // Nothing to copy yet: the status line says so.
+    pty.send(b"y");
+    pty.wait_for("the refusal", 10, |s| {
+        s.text()
+            .contains("acme-sbx: no usable access token to copy (logged out)")
+    });
+    pty.send(b"l");
+    pty.wait_for("the platform guard's question", 10, |s| {
+        s.text().contains("Log in to acme-sbx?")
+    });
+    pty.send(b"y");
+    pty.wait_for("the row to become active", 20, |s| {
+        s.line_with("acme-sbx")
+            .is_some_and(|l| l.contains("● active"))
+    });
+    pty.send(b"y");
+    let screen = pty.wait_for("the copy to be reported", 10, |s| {
+        s.text()
+            .contains("copied acme-sbx's access token (valid 59m")
+            && s.text().contains("to the clipboard (OSC 52)")
+    });
+    pty.settle();
+    let text = std::fs::read_to_string(state.join("sessions.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let token = common::cached(&v, "acme-sbx")["session"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = pty.bytes();
+    assert_eq!(osc52_payloads(&out), std::slice::from_ref(&token));
+    // The exact bytes: one plain OSC 52, ended by BEL.
+    let plain = sugar_sessions::tui::osc52(&token, sugar_sessions::tui::Multiplexer::None);
+    assert!(out.windows(plain.len()).any(|w| w == plain.as_slice()));
+    // The token is nowhere else: not on the screen, not in the output outside the sequence.
+    assert!(!screen.text().contains(&token));
+    assert!(!out.windows(token.len()).any(|w| w == token.as_bytes()));
+    // The mouse is never captured (the terminal's own selection keeps working).
+    for capture in [
+        &b"\x1b[?1000h"[..],
+        b"\x1b[?1002h",
+        b"\x1b[?1003h",
+        b"\x1b[?1006h",
+    ] {
+        assert!(!out.windows(capture.len()).any(|w| w == capture));
+    }
+    pty.send(b"q");
+    wait_exit(&mut pty, 10);
+
+    // Inside GNU screen (STY): the sequence comes in DCS strings screen passes on.
+    let mut pty = spawn(
+        &profiles,
+        &state,
+        &[("PTY_TEST_PW", PASSWORD), ("STY", "4242.pts-1.jump")],
+    );
+    pty.wait_for("the cached session, checked", 20, |s| {
+        s.line_with("acme-sbx").is_some_and(|l| is_countdown(&l))
+            && s.text().contains("checked the cached sessions")
+    });
+    pty.send(b"e");
+    pty.wait_for("the copy to be reported", 10, |s| {
+        s.text().contains("copied an export line for acme-sbx")
+    });
+    pty.settle();
+    let out = pty.bytes();
+    assert!(out.windows(2).any(|w| w == b"\x1bP"), "no DCS strings");
+    let url = format!("{}/rest/v11", s._emulator.url("acme").trim_end_matches('/'));
+    assert_eq!(
+        osc52_payloads(&out),
+        [format!("export SUGAR_URL='{url}' SUGAR_TOKEN='{token}'")]
+    );
+    pty.send(b"q");
+    wait_exit(&mut pty, 10);
+    assert_restored(&pty);
+}

@@ -52,6 +52,7 @@ fn options() -> Options {
         ascii: false,
         color: true,
         zone: Zone::Fixed(FixedOffset::east_opt(3600).unwrap()),
+        clipboard: Default::default(),
     }
 }
 
@@ -355,6 +356,44 @@ fn help_overlay_lists_keys_and_states() {
     println!("{s}");
     assert!(s.contains("⊘ refresh expired"), "{s}");
     assert!(s.contains("◐ expiring"), "{s}");
+    // Every mark the table uses is explained, and the keys y, e, s, S and Esc.
+    for text in [
+        "⚑ prod",
+        "⚠ warning (⏎ says why)",
+        "INSECURE/HTTP unsafe transport",
+        "▶ cursor",
+        "✓ selected",
+        "↑/↓ sorted column, ascending/descending",
+        "— none",
+        "LAST ✓ ok ✗ failed ⟳ in flight",
+        "copy token",
+        "copy export line",
+        "reverse sort",
+        "Esc       close details/clear filter/selection",
+    ] {
+        assert!(s.contains(text), "{text}: {s}");
+    }
+    // With --ascii, their ASCII forms.
+    let mut m = model(Options {
+        ascii: true,
+        ..options()
+    });
+    resize(&mut m, 80, 24);
+    key(&mut m, KeyCode::Char('?'));
+    let s = screen(&render(&m, 80, 24));
+    println!("{s}");
+    for text in [
+        "(P) prod",
+        "(!) warning (Enter says why)",
+        "> cursor",
+        "* selected",
+        "^/v sorted column",
+        "- none",
+        "LAST ok ok x failed ~ in flight",
+        "by themselves.",
+    ] {
+        assert!(s.contains(text), "{text}: {s}");
+    }
 }
 
 #[test]
@@ -730,4 +769,203 @@ fn the_user_prompt_names_the_admin_profile_at_80x24() {
     assert!(s.contains("⏎ impersonate"), "{s}");
     // The footer shows the prompt's keys.
     assert!(lines[23].contains("impersonate") && lines[23].contains("cancel"));
+}
+
+#[test]
+fn after_an_impersonation_is_logged_out_the_title_and_the_filter_line_count_alike() {
+    let mut m = model(options());
+    let mut cache = Cache::default();
+    let mut sudo = session(30 * 60, 0);
+    sudo.refresh_token = None;
+    sudo.refresh_expires_at = None;
+    cache
+        .sessions
+        .insert(key_of(&m, "acme-sbx>sally"), entry(Some(sudo), None));
+    update(&mut m, Msg::CacheReloaded(cache.into()), now());
+    assert_eq!(m.total(), 5);
+    // The impersonation is logged out: its row goes.
+    let logged_out = Entry {
+        generation: 7,
+        updated_at: Some(now()),
+        ..Default::default()
+    };
+    let outcome = Outcome {
+        name: "acme-sbx>sally".into(),
+        op: Op::Logout,
+        ok: true,
+        message: "acme-sbx>sally: logged out".into(),
+        entry: logged_out,
+        state: State::LoggedOut,
+        requests: Vec::new(),
+        failure: None,
+    };
+    update(&mut m, Msg::Done(Box::new(outcome)), now());
+    assert_eq!(m.total(), 4);
+    resize(&mut m, 120, 24);
+    key(&mut m, KeyCode::Char('/'));
+    for c in "acme".chars() {
+        key(&mut m, KeyCode::Char(c));
+    }
+    let lines = render(&m, 120, 24);
+    let s = screen(&lines);
+    println!("{s}");
+    assert!(lines[1].contains("Profiles 2 of 4"), "{s}");
+    assert!(line_with(&lines, "/acme").contains("2 of 4 shown"), "{s}");
+}
+
+fn login_failure(name: &str, message: &str, hint: &str) -> Outcome {
+    let mut o = failed_outcome();
+    let f = o.failure.as_mut().unwrap();
+    f.message = message.into();
+    f.hint = Some(hint.into());
+    let f = f.clone();
+    o.name = name.into();
+    o.message = f.render(name);
+    o.entry = entry(None, Some(f));
+    o
+}
+
+#[test]
+fn the_last_column_tells_a_wrong_password_from_a_maintenance_window() {
+    let mut m = model(options());
+    let wrong = login_failure(
+        "globex",
+        "You must specify a valid username and password.",
+        "check the username and the password source of the profile",
+    );
+    let maintenance = login_failure(
+        "initech",
+        "SugarCRM is in maintenance mode. Only admins can login. Please contact your administrator for details.",
+        "the instance is in maintenance mode: only admins can log in until it ends",
+    );
+    update(&mut m, Msg::Done(Box::new(wrong)), now());
+    update(&mut m, Msg::Done(Box::new(maintenance)), now());
+    // Wide: LAST takes the rest of the line and says it all, Sugar's words and the hint.
+    resize(&mut m, 270, 30);
+    let lines = render(&m, 270, 30);
+    println!("{}", screen(&lines));
+    let globex = line_with(&lines, "globex");
+    assert!(
+        globex.contains(
+            "✗ 401 need_login: You must specify a valid username and password. (hint: check the \
+             username and the password source of the profile) 184 ms"
+        ),
+        "{globex}"
+    );
+    let initech = line_with(&lines, "initech");
+    assert!(
+        initech
+            .contains("✗ 401 need_login: SugarCRM is in maintenance mode. Only admins can login."),
+        "{initech}"
+    );
+    assert!(!globex.contains('…'), "cut with room to spare: {globex}");
+    // At 160 columns the end is cut, with an ellipsis; the words still differ.
+    resize(&mut m, 160, 40);
+    let lines = render(&m, 160, 40);
+    let globex = line_with(&lines, "globex");
+    assert!(
+        globex.contains("✗ 401 need_login: You must specify"),
+        "{globex}"
+    );
+    assert!(
+        globex.trim_end_matches(['│', ' ']).ends_with('…'),
+        "{globex}"
+    );
+    assert!(line_with(&lines, "initech").contains("401 need_login: SugarCRM is in maint"));
+    // The details pane has the whole of it.
+    go_to(&mut m, "initech");
+    key(&mut m, KeyCode::Enter);
+    let s = screen(&render(&m, 160, 40));
+    assert!(
+        s.contains("login failed: HTTP 401 need_login: SugarCRM is in maintenance mode."),
+        "{s}"
+    );
+    assert!(s.contains("only admins can log in until it ends"), "{s}");
+    // A failure remembered in the cache (the screen just started) reads the same.
+    let mut m = model(options());
+    let f = login_failure(
+        "globex",
+        "You must specify a valid username and password.",
+        "check the username",
+    )
+    .failure
+    .unwrap();
+    let mut cache = Cache::default();
+    cache
+        .sessions
+        .insert(key_of(&m, "globex"), entry(None, Some(f)));
+    update(&mut m, Msg::CacheReloaded(cache.into()), now());
+    resize(&mut m, 230, 30);
+    let lines = render(&m, 230, 30);
+    assert!(
+        line_with(&lines, "globex").contains(
+            "✗ 401 need_login: You must specify a valid username and password. (hint: check the username)"
+        ),
+        "{}",
+        screen(&lines)
+    );
+}
+
+#[test]
+fn the_sorted_column_is_marked_in_the_header_with_its_direction() {
+    let mut m = model(options());
+    resize(&mut m, 160, 40);
+    let header = |m: &Model, w, h| {
+        let lines = render(m, w, h);
+        (lines[1].clone(), line_with(&lines, "NAME").to_string())
+    };
+    // File order: no arrow anywhere.
+    let (title, cols) = header(&m, 160, 40);
+    assert!(!cols.contains('↑') && !cols.contains('↓'), "{cols}");
+    assert!(!title.contains("sorted"), "{title}");
+    // `s` moves the sort to the next column: NAME first, then TAGS (shown at 160).
+    key(&mut m, KeyCode::Char('s'));
+    let (_, cols) = header(&m, 160, 40);
+    assert!(cols.contains("NAME↑"), "{cols}");
+    key(&mut m, KeyCode::Char('s'));
+    let (title, cols) = header(&m, 160, 40);
+    assert!(cols.contains("TAGS↑") && cols.contains("NAME "), "{cols}");
+    assert!(!title.contains("sorted"), "the header says it: {title}");
+    // On to TOKEN: ↑ is the least time left first (as k9s marks an ascending sort).
+    while m.sort().0 != sugar_sessions::app::Sort::TokenLeft {
+        key(&mut m, KeyCode::Char('s'));
+    }
+    let lines = render(&m, 160, 40);
+    let cols = line_with(&lines, "NAME");
+    assert!(cols.contains("TOKEN↑"), "{cols}");
+    let first = lines.iter().position(|l| l.contains("acme-sbx")).unwrap();
+    let second = lines.iter().position(|l| l.contains("acme-prod")).unwrap();
+    assert!(first < second, "4m before 52m: {}", screen(&lines));
+    // `S` reverses: ↓, the most time left first.
+    key(&mut m, KeyCode::Char('S'));
+    let lines = render(&m, 160, 40);
+    assert!(line_with(&lines, "NAME").contains("TOKEN↓"));
+    assert!(
+        lines.iter().position(|l| l.contains("acme-prod")).unwrap()
+            < lines.iter().position(|l| l.contains("acme-sbx")).unwrap()
+    );
+    // REFRESH (7 wide) makes room for its arrow, right-aligned over the values.
+    key(&mut m, KeyCode::Char('S'));
+    key(&mut m, KeyCode::Char('s'));
+    let (_, cols) = header(&m, 160, 40);
+    assert!(cols.contains("REFRESH↑"), "{cols}");
+    // At 60 columns REFRESH is not shown: the title says the sort in words.
+    resize(&mut m, 60, 24);
+    let lines = render(&m, 60, 24);
+    assert!(!line_with(&lines, "NAME").contains("REFRESH"));
+    assert!(
+        lines[1].contains("sorted by refresh time left, ascending"),
+        "{}",
+        lines[1]
+    );
+    // ASCII: ^ and v.
+    let mut m = model(Options {
+        ascii: true,
+        ..options()
+    });
+    resize(&mut m, 160, 40);
+    key(&mut m, KeyCode::Char('s'));
+    assert!(header(&m, 160, 40).1.contains("NAME^"));
+    key(&mut m, KeyCode::Char('S'));
+    assert!(header(&m, 160, 40).1.contains("NAMEv"));
 }

@@ -1,6 +1,7 @@
 //! Keys: one table per mode, used both to handle keys and to build the footer and the help;
 //! what a key does in each mode.
 
+use super::copy::{Clipboard, CopyKind, copy};
 use super::input::{filter_action, password_action, user_action};
 use super::model::{Mode, Model};
 use super::requests::{act, cancel, check};
@@ -24,6 +25,10 @@ pub enum Action {
     Check,
     /// Open the prompt for the user to impersonate.
     Impersonate,
+    /// Copy the access token to the clipboard (OSC 52).
+    CopyToken,
+    /// Copy `export SUGAR_URL=... SUGAR_TOKEN=...` to the clipboard (OSC 52).
+    CopyExport,
     Cancel,
     ToggleSelect,
     SelectAll,
@@ -170,6 +175,22 @@ pub const NORMAL_KEYS: &[Binding] = &[
         true,
     ),
     bind(
+        &[KeyCode::Char('y')],
+        "y",
+        "y",
+        "copy token",
+        Action::CopyToken,
+        true,
+    ),
+    bind(
+        &[KeyCode::Char('e')],
+        "e",
+        "e",
+        "copy export line",
+        Action::CopyExport,
+        false,
+    ),
+    bind(
         &[KeyCode::Char('c')],
         "c",
         "c",
@@ -209,7 +230,14 @@ pub const NORMAL_KEYS: &[Binding] = &[
         Action::Details,
         true,
     ),
-    bind(&[KeyCode::Char('s')], "s", "s", "sort", Action::Sort, true),
+    bind(
+        &[KeyCode::Char('s')],
+        "s",
+        "s",
+        "sort by next column",
+        Action::Sort,
+        true,
+    ),
     bind(
         &[KeyCode::Char('S')],
         "S",
@@ -222,7 +250,7 @@ pub const NORMAL_KEYS: &[Binding] = &[
         &[KeyCode::Esc],
         "Esc",
         "Esc",
-        "clear filter/selection",
+        "close details/clear filter/selection",
         Action::Escape,
         true,
     ),
@@ -457,13 +485,20 @@ impl Model {
                 .visible
                 .get(self.cursor)
                 .is_some_and(|&i| self.sudo_refusal(i).is_none()),
+            Action::CopyToken | Action::CopyExport => {
+                self.options.clipboard == Clipboard::Osc52
+                    && self
+                        .visible
+                        .get(self.cursor)
+                        .is_some_and(|&i| self.copyable(i))
+            }
             Action::Cancel => targets
                 .iter()
                 .any(|&i| self.rows[i].flight.is_some_and(|f| !f.detached)),
             Action::ToggleSelect | Action::SelectAll | Action::Details | Action::Sort => {
                 !self.visible.is_empty()
             }
-            Action::Escape => !self.filter.is_empty() || self.selected_count > 0,
+            Action::Escape => self.details || !self.filter.is_empty() || self.selected_count > 0,
             _ => true,
         }
     }
@@ -539,11 +574,21 @@ pub(super) fn on_key(model: &mut Model, key: KeyEvent) -> Vec<Command> {
             Vec::new()
         }
         (Mode::Normal, Some(a), _) => normal_action(model, a),
+        (Mode::Normal, None, _) if !is_modifier(&key) => {
+            model.say("unknown key, ? for help");
+            Vec::new()
+        }
         _ => {
             model.noop = true;
             Vec::new()
         }
     }
+}
+
+/// A modifier key on its own (reported by terminals with the kitty keyboard protocol): not a
+/// key the user meant as a command.
+fn is_modifier(key: &KeyEvent) -> bool {
+    matches!(key.code, KeyCode::Modifier(_) | KeyCode::Null)
 }
 
 fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
@@ -577,6 +622,8 @@ fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
                 }
             },
         },
+        Action::CopyToken => return copy(model, CopyKind::Token),
+        Action::CopyExport => return copy(model, CopyKind::Export),
         Action::Cancel => return cancel(model),
         Action::ToggleSelect => {
             if let Some(&i) = model.visible.get(model.cursor) {
@@ -609,26 +656,23 @@ fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
             model.details = !model.details;
             model.scroll_to_cursor();
         }
-        Action::Sort => {
-            model.sort = model.sort.next();
+        Action::Sort | Action::Reverse => {
+            if action == Action::Sort {
+                model.sort = model.next_sort();
+            } else {
+                model.reverse = !model.reverse;
+            }
             model.reorder();
-            model.say(format!(
-                "sorted by {}{}",
-                model.sort.words(),
-                if model.reverse { ", reversed" } else { "" }
-            ));
-        }
-        Action::Reverse => {
-            model.reverse = !model.reverse;
-            model.reorder();
-            model.say(format!(
-                "sorted by {}{}",
-                model.sort.words(),
-                if model.reverse { ", reversed" } else { "" }
-            ));
+            let text = model.sort_words();
+            model.say(text);
         }
         Action::Escape => {
-            if !model.filter.is_empty() {
+            // One thing at a time, the last opened first: the details pane, the filter, the
+            // selection.
+            if model.details {
+                model.details = false;
+                model.scroll_to_cursor();
+            } else if !model.filter.is_empty() {
                 model.filter.clear();
                 model.reorder();
             } else if model.selected_count > 0 {

@@ -10,6 +10,8 @@
 //! based state changes (active → expiring → expired) are found from the next instant at which any
 //! row changes, not by scanning every row on every tick.
 
+mod columns;
+mod copy;
 mod input;
 mod keys;
 mod model;
@@ -18,6 +20,8 @@ mod requests;
 mod results;
 mod row;
 
+pub use columns::{Column, DROP_ORDER, columns};
+pub use copy::{Clipboard, MAX_ENCODED, shell_quote};
 pub use input::{Prompt, UserPrompt};
 pub use keys::{
     Action, Binding, CONFIRM_KEYS, FILTER_KEYS, HELP_KEYS, NORMAL_KEYS, PASSWORD_KEYS, USER_KEYS,
@@ -106,6 +110,9 @@ pub enum Command {
     },
     /// Withdraw the profile's request if it is still queued (one already sent is left to finish).
     Cancel { name: String },
+    /// Put `text` on the clipboard: the runtime writes it to the terminal in an OSC 52 sequence
+    /// (the only way a token reaches the terminal).
+    Copy { text: Secret },
     /// Leave the screen (after waiting briefly for requests in flight).
     Quit,
     /// Step aside for job control, as Ctrl-Z does in a shell: give the terminal back and stop the
@@ -188,6 +195,8 @@ pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
                                     at,
                                     latency_ms: None,
                                     summary: "withdrawn".into(),
+                                    message: None,
+                                    hint: None,
                                 });
                             });
                             model.say(format!(

@@ -1,6 +1,7 @@
 //! The [`Model`]: everything the screen knows, how it is built, read, and kept consistent.
 
 use super::Command;
+use super::copy::Clipboard;
 use super::input::Typed;
 use super::order::{Narrowed, Sort};
 use super::requests::Confirm;
@@ -48,6 +49,8 @@ pub struct Options {
     /// Colours (off with `NO_COLOR`).
     pub color: bool,
     pub zone: Zone,
+    /// How `y` and `e` copy (`SUGAR_SESSIONS_CLIPBOARD`).
+    pub clipboard: Clipboard,
 }
 
 impl Default for Options {
@@ -56,6 +59,7 @@ impl Default for Options {
             ascii: false,
             color: true,
             zone: Zone::Local,
+            clipboard: Clipboard::Osc52,
         }
     }
 }
@@ -455,6 +459,8 @@ impl Model {
             row.token_key(),
             row.hidden,
         );
+        let refresh_before = (self.sort == Sort::Refresh).then(|| row.refresh_key());
+        let last_before = (self.sort == Sort::Last).then(|| row.last_key());
         let (hard_end_before, skew_before) = (row.hard_end().is_some(), row.skewed());
         f(row);
         row.state = RowState::of(&row.entry, row.flight.as_ref(), row.unverified, now);
@@ -467,7 +473,11 @@ impl Model {
         let key_changed = match self.sort {
             Sort::State => state_before != state_after,
             Sort::TokenLeft => key_before != row.token_key(),
-            Sort::File | Sort::Name => false,
+            Sort::Refresh => refresh_before != Some(row.refresh_key()),
+            Sort::Last => last_before != Some(row.last_key()),
+            Sort::File | Sort::Name | Sort::Tags | Sort::Instance | Sort::User | Sort::Platform => {
+                false
+            }
         };
         if let Some(t) = row.next_change(now) {
             self.next_change = Some(self.next_change.map_or(t, |n| n.min(t)));

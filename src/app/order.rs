@@ -5,32 +5,47 @@ use super::model::Model;
 use super::row::Row;
 use std::cmp::Ordering;
 
-/// The sort of the table.
+/// The sort of the table: file order, or by a column (`s` moves along the columns shown).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sort {
     File,
     Name,
+    Tags,
+    Instance,
+    User,
+    Platform,
+    /// What needs attention first.
     State,
+    /// Access token time left, shortest first (no session last).
     TokenLeft,
+    /// Until a login is needed (refresh token or hard end), soonest first (none last).
+    Refresh,
+    /// The last result: failures first, then withdrawn, then successes, then none.
+    Last,
 }
 
 impl Sort {
-    pub fn next(self) -> Sort {
-        match self {
-            Sort::File => Sort::Name,
-            Sort::Name => Sort::State,
-            Sort::State => Sort::TokenLeft,
-            Sort::TokenLeft => Sort::File,
-        }
-    }
-
     pub fn words(self) -> &'static str {
         match self {
             Sort::File => "file order",
             Sort::Name => "name",
+            Sort::Tags => "tags",
+            Sort::Instance => "instance",
+            Sort::User => "user",
+            Sort::Platform => "platform",
             Sort::State => "state",
             Sort::TokenLeft => "token time left",
+            Sort::Refresh => "refresh time left",
+            Sort::Last => "last result",
         }
+    }
+
+    /// The order changes when rows change (results, the cache, time), not only when the sort does.
+    pub(super) fn follows_rows(self) -> bool {
+        matches!(
+            self,
+            Sort::State | Sort::TokenLeft | Sort::Refresh | Sort::Last
+        )
     }
 }
 
@@ -47,6 +62,19 @@ pub(super) struct Narrowed {
     known: bool,
 }
 
+/// A text column's sort key: its lower-case text, empty ones last.
+fn text_key(sort: Sort, row: &Row) -> (bool, String) {
+    let p = &row.profile;
+    let text = match sort {
+        Sort::Tags => p.tags.join(" "),
+        Sort::Instance => row.instance.clone(),
+        Sort::User => p.username.clone(),
+        Sort::Platform => p.platform.clone(),
+        _ => p.name.clone(),
+    };
+    (text.is_empty(), text.to_lowercase())
+}
+
 /// Row `i`'s filter text in `Model::search`.
 fn search_text<'a>(search: &'a str, ends: &[u32], i: usize) -> &'a str {
     let start = if i == 0 { 0 } else { ends[i - 1] as usize };
@@ -54,6 +82,16 @@ fn search_text<'a>(search: &'a str, ends: &[u32], i: usize) -> &'a str {
 }
 
 impl Model {
+    /// The sort in words: `sorted by token time left, ascending`, `file order, reversed`.
+    pub fn sort_words(&self) -> String {
+        match (self.sort, self.reverse) {
+            (Sort::File, false) => "file order".into(),
+            (Sort::File, true) => "file order, reversed".into(),
+            (sort, false) => format!("sorted by {}, ascending", sort.words()),
+            (sort, true) => format!("sorted by {}, descending", sort.words()),
+        }
+    }
+
     /// Moves one row to its place in the sorted visible order, keeping the cursor on its row.
     pub(super) fn reposition(&mut self, i: usize) {
         let Some(from) = self.visible.iter().position(|&v| v == i) else {
@@ -98,8 +136,13 @@ impl Model {
                 };
                 lower(ra).cmp(&lower(rb))
             }
+            Sort::Tags | Sort::Instance | Sort::User | Sort::Platform => {
+                text_key(self.sort, ra).cmp(&text_key(self.sort, rb))
+            }
             Sort::State => ra.state.rank().cmp(&rb.state.rank()),
             Sort::TokenLeft => ra.token_key().cmp(&rb.token_key()),
+            Sort::Refresh => ra.refresh_key().cmp(&rb.refresh_key()),
+            Sort::Last => ra.last_key().cmp(&rb.last_key()),
         };
         let o = by.then(a.cmp(&b));
         if self.reverse { o.reverse() } else { o }
@@ -132,6 +175,15 @@ impl Model {
             // Compare each name's lower-case form once, not per comparison.
             let reverse = self.reverse;
             visible.sort_by_cached_key(|&i| (self.rows[i].profile.name.to_ascii_lowercase(), i));
+            if reverse {
+                visible.reverse();
+            }
+        } else if matches!(
+            self.sort,
+            Sort::Tags | Sort::Instance | Sort::User | Sort::Platform
+        ) {
+            let (sort, reverse) = (self.sort, self.reverse);
+            visible.sort_by_cached_key(|&i| (text_key(sort, &self.rows[i]), i));
             if reverse {
                 visible.reverse();
             }
@@ -260,7 +312,7 @@ impl Model {
 
     /// After rows changed without repositioning: sorts again when the sort depends on them.
     pub(super) fn resort(&mut self) {
-        if matches!(self.sort, Sort::State | Sort::TokenLeft) {
+        if self.sort.follows_rows() {
             self.reorder();
         }
     }

@@ -1,7 +1,6 @@
 //! What comes back: the outcomes of requests, and the token cache as read from disk.
 
 use super::model::Model;
-use super::order::Sort;
 use super::row::{LastError, LastResult, RECENT, ResultKind, Row};
 use crate::identity::ProfileId;
 use crate::identity::SessionKey;
@@ -54,7 +53,7 @@ impl Model {
         }
         if changed {
             self.dirty = true;
-            if matches!(self.sort, Sort::State | Sort::TokenLeft) {
+            if self.sort.follows_rows() {
                 self.reorder();
             }
         }
@@ -157,6 +156,13 @@ pub(super) fn on_outcome(model: &mut Model, outcome: Outcome, answer: Answer) {
             hint,
         }
     });
+    // What the failure says in words, beyond its summary, and what to do about it.
+    let (detail, hint) = match &failure {
+        _ if ok => (None, None),
+        Some(f) => (Some(f.message.clone()), f.hint.clone()),
+        None => (Some(strip_name(&message, &name).to_string()), None),
+    };
+    let detail = detail.filter(|d| !d.is_empty() && *d != summary);
     let last = LastResult {
         op,
         kind: if ok {
@@ -167,6 +173,8 @@ pub(super) fn on_outcome(model: &mut Model, outcome: Outcome, answer: Answer) {
         at,
         latency_ms,
         summary,
+        message: detail,
+        hint,
     };
     let warning = match &answer {
         Answer::Check(Some(report)) => report.skew_warning(),

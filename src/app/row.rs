@@ -190,6 +190,12 @@ pub struct LastResult {
     pub latency_ms: Option<u64>,
     /// A few words: `ok`, `401 need_login`, `timeout`, `withdrawn`, ...
     pub summary: String,
+    /// A failure's own words: Sugar's `error_message` when it sent one (`You must specify a
+    /// valid username and password.` and `SugarCRM is in maintenance mode...` are both
+    /// `401 need_login`), else what went wrong.
+    pub message: Option<String>,
+    /// A failure's hint: what a person can do about it.
+    pub hint: Option<String>,
 }
 
 /// The last error of a profile, in full.
@@ -352,6 +358,35 @@ impl Row {
         }
         let f = self.entry.failure.as_ref()?;
         Some((f.headline(), f.hint.clone()))
+    }
+
+    /// When a login will be needed, for the REFRESH sort: the refresh token's expiry (or the hard
+    /// end, when sooner); none last.
+    pub(super) fn refresh_key(&self) -> (bool, Option<DateTime<Utc>>) {
+        let at = self.entry.session.as_ref().and_then(|s| {
+            let at = s.refresh_token.as_ref().and(s.refresh_expires_at)?;
+            Some(s.hard_end.map_or(at, |end| end.min(at)))
+        });
+        (at.is_none(), at)
+    }
+
+    /// The last result, for the LAST sort: failures first, then withdrawn requests, successes,
+    /// and rows without one; by their words within each.
+    pub(super) fn last_key(&self) -> (u8, String) {
+        match &self.last {
+            Some(l) => {
+                let rank = match l.kind {
+                    ResultKind::Failed => 0,
+                    ResultKind::Withdrawn => 1,
+                    ResultKind::Ok => 2,
+                };
+                (rank, l.summary.clone())
+            }
+            None => match &self.entry.failure {
+                Some(f) => (0, f.short()),
+                None => (3, String::new()),
+            },
+        }
     }
 
     pub(super) fn token_key(&self) -> (bool, Option<DateTime<Utc>>) {

@@ -38,7 +38,10 @@ use tokio::sync::mpsc;
 pub use crate::app::Source;
 pub use terminal::restore_terminal;
 
+mod clipboard;
 mod terminal;
+
+pub use clipboard::{Multiplexer, osc52};
 
 /// Every way out (q, Ctrl-C, Ctrl-\\, SIGTERM, SIGHUP, SIGINT, SIGQUIT, a vanished terminal) ends
 /// the process within this.
@@ -151,7 +154,7 @@ impl TuiOptions {
 }
 
 /// The drawing options from the environment: ASCII when asked or when the locale is not UTF-8;
-/// no colour when `NO_COLOR` is set.
+/// no colour when `NO_COLOR` is set; copying off when `SUGAR_SESSIONS_CLIPBOARD=off`.
 pub fn options_from_env(ascii: bool) -> Options {
     let var = |k: &str| std::env::var(k).ok();
     let utf8 = ui::locale_is_utf8(
@@ -163,6 +166,7 @@ pub fn options_from_env(ascii: bool) -> Options {
         ascii: ascii || !utf8,
         color: !ui::no_color(var("NO_COLOR").as_deref()),
         zone: Zone::Local,
+        clipboard: app::Clipboard::from_env(var("SUGAR_SESSIONS_CLIPBOARD").as_deref()),
     }
 }
 
@@ -261,6 +265,8 @@ struct Runtime {
     continued: bool,
     /// When this process last came back from a stop of its own (its own SIGCONT follows).
     resumed_at: Option<std::time::Instant>,
+    /// tmux or GNU screen around the screen: how OSC 52 is sent.
+    mux: Multiplexer,
 }
 
 impl Runtime {
@@ -278,6 +284,7 @@ impl Runtime {
             suspend: false,
             continued: false,
             resumed_at: None,
+            mux: Multiplexer::from_env(),
         }
     }
 
@@ -524,6 +531,12 @@ impl Runtime {
             }
             Command::Quit => self.quit = true,
             Command::Suspend => self.suspend = true,
+            Command::Copy { text } => {
+                // A failed write is the terminal going away: the next draw finds that out.
+                if let Err(e) = clipboard::copy(text.expose(), self.mux) {
+                    tracing::info!(error = %e, "the clipboard sequence cannot be written");
+                }
+            }
         }
     }
 

@@ -12,11 +12,9 @@ pub(super) fn draw_status(model: &Model, theme: &Theme, frame: &mut Frame, area:
     let cols = usize::from(area.width);
     let line = if model.filtering() {
         let cursor = if theme.ascii { "_" } else { "▏" };
-        let count = format!(
-            "   {} of {} shown",
-            model.visible().len(),
-            model.rows().len()
-        );
+        // Of the rows there are to show, as the table's title counts them (a logged-out
+        // impersonation's row is kept, hidden, and counts in neither).
+        let count = format!("   {} of {} shown", model.visible().len(), model.total());
         let text = fit_left(
             &format!("/{}", model.filter()),
             cols.saturating_sub(width(&count) + 2),

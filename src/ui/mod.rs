@@ -11,7 +11,7 @@ mod header;
 mod popups;
 mod table;
 
-pub use table::{Column, DROP_ORDER, columns};
+pub use crate::app::{Column, DROP_ORDER, columns};
 
 use crate::app::{Layout, Model, RowState};
 use chrono::{DateTime, Utc};

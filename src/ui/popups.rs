@@ -29,7 +29,24 @@ pub(super) fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
     let mut lines: Vec<Line> = Vec::new();
     // The main table's keys in a grid, from the same table that handles them; its Ctrl keys,
     // which work in every mode, on a line of their own below.
-    let items: Vec<&Binding> = NORMAL_KEYS.iter().filter(|b| !b.ctrl).collect();
+    // Moving the cursor on a line of its own below, and so is a key whose words are too long
+    // for a grid cell.
+    let moves = |b: &Binding| {
+        matches!(
+            b.action,
+            Action::Up
+                | Action::Down
+                | Action::PageUp
+                | Action::PageDown
+                | Action::First
+                | Action::Last
+        )
+    };
+    const CELL: usize = 20;
+    let items: Vec<&Binding> = NORMAL_KEYS
+        .iter()
+        .filter(|b| !b.ctrl && !moves(b) && width(b.desc) <= CELL)
+        .collect();
     // As many per line as fit, each grid column as wide as its own widest label and text.
     let grid = |per_line: usize| -> Vec<(usize, usize)> {
         (0..per_line)
@@ -62,6 +79,28 @@ pub(super) fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
         }
         lines.push(Line::from(spans));
     }
+    for b in NORMAL_KEYS
+        .iter()
+        .filter(|b| !b.ctrl && !moves(b) && width(b.desc) > CELL)
+    {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<10}", b.label(theme.ascii)), theme.bold()),
+            Span::raw(b.desc),
+        ]));
+    }
+    let mut spans = vec![Span::styled(format!("{:<10}", "Move"), theme.bold())];
+    // `↑/k ↓/j PgUp PgDn  g first  G last`: the arrows and pages say what they do.
+    for (k, b) in NORMAL_KEYS.iter().filter(|b| moves(b)).enumerate() {
+        let plain = matches!(b.action, Action::First | Action::Last);
+        if k > 0 {
+            spans.push(Span::raw(if plain { "  " } else { " " }));
+        }
+        spans.push(Span::styled(b.label(theme.ascii), theme.bold()));
+        if plain {
+            spans.push(Span::raw(format!(" {}", b.desc)));
+        }
+    }
+    lines.push(Line::from(spans));
     // `Ctrl-C/Ctrl-\\ quit · Ctrl-Z suspend`: keys that do the same joined.
     let mut ctrl: Vec<(String, &str)> = Vec::new();
     for b in NORMAL_KEYS.iter().filter(|b| b.ctrl) {
@@ -121,13 +160,15 @@ pub(super) fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
         }
         lines.push(Line::from(spans));
     }
+    lines.extend(marks(theme, inner));
     let note = "Keys act on the selected rows shown, else on the cursor's row; logging out prod or \
                 several asks first. c withdraws queued requests; sent ones finish and are stored. \
                 Due sessions refresh by themselves.";
     let note_lines = width(note) / inner.max(1) + 2;
     lines.push(Line::from(note));
     let wanted = u16::try_from(lines.len() + note_lines + 1).unwrap_or(u16::MAX);
-    let h = wanted.min(area.height.saturating_sub(2));
+    // Over the header and the footer too when it needs the room (80x24 does).
+    let h = wanted.min(area.height);
     let rect = centered(area, w, h);
     frame.render_widget(Clear, rect);
     let close = HELP_KEYS
@@ -144,6 +185,63 @@ pub(super) fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
             .block(block),
         rect,
     );
+}
+
+/// The marks the table uses besides the states, each with its meaning, word-wrapped after a
+/// `Marks` title.
+fn marks(theme: &Theme, inner: usize) -> Vec<Line<'static>> {
+    let a = theme.ascii;
+    let pick = |utf8: &'static str, ascii: &'static str| if a { ascii } else { utf8 };
+    let (up, down) = (pick("↑", "^"), pick("↓", "v"));
+    let items: Vec<(String, &str)> = vec![
+        (pick("⚑", "(P)").into(), "prod"),
+        (theme.warn_mark().into(), "warning (⏎ says why)"),
+        (pick("▶", ">").into(), "cursor"),
+        (pick("✓", "*").into(), "selected"),
+        ("INSECURE/HTTP".into(), "unsafe transport"),
+        (
+            format!(
+                "LAST {} ok {} failed {}",
+                pick("✓", "ok"),
+                pick("✗", "x"),
+                pick("⟳", "~")
+            ),
+            "in flight",
+        ),
+        (
+            format!("{up}/{down}"),
+            "sorted column, ascending/descending",
+        ),
+        (theme.dash().into(), "none"),
+    ];
+    let enter = pick("⏎", "Enter");
+    // Whole items to a line: each on the first line it fits on.
+    let room = inner.saturating_sub(10).max(10);
+    let mut rows: Vec<String> = Vec::new();
+    for (mark, what) in &items {
+        let item = format!("{mark} {}", what.replace('⏎', enter));
+        let dot = width(theme.dot());
+        match rows
+            .iter_mut()
+            .find(|l| width(l) + dot + width(&item) <= room)
+        {
+            Some(line) => {
+                line.push_str(theme.dot());
+                line.push_str(&item);
+            }
+            None => rows.push(item),
+        }
+    }
+    rows.into_iter()
+        .enumerate()
+        .map(|(k, l)| {
+            let title = if k == 0 { "Marks" } else { "" };
+            Line::from(vec![
+                Span::styled(format!("{title:<10}"), theme.bold()),
+                Span::raw(l),
+            ])
+        })
+        .collect()
 }
 
 /// `text` word-wrapped to `cols` columns (a word longer than a line is cut by the view).

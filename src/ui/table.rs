@@ -1,7 +1,7 @@
 //! The table of profiles: which columns fit, their widths, and one line per row.
 
 use super::{Theme, fit, fit_cow, width};
-use crate::app::{Model, Phase, ResultKind, Row as AppRow, RowState};
+use crate::app::{Column, Model, Phase, ResultKind, Row as AppRow, RowState, Sort, columns};
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -9,141 +9,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 
-/// A column of the table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Column {
-    /// The cursor and selection marks.
-    Mark,
-    Name,
-    Tags,
-    Instance,
-    User,
-    Platform,
-    State,
-    Token,
-    Refresh,
-    Last,
-}
-
-impl Column {
-    pub fn title(self) -> &'static str {
-        match self {
-            Column::Mark => "",
-            Column::Name => "NAME",
-            Column::Tags => "TAGS",
-            Column::Instance => "INSTANCE",
-            Column::User => "USER",
-            Column::Platform => "PLATFORM",
-            Column::State => "STATE",
-            Column::Token => "TOKEN",
-            Column::Refresh => "REFRESH",
-            Column::Last => "LAST",
-        }
-    }
-}
-
-/// Columns dropped first when the screen is narrow. NAME, STATE and TOKEN always stay. The
-/// first three go before LAST is narrowed below what it wants; the others only after.
-pub const DROP_ORDER: [Column; 6] = [
-    Column::Tags,
-    Column::Platform,
-    Column::Instance,
-    Column::Refresh,
-    Column::User,
-    Column::Last,
-];
-
-const STATE_WIDTH: usize = 17; // "⊘ refresh expired"
-const TIME_WIDTH: usize = 7; // "52m 07s", "13d 23h"
-const HARD_END_WIDTH: usize = 12; // "ends 13d 23h"
-const LAST_MIN: usize = 10;
-const LAST_WANTED: usize = 24; // "✗ 401 need_login 184 ms"
-
-/// The columns shown in a table `inner_width` wide, with their widths.
-pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
-    let w = model.field_widths();
-    // Room for the marks after a name: prod (` ⚑`), and a warning (` ⚠`) whose column is dropped.
-    let mark = if model.options().ascii { 4 } else { 2 };
-    let prod_mark = usize::from(w.any_prod) * mark + usize::from(w.any_warning) * mark;
-    let refresh = if model.any_hard_end() {
-        HARD_END_WIDTH
-    } else {
-        TIME_WIDTH
-    };
-    let mut cols: Vec<(Column, usize)> = vec![
-        (Column::Mark, 2),
-        (Column::Name, (w.name + prod_mark).clamp(6, 32)),
-        (Column::Tags, w.tags.clamp(4, 24)),
-        (Column::Instance, w.instance.clamp(8, 36)),
-        (Column::User, w.user.clamp(4, 20)),
-        (
-            Column::Platform,
-            w.platform
-                .max(w.platform_warned + usize::from(w.platform_warned > 0) * mark)
-                .clamp(8, 16),
-        ),
-        (Column::State, STATE_WIDTH),
-        (Column::Token, TIME_WIDTH),
-        (Column::Refresh, refresh),
-        (Column::Last, LAST_WANTED),
-    ];
-    let avail = usize::from(inner_width);
-    let total = |cols: &[(Column, usize)]| {
-        cols.iter().map(|c| c.1).sum::<usize>() + cols.len().saturating_sub(1)
-    };
-    let drop_while_too_wide = |cols: &mut Vec<(Column, usize)>, drops: &[Column]| {
-        for drop in drops {
-            if total(cols) <= avail {
-                break;
-            }
-            cols.retain(|c| c.0 != *drop);
-        }
-    };
-    let (tags, rest) = DROP_ORDER.split_at(1);
-    let (decorative, essential) = rest.split_at(2);
-    drop_while_too_wide(&mut cols, tags);
-    // Narrow LAST before dropping anything that says more about the session (its platform and
-    // instance): the last result's latency is the first thing to go.
-    let over = total(&cols).saturating_sub(avail);
-    if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
-        c.1 = c.1.saturating_sub(over).max(LAST_MIN);
-    }
-    drop_while_too_wide(&mut cols, decorative);
-    // Then STATE down to the widest state any row is in (rather than the widest there is).
-    let over = total(&cols).saturating_sub(avail);
-    if over > 0 {
-        let ascii = model.options().ascii;
-        let needed = RowState::ALL
-            .iter()
-            .filter(|s| model.count(**s) > 0)
-            .map(|s| width(s.symbol(ascii)) + 1 + width(s.word()))
-            .max()
-            .unwrap_or(STATE_WIDTH);
-        if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::State) {
-            c.1 = c.1.saturating_sub(over).max(needed);
-        }
-    }
-    drop_while_too_wide(&mut cols, essential);
-    // Still too wide: narrow the name, then the state (its symbol stays first).
-    for col in [Column::Name, Column::State] {
-        let over = total(&cols).saturating_sub(avail);
-        if let Some(c) = cols.iter_mut().find(|c| c.0 == col) {
-            c.1 = c.1.saturating_sub(over).max(4);
-        }
-    }
-    // Room left goes to LAST (else to NAME).
-    let spare = avail.saturating_sub(total(&cols));
-    if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
-        c.1 += spare;
-    } else if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Name) {
-        c.1 += spare.min(LAST_WANTED);
-    }
-    cols.into_iter()
-        .map(|(c, w)| (c, u16::try_from(w).unwrap_or(u16::MAX)))
-        .collect()
-}
-
-fn table_title(model: &Model, theme: &Theme) -> String {
+fn table_title(model: &Model, theme: &Theme, cols: &[(Column, u16)]) -> String {
     let shown = model.visible().len();
     let total = model.total();
     let mut title = if shown == total {
@@ -151,15 +17,12 @@ fn table_title(model: &Model, theme: &Theme) -> String {
     } else {
         format!(" Profiles {shown} of {total}")
     };
-    let (sort, reverse) = model.sort();
-    if sort != crate::app::Sort::File || reverse {
-        let arrow = match (reverse, theme.ascii) {
-            (false, false) => " ↓",
-            (true, false) => " ↑",
-            (false, true) => "",
-            (true, true) => ", reversed",
-        };
-        title.push_str(&format!("{}sorted by {}{arrow}", theme.dot(), sort.words()));
+    // The sort shows as an arrow on its column's title; here only when that column is not
+    // shown (a narrow screen), or for file order reversed.
+    let (sort, _) = model.sort();
+    let marked = cols.iter().any(|(c, _)| c.sort() == Some(sort));
+    if !marked && model.sort() != (Sort::File, false) {
+        title.push_str(&format!("{}{}", theme.dot(), model.sort_words()));
     }
     if !model.filter().is_empty() {
         title.push_str(&format!("{}filter: {}", theme.dot(), model.filter()));
@@ -186,8 +49,10 @@ pub(super) fn draw_table(
     let visible = model.visible();
     let start = model.offset().min(visible.len());
     let end = (start + page).min(visible.len());
+    let inner = theme.block().inner(area);
+    let cols = columns(model, inner.width);
     let title = fit(
-        &table_title(model, theme),
+        &table_title(model, theme, &cols),
         usize::from(area.width.saturating_sub(4)),
         theme.ellipsis(),
     );
@@ -199,14 +64,24 @@ pub(super) fn draw_table(
             Line::from(format!(" {}-{} of {} ", start + 1, end, visible.len())).right_aligned(),
         );
     }
-    let inner = block.inner(area);
-    let cols = columns(model, inner.width);
+    let (sort, reverse) = model.sort();
+    let arrow = match (reverse, theme.ascii) {
+        (false, false) => "↑",
+        (true, false) => "↓",
+        (false, true) => "^",
+        (true, true) => "v",
+    };
     let header = Row::new(cols.iter().map(|(c, _)| {
-        let cell = Cell::from(c.title());
-        if matches!(c, Column::Token | Column::Refresh) {
-            Cell::from(Line::from(c.title()).right_aligned())
+        // The sorted column: ↑ ascending (A to Z, the least time left first), ↓ descending.
+        let title = if c.sort() == Some(sort) {
+            format!("{}{arrow}", c.title())
         } else {
-            cell
+            c.title().to_string()
+        };
+        if matches!(c, Column::Token | Column::Refresh) {
+            Cell::from(Line::from(title).right_aligned())
+        } else {
+            Cell::from(title)
         }
     }))
     .style(theme.bold());
@@ -402,9 +277,12 @@ fn last_text(row: &AppRow, theme: &Theme, cols: usize) -> (String, Style) {
                     theme.fg(Color::Green),
                 ),
                 ResultKind::Failed => (
-                    pick(
-                        format!("{bad} {}{latency}", last.summary),
-                        format!("{bad} {}", last.summary),
+                    failure_text(
+                        bad,
+                        &last.summary,
+                        last.message.as_deref(),
+                        last.hint.as_deref(),
+                        &latency,
                     ),
                     theme.error(),
                 ),
@@ -412,8 +290,34 @@ fn last_text(row: &AppRow, theme: &Theme, cols: usize) -> (String, Style) {
             }
         }
         None => match &row.entry.failure {
-            Some(f) => (format!("{bad} {} failed", f.op), theme.error()),
+            Some(f) => (
+                failure_text(bad, &f.short(), Some(&f.message), f.hint.as_deref(), ""),
+                theme.error(),
+            ),
             None => (String::new(), Style::new()),
         },
     }
+}
+
+/// A failure in the LAST column: `✗ 401 need_login: Sugar's own words (hint: what to do) 184 ms`,
+/// most telling first, so that a narrow column cuts the hint and the latency before the words.
+fn failure_text(
+    bad: &str,
+    summary: &str,
+    message: Option<&str>,
+    hint: Option<&str>,
+    latency: &str,
+) -> String {
+    let mut text = format!("{bad} {summary}");
+    if let Some(m) = message.filter(|m| !m.is_empty() && *m != summary) {
+        text.push_str(": ");
+        text.push_str(&crate::text::strip_controls(m));
+    }
+    if let Some(h) = hint {
+        text.push_str(" (hint: ");
+        text.push_str(&crate::text::strip_controls(h));
+        text.push(')');
+    }
+    text.push_str(latency);
+    text
 }
