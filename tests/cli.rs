@@ -315,6 +315,20 @@ async fn usage_errors_exit_2_and_do_nothing() {
     );
     assert!(emu.requests().is_empty(), "nothing was sent");
     assert!(!e.state.join("sessions.json").exists());
+    // A typo gets the closest names, not the whole file.
+    let r = run(e.cmd(&["login", "acme"])).await;
+    assert!(
+        r.stderr.contains("(did you mean acme-prod or acme-admin?)"),
+        "{}",
+        r.stderr
+    );
+    let r = run(e.cmd(&["login", "acme-prd", "shrot"])).await;
+    assert!(
+        r.stderr
+            .contains("acme-prd: did you mean acme-prod?; shrot: did you mean short?"),
+        "{}",
+        r.stderr
+    );
 
     let r = run(e.cmd(&["login"])).await;
     assert_eq!(r.code, 2);

@@ -718,11 +718,12 @@ async fn control_characters_from_the_server_never_reach_the_terminal() {
                 .collect();
             assert!(bad.is_empty(), "{args:?}: {what} holds {bad:?}: {text:?}");
         }
+        // (`--json` has the name in a field of its own, not in the message.)
         for readable in [
-            "escapes: login failed: HTTP 401 need_login",
+            "login failed: HTTP 401 need_login",
             " pw",
             "done",
-            "redirect: login failed: HTTP 302 redirect to sso.example.com (hint: ",
+            "login failed: HTTP 302 redirect to sso.example.com (hint: ",
         ] {
             assert!(
                 stdout.contains(readable),

@@ -288,22 +288,35 @@ pub fn select<'a>(
             .filter(|p| !p.is_impersonation())
             .map(|p| p.name.as_str())
             .collect();
-        // A file of thousands of profiles is not listed in full: the closest name, else the first
-        // few and `sugar-sessions list`.
+        // A file of thousands of profiles is not listed in full: the closest names of each
+        // unknown one, else the first few and `sugar-sessions list`.
         const SHOWN: usize = 8;
-        let closest = match unknown.as_slice() {
-            &[one] => crate::config::closest_name(one, &known),
-            _ => None,
+        let suggestions: Vec<(&str, Vec<&str>)> = unknown
+            .iter()
+            .map(|u| (*u, crate::config::close_names(u, &known)))
+            .filter(|(_, close)| !close.is_empty())
+            .collect();
+        let or_list = |names: &[&str]| match names {
+            [] => String::new(),
+            [one] => one.to_string(),
+            [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
         };
-        let hint = match (closest, known.len()) {
+        let hint = match (suggestions.as_slice(), known.len()) {
             (_, 0) => "known: none".to_string(),
-            (Some(name), _) => format!("did you mean {name}?"),
-            (None, n) if n <= SHOWN => format!("known: {}", known.join(", ")),
-            (_, n) => format!(
+            ([(_, close)], _) if unknown.len() == 1 => {
+                format!("did you mean {}?", or_list(close))
+            }
+            ([], n) if n <= SHOWN => format!("known: {}", known.join(", ")),
+            ([], n) => format!(
                 "known: {}, and {} more: `sugar-sessions list`",
                 known[..SHOWN].join(", "),
                 n - SHOWN
             ),
+            (some, _) => some
+                .iter()
+                .map(|(u, close)| format!("{u}: did you mean {}?", or_list(close)))
+                .collect::<Vec<_>>()
+                .join("; "),
         };
         return Err(Usage(format!(
             "sugar-sessions: unknown profile{} {} in {} ({hint})",

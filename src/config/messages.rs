@@ -73,24 +73,54 @@ pub(super) fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     }
 }
 
-/// Levenshtein distance, in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                diagonal
-            } else {
-                1 + diagonal.min(above).min(row[j])
-            };
-            diagonal = above;
+/// Up to `max` known names close to a mistyped one, closest first: a small edit distance
+/// (ignoring case), then names that it begins or that begin with it (at 3 characters or more).
+pub(super) fn close<'k>(name: &str, known: &[&'k str], max: usize) -> Vec<&'k str> {
+    let lower = name.to_lowercase();
+    let mut near: Vec<(usize, &'k str)> = known
+        .iter()
+        .map(|k| (edit_distance(&lower, &k.to_lowercase()), *k))
+        .filter(|(d, k)| *d <= (k.chars().count() / 4).max(1))
+        .collect();
+    near.sort_by_key(|(d, _)| *d);
+    let mut out: Vec<&'k str> = near.into_iter().map(|(_, k)| k).collect();
+    if lower.chars().count() >= 3 {
+        for k in known {
+            let k_lower = k.to_lowercase();
+            if (k_lower.starts_with(&lower) || lower.starts_with(&k_lower)) && !out.contains(k) {
+                out.push(k);
+            }
         }
     }
-    row[b.len()]
+    out.truncate(max);
+    out
+}
+
+/// Edit distance in characters, a swap of two neighbours counting as one edit (optimal string
+/// alignment): `shrot` is one edit from `short`, as a person sees it.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Rows i-2, i-1 and i of the table.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current: Vec<usize> = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        current[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(before[j - 2] + 1);
+            }
+            current[j] = d;
+        }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -185,6 +215,19 @@ mod tests {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("usernme", "username"), 1);
         assert_eq!(edit_distance("é", "e"), 1);
+    }
+
+    #[test]
+    fn a_swap_of_neighbours_is_one_edit() {
+        assert_eq!(edit_distance("shrot", "short"), 1);
+        assert_eq!(edit_distance("usernmae", "username"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", "abc"), 0);
+        assert_eq!(
+            close("acme", &["acme-prod", "globex", "acme-admin"], 3),
+            ["acme-prod", "acme-admin"]
+        );
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub fn closest_name<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     messages::closest(name, known)
 }
 
+/// Up to three known names close to a mistyped one, closest first.
+pub fn close_names<'k>(name: &str, known: &[&'k str]) -> Vec<&'k str> {
+    messages::close(name, known, 3)
+}
+
 use crate::identity::{ProfileId, SessionKey};
 use crate::secret::Secret;
 use errors::Errors;
