@@ -67,10 +67,28 @@ fn start() -> i32 {
             sugar_sessions::logging::init(cli.state_dir().or_else(default_state_dir).as_deref());
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Commands that read and print, or send one request, run on one thread: no worker threads
+    // to start for a command that scripts call constantly (`token`, `status`). The screen, the
+    // daemon and the commands that act on many sessions at once use every core.
+    let light = matches!(
+        cli.command,
+        Some(
+            Command::List { .. }
+                | Command::Status { .. }
+                | Command::Token { .. }
+                | Command::Exec(_)
+                | Command::Api(_)
+                | Command::Paths { .. }
+                | Command::Man { .. }
+                | Command::Completions { .. }
+        )
+    );
+    let mut builder = if light {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sugar-sessions: cannot start the async runtime: {e}");
