@@ -394,6 +394,17 @@ async fn sighup_reloads_the_profiles_and_a_broken_file_changes_nothing() {
     // Still alive and serving.
     let (status, _) = tokio::task::block_in_place(|| http_get(&daemon, "/healthz"));
     assert_eq!(status, 200);
+    // An edit alone, no signal: reloaded as on SIGHUP.
+    let three = format!(
+        "{one}[profiles.third]\nurl = \"{url}\"\nplatform = \"portal\"\n",
+        url = emu.url("fast")
+    );
+    std::fs::write(&profiles, &three).unwrap();
+    tokio::task::block_in_place(|| {
+        within("the edit is applied without a signal", &|| {
+            names(&daemon) == ["first", "third"]
+        })
+    });
 }
 
 /// The other log formats: logfmt's `key=value` pairs and the plain text, one event per line.

@@ -16,6 +16,7 @@ mod input;
 mod keys;
 mod model;
 mod order;
+mod reload;
 mod requests;
 mod results;
 mod row;
@@ -78,6 +79,13 @@ pub enum Msg {
     Withdrawn { name: String },
     /// The token cache as read from disk (another process may have changed it).
     CacheReloaded(Arc<Cache>),
+    /// The profiles file changed, and reads well: its profiles, and the token cache as it is.
+    ProfilesReloaded {
+        profiles: Box<crate::config::Profiles>,
+        cache: Arc<Cache>,
+    },
+    /// The profiles file changed into one that cannot be used: the located error.
+    ProfilesBroken(String),
     /// Something the user should read in the status line (a cache moved aside, ...).
     Notice(String),
     /// SIGTERM, SIGHUP or a vanished terminal: quit.
@@ -210,6 +218,14 @@ pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
                 }
                 Msg::CacheReloaded(cache) => {
                     model.noop = !model.apply_cache(&cache);
+                    Vec::new()
+                }
+                Msg::ProfilesReloaded { profiles, cache } => {
+                    model.apply_profiles(&profiles, &cache);
+                    Vec::new()
+                }
+                Msg::ProfilesBroken(error) => {
+                    model.profiles_broken(error);
                     Vec::new()
                 }
                 Msg::Notice(text) => {

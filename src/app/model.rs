@@ -244,6 +244,8 @@ pub struct Model {
     /// What each filter keystroke still in the filter took away: Backspace puts it back instead
     /// of filtering again.
     pub(super) undo: Vec<Narrowed>,
+    /// The located error of the profiles file's last edit, while it cannot be used.
+    pub(super) file_error: Option<String>,
 }
 
 impl Model {
@@ -328,6 +330,7 @@ impl Model {
             hits: vec![0; n],
             hits_for: Some(String::new()),
             undo: Vec::new(),
+            file_error: None,
         }
     }
 

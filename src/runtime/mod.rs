@@ -16,6 +16,7 @@ pub mod password;
 mod reader;
 mod sudo;
 mod token;
+pub mod watch;
 
 pub use crate::outcome::Outcome;
 pub use api::{Answered, ApiError};

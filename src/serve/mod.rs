@@ -198,6 +198,8 @@ async fn keep(
     let mut memory: HashMap<String, Memory> = HashMap::new();
     // When each job in flight got its place (or was submitted, until it does).
     let mut in_flight: HashMap<String, Instant> = HashMap::new();
+    // The profiles file is reloaded on its edits as on SIGHUP.
+    let mut watch = crate::runtime::watch::FileWatch::new(path);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_watchdog = Instant::now();
@@ -220,6 +222,7 @@ async fn keep(
                 done(shared, &mut memory, &mut in_flight, name, report);
             }
             _ = hup.recv() => reload(shared, args, path).await,
+            _ = watch.changed() => reload(shared, args, path).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

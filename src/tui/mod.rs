@@ -204,6 +204,8 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
             profiles_hint: shown_path(profiles_hint, home.as_deref()),
         },
     };
+    // Edits of the profiles file are applied while the screen runs (not the demo's file).
+    let watched = matches!(source, Source::File(_)).then(|| opts.profiles.path.clone());
     let mut model = Model::new(&opts.profiles, source, options, Utc::now());
 
     // The cache as it is now, before the first frame.
@@ -236,6 +238,9 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
     let result = match enter_terminal() {
         Ok(terminal) => {
             let mut rt = Runtime::new(engine);
+            if let Some(path) = watched {
+                watch_profiles(path, rt.engine.clone(), rt.tx.clone());
+            }
             let notices = opts.notices.unwrap_or_else(|| mpsc::unbounded_channel().1);
             let result = rt.run(terminal, &mut model, stamp, ways, notices).await;
             arm_exit_deadline(result.as_ref().map_or(1, |e| e.exit_status()));
@@ -246,6 +251,36 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
     };
     restore_terminal();
     result
+}
+
+/// Applies edits of the profiles file: each change that reads well goes to the screen with the
+/// token cache as it is; one that does not, as its located error (the profiles stay as they were).
+fn watch_profiles(path: PathBuf, engine: Arc<Engine>, tx: mpsc::Sender<Msg>) {
+    tokio::spawn(async move {
+        let mut watch = crate::runtime::watch::FileWatch::new(&path);
+        loop {
+            watch.changed().await;
+            let file = path.clone();
+            let loaded = tokio::task::spawn_blocking(move || crate::config::load(&file)).await;
+            let msg = match loaded {
+                Ok(Ok(profiles)) => match engine.cache().await {
+                    Ok(cache) => Msg::ProfilesReloaded {
+                        profiles: Box::new(profiles),
+                        cache,
+                    },
+                    Err(e) => Msg::Notice(format!(
+                        "profiles file changed, but the token cache cannot be read: {e}"
+                    )),
+                },
+                Ok(Err(e)) => Msg::ProfilesBroken(e.to_string()),
+                Err(_) => continue,
+            };
+            tracing::info!(file = %path.display(), "profiles file changed");
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 struct Runtime {

@@ -25,6 +25,19 @@ pub(super) fn draw_status(model: &Model, theme: &Theme, frame: &mut Frame, area:
             Span::raw(cursor),
             Span::styled(count, theme.dim()),
         ])
+    } else if let Some(error) = model.file_error() {
+        // Until the file is fixed: the screen goes on with the profiles as they were.
+        Line::from(Span::styled(
+            format!(
+                " {}",
+                fit(
+                    &format!("profiles file not reloaded: {error}"),
+                    cols.saturating_sub(2),
+                    theme.ellipsis()
+                )
+            ),
+            theme.error(),
+        ))
     } else if let Some(status) = model.status() {
         let style = if status.error {
             theme.error()

@@ -1,0 +1,231 @@
+//! Edits of the profiles file while the screen runs: the rows follow the file (new, removed,
+//! changed identity), what the screen knows of the profiles that stayed is kept, and a broken
+//! edit keeps the profiles as they were with its located error on the screen until fixed. The
+//! Model through `app::update`, then the real binary in a pseudo-terminal.
+
+mod common;
+#[path = "common/pty.rs"]
+mod pty;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use sugar_sessions::app::{Model, Msg, Options, RowState, Source, update};
+use sugar_sessions::config::{self, Profiles};
+use sugar_sessions::secret::Secret;
+use sugar_sessions::session::{Entry, Session};
+use sugar_sessions::store::Cache;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn profiles(body: &str) -> Profiles {
+    config::parse(
+        &format!("[defaults]\nusername = \"u\"\nauto_refresh = false\n{body}"),
+        Path::new("profiles.toml"),
+    )
+    .unwrap()
+}
+
+const A: &str = "[profiles.a]\nurl = \"https://a.example.com\"\n";
+const B: &str = "[profiles.b]\nurl = \"https://b.example.com\"\n";
+const C: &str = "[profiles.c]\nurl = \"https://c.example.com\"\n";
+
+fn active(p: &Profiles, name: &str) -> Entry {
+    let p = p.get(name).unwrap();
+    Entry {
+        session: Some(Session {
+            access_token: Secret::new(format!("tok-{name}")),
+            refresh_token: Some(Secret::new("r")),
+            download_token: None,
+            obtained_at: t0(),
+            expires_at: t0() + TimeDelta::hours(1),
+            refresh_expires_at: Some(t0() + TimeDelta::days(14)),
+            platform: p.platform.clone(),
+            username: p.username.clone(),
+            url: p.root().to_string(),
+            hard_end: None,
+        }),
+        ..Entry::default()
+    }
+}
+
+fn key(m: &mut Model, code: KeyCode) {
+    update(
+        m,
+        Msg::Key(KeyEvent {
+            code,
+            modifiers: KeyModifiers::NONE,
+            kind: KeyEventKind::Press,
+            state: crossterm::event::KeyEventState::NONE,
+        }),
+        t0(),
+    );
+}
+
+#[test]
+fn rows_follow_the_file_and_keep_what_the_screen_knows() {
+    let first = profiles(&format!("{A}{B}"));
+    let mut m = Model::new(
+        &first,
+        Source::File("profiles.toml".into()),
+        Options::default(),
+        t0(),
+    );
+    update(
+        &mut m,
+        Msg::Resize {
+            width: 120,
+            height: 30,
+        },
+        t0(),
+    );
+    let mut cache = Cache::default();
+    for name in ["a", "b"] {
+        cache
+            .sessions
+            .insert(first.get(name).unwrap().session_key(), active(&first, name));
+    }
+    update(&mut m, Msg::CacheReloaded(Arc::new(cache.clone())), t0());
+    // The cursor on `b`, which is selected.
+    key(&mut m, KeyCode::Down);
+    key(&mut m, KeyCode::Char(' '));
+    assert_eq!(m.selected_names(), ["b"]);
+
+    // `a` removed, `c` added, `b` stays: b keeps its session, its selection and the cursor.
+    let second = profiles(&format!("{B}{C}"));
+    update(
+        &mut m,
+        Msg::ProfilesReloaded {
+            profiles: Box::new(second.clone()),
+            cache: Arc::new(cache.clone()),
+        },
+        t0(),
+    );
+    assert_eq!(m.visible_names(), ["b", "c"]);
+    assert_eq!(m.row("b").unwrap().state(), RowState::Active);
+    assert_eq!(m.row("c").unwrap().state(), RowState::LoggedOut);
+    assert_eq!(m.selected_names(), ["b"]);
+    assert_eq!(m.current().unwrap().profile.name, "b");
+    let said = m.status().unwrap().text.clone();
+    assert!(
+        said.contains("1 new") && said.contains("1 removed"),
+        "{said}"
+    );
+
+    // `b` now logs in as another user: a new identity, whose session is not the old one.
+    let third = profiles(&format!(
+        "[profiles.b]\nurl = \"https://b.example.com\"\nusername = \"other\"\n{C}"
+    ));
+    update(
+        &mut m,
+        Msg::ProfilesReloaded {
+            profiles: Box::new(third),
+            cache: Arc::new(cache),
+        },
+        t0(),
+    );
+    assert_eq!(m.row("b").unwrap().state(), RowState::LoggedOut);
+    let said = m.status().unwrap().text.clone();
+    assert!(
+        said.contains(
+            "b changed instance, user, platform or client: the old session is no longer its own"
+        ),
+        "{said}"
+    );
+
+    // A broken edit: the profiles stay, the error shows until a good edit.
+    update(
+        &mut m,
+        Msg::ProfilesBroken("profiles.toml:3:7: profiles.b.url: not a URL".into()),
+        t0(),
+    );
+    assert_eq!(m.visible_names(), ["b", "c"]);
+    assert_eq!(
+        m.file_error(),
+        Some("profiles.toml:3:7: profiles.b.url: not a URL")
+    );
+    update(
+        &mut m,
+        Msg::ProfilesReloaded {
+            profiles: Box::new(second),
+            cache: Arc::new(Cache::default()),
+        },
+        t0(),
+    );
+    assert_eq!(m.file_error(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_applies_edits_of_its_profiles_file_within_a_moment() {
+    let emu = common::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = emu.url("acme");
+    let head = format!(
+        "[defaults]\nusername = \"integration\"\npassword = \"{}\"\nplatform = \"custom_api\"\n",
+        common::INTEGRATION_PW
+    );
+    let path = common::write_profiles(
+        dir.path(),
+        &format!("{head}[profiles.first]\nurl = \"{url}\"\n"),
+    );
+    let state = dir.path().join("state");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sugar-sessions"));
+    cmd.arg("--profiles")
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(&state)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("TERM", "xterm-256color")
+        .env("LANG", "C.UTF-8");
+    let mut screen = tokio::task::block_in_place(|| pty::Pty::spawn(cmd, 30, 120, true));
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the first profile", 10, |s| s.contains("first"));
+    });
+    // Saved as editors do: a new file renamed over the old one.
+    let save = |text: String| {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = dir.path().join(".profiles.toml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        // It holds a password: private, or it is refused.
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    save(format!(
+        "{head}[profiles.first]\nurl = \"{url}\"\n[profiles.second]\nurl = \"{url}\"\nplatform = \"acme_sync\"\n"
+    ));
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the new profile", 10, |s| {
+            s.contains("second") && s.contains("profiles file reloaded: 1 new")
+        });
+    });
+    // A broken edit: the rows stay, the located error shows.
+    save(format!(
+        "{head}[profiles.first]\nurl = \"{url}\"\n[profiles.second]\nurl = 42\n"
+    ));
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the error", 10, |s| {
+            s.contains("profiles file not reloaded:") && s.contains("profiles.second.url")
+        });
+    });
+    assert!(screen.screen().contains("second"));
+    // Fixed: the error goes, the removed profile too.
+    save(format!(
+        "{head}[profiles.second]\nurl = \"{url}\"\nplatform = \"acme_sync\"\n"
+    ));
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the fix", 10, |s| {
+            !s.contains("not reloaded") && !s.contains("first") && s.contains("1 removed")
+        });
+    });
+    screen.send(b"q");
+    let exit = tokio::task::block_in_place(|| screen.wait_exit(Duration::from_secs(5)));
+    assert_eq!(exit.and_then(|e| e.code()), Some(0));
+}
