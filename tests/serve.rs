@@ -40,7 +40,14 @@ struct Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self.child.wait();
+        if std::thread::panicking() {
+            // What the daemon said, for the failure's report.
+            eprintln!("the daemon ended with {status:?}; its log:");
+            for line in self.log.lock().map(|l| l.clone()).unwrap_or_default() {
+                eprintln!("  {line}");
+            }
+        }
     }
 }
 

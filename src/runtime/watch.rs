@@ -39,6 +39,8 @@ pub struct FileWatch {
     closed: bool,
     /// When the last event came, while waiting for the quiet after it.
     pending: Option<tokio::time::Instant>,
+    /// A new stamp, and since when the file has held it.
+    candidate: Option<(Stamp, tokio::time::Instant)>,
     poll: tokio::time::Interval,
     /// Kept alive while watching; `None` where the platform's watcher could not be set up (then
     /// only the polling notices changes).
@@ -86,6 +88,7 @@ impl FileWatch {
             events,
             closed: false,
             pending: None,
+            candidate: None,
             poll,
             _watcher: watcher,
         }
@@ -95,14 +98,21 @@ impl FileWatch {
         &self.path
     }
 
-    /// Waits until the file changed from what was last seen: events followed by [`QUIET`], or
-    /// a poll every [`POLL`] that finds a new stamp. Cancel-safe: what it waited for is kept in
-    /// `self`, so a `select!` that drops it loses no event.
+    /// Waits until the file changed from what was last seen, and then held still for [`QUIET`]
+    /// (a file written in place, truncated then written, is not read half-way). It is looked at
+    /// after events (debounced by [`QUIET`]) and at a poll every [`POLL`]. Cancel-safe: all it
+    /// waits for is kept in `self`, so a `select!` that drops it loses nothing.
     pub async fn changed(&mut self) {
         loop {
-            let quiet_at = self.pending.map(|at| at + QUIET);
-            let quiet = async move {
-                match quiet_at {
+            let wake = [
+                self.pending.map(|at| at + QUIET),
+                self.candidate.map(|(_, at)| at + QUIET),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let timer = async move {
+                match wake {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
@@ -116,13 +126,27 @@ impl FileWatch {
                     }
                     continue;
                 }
-                _ = quiet => self.pending = None,
+                _ = timer => {}
                 _ = self.poll.tick() => {}
             }
-            let now = Stamp::of(&self.path);
-            if now != self.seen {
-                self.seen = now;
-                return;
+            let now = tokio::time::Instant::now();
+            if self.pending.is_some_and(|at| at + QUIET <= now) {
+                self.pending = None;
+            }
+            let stamp = Stamp::of(&self.path);
+            match self.candidate {
+                // Held still long enough: a change, if it is one.
+                Some((held, since)) if held == stamp && since + QUIET <= now => {
+                    self.candidate = None;
+                    if stamp != self.seen {
+                        self.seen = stamp;
+                        return;
+                    }
+                }
+                // Still holding: wait on.
+                Some((held, _)) if held == stamp => {}
+                _ if stamp != self.seen => self.candidate = Some((stamp, now)),
+                _ => self.candidate = None,
             }
         }
     }

@@ -144,6 +144,15 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<i32, Usage> {
         })?;
     let listen = tcp.local_addr().unwrap_or(args.listen);
     let broker = broker::bind(&socket_path).map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    // Listening for signals before saying it serves: a SIGHUP or SIGTERM right after `serving`
+    // (or systemd's READY) must not find the default action (the end of the process) in place.
+    let (Ok(term), Ok(int), Ok(hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return Err(Usage("sugar-sessions: cannot listen for signals".into()));
+    };
     let http_task = tokio::spawn(http::serve(tcp, shared.clone(), stopped(stop_rx.clone())));
     let broker_task = tokio::spawn(broker::serve(broker, shared.clone(), stopped(stop_rx)));
     tracing::info!(
@@ -156,7 +165,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<i32, Usage> {
     let notifier = notify::Notifier::from_env();
     notifier.send("READY=1");
 
-    let code = keep(&shared, args, &path, &notifier, &stop_tx).await;
+    let code = keep(&shared, args, &path, &notifier, &stop_tx, [term, int, hup]).await;
 
     let _ = tokio::time::timeout(Duration::from_millis(300), async {
         let _ = http_task.await;
@@ -184,15 +193,8 @@ async fn keep(
     path: &Path,
     notifier: &notify::Notifier,
     stop: &watch::Sender<bool>,
+    [mut term, mut int, mut hup]: [tokio::signal::unix::Signal; 3],
 ) -> i32 {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot listen for signals");
-        return exit::FAILED;
-    };
     let (tx, mut reports) = mpsc::channel::<(String, Report)>(1024);
     let mut jobs: Jobs<String> = Jobs::new(shared.engine.clone(), tx);
     let mut memory: HashMap<String, Memory> = HashMap::new();
