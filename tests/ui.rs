@@ -1059,11 +1059,17 @@ fn chosen_columns_are_shown_in_their_order_and_dropped_from_the_end_when_narrow(
         "{header}"
     );
     assert!(at("TAGS") < at("LAST"), "{header}");
+    // Room left goes to LAST at the end of the list; the others keep their widths.
+    assert_eq!(
+        ui::columns(&m, 158).last(),
+        Some(&(Last, 158 - (2 + 17 + 13 + 26 + 12 + 5)))
+    );
     for not_chosen in ["USER", "PLATFORM", "TOKEN", "REFRESH"] {
         assert!(!header.contains(not_chosen), "{not_chosen}:\n{s}");
     }
     let prod = line_with(&lines, "acme-prod");
     assert!(prod.find("● active") < prod.find("acme-prod"), "{prod}");
+    use Column::*;
     // Narrower: the end of the list goes first (LAST, then TAGS, then INSTANCE); NAME and STATE
     // stay.
     let names = |w| {
@@ -1072,7 +1078,6 @@ fn chosen_columns_are_shown_in_their_order_and_dropped_from_the_end_when_narrow(
             .map(|c| c.0)
             .collect::<Vec<_>>()
     };
-    use Column::*;
     // Wanted: marks 2, STATE 17, NAME 13, INSTANCE 26, TAGS 12, LAST at least 10, and a space
     // between each two.
     assert_eq!(names(158), [Mark, State, Name, Instance, Tags, Last]);
@@ -1086,6 +1091,11 @@ fn chosen_columns_are_shown_in_their_order_and_dropped_from_the_end_when_narrow(
         let total: u16 = cols.iter().map(|c| c.1).sum::<u16>() + cols.len() as u16 - 1;
         assert!(total <= w, "{w}: {cols:?}");
     }
+    // LAST in the middle of the list: it keeps its width, and TAGS its place after it.
+    let middle = model_with_defaults(r#"columns = ["name", "state", "last", "tags"]"#, options());
+    let cols = ui::columns(&middle, 158);
+    assert_eq!(cols[3], (Last, 24), "{cols:?}");
+    assert_eq!(cols[4], (Tags, 12), "{cols:?}");
     // `s` sorts along the chosen columns in their order: STATE first, then NAME.
     key(&mut m, KeyCode::Char('s'));
     assert_eq!(m.sort().0, sugar_sessions::app::Sort::State);

@@ -141,7 +141,7 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
     };
     if model.columns_chosen {
         fit_chosen(model, &mut cols, avail);
-        return finish(cols, avail);
+        return finish(cols, avail, true);
     }
     let (tags, rest) = DROP_ORDER.split_at(1);
     let (decorative, essential) = rest.split_at(2);
@@ -162,7 +162,7 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
         }
     }
     drop_while_too_wide(&mut cols, essential);
-    finish(cols, avail)
+    finish(cols, avail, false)
 }
 
 /// The width of the columns with the spaces between them.
@@ -207,8 +207,9 @@ fn fit_chosen(model: &Model, cols: &mut Vec<(Column, usize)>, avail: usize) {
 }
 
 /// Still too wide: narrow the name, then the state (its symbol stays first); room left goes to
-/// LAST (else to NAME).
-fn finish(mut cols: Vec<(Column, usize)>, avail: usize) -> Vec<(Column, u16)> {
+/// LAST (else to NAME). Of chosen columns, only a LAST at the end of the list takes it: the
+/// others keep their places and widths.
+fn finish(mut cols: Vec<(Column, usize)>, avail: usize, chosen: bool) -> Vec<(Column, u16)> {
     for col in [Column::Name, Column::State] {
         let over = total(&cols).saturating_sub(avail);
         if let Some(c) = cols.iter_mut().find(|c| c.0 == col) {
@@ -216,7 +217,11 @@ fn finish(mut cols: Vec<(Column, usize)>, avail: usize) -> Vec<(Column, u16)> {
         }
     }
     let spare = avail.saturating_sub(total(&cols));
-    if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
+    if chosen {
+        if let Some(c) = cols.last_mut().filter(|c| c.0 == Column::Last) {
+            c.1 += spare;
+        }
+    } else if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
         c.1 += spare;
     } else if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Name) {
         c.1 += spare.min(LAST_WANTED);

@@ -176,7 +176,11 @@ pub(super) fn draw_details(
         }
         None => lines.push(Line::from(vec![
             label("Session"),
-            Span::raw("none: l logs in"),
+            Span::raw(if model.options().read_only {
+                "none (read-only: log in elsewhere)"
+            } else {
+                "none: l logs in"
+            }),
         ])),
     }
     match (&row.check, row.state()) {
