@@ -1102,3 +1102,28 @@ fn chosen_columns_are_shown_in_their_order_and_dropped_from_the_end_when_narrow(
     key(&mut m, KeyCode::Char('s'));
     assert_eq!(m.sort().0, sugar_sessions::app::Sort::Name);
 }
+
+#[test]
+fn the_help_of_a_read_only_screen_says_what_is_refused_and_whether_anything_refreshes() {
+    for (keep_alive, says) in [
+        (false, "Nothing refreshes by itself (--keep-alive would)."),
+        (true, "sessions refresh by themselves (--keep-alive)."),
+    ] {
+        let mut m = model(Options {
+            read_only: true,
+            keep_alive,
+            ..options()
+        });
+        resize(&mut m, 160, 40);
+        key(&mut m, KeyCode::Char('?'));
+        let s = screen(&render(&m, 160, 40));
+        println!("{s}");
+        assert!(
+            s.contains(
+                "READ-ONLY: l, r, o, u, y, e and checks of several rows are refused, and no"
+            ),
+            "{s}"
+        );
+        assert!(s.contains(says), "{s}");
+    }
+}
