@@ -76,6 +76,8 @@ fn world(n: usize, now: DateTime<Utc>) -> (Model, Cache) {
         color: true,
         zone: Zone::Local,
         clipboard: Default::default(),
+        read_only: false,
+        keep_alive: false,
     };
     let model = Model::new(&profiles, Source::File(PathBuf::from(path)), options, now);
     (model, cache)

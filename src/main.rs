@@ -150,6 +150,8 @@ async fn screen(cli: &Cli) -> Result<i32, Usage> {
         profiles,
         source: tui::Source::File(path),
         ascii: cli.ascii,
+        read_only: cli.read_only,
+        keep_alive: cli.keep_alive,
         notices: Some(notices),
     };
     finish_screen(tui::run(engine, opts).await)
@@ -192,6 +194,8 @@ async fn run_demo(cli: &Cli, missing_profiles: Option<PathBuf>) -> Result<i32, U
             profiles_hint: hint,
         },
         ascii: cli.ascii,
+        read_only: cli.read_only,
+        keep_alive: cli.keep_alive,
         notices: Some(notices),
     };
     let result = finish_screen(tui::run(engine, opts).await);

@@ -1946,3 +1946,93 @@ fn esc_closes_the_details_pane_first_and_unknown_keys_point_to_the_help() {
     ch(&mut m, 'x');
     assert!(m.help_open() && !m.take_dirty());
 }
+
+// ---- Read-only -------------------------------------------------------------------------------
+
+/// The fixture with `read_only = true` and automatic refreshes on; acme-prod's token is due for
+/// its automatic refresh at t0 + 541 s.
+fn read_only_model(keep_alive: bool) -> Model {
+    let text = PROFILES.replace(
+        "auto_refresh = false",
+        "auto_refresh = true\nrefresh_before_s = 60\nread_only = true",
+    );
+    let mut m = Model::new(
+        &profiles(&text),
+        Source::File("p".into()),
+        Options {
+            keep_alive,
+            ..Options::default()
+        },
+        t0(),
+    );
+    update(
+        &mut m,
+        Msg::Resize {
+            width: 120,
+            height: 30,
+        },
+        t0(),
+    );
+    let mut short = active_entry(600);
+    short.session.as_mut().unwrap().obtained_at = t0();
+    with_cache(
+        &mut m,
+        &[("acme-prod", short), ("acme-sbx", active_entry(7200))],
+    );
+    m
+}
+
+#[test]
+fn a_read_only_screen_refuses_what_changes_or_shows_a_session_and_says_so() {
+    let mut m = read_only_model(false);
+    assert!(m.options().read_only, "read from the file's [defaults]");
+    for (c, what) in [
+        ('l', "l (log in)"),
+        ('r', "r (refresh)"),
+        ('o', "o (log out)"),
+        ('u', "u (impersonate)"),
+        ('y', "y (copy token)"),
+        ('e', "e (copy export line)"),
+    ] {
+        let cmds = ch(&mut m, c);
+        assert!(cmds.is_empty(), "{c}: {cmds:?}");
+        let status = m.status().unwrap();
+        assert!(status.error);
+        assert_eq!(
+            status.text,
+            format!("read-only screen: {what} is refused; this screen only shows sessions")
+        );
+    }
+    assert!(
+        m.prompt().is_none() && m.user_prompt().is_none() && m.confirm().is_none(),
+        "no prompt opened"
+    );
+    // The footer offers none of them.
+    let footer: Vec<&str> = m.footer().iter().map(|b| b.label).collect();
+    for refused in ["l", "r", "o", "u", "y", "e"] {
+        assert!(!footer.contains(&refused), "{footer:?}");
+    }
+    // A check of one session reads; a check or a login of many (a bulk action) is refused.
+    let cmds = ch(&mut m, 'v');
+    assert!(matches!(cmds.as_slice(), [Command::Check { name, .. }] if name == "acme-prod"));
+    ch(&mut m, 'a');
+    assert!(ch(&mut m, 'v').is_empty());
+    assert!(m.status().unwrap().text.contains("read-only"));
+    assert!(ch(&mut m, 'l').is_empty());
+    // No automatic refresh, and no checks at start.
+    assert!(update(&mut m, Msg::Tick, t0() + TimeDelta::seconds(541)).is_empty());
+    assert!(update(&mut m, Msg::Verify, t0() + TimeDelta::seconds(542)).is_empty());
+}
+
+#[test]
+fn a_read_only_screen_with_keep_alive_still_refreshes_what_is_due_and_checks_at_start() {
+    let mut m = read_only_model(true);
+    let cmds = update(&mut m, Msg::Verify, t0());
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    let mut m = read_only_model(true);
+    let cmds = update(&mut m, Msg::Tick, t0() + TimeDelta::seconds(541));
+    assert_eq!(starts(&cmds), [("acme-prod".to_string(), Op::Refresh)]);
+    // The keys stay refused.
+    assert!(ch(&mut m, 'r').is_empty());
+    assert!(m.status().unwrap().text.starts_with("read-only screen"));
+}

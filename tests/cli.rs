@@ -825,3 +825,67 @@ fn help_describes_every_option_and_no_option_a_command_does_not_read() {
         "{said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_refuses_what_changes_or_reveals_sessions_and_names_where_it_came_from() {
+    let emu = start().await;
+    let e = env(&emu);
+    let r = run(e.cmd(&["login", "acme-prod"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sent = emu.requests().len();
+    let refused: [&[&str]; 9] = [
+        &["login", "short"],
+        &["logout", "acme-prod"],
+        &["refresh", "acme-prod"],
+        &["refresh", "--due"],
+        &["sudo", "acme-admin", "jim"],
+        &["token", "acme-prod"],
+        &["exec", "acme-prod", "--", "true"],
+        &["api", "acme-prod", "GET", "/me"],
+        &["refresh", "--all"],
+    ];
+    for args in refused {
+        let r = run(e.cmd(&[&["--read-only"], args].concat())).await;
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
+        let word = if args[1] == "--due" {
+            "refresh --due"
+        } else {
+            args[0]
+        };
+        assert_eq!(
+            r.stderr,
+            format!(
+                "sugar-sessions: {word} refused: read-only mode (set by --read-only); it would \
+                 change or reveal a session (list, status and check work)\n"
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(emu.requests().len(), sent, "nothing was sent");
+    // Reading works: list, status, a live check.
+    for args in [
+        &["--read-only", "list"][..],
+        &["--read-only", "status"],
+        &["--read-only", "check", "acme-prod"],
+    ] {
+        let r = run(e.cmd(args)).await;
+        assert_eq!(r.code, 0, "{args:?}: {}{}", r.stdout, r.stderr);
+    }
+    // From the file's [defaults]: the message names it and its path.
+    let text = std::fs::read_to_string(&e.profiles).unwrap();
+    let text = text.replace("[defaults]\n", "[defaults]\nread_only = true\n");
+    std::fs::write(&e.profiles, text).unwrap();
+    let r = run(e.cmd(&["token", "acme-prod"])).await;
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "sugar-sessions: token refused: read-only mode (set by read_only = true in [defaults] \
+             of {}); it would change or reveal a session (list, status and check work)\n",
+            e.profiles.display()
+        )
+    );
+    let r = run(e.cmd(&["status", "--json"])).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

@@ -66,7 +66,7 @@ const PROFILE_KEYS: &str = "url, api, username, password, password_env, password
 const DEFAULTS_KEYS: &str = "api, username, password, password_env, password_cmd, platform, \
                              client_id, client_secret, tags, allow_http, timeout_s, \
                              auto_refresh, relogin, refresh_before_s, check_interval_s, ca_cert, insecure, proxy, max_concurrency, \
-                             max_per_host";
+                             max_per_host, read_only, columns";
 
 // ---- One fixture per kind of mistake ------------------------------------------------------------
 
@@ -434,7 +434,8 @@ fn several_mistakes_are_all_reported_in_file_order() {
             "4:1: defaults.platfrom: unknown key `platfrom` (did you mean `platform`?); allowed \
              keys: api, username, password, password_env, password_cmd, platform, client_id, \
              client_secret, tags, allow_http, timeout_s, auto_refresh, relogin, \
-             refresh_before_s, check_interval_s, ca_cert, insecure, proxy, max_concurrency, max_per_host",
+             refresh_before_s, check_interval_s, ca_cert, insecure, proxy, max_concurrency, max_per_host, \
+             read_only, columns",
             "10:1: profiles.acme-prod.password: more than one password source (`password_env` and \
              `password`); keep only one",
             "11:13: profiles.acme-prod.timeout_s: must be between 1 and 600 (seconds), found 0",
@@ -561,7 +562,9 @@ fn a_profile_overrides_defaults_key_by_key() {
         file.settings,
         Settings {
             max_concurrency: 16,
-            max_per_host: 2
+            max_per_host: 2,
+            read_only: false,
+            columns: None,
         }
     );
 
@@ -599,7 +602,9 @@ fn built_in_defaults() {
         file.settings,
         Settings {
             max_concurrency: 64,
-            max_per_host: 8
+            max_per_host: 8,
+            read_only: false,
+            columns: None,
         }
     );
     let p = &file.profiles[0];
@@ -864,4 +869,77 @@ fn the_example_file_shows_every_key_and_a_plain_password_only_commented_out() {
     }
     assert!(text.lines().any(|l| l.starts_with("# password = ")));
     assert!(!text.lines().any(|l| l.starts_with("password = ")));
+}
+
+// ---- read_only and columns ------------------------------------------------------------------------
+
+const ONE_PROFILE: &str =
+    "\n[profiles.acme]\nurl = \"https://acme.example.com\"\nusername = \"jim\"\n";
+
+#[test]
+fn read_only_and_columns_are_read_from_defaults() {
+    let file = parse(&format!(
+        "[defaults]\nread_only = true\ncolumns = [\"name\", \"state\", \"instance\", \"last\"]\n{ONE_PROFILE}"
+    ))
+    .unwrap();
+    assert!(file.settings.read_only);
+    assert_eq!(
+        file.settings.columns.as_deref(),
+        Some(&["name", "state", "instance", "last"][..])
+    );
+    let plain = parse(ONE_PROFILE).unwrap();
+    assert!(!plain.settings.read_only);
+    assert_eq!(plain.settings.columns, None);
+}
+
+#[test]
+fn an_unknown_column_is_located_at_its_element_with_the_closest_name_and_the_allowed_ones() {
+    assert_eq!(
+        parse_errors(&format!(
+            "[defaults]\ncolumns = [\"name\", \"instnce\", \"state\", \"colour\"]\n{ONE_PROFILE}"
+        )),
+        "profiles.toml:2:20: defaults.columns[1]: unknown column `instnce` (did you mean \
+         `instance`?); allowed columns: name, tags, instance, user, platform, state, token, \
+         refresh, last\n\
+         profiles.toml:2:40: defaults.columns[3]: unknown column `colour`; allowed columns: name, \
+         tags, instance, user, platform, state, token, refresh, last"
+    );
+}
+
+#[test]
+fn columns_twice_wrong_types_and_without_name_or_state_are_refused() {
+    assert_eq!(
+        parse_errors(&format!(
+            "[defaults]\ncolumns = [\"name\", \"state\", \"name\", 3]\n{ONE_PROFILE}"
+        )),
+        "profiles.toml:2:29: defaults.columns[2]: `name` is listed twice\n\
+         profiles.toml:2:37: defaults.columns[3]: expected a column name (a string), found an \
+         integer"
+    );
+    assert_eq!(
+        parse_errors(&format!("[defaults]\ncolumns = [\"tags\"]\n{ONE_PROFILE}")),
+        "profiles.toml:2:11: defaults.columns: `name` and `state` missing: the screen always \
+         shows the name and the state"
+    );
+    assert_eq!(
+        parse_errors(&format!(
+            "[defaults]\ncolumns = \"name\"\nread_only = 1\n{ONE_PROFILE}"
+        )),
+        "profiles.toml:2:11: defaults.columns: expected an array of column names, found a string\n\
+         profiles.toml:3:13: defaults.read_only: expected true or false, found an integer"
+    );
+}
+
+#[test]
+fn read_only_and_columns_belong_only_in_defaults() {
+    assert_eq!(
+        parse_errors(
+            "[profiles.acme]\nurl = \"https://acme.example.com\"\nusername = \"jim\"\n\
+             read_only = true\ncolumns = [\"name\", \"state\"]\n"
+        ),
+        "profiles.toml:4:1: profiles.acme.read_only: `read_only` can only be set in [defaults]: \
+         it applies to the whole file\n\
+         profiles.toml:5:1: profiles.acme.columns: `columns` can only be set in [defaults]: it \
+         applies to the whole file"
+    );
 }

@@ -41,6 +41,8 @@ fn model() -> Model {
         color: false,
         zone: Zone::Local,
         clipboard: Default::default(),
+        read_only: false,
+        keep_alive: false,
     };
     let path = PathBuf::from("/tmp/profiles.toml");
     Model::new(profiles(), Source::File(path), options, now())

@@ -465,3 +465,55 @@ async fn the_daemon_logs_as_logfmt_or_text() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_serve_refuses_the_broker_and_keeps_sessions_alive_only_with_keep_alive() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = write_profiles(
+        dir.path(),
+        &format!(
+            "[defaults]\nread_only = true\n[profiles.kept]\nurl = \"{}\"\nusername = \"integration\"\npassword = \"{INTEGRATION_PW}\"\n",
+            emu.url("acme")
+        ),
+    );
+    let state = dir.path().join("state");
+    let logins = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("sugar_requests_total{op=\"login\",result=\"ok\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u32>().ok())
+    };
+    {
+        // From the file: the broker refuses, nothing is kept alive, the HTTP side works.
+        let daemon = start_daemon(&profiles, &state, &["kept"]);
+        let (status, body) = tokio::task::block_in_place(|| broker_get(&daemon, "/token/kept"));
+        assert_eq!(status, 403, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"], "read_only");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains("read_only = true in [defaults] of")
+                && message.contains(&*profiles.to_string_lossy()),
+            "{message}"
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let (status, _) = tokio::task::block_in_place(|| http_get(&daemon, "/healthz"));
+        assert_eq!(status, 200);
+        let (status, _) = tokio::task::block_in_place(|| http_get(&daemon, "/status"));
+        assert_eq!(status, 200);
+        let (_, metrics) = tokio::task::block_in_place(|| http_get(&daemon, "/metrics"));
+        assert_eq!(logins(&metrics), None, "nothing was sent: {metrics}");
+    }
+    // With --keep-alive the daemon logs in to keep the session; the broker still refuses.
+    let daemon = start_daemon(&profiles, &state, &["--read-only", "--keep-alive", "kept"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut metrics = String::new();
+    while logins(&metrics) != Some(1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        metrics = tokio::task::block_in_place(|| http_get(&daemon, "/metrics")).1;
+    }
+    assert_eq!(logins(&metrics), Some(1), "{metrics}");
+    let (status, body) = tokio::task::block_in_place(|| broker_get(&daemon, "/token/kept"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("set by --read-only"), "{body}");
+}

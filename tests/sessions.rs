@@ -316,6 +316,7 @@ async fn a_check_takes_a_place_per_request_under_the_per_host_bound() {
     let settings = Settings {
         max_concurrency: 64,
         max_per_host: 4,
+        ..Settings::default()
     };
     let engine = Engine::new(Store::open(dir.path()).unwrap(), &settings);
     let p = admin(&emu);
@@ -336,6 +337,7 @@ async fn a_check_takes_a_place_per_request_under_the_per_host_bound() {
         &Settings {
             max_concurrency: 64,
             max_per_host: 1,
+            ..Settings::default()
         },
     );
     let _p = tokio::time::timeout(Duration::from_secs(5), one.acquire_n(&p, 4))

@@ -53,6 +53,8 @@ fn options() -> Options {
         color: true,
         zone: Zone::Fixed(FixedOffset::east_opt(3600).unwrap()),
         clipboard: Default::default(),
+        read_only: false,
+        keep_alive: false,
     }
 }
 
@@ -968,4 +970,160 @@ fn the_sorted_column_is_marked_in_the_header_with_its_direction() {
     assert!(header(&m, 160, 40).1.contains("NAME^"));
     key(&mut m, KeyCode::Char('S'));
     assert!(header(&m, 160, 40).1.contains("NAMEv"));
+}
+
+/// [`model`] over the fixture with `extra` added to its `[defaults]`.
+fn model_with_defaults(extra: &str, opts: Options) -> Model {
+    let text = PROFILES.replace("[defaults]\n", &format!("[defaults]\n{extra}\n"));
+    let path = Path::new("/home/u/.config/sugar-sessions/profiles.toml");
+    let profiles = config::parse(&text, path).unwrap();
+    let mut m = Model::new(&profiles, Source::File(path.to_path_buf()), opts, now());
+    let mut cache = Cache::default();
+    cache.sessions.insert(
+        key_of(&m, "acme-prod"),
+        entry(Some(session(52 * 60 + 7, 14 * 86_400 - 3600)), None),
+    );
+    cache.sessions.insert(
+        key_of(&m, "acme-sbx"),
+        entry(Some(session(4 * 60 + 12, 13 * 86_400)), None),
+    );
+    update(&mut m, Msg::CacheReloaded(cache.into()), now());
+    m
+}
+
+#[test]
+fn a_read_only_screen_says_so_in_the_header_and_shows_no_token_even_masked() {
+    for (opts, header) in [
+        (
+            Options {
+                read_only: true,
+                ..options()
+            },
+            "sugar-sessions READ-ONLY · ",
+        ),
+        (
+            Options {
+                read_only: true,
+                keep_alive: true,
+                ..options()
+            },
+            "sugar-sessions READ-ONLY (keep-alive) · ",
+        ),
+    ] {
+        let mut m = model(opts);
+        resize(&mut m, 160, 40);
+        key(&mut m, KeyCode::Enter);
+        let lines = render(&m, 160, 40);
+        let s = screen(&lines);
+        println!("{s}");
+        assert!(lines[0].contains(header), "{}", lines[0]);
+        // The details pane: the session's times, no token line at all.
+        assert!(s.contains("(52m 07s left)"), "{s}");
+        assert!(!s.contains("Tokens") && !s.contains("802b…"), "{s}");
+        // The footer offers no copy, login or logout; a refused key says why there.
+        assert!(!s.contains("copy token") && !s.contains("log in"), "{s}");
+        key(&mut m, KeyCode::Char('y'));
+        let lines = render(&m, 160, 40);
+        assert!(
+            screen(&lines).contains(
+                "read-only screen: y (copy token) is refused; this screen only shows sessions"
+            ),
+            "{}",
+            screen(&lines)
+        );
+        // At 80 columns the header still says it.
+        resize(&mut m, 80, 24);
+        let lines = render(&m, 80, 24);
+        assert!(lines[0].contains("READ-ONLY"), "{}", lines[0]);
+    }
+    // From the file's [defaults] too.
+    let m = model_with_defaults("read_only = true", options());
+    assert!(render(&m, 160, 40)[0].contains("READ-ONLY"));
+    assert!(!render(&model(options()), 160, 40)[0].contains("READ-ONLY"));
+}
+
+#[test]
+fn chosen_columns_are_shown_in_their_order_and_dropped_from_the_end_when_narrow() {
+    let mut m = model_with_defaults(
+        r#"columns = ["state", "name", "instance", "tags", "last"]"#,
+        options(),
+    );
+    resize(&mut m, 160, 40);
+    let lines = render(&m, 160, 40);
+    let s = screen(&lines);
+    println!("{s}");
+    let header = lines[2].clone();
+    let at = |t: &str| header.find(t).unwrap_or_else(|| panic!("no {t}:\n{s}"));
+    assert!(
+        at("STATE") < at("NAME") && at("NAME") < at("INSTANCE") && at("INSTANCE") < at("TAGS"),
+        "{header}"
+    );
+    assert!(at("TAGS") < at("LAST"), "{header}");
+    // Room left goes to LAST at the end of the list; the others keep their widths.
+    assert_eq!(
+        ui::columns(&m, 158).last(),
+        Some(&(Last, 158 - (2 + 17 + 13 + 26 + 12 + 5)))
+    );
+    for not_chosen in ["USER", "PLATFORM", "TOKEN", "REFRESH"] {
+        assert!(!header.contains(not_chosen), "{not_chosen}:\n{s}");
+    }
+    let prod = line_with(&lines, "acme-prod");
+    assert!(prod.find("● active") < prod.find("acme-prod"), "{prod}");
+    use Column::*;
+    // Narrower: the end of the list goes first (LAST, then TAGS, then INSTANCE); NAME and STATE
+    // stay.
+    let names = |w| {
+        ui::columns(&m, w)
+            .into_iter()
+            .map(|c| c.0)
+            .collect::<Vec<_>>()
+    };
+    // Wanted: marks 2, STATE 17, NAME 13, INSTANCE 26, TAGS 12, LAST at least 10, and a space
+    // between each two.
+    assert_eq!(names(158), [Mark, State, Name, Instance, Tags, Last]);
+    assert_eq!(names(85), [Mark, State, Name, Instance, Tags, Last]);
+    assert_eq!(names(84), [Mark, State, Name, Instance, Tags]);
+    assert_eq!(names(73), [Mark, State, Name, Instance]);
+    assert_eq!(names(60), [Mark, State, Name]);
+    assert_eq!(names(20), [Mark, State, Name]);
+    for w in [158, 85, 84, 73, 61, 60, 40] {
+        let cols = ui::columns(&m, w);
+        let total: u16 = cols.iter().map(|c| c.1).sum::<u16>() + cols.len() as u16 - 1;
+        assert!(total <= w, "{w}: {cols:?}");
+    }
+    // LAST in the middle of the list: it keeps its width, and TAGS its place after it.
+    let middle = model_with_defaults(r#"columns = ["name", "state", "last", "tags"]"#, options());
+    let cols = ui::columns(&middle, 158);
+    assert_eq!(cols[3], (Last, 24), "{cols:?}");
+    assert_eq!(cols[4], (Tags, 12), "{cols:?}");
+    // `s` sorts along the chosen columns in their order: STATE first, then NAME.
+    key(&mut m, KeyCode::Char('s'));
+    assert_eq!(m.sort().0, sugar_sessions::app::Sort::State);
+    key(&mut m, KeyCode::Char('s'));
+    assert_eq!(m.sort().0, sugar_sessions::app::Sort::Name);
+}
+
+#[test]
+fn the_help_of_a_read_only_screen_says_what_is_refused_and_whether_anything_refreshes() {
+    for (keep_alive, says) in [
+        (false, "Nothing refreshes by itself (--keep-alive would)."),
+        (true, "sessions refresh by themselves (--keep-alive)."),
+    ] {
+        let mut m = model(Options {
+            read_only: true,
+            keep_alive,
+            ..options()
+        });
+        resize(&mut m, 160, 40);
+        key(&mut m, KeyCode::Char('?'));
+        let s = screen(&render(&m, 160, 40));
+        println!("{s}");
+        assert!(
+            s.contains(
+                "READ-ONLY: l, r, o, u, y, e and checks of several rows are refused, and no"
+            ),
+            "{s}"
+        );
+        assert!(s.contains(says), "{s}");
+    }
 }

@@ -37,6 +37,14 @@ impl Column {
         }
     }
 
+    /// The column a `columns` list names (`crate::config::COLUMN_NAMES`), if any.
+    pub fn from_name(name: &str) -> Option<Column> {
+        ALL_COLUMNS[1..]
+            .iter()
+            .copied()
+            .find(|c| c.title().eq_ignore_ascii_case(name))
+    }
+
     /// The sort by this column (the marks column has none).
     pub fn sort(self) -> Option<Sort> {
         Some(match self {
@@ -68,8 +76,10 @@ pub const ALL_COLUMNS: [Column; 10] = [
     Column::Last,
 ];
 
-/// Columns dropped first when the screen is narrow. NAME, STATE and TOKEN always stay. The
-/// first three go before LAST is narrowed below what it wants; the others only after.
+/// Columns dropped first when the screen is narrow (and the file chose none). NAME, STATE and
+/// TOKEN always stay. The first three go before LAST is narrowed below what it wants; the others
+/// only after. Columns the file chose (`columns`) are dropped from the end of its list instead,
+/// all but NAME and STATE.
 pub const DROP_ORDER: [Column; 6] = [
     Column::Tags,
     Column::Platform,
@@ -96,32 +106,31 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
     } else {
         TIME_WIDTH
     };
-    let mut cols: Vec<(Column, usize)> = vec![
-        (Column::Mark, 2),
-        (Column::Name, (w.name + prod_mark).clamp(6, 32)),
-        (Column::Tags, w.tags.clamp(4, 24)),
-        (Column::Instance, w.instance.clamp(8, 36)),
-        (Column::User, w.user.clamp(4, 20)),
-        (
-            Column::Platform,
-            w.platform
+    let wanted = |c: Column| -> usize {
+        match c {
+            Column::Mark => 2,
+            Column::Name => (w.name + prod_mark).clamp(6, 32),
+            Column::Tags => w.tags.clamp(4, 24),
+            Column::Instance => w.instance.clamp(8, 36),
+            Column::User => w.user.clamp(4, 20),
+            Column::Platform => w
+                .platform
                 .max(w.platform_warned + usize::from(w.platform_warned > 0) * mark)
                 .clamp(8, 16),
-        ),
-        (Column::State, STATE_WIDTH),
-        (Column::Token, TIME_WIDTH),
-        (Column::Refresh, refresh),
-        (Column::Last, LAST_WANTED),
-    ];
+            Column::State => STATE_WIDTH,
+            Column::Token => TIME_WIDTH,
+            Column::Refresh => refresh,
+            Column::Last => LAST_WANTED,
+        }
+    };
+    let mut cols: Vec<(Column, usize)> =
+        model.column_order.iter().map(|&c| (c, wanted(c))).collect();
     // The sorted column's title carries an arrow: room for it.
     let (sort, _) = model.sort();
     if let Some(c) = cols.iter_mut().find(|c| c.0.sort() == Some(sort)) {
         c.1 = c.1.max(c.0.title().len() + 1);
     }
     let avail = usize::from(inner_width);
-    let total = |cols: &[(Column, usize)]| {
-        cols.iter().map(|c| c.1).sum::<usize>() + cols.len().saturating_sub(1)
-    };
     let drop_while_too_wide = |cols: &mut Vec<(Column, usize)>, drops: &[Column]| {
         for drop in drops {
             if total(cols) <= avail {
@@ -130,6 +139,10 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
             cols.retain(|c| c.0 != *drop);
         }
     };
+    if model.columns_chosen {
+        fit_chosen(model, &mut cols, avail);
+        return finish(cols, avail, true);
+    }
     let (tags, rest) = DROP_ORDER.split_at(1);
     let (decorative, essential) = rest.split_at(2);
     drop_while_too_wide(&mut cols, tags);
@@ -143,28 +156,72 @@ pub fn columns(model: &Model, inner_width: u16) -> Vec<(Column, u16)> {
     // Then STATE down to the widest state any row is in (rather than the widest there is).
     let over = total(&cols).saturating_sub(avail);
     if over > 0 {
-        let ascii = model.options().ascii;
-        let needed = RowState::ALL
-            .iter()
-            .filter(|s| model.count(**s) > 0)
-            .map(|s| s.symbol(ascii).chars().count() + 1 + s.word().len())
-            .max()
-            .unwrap_or(STATE_WIDTH);
+        let needed = state_needed(model);
         if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::State) {
             c.1 = c.1.saturating_sub(over).max(needed);
         }
     }
     drop_while_too_wide(&mut cols, essential);
-    // Still too wide: narrow the name, then the state (its symbol stays first).
+    finish(cols, avail, false)
+}
+
+/// The width of the columns with the spaces between them.
+fn total(cols: &[(Column, usize)]) -> usize {
+    cols.iter().map(|c| c.1).sum::<usize>() + cols.len().saturating_sub(1)
+}
+
+/// The widest state any row is in now, as its column shows it.
+fn state_needed(model: &Model) -> usize {
+    let ascii = model.options().ascii;
+    RowState::ALL
+        .iter()
+        .filter(|s| model.count(**s) > 0)
+        .map(|s| s.symbol(ascii).chars().count() + 1 + s.word().len())
+        .max()
+        .unwrap_or(STATE_WIDTH)
+}
+
+/// Columns the file chose: LAST narrowed first, then the chosen columns dropped from the end of
+/// the list (never NAME or STATE), then STATE down to the widest state shown.
+fn fit_chosen(model: &Model, cols: &mut Vec<(Column, usize)>, avail: usize) {
+    let over = total(cols).saturating_sub(avail);
+    if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
+        c.1 = c.1.saturating_sub(over).max(LAST_MIN);
+    }
+    while total(cols) > avail {
+        let Some(k) = cols
+            .iter()
+            .rposition(|c| !matches!(c.0, Column::Mark | Column::Name | Column::State))
+        else {
+            break;
+        };
+        cols.remove(k);
+    }
+    let over = total(cols).saturating_sub(avail);
+    if over > 0 {
+        let needed = state_needed(model);
+        if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::State) {
+            c.1 = c.1.saturating_sub(over).max(needed);
+        }
+    }
+}
+
+/// Still too wide: narrow the name, then the state (its symbol stays first); room left goes to
+/// LAST (else to NAME). Of chosen columns, only a LAST at the end of the list takes it: the
+/// others keep their places and widths.
+fn finish(mut cols: Vec<(Column, usize)>, avail: usize, chosen: bool) -> Vec<(Column, u16)> {
     for col in [Column::Name, Column::State] {
         let over = total(&cols).saturating_sub(avail);
         if let Some(c) = cols.iter_mut().find(|c| c.0 == col) {
             c.1 = c.1.saturating_sub(over).max(4);
         }
     }
-    // Room left goes to LAST (else to NAME).
     let spare = avail.saturating_sub(total(&cols));
-    if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
+    if chosen {
+        if let Some(c) = cols.last_mut().filter(|c| c.0 == Column::Last) {
+            c.1 += spare;
+        }
+    } else if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Last) {
         c.1 += spare;
     } else if let Some(c) = cols.iter_mut().find(|c| c.0 == Column::Name) {
         c.1 += spare.min(LAST_WANTED);
@@ -186,14 +243,30 @@ impl Model {
     pub(super) fn next_sort(&self) -> Sort {
         let shown: Vec<Column> = self.shown_columns().into_iter().map(|c| c.0).collect();
         // Where the sorted column is (or would be, when it is not shown): the next shown one.
-        let from = ALL_COLUMNS
+        let from = self
+            .column_order
             .iter()
             .position(|c| c.sort() == Some(self.sort))
             .map_or(0, |p| p + 1);
-        ALL_COLUMNS[from..]
+        self.column_order[from..]
             .iter()
             .filter(|c| shown.contains(c))
             .find_map(|c| c.sort())
             .unwrap_or(Sort::File)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_a_columns_list_may_use_is_a_column_in_the_default_order() {
+        let named: Vec<Column> = crate::config::COLUMN_NAMES
+            .iter()
+            .map(|n| Column::from_name(n).unwrap_or_else(|| panic!("{n}")))
+            .collect();
+        assert_eq!(named, ALL_COLUMNS[1..]);
+        assert_eq!(Column::from_name(""), None);
     }
 }

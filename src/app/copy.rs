@@ -63,6 +63,10 @@ impl Model {
 }
 
 pub(super) fn copy(model: &mut Model, what: CopyKind) -> Vec<Command> {
+    if model.options.read_only {
+        model.warn("read-only screen: tokens are never copied");
+        return Vec::new();
+    }
     if model.options.clipboard == Clipboard::Off {
         model.warn("copying is off (SUGAR_SESSIONS_CLIPBOARD=off)");
         return Vec::new();

@@ -471,7 +471,31 @@ impl Model {
             .collect()
     }
 
+    /// Why `action` is refused on a read-only screen, if it is: what changes a session (log in,
+    /// refresh, log out, impersonate, and a check of many at once) or shows a token (the copies).
+    pub(super) fn read_only_refusal(&self, action: Action) -> Option<String> {
+        if !self.options.read_only {
+            return None;
+        }
+        let what = match action {
+            Action::Login => "l (log in)",
+            Action::Refresh => "r (refresh)",
+            Action::Logout => "o (log out)",
+            Action::Impersonate => "u (impersonate)",
+            Action::CopyToken => "y (copy token)",
+            Action::CopyExport => "e (copy export line)",
+            Action::Check if self.selected_count > 0 => "a check of the selected profiles",
+            _ => return None,
+        };
+        Some(format!(
+            "read-only screen: {what} is refused; this screen only shows sessions"
+        ))
+    }
+
     fn applies(&self, action: Action, targets: &[usize]) -> bool {
+        if self.read_only_refusal(action).is_some() {
+            return false;
+        }
         match action {
             Action::Login => targets
                 .iter()
@@ -592,6 +616,10 @@ fn is_modifier(key: &KeyEvent) -> bool {
 }
 
 fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
+    if let Some(why) = model.read_only_refusal(action) {
+        model.warn(why);
+        return Vec::new();
+    }
     let page = model.page();
     match action {
         Action::Up => model.move_to(model.cursor.saturating_sub(1)),

@@ -1,6 +1,7 @@
 //! The [`Model`]: everything the screen knows, how it is built, read, and kept consistent.
 
 use super::Command;
+use super::columns::{ALL_COLUMNS, Column};
 use super::copy::Clipboard;
 use super::input::Typed;
 use super::order::{Narrowed, Sort};
@@ -51,6 +52,12 @@ pub struct Options {
     pub zone: Zone,
     /// How `y` and `e` copy (`SUGAR_SESSIONS_CLIPBOARD`).
     pub clipboard: Clipboard,
+    /// Read-only (`--read-only`, or `read_only = true` in the file, which [`Model::new`] adds):
+    /// nothing that changes a session or shows a token; see [`Model::read_only_refusal`].
+    pub read_only: bool,
+    /// `--keep-alive`: in read-only mode, sessions that are due are still refreshed, and cached
+    /// sessions are checked at start.
+    pub keep_alive: bool,
 }
 
 impl Default for Options {
@@ -60,6 +67,8 @@ impl Default for Options {
             color: true,
             zone: Zone::Local,
             clipboard: Clipboard::Osc52,
+            read_only: false,
+            keep_alive: false,
         }
     }
 }
@@ -246,12 +255,22 @@ pub struct Model {
     pub(super) undo: Vec<Narrowed>,
     /// The located error of the profiles file's last edit, while it cannot be used.
     pub(super) file_error: Option<String>,
+    /// The table's columns, in order (the marks first): the file's `columns`, else all of them.
+    pub(super) column_order: Vec<Column>,
+    /// The file chose them (`columns`): a narrow screen drops from the end of its list.
+    pub(super) columns_chosen: bool,
 }
 
 impl Model {
     /// A Model over the profiles (in file order); every row starts logged out until the cache is
     /// applied with [`Msg::CacheReloaded`](super::Msg::CacheReloaded) (or [`Model::apply_cache`]).
-    pub fn new(profiles: &Profiles, source: Source, options: Options, now: DateTime<Utc>) -> Model {
+    pub fn new(
+        profiles: &Profiles,
+        source: Source,
+        mut options: Options,
+        now: DateTime<Utc>,
+    ) -> Model {
+        options.read_only |= profiles.settings.read_only;
         let mut warnings = crate::guard::warnings(&profiles.profiles);
         let rows: Vec<Row> = profiles
             .profiles
@@ -331,6 +350,13 @@ impl Model {
             hits_for: Some(String::new()),
             undo: Vec::new(),
             file_error: None,
+            column_order: match &profiles.settings.columns {
+                Some(names) => std::iter::once(Column::Mark)
+                    .chain(names.iter().filter_map(|n| Column::from_name(n)))
+                    .collect(),
+                None => ALL_COLUMNS.to_vec(),
+            },
+            columns_chosen: profiles.settings.columns.is_some(),
         }
     }
 
@@ -341,6 +367,11 @@ impl Model {
     }
     pub fn options(&self) -> Options {
         self.options
+    }
+    /// Sessions are refreshed when due and checked at start: always, except in read-only mode
+    /// without `--keep-alive`.
+    pub fn keeps_alive(&self) -> bool {
+        !self.options.read_only || self.options.keep_alive
     }
     /// The widest text of each static column (computed once).
     pub fn field_widths(&self) -> FieldWidths {
@@ -557,6 +588,7 @@ impl Model {
         }
         let mut changed = false;
         let mut due = Vec::new();
+        let keeps_alive = self.keeps_alive();
         let mut next: Option<DateTime<Utc>> = None;
         for (i, row) in self.rows.iter_mut().enumerate() {
             let state = RowState::of(&row.entry, row.flight.as_ref(), row.unverified, now);
@@ -568,7 +600,7 @@ impl Model {
                 }
                 row.state = state;
             }
-            if !self.quitting && row.auto_refresh_due(now) {
+            if !self.quitting && keeps_alive && row.auto_refresh_due(now) {
                 due.push(i);
             }
             if let Some(t) = row.next_change(now) {

@@ -127,6 +127,11 @@ impl Model {
 
 /// Starts `op` on the rows that allow it; asks first where that is due (unless `confirmed`).
 pub(super) fn act(model: &mut Model, op: Op, rows: Vec<usize>, confirmed: bool) -> Vec<Command> {
+    if model.options.read_only {
+        // The keys are refused before this; nothing else may start a change on this screen.
+        model.warn(format!("read-only screen: {} is refused", op.as_str()));
+        return Vec::new();
+    }
     if rows.is_empty() {
         if model.selected_count > 0 {
             model.warn(format!(
@@ -325,6 +330,12 @@ pub(super) fn check(model: &mut Model) -> Vec<Command> {
 /// At start: checks every cached active session in the background; they show as unverified
 /// until their check returns.
 pub(super) fn verify(model: &mut Model) -> Vec<Command> {
+    if !model.keeps_alive() {
+        // Read-only without --keep-alive: a check may end a session Sugar refuses; the rows show
+        // what the cache says.
+        model.noop = true;
+        return Vec::new();
+    }
     let now = model.clock;
     let mut cmds = Vec::new();
     for i in 0..model.rows.len() {

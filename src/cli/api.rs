@@ -2,7 +2,7 @@
 //! does for GitHub; `--paginate` follows Sugar's `next_offset`.
 
 use super::commands::one_profile;
-use super::{ApiArgs, Cli, Usage, load_profiles, open_store, profiles_path};
+use super::{ApiArgs, Cli, Usage, load_writable, open_store};
 use crate::config::Profile;
 use crate::exit;
 use crate::runtime::{ApiError, Engine, NoToken};
@@ -157,7 +157,7 @@ pub(super) async fn api(cli: &Cli, args: &ApiArgs) -> Result<i32, Usage> {
     } else {
         None
     };
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let profiles = load_writable(cli, "api")?;
     let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
     let p = one_profile(&profiles, &engine, &args.name)?;
     let terminal = std::io::stdout().is_terminal();

@@ -30,6 +30,14 @@ pub struct Cli {
     /// Give up waiting for a lock on the token cache (held by another process) after this long
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_lock_timeout)]
     pub lock_timeout: f64,
+    /// Only show sessions (a shared dashboard): the screen never logs in or out, copies or shows a
+    /// token; login, logout, refresh, sudo, token, exec, api and serve's broker refuse (also set by
+    /// read_only = true in [defaults])
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// With read-only: still refresh the sessions that are due (the screen, serve)
+    #[arg(long, global = true)]
+    pub keep_alive: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -45,7 +53,14 @@ pub fn command() -> clap::Command {
         ("demo", &["profiles", "state_dir"]),
         (
             "emulator",
-            &["profiles", "state_dir", "ascii", "lock_timeout"],
+            &[
+                "profiles",
+                "state_dir",
+                "ascii",
+                "lock_timeout",
+                "read_only",
+                "keep_alive",
+            ],
         ),
     ];
     for (sub, ids) in unread {

@@ -3,9 +3,7 @@
 
 use super::bulk::run_jobs;
 use super::output::{Summary, print_outcomes};
-use super::{
-    Cli, LoginArgs, StatusFormat, Targets, Usage, load_profiles, open_store, profiles_path,
-};
+use super::{Cli, LoginArgs, StatusFormat, Targets, Usage, load_writable, open_store};
 use crate::config::{PasswordSource, Profile, Profiles};
 use crate::exit;
 use crate::runtime::{CacheReader, Engine};
@@ -386,7 +384,7 @@ pub(super) fn load_cache(reader: &CacheReader) -> Result<Arc<Cache>, Usage> {
 /// `login`: the platform guard's warnings on stderr (in `list`'s words), and on a terminal one
 /// question for all the profiles it warns of (`--yes` skips it; declined, those are left out).
 pub(super) async fn login(cli: &Cli, args: &LoginArgs) -> Result<i32, Usage> {
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let profiles = load_writable(cli, "login")?;
     let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
     let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
     let mut chosen: Vec<Arc<Profile>> = select(&profiles, &args.targets, false)?
@@ -441,7 +439,7 @@ fn confirm(question: &str) -> bool {
 }
 
 pub(super) async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let profiles = load_writable(cli, op.as_str())?;
     let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
     let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
     let chosen = select(&profiles, t, op == Op::Logout)?;
@@ -450,7 +448,7 @@ pub(super) async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
 
 /// `refresh --due`: exactly the sessions whose automatic refresh time has come.
 pub(super) async fn refresh_due(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let profiles = load_writable(cli, "refresh --due")?;
     let chosen = if t.names.is_empty() && t.tags.is_empty() {
         profiles.profiles.iter().collect()
     } else {
@@ -545,7 +543,7 @@ pub(super) fn one_profile(
 }
 
 pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let profiles = load_writable(cli, "token")?;
     let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
     let p = one_profile(&profiles, &engine, name)?;
     let result = engine.token(&p).await;
@@ -574,7 +572,7 @@ pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
 }
 
 pub(super) async fn sudo(cli: &Cli, name: &str, user: &str, json: bool) -> Result<i32, Usage> {
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let profiles = load_writable(cli, "sudo")?;
     let targets = Targets {
         names: vec![name.to_string()],
         all: false,

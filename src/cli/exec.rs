@@ -1,7 +1,7 @@
 //! `exec NAME -- CMD`: a command run with a usable token in its environment.
 
 use super::commands::one_profile;
-use super::{Cli, ExecArgs, Usage, load_profiles, open_store, profiles_path};
+use super::{Cli, ExecArgs, Usage, load_writable, open_store};
 use crate::exit;
 use crate::runtime::{Engine, Need, NoToken};
 use crate::session::rfc3339;
@@ -13,7 +13,7 @@ const NOT_FOUND: i32 = 127;
 const NOT_RUNNABLE: i32 = 126;
 
 pub(super) async fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32, Usage> {
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let profiles = load_writable(cli, "exec")?;
     let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
     let p = one_profile(&profiles, &engine, &args.name)?;
     let need = Need {

@@ -20,6 +20,7 @@ pub use meta::{complete_if_asked, profile_candidates, tag_candidates};
 mod demo;
 
 pub use crate::argv::command_word;
+
 pub use crate::exit;
 pub use args::{
     ApiArgs, CheckArgs, Cli, Command, CompletionShell, ExecArgs, LogFormat, LoginArgs, RefreshArgs,
@@ -63,6 +64,47 @@ pub fn profiles_path(cli: &Cli) -> Result<PathBuf, Usage> {
 /// Reads and validates the profiles file; its errors are a [`Usage`] failure.
 pub fn load_profiles(path: &Path) -> Result<Profiles, Usage> {
     config::load(path).map_err(|e| Usage(format!("{e}")))
+}
+
+/// Where read-only mode came from, in the words a message uses: `--read-only`, or the file's
+/// `[defaults]` with its path; `None` when it is off.
+pub fn read_only_source(cli: &Cli, profiles: &Profiles) -> Option<String> {
+    read_only_from(cli.read_only, profiles)
+}
+
+/// [`read_only_source`] with the flag given as a value (the daemon keeps it and reloads the file).
+pub fn read_only_from(flag: bool, profiles: &Profiles) -> Option<String> {
+    if flag {
+        Some("--read-only".to_string())
+    } else if profiles.settings.read_only {
+        Some(format!(
+            "read_only = true in [defaults] of {}",
+            profiles.path.display()
+        ))
+    } else {
+        None
+    }
+}
+
+/// The refusal of `command` (one that changes or reveals sessions) in read-only mode.
+pub fn read_only_refusal(command: &str, source: &str) -> Usage {
+    Usage(format!(
+        "sugar-sessions: {command} refused: read-only mode (set by {source}); it would change or \
+         reveal a session (list, status and check work)"
+    ))
+}
+
+/// The profiles file for a command that changes or reveals sessions: refused (exit status 2)
+/// in read-only mode, before anything is read from the cache or sent.
+pub(crate) fn load_writable(cli: &Cli, command: &str) -> Result<Profiles, Usage> {
+    if cli.read_only {
+        return Err(read_only_refusal(command, "--read-only"));
+    }
+    let profiles = load_profiles(&profiles_path(cli)?)?;
+    match read_only_source(cli, &profiles) {
+        Some(source) => Err(read_only_refusal(command, &source)),
+        None => Ok(profiles),
+    }
 }
 
 /// The token cache, with lock waits bounded by `--lock-timeout` and told on a terminal, and the

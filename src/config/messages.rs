@@ -1,6 +1,6 @@
 //! The wording of messages: unknown keys with suggestions, types, key paths and values as shown.
 
-use super::schema::{TOP_LEVEL_KEYS, Table, keys_allowed_in, spec};
+use super::schema::{COLUMN_NAMES, TOP_LEVEL_KEYS, Table, keys_allowed_in, spec};
 use toml::de::DeValue;
 
 // ---------------------------------------------------------------------------------------------
@@ -39,6 +39,16 @@ pub(super) fn unknown_key(name: &str, table: Table) -> String {
             allowed.join(", ")
         ),
     }
+}
+
+/// An unknown name in a `columns` list, with the closest known one and every allowed name.
+pub(super) fn unknown_column(name: &str) -> String {
+    format!(
+        "unknown column `{}`{}; allowed columns: {}",
+        shown(name),
+        did_you_mean(name, COLUMN_NAMES),
+        COLUMN_NAMES.join(", ")
+    )
 }
 
 /// ` (did you mean `x`?)` when a known key is close to `name`, else nothing.

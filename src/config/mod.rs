@@ -14,7 +14,7 @@ mod schema;
 mod validate;
 
 pub use errors::{ConfigError, LoadError};
-pub use schema::MAX_PROFILE_NAME;
+pub use schema::{COLUMN_NAMES, MAX_PROFILE_NAME};
 
 /// The known name closest to a mistyped one (a small edit distance, or the only one it begins),
 /// for "did you mean" hints.
@@ -198,6 +198,12 @@ pub struct Settings {
     pub max_concurrency: usize,
     /// `max_per_host`: requests in flight at once to one instance host and port (default 8).
     pub max_per_host: usize,
+    /// `read_only = true`: the screen and the commands only show sessions (see README's
+    /// "Read-only mode"); default false.
+    pub read_only: bool,
+    /// `columns`: the screen's columns, chosen and ordered (names of [`COLUMN_NAMES`], `name` and
+    /// `state` among them); `None`: all of them in the default order.
+    pub columns: Option<Vec<&'static str>>,
 }
 
 impl Default for Settings {
@@ -205,6 +211,8 @@ impl Default for Settings {
         Settings {
             max_concurrency: 64,
             max_per_host: 8,
+            read_only: false,
+            columns: None,
         }
     }
 }

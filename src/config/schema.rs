@@ -30,6 +30,9 @@ pub(super) enum Kind {
     /// A file name: relative ones are resolved against the profiles file's directory, `~/` against
     /// the home directory.
     Path,
+    /// An array of the screen's column names ([`COLUMN_NAMES`]), each once, `name` and `state`
+    /// among them.
+    Columns,
 }
 
 impl Kind {
@@ -40,6 +43,7 @@ impl Kind {
             Kind::Bool => "true or false",
             Kind::Int => "an integer",
             Kind::Tags => "an array of strings",
+            Kind::Columns => "an array of column names",
         }
     }
 }
@@ -208,7 +212,26 @@ const KEYS: &[KeySpec] = &[
         scope: Scope::Defaults,
         check: check_count,
     },
+    KeySpec {
+        name: "read_only",
+        kind: Kind::Bool,
+        scope: Scope::Defaults,
+        check: Ok,
+    },
+    KeySpec {
+        name: "columns",
+        kind: Kind::Columns,
+        scope: Scope::Defaults,
+        check: Ok,
+    },
 ];
+
+/// The screen's columns a `columns` list may name, in the order the screen shows them by default.
+pub const COLUMN_NAMES: &[&str] = &[
+    "name", "tags", "instance", "user", "platform", "state", "token", "refresh", "last",
+];
+/// The columns every `columns` list names: the screen never drops them.
+pub(super) const REQUIRED_COLUMNS: &[&str] = &["name", "state"];
 
 /// The keys that say where the password comes from; at most one per table.
 pub(super) const PASSWORD_KEYS: &[&str] = &["password", "password_env", "password_cmd"];
@@ -247,6 +270,7 @@ pub(super) enum Val {
     Bool(bool),
     Int(i64),
     Tags(Vec<String>),
+    Columns(Vec<&'static str>),
     Url(Url),
     Path(PathBuf),
     Ca(CaCert),

@@ -4,11 +4,13 @@
 use super::checks::{is_loopback, is_valid_profile_name, resolve_path};
 use super::errors::{ConfigError, Errors};
 use super::messages::{
-    a_type, closest, join_and, key_segment, shown, unknown_key, unknown_top_level_key,
+    a_type, closest, join_and, key_segment, shown, unknown_column, unknown_key,
+    unknown_top_level_key,
 };
 use super::schema::{
-    CONNECT_TIMEOUT, DEFAULT_API, DEFAULT_CLIENT_ID, DEFAULT_PLATFORM, DEFAULT_TIMEOUT_S, KeySpec,
-    Kind, MAX_PROFILE_NAME, PASSWORD_KEYS, SHOWN_PROFILE_NAME, Table, Val, keys_allowed_in, spec,
+    COLUMN_NAMES, CONNECT_TIMEOUT, DEFAULT_API, DEFAULT_CLIENT_ID, DEFAULT_PLATFORM,
+    DEFAULT_TIMEOUT_S, KeySpec, Kind, MAX_PROFILE_NAME, PASSWORD_KEYS, REQUIRED_COLUMNS,
+    SHOWN_PROFILE_NAME, Table, Val, keys_allowed_in, spec,
 };
 use super::{PasswordSource, Profile, Profiles, Settings};
 use crate::secret::Secret;
@@ -101,6 +103,14 @@ pub(super) fn parse_file(
         max_per_host: defaults
             .count("max_per_host")
             .unwrap_or(builtin.max_per_host),
+        read_only: match defaults.val("read_only") {
+            Some(Val::Bool(b)) => *b,
+            _ => builtin.read_only,
+        },
+        columns: match defaults.val("columns") {
+            Some(Val::Columns(c)) => Some(c.clone()),
+            _ => builtin.columns,
+        },
     };
 
     let mut profiles = Vec::with_capacity(profile_entries.len());
@@ -362,6 +372,7 @@ fn extract(
             }
             ok.then_some(Val::Tags(tags))
         }
+        (Kind::Columns, DeValue::Array(items)) => columns(items, at, path, errs),
         (kind, other) => {
             errs.push(
                 at,
@@ -371,6 +382,58 @@ fn extract(
             None
         }
     }
+}
+
+/// A `columns` list: known names, each once, `name` and `state` among them; every mistake
+/// located at its element.
+fn columns(
+    items: &[Spanned<DeValue<'_>>],
+    at: usize,
+    path: &dyn Fn() -> String,
+    errs: &mut Errors<'_>,
+) -> Option<Val> {
+    let mut names: Vec<&'static str> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let problem = match item.get_ref() {
+            DeValue::String(s) => match COLUMN_NAMES.iter().find(|c| **c == s.as_ref()) {
+                Some(c) if names.contains(c) => Some(format!("`{c}` is listed twice")),
+                Some(c) => {
+                    names.push(c);
+                    None
+                }
+                None => Some(unknown_column(s)),
+            },
+            other => Some(format!(
+                "expected a column name (a string), found {}",
+                a_type(other)
+            )),
+        };
+        if let Some(message) = problem {
+            errs.push(item.span().start, Some(format!("{}[{i}]", path())), message);
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let missing: Vec<String> = REQUIRED_COLUMNS
+        .iter()
+        .filter(|c| !names.contains(c))
+        .map(|c| format!("`{c}`"))
+        .collect();
+    if !missing.is_empty() {
+        errs.push(
+            at,
+            Some(path()),
+            format!(
+                "{} missing: the screen always shows the name and the state",
+                join_and(&missing)
+            ),
+        );
+        return None;
+    }
+    Some(Val::Columns(names))
 }
 
 // ---------------------------------------------------------------------------------------------

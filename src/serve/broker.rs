@@ -142,6 +142,14 @@ async fn find(shared: &Shared, id: &ProfileId) -> Option<Profile> {
 }
 
 async fn token(State(shared): State<Arc<Shared>>, UrlPath(name): UrlPath<String>) -> Response {
+    if let Some(source) = shared.read_only() {
+        tracing::info!(profile = %crate::text::strip_controls(&name), "broker: refused, read-only");
+        return error(
+            StatusCode::FORBIDDEN,
+            "read_only",
+            &format!("read-only mode (set by {source}): the broker hands out no tokens"),
+        );
+    }
     let id: ProfileId = match name.parse() {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_profile_name", &e.to_string()),

@@ -14,8 +14,8 @@ mod keeper;
 mod notify;
 
 use crate::cli::{
-    Cli, LogFormat, ServeArgs, Usage, load_profiles, open_store_with, profiles_path, select,
-    with_impersonations,
+    Cli, LogFormat, ServeArgs, Usage, load_profiles, open_store_with, profiles_path,
+    read_only_from, select, with_impersonations,
 };
 use crate::config::{Profile, Profiles};
 use crate::exit;
@@ -52,6 +52,11 @@ pub(crate) struct Shared {
     /// wall clock stepping does not make the daemon look dead or alive).
     pub heartbeat: AtomicU64,
     pub started: Instant,
+    /// `--read-only` was given (the file's `read_only` is read from [`Shared::file`], which a
+    /// reload replaces).
+    pub read_only_flag: bool,
+    /// `--keep-alive`: in read-only mode, sessions are still kept alive.
+    pub keep_alive: bool,
 }
 
 impl Shared {
@@ -66,6 +71,16 @@ impl Shared {
 
     pub fn file(&self) -> Arc<Profiles> {
         self.file.read().expect("file lock").clone()
+    }
+
+    /// Where read-only mode came from (the flag, or the file's `[defaults]`), when it is on.
+    pub fn read_only(&self) -> Option<String> {
+        read_only_from(self.read_only_flag, &self.file())
+    }
+
+    /// Sessions are kept alive: not in read-only mode, unless `--keep-alive` was given.
+    fn keeps_alive(&self) -> bool {
+        self.keep_alive || self.read_only().is_none()
     }
 }
 
@@ -131,7 +146,20 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<i32, Usage> {
         latencies: Mutex::default(),
         heartbeat: AtomicU64::new(0),
         started: Instant::now(),
+        read_only_flag: cli.read_only,
+        keep_alive: cli.keep_alive,
     });
+    if let Some(source) = shared.read_only() {
+        tracing::info!(
+            keep_alive = shared.keep_alive,
+            "read-only mode (set by {source}): the broker hands out no tokens; {}",
+            if shared.keep_alive {
+                "sessions are kept alive (--keep-alive)"
+            } else {
+                "sessions are not kept alive (--keep-alive would)"
+            }
+        );
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let tcp = tokio::net::TcpListener::bind(args.listen)
@@ -254,6 +282,10 @@ async fn round(
     memory: &mut HashMap<String, Memory>,
     in_flight: &mut HashMap<String, Instant>,
 ) {
+    if !shared.keeps_alive() {
+        // Read-only without --keep-alive: nothing is sent; /metrics and /status read the cache.
+        return;
+    }
     let cache = match shared.cache().await {
         Ok(cache) => cache,
         Err(e) => {

@@ -110,6 +110,9 @@ pub struct TuiOptions {
     pub source: Source,
     /// ASCII symbols even when the locale is UTF-8 (`--ascii`).
     pub ascii: bool,
+    /// `--read-only` (the file's `read_only` is read by the model) and `--keep-alive`.
+    pub read_only: bool,
+    pub keep_alive: bool,
     /// What the token cache has to say while the screen is up (a lock wait, ...): shown in the
     /// footer. The store's [`crate::store::LockPolicy`] sends into it; see [`notice_channel`].
     pub notices: Option<mpsc::UnboundedReceiver<String>>,
@@ -138,6 +141,8 @@ impl TuiOptions {
             profiles,
             source,
             ascii,
+            read_only: false,
+            keep_alive: false,
             notices: None,
         }
     }
@@ -148,6 +153,8 @@ impl TuiOptions {
             profiles,
             source: Source::Demo { profiles_hint },
             ascii,
+            read_only: false,
+            keep_alive: false,
             notices: None,
         }
     }
@@ -167,6 +174,8 @@ pub fn options_from_env(ascii: bool) -> Options {
         color: !ui::no_color(var("NO_COLOR").as_deref()),
         zone: Zone::Local,
         clipboard: app::Clipboard::from_env(var("SUGAR_SESSIONS_CLIPBOARD").as_deref()),
+        read_only: false,
+        keep_alive: false,
     }
 }
 
@@ -196,7 +205,11 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
              (sugar-sessions --help lists them)"
         );
     }
-    let options = options_from_env(opts.ascii);
+    let options = Options {
+        read_only: opts.read_only,
+        keep_alive: opts.keep_alive,
+        ..options_from_env(opts.ascii)
+    };
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let source = match opts.source {
         Source::File(path) => Source::File(shown_path(path, home.as_deref())),

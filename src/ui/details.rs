@@ -159,21 +159,28 @@ pub(super) fn draw_details(
             if !row.is_sudo() {
                 lines.extend(labelled("Refresh", &refresh, Style::new(), cols));
             }
-            // Tokens only masked: the first and last four characters.
-            let ell = theme.ellipsis().to_string();
-            let mask = |t: &crate::secret::Secret| t.masked().replace('…', &ell);
-            let mut tokens = format!("access {}", mask(&s.access_token));
-            if let Some(r) = &s.refresh_token {
-                tokens.push_str(&format!("{dot}refresh {}", mask(r)));
+            // Tokens only masked: the first and last four characters; on a read-only screen, not
+            // at all.
+            if !model.options().read_only {
+                let ell = theme.ellipsis().to_string();
+                let mask = |t: &crate::secret::Secret| t.masked().replace('…', &ell);
+                let mut tokens = format!("access {}", mask(&s.access_token));
+                if let Some(r) = &s.refresh_token {
+                    tokens.push_str(&format!("{dot}refresh {}", mask(r)));
+                }
+                if let Some(d) = &s.download_token {
+                    tokens.push_str(&format!("{dot}download {}", mask(d)));
+                }
+                lines.push(Line::from(vec![label("Tokens"), Span::raw(tokens)]));
             }
-            if let Some(d) = &s.download_token {
-                tokens.push_str(&format!("{dot}download {}", mask(d)));
-            }
-            lines.push(Line::from(vec![label("Tokens"), Span::raw(tokens)]));
         }
         None => lines.push(Line::from(vec![
             label("Session"),
-            Span::raw("none: l logs in"),
+            Span::raw(if model.options().read_only {
+                "none (read-only: log in elsewhere)"
+            } else {
+                "none: l logs in"
+            }),
         ])),
     }
     match (&row.check, row.state()) {

@@ -47,9 +47,22 @@ pub(super) fn draw_header(model: &Model, theme: &Theme, frame: &mut Frame, area:
     let counts_width: usize = counts.iter().map(|s| s.width()).sum();
 
     let title = " sugar-sessions";
+    // A read-only screen says so first, whatever else has to give way.
+    let read_only = if model.options().read_only {
+        if model.keeps_alive() {
+            " READ-ONLY (keep-alive)"
+        } else {
+            " READ-ONLY"
+        }
+    } else {
+        ""
+    };
     let room = usize::from(area.width)
-        .saturating_sub(counts_width + width(title) + width(theme.dot()) + 2);
+        .saturating_sub(counts_width + width(title) + width(read_only) + width(theme.dot()) + 2);
     let mut spans = vec![Span::styled(title, theme.bold())];
+    if !read_only.is_empty() {
+        spans.push(Span::styled(read_only, theme.warning()));
+    }
     match model.source() {
         Source::File(path) if room >= 8 => {
             spans.push(Span::raw(theme.dot()));

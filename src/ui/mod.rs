@@ -244,7 +244,7 @@ pub fn view(model: &Model, now: DateTime<Utc>, frame: &mut Frame) {
     draw_footer(model, &theme, frame, footer);
 
     if model.help_open() {
-        draw_help(&theme, frame, area);
+        draw_help(model, &theme, frame, area);
     } else if let Some(confirm) = model.confirm() {
         draw_confirm(confirm, &theme, frame, area);
     } else if model.prompt().is_some() {

@@ -23,7 +23,7 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
-pub(super) fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
+pub(super) fn draw_help(model: &Model, theme: &Theme, frame: &mut Frame, area: Rect) {
     let w = 100.min(area.width.saturating_sub(2)).max(20);
     let inner = usize::from(w.saturating_sub(4));
     let mut lines: Vec<Line> = Vec::new();
@@ -161,11 +161,24 @@ pub(super) fn draw_help(theme: &Theme, frame: &mut Frame, area: Rect) {
         lines.push(Line::from(spans));
     }
     lines.extend(marks(theme, inner));
-    let note = "Keys act on the selected rows shown, else on the cursor's row; logging out prod or \
-                several asks first. c withdraws queued requests; sent ones finish and are stored. \
-                Due sessions refresh by themselves.";
-    let note_lines = width(note) / inner.max(1) + 2;
-    lines.push(Line::from(note));
+    let note = if model.options().read_only {
+        format!(
+            "READ-ONLY: l, r, o, u, y, e and checks of several rows are refused, and no token is \
+             shown. {}",
+            if model.keeps_alive() {
+                "Due sessions refresh by themselves (--keep-alive)."
+            } else {
+                "Nothing refreshes by itself (--keep-alive would)."
+            }
+        )
+    } else {
+        "Keys act on the selected rows shown, else on the cursor's row; logging out prod or \
+         several asks first. c withdraws queued requests; sent ones finish and are stored. \
+         Due sessions refresh by themselves."
+            .to_string()
+    };
+    let note_lines = width(&note) / inner.max(1) + 2;
+    lines.push(Line::from(note.as_str()));
     let wanted = u16::try_from(lines.len() + note_lines + 1).unwrap_or(u16::MAX);
     // Over the header and the footer too when it needs the room (80x24 does).
     let h = wanted.min(area.height);
