@@ -119,6 +119,24 @@ const KEYS: &[KeySpec] = &[
         check: check_command,
     },
     KeySpec {
+        name: "password_keyring",
+        kind: Kind::Bool,
+        scope: Scope::Both,
+        check: Ok,
+    },
+    KeySpec {
+        name: "keyring_account",
+        kind: Kind::Str,
+        scope: Scope::Profile,
+        check: check_plain_text,
+    },
+    KeySpec {
+        name: "keyring_over_ssh",
+        kind: Kind::Bool,
+        scope: Scope::Both,
+        check: Ok,
+    },
+    KeySpec {
         name: "platform",
         kind: Kind::Str,
         scope: Scope::Both,
@@ -210,8 +228,14 @@ const KEYS: &[KeySpec] = &[
     },
 ];
 
-/// The keys that say where the password comes from; at most one per table.
-pub(super) const PASSWORD_KEYS: &[&str] = &["password", "password_env", "password_cmd"];
+/// The keys that say where the password comes from; at most one per table (`password_keyring =
+/// false` is none of them: it only says the keyring is not used).
+pub(super) const PASSWORD_KEYS: &[&str] = &[
+    "password",
+    "password_env",
+    "password_cmd",
+    "password_keyring",
+];
 
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &["defaults", "profiles"];
 
