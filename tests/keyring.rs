@@ -6,8 +6,11 @@
 //! the emulator from another process, and deleted.
 
 mod common;
+#[path = "common/pty.rs"]
+mod pty;
 
 use common::*;
+use pty::Pty;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -348,4 +351,82 @@ async fn with_a_secret_service_a_stored_password_logs_in_and_is_deleted() {
     let r = run(cmd(&profiles, &["password", "delete", "keyring"]), None).await;
     assert_eq!(r.code, 0);
     assert!(r.stdout.contains("nothing to remove"), "{}", r.stdout);
+}
+
+/// `password set` in a terminal: `pw` typed at the first prompt and `again` at the second.
+fn typed_twice(profiles: &Path, pw: &[u8], again: &[u8]) -> (Option<i32>, String) {
+    let mut pty = Pty::spawn(
+        cmd(profiles, &["password", "set", "keyring"]),
+        24,
+        120,
+        true,
+    );
+    pty.wait_for("the first prompt", 10, |s| {
+        s.text().contains(
+            "Password for keyring (integration at acme.example.com) to store in the OS keyring:",
+        )
+    });
+    pty.send(pw);
+    pty.wait_for("the second prompt", 10, |s| {
+        s.text().contains("The same password again:")
+    });
+    assert!(!pty.cooked(), "echo is off while the password is typed");
+    pty.send(again);
+    let exit = pty.wait_exit(Duration::from_secs(10)).expect("it ends");
+    let text = pty.screen().text();
+    assert!(
+        !text.contains("Typed-Pw"),
+        "the password was echoed:\n{text}"
+    );
+    (exit.code(), text)
+}
+
+#[test]
+fn password_set_asks_twice_without_echo_and_stores_only_the_same_twice() {
+    let (_dir, profiles) = setup("https://acme.example.com", "");
+    let (code, text) = typed_twice(&profiles, b"Typed-Pw-5150\r", b"Typed-Pw-5151\r");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("the two passwords differ: nothing stored"),
+        "{text}"
+    );
+    let (code, text) = typed_twice(&profiles, b"Typed-Pw-5150\r", b"Typed-Pw-5150\r");
+    if std::env::var_os("SUGAR_TEST_SECRET_SERVICE").is_some() {
+        assert_eq!(code, Some(0), "{text}");
+        assert!(text.contains("password stored in the OS keyring"), "{text}");
+        let mut delete = cmd(&profiles, &["password", "delete", "keyring"]);
+        assert!(delete.output().unwrap().status.success());
+    } else {
+        // The same twice: handed to the keyring, which is not there.
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains("the OS keyring could not be used"), "{text}");
+    }
+}
+
+#[test]
+fn ctrl_c_at_the_password_set_prompt_gives_the_terminal_back() {
+    let (_dir, profiles) = setup("https://acme.example.com", "");
+    let mut pty = Pty::spawn(
+        cmd(&profiles, &["password", "set", "keyring"]),
+        24,
+        120,
+        true,
+    );
+    pty.wait_for("the prompt", 10, |s| {
+        s.text().contains("to store in the OS keyring:")
+    });
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while pty.cooked() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pty.send(b"Typed-Pw");
+    pty.send(&[0x03]);
+    let exit = pty
+        .wait_exit(Duration::from_secs(3))
+        .expect("Ctrl-C ends it");
+    assert_eq!(exit.code(), Some(130));
+    assert!(pty.cooked(), "echo and line editing are back");
+    let text = pty.screen().text();
+    assert!(text.contains("interrupted: nothing stored"), "{text}");
+    assert!(!text.contains("Typed-Pw"), "{text}");
 }

@@ -21,7 +21,17 @@ pub(super) async fn password(cli: &Cli, command: &PasswordCommand) -> Result<i32
     let shared = sharing(&profiles, p, entry);
     match command {
         PasswordCommand::Set { stdin, .. } => {
-            let password = if *stdin { read_stdin()? } else { ask(p).await? };
+            let password = if *stdin {
+                read_stdin()?
+            } else {
+                match ask(p).await? {
+                    Some(password) => password,
+                    None => {
+                        eprintln!("sugar-sessions: interrupted: nothing stored");
+                        return Ok(exit::INTERRUPTED);
+                    }
+                }
+            };
             match keyring::set(entry, password).await {
                 Ok(()) => {
                     println!(
@@ -142,15 +152,9 @@ fn read_stdin() -> Result<Secret, Usage> {
     Ok(Secret::new(password))
 }
 
-/// The password typed twice on the terminal, without echo. Ctrl-C puts the terminal's modes back.
-async fn ask(p: &Profile) -> Result<Secret, Usage> {
-    let no_terminal = || {
-        Usage(
-            "sugar-sessions: no terminal to type the password on: pass it on standard input with \
-             --stdin"
-                .into(),
-        )
-    };
+/// The password typed twice on the terminal, without echo; `None` when Ctrl-C interrupted it (the
+/// terminal's modes are put back).
+async fn ask(p: &Profile) -> Result<Option<Secret>, Usage> {
     if std::fs::File::open("/dev/tty").is_err() {
         return Err(no_terminal());
     }
@@ -160,26 +164,44 @@ async fn ask(p: &Profile) -> Result<Secret, Usage> {
         p.username,
         p.host_port()
     );
-    let password = read_hidden(first).await?.ok_or_else(no_terminal)?;
+    let password = match read_hidden(first).await? {
+        Read::Got(password) => password,
+        Read::Interrupted => return Ok(None),
+    };
     if password.expose().is_empty() {
         return Err(Usage(
             "sugar-sessions: nothing typed: nothing stored".into(),
         ));
     }
-    let again = read_hidden("The same password again: ".into())
-        .await?
-        .ok_or_else(no_terminal)?;
+    let again = match read_hidden("The same password again: ".into()).await? {
+        Read::Got(again) => again,
+        Read::Interrupted => return Ok(None),
+    };
     if again.expose() != password.expose() {
         return Err(Usage(
             "sugar-sessions: the two passwords differ: nothing stored".into(),
         ));
     }
-    Ok(password)
+    Ok(Some(password))
+}
+
+fn no_terminal() -> Usage {
+    Usage(
+        "sugar-sessions: no terminal to type the password on: pass it on standard input with \
+         --stdin"
+            .into(),
+    )
+}
+
+/// What [`read_hidden`] got.
+enum Read {
+    Got(Secret),
+    Interrupted,
 }
 
 /// One password read from the terminal on a thread of its own (a read that is interrupted is left
-/// behind, not waited for); `Ok(None)` when the terminal could not be read.
-async fn read_hidden(prompt: String) -> Result<Option<Secret>, Usage> {
+/// behind, not waited for).
+async fn read_hidden(prompt: String) -> Result<Read, Usage> {
     let saved = TtyModes::save();
     let mut interrupt =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -191,15 +213,28 @@ async fn read_hidden(prompt: String) -> Result<Option<Secret>, Usage> {
             let _ = tx.send(rpassword::prompt_password(prompt).map(Secret::new));
         })
         .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
+    let interrupted = || {
+        if let Some(saved) = &saved {
+            saved.restore();
+        }
+        eprintln!();
+        Ok(Read::Interrupted)
+    };
     tokio::select! {
         biased;
-        _ = interrupt.recv() => {
-            if let Some(saved) = &saved {
-                saved.restore();
+        _ = interrupt.recv() => interrupted(),
+        read = rx => match read {
+            Ok(Ok(password)) => Ok(Read::Got(password)),
+            // Cut short by the Ctrl-C that the branch above is about to see.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_millis(200),
+                    interrupt.recv(),
+                )
+                .await;
+                interrupted()
             }
-            eprintln!();
-            Err(Usage("sugar-sessions: interrupted: nothing stored".into()))
-        }
-        read = rx => Ok(read.ok().and_then(Result::ok)),
+            Ok(Err(_)) | Err(_) => Err(no_terminal()),
+        },
     }
 }
