@@ -78,6 +78,7 @@ fn start() -> i32 {
                 | Command::Token { .. }
                 | Command::Exec(_)
                 | Command::Api(_)
+                | Command::Password(_)
                 | Command::Paths { .. }
                 | Command::Man { .. }
                 | Command::Completions { .. }

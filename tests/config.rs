@@ -3,7 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
-use sugar_sessions::config::{self, ConfigError, PasswordSource, Profiles, Settings};
+use sugar_sessions::config::{self, ConfigError, KeyringEntry, PasswordSource, Profiles, Settings};
 
 const DIR: &str = "tests/fixtures/config";
 
@@ -60,10 +60,12 @@ fn assert_refused(fixture: &str, expected: &[&str]) {
     assert_eq!(refused(fixture), lines(fixture, expected));
 }
 
-const PROFILE_KEYS: &str = "url, api, username, password, password_env, password_cmd, platform, \
+const PROFILE_KEYS: &str = "url, api, username, password, password_env, password_cmd, \
+                            password_keyring, keyring_account, keyring_over_ssh, platform, \
                             client_id, client_secret, tags, allow_http, timeout_s, \
                             auto_refresh, relogin, refresh_before_s, check_interval_s, ca_cert, insecure, proxy";
-const DEFAULTS_KEYS: &str = "api, username, password, password_env, password_cmd, platform, \
+const DEFAULTS_KEYS: &str = "api, username, password, password_env, password_cmd, \
+                             password_keyring, keyring_over_ssh, platform, \
                              client_id, client_secret, tags, allow_http, timeout_s, \
                              auto_refresh, relogin, refresh_before_s, check_interval_s, ca_cert, insecure, proxy, max_concurrency, \
                              max_per_host, read_only, columns";
@@ -432,7 +434,8 @@ fn several_mistakes_are_all_reported_in_file_order() {
             "3:7: defaults.api: invalid REST API version `v9`: expected `v`, two digits and \
              optionally `_` and one or two digits (e.g. v10, v11, v11_16)",
             "4:1: defaults.platfrom: unknown key `platfrom` (did you mean `platform`?); allowed \
-             keys: api, username, password, password_env, password_cmd, platform, client_id, \
+             keys: api, username, password, password_env, password_cmd, password_keyring, \
+             keyring_over_ssh, platform, client_id, \
              client_secret, tags, allow_http, timeout_s, auto_refresh, relogin, \
              refresh_before_s, check_interval_s, ca_cert, insecure, proxy, max_concurrency, max_per_host, \
              read_only, columns",
@@ -754,10 +757,18 @@ fn the_example_file_loads() {
             "acme-sync",
             "globex",
             "umbrella",
+            "acme-desk",
             "initech",
             "lab",
             "local"
         ]
+    );
+    assert_eq!(
+        file.get("acme-desk").unwrap().password,
+        PasswordSource::Keyring(KeyringEntry {
+            account: "jdoe@acme.sugarondemand.com".into(),
+            over_ssh: false,
+        })
     );
     assert!(file.profiles.iter().any(|p| p.has_tag("prod")));
     assert!(
@@ -795,8 +806,8 @@ fn a_plain_password_file_others_can_read_is_refused() {
             text,
             format!(
                 "{p}:4:1: profiles.a.password: the file holds a plain password, and others can \
-                 read or change it (mode {mode:03o}): run `chmod 600 {p}`, or use password_env or \
-                 password_cmd",
+                 read or change it (mode {mode:03o}): run `chmod 600 {p}`, or use password_env, \
+                 password_cmd or password_keyring",
                 p = path.display()
             )
         );
@@ -850,6 +861,9 @@ fn the_example_file_shows_every_key_and_a_plain_password_only_commented_out() {
         "password",
         "password_env",
         "password_cmd",
+        "password_keyring",
+        "keyring_account",
+        "keyring_over_ssh",
         "platform",
         "client_id",
         "client_secret",
@@ -941,5 +955,87 @@ fn read_only_and_columns_belong_only_in_defaults() {
          it applies to the whole file\n\
          profiles.toml:5:1: profiles.acme.columns: `columns` can only be set in [defaults]: it \
          applies to the whole file"
+    );
+}
+
+// ---- The OS keyring ------------------------------------------------------------------------------
+
+#[test]
+fn the_keyring_account_is_user_at_host_unless_named_and_ssh_comes_from_defaults() {
+    let p = parse(
+        "[defaults]\nusername = \"jim\"\nkeyring_over_ssh = true\n\
+         [profiles.a]\nurl = \"https://a.example.com:8443/sugar\"\npassword_keyring = true\n\
+         [profiles.b]\nurl = \"https://a.example.com\"\npassword_keyring = true\n\
+         keyring_account = \"jim-at-a\"\nkeyring_over_ssh = false\n",
+    )
+    .unwrap();
+    let entry = |account: &str, over_ssh| {
+        PasswordSource::Keyring(KeyringEntry {
+            account: account.into(),
+            over_ssh,
+        })
+    };
+    assert_eq!(p.profiles[0].password, entry("jim@a.example.com", true));
+    assert_eq!(p.profiles[1].password, entry("jim-at-a", false));
+    assert_eq!(p.profiles[0].password.kind(), "keyring");
+}
+
+#[test]
+fn password_keyring_from_defaults_and_false_in_a_profile() {
+    let p = parse(
+        "[defaults]\nusername = \"jim\"\npassword_keyring = true\n\
+         [profiles.a]\nurl = \"https://a.example.com\"\n\
+         [profiles.b]\nurl = \"https://b.example.com\"\npassword_keyring = false\n\
+         [profiles.c]\nurl = \"https://c.example.com\"\npassword_env = \"C_PW\"\n",
+    )
+    .unwrap();
+    assert!(
+        matches!(&p.profiles[0].password, PasswordSource::Keyring(e) if e.account == "jim@a.example.com")
+    );
+    assert_eq!(p.profiles[1].password, PasswordSource::Prompt);
+    assert_eq!(p.profiles[2].password, PasswordSource::Env("C_PW".into()));
+    // `password_keyring = false` beside another source is no second source.
+    let p = parse(
+        "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\n\
+         password_keyring = false\npassword_env = \"A_PW\"\n",
+    )
+    .unwrap();
+    assert_eq!(p.profiles[0].password, PasswordSource::Env("A_PW".into()));
+}
+
+#[test]
+fn keyring_mistakes_are_located() {
+    let base = "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\n";
+    assert_eq!(
+        parse_errors(&format!(
+            "{base}password_env = \"A_PW\"\npassword_keyring = true\n"
+        )),
+        "profiles.toml:5:1: profiles.a.password_keyring: more than one password source \
+         (`password_env` and `password_keyring`); keep only one"
+    );
+    assert_eq!(
+        parse_errors(&format!("{base}password_keyring = \"yes\"\n")),
+        "profiles.toml:4:20: profiles.a.password_keyring: expected true or false, found a string"
+    );
+    assert_eq!(
+        parse_errors(&format!(
+            "{base}password_env = \"A_PW\"\nkeyring_account = \"u@a\"\n"
+        )),
+        "profiles.toml:5:1: profiles.a.keyring_account: the password does not come from the OS \
+         keyring: set password_keyring = true, or remove keyring_account"
+    );
+    assert_eq!(
+        parse_errors(&format!(
+            "{base}password_keyring = true\nkeyring_account = \"\"\n"
+        )),
+        "profiles.toml:5:19: profiles.a.keyring_account: must not be empty"
+    );
+    assert_eq!(
+        parse_errors(&format!("{base}keyring_over_ssh = 1\n")),
+        "profiles.toml:4:20: profiles.a.keyring_over_ssh: expected true or false, found an integer"
+    );
+    assert!(
+        parse_errors("[defaults]\nkeyring_account = \"x\"\n")
+            .starts_with("profiles.toml:2:1: defaults.keyring_account: ")
     );
 }

@@ -329,8 +329,8 @@ async fn a_plain_password_in_a_readable_profiles_file_is_refused_with_exit_2() {
         o.stderr,
         format!(
             "{p}:5:1: profiles.acme-prod.password: the file holds a plain password, and others can \
-             read or change it (mode 644): run `chmod 600 {p}`, or use password_env or \
-             password_cmd\n",
+             read or change it (mode 644): run `chmod 600 {p}`, or use password_env, \
+             password_cmd or password_keyring\n",
             p = e.profiles.display()
         )
     );

@@ -33,6 +33,7 @@ tags = ["acme", "sandbox"]
 url = "https://crm.globex.com"
 username = "svc_globex"
 platform = "base"
+password_keyring = true
 tags = ["globex"]
 
 [profiles.initech]
@@ -315,6 +316,25 @@ fn details_pane_shows_url_user_expiry_in_local_time_and_requests() {
         "{s}"
     );
     assert!(!s.contains("802b64c0"), "a token is on the screen");
+}
+
+#[test]
+fn the_details_pane_says_where_the_password_comes_from() {
+    let mut m = model(options());
+    resize(&mut m, 160, 40);
+    key(&mut m, KeyCode::Enter);
+    let s = screen(&render(&m, 160, 40));
+    assert!(
+        s.contains("Password  in the profiles file (password)"),
+        "{s}"
+    );
+    assert!(!s.contains("not-shown-anywhere"), "{s}");
+    go_to(&mut m, "globex");
+    let s = screen(&render(&m, 160, 40));
+    assert!(
+        s.contains("Password  OS keyring, account svc_globex@crm.globex.com"),
+        "{s}"
+    );
 }
 
 #[test]

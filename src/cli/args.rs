@@ -166,6 +166,13 @@ pub enum Command {
                       sugar-sessions api acme POST Contacts/filter --data '{\"filter\":[{\"last_name\":{\"$starts\":\"S\"}}]}' --paginate"
     )]
     Api(ApiArgs),
+    /// Store or remove a profile's password in the OS keyring (profiles with password_keyring = true)
+    #[command(
+        subcommand,
+        after_help = "The entry is the service sugar-sessions and the account USER@INSTANCE-HOST (or the profile's keyring_account).\n\
+                      Over SSH (SSH_CONNECTION set) the keyring is not tried unless keyring_over_ssh = true."
+    )]
+    Password(PasswordCommand),
     /// Keep sessions alive unattended, in the foreground: refreshes and re-logins when due, a
     /// token broker on a Unix socket, /metrics, /healthz and /status over HTTP (systemd-friendly)
     Serve(ServeArgs),
@@ -209,6 +216,26 @@ pub enum Command {
         /// Print a JSON object instead of the table
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `password set` and `password delete`.
+#[derive(Subcommand, Debug)]
+pub enum PasswordCommand {
+    /// Store the profile's password in the OS keyring (asked twice on the terminal, without echo)
+    Set {
+        /// The profile
+        #[arg(add = ArgValueCandidates::new(super::profile_candidates))]
+        name: String,
+        /// Read the password from the first line of standard input instead (for scripts)
+        #[arg(long)]
+        stdin: bool,
+    },
+    /// Remove the profile's password from the OS keyring
+    Delete {
+        /// The profile
+        #[arg(add = ArgValueCandidates::new(super::profile_candidates))]
+        name: String,
     },
 }
 

@@ -256,13 +256,13 @@ impl Interrupt {
 }
 
 /// The modes of the controlling terminal, to put back after an interrupted prompt.
-struct TtyModes {
+pub(super) struct TtyModes {
     tty: std::fs::File,
     modes: libc::termios,
 }
 
 impl TtyModes {
-    fn save() -> Option<TtyModes> {
+    pub(super) fn save() -> Option<TtyModes> {
         use std::os::fd::AsRawFd;
         let tty = std::fs::OpenOptions::new()
             .read(true)
@@ -275,7 +275,7 @@ impl TtyModes {
             .then_some(TtyModes { tty, modes })
     }
 
-    fn restore(&self) {
+    pub(super) fn restore(&self) {
         use std::os::fd::AsRawFd;
         // SAFETY: sets the modes read by `save` on the same open terminal.
         unsafe {

@@ -4,7 +4,7 @@
 use super::bulk::run_jobs;
 use super::output::{Summary, print_outcomes};
 use super::{Cli, LoginArgs, StatusFormat, Targets, Usage, load_writable, open_store};
-use crate::config::{PasswordSource, Profile, Profiles};
+use crate::config::{Profile, Profiles};
 use crate::exit;
 use crate::runtime::{CacheReader, Engine};
 use crate::session::{Entry, Op, State, rfc3339};
@@ -17,12 +17,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 fn source_kind(p: &Profile) -> &'static str {
-    match p.password {
-        PasswordSource::Env(_) => "env",
-        PasswordSource::Cmd(_) => "cmd",
-        PasswordSource::Plain(_) => "plain",
-        PasswordSource::Prompt => "prompt",
-    }
+    p.password.kind()
 }
 
 pub(super) fn list(profiles: &Profiles, json: bool) {

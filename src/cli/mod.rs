@@ -15,6 +15,7 @@ mod check;
 mod commands;
 mod exec;
 mod meta;
+mod password;
 pub use commands::{select, status_document, with_impersonations};
 pub use meta::{complete_if_asked, profile_candidates, tag_candidates};
 mod demo;
@@ -23,8 +24,8 @@ pub use crate::argv::command_word;
 
 pub use crate::exit;
 pub use args::{
-    ApiArgs, CheckArgs, Cli, Command, CompletionShell, ExecArgs, LogFormat, LoginArgs, RefreshArgs,
-    ServeArgs, StatusFormat, Targets, command, parse_from,
+    ApiArgs, CheckArgs, Cli, Command, CompletionShell, ExecArgs, LogFormat, LoginArgs,
+    PasswordCommand, RefreshArgs, ServeArgs, StatusFormat, Targets, command, parse_from,
 };
 pub use check::unknown as check_unknown;
 pub use demo::{start_demo_emulator, write_private};
@@ -178,6 +179,7 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
         Some(Command::Sudo { name, user, json }) => sudo(cli, name, user, *json).await,
         Some(Command::Exec(a)) => exec::exec(cli, a).await,
         Some(Command::Api(a)) => api::api(cli, a).await,
+        Some(Command::Password(c)) => password::password(cli, c).await,
         Some(Command::Completions { shell }) => meta::completions(*shell),
         Some(Command::Man { out_dir }) => meta::man(out_dir.as_deref()),
         Some(Command::Paths { json }) => meta::paths(cli, *json),

@@ -46,11 +46,37 @@ pub enum PasswordSource {
     Cmd(String),
     /// `password = "..."`: plain text in the file.
     Plain(Secret),
+    /// `password_keyring = true`: the OS keyring (Secret Service, macOS Keychain, Windows
+    /// Credential Manager), service `sugar-sessions`.
+    Keyring(KeyringEntry),
     /// None of them: ask the user on the terminal.
     Prompt,
 }
 
+/// Where in the OS keyring a profile's password is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyringEntry {
+    /// `keyring_account`, else `USER@INSTANCE-HOST`: profiles of one user on one instance share it.
+    pub account: String,
+    /// `keyring_over_ssh = true`: tried even when `SSH_CONNECTION` is set.
+    pub over_ssh: bool,
+}
+
+/// The keyring's service name: every entry of sugar-sessions is under it.
+pub const KEYRING_SERVICE: &str = "sugar-sessions";
+
 impl PasswordSource {
+    /// What `list` and the details pane call it: env, cmd, plain, keyring or prompt.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PasswordSource::Env(_) => "env",
+            PasswordSource::Cmd(_) => "cmd",
+            PasswordSource::Plain(_) => "plain",
+            PasswordSource::Keyring(_) => "keyring",
+            PasswordSource::Prompt => "prompt",
+        }
+    }
+
     /// True when the password can be had without asking a person.
     pub fn is_non_interactive(&self) -> bool {
         !matches!(self, PasswordSource::Prompt)
@@ -259,7 +285,8 @@ pub fn load(path: &Path) -> Result<Profiles, LoadError> {
                 Some(key),
                 format!(
                     "the file holds a plain password, and others can read or change it \
-                     (mode {:03o}): run `chmod 600 {}`, or use password_env or password_cmd",
+                     (mode {:03o}): run `chmod 600 {}`, or use password_env, password_cmd or \
+                     password_keyring",
                     mode & 0o777,
                     path.display()
                 ),

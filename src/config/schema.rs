@@ -123,6 +123,24 @@ const KEYS: &[KeySpec] = &[
         check: check_command,
     },
     KeySpec {
+        name: "password_keyring",
+        kind: Kind::Bool,
+        scope: Scope::Both,
+        check: Ok,
+    },
+    KeySpec {
+        name: "keyring_account",
+        kind: Kind::Str,
+        scope: Scope::Profile,
+        check: check_plain_text,
+    },
+    KeySpec {
+        name: "keyring_over_ssh",
+        kind: Kind::Bool,
+        scope: Scope::Both,
+        check: Ok,
+    },
+    KeySpec {
         name: "platform",
         kind: Kind::Str,
         scope: Scope::Both,
@@ -233,8 +251,14 @@ pub const COLUMN_NAMES: &[&str] = &[
 /// The columns every `columns` list names: the screen never drops them.
 pub(super) const REQUIRED_COLUMNS: &[&str] = &["name", "state"];
 
-/// The keys that say where the password comes from; at most one per table.
-pub(super) const PASSWORD_KEYS: &[&str] = &["password", "password_env", "password_cmd"];
+/// The keys that say where the password comes from; at most one per table (`password_keyring =
+/// false` is none of them: it only says the keyring is not used).
+pub(super) const PASSWORD_KEYS: &[&str] = &[
+    "password",
+    "password_env",
+    "password_cmd",
+    "password_keyring",
+];
 
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &["defaults", "profiles"];
 

@@ -12,7 +12,7 @@ use super::schema::{
     DEFAULT_TIMEOUT_S, KeySpec, Kind, MAX_PROFILE_NAME, PASSWORD_KEYS, REQUIRED_COLUMNS,
     SHOWN_PROFILE_NAME, Table, Val, keys_allowed_in, spec,
 };
-use super::{PasswordSource, Profile, Profiles, Settings};
+use super::{KeyringEntry, PasswordSource, Profile, Profiles, Settings};
 use crate::secret::Secret;
 use std::path::Path;
 use std::time::Duration;
@@ -224,25 +224,41 @@ impl Layer {
         }
     }
 
-    /// The password source set in this table, if any (the first one when several: an error).
+    /// The password source set in this table, if any (the first one when several: an error);
+    /// `password_keyring = false` alone is [`PasswordSource::Prompt`]. The keyring's account and
+    /// SSH rule are filled in by `resolve`.
     fn password(&self) -> Option<PasswordSource> {
-        let field = self
-            .fields
-            .iter()
-            .find(|f| PASSWORD_KEYS.contains(&f.spec.name))?;
+        let Some(field) = self.fields.iter().find(|f| is_source(f)) else {
+            return self
+                .has("password_keyring")
+                .then_some(PasswordSource::Prompt);
+        };
         Some(match (field.spec.name, field.val.as_ref()?) {
             ("password_env", Val::Str(s)) => PasswordSource::Env(s.clone()),
             ("password_cmd", Val::Str(s)) => PasswordSource::Cmd(s.clone()),
             ("password", Val::Secret(s)) => PasswordSource::Plain(s.clone()),
+            ("password_keyring", Val::Bool(true)) => PasswordSource::Keyring(KeyringEntry {
+                account: String::new(),
+                over_ssh: false,
+            }),
             _ => return None,
         })
     }
 
+    /// Says where the password comes from (`password_keyring = false` too: not from the
+    /// keyring of `[defaults]`).
     fn has_password_source(&self) -> bool {
         self.fields
             .iter()
             .any(|f| PASSWORD_KEYS.contains(&f.spec.name))
     }
+}
+
+/// A key that names a password source: one of [`PASSWORD_KEYS`], but not `password_keyring =
+/// false` (a bad value counts: reported once, as itself).
+fn is_source(f: &Field) -> bool {
+    PASSWORD_KEYS.contains(&f.spec.name)
+        && !(f.spec.name == "password_keyring" && matches!(f.val, Some(Val::Bool(false))))
 }
 
 fn read_layer(
@@ -304,11 +320,7 @@ fn read_layer(
         });
     }
 
-    let sources: Vec<&Field> = layer
-        .fields
-        .iter()
-        .filter(|f| PASSWORD_KEYS.contains(&f.spec.name))
-        .collect();
+    let sources: Vec<&Field> = layer.fields.iter().filter(|f| is_source(f)).collect();
     if let [_, second, ..] = sources.as_slice() {
         let names: Vec<String> = sources
             .iter()
@@ -502,13 +514,39 @@ fn resolve(
         );
     }
 
-    let password = if own.has_password_source() {
+    let mut password = if own.has_password_source() {
         own.password()
     } else if defaults.has_password_source() {
         defaults.password()
     } else {
         Some(PasswordSource::Prompt)
     };
+    if let Some(PasswordSource::Keyring(entry)) = &mut password {
+        entry.over_ssh = matches!(pick("keyring_over_ssh"), Some(Val::Bool(true)));
+        entry.account = match own.val("keyring_account") {
+            Some(Val::Str(account)) => account.clone(),
+            // USER@INSTANCE-HOST: two profiles of one user on one instance share the entry.
+            _ => format!(
+                "{}@{}",
+                pick_str("username", ""),
+                own.val("url")
+                    .and_then(|v| match v {
+                        Val::Url(u) => u.host_str(),
+                        _ => None,
+                    })
+                    .unwrap_or_default()
+            ),
+        };
+    } else if password.is_some()
+        && let Some(field) = own.field("keyring_account")
+    {
+        errs.push(
+            field.key_at,
+            Some(own.path_of(field)),
+            "the password does not come from the OS keyring: set password_keyring = true, or \
+             remove keyring_account",
+        );
+    }
 
     let timeout_s = match pick("timeout_s") {
         Some(Val::Int(n)) => *n,

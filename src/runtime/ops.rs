@@ -311,7 +311,7 @@ impl Run<'_> {
                     let f = Failure::local(
                         self.op,
                         Utc::now(),
-                        "no password: the profile has no password_env, password_cmd or password, and there is no terminal to ask on",
+                        "no password: the profile has no password_env, password_cmd, password or password_keyring, and there is no terminal to ask on",
                     );
                     return Err(self.fail(f.needing_login()).await);
                 }

@@ -1,5 +1,7 @@
-//! Where a profile's password comes from when no person types it: `password_env`, `password`, or
-//! the first line a `password_cmd` prints.
+//! Where a profile's password comes from when no person types it: `password_env`, `password`,
+//! the first line a `password_cmd` prints, or the OS keyring (`password_keyring`: [`keyring`]).
+
+pub mod keyring;
 
 use crate::config::{PasswordSource, Profile};
 use crate::secret::Secret;
@@ -31,6 +33,7 @@ pub async fn resolve_password(p: &Profile) -> Result<Option<Secret>, String> {
             )),
         },
         PasswordSource::Cmd(cmd) => run_password_cmd(cmd, PASSWORD_CMD_TIMEOUT).await.map(Some),
+        PasswordSource::Keyring(entry) => keyring::get(entry, &p.name).await.map(Some),
     }
 }
 

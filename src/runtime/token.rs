@@ -140,7 +140,7 @@ impl Engine {
         }
         if !p.password.is_non_interactive() {
             notes.push(format!(
-                "{}: a login is needed, and the profile has no non-interactive password source (password_env, password_cmd or password): run `sugar-sessions login {}`",
+                "{}: a login is needed, and the profile has no non-interactive password source (password_env, password_cmd, password or password_keyring): run `sugar-sessions login {}`",
                 p.name, p.name
             ));
             return Err(NoToken::NeedsLogin(notes.join("\n")));

@@ -2,6 +2,7 @@
 
 use super::{Theme, fit, width};
 use crate::app::{Model, Phase, ResultKind, RowState};
+use crate::config::PasswordSource;
 use crate::session::{format_duration, remaining};
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
@@ -45,6 +46,25 @@ fn labelled(name: &str, text: &str, style: Style, cols: usize) -> Vec<Line<'stat
             Line::from(vec![head, Span::styled(l, style)])
         })
         .collect()
+}
+
+/// Where the profile's password comes from, without the password; short, to take one line.
+fn password_source(source: &PasswordSource) -> String {
+    match source {
+        PasswordSource::Env(var) => format!("password_env {var}"),
+        PasswordSource::Cmd(_) => "password_cmd".into(),
+        PasswordSource::Plain(_) => "in the profiles file (password)".into(),
+        PasswordSource::Keyring(entry) => format!(
+            "OS keyring, account {}{}",
+            entry.account,
+            if entry.over_ssh {
+                " (also over SSH)"
+            } else {
+                ""
+            }
+        ),
+        PasswordSource::Prompt => "typed when asked".into(),
+    }
 }
 
 pub(super) fn draw_details(
@@ -102,6 +122,14 @@ pub(super) fn draw_details(
         who.push_str(&format!("{dot}tags {}", p.tags.join(" ")));
     }
     lines.push(Line::from(vec![label("User"), Span::raw(who)]));
+    if !p.is_impersonation() {
+        lines.extend(labelled(
+            "Password",
+            &password_source(&p.password),
+            Style::new(),
+            cols,
+        ));
+    }
     if let Some((parent, user)) = &row.sudo {
         lines.extend(labelled(
             "Sudo",

@@ -1,0 +1,196 @@
+//! `password_keyring = true`: the password in the OS keyring (the Secret Service over D-Bus on
+//! Linux and the BSDs, the macOS Keychain, the Windows Credential Manager), through the `keyring`
+//! crate, under the service [`KEYRING_SERVICE`] and the profile's account.
+//!
+//! Every call runs on a thread of its own and is waited for at most [`KEYRING_TIMEOUT`]: a
+//! keyring that does not answer (a D-Bus peer that hangs, an unlock dialog nobody sees) costs
+//! that long, and the thread is left behind, never joined, so that it cannot hold up the
+//! program's exit. Over SSH the keyring is not tried unless `keyring_over_ssh = true`. Messages
+//! name the keyring's account, never a password.
+
+use crate::config::{KEYRING_SERVICE, KeyringEntry};
+use crate::secret::Secret;
+use std::time::Duration;
+
+/// How long one keyring call may take.
+pub const KEYRING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What to do instead, said at the end of every failure.
+pub const OTHER_SOURCES: &str = "or give the profile another password source: password_env, \
+                                 password_cmd, password, or none of them to type it at the prompt";
+
+/// The password stored for `entry`; `profile` names the profile in messages.
+pub async fn get(entry: &KeyringEntry, profile: &str) -> Result<Secret, String> {
+    refuse_over_ssh(entry)?;
+    let account = entry.account.clone();
+    let got = on_thread(move || {
+        open(&account)?
+            .get_password()
+            .map(Secret::new)
+            .map_err(Failed::Keyring)
+    })
+    .await;
+    got.map_err(|e| match e {
+        Failed::Keyring(keyring::Error::NoEntry) => format!(
+            "no password in the OS keyring for {} (service {KEYRING_SERVICE}): store it with \
+             `sugar-sessions password set {profile}`, {OTHER_SOURCES}",
+            entry.account
+        ),
+        other => other.message(&entry.account),
+    })
+}
+
+/// Stores `password` for `entry`, replacing what was there.
+pub async fn set(entry: &KeyringEntry, password: Secret) -> Result<(), String> {
+    refuse_over_ssh(entry)?;
+    let account = entry.account.clone();
+    on_thread(move || {
+        open(&account)?
+            .set_password(password.expose())
+            .map_err(Failed::Keyring)
+    })
+    .await
+    .map_err(|e| e.message(&entry.account))
+}
+
+/// Removes the password stored for `entry`: `Ok(false)` when there was none.
+pub async fn delete(entry: &KeyringEntry) -> Result<bool, String> {
+    refuse_over_ssh(entry)?;
+    let account = entry.account.clone();
+    let done = on_thread(move || open(&account)?.delete_credential().map_err(Failed::Keyring));
+    match done.await {
+        Ok(()) => Ok(true),
+        Err(Failed::Keyring(keyring::Error::NoEntry)) => Ok(false),
+        Err(e) => Err(e.message(&entry.account)),
+    }
+}
+
+/// Over SSH (`SSH_CONNECTION` set) the keyring found would be the desktop's: a D-Bus client finds
+/// the desktop's bus through `$XDG_RUNTIME_DIR/bus`, and an unlock dialog would open on someone's
+/// screen. Refused without trying unless `keyring_over_ssh = true`.
+fn refuse_over_ssh(entry: &KeyringEntry) -> Result<(), String> {
+    let over_ssh = std::env::var_os("SSH_CONNECTION").is_some_and(|v| !v.is_empty());
+    if over_ssh && !entry.over_ssh {
+        tracing::info!(account = %entry.account, "OS keyring not tried over SSH");
+        return Err(format!(
+            "the OS keyring is not tried over SSH (SSH_CONNECTION is set): it would be the \
+             desktop's (found through $XDG_RUNTIME_DIR/bus), and could open a dialog on its \
+             screen; set keyring_over_ssh = true to use it anyway, {OTHER_SOURCES}"
+        ));
+    }
+    Ok(())
+}
+
+/// Why a keyring call failed.
+enum Failed {
+    Keyring(keyring::Error),
+    /// The platform's store could not be set up (no D-Bus session, no Secret Service).
+    NoStore(String),
+    /// No answer within [`KEYRING_TIMEOUT`].
+    TimedOut,
+    /// The thread could not be started.
+    Thread(std::io::Error),
+}
+
+impl Failed {
+    fn message(&self, account: &str) -> String {
+        let why = match self {
+            Failed::TimedOut => {
+                tracing::warn!(
+                    account,
+                    "the OS keyring did not answer in time; thread left"
+                );
+                return format!(
+                    "the OS keyring did not answer within {} s (is it locked, waiting for a \
+                     dialog to unlock it?); {OTHER_SOURCES}",
+                    KEYRING_TIMEOUT.as_secs()
+                );
+            }
+            Failed::NoStore(why) => why.clone(),
+            Failed::Thread(e) => format!("no thread to ask it on: {e}"),
+            // Spelt out: these errors carry the bytes of what was stored.
+            Failed::Keyring(keyring::Error::BadEncoding(_)) => {
+                "what is stored there is not UTF-8 text".to_string()
+            }
+            Failed::Keyring(keyring::Error::BadDataFormat(..)) => {
+                "what is stored there is malformed".to_string()
+            }
+            Failed::Keyring(keyring::Error::Ambiguous(found)) => format!(
+                "{} entries match it; remove the extra ones with the keyring's own tool",
+                found.len()
+            ),
+            Failed::Keyring(e) => e.to_string(),
+        };
+        tracing::warn!(account, error = %why, "OS keyring failed");
+        format!(
+            "the OS keyring could not be used for {account} (service {KEYRING_SERVICE}): {why}; \
+             {OTHER_SOURCES}"
+        )
+    }
+}
+
+/// The entry for `account`, in the platform's store (set up on first use).
+fn open(account: &str) -> Result<keyring::Entry, Failed> {
+    keyring::Entry::new(KEYRING_SERVICE, account).map_err(|e| match e {
+        keyring::Error::NoDefaultStore => match keyring::Entry::store_status() {
+            Err(why) => Failed::NoStore(format!("no keyring to use: {why}")),
+            Ok(()) => Failed::Keyring(e),
+        },
+        e => Failed::Keyring(e),
+    })
+}
+
+/// Runs `f` on a thread of its own and waits at most [`KEYRING_TIMEOUT`] for it. A thread that
+/// does not finish is left to end on its own, or with the process: it is never joined.
+async fn on_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Failed> + Send + 'static,
+) -> Result<T, Failed> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("keyring".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(Failed::Thread)?;
+    match tokio::time::timeout(KEYRING_TIMEOUT, rx).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(_)) => Err(Failed::NoStore(
+            "the keyring call ended without an answer".into(),
+        )),
+        Err(_) => Err(Failed::TimedOut),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_that_hangs_is_left_behind_after_the_timeout() {
+        let started = std::time::Instant::now();
+        let r: Result<(), Failed> = on_thread(|| {
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok(())
+        })
+        .await;
+        assert!(matches!(r, Err(Failed::TimedOut)));
+        let took = started.elapsed();
+        assert!(
+            took >= KEYRING_TIMEOUT && took < KEYRING_TIMEOUT * 2,
+            "{took:?}"
+        );
+        let m = Failed::TimedOut.message("u@h");
+        assert!(
+            m.contains("within 3 s") && m.contains("password_cmd"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn messages_about_stored_bytes_do_not_show_them() {
+        let secret = b"Hunter2-Secret".to_vec();
+        let m = Failed::Keyring(keyring::Error::BadEncoding(secret)).message("u@h");
+        assert!(!m.contains("Hunter2"), "{m}");
+        assert!(m.contains("u@h") && m.contains("password_env"), "{m}");
+    }
+}
