@@ -362,6 +362,9 @@ pub fn with_impersonations<'a>(profiles: &'a Profiles, cache: &Cache) -> Cow<'a,
         path: profiles.path.clone(),
         profiles: out,
         settings: profiles.settings.clone(),
+        files: profiles.files.clone(),
+        dirs: profiles.dirs.clone(),
+        origins: profiles.origins.clone(),
     })
 }
 

@@ -9,6 +9,7 @@
 
 mod checks;
 mod errors;
+mod include;
 mod messages;
 mod schema;
 mod validate;
@@ -30,12 +31,12 @@ pub fn close_names<'k>(name: &str, known: &[&'k str]) -> Vec<&'k str> {
 use crate::identity::{ProfileId, SessionKey};
 use crate::secret::Secret;
 use errors::Errors;
+use include::parse_file;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
-use validate::parse_file;
 
 /// Where a profile's password comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,7 +252,17 @@ pub struct Profiles {
     /// are not copied for a bulk action).
     pub profiles: Vec<Arc<Profile>>,
     pub settings: Settings,
+    /// Every file read: the profiles file first, then the files it includes, in the order read.
+    pub files: Vec<PathBuf>,
+    /// The directories of the globs of `include` (a new file there may be a new catalogue).
+    pub dirs: Vec<PathBuf>,
+    /// Where each profile's keys were set (`list --origin`), by profile name.
+    pub origins: std::collections::HashMap<String, Origins>,
 }
+
+/// Where a profile's keys were set: key and `FILE:LINE`, in the schema's order; keys left to the
+/// built-in defaults are not there.
+pub type Origins = Vec<(&'static str, String)>;
 
 impl Profiles {
     pub fn get(&self, name: &str) -> Option<&Profile> {

@@ -85,7 +85,7 @@ pub(super) struct KeySpec {
     pub(super) check: fn(Val) -> Result<Val, String>,
 }
 
-const KEYS: &[KeySpec] = &[
+pub(super) const KEYS: &[KeySpec] = &[
     KeySpec {
         name: "url",
         kind: Kind::Str,
@@ -260,7 +260,7 @@ pub(super) const PASSWORD_KEYS: &[&str] = &[
     "password_keyring",
 ];
 
-pub(super) const TOP_LEVEL_KEYS: &[&str] = &["defaults", "profiles"];
+pub(super) const TOP_LEVEL_KEYS: &[&str] = &["defaults", "include", "profiles"];
 
 pub(super) const DEFAULT_API: &str = "v11";
 pub(super) const DEFAULT_CLIENT_ID: &str = "sugar";
