@@ -228,8 +228,11 @@ async fn keep(
     let mut memory: HashMap<String, Memory> = HashMap::new();
     // When each job in flight got its place (or was submitted, until it does).
     let mut in_flight: HashMap<String, Instant> = HashMap::new();
-    // The profiles file is reloaded on its edits as on SIGHUP.
-    let mut watch = crate::runtime::watch::FileWatch::new(path);
+    // The profiles file is reloaded on its edits (and its includes', and on new files in the
+    // directories of its globs) as on SIGHUP.
+    let file = shared.file();
+    let mut watch = crate::runtime::watch::FileWatch::watching(&file.files, &file.dirs);
+    drop(file);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_watchdog = Instant::now();
@@ -251,8 +254,16 @@ async fn keep(
             Some((name, report)) = reports.recv() => {
                 done(shared, &mut memory, &mut in_flight, name, report);
             }
-            _ = hup.recv() => reload(shared, args, path).await,
-            _ = watch.changed() => reload(shared, args, path).await,
+            _ = hup.recv() => {
+                reload(shared, args, path).await;
+                let file = shared.file();
+                watch.replace(&file.files, &file.dirs);
+            }
+            _ = watch.changed() => {
+                reload(shared, args, path).await;
+                let file = shared.file();
+                watch.replace(&file.files, &file.dirs);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
