@@ -323,6 +323,13 @@ mod tests {
             });
             assert!(shown, "profiles.example.toml does not show `{}`", key.name);
         }
+        for key in TOP_LEVEL_KEYS {
+            let shown = example.lines().any(|l| {
+                let l = l.trim_start_matches("# ");
+                l.starts_with(&format!("{key} = ")) || l.starts_with(&format!("[{key}"))
+            });
+            assert!(shown, "profiles.example.toml does not show `{key}`");
+        }
     }
 
     #[test]

@@ -290,9 +290,9 @@ mod tests {
         std::fs::write(&top, "top").unwrap();
         let clients = team.join("clients.toml");
         std::fs::write(&clients, "clients").unwrap();
-        let mut watch = FileWatch::watching(&[top.clone()], &[]);
+        let mut watch = FileWatch::watching(std::slice::from_ref(&top), &[]);
         // After a reload read the includes: the set grows.
-        watch.replace(&[top.clone(), clients.clone()], &[conf.clone()]);
+        watch.replace(&[top.clone(), clients.clone()], std::slice::from_ref(&conf));
         assert_eq!(watch.path(), top);
         assert!(
             tokio::time::timeout(POLL + Duration::from_millis(500), watch.changed())
