@@ -289,6 +289,34 @@ async fn the_screen_follows_a_new_file_in_an_included_glob_directory() {
             s.contains("teamrenamed") && !s.contains("teamshared")
         });
     });
+    // A new include whose file is refused: the error shows; the file it names is watched from
+    // then on, so that fixing it (and nothing else) is enough.
+    let extra = dir.path().join("extra.toml");
+    std::fs::write(
+        &extra,
+        format!("[profiles.extra]\nurl = \"{url}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&extra, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "include = [\"conf.d/*.toml\", \"extra.toml\"]\n[defaults]\nusername = \"integration\"\n\
+             [profiles.first]\nurl = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the catalogue's error", 10, |s| {
+            s.contains("profiles file not reloaded:") && s.contains("profiles.extra.insecure")
+        });
+    });
+    std::fs::write(&extra, format!("[profiles.extra]\nurl = \"{url}\"\n")).unwrap();
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the fixed catalogue", 10, |s| {
+            !s.contains("not reloaded") && s.contains("extra")
+        });
+    });
     screen.send(b"q");
     let exit = tokio::task::block_in_place(|| screen.wait_exit(Duration::from_secs(5)));
     assert_eq!(exit.and_then(|e| e.code()), Some(0));

@@ -144,6 +144,20 @@ impl FileWatch {
         self.set = set;
     }
 
+    /// Watches `files` too, from now on (the files a refused edit's errors name: an include just
+    /// added and not yet right is followed until it is).
+    pub fn add_files(&mut self, files: &[PathBuf]) {
+        let mut all = self.set.files.clone();
+        for f in files {
+            let f = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+            if !all.contains(&f) {
+                all.push(f);
+            }
+        }
+        let dirs = self.set.dirs.clone();
+        self.replace(&all, &dirs);
+    }
+
     /// The profiles file (the first file watched).
     pub fn path(&self) -> &Path {
         self.set

@@ -255,14 +255,16 @@ async fn keep(
                 done(shared, &mut memory, &mut in_flight, name, report);
             }
             _ = hup.recv() => {
-                reload(shared, args, path).await;
+                let named = reload(shared, args, path).await;
                 let file = shared.file();
                 watch.replace(&file.files, &file.dirs);
+                watch.add_files(&named);
             }
             _ = watch.changed() => {
-                reload(shared, args, path).await;
+                let named = reload(shared, args, path).await;
                 let file = shared.file();
                 watch.replace(&file.files, &file.dirs);
+                watch.add_files(&named);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -396,19 +398,26 @@ fn done(
 }
 
 /// SIGHUP: the profiles file read again; a broken one keeps the profiles as they were.
-async fn reload(shared: &Shared, args: &ServeArgs, path: &Path) {
-    let profiles = match load_profiles(path) {
+/// Returns the files a refused edit's errors name (watched from then on, so that an include just
+/// added and not yet right is followed until it is).
+async fn reload(shared: &Shared, args: &ServeArgs, path: &Path) -> Vec<std::path::PathBuf> {
+    let profiles = match crate::config::load(path) {
         Ok(p) => p,
-        Err(Usage(e)) => {
+        Err(e) => {
             tracing::error!("reload refused, the profiles stay as they were: {e}");
-            return;
+            return match e {
+                crate::config::LoadError::Invalid(errors) => {
+                    errors.into_iter().map(|e| e.file).collect()
+                }
+                crate::config::LoadError::Io { .. } => Vec::new(),
+            };
         }
     };
     let cache = match shared.cache().await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload refused: cannot read the token cache: {e}");
-            return;
+            return Vec::new();
         }
     };
     match choose(&profiles, &cache, args) {
@@ -419,4 +428,5 @@ async fn reload(shared: &Shared, args: &ServeArgs, path: &Path) {
         }
         Err(Usage(e)) => tracing::error!("reload refused, the profiles stay as they were: {e}"),
     }
+    Vec::new()
 }

@@ -275,7 +275,7 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
 /// Applies edits of the profiles file and of the files it includes (`files`; and new files in
 /// the directories of its globs, `dirs`): each change that reads well goes to the screen with the
 /// token cache as it is, and the files it reads are watched from then on; one that does not, as
-/// its located error (the profiles, and the files watched, stay as they were).
+/// its located error (the profiles stay as they were; the files its errors name are watched too).
 fn watch_profiles(
     path: PathBuf,
     files: Vec<PathBuf>,
@@ -289,8 +289,13 @@ fn watch_profiles(
             watch.changed().await;
             let file = path.clone();
             let loaded = tokio::task::spawn_blocking(move || crate::config::load(&file)).await;
-            if let Ok(Ok(profiles)) = &loaded {
-                watch.replace(&profiles.files, &profiles.dirs);
+            match &loaded {
+                Ok(Ok(profiles)) => watch.replace(&profiles.files, &profiles.dirs),
+                Ok(Err(crate::config::LoadError::Invalid(errors))) => {
+                    let named: Vec<PathBuf> = errors.iter().map(|e| e.file.clone()).collect();
+                    watch.add_files(&named);
+                }
+                _ => {}
             }
             let msg = match loaded {
                 Ok(Ok(profiles)) => match engine.cache().await {
