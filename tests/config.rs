@@ -1339,3 +1339,37 @@ fn a_missing_include_is_located_at_its_entry() {
          [\"team/clients.toml\"]), found a string"
     );
 }
+
+#[test]
+fn nested_catalogues_layer_nearest_the_top_first_and_a_file_reached_twice_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    put(
+        d,
+        "c.toml",
+        "[defaults]\nplatform = \"c_plat\"\napi = \"v10\"\n\
+         [profiles.x]\nurl = \"https://x.example.com\"\ntags = [\"c\"]\n",
+    );
+    put(
+        d,
+        "b.toml",
+        "include = [\"c.toml\"]\n[defaults]\napi = \"v11_1\"\ntimeout_s = 30\n\
+         [profiles.x]\ntags = [\"b\"]\nclient_id = \"b_client\"\n",
+    );
+    let top = put(
+        d,
+        "profiles.toml",
+        "include = [\"b.toml\", \"*.toml\"]\n[defaults]\ntimeout_s = 40\n\
+         [profiles.x]\nusername = \"a\"\n",
+    );
+    let p = config::load(&top).unwrap();
+    assert_eq!(p.profiles.len(), 1);
+    let x = p.get("x").unwrap();
+    assert_eq!(x.tags, ["b"]);
+    assert_eq!(x.client_id, "b_client");
+    assert_eq!(x.username, "a");
+    assert_eq!(x.api, "v11_1");
+    assert_eq!(x.platform, "c_plat");
+    assert_eq!(x.timeout, Duration::from_secs(40));
+    assert_eq!(p.files, [top, d.join("b.toml"), d.join("c.toml")]);
+}
