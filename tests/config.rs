@@ -1122,7 +1122,7 @@ fn an_overlay_completes_a_catalogue_profile_and_defaults_layer_nearest_first() {
     // Every file read, for the watch; where each key came from, for `list --origin`.
     let clients = d.join("team/clients.toml");
     assert_eq!(p.files, [top.clone(), clients.clone()]);
-    let origin: Vec<(&str, String)> = p.origins["acme"].clone();
+    let origin: Vec<(&str, String)> = p.origin_of("acme");
     let (t, c) = (top.display(), clients.display());
     assert_eq!(
         origin,

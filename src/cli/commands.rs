@@ -24,10 +24,8 @@ fn source_kind(p: &Profile) -> &'static str {
 /// the built-in defaults are not named).
 fn origin_line(profiles: &Profiles, p: &Profile) -> String {
     let pairs: Vec<String> = profiles
-        .origins
-        .get(&p.name)
+        .origin_of(&p.name)
         .into_iter()
-        .flatten()
         .map(|(key, at)| format!("{key}={at}"))
         .collect();
     format!("from: {}", pairs.join(" "))
@@ -55,10 +53,8 @@ pub(super) fn list(profiles: &Profiles, json: bool, origin: bool) {
                 });
                 if origin {
                     let keys: serde_json::Map<String, serde_json::Value> = profiles
-                        .origins
-                        .get(&p.name)
+                        .origin_of(&p.name)
                         .into_iter()
-                        .flatten()
                         .map(|(key, at)| (key.to_string(), json!(at)))
                         .collect();
                     row["origin"] = serde_json::Value::Object(keys);

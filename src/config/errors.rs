@@ -112,9 +112,9 @@ impl Errors {
         format!("{}:{line}:{column}", self.file.display())
     }
 
-    /// `FILE:LINE` of a byte offset, as `list --origin` shows where a key was set.
-    pub(super) fn line_of(&self, at: usize) -> String {
-        format!("{}:{}", self.file.display(), self.locate(at).0)
+    /// The 1-based line of a byte offset, as `list --origin` shows where a key was set.
+    pub(super) fn line_of(&self, at: usize) -> usize {
+        self.locate(at).0
     }
 
     /// 1-based line and column (in characters) of a byte offset.

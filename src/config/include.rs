@@ -140,7 +140,11 @@ fn origin(tables: &[Placed<'_>], defaults: &[Placed<'_>], errs: &[Errors]) -> Or
         if let Some(p) = placed
             && let Some(field) = p.layer.field(spec.name)
         {
-            origins.push((spec.name, errs[p.file].line_of(field.key_at)));
+            origins.push(super::Origin {
+                key: spec.name,
+                file: p.file,
+                line: errs[p.file].line_of(field.key_at),
+            });
         }
     }
     origins

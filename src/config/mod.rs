@@ -260,11 +260,34 @@ pub struct Profiles {
     pub origins: std::collections::HashMap<String, Origins>,
 }
 
-/// Where a profile's keys were set: key and `FILE:LINE`, in the schema's order; keys left to the
-/// built-in defaults are not there.
-pub type Origins = Vec<(&'static str, String)>;
+/// Where one key of a profile was set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub key: &'static str,
+    /// An index into [`Profiles::files`].
+    pub file: usize,
+    /// 1-based.
+    pub line: usize,
+}
+
+/// Where a profile's keys were set, in the schema's order; keys left to the built-in defaults are
+/// not there.
+pub type Origins = Vec<Origin>;
 
 impl Profiles {
+    /// Where each key of a profile was set, as key and `FILE:LINE` (`list --origin`).
+    pub fn origin_of(&self, name: &str) -> Vec<(&'static str, String)> {
+        self.origins
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                let file = self.files.get(o.file).map(|f| f.display().to_string());
+                (o.key, format!("{}:{}", file.unwrap_or_default(), o.line))
+            })
+            .collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name).map(|p| &**p)
     }
