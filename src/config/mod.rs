@@ -1,11 +1,12 @@
 //! The profiles file: schema, defaults, validation with located errors.
 //!
-//! Only reads the file; no other I/O.
+//! Only reads the file and the files it includes; no other I/O.
 //!
 //! Here: what a loaded file is (profiles, settings, password sources) and the entry points
 //! [`load`] and [`parse`]. `schema`: every key of the file; `checks`: checks of single values;
-//! `validate`: the walk over the file that resolves profiles; `errors`: located errors;
-//! `messages`: their wording and suggestions.
+//! `validate`: the walk over one file, and one profile resolved from its layers; `include`: the
+//! files a file includes (catalogues), their rules, overlays and where each key came from;
+//! `errors`: located errors; `messages`: their wording and suggestions.
 
 mod checks;
 mod errors;
