@@ -889,3 +889,67 @@ async fn read_only_refuses_what_changes_or_reveals_sessions_and_names_where_it_c
     let r = run(e.cmd(&["status", "--json"])).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// `list --origin` through the binary, with a catalogue included through `~/` (HOME set for the
+/// binary alone) and completed by an overlay; `list` without it is unchanged.
+#[test]
+fn list_origin_names_the_file_and_line_of_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let conf = home.join(".config/sugar-sessions/conf.d");
+    std::fs::create_dir_all(&conf).unwrap();
+    for d in [dir.path().to_path_buf(), home.clone(), conf.clone()] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let clients = conf.join("clients.toml");
+    std::fs::write(
+        &clients,
+        "[defaults]\nplatform = \"team_api\"\n\n[profiles.acme]\nurl = \"https://acme.example.com\"\ntags = [\"client\"]\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&clients, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let profiles = write_profiles(
+        dir.path(),
+        "include = [\"~/.config/sugar-sessions/conf.d/*.toml\"]\n\n\
+         [profiles.acme]\nusername = \"jim\"\npassword_env = \"ACME_PW\"\n",
+    );
+    let list = |args: &[&str]| {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("sugar-sessions"))
+            .arg("--profiles")
+            .arg(&profiles)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("list")
+            .args(args)
+            .env("HOME", &home)
+            .env_remove("SUGAR_SESSIONS_PROFILES")
+            .env_remove("SUGAR_SESSIONS_STATE_DIR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (p, c) = (profiles.display(), clients.display());
+    assert_eq!(
+        list(&["--origin"]),
+        format!(
+            "acme  https://acme.example.com  jim on team_api (password: env)  [client]\n      \
+             from: url={c}:5 username={p}:4 password_env={p}:5 platform={c}:2 tags={c}:6\n"
+        )
+    );
+    assert_eq!(
+        list(&[]),
+        "acme  https://acme.example.com  jim on team_api (password: env)  [client]\n"
+    );
+    let rows = json(&list(&["--json", "--origin"]));
+    assert_eq!(
+        rows[0]["origin"],
+        serde_json::json!({
+            "url": format!("{c}:5"), "username": format!("{p}:4"),
+            "password_env": format!("{p}:5"), "platform": format!("{c}:2"),
+            "tags": format!("{c}:6"),
+        })
+    );
+    assert!(json(&list(&["--json"]))[0].get("origin").is_none());
+}

@@ -115,7 +115,7 @@ fn unknown_top_level_table() {
         "unknown_top_level_key.toml",
         &[
             "1:2: profile: unknown key `profile` (did you mean `profiles`?); allowed keys: defaults, \
-           profiles",
+           include, profiles",
         ],
     );
 }
@@ -126,7 +126,7 @@ fn profile_key_at_the_top_level() {
         "profile_key_at_top_level.toml",
         &[
             "1:1: username: `username` cannot be set at the top level: profile keys go in a \
-             [profiles.NAME] table, shared ones in [defaults]; allowed keys here: defaults, profiles",
+             [profiles.NAME] table, shared ones in [defaults]; allowed keys here: defaults, include, profiles",
             "3:1: profiles.acme-prod.username: missing `username` (set it here or in [defaults])",
         ],
     );
@@ -1038,4 +1038,338 @@ fn keyring_mistakes_are_located() {
         parse_errors("[defaults]\nkeyring_account = \"x\"\n")
             .starts_with("profiles.toml:2:1: defaults.keyring_account: ")
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Includes and catalogues (README: "Catalogues"). Each test builds its files in a tempdir, with
+// the modes set explicitly (the umask must not decide whether a catalogue is safe).
+// ---------------------------------------------------------------------------------------------
+
+/// Writes `name` under `dir` (its directories made 0755), mode 0644.
+fn put(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let mut parent = path.parent().unwrap();
+    let mut made = Vec::new();
+    while !parent.exists() {
+        made.push(parent.to_path_buf());
+        parent = parent.parent().unwrap();
+    }
+    for d in made.iter().rev() {
+        std::fs::create_dir(d).unwrap();
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
+}
+
+fn load_errors(path: &Path) -> String {
+    match config::load(path) {
+        Ok(p) => panic!("should be refused, loaded {} profiles", p.profiles.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+const CLIENTS: &str = "\
+[defaults]
+platform = \"team_api\"
+api = \"v11_16\"
+
+[profiles.acme]
+url = \"https://acme.example.com\"
+tags = [\"client\"]
+
+[profiles.globex]
+url = \"https://globex.example.com\"
+api = \"v10\"
+username = \"shared\"
+";
+
+#[test]
+fn an_overlay_completes_a_catalogue_profile_and_defaults_layer_nearest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    put(d, "team/clients.toml", CLIENTS);
+    let top = put(
+        d,
+        "profiles.toml",
+        "include = [\"team/clients.toml\"]\n\
+         [defaults]\nusername = \"jim\"\napi = \"v11_20\"\n\
+         [profiles.acme]\npassword_env = \"ACME_PW\"\ntags = [\"mine\"]\n\
+         [profiles.own]\nurl = \"https://own.example.com\"\n",
+    );
+    let p = config::load(&top).unwrap();
+    let names: Vec<&str> = p.profiles.iter().map(|p| p.name.as_str()).collect();
+    // The catalogue's profiles where it is included, then the file's own.
+    assert_eq!(names, ["acme", "globex", "own"]);
+    let acme = p.get("acme").unwrap();
+    assert_eq!(acme.url.as_str(), "https://acme.example.com/");
+    // The overlay's keys win over the catalogue table's.
+    assert_eq!(acme.tags, ["mine"]);
+    assert_eq!(acme.password, PasswordSource::Env("ACME_PW".into()));
+    // Unset in both tables: the including file's [defaults] first, then the catalogue's.
+    assert_eq!(acme.username, "jim");
+    assert_eq!(acme.api, "v11_20");
+    assert_eq!(acme.platform, "team_api");
+    // A key of the catalogue's table wins over every [defaults].
+    let globex = p.get("globex").unwrap();
+    assert_eq!(globex.api, "v10");
+    assert_eq!(globex.username, "shared");
+    // The catalogue's [defaults] do not reach the including file's own profiles.
+    let own = p.get("own").unwrap();
+    assert_eq!(own.platform, "custom_api");
+    assert_eq!(own.api, "v11_20");
+    // Every file read, for the watch; where each key came from, for `list --origin`.
+    let clients = d.join("team/clients.toml");
+    assert_eq!(p.files, [top.clone(), clients.clone()]);
+    let origin: Vec<(&str, String)> = p.origin_of("acme");
+    let (t, c) = (top.display(), clients.display());
+    assert_eq!(
+        origin,
+        [
+            ("url", format!("{c}:6")),
+            ("api", format!("{t}:4")),
+            ("username", format!("{t}:3")),
+            ("password_env", format!("{t}:6")),
+            ("platform", format!("{c}:2")),
+            ("tags", format!("{t}:7")),
+        ]
+    );
+}
+
+#[test]
+fn the_same_profile_in_two_catalogues_is_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    put(
+        d,
+        "a.toml",
+        "[profiles.acme]\nurl = \"https://a.example.com\"\n",
+    );
+    put(
+        d,
+        "b.toml",
+        "# b\n[profiles.acme]\nurl = \"https://b.example.com\"\n",
+    );
+    let top = put(
+        d,
+        "profiles.toml",
+        "include = [\"a.toml\", \"b.toml\"]\n[defaults]\nusername = \"u\"\n",
+    );
+    let d = d.display();
+    assert_eq!(
+        load_errors(&top),
+        format!(
+            "{d}/b.toml:2:11: profiles.acme: the profile `acme` is also defined at \
+             {d}/a.toml:1:11: define it in one catalogue (and complete it in the file that \
+             includes it) (included from {d}/profiles.toml:1:22)"
+        )
+    );
+}
+
+#[test]
+fn an_include_cycle_is_refused_naming_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    put(d, "a.toml", "include = [\"b.toml\"]\n");
+    put(d, "b.toml", "\ninclude = [\"a.toml\"]\n");
+    let top = put(d, "profiles.toml", "include = [\"a.toml\"]\n");
+    let d = d.display();
+    assert_eq!(
+        load_errors(&top),
+        format!(
+            "{d}/b.toml:2:12: include[0]: include cycle: {d}/a.toml includes {d}/b.toml \
+             includes {d}/a.toml (included from {d}/a.toml:1:12, included from \
+             {d}/profiles.toml:1:12)"
+        )
+    );
+}
+
+#[test]
+fn a_catalogue_holds_no_secrets_and_no_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    put(
+        d,
+        "team/clients.toml",
+        "[defaults]\nread_only = true\nproxy = \"http://proxy:3128\"\n\
+         password_cmd = \"pass acme\"\n\
+         [profiles.acme]\nurl = \"https://acme.example.com\"\npassword = \"hunter2\"\n\
+         insecure = true\nallow_http = true\n",
+    );
+    let top = put(
+        d,
+        "profiles.toml",
+        "include = [\"team/clients.toml\"]\n[defaults]\nusername = \"u\"\n",
+    );
+    let (c, t) = (d.join("team/clients.toml"), top.display());
+    let c = c.display();
+    let secret = |key: &str| {
+        format!(
+            "an included file (a catalogue) holds no secrets nor security exceptions: set `{key}` \
+             in the profiles file that includes it (in a [profiles.NAME] overlay or its \
+             [defaults]) (included from {t}:1:12)"
+        )
+    };
+    assert_eq!(
+        load_errors(&top),
+        [
+            format!(
+                "{c}:2:1: defaults.read_only: `read_only` is a setting of the whole file: only \
+                 the top-level profiles file may set it (included from {t}:1:12)"
+            ),
+            format!("{c}:3:1: defaults.proxy: {}", secret("proxy")),
+            format!("{c}:4:1: defaults.password_cmd: {}", secret("password_cmd")),
+            format!("{c}:7:1: profiles.acme.password: {}", secret("password")),
+            format!("{c}:8:1: profiles.acme.insecure: {}", secret("insecure")),
+            format!(
+                "{c}:9:1: profiles.acme.allow_http: {}",
+                secret("allow_http")
+            ),
+        ]
+        .join("\n")
+    );
+}
+
+#[test]
+fn a_catalogue_others_can_change_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let clients = put(d, "team/clients.toml", CLIENTS);
+    let top = put(
+        d,
+        "profiles.toml",
+        "include = [\n  \"team/clients.toml\",\n]\n[defaults]\nusername = \"u\"\n",
+    );
+    std::fs::set_permissions(&clients, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let (c, t) = (clients.display(), top.display());
+    assert_eq!(
+        load_errors(&top),
+        format!(
+            "{t}:2:3: include[0]: others can change {c} (mode 664): refused, as OpenSSH refuses \
+             such configuration; run `chmod go-w {c}`"
+        )
+    );
+    // Its own mode is fine, but anyone may replace it in its directory.
+    std::fs::set_permissions(&clients, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let team = d.join("team");
+    std::fs::set_permissions(&team, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(
+        load_errors(&top),
+        format!(
+            "{t}:2:3: include[0]: others can replace {c}: its directory {} is writable by others \
+             (mode 777): refused, as OpenSSH refuses such configuration",
+            team.display()
+        )
+    );
+    // With the sticky bit (as /tmp), only its owner may: loaded.
+    std::fs::set_permissions(&team, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert_eq!(config::load(&top).unwrap().profiles.len(), 2);
+}
+
+#[test]
+fn a_glob_includes_each_file_it_matches_never_the_including_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    put(
+        d,
+        "conf.d/b.toml",
+        "[profiles.b]\nurl = \"https://b.example.com\"\n",
+    );
+    put(
+        d,
+        "conf.d/a.toml",
+        "[profiles.a]\nurl = \"https://a.example.com\"\n",
+    );
+    put(d, "conf.d/notes.txt", "not toml");
+    put(d, "conf.d/.hidden.toml", "not toml either");
+    // The including file matches its own glob: left out, not a cycle.
+    let top = put(
+        d,
+        "conf.d/main.toml",
+        "include = [\"*.toml\", \"empty.d/*.toml\", \"absent.d/*.toml\"]\n\
+         [defaults]\nusername = \"u\"\n",
+    );
+    put(d, "conf.d/empty.d/.keep", "");
+    let p = config::load(&top).unwrap();
+    let names: Vec<&str> = p.profiles.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    let conf = d.join("conf.d");
+    assert_eq!(
+        p.dirs,
+        [conf.clone(), conf.join("empty.d"), conf.join("absent.d")]
+    );
+    // A glob in a directory name is not one.
+    std::fs::write(&top, "include = [\"*/x.toml\"]\n").unwrap();
+    assert_eq!(
+        load_errors(&top),
+        format!(
+            "{}:1:12: include[0]: a glob may only be in the file name (e.g. conf.d/*.toml), not \
+             in a directory",
+            top.display()
+        )
+    );
+}
+
+#[test]
+fn a_missing_include_is_located_at_its_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = put(
+        dir.path(),
+        "profiles.toml",
+        "include = [\"conf.d/*.toml\", \"team/clients.toml\", 3]\n",
+    );
+    let t = top.display();
+    assert_eq!(
+        load_errors(&top),
+        format!(
+            "{t}:1:29: include[1]: no such file: {}\n\
+             {t}:1:50: include[2]: expected a file name (a string), found an integer",
+            dir.path().join("team/clients.toml").display()
+        )
+    );
+    assert_eq!(
+        parse_errors("[defaults]\ninclude = [\"a.toml\"]\n"),
+        "profiles.toml:2:1: defaults.include: `include` goes at the top of the file, before any \
+         [table] (TOML puts a key written after a table header in that table)"
+    );
+    assert_eq!(
+        parse_errors("include = \"a.toml\"\n"),
+        "profiles.toml:1:11: include: expected an array of file names (include = \
+         [\"team/clients.toml\"]), found a string"
+    );
+}
+
+#[test]
+fn nested_catalogues_layer_nearest_the_top_first_and_a_file_reached_twice_is_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    put(
+        d,
+        "c.toml",
+        "[defaults]\nplatform = \"c_plat\"\napi = \"v10\"\n\
+         [profiles.x]\nurl = \"https://x.example.com\"\ntags = [\"c\"]\n",
+    );
+    put(
+        d,
+        "b.toml",
+        "include = [\"c.toml\"]\n[defaults]\napi = \"v11_1\"\ntimeout_s = 30\n\
+         [profiles.x]\ntags = [\"b\"]\nclient_id = \"b_client\"\n",
+    );
+    let top = put(
+        d,
+        "profiles.toml",
+        "include = [\"b.toml\", \"*.toml\"]\n[defaults]\ntimeout_s = 40\n\
+         [profiles.x]\nusername = \"a\"\n",
+    );
+    let p = config::load(&top).unwrap();
+    assert_eq!(p.profiles.len(), 1);
+    let x = p.get("x").unwrap();
+    assert_eq!(x.tags, ["b"]);
+    assert_eq!(x.client_id, "b_client");
+    assert_eq!(x.username, "a");
+    assert_eq!(x.api, "v11_1");
+    assert_eq!(x.platform, "c_plat");
+    assert_eq!(x.timeout, Duration::from_secs(40));
+    assert_eq!(p.files, [top, d.join("b.toml"), d.join("c.toml")]);
 }

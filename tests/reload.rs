@@ -229,3 +229,95 @@ async fn the_screen_applies_edits_of_its_profiles_file_within_a_moment() {
     let exit = tokio::task::block_in_place(|| screen.wait_exit(Duration::from_secs(5)));
     assert_eq!(exit.and_then(|e| e.code()), Some(0));
 }
+
+/// A new catalogue in a directory the file includes by a glob shows up on the screen, and an edit
+/// of it too: the watch covers the included files and the globs' directories.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_follows_a_new_file_in_an_included_glob_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let emu = common::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = emu.url("acme");
+    let conf = dir.path().join("conf.d");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = common::write_profiles(
+        dir.path(),
+        &format!(
+            "include = [\"conf.d/*.toml\"]\n[defaults]\nusername = \"integration\"\n\
+             [profiles.first]\nurl = \"{url}\"\n"
+        ),
+    );
+    let state = dir.path().join("state");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sugar-sessions"));
+    cmd.arg("--profiles")
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(&state)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("TERM", "xterm-256color")
+        .env("LANG", "C.UTF-8");
+    let mut screen = tokio::task::block_in_place(|| pty::Pty::spawn(cmd, 30, 120, true));
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the first profile", 10, |s| s.contains("first"));
+    });
+    // A catalogue dropped into conf.d, as a tool writes it: a new file renamed into place.
+    let drop_in = |name: &str, text: String| {
+        let tmp = dir.path().join("catalogue.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::rename(&tmp, conf.join(name)).unwrap();
+    };
+    drop_in(
+        "team.toml",
+        format!("[profiles.teamshared]\nurl = \"{url}\"\n"),
+    );
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the catalogue's profile", 10, |s| {
+            s.contains("teamshared") && s.contains("profiles file reloaded: 1 new")
+        });
+    });
+    // The catalogue edited: now watched as an included file.
+    drop_in(
+        "team.toml",
+        format!("[profiles.teamrenamed]\nurl = \"{url}\"\n"),
+    );
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the catalogue's edit", 10, |s| {
+            s.contains("teamrenamed") && !s.contains("teamshared")
+        });
+    });
+    // A new include whose file is refused: the error shows; the file it names is watched from
+    // then on, so that fixing it (and nothing else) is enough.
+    let extra = dir.path().join("extra.toml");
+    std::fs::write(
+        &extra,
+        format!("[profiles.extra]\nurl = \"{url}\"\ninsecure = true\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&extra, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "include = [\"conf.d/*.toml\", \"extra.toml\"]\n[defaults]\nusername = \"integration\"\n\
+             [profiles.first]\nurl = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the catalogue's error", 10, |s| {
+            s.contains("profiles file not reloaded:") && s.contains("profiles.extra.insecure")
+        });
+    });
+    std::fs::write(&extra, format!("[profiles.extra]\nurl = \"{url}\"\n")).unwrap();
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the fixed catalogue", 10, |s| {
+            !s.contains("not reloaded") && s.contains("extra")
+        });
+    });
+    screen.send(b"q");
+    let exit = tokio::task::block_in_place(|| screen.wait_exit(Duration::from_secs(5)));
+    assert_eq!(exit.and_then(|e| e.code()), Some(0));
+}

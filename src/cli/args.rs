@@ -109,9 +109,13 @@ pub enum Command {
     /// List the profiles (no network)
     List {
         /// Print a JSON array of {name, url, api, username, platform, client_id, tags,
-        /// password_source, warnings, insecure}
+        /// password_source, warnings, insecure} (and origin, with --origin)
         #[arg(long)]
         json: bool,
+        /// Show which file and line each key of a profile came from (with includes: the
+        /// catalogue, an overlay, a [defaults])
+        #[arg(long)]
+        origin: bool,
     },
     /// Show every profile's session from the token cache (no network)
     Status {

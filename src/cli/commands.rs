@@ -20,7 +20,18 @@ fn source_kind(p: &Profile) -> &'static str {
     p.password.kind()
 }
 
-pub(super) fn list(profiles: &Profiles, json: bool) {
+/// `list --origin`: where each key of a profile was set, as `key=FILE:LINE` pairs (keys left to
+/// the built-in defaults are not named).
+fn origin_line(profiles: &Profiles, p: &Profile) -> String {
+    let pairs: Vec<String> = profiles
+        .origin_of(&p.name)
+        .into_iter()
+        .map(|(key, at)| format!("{key}={at}"))
+        .collect();
+    format!("from: {}", pairs.join(" "))
+}
+
+pub(super) fn list(profiles: &Profiles, json: bool, origin: bool) {
     let warnings = crate::guard::warnings(&profiles.profiles);
     let warnings_of = |p: &Profile| -> Vec<String> {
         warnings
@@ -35,11 +46,20 @@ pub(super) fn list(profiles: &Profiles, json: bool) {
             .profiles
             .iter()
             .map(|p| {
-                json!({
+                let mut row = json!({
                     "name": p.name, "url": p.url.as_str().trim_end_matches('/'), "api": p.api, "username": p.username,
                     "platform": p.platform, "client_id": p.client_id, "tags": p.tags, "password_source": source_kind(p),
                     "warnings": warnings_of(p), "insecure": p.insecure,
-                })
+                });
+                if origin {
+                    let keys: serde_json::Map<String, serde_json::Value> = profiles
+                        .origin_of(&p.name)
+                        .into_iter()
+                        .map(|(key, at)| (key.to_string(), json!(at)))
+                        .collect();
+                    row["origin"] = serde_json::Value::Object(keys);
+                }
+                row
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
@@ -54,8 +74,9 @@ pub(super) fn list(profiles: &Profiles, json: bool) {
         .unwrap_or(4)
         .clamp(4, 40);
     let mut out = stdout_buffered();
+    let origin_of = |p: &Profile| origin.then(|| origin_line(profiles, p));
     if std::io::stdout().is_terminal() {
-        list_table(profiles, &warnings_of, &mut out);
+        list_table(profiles, &warnings_of, &origin_of, &mut out);
         return;
     }
     for p in &profiles.profiles {
@@ -81,6 +102,9 @@ pub(super) fn list(profiles: &Profiles, json: bool) {
         for warning in warnings_of(p) {
             let _ = writeln!(out, "{:w$}  warning: {warning}", "");
         }
+        if let Some(line) = origin_of(p) {
+            let _ = writeln!(out, "{:w$}  {line}", "");
+        }
     }
 }
 
@@ -89,6 +113,7 @@ pub(super) fn list(profiles: &Profiles, json: bool) {
 fn list_table(
     profiles: &Profiles,
     warnings_of: &dyn Fn(&Profile) -> Vec<String>,
+    origin_of: &dyn Fn(&Profile) -> Option<String>,
     out: &mut impl Write,
 ) {
     let rows: Vec<[String; 6]> = profiles
@@ -139,6 +164,9 @@ fn list_table(
         let _ = writeln!(out, "{}", line(cells));
         for warning in warnings_of(p) {
             let _ = writeln!(out, "{:w$}  warning: {warning}", "", w = widths[0]);
+        }
+        if let Some(line) = origin_of(p) {
+            let _ = writeln!(out, "{:w$}  {line}", "", w = widths[0]);
         }
     }
 }
@@ -362,6 +390,9 @@ pub fn with_impersonations<'a>(profiles: &'a Profiles, cache: &Cache) -> Cow<'a,
         path: profiles.path.clone(),
         profiles: out,
         settings: profiles.settings.clone(),
+        files: profiles.files.clone(),
+        dirs: profiles.dirs.clone(),
+        origins: profiles.origins.clone(),
     })
 }
 

@@ -159,9 +159,9 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
             force,
             tls,
         }) => emulator(*port, write_profiles.as_deref(), *force, *tls).await,
-        Some(Command::List { json }) => {
+        Some(Command::List { json, origin }) => {
             let profiles = load_profiles(&profiles_path(cli)?)?;
-            list(&profiles, *json);
+            list(&profiles, *json, *origin);
             Ok(exit::OK)
         }
         Some(Command::Status { format, json }) => {

@@ -71,23 +71,24 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-pub(super) struct Errors<'a> {
-    text: &'a str,
-    pub(super) file: &'a Path,
+/// The problems found in one file; owns a copy of its text to locate them.
+pub(super) struct Errors {
+    text: String,
+    pub(super) file: PathBuf,
     /// Byte offset where each line starts.
     line_starts: Vec<usize>,
     /// With the byte offset they were found at, to sort them into file order.
     found: Vec<(usize, ConfigError)>,
 }
 
-impl<'a> Errors<'a> {
-    pub(super) fn new(text: &'a str, file: &'a Path) -> Self {
+impl Errors {
+    pub(super) fn new(text: &str, file: &Path) -> Self {
         let line_starts = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
         Errors {
-            text,
-            file,
+            text: text.to_string(),
+            file: file.to_path_buf(),
             line_starts,
             found: Vec::new(),
         }
@@ -96,13 +97,24 @@ impl<'a> Errors<'a> {
     pub(super) fn push(&mut self, at: usize, key: Option<String>, message: impl Into<String>) {
         let (line, column) = self.locate(at);
         let error = ConfigError {
-            file: self.file.to_path_buf(),
+            file: self.file.clone(),
             line,
             column,
             key,
             message: message.into(),
         };
         self.found.push((at, error));
+    }
+
+    /// `FILE:LINE:COLUMN` of a byte offset, as messages name another place.
+    pub(super) fn place(&self, at: usize) -> String {
+        let (line, column) = self.locate(at);
+        format!("{}:{line}:{column}", self.file.display())
+    }
+
+    /// The 1-based line of a byte offset, as `list --origin` shows where a key was set.
+    pub(super) fn line_of(&self, at: usize) -> usize {
+        self.locate(at).0
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -127,6 +139,16 @@ impl<'a> Errors<'a> {
     pub(super) fn finish(mut self) -> Vec<ConfigError> {
         self.found.sort_by_key(|(at, _)| *at);
         self.found.into_iter().map(|(_, e)| e).collect()
+    }
+
+    /// Every problem, in file order, each message followed by `note` (the include chain of an
+    /// included file, e.g. ` (included from profiles.toml:1:12)`).
+    pub(super) fn finish_noted(self, note: &str) -> Vec<ConfigError> {
+        let mut found = self.finish();
+        for e in &mut found {
+            e.message.push_str(note);
+        }
+        found
     }
 }
 

@@ -32,6 +32,9 @@ pub(super) fn unknown_key(name: &str, table: Table) -> String {
         (Some(_), Table::Profile) => {
             format!("`{name}` can only be set in [defaults]: it applies to the whole file")
         }
+        (None, _) if name == "include" => "`include` goes at the top of the file, before any \
+             [table] (TOML puts a key written after a table header in that table)"
+            .to_string(),
         (None, _) => format!(
             "unknown key `{}`{}; allowed keys: {}",
             shown(name),

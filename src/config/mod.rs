@@ -1,14 +1,16 @@
 //! The profiles file: schema, defaults, validation with located errors.
 //!
-//! Only reads the file; no other I/O.
+//! Only reads the file and the files it includes; no other I/O.
 //!
 //! Here: what a loaded file is (profiles, settings, password sources) and the entry points
 //! [`load`] and [`parse`]. `schema`: every key of the file; `checks`: checks of single values;
-//! `validate`: the walk over the file that resolves profiles; `errors`: located errors;
-//! `messages`: their wording and suggestions.
+//! `validate`: the walk over one file, and one profile resolved from its layers; `include`: the
+//! files a file includes (catalogues), their rules, overlays and where each key came from;
+//! `errors`: located errors; `messages`: their wording and suggestions.
 
 mod checks;
 mod errors;
+mod include;
 mod messages;
 mod schema;
 mod validate;
@@ -30,12 +32,12 @@ pub fn close_names<'k>(name: &str, known: &[&'k str]) -> Vec<&'k str> {
 use crate::identity::{ProfileId, SessionKey};
 use crate::secret::Secret;
 use errors::Errors;
+use include::parse_file;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
-use validate::parse_file;
 
 /// Where a profile's password comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,9 +253,42 @@ pub struct Profiles {
     /// are not copied for a bulk action).
     pub profiles: Vec<Arc<Profile>>,
     pub settings: Settings,
+    /// Every file read: the profiles file first, then the files it includes, in the order read.
+    pub files: Vec<PathBuf>,
+    /// The directories of the globs of `include` (a new file there may be a new catalogue).
+    pub dirs: Vec<PathBuf>,
+    /// Where each profile's keys were set (`list --origin`), by profile name.
+    pub origins: std::collections::HashMap<String, Origins>,
 }
 
+/// Where one key of a profile was set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub key: &'static str,
+    /// An index into [`Profiles::files`].
+    pub file: usize,
+    /// 1-based.
+    pub line: usize,
+}
+
+/// Where a profile's keys were set, in the schema's order; keys left to the built-in defaults are
+/// not there.
+pub type Origins = Vec<Origin>;
+
 impl Profiles {
+    /// Where each key of a profile was set, as key and `FILE:LINE` (`list --origin`).
+    pub fn origin_of(&self, name: &str) -> Vec<(&'static str, String)> {
+        self.origins
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                let file = self.files.get(o.file).map(|f| f.display().to_string());
+                (o.key, format!("{}:{}", file.unwrap_or_default(), o.line))
+            })
+            .collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name).map(|p| &**p)
     }

@@ -85,7 +85,7 @@ pub(super) struct KeySpec {
     pub(super) check: fn(Val) -> Result<Val, String>,
 }
 
-const KEYS: &[KeySpec] = &[
+pub(super) const KEYS: &[KeySpec] = &[
     KeySpec {
         name: "url",
         kind: Kind::Str,
@@ -260,7 +260,7 @@ pub(super) const PASSWORD_KEYS: &[&str] = &[
     "password_keyring",
 ];
 
-pub(super) const TOP_LEVEL_KEYS: &[&str] = &["defaults", "profiles"];
+pub(super) const TOP_LEVEL_KEYS: &[&str] = &["defaults", "include", "profiles"];
 
 pub(super) const DEFAULT_API: &str = "v11";
 pub(super) const DEFAULT_CLIENT_ID: &str = "sugar";
@@ -322,6 +322,13 @@ mod tests {
                     .starts_with(&format!("{} = ", key.name))
             });
             assert!(shown, "profiles.example.toml does not show `{}`", key.name);
+        }
+        for key in TOP_LEVEL_KEYS {
+            let shown = example.lines().any(|l| {
+                let l = l.trim_start_matches("# ");
+                l.starts_with(&format!("{key} = ")) || l.starts_with(&format!("[{key}"))
+            });
+            assert!(shown, "profiles.example.toml does not show `{key}`");
         }
     }
 

@@ -2,7 +2,7 @@
 //! profile over `[defaults]` over the built-in defaults; every problem is collected, located.
 
 use super::checks::{is_loopback, is_valid_profile_name, resolve_path};
-use super::errors::{ConfigError, Errors};
+use super::errors::Errors;
 use super::messages::{
     a_type, closest, join_and, key_segment, shown, unknown_column, unknown_key,
     unknown_top_level_key,
@@ -12,22 +12,47 @@ use super::schema::{
     DEFAULT_TIMEOUT_S, KeySpec, Kind, MAX_PROFILE_NAME, PASSWORD_KEYS, REQUIRED_COLUMNS,
     SHOWN_PROFILE_NAME, Table, Val, keys_allowed_in, spec,
 };
-use super::{KeyringEntry, PasswordSource, Profile, Profiles, Settings};
+use super::{KeyringEntry, PasswordSource, Profile, Settings};
 use crate::secret::Secret;
-use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 /// Where a key is: byte offset and dotted key path.
-type KeyAt = (usize, String);
+pub(super) type KeyAt = (usize, String);
 
-/// [`parse`](super::parse), and where the first plain `password` key is, if any.
-pub(super) fn parse_file(
-    text: &str,
-    path: &Path,
-) -> Result<(Profiles, Option<KeyAt>), Vec<ConfigError>> {
-    let mut errs = Errors::new(text, path);
+/// One `[profiles.NAME]` table as read.
+pub(super) struct ProfileTable {
+    pub(super) name: String,
+    /// `profiles.NAME`, in TOML key syntax (cut short when too long).
+    pub(super) prefix: String,
+    /// Where the table's value starts (missing keys are reported there).
+    pub(super) at: usize,
+    /// Where its name is.
+    pub(super) key_at: usize,
+    pub(super) layer: Layer,
+}
+
+/// One entry of `include = [...]`: as written, where, and its key path (`include[0]`).
+pub(super) struct IncludeEntry {
+    pub(super) text: String,
+    pub(super) at: usize,
+    pub(super) key: String,
+}
+
+/// What one file says: its `[defaults]`, its profile tables, its includes.
+#[derive(Default)]
+pub(super) struct Walked {
+    pub(super) defaults: Layer,
+    pub(super) tables: Vec<ProfileTable>,
+    pub(super) includes: Vec<IncludeEntry>,
+    /// Where the first plain `password` key is, if any.
+    pub(super) plain_password_at: Option<KeyAt>,
+}
+
+/// The top level of one file and each of its tables' keys (type and check); problems go to
+/// `errs`. `None` for a TOML syntax error (reported alone: the parser stops there).
+pub(super) fn walk_file(text: &str, errs: &mut Errors) -> Option<Walked> {
     let root = match DeTable::parse(text) {
         Ok(root) => root,
         Err(e) => {
@@ -40,10 +65,11 @@ pub(super) fn parse_file(
                 }
             }
             errs.push(span.start, None, message);
-            return Err(errs.finish());
+            return None;
         }
     };
 
+    let mut walked = Walked::default();
     let mut plain_password_at: Option<KeyAt> = None;
     let mut note_password = |layer: &Layer| {
         if let Some(f) = layer.field("password")
@@ -54,15 +80,14 @@ pub(super) fn parse_file(
             plain_password_at = Some((f.key_at, layer.path_of(f)));
         }
     };
-    let mut defaults = Layer::default();
     let mut profile_entries = Vec::new();
     for (key, value) in root.get_ref() {
         let name: &str = key.get_ref();
         match name {
             "defaults" => match value.get_ref() {
                 DeValue::Table(table) => {
-                    defaults = read_layer(table, Table::Defaults, "defaults", "", &mut errs);
-                    note_password(&defaults);
+                    walked.defaults = read_layer(table, Table::Defaults, "defaults", "", errs);
+                    note_password(&walked.defaults);
                 }
                 other => errs.push(
                     value.span().start,
@@ -70,6 +95,7 @@ pub(super) fn parse_file(
                     format!("expected a table ([defaults]), found {}", a_type(other)),
                 ),
             },
+            "include" => walked.includes = includes(value, errs),
             "profiles" => match value.get_ref() {
                 DeValue::Table(table) => profile_entries.extend(table.iter()),
                 DeValue::Array(_) => errs.push(
@@ -95,25 +121,6 @@ pub(super) fn parse_file(
         }
     }
 
-    let builtin = Settings::default();
-    let settings = Settings {
-        max_concurrency: defaults
-            .count("max_concurrency")
-            .unwrap_or(builtin.max_concurrency),
-        max_per_host: defaults
-            .count("max_per_host")
-            .unwrap_or(builtin.max_per_host),
-        read_only: match defaults.val("read_only") {
-            Some(Val::Bool(b)) => *b,
-            _ => builtin.read_only,
-        },
-        columns: match defaults.val("columns") {
-            Some(Val::Columns(c)) => Some(c.clone()),
-            _ => builtin.columns,
-        },
-    };
-
-    let mut profiles = Vec::with_capacity(profile_entries.len());
     for (key, value) in profile_entries {
         let name: &str = key.get_ref();
         let length = name.chars().count();
@@ -146,28 +153,79 @@ pub(super) fn parse_file(
             errs.push(value.span().start, Some(prefix), message);
             continue;
         };
-        let layer = read_layer(table, Table::Profile, &prefix, name, &mut errs);
+        let layer = read_layer(table, Table::Profile, &prefix, name, errs);
         note_password(&layer);
         if layer.fields.is_empty() && layer.dotted {
             // `[profiles.acme.prod]` alone: said once, not also as a profile `acme` missing
             // everything.
             continue;
         }
-        let at = value.span().start;
-        if let Some(profile) = resolve(name, &prefix, at, &layer, &defaults, &mut errs) {
-            profiles.push(profile);
+        walked.tables.push(ProfileTable {
+            name: name.to_string(),
+            prefix,
+            at: value.span().start,
+            key_at: key.span().start,
+            layer,
+        });
+    }
+    walked.plain_password_at = plain_password_at;
+    Some(walked)
+}
+
+/// `include = ["team/clients.toml", "conf.d/*.toml"]`: an array of non-empty strings.
+fn includes(value: &Spanned<DeValue<'_>>, errs: &mut Errors) -> Vec<IncludeEntry> {
+    let DeValue::Array(items) = value.get_ref() else {
+        errs.push(
+            value.span().start,
+            Some("include".into()),
+            format!(
+                "expected an array of file names (include = [\"team/clients.toml\"]), found {}",
+                a_type(value.get_ref())
+            ),
+        );
+        return Vec::new();
+    };
+    let mut entries = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let key = format!("include[{i}]");
+        let at = item.span().start;
+        match item.get_ref() {
+            DeValue::String(s) if s.trim().is_empty() => {
+                errs.push(at, Some(key), "must not be empty: a file name or a glob");
+            }
+            DeValue::String(s) => entries.push(IncludeEntry {
+                text: s.to_string(),
+                at,
+                key,
+            }),
+            other => errs.push(
+                at,
+                Some(key),
+                format!("expected a file name (a string), found {}", a_type(other)),
+            ),
         }
     }
+    entries
+}
 
-    if errs.is_empty() {
-        let profiles = Profiles {
-            path: path.to_path_buf(),
-            profiles: profiles.into_iter().map(std::sync::Arc::new).collect(),
-            settings,
-        };
-        Ok((profiles, plain_password_at))
-    } else {
-        Err(errs.finish())
+/// Settings of the whole file, from its `[defaults]`.
+pub(super) fn settings(defaults: &Layer) -> Settings {
+    let builtin = Settings::default();
+    Settings {
+        max_concurrency: defaults
+            .count("max_concurrency")
+            .unwrap_or(builtin.max_concurrency),
+        max_per_host: defaults
+            .count("max_per_host")
+            .unwrap_or(builtin.max_per_host),
+        read_only: match defaults.val("read_only") {
+            Some(Val::Bool(b)) => *b,
+            _ => builtin.read_only,
+        },
+        columns: match defaults.val("columns") {
+            Some(Val::Columns(c)) => Some(c.clone()),
+            _ => builtin.columns,
+        },
     }
 }
 
@@ -176,9 +234,9 @@ pub(super) fn parse_file(
 // ---------------------------------------------------------------------------------------------
 
 /// One key as written in one table.
-struct Field {
-    spec: &'static KeySpec,
-    key_at: usize,
+pub(super) struct Field {
+    pub(super) spec: &'static KeySpec,
+    pub(super) key_at: usize,
     value_at: usize,
     /// `None` when the value was wrong (already reported).
     val: Option<Val>,
@@ -186,10 +244,10 @@ struct Field {
 
 /// The known keys of one table, in file order.
 #[derive(Default)]
-struct Layer {
+pub(super) struct Layer {
     /// The table's dotted path, e.g. `profiles.acme-prod`.
     prefix: String,
-    fields: Vec<Field>,
+    pub(super) fields: Vec<Field>,
     /// Known keys suggested for unknown ones (`usernme`): not reported again as missing.
     suggested: Vec<&'static str>,
     /// A table inside the profile's table: `[profiles.acme.prod]` for `"acme.prod"`.
@@ -199,16 +257,16 @@ struct Layer {
 impl Layer {
     /// A key's dotted path, e.g. `profiles.acme-prod.url`: made only for a message (known keys
     /// are bare keys, written as they are).
-    fn path_of(&self, field: &Field) -> String {
+    pub(super) fn path_of(&self, field: &Field) -> String {
         format!("{}.{}", self.prefix, field.spec.name)
     }
 
-    fn field(&self, name: &str) -> Option<&Field> {
+    pub(super) fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.spec.name == name)
     }
 
     /// Set in this table, with a good or a bad value.
-    fn has(&self, name: &str) -> bool {
+    pub(super) fn has(&self, name: &str) -> bool {
         self.field(name).is_some()
     }
 
@@ -247,7 +305,7 @@ impl Layer {
 
     /// Says where the password comes from (`password_keyring = false` too: not from the
     /// keyring of `[defaults]`).
-    fn has_password_source(&self) -> bool {
+    pub(super) fn has_password_source(&self) -> bool {
         self.fields
             .iter()
             .any(|f| PASSWORD_KEYS.contains(&f.spec.name))
@@ -266,7 +324,7 @@ fn read_layer(
     which: Table,
     prefix: &str,
     profile: &str,
-    errs: &mut Errors<'_>,
+    errs: &mut Errors,
 ) -> Layer {
     let mut layer = Layer {
         prefix: prefix.to_string(),
@@ -343,7 +401,7 @@ fn extract(
     kind: Kind,
     value: &Spanned<DeValue<'_>>,
     path: &dyn Fn() -> String,
-    errs: &mut Errors<'_>,
+    errs: &mut Errors,
 ) -> Option<Val> {
     let at = value.span().start;
     match (kind, value.get_ref()) {
@@ -354,7 +412,7 @@ fn extract(
             errs.push(at, Some(path()), "must not be empty: a file name");
             None
         }
-        (Kind::Path, DeValue::String(s)) => Some(Val::Path(resolve_path(s, errs.file))),
+        (Kind::Path, DeValue::String(s)) => Some(Val::Path(resolve_path(s, &errs.file))),
         (Kind::Int, DeValue::Integer(i)) => match i64::from_str_radix(i.as_str(), i.radix()) {
             Ok(n) => Some(Val::Int(n)),
             Err(_) => {
@@ -402,7 +460,7 @@ fn columns(
     items: &[Spanned<DeValue<'_>>],
     at: usize,
     path: &dyn Fn() -> String,
-    errs: &mut Errors<'_>,
+    errs: &mut Errors,
 ) -> Option<Val> {
     let mut names: Vec<&'static str> = Vec::with_capacity(items.len());
     let mut ok = true;
@@ -449,100 +507,112 @@ fn columns(
 }
 
 // ---------------------------------------------------------------------------------------------
-// One profile: its table over `[defaults]` over the built-in defaults.
+// One profile: its tables (overlays first) over the `[defaults]` of its files over the built-in
+// defaults.
 // ---------------------------------------------------------------------------------------------
 
-fn resolve(
+/// A table of one file (an index into the errors of every file read).
+#[derive(Clone, Copy)]
+pub(super) struct Placed<'l> {
+    pub(super) layer: &'l Layer,
+    pub(super) file: usize,
+    /// Where the table starts (its value).
+    pub(super) at: usize,
+}
+
+/// The first layer that sets each key wins: `tables` (the overlays of the including files, the
+/// top-level one first, then the table that defines the profile, which is last), then `defaults`
+/// (the `[defaults]` of the same files, in the same order). Every layer is non-empty.
+pub(super) fn resolve(
     name: &str,
     prefix: &str,
-    table_at: usize,
-    own: &Layer,
-    defaults: &Layer,
-    errs: &mut Errors<'_>,
+    tables: &[Placed<'_>],
+    defaults: &[Placed<'_>],
+    errs: &mut [Errors],
 ) -> Option<Profile> {
-    let pick = |key: &str| own.val(key).or_else(|| defaults.val(key));
+    let all = || tables.iter().chain(defaults);
+    let pick = |key: &str| all().find_map(|p| p.layer.val(key));
     let pick_str = |key: &str, fallback: &'static str| -> String {
         pick(key)
             .and_then(Val::as_str)
             .unwrap_or(fallback)
             .to_string()
     };
+    let misspelled = |key| all().any(|p| p.layer.suggested.contains(&key));
+    let defining = *tables.last()?;
 
-    let url = match own.field("url") {
-        None if own.suggested.contains(&"url") => None,
+    let url = match tables.iter().find(|p| p.layer.has("url")) {
+        None if tables.iter().any(|p| p.layer.suggested.contains(&"url")) => None,
         None => {
-            errs.push(
-                table_at,
+            errs[defining.file].push(
+                defining.at,
                 Some(format!("{prefix}.url")),
                 "missing `url` (the instance root, e.g. https://acme.sugarondemand.com)",
             );
             None
         }
-        Some(
-            field @ Field {
-                val: Some(Val::Url(url)),
-                value_at,
-                ..
-            },
-        ) => {
-            let allow_http = match pick("allow_http") {
-                Some(Val::Bool(b)) => *b,
-                _ => false,
-            };
-            if url.scheme() == "http" && !allow_http && !is_loopback(url) {
-                errs.push(
-                    *value_at,
-                    Some(own.path_of(field)),
-                    format!(
-                        "http:// to `{}` would send the password unencrypted; use https:// or \
-                         set allow_http = true",
-                        url.host_str().unwrap_or_default()
-                    ),
-                );
+        Some(placed) => match placed.layer.field("url") {
+            Some(
+                field @ Field {
+                    val: Some(Val::Url(url)),
+                    value_at,
+                    ..
+                },
+            ) => {
+                let allow_http = match pick("allow_http") {
+                    Some(Val::Bool(b)) => *b,
+                    _ => false,
+                };
+                if url.scheme() == "http" && !allow_http && !is_loopback(url) {
+                    errs[placed.file].push(
+                        *value_at,
+                        Some(placed.layer.path_of(field)),
+                        format!(
+                            "http:// to `{}` would send the password unencrypted; use https:// \
+                             or set allow_http = true",
+                            url.host_str().unwrap_or_default()
+                        ),
+                    );
+                }
+                Some((url.clone(), allow_http))
             }
-            Some((url.clone(), allow_http))
-        }
-        Some(_) => None,
+            _ => None,
+        },
     };
 
-    let misspelled = |key| own.suggested.contains(&key) || defaults.suggested.contains(&key);
-    if !own.has("username") && !defaults.has("username") && !misspelled("username") {
-        errs.push(
-            table_at,
+    if !all().any(|p| p.layer.has("username")) && !misspelled("username") {
+        errs[defining.file].push(
+            defining.at,
             Some(format!("{prefix}.username")),
             "missing `username` (set it here or in [defaults])",
         );
     }
 
-    let mut password = if own.has_password_source() {
-        own.password()
-    } else if defaults.has_password_source() {
-        defaults.password()
-    } else {
-        Some(PasswordSource::Prompt)
+    let mut password = match all().find(|p| p.layer.has_password_source()) {
+        Some(p) => p.layer.password(),
+        None => Some(PasswordSource::Prompt),
     };
+    let account = tables.iter().find(|p| p.layer.has("keyring_account"));
     if let Some(PasswordSource::Keyring(entry)) = &mut password {
         entry.over_ssh = matches!(pick("keyring_over_ssh"), Some(Val::Bool(true)));
-        entry.account = match own.val("keyring_account") {
+        entry.account = match pick("keyring_account") {
             Some(Val::Str(account)) => account.clone(),
             // USER@INSTANCE-HOST: two profiles of one user on one instance share the entry.
             _ => format!(
                 "{}@{}",
                 pick_str("username", ""),
-                own.val("url")
-                    .and_then(|v| match v {
-                        Val::Url(u) => u.host_str(),
-                        _ => None,
-                    })
+                url.as_ref()
+                    .and_then(|(u, _)| u.host_str())
                     .unwrap_or_default()
             ),
         };
     } else if password.is_some()
-        && let Some(field) = own.field("keyring_account")
+        && let Some(placed) = account
+        && let Some(field) = placed.layer.field("keyring_account")
     {
-        errs.push(
+        errs[placed.file].push(
             field.key_at,
-            Some(own.path_of(field)),
+            Some(placed.layer.path_of(field)),
             "the password does not come from the OS keyring: set password_keyring = true, or \
              remove keyring_account",
         );
@@ -555,7 +625,7 @@ fn resolve(
     let timeout = Duration::from_secs(u64::try_from(timeout_s).unwrap_or(20));
 
     let (url, allow_http) = url?;
-    if !errs.is_empty() {
+    if errs.iter().any(|e| !e.is_empty()) {
         // Not used: the file is refused. Stop building, keep checking the other profiles.
         return None;
     }
@@ -605,6 +675,7 @@ fn resolve(
 mod tests {
     use super::super::parse;
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn connect_timeout_is_the_shorter_one() {

@@ -228,8 +228,11 @@ async fn keep(
     let mut memory: HashMap<String, Memory> = HashMap::new();
     // When each job in flight got its place (or was submitted, until it does).
     let mut in_flight: HashMap<String, Instant> = HashMap::new();
-    // The profiles file is reloaded on its edits as on SIGHUP.
-    let mut watch = crate::runtime::watch::FileWatch::new(path);
+    // The profiles file is reloaded on its edits (and its includes', and on new files in the
+    // directories of its globs) as on SIGHUP.
+    let file = shared.file();
+    let mut watch = crate::runtime::watch::FileWatch::watching(&file.files, &file.dirs);
+    drop(file);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_watchdog = Instant::now();
@@ -251,8 +254,18 @@ async fn keep(
             Some((name, report)) = reports.recv() => {
                 done(shared, &mut memory, &mut in_flight, name, report);
             }
-            _ = hup.recv() => reload(shared, args, path).await,
-            _ = watch.changed() => reload(shared, args, path).await,
+            _ = hup.recv() => {
+                let named = reload(shared, args, path).await;
+                let file = shared.file();
+                watch.replace(&file.files, &file.dirs);
+                watch.add_files(&named);
+            }
+            _ = watch.changed() => {
+                let named = reload(shared, args, path).await;
+                let file = shared.file();
+                watch.replace(&file.files, &file.dirs);
+                watch.add_files(&named);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -385,19 +398,26 @@ fn done(
 }
 
 /// SIGHUP: the profiles file read again; a broken one keeps the profiles as they were.
-async fn reload(shared: &Shared, args: &ServeArgs, path: &Path) {
-    let profiles = match load_profiles(path) {
+/// Returns the files a refused edit's errors name (watched from then on, so that an include just
+/// added and not yet right is followed until it is).
+async fn reload(shared: &Shared, args: &ServeArgs, path: &Path) -> Vec<std::path::PathBuf> {
+    let profiles = match crate::config::load(path) {
         Ok(p) => p,
-        Err(Usage(e)) => {
+        Err(e) => {
             tracing::error!("reload refused, the profiles stay as they were: {e}");
-            return;
+            return match e {
+                crate::config::LoadError::Invalid(errors) => {
+                    errors.into_iter().map(|e| e.file).collect()
+                }
+                crate::config::LoadError::Io { .. } => Vec::new(),
+            };
         }
     };
     let cache = match shared.cache().await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("reload refused: cannot read the token cache: {e}");
-            return;
+            return Vec::new();
         }
     };
     match choose(&profiles, &cache, args) {
@@ -408,4 +428,5 @@ async fn reload(shared: &Shared, args: &ServeArgs, path: &Path) {
         }
         Err(Usage(e)) => tracing::error!("reload refused, the profiles stay as they were: {e}"),
     }
+    Vec::new()
 }

@@ -218,7 +218,13 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
         },
     };
     // Edits of the profiles file are applied while the screen runs (not the demo's file).
-    let watched = matches!(source, Source::File(_)).then(|| opts.profiles.path.clone());
+    let watched = matches!(source, Source::File(_)).then(|| {
+        (
+            opts.profiles.path.clone(),
+            opts.profiles.files.clone(),
+            opts.profiles.dirs.clone(),
+        )
+    });
     let mut model = Model::new(&opts.profiles, source, options, Utc::now());
 
     // The cache as it is now, before the first frame.
@@ -251,8 +257,8 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
     let result = match enter_terminal() {
         Ok(terminal) => {
             let mut rt = Runtime::new(engine);
-            if let Some(path) = watched {
-                watch_profiles(path, rt.engine.clone(), rt.tx.clone());
+            if let Some((path, files, dirs)) = watched {
+                watch_profiles(path, files, dirs, rt.engine.clone(), rt.tx.clone());
             }
             let notices = opts.notices.unwrap_or_else(|| mpsc::unbounded_channel().1);
             let result = rt.run(terminal, &mut model, stamp, ways, notices).await;
@@ -266,15 +272,31 @@ pub async fn run(engine: Arc<Engine>, opts: TuiOptions) -> anyhow::Result<Ending
     result
 }
 
-/// Applies edits of the profiles file: each change that reads well goes to the screen with the
-/// token cache as it is; one that does not, as its located error (the profiles stay as they were).
-fn watch_profiles(path: PathBuf, engine: Arc<Engine>, tx: mpsc::Sender<Msg>) {
+/// Applies edits of the profiles file and of the files it includes (`files`; and new files in
+/// the directories of its globs, `dirs`): each change that reads well goes to the screen with the
+/// token cache as it is, and the files it reads are watched from then on; one that does not, as
+/// its located error (the profiles stay as they were; the files its errors name are watched too).
+fn watch_profiles(
+    path: PathBuf,
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    engine: Arc<Engine>,
+    tx: mpsc::Sender<Msg>,
+) {
     tokio::spawn(async move {
-        let mut watch = crate::runtime::watch::FileWatch::new(&path);
+        let mut watch = crate::runtime::watch::FileWatch::watching(&files, &dirs);
         loop {
             watch.changed().await;
             let file = path.clone();
             let loaded = tokio::task::spawn_blocking(move || crate::config::load(&file)).await;
+            match &loaded {
+                Ok(Ok(profiles)) => watch.replace(&profiles.files, &profiles.dirs),
+                Ok(Err(crate::config::LoadError::Invalid(errors))) => {
+                    let named: Vec<PathBuf> = errors.iter().map(|e| e.file.clone()).collect();
+                    watch.add_files(&named);
+                }
+                _ => {}
+            }
             let msg = match loaded {
                 Ok(Ok(profiles)) => match engine.cache().await {
                     Ok(cache) => Msg::ProfilesReloaded {
