@@ -1098,7 +1098,7 @@ fn an_overlay_completes_a_catalogue_profile_and_defaults_layer_nearest_first() {
          [profiles.acme]\npassword_env = \"ACME_PW\"\ntags = [\"mine\"]\n\
          [profiles.own]\nurl = \"https://own.example.com\"\n",
     );
-    let p = config::load(&top).unwrap();
+    let p = config::load_with_origins(&top).unwrap();
     let names: Vec<&str> = p.profiles.iter().map(|p| p.name.as_str()).collect();
     // The catalogue's profiles where it is included, then the file's own.
     assert_eq!(names, ["acme", "globex", "own"]);
@@ -1122,6 +1122,8 @@ fn an_overlay_completes_a_catalogue_profile_and_defaults_layer_nearest_first() {
     // Every file read, for the watch; where each key came from, for `list --origin`.
     let clients = d.join("team/clients.toml");
     assert_eq!(p.files, [top.clone(), clients.clone()]);
+    // Only `list --origin` pays for finding them.
+    assert!(config::load(&top).unwrap().origins.is_empty());
     let origin: Vec<(&str, String)> = p.origin_of("acme");
     let (t, c) = (top.display(), clients.display());
     assert_eq!(

@@ -160,7 +160,12 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
             tls,
         }) => emulator(*port, write_profiles.as_deref(), *force, *tls).await,
         Some(Command::List { json, origin }) => {
-            let profiles = load_profiles(&profiles_path(cli)?)?;
+            let path = profiles_path(cli)?;
+            let profiles = if *origin {
+                config::load_with_origins(&path).map_err(|e| Usage(format!("{e}")))?
+            } else {
+                load_profiles(&path)?
+            };
             list(&profiles, *json, *origin);
             Ok(exit::OK)
         }

@@ -51,6 +51,7 @@ struct Loader {
 pub(super) fn parse_file(
     text: &str,
     path: &Path,
+    want_origins: bool,
 ) -> Result<(Profiles, Option<KeyAt>), Vec<ConfigError>> {
     let mut loader = Loader {
         sources: Vec::new(),
@@ -100,7 +101,9 @@ pub(super) fn parse_file(
             &defaults,
             &mut errs,
         ) {
-            origins.insert(profile.name.clone(), origin(&tables, &defaults, &errs));
+            if want_origins {
+                origins.insert(profile.name.clone(), origin(&tables, &defaults, &errs));
+            }
             profiles.push(profile);
         }
     }

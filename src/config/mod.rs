@@ -257,7 +257,8 @@ pub struct Profiles {
     pub files: Vec<PathBuf>,
     /// The directories of the globs of `include` (a new file there may be a new catalogue).
     pub dirs: Vec<PathBuf>,
-    /// Where each profile's keys were set (`list --origin`), by profile name.
+    /// Where each profile's keys were set (`list --origin`), by profile name; empty unless asked
+    /// for ([`load_with_origins`], [`parse`]).
     pub origins: std::collections::HashMap<String, Origins>,
 }
 
@@ -299,11 +300,22 @@ impl Profiles {
 /// A file that holds a plain `password` is refused when others may read or change it (any of the
 /// group and other permission bits set), as OpenSSH refuses such key files.
 pub fn load(path: &Path) -> Result<Profiles, LoadError> {
+    load_as(path, false)
+}
+
+/// [`load`], with where each key was set ([`Profiles::origins`], for `list --origin`): finding
+/// that costs a line number per key, which every other command goes without.
+pub fn load_with_origins(path: &Path) -> Result<Profiles, LoadError> {
+    load_as(path, true)
+}
+
+fn load_as(path: &Path, origins: bool) -> Result<Profiles, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
         file: path.to_path_buf(),
         error,
     })?;
-    let (profiles, plain_password_at) = parse_file(&text, path).map_err(LoadError::Invalid)?;
+    let (profiles, plain_password_at) =
+        parse_file(&text, path, origins).map_err(LoadError::Invalid)?;
     if let Some((at, key)) = plain_password_at {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)
@@ -340,5 +352,5 @@ pub fn load(path: &Path) -> Result<Profiles, LoadError> {
 /// A `ca_cert` file is read here too (relative paths are resolved against `path`'s directory): a
 /// missing or invalid one is reported like any other mistake.
 pub fn parse(text: &str, path: &Path) -> Result<Profiles, Vec<ConfigError>> {
-    parse_file(text, path).map(|(profiles, _)| profiles)
+    parse_file(text, path, true).map(|(profiles, _)| profiles)
 }
