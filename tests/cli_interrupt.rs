@@ -243,15 +243,23 @@ async fn a_typed_password_gets_three_tries_with_a_hint_that_fits() {
     let state = dir.path().join("state");
     let mut pty =
         tokio::task::block_in_place(|| on_terminal(&profiles, &state, &["login", "typed"]));
+    // Typed once echo is off, as a person would: the prompt is written just before.
+    let type_in = |pty: &Pty, text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pty.cooked() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pty.send(format!("{text}\r").as_bytes());
+    };
     tokio::task::block_in_place(|| {
         pty.wait_for("the first prompt", 10, |s| {
             s.contains("Password for typed (integration at")
         });
-        pty.send(b"wrong-1\r");
+        type_in(&pty, "wrong-1");
         pty.wait_for("the second try", 10, |s| s.contains("try 2 of 3):"));
-        pty.send(b"wrong-2\r");
+        type_in(&pty, "wrong-2");
         pty.wait_for("the third try", 10, |s| s.contains("try 3 of 3):"));
-        pty.send(format!("{INTEGRATION_PW}\r").as_bytes());
+        type_in(&pty, INTEGRATION_PW);
     });
     let exit =
         tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).expect("it ends");
