@@ -264,8 +264,11 @@ async fn a_typed_password_gets_three_tries_with_a_hint_that_fits() {
     let exit =
         tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).expect("it ends");
     assert_eq!(exit.code(), Some(0));
-    let text = pty.screen().text();
-    assert!(text.contains("typed: logged in"), "{text}");
+    // What it wrote last may still be on its way through the pty.
+    let text = tokio::task::block_in_place(|| {
+        pty.wait_for_output("the outcome", 10, |s| s.contains("typed: logged in"))
+    })
+    .text();
     assert!(
         text.contains("hint: check the username, and the password typed"),
         "a hint for a typed password, not the profile's source: {text}"
@@ -307,7 +310,10 @@ async fn login_on_platform_base_warns_and_asks_once_on_a_terminal() {
     });
     let exit = tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).unwrap();
     assert_eq!(exit.code(), Some(0));
-    let text = pty.screen().text();
+    let text = tokio::task::block_in_place(|| {
+        pty.wait_for_output("the outcome", 10, |s| s.contains("api: logged in"))
+    })
+    .text();
     assert!(text.contains(warning), "{text}");
     assert!(
         text.contains("web: not logged in (not confirmed)"),
@@ -325,7 +331,10 @@ async fn login_on_platform_base_warns_and_asks_once_on_a_terminal() {
         tokio::task::block_in_place(|| on_terminal(&profiles, &state, &["login", "--yes", "web"]));
     let exit = tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).unwrap();
     assert_eq!(exit.code(), Some(0));
-    let text = pty.screen().text();
+    let text = tokio::task::block_in_place(|| {
+        pty.wait_for_output("the outcome", 10, |s| s.contains("web: logged in"))
+    })
+    .text();
     assert!(
         text.contains(warning) && text.contains("web: logged in"),
         "{text}"
@@ -363,7 +372,10 @@ async fn list_and_status_on_a_terminal_have_a_header_and_aligned_columns() {
     let state = dir.path().join("state");
     let mut pty = tokio::task::block_in_place(|| on_terminal(&profiles, &state, &["list"]));
     tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).unwrap();
-    let lines = pty.screen().lines();
+    let lines = tokio::task::block_in_place(|| {
+        pty.wait_for_output("the list", 10, |s| s.contains("long-profile-name"))
+    })
+    .lines();
     let header = &lines[0];
     assert!(header.starts_with("NAME "), "{lines:?}");
     let column = |line: &str, word: &str| line.find(word).unwrap();
@@ -391,7 +403,10 @@ async fn list_and_status_on_a_terminal_have_a_header_and_aligned_columns() {
     );
     let mut pty = tokio::task::block_in_place(|| on_terminal(&profiles, &state, &["status"]));
     tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).unwrap();
-    let lines = pty.screen().lines();
+    let lines = tokio::task::block_in_place(|| {
+        pty.wait_for_output("the status", 10, |s| s.contains("long-profile-name"))
+    })
+    .lines();
     assert!(
         lines[0].starts_with("NAME ") && lines[0].contains("STATE"),
         "{lines:?}"

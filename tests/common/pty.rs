@@ -671,6 +671,26 @@ impl Pty {
         Screen::parse(&self.bytes(), self.rows, self.cols)
     }
 
+    /// Waits until the screen satisfies `ok`, whether the program still runs or has ended (what
+    /// a program wrote just before it ended may still be on its way through the pty, longer than
+    /// [`Pty::settle`]'s quiet on a loaded machine); panics with the screen after `secs`.
+    pub fn wait_for_output(&self, what: &str, secs: u64, ok: impl Fn(&Screen) -> bool) -> Screen {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if ok(&screen) {
+                return screen;
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                panic!(
+                    "timed out waiting for {what}; the screen:\n{}",
+                    screen.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Reaps the program if it has ended.
     pub fn try_exit(&mut self) -> Option<Exit> {
         if self.exit.is_none() {
