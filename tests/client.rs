@@ -335,7 +335,13 @@ async fn faults_in_front_of_sugar_become_clear_errors() {
 
     emu.set_fault("acme", Some(Fault::Oversized(2 * 1024 * 1024)));
     let e = login().await;
-    assert_eq!(e.kind, ErrorKind::TooLarge { status: 200 });
+    assert_eq!(
+        e.kind,
+        ErrorKind::TooLarge {
+            status: 200,
+            limit: sugar_sessions::sugar::MAX_BODY
+        }
+    );
 
     emu.set_fault("acme", Some(Fault::DropMidBody));
     let e = login().await;

@@ -301,22 +301,10 @@ impl Client {
         body: Option<Vec<u8>>,
         access: &Secret,
     ) -> Result<RawAnswer, SugarError> {
-        let url = format!(
-            "{}/rest/{}{target}",
-            p.url.as_str().trim_end_matches('/'),
-            p.api
-        );
-        let err = |kind: ErrorKind| SugarError {
-            profile: p.name.clone(),
-            op: "request",
-            platform: p.platform.clone(),
-            api: p.api.clone(),
-            host: p.host_port(),
-            kind: kind.cleaned(),
-        };
+        let err = error_of(p, "request");
         let mut req = self
             .http
-            .request(method.clone(), &url)
+            .request(method.clone(), format!("{}/rest/{}{target}", p.root(), p.api))
             .timeout(p.timeout)
             .header("Accept", "application/json");
         if let Some(body) = body {
@@ -324,68 +312,36 @@ impl Client {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        match reqwest::header::HeaderValue::from_str(access.expose()) {
-            Ok(mut value) => {
-                value.set_sensitive(true);
-                req = req.header("OAuth-Token", value);
-            }
-            Err(_) => req = req.header("OAuth-Token", access.expose()),
-        }
         let started = Instant::now();
-        let sent = req.send().await.map_err(|e| {
-            let kind = classify(&e, p.timeout, p.url.scheme() == "https");
-            err(match &p.proxy {
-                Some(proxy) => through_proxy(kind, proxy),
-                None => kind,
-            })
-        });
-        let mut resp = match sent {
-            Ok(resp) => resp,
-            Err(e) => {
-                tracing::debug!(profile = %p.name, method = %method, outcome = e.kind.name(), "api request failed");
-                return Err(e);
+        let answer = match with_token(req, access).send().await {
+            Err(e) => Err(err(transport_error(&e, p))),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let content_type = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                read_body(resp, MAX_API_BODY)
+                    .await
+                    .map(|mut body| RawAnswer {
+                        status,
+                        content_type,
+                        // Handed to the caller, who prints it: not a token answer of ours.
+                        body: std::mem::take(&mut *body),
+                    })
+                    .map_err(|e| err(e.kind(status, p.timeout, MAX_API_BODY)))
             }
         };
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_API_BODY as u64)
-        {
-            return Err(err(ErrorKind::TooLarge { status }));
-        }
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_API_BODY {
-                        return Err(err(ErrorKind::TooLarge { status }));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => {
-                    return Err(err(ErrorKind::Timeout { after: p.timeout }));
-                }
-                Err(_) => return Err(err(ErrorKind::Truncated { status })),
-            }
-        }
         // Never the path's values or a body: the method, the status, how long it took.
         tracing::debug!(
             profile = %p.name,
             method = %method,
-            status,
+            status = answer.as_ref().ok().map(|a| a.status),
+            outcome = answer.as_ref().err().map(|e| e.kind.name()),
             latency_ms = started.elapsed().as_millis() as u64,
             "api request"
         );
-        Ok(RawAnswer {
-            status,
-            content_type,
-            body,
-        })
+        answer
     }
 
     async fn send<T>(
@@ -397,20 +353,8 @@ impl Client {
         parse: impl FnOnce(&Value) -> Result<T, String>,
     ) -> Call<T> {
         let path = method.path();
-        let url = format!(
-            "{}/rest/{}{}",
-            p.url.as_str().trim_end_matches('/'),
-            p.api,
-            method.target()
-        );
-        let err = |kind: ErrorKind| SugarError {
-            profile: p.name.clone(),
-            op,
-            platform: p.platform.clone(),
-            api: p.api.clone(),
-            host: p.host_port(),
-            kind: kind.cleaned(),
-        };
+        let url = format!("{}/rest/{}{}", p.root(), p.api, method.target());
+        let err = error_of(p, op);
         let method_name = method.name();
         let mut req = match method {
             Method::Get(_) => self.http.get(&url),
@@ -422,15 +366,7 @@ impl Client {
         };
         req = req.timeout(p.timeout).header("Accept", "application/json");
         if let Some(t) = token {
-            match reqwest::header::HeaderValue::from_str(t.expose()) {
-                Ok(mut value) => {
-                    // Kept out of debug output (and never indexed by header compression).
-                    value.set_sensitive(true);
-                    req = req.header("OAuth-Token", value);
-                }
-                // Not a valid header value: the request fails as a builder error, which names no value.
-                Err(_) => req = req.header("OAuth-Token", t.expose()),
-            }
+            req = with_token(req, t);
         }
         let at = Utc::now();
         let started = Instant::now();
@@ -450,13 +386,7 @@ impl Client {
             "sending"
         );
         let result = match req.send().await {
-            Err(e) => {
-                let kind = classify(&e, p.timeout, p.url.scheme() == "https");
-                Err(err(match &p.proxy {
-                    Some(proxy) => through_proxy(kind, proxy),
-                    None => kind,
-                }))
-            }
+            Err(e) => Err(err(transport_error(&e, p))),
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 log.status = Some(status);
@@ -471,12 +401,8 @@ impl Client {
                     .headers()
                     .get(reqwest::header::LOCATION)
                     .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-                match read_body(resp).await {
-                    Err(BodyError::TooLarge) => Err(err(ErrorKind::TooLarge { status })),
-                    Err(BodyError::Broken(e)) if e.is_timeout() => {
-                        Err(err(ErrorKind::Timeout { after: p.timeout }))
-                    }
-                    Err(BodyError::Broken(_)) => Err(err(ErrorKind::Truncated { status })),
+                match read_body(resp, MAX_BODY).await {
+                    Err(e) => Err(err(e.kind(status, p.timeout, MAX_BODY))),
                     Ok(body) => match interpret(status, html, location, &body) {
                         Err(kind) => Err(err(kind)),
                         Ok(mut value) => {
@@ -570,16 +496,65 @@ enum BodyError {
     Broken(reqwest::Error),
 }
 
-/// Reads the body into a buffer that is zeroized when dropped (token answers are read here).
-async fn read_body(mut resp: reqwest::Response) -> Result<Zeroizing<Vec<u8>>, BodyError> {
+impl BodyError {
+    /// What went wrong reading the body of an answer with `status`, in at most `limit` bytes.
+    fn kind(self, status: u16, timeout: Duration, limit: usize) -> ErrorKind {
+        match self {
+            BodyError::TooLarge => ErrorKind::TooLarge { status, limit },
+            BodyError::Broken(e) if e.is_timeout() => ErrorKind::Timeout { after: timeout },
+            BodyError::Broken(_) => ErrorKind::Truncated { status },
+        }
+    }
+}
+
+/// The error of a request of `p` for `op`, of a kind.
+fn error_of<'p>(p: &'p Profile, op: &'static str) -> impl Fn(ErrorKind) -> SugarError + 'p {
+    move |kind| SugarError {
+        profile: p.name.clone(),
+        op,
+        platform: p.platform.clone(),
+        api: p.api.clone(),
+        host: p.host_port(),
+        kind: kind.cleaned(),
+    }
+}
+
+/// Why a request of `p` got no answer (through its proxy, when it has one).
+fn transport_error(e: &reqwest::Error, p: &Profile) -> ErrorKind {
+    let kind = classify(e, p.timeout, p.url.scheme() == "https");
+    match &p.proxy {
+        Some(proxy) => through_proxy(kind, proxy),
+        None => kind,
+    }
+}
+
+/// The request with the session's access token in `OAuth-Token`, kept out of debug output (and
+/// never indexed by header compression). A token that is no valid header value makes the request
+/// fail as a builder error, which names no value.
+fn with_token(req: reqwest::RequestBuilder, token: &Secret) -> reqwest::RequestBuilder {
+    match reqwest::header::HeaderValue::from_str(token.expose()) {
+        Ok(mut value) => {
+            value.set_sensitive(true);
+            req.header("OAuth-Token", value)
+        }
+        Err(_) => req.header("OAuth-Token", token.expose()),
+    }
+}
+
+/// Reads at most `limit` bytes of the body into a buffer that is zeroized when dropped (token
+/// answers are read here).
+async fn read_body(
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Zeroizing<Vec<u8>>, BodyError> {
     let announced = resp.content_length();
-    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+    if announced.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge);
     }
     // Room for the whole body up front where it is announced, so that growing leaves no copies.
     let mut buf = Zeroizing::new(Vec::with_capacity(announced.unwrap_or(4096) as usize));
     while let Some(chunk) = resp.chunk().await.map_err(BodyError::Broken)? {
-        if buf.len() + chunk.len() > MAX_BODY {
+        if buf.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge);
         }
         if buf.len() + chunk.len() > buf.capacity() {

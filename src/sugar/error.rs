@@ -45,9 +45,10 @@ pub enum ErrorKind {
         status: u16,
         what: String,
     },
-    /// More than [`MAX_BODY`] bytes.
+    /// More than `limit` bytes ([`MAX_BODY`] for Sugar's own answers).
     TooLarge {
         status: u16,
+        limit: usize,
     },
     /// The connection closed before the whole body arrived.
     Truncated {
@@ -156,7 +157,7 @@ impl SugarError {
             | ErrorKind::Http { status, .. }
             | ErrorKind::NotJson { status, .. }
             | ErrorKind::BadShape { status, .. }
-            | ErrorKind::TooLarge { status }
+            | ErrorKind::TooLarge { status, .. }
             | ErrorKind::Truncated { status } => Some(*status),
             _ => None,
         }
@@ -247,6 +248,9 @@ impl SugarError {
             ErrorKind::Http { .. } | ErrorKind::NotJson { .. } | ErrorKind::BadShape { .. } => {
                 "this does not look like a Sugar REST API: check the profile's url and api".into()
             }
+            ErrorKind::TooLarge { limit, .. } if *limit > MAX_BODY => {
+                "ask for less at a time (max_num, fields) or follow the pages (--paginate)".into()
+            }
             ErrorKind::TooLarge { .. } => "this does not look like a Sugar REST API: check the profile's url".into(),
             ErrorKind::Truncated { .. } => "the connection broke off: try again".into(),
             ErrorKind::ConnectionRefused => format!("nothing listens at {}: is the instance up, and the url right?", self.host),
@@ -310,8 +314,8 @@ impl SugarError {
             ErrorKind::BadShape { status, what } => {
                 format!("HTTP {status} with an unexpected answer: {what}")
             }
-            ErrorKind::TooLarge { status } => {
-                format!("HTTP {status} with a body over {} KiB", MAX_BODY / 1024)
+            ErrorKind::TooLarge { status, limit } => {
+                format!("HTTP {status} with a body over {} KiB", limit / 1024)
             }
             ErrorKind::Truncated { status } => {
                 format!("HTTP {status}, but the connection closed before the whole answer arrived")
