@@ -451,6 +451,38 @@ async fn jobs_take_their_places_in_the_order_they_were_submitted() {
     }
 }
 
+/// A login decided because the session needed one (the daemon's, with nothing to refresh with):
+/// when another process logged in meanwhile (the broker, the screen, `token`), a second login would
+/// end that session (Sugar keeps one per user and platform). Under the lock it is decided again,
+/// and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_login_is_decided_again_under_the_lock() {
+    let emu = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = engine_in(dir.path());
+    let other = engine_in(dir.path());
+    let p = integration(&emu, "acme", "acme");
+    // Another process logs in first; the daemon had decided from a cache without a session.
+    let permit = other.acquire(&p).await;
+    assert!(other.execute(&p, Op::Login, None, permit).await.ok);
+    emu.clear_requests();
+    let permit = daemon.acquire(&p).await;
+    let o = daemon.execute_due(&p, Op::Login, permit).await;
+    assert!(o.ok, "{}", o.message);
+    assert!(
+        o.message.contains("logged in by another process just now"),
+        "{}",
+        o.message
+    );
+    assert!(emu.requests().is_empty(), "nothing was sent");
+    // With no session, the due login is sent.
+    let permit = other.acquire(&p).await;
+    assert!(other.execute(&p, Op::Logout, None, permit).await.ok);
+    let permit = daemon.acquire(&p).await;
+    let o = daemon.execute_due(&p, Op::Login, permit).await;
+    assert!(o.ok && o.message.contains("logged in;"), "{}", o.message);
+}
+
 /// Two processes decide from the same rule that a session's refresh is due (the screen beside
 /// the daemon): the one that gets the lock second finds the session refreshed and sends nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,11 +505,11 @@ async fn a_due_refresh_is_decided_again_under_the_lock() {
     // Both decided it was due; the first refreshes.
     emu.clear_requests();
     let permit = first.acquire(&p).await;
-    let o = first.execute_due(&p, permit).await;
+    let o = first.execute_due(&p, Op::Refresh, permit).await;
     assert!(o.ok && o.message.contains("refreshed;"), "{}", o.message);
     // The second, deciding from what it read before, finds it refreshed under the lock.
     let permit = second.acquire(&p).await;
-    let o = second.execute_due(&p, permit).await;
+    let o = second.execute_due(&p, Op::Refresh, permit).await;
     assert!(o.ok, "{}", o.message);
     assert!(
         o.message.contains("refreshed by another process just now"),

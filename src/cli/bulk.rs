@@ -61,7 +61,7 @@ pub(super) async fn run_jobs(
     let work = |password: Option<Secret>| match op {
         Op::Check => Work::Check,
         // `refresh --due`: each decided again under its lock.
-        Op::Refresh if due => Work::DueRefresh,
+        Op::Refresh if due => Work::Due(Op::Refresh),
         op => Work::Op { op, password },
     };
     let mut submitted = vec![false; n];

@@ -3,7 +3,7 @@
 
 use super::bulk::run_jobs;
 use super::output::{Summary, print_outcomes};
-use super::{Cli, LoginArgs, StatusFormat, Targets, Usage, load_writable, open_store};
+use super::{Cli, StatusFormat, Targets, Usage, load_writable, open_store};
 use crate::config::{Profile, Profiles};
 use crate::exit;
 use crate::runtime::{CacheReader, Engine};
@@ -407,49 +407,43 @@ pub(super) fn load_cache(reader: &CacheReader) -> Result<Arc<Cache>, Usage> {
     Ok(read.cache)
 }
 
-/// `login`: the platform guard's warnings on stderr (in `list`'s words), and on a terminal one
-/// question for all the profiles it warns of (`--yes` skips it; declined, those are left out).
-pub(super) async fn login(cli: &Cli, args: &LoginArgs) -> Result<i32, Usage> {
-    let profiles = load_writable(cli, "login")?;
-    let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
-    let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
-    let mut chosen: Vec<Arc<Profile>> = select(&profiles, &args.targets, false)?
-        .into_iter()
-        .cloned()
-        .collect();
+/// Before a login: the platform guard's warnings of the chosen profiles on stderr (in `list`'s
+/// words), and on a terminal one question for all of them (`yes` skips it). Returns the profiles
+/// to log in: without those the person declined.
+async fn guard_logins(
+    profiles: &Profiles,
+    mut chosen: Vec<Arc<Profile>>,
+    yes: bool,
+) -> Vec<Arc<Profile>> {
     let warnings = crate::guard::warnings(&profiles.profiles);
-    let flagged: Vec<&Arc<Profile>> = chosen
+    let flagged: Vec<String> = chosen
         .iter()
         .filter(|p| warnings.contains_key(&p.name))
+        .map(|p| p.name.clone())
         .collect();
-    if !flagged.is_empty() {
-        for p in &flagged {
-            for w in &warnings[&p.name] {
-                eprintln!("{}: warning: {}", p.name, w.message(p));
-            }
-        }
-        let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-        if terminal && !args.yes {
-            let names: Vec<String> = flagged.iter().map(|p| p.name.clone()).collect();
-            let question = format!(
-                "Log in on {} anyway? [y/N] (--yes skips this question) ",
-                names.join(", ")
-            );
-            let yes = tokio::task::spawn_blocking(move || confirm(&question))
-                .await
-                .unwrap_or(false);
-            if !yes {
-                for name in &names {
-                    eprintln!("{name}: not logged in (not confirmed)");
-                }
-                chosen.retain(|p| !names.contains(&p.name));
-                if chosen.is_empty() {
-                    return Ok(exit::FAILED);
-                }
-            }
+    for p in chosen.iter().filter(|p| warnings.contains_key(&p.name)) {
+        for w in &warnings[&p.name] {
+            eprintln!("{}: warning: {}", p.name, w.message(p));
         }
     }
-    run_all(engine, chosen, Op::Login, args.targets.json).await
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if flagged.is_empty() || yes || !terminal {
+        return chosen;
+    }
+    let question = format!(
+        "Log in on {} anyway? [y/N] (--yes skips this question) ",
+        flagged.join(", ")
+    );
+    let confirmed = tokio::task::spawn_blocking(move || confirm(&question))
+        .await
+        .unwrap_or(false);
+    if !confirmed {
+        for name in &flagged {
+            eprintln!("{name}: not logged in (not confirmed)");
+        }
+        chosen.retain(|p| !flagged.contains(&p.name));
+    }
+    chosen
 }
 
 /// Asks a yes/no question on stderr, read from stdin: only `y` or `yes` is yes.
@@ -464,12 +458,23 @@ fn confirm(question: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
-pub(super) async fn act(cli: &Cli, t: &Targets, op: Op) -> Result<i32, Usage> {
+/// `login` (see [`guard_logins`]), `refresh` or `logout` of the chosen profiles. `yes`: log in
+/// without asking about the platform guard's warnings.
+pub(super) async fn act(cli: &Cli, t: &Targets, op: Op, yes: bool) -> Result<i32, Usage> {
     let profiles = load_writable(cli, op.as_str())?;
     let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
     let profiles = with_impersonations(&profiles, &*load_cache(engine.reader())?);
-    let chosen = select(&profiles, t, op == Op::Logout)?;
-    run_all(engine, chosen.into_iter().cloned().collect(), op, t.json).await
+    let mut chosen: Vec<Arc<Profile>> = select(&profiles, t, op == Op::Logout)?
+        .into_iter()
+        .cloned()
+        .collect();
+    if op == Op::Login {
+        chosen = guard_logins(&profiles, chosen, yes).await;
+        if chosen.is_empty() {
+            return Ok(exit::FAILED);
+        }
+    }
+    run_all(engine, chosen, op, t.json).await
 }
 
 /// `refresh --due`: exactly the sessions whose automatic refresh time has come.

@@ -30,7 +30,7 @@ pub use args::{
 pub use check::unknown as check_unknown;
 pub use demo::{start_demo_emulator, write_private};
 
-use commands::{act, list, login, refresh_due, status, sudo, token};
+use commands::{act, list, refresh_due, status, sudo, token};
 use demo::emulator;
 
 use crate::config::{self, Profiles};
@@ -175,10 +175,10 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
             let format = if *json { StatusFormat::Json } else { *format };
             status(&profiles, &store, format)
         }
-        Some(Command::Login(l)) => login(cli, l).await,
+        Some(Command::Login(l)) => act(cli, &l.targets, Op::Login, l.yes).await,
         Some(Command::Refresh(r)) if r.due => refresh_due(cli, &r.targets).await,
-        Some(Command::Refresh(r)) => act(cli, &r.targets, Op::Refresh).await,
-        Some(Command::Logout(t)) => act(cli, t, Op::Logout).await,
+        Some(Command::Refresh(r)) => act(cli, &r.targets, Op::Refresh, false).await,
+        Some(Command::Logout(t)) => act(cli, t, Op::Logout, false).await,
         Some(Command::Token { name }) => token(cli, name).await,
         Some(Command::Check(a)) => Ok(check::check(cli, a).await),
         Some(Command::Sudo { name, user, json }) => sudo(cli, name, user, *json).await,

@@ -28,9 +28,9 @@ use tokio::task::{JoinError, JoinSet};
 pub enum Work {
     /// Log in, refresh or log out; `password` for a login whose password a person typed.
     Op { op: Op, password: Option<Secret> },
-    /// A refresh because the session's refresh was due: skipped when, under the identity's lock,
-    /// it no longer is ([`Engine::execute_due`]).
-    DueRefresh,
+    /// A refresh because the session's refresh was due, or a login because the session needed
+    /// one: skipped when, under the identity's lock, it no longer is ([`Engine::execute_due`]).
+    Due(Op),
     /// A live check (`GET /ping`, `/me`, server info, server time).
     Check,
     /// An impersonation of `user` with the profile's (admin) session.
@@ -48,7 +48,7 @@ pub enum WorkKind {
 impl Work {
     pub fn kind(&self) -> WorkKind {
         match self {
-            Work::Op { .. } | Work::DueRefresh => WorkKind::Op,
+            Work::Op { .. } | Work::Due(_) => WorkKind::Op,
             Work::Check => WorkKind::Check,
             Work::Sudo { .. } => WorkKind::Sudo,
         }
@@ -58,7 +58,7 @@ impl Work {
     fn places(&self) -> u32 {
         match self {
             Work::Check => CHECK_REQUESTS,
-            Work::Op { .. } | Work::DueRefresh | Work::Sudo { .. } => 1,
+            Work::Op { .. } | Work::Due(_) | Work::Sudo { .. } => 1,
         }
     }
 }
@@ -162,7 +162,7 @@ where
                     Box::pin(engine.execute(&profile, op, password, permit)).await,
                     None,
                 ),
-                Work::DueRefresh => (Box::pin(engine.execute_due(&profile, permit)).await, None),
+                Work::Due(op) => (Box::pin(engine.execute_due(&profile, op, permit)).await, None),
                 Work::Check => Box::pin(engine.check_holding(&profile, permit)).await,
                 Work::Sudo { user } => (
                     Box::pin(engine.sudo_holding(&profile, &user, permit)).await,

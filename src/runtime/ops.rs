@@ -36,14 +36,14 @@ impl Engine {
         self.execute_with(p, op, password, permit, None).await
     }
 
-    /// A refresh decided because the session's refresh was due (the screen's automatic refresh,
-    /// the daemon's, `refresh --due`). Under the identity's lock it is decided again: when the
-    /// session stored by then is no longer due (another process refreshed it first, after this
-    /// one read the cache), nothing is sent, so that two processes deciding from the same rule
-    /// never refresh one session twice.
-    pub async fn execute_due(&self, p: &Profile, permit: Permit) -> Outcome {
-        self.execute_inner(p, Op::Refresh, None, permit, None, true)
-            .await
+    /// A refresh (or a login) decided from what the cache held: the refresh was due (the screen's
+    /// automatic refresh, the daemon's, `refresh --due`), or the session needed a login (the
+    /// daemon's, with nothing to refresh with). Under the identity's lock it is decided again:
+    /// when the session stored by then no longer needs it (another process refreshed it, or
+    /// logged in, after this one read the cache), nothing is sent, so that two processes deciding
+    /// from the same rule never refresh one session twice, nor end a fresh login with another.
+    pub async fn execute_due(&self, p: &Profile, op: Op, permit: Permit) -> Outcome {
+        self.execute_inner(p, op, None, permit, None, true).await
     }
 
     /// [`Engine::execute`]; `held`: the identity's lock, when the caller holds it already.
@@ -303,6 +303,25 @@ impl Run<'_> {
     async fn login(&mut self, client: &Client, password: Option<Secret>) -> Step {
         // Given by the caller: typed at a prompt (the shell's or the screen's).
         let typed = password.is_some();
+        if self.due {
+            // Decided because the session needed a login: it no longer does when another process
+            // logged in (or refreshed) meanwhile, and a login now would end that session.
+            let entry = self.current().await?;
+            let now = Utc::now();
+            if matches!(
+                entry.state(now),
+                crate::session::State::Active | crate::session::State::Expired
+            ) {
+                return Ok((
+                    format!(
+                        "{}: logged in by another process just now; {}",
+                        self.name(),
+                        describe(&entry, now)
+                    ),
+                    entry,
+                ));
+            }
+        }
         let password = match password {
             Some(pw) => pw,
             None => match super::password::resolve_password(self.p).await {

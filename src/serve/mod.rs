@@ -331,13 +331,10 @@ async fn round(
             Next::Op(Op::Login) => {
                 mem.last_login = Some(now);
                 tracing::info!(profile = %p.name, "logging in (nothing to refresh with)");
-                Work::Op {
-                    op: Op::Login,
-                    password: None,
-                }
+                Work::Due(Op::Login)
             }
-            Next::Op(Op::Refresh) => Work::DueRefresh,
-            Next::Op(op) => Work::Op { op, password: None },
+            // What `keeper::next` decided: a login or a refresh, each decided again under the lock.
+            Next::Op(op) => Work::Due(op),
             Next::Check => {
                 mem.last_check = Some(now);
                 Work::Check

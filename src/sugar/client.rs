@@ -304,7 +304,10 @@ impl Client {
         let err = error_of(p, "request");
         let mut req = self
             .http
-            .request(method.clone(), format!("{}/rest/{}{target}", p.root(), p.api))
+            .request(
+                method.clone(),
+                format!("{}/rest/{}{target}", p.root(), p.api),
+            )
             .timeout(p.timeout)
             .header("Accept", "application/json");
         if let Some(body) = body {

@@ -576,7 +576,9 @@ impl Runtime {
                 op: Op::Refresh,
                 due: true,
                 ..
-            } => self.jobs.submit(name, Arc::new(*profile), Work::DueRefresh),
+            } => self
+                .jobs
+                .submit(name, Arc::new(*profile), Work::Due(Op::Refresh)),
             Command::Start {
                 name,
                 profile,
