@@ -150,7 +150,7 @@ impl Sessions<'_> {
                 "When the session's refresh token expires (Unix time).",
                 per_row(&|e| {
                     let s = e.session.as_ref()?;
-                    s.refresh_token.as_ref().and(s.refresh_expires_at).map(secs)
+                    s.refresh_expiry().map(secs)
                 }),
             ),
         );

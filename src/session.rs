@@ -77,6 +77,11 @@ impl Session {
         self.expires_at = self.expires_at.min(now);
     }
 
+    /// When the refresh token expires, when the session has one.
+    pub fn refresh_expiry(&self) -> Option<DateTime<Utc>> {
+        self.refresh_token.as_ref().and(self.refresh_expires_at)
+    }
+
     /// A refresh token exists and has not expired.
     pub fn refresh_valid(&self, now: DateTime<Utc>) -> bool {
         self.refresh_token.is_some() && self.refresh_expires_at.is_some_and(|t| now < t)

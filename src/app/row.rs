@@ -364,7 +364,7 @@ impl Row {
     /// end, when sooner); none last.
     pub(super) fn refresh_key(&self) -> (bool, Option<DateTime<Utc>>) {
         let at = self.entry.session.as_ref().and_then(|s| {
-            let at = s.refresh_token.as_ref().and(s.refresh_expires_at)?;
+            let at = s.refresh_expiry()?;
             Some(s.hard_end.map_or(at, |end| end.min(at)))
         });
         (at.is_none(), at)
@@ -405,7 +405,7 @@ impl Row {
         let Some(s) = self.entry.session.as_ref() else {
             return auto;
         };
-        let refresh = s.refresh_token.as_ref().and(s.refresh_expires_at);
+        let refresh = s.refresh_expiry();
         [
             Some(s.expires_at - EXPIRING),
             Some(s.expires_at),

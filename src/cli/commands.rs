@@ -210,7 +210,7 @@ fn status_rows<'a>(rows: &[(&'a Profile, &'a Entry)], now: DateTime<Utc>) -> Vec
                 obtained_at: s.map(|s| rfc3339(s.obtained_at)),
                 expires_at: s.map(|s| rfc3339(s.expires_at)),
                 refresh_expires_at: s
-                    .and_then(|s| s.refresh_token.as_ref().and(s.refresh_expires_at))
+                    .and_then(crate::session::Session::refresh_expiry)
                     .map(rfc3339),
             }
         })

@@ -2,7 +2,7 @@
 //! command as lines or JSON.
 
 use crate::outcome::Outcome;
-use crate::session::{State, rfc3339};
+use crate::session::{Session, State, rfc3339};
 use chrono::{DateTime, Utc};
 use std::io::Write;
 
@@ -40,8 +40,7 @@ impl From<Outcome> for Summary {
         let session = o.entry.session.as_ref();
         Summary {
             expires_at: session.map(|s| s.expires_at),
-            refresh_expires_at: session
-                .and_then(|s| s.refresh_token.as_ref().and(s.refresh_expires_at)),
+            refresh_expires_at: session.and_then(Session::refresh_expiry),
             name: o.name,
             ok: o.ok,
             state: o.state,

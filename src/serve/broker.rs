@@ -181,7 +181,8 @@ async fn token(State(shared): State<Arc<Shared>>, UrlPath(name): UrlPath<String>
                 ("platform", &p.platform),
             ]);
             tracing::info!(profile = %p.name, "broker: token handed out");
-            // Answered while the identity's lock is held: the stored, current token.
+            // Built while the identity's lock is held: the stored, current token (the lock goes
+            // before the answer is written, as `token`'s goes once it has printed).
             let response = (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
                 axum::body::Body::from(body),

@@ -138,6 +138,7 @@ pub async fn run(cli: &Cli, args: &ServeArgs) -> Result<i32, Usage> {
         .await
         .map_err(|e| Usage(format!("sugar-sessions: {e}")))?;
     let kept = choose(&profiles, &cache, args)?;
+    log_guard_warnings(&kept);
     let shared = Arc::new(Shared {
         engine: engine.clone(),
         kept: RwLock::new(Arc::new(kept)),
@@ -254,18 +255,8 @@ async fn keep(
             Some((name, report)) = reports.recv() => {
                 done(shared, &mut memory, &mut in_flight, name, report);
             }
-            _ = hup.recv() => {
-                let named = reload(shared, args, path).await;
-                let file = shared.file();
-                watch.replace(&file.files, &file.dirs);
-                watch.add_files(&named);
-            }
-            _ = watch.changed() => {
-                let named = reload(shared, args, path).await;
-                let file = shared.file();
-                watch.replace(&file.files, &file.dirs);
-                watch.add_files(&named);
-            }
+            _ = hup.recv() => reload_and_watch(shared, args, path, &mut watch).await,
+            _ = watch.changed() => reload_and_watch(shared, args, path, &mut watch).await,
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -394,6 +385,32 @@ fn done(
     }
 }
 
+/// The platform guard's warnings of the kept profiles, in `list`'s words: a daemon that keeps a
+/// profile on `base`, or two of one user on one platform, ends other sessions with each login.
+fn log_guard_warnings(kept: &[Arc<Profile>]) {
+    for (name, warnings) in crate::guard::warnings(kept) {
+        if let Some(p) = kept.iter().find(|p| p.name == name) {
+            for w in warnings {
+                tracing::warn!(profile = %name, "{}", w.message(p));
+            }
+        }
+    }
+}
+
+/// SIGHUP or an edit: the profiles file read again, and the files it is made of watched (with
+/// those a refused reload's errors name, so that fixing them is seen).
+async fn reload_and_watch(
+    shared: &Shared,
+    args: &ServeArgs,
+    path: &Path,
+    watch: &mut crate::runtime::watch::FileWatch,
+) {
+    let named = reload(shared, args, path).await;
+    let file = shared.file();
+    watch.replace(&file.files, &file.dirs);
+    watch.add_files(&named);
+}
+
 /// SIGHUP: the profiles file read again; a broken one keeps the profiles as they were.
 /// Returns the files a refused edit's errors name (watched from then on, so that an include just
 /// added and not yet right is followed until it is).
@@ -420,6 +437,7 @@ async fn reload(shared: &Shared, args: &ServeArgs, path: &Path) -> Vec<std::path
     match choose(&profiles, &cache, args) {
         Ok(kept) => {
             tracing::info!(profiles = kept.len(), "profiles reloaded");
+            log_guard_warnings(&kept);
             *shared.kept.write().expect("kept lock") = Arc::new(kept);
             *shared.file.write().expect("file lock") = Arc::new(profiles);
         }
