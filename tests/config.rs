@@ -1233,6 +1233,34 @@ fn a_catalogue_holds_no_secrets_and_no_settings() {
     );
 }
 
+/// A catalogue names its instance's URL: were it to name the keyring entry too, it could send
+/// the password of another instance's entry there (and over SSH, from the desktop's keyring).
+#[test]
+fn a_catalogue_names_no_keyring_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = put(
+        d,
+        "team/clients.toml",
+        "[defaults]\nkeyring_over_ssh = true\n\
+         [profiles.x]\nurl = \"https://x.example.com\"\npassword_keyring = true\n\
+         keyring_account = \"jim@acme.example.com\"\n",
+    );
+    let top = put(
+        d,
+        "profiles.toml",
+        "include = [\"team/clients.toml\"]\n[defaults]\nusername = \"jim\"\n",
+    );
+    let errors = load_errors(&top);
+    let c = c.display();
+    for located in [
+        format!("{c}:2:1: defaults.keyring_over_ssh: an included file (a catalogue)"),
+        format!("{c}:6:1: profiles.x.keyring_account: an included file (a catalogue)"),
+    ] {
+        assert!(errors.contains(&located), "{errors}");
+    }
+}
+
 #[test]
 fn a_catalogue_others_can_change_is_refused() {
     let dir = tempfile::tempdir().unwrap();

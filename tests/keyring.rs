@@ -215,6 +215,8 @@ async fn over_ssh_the_keyring_is_not_tried_unless_keyring_over_ssh() {
     for args in [
         &["login", "keyring"][..],
         &["password", "delete", "keyring"][..],
+        // Refused before the password is asked for.
+        &["password", "set", "keyring"][..],
     ] {
         let mut c = cmd(&profiles, args);
         c.env("DBUS_SESSION_BUS_ADDRESS", &bus)

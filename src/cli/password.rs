@@ -18,6 +18,11 @@ pub(super) async fn password(cli: &Cli, command: &PasswordCommand) -> Result<i32
     };
     let p = one(&profiles, name)?;
     let entry = keyring_entry(p, storing)?;
+    // Said before a password is asked for (twice) only to be refused.
+    if let Err(e) = keyring::refuse_over_ssh(entry) {
+        eprintln!("{}: {e}", p.name);
+        return Ok(exit::FAILED);
+    }
     let shared = sharing(&profiles, p, entry);
     match command {
         PasswordCommand::Set { stdin, .. } => {

@@ -17,13 +17,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Keys a catalogue (an included file) may not hold: secrets and what lowers security belong in
-/// the personal file.
+/// the personal file. A catalogue names its instance's URL, so it may not also name the keyring
+/// entry whose password goes there, nor take the keyring over SSH.
 const NOT_IN_CATALOGUE: &[&str] = &[
     "password",
     "password_cmd",
     "insecure",
     "proxy",
     "allow_http",
+    "keyring_account",
+    "keyring_over_ssh",
 ];
 
 /// One file read.

@@ -68,7 +68,7 @@ pub async fn delete(entry: &KeyringEntry) -> Result<bool, String> {
 /// Over SSH (`SSH_CONNECTION` set) the keyring found would be the desktop's: a D-Bus client finds
 /// the desktop's bus through `$XDG_RUNTIME_DIR/bus`, and an unlock dialog would open on someone's
 /// screen. Refused without trying unless `keyring_over_ssh = true`.
-fn refuse_over_ssh(entry: &KeyringEntry) -> Result<(), String> {
+pub fn refuse_over_ssh(entry: &KeyringEntry) -> Result<(), String> {
     let over_ssh = std::env::var_os("SSH_CONNECTION").is_some_and(|v| !v.is_empty());
     if over_ssh && !entry.over_ssh {
         tracing::info!(account = %entry.account, "OS keyring not tried over SSH");
