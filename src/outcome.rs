@@ -215,6 +215,9 @@ impl Failure {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub name: String,
+    /// The identity of the session it is about (for an impersonation, the impersonation's): a
+    /// screen whose profile changed identity meanwhile (the file was edited) does not take it.
+    pub key: crate::identity::SessionKey,
     pub op: Op,
     pub ok: bool,
     /// One line for people, starting with the profile's name.

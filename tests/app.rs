@@ -146,6 +146,7 @@ fn request(status: u16, ms: u64) -> RequestLog {
 fn ok(name: &str, op: Op, entry: Entry) -> Msg {
     Msg::Done(Box::new(Outcome {
         name: name.into(),
+        key: identity(name),
         op,
         ok: true,
         message: format!("{name}: {op} ok"),
@@ -190,6 +191,7 @@ fn failed(name: &str) -> Msg {
     };
     Msg::Done(Box::new(Outcome {
         name: name.into(),
+        key: identity(name),
         op: Op::Login,
         ok: false,
         message: failure.render(name),
@@ -198,6 +200,23 @@ fn failed(name: &str) -> Msg {
         requests: vec![request(422, 80)],
         failure: Some(failure),
     }))
+}
+
+/// The identity an outcome about `name` (`NAME` or `NAME>USER`) is for, as the test's files
+/// define it.
+fn identity(name: &str) -> SessionKey {
+    let (parent, user) = match name.split_once('>') {
+        Some((parent, user)) => (parent, Some(user)),
+        None => (name, None),
+    };
+    let key = [fixture(), profiles(GUARDED)]
+        .iter()
+        .find_map(|f| f.get(parent).map(|p| p.session_key()))
+        .unwrap_or_else(|| panic!("no profile {parent} in the test's files"));
+    match user {
+        Some(user) => key.impersonating(user),
+        None => key,
+    }
 }
 
 /// The cache key of a row's session, or for `NAME>USER` of an impersonation through NAME.
@@ -922,6 +941,7 @@ fn due_sessions_refresh_automatically_once() {
         &mut m,
         Msg::Done(Box::new(Outcome {
             name: "acme-prod".into(),
+            key: identity("acme-prod"),
             op: Op::Refresh,
             ok: false,
             message: "acme-prod: refresh failed: HTTP 503 maintenance".into(),
@@ -1036,6 +1056,7 @@ fn alive(name: &str, entry: Entry, report: CheckReport) -> Msg {
     Msg::Checked {
         outcome: Box::new(Outcome {
             name: name.into(),
+            key: identity(name),
             op: Op::Refresh,
             ok: true,
             message,
@@ -1179,6 +1200,7 @@ fn a_check_that_sugar_refuses_changes_the_state() {
         Msg::Checked {
             outcome: Box::new(Outcome {
                 name: "acme-prod".into(),
+                key: identity("acme-prod"),
                 op: Op::Check,
                 ok: false,
                 message: message.into(),
@@ -1273,6 +1295,7 @@ fn cached_active_sessions_are_unverified_until_their_check_returns() {
         Msg::Checked {
             outcome: Box::new(Outcome {
                 name: "acme-prod".into(),
+                key: identity("acme-prod"),
                 op: Op::Check,
                 ok: false,
                 message: error.render("acme-prod"),
@@ -1407,6 +1430,7 @@ fn impersonated(parent: &str, user: &str, entry: Entry) -> Msg {
         parent: parent.into(),
         outcome: Box::new(Outcome {
             name: format!("{parent}>{user}"),
+            key: identity(&format!("{parent}>{user}")),
             op: Op::Login,
             ok: true,
             message: format!(
@@ -1584,6 +1608,7 @@ fn impersonation_refusals_and_failures_show_plainly() {
             parent: "acme-prod".into(),
             outcome: Box::new(Outcome {
                 name: "acme-prod>nobody".into(),
+                key: identity("acme-prod>nobody"),
                 op: Op::Sudo,
                 ok: false,
                 message: error.render("acme-prod>nobody"),

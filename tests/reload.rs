@@ -138,6 +138,26 @@ fn rows_follow_the_file_and_keep_what_the_screen_knows() {
         ),
         "{said}"
     );
+    // An answer about b's old identity, arriving now, is not taken for the new one's (its token
+    // would be copied with the new instance's URL).
+    let old_b = active(&first, "b");
+    update(
+        &mut m,
+        Msg::Done(Box::new(sugar_sessions::outcome::Outcome {
+            name: "b".into(),
+            key: first.get("b").unwrap().session_key(),
+            op: sugar_sessions::session::Op::Login,
+            ok: true,
+            message: "b: logged in".into(),
+            state: sugar_sessions::session::State::Active,
+            entry: old_b,
+            requests: Vec::new(),
+            failure: None,
+        })),
+        t0(),
+    );
+    assert_eq!(m.row("b").unwrap().state(), RowState::LoggedOut);
+    assert!(m.row("b").unwrap().entry.session.is_none());
 
     // A broken edit: the profiles stay, the error shows until a good edit.
     update(
@@ -320,4 +340,76 @@ async fn the_screen_follows_a_new_file_in_an_included_glob_directory() {
     screen.send(b"q");
     let exit = tokio::task::block_in_place(|| screen.wait_exit(Duration::from_secs(5)));
     assert_eq!(exit.and_then(|e| e.code()), Some(0));
+}
+
+/// A password prompt open for a profile the edit removed, or on a screen the edit made read-only,
+/// is put away: Enter then starts nothing (and does not find a prompt without a profile).
+#[test]
+fn a_prompt_goes_with_its_profile_and_with_read_only() {
+    let start = |m: &mut Model| {
+        // The cursor on `b` (no password source: asked for), then `l`.
+        key(m, KeyCode::Down);
+        key(m, KeyCode::Char('l'));
+    };
+    let opened = |body: &str| {
+        let first = profiles(body);
+        let mut m = Model::new(
+            &first,
+            Source::File("profiles.toml".into()),
+            Options::default(),
+            t0(),
+        );
+        update(
+            &mut m,
+            Msg::Resize {
+                width: 120,
+                height: 30,
+            },
+            t0(),
+        );
+        start(&mut m);
+        m
+    };
+    let enter = |m: &mut Model| {
+        update(
+            m,
+            Msg::Key(KeyEvent {
+                code: KeyCode::Enter,
+                modifiers: KeyModifiers::NONE,
+                kind: KeyEventKind::Press,
+                state: crossterm::event::KeyEventState::NONE,
+            }),
+            t0(),
+        )
+    };
+    // The prompted profile removed.
+    let mut m = opened(&format!("{A}{B}"));
+    update(
+        &mut m,
+        Msg::ProfilesReloaded {
+            profiles: Box::new(profiles(A)),
+            cache: Arc::new(Cache::default()),
+        },
+        t0(),
+    );
+    assert!(enter(&mut m).is_empty(), "nothing started");
+    // The screen made read-only by the edit.
+    let mut m = opened(&format!("{A}{B}"));
+    let read_only = config::parse(
+        &format!("[defaults]\nusername = \"u\"\nauto_refresh = false\nread_only = true\n{A}{B}"),
+        Path::new("profiles.toml"),
+    )
+    .unwrap();
+    update(
+        &mut m,
+        Msg::ProfilesReloaded {
+            profiles: Box::new(read_only),
+            cache: Arc::new(Cache::default()),
+        },
+        t0(),
+    );
+    for c in "pw".chars() {
+        key(&mut m, KeyCode::Char(c));
+    }
+    assert!(enter(&mut m).is_empty(), "no login on a read-only screen");
 }

@@ -83,6 +83,24 @@ fn entry(session: Option<Session>, failure: Option<Failure>) -> Entry {
     }
 }
 
+/// The identity an outcome about `name` (`NAME` or `NAME>USER`) is for, as the file defines it.
+fn identity(name: &str) -> SessionKey {
+    let profiles = config::parse(
+        PROFILES,
+        Path::new("/home/u/.config/sugar-sessions/profiles.toml"),
+    )
+    .unwrap();
+    let (parent, user) = match name.split_once('>') {
+        Some((parent, user)) => (parent, Some(user)),
+        None => (name, None),
+    };
+    let key = profiles.get(parent).unwrap().session_key();
+    match user {
+        Some(user) => key.impersonating(user),
+        None => key,
+    }
+}
+
 /// The cache key of a row's session, or for `NAME>USER` of an impersonation through NAME.
 fn key_of(m: &Model, name: &str) -> SessionKey {
     match name.split_once('>') {
@@ -177,6 +195,7 @@ fn failed_outcome() -> Outcome {
     let message = failure.render("globex");
     Outcome {
         name: "globex".into(),
+        key: identity("globex"),
         op: Op::Login,
         ok: false,
         message,
@@ -612,6 +631,7 @@ fn checked(name: &str, entry: Entry, skew_s: i64) -> Msg {
     Msg::Checked {
         outcome: Box::new(Outcome {
             name: name.into(),
+            key: identity(name),
             op: Op::Refresh,
             ok: true,
             message: format!("{name}: alive; {}", report.summary()),
@@ -813,6 +833,7 @@ fn after_an_impersonation_is_logged_out_the_title_and_the_filter_line_count_alik
     };
     let outcome = Outcome {
         name: "acme-sbx>sally".into(),
+        key: identity("acme-sbx>sally"),
         op: Op::Logout,
         ok: true,
         message: "acme-sbx>sally: logged out".into(),
@@ -842,6 +863,7 @@ fn login_failure(name: &str, message: &str, hint: &str) -> Outcome {
     f.hint = Some(hint.into());
     let f = f.clone();
     o.name = name.into();
+    o.key = identity(name);
     o.message = f.render(name);
     o.entry = entry(None, Some(f));
     o

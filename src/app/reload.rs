@@ -100,16 +100,24 @@ impl Model {
             .iter()
             .filter_map(|o| kept.get(o).copied())
             .collect();
+        // The prompt open is for the same profile still (not merely for none, as when the one
+        // profile asked for went); a read-only screen asks for no password at all.
+        if self.options.read_only {
+            self.prompts.clear();
+        }
         let front_kept = old
             .prompts
             .front()
-            .is_some_and(|o| kept.get(o) == self.prompts.front());
+            .and_then(|o| kept.get(o))
+            .is_some_and(|i| self.prompts.front() == Some(i));
         self.mode = match std::mem::replace(&mut old.mode, Mode::Normal) {
             Mode::Password(typed) if front_kept => Mode::Password(typed),
-            Mode::User { row, text } if kept.contains_key(&row) => Mode::User {
-                row: kept[&row],
-                text,
-            },
+            Mode::User { row, text } if kept.contains_key(&row) && !self.options.read_only => {
+                Mode::User {
+                    row: kept[&row],
+                    text,
+                }
+            }
             // A question names the rows it acts on: asked again if still wanted.
             Mode::Password(_) | Mode::User { .. } | Mode::Confirm(_) => Mode::Normal,
             other => other,
@@ -155,6 +163,8 @@ impl Model {
     /// The profiles file was changed into one that cannot be used: the profiles stay as they
     /// were, and the located error shows in the status line until the file is fixed.
     pub fn profiles_broken(&mut self, error: String) {
+        // What the status line said before the edit is older than the error.
+        self.status = None;
         self.file_error = Some(error.replace('\n', "; "));
         self.dirty = true;
     }

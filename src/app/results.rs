@@ -94,6 +94,15 @@ pub(super) fn on_outcome(model: &mut Model, outcome: Outcome, answer: Answer) {
     let Some(&i) = model.by_name.get(owner) else {
         return;
     };
+    // About the identity the profile had when the request was sent: the file was edited since
+    // and the profile is another session now (its answer is in the cache, under its own key).
+    let about = match &answer {
+        Answer::Sudo { .. } => outcome.key.without_sudo(),
+        _ => outcome.key.clone(),
+    };
+    if about != model.rows[i].key {
+        return;
+    }
     let Outcome {
         name,
         op,

@@ -38,6 +38,7 @@ impl Engine {
         let mut permit = Some(permit);
         let done = |ok, message: String, entry: Entry, requests, failure| Outcome {
             name: p.name.clone(),
+            key: key.clone(),
             op: Op::Check,
             ok,
             state: entry.state(Utc::now()),

@@ -125,6 +125,7 @@ impl Engine {
         );
         Outcome {
             name: p.name.clone(),
+            key,
             op,
             ok,
             state,

@@ -27,6 +27,7 @@ impl Engine {
         let now = Utc::now();
         let outcome = |ok, message: String, entry: Entry, requests, failure| Outcome {
             name: target.name.clone(),
+            key: key.clone(),
             op: Op::Sudo,
             ok,
             state: entry.state(Utc::now()),

@@ -25,34 +25,34 @@ pub(super) fn draw_status(model: &Model, theme: &Theme, frame: &mut Frame, area:
             Span::raw(cursor),
             Span::styled(count, theme.dim()),
         ])
-    } else if let Some(error) = model.file_error() {
-        // Until the file is fixed: the screen goes on with the profiles as they were.
-        Line::from(Span::styled(
-            format!(
-                " {}",
-                fit(
-                    &format!("profiles file not reloaded: {error}"),
-                    cols.saturating_sub(2),
-                    theme.ellipsis()
-                )
-            ),
-            theme.error(),
-        ))
-    } else if let Some(status) = model.status() {
-        let style = if status.error {
-            theme.error()
-        } else {
-            Style::new()
-        };
-        Line::from(Span::styled(
-            format!(
-                " {}",
-                fit(&status.text, cols.saturating_sub(2), theme.ellipsis())
-            ),
-            style,
-        ))
     } else {
-        Line::default()
+        // The newest message first; while the profiles file's last edit cannot be used, its
+        // located error after it, until the file is fixed.
+        let room = cols.saturating_sub(2);
+        let mut spans = Vec::new();
+        if let Some(status) = model.status() {
+            let style = if status.error {
+                theme.error()
+            } else {
+                Style::new()
+            };
+            spans.push(Span::styled(
+                format!(" {}", fit(&status.text, room, theme.ellipsis())),
+                style,
+            ));
+        }
+        if let Some(error) = model.file_error() {
+            let used: usize = spans.iter().map(|s| width(&s.content)).sum();
+            let text = format!(
+                "{}profiles file not reloaded: {error}",
+                if spans.is_empty() { " " } else { " · " }
+            );
+            spans.push(Span::styled(
+                fit(&text, cols.saturating_sub(used + 1), theme.ellipsis()),
+                theme.error(),
+            ));
+        }
+        Line::from(spans)
     };
     frame.render_widget(Paragraph::new(line), area);
 }
