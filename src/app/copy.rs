@@ -45,7 +45,23 @@ pub(super) enum CopyKind {
 
 /// `text` quoted for a POSIX shell: in single quotes, a single quote as `'\''`.
 pub fn shell_quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
+    let mut out = String::with_capacity(text.len() + 2);
+    push_shell_quoted(&mut out, text);
+    out
+}
+
+/// Appends `text` single-quoted for a POSIX shell to `out`, without a copy of it elsewhere (the
+/// export line holds a token: it is built in one buffer that is wiped when dropped).
+fn push_shell_quoted(out: &mut String, text: &str) {
+    out.push('\'');
+    for c in text.chars() {
+        if c == '\'' {
+            out.push_str(r"'\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
 }
 
 /// The length of `n` bytes in base64 (with padding).
@@ -100,12 +116,15 @@ pub(super) fn copy(model: &mut Model, what: CopyKind) -> Vec<Command> {
         CopyKind::Export => {
             let p = &row.profile;
             let url = format!("{}/rest/{}", p.root(), p.api);
+            // Room for the worst case of quoting: the buffer never grows (which would leave a
+            // copy of the token behind).
+            let mut line = String::with_capacity(40 + 4 * (url.len() + token.len()));
+            line.push_str("export SUGAR_URL=");
+            push_shell_quoted(&mut line, &url);
+            line.push_str(" SUGAR_TOKEN=");
+            push_shell_quoted(&mut line, token);
             (
-                Secret::new(format!(
-                    "export SUGAR_URL={} SUGAR_TOKEN={}",
-                    shell_quote(&url),
-                    shell_quote(token)
-                )),
+                Secret::new(line),
                 format!("an export line for {name} (SUGAR_URL, SUGAR_TOKEN; token valid {left})"),
             )
         }

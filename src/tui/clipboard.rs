@@ -74,10 +74,18 @@ pub fn osc52(text: &str, mux: Multiplexer) -> Zeroizing<Vec<u8>> {
 
 /// Writes the sequence for `text` to the terminal (standard output, where the screen draws).
 pub fn copy(text: &str, mux: Multiplexer) -> std::io::Result<()> {
+    use std::os::fd::FromRawFd;
     let seq = osc52(text, mux);
-    let mut out = std::io::stdout().lock();
-    out.write_all(&seq)?;
-    out.flush()
+    // What the screen wrote goes first; then the sequence straight to the descriptor, not
+    // through standard output's buffer, which would keep a copy of it that is never wiped.
+    let mut stdout = std::io::stdout().lock();
+    stdout.flush()?;
+    // SAFETY: descriptor 1 is open for the whole process (the screen draws on it); the File is
+    // never dropped, so it is not closed.
+    let mut fd = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+    fd.write_all(&seq)?;
+    drop(stdout);
+    Ok(())
 }
 
 #[cfg(test)]
