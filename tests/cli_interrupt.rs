@@ -309,7 +309,8 @@ async fn login_on_platform_base_warns_and_asks_once_on_a_terminal() {
         pty.send(b"n\r");
     });
     let exit = tokio::task::block_in_place(|| pty.wait_exit(Duration::from_secs(10))).unwrap();
-    assert_eq!(exit.code(), Some(0));
+    // A profile left out was not logged in: 1, as for a failure.
+    assert_eq!(exit.code(), Some(1));
     let text = tokio::task::block_in_place(|| {
         pty.wait_for_output("the outcome", 10, |s| s.contains("api: logged in"))
     })

@@ -115,7 +115,7 @@ pub(super) fn copy(model: &mut Model, what: CopyKind) -> Vec<Command> {
         ),
         CopyKind::Export => {
             let p = &row.profile;
-            let url = format!("{}/rest/{}", p.root(), p.api);
+            let url = p.rest_root();
             // Room for the worst case of quoting: the buffer never grows (which would leave a
             // copy of the token behind).
             let mut line = String::with_capacity(40 + 4 * (url.len() + token.len()));

@@ -16,8 +16,8 @@ impl Model {
     ///   its new identity, and the status line says its old session is no longer its own.
     ///
     /// The view (filter, sort, cursor, details, help) stays. A prompt or a question about a
-    /// profile that went or changed is put away. Returns what changed, in words.
-    pub fn apply_profiles(&mut self, profiles: &Profiles, cache: &Cache) -> String {
+    /// profile that went or changed is put away. The status line says what changed.
+    pub fn apply_profiles(&mut self, profiles: &Profiles, cache: &Cache) {
         let new = Model::new(profiles, self.source.clone(), self.options, self.clock);
         let mut old = std::mem::replace(self, new);
         self.size = old.size;
@@ -25,7 +25,6 @@ impl Model {
         self.reverse = old.reverse;
         self.details = old.details;
         self.filter = std::mem::take(&mut old.filter);
-        self.status = old.status.take();
 
         // Old row index -> new row index, for the profiles (and impersonations) that stayed.
         let mut kept: HashMap<usize, usize> = HashMap::new();
@@ -132,9 +131,8 @@ impl Model {
             .map(|&o| old.rows[o].profile.name.clone());
         self.reorder();
         let at = cursor_name.and_then(|n| self.by_name.get(&n).copied());
+        // (`Model::new` left no file error; `follow` marked the screen to draw.)
         self.follow(at);
-        self.file_error = None;
-        self.dirty = true;
 
         let mut said = Vec::new();
         if added > 0 {
@@ -156,8 +154,7 @@ impl Model {
                 changed.join(", ")
             ));
         }
-        self.say(text.clone());
-        text
+        self.say(text);
     }
 
     /// The profiles file was changed into one that cannot be used: the profiles stay as they

@@ -468,13 +468,20 @@ pub(super) async fn act(cli: &Cli, t: &Targets, op: Op, yes: bool) -> Result<i32
         .into_iter()
         .cloned()
         .collect();
+    let asked = chosen.len();
     if op == Op::Login {
         chosen = guard_logins(&profiles, chosen, yes).await;
         if chosen.is_empty() {
             return Ok(exit::FAILED);
         }
     }
-    run_all(engine, chosen, op, t.json).await
+    let code = run_all(engine, chosen.clone(), op, t.json).await?;
+    // A profile left out (not confirmed) was not logged in: as a failure, for scripts.
+    Ok(if code == exit::OK && chosen.len() < asked {
+        exit::FAILED
+    } else {
+        code
+    })
 }
 
 /// `refresh --due`: exactly the sessions whose automatic refresh time has come.
@@ -501,7 +508,8 @@ pub(super) async fn refresh_due(cli: &Cli, t: &Targets) -> Result<i32, Usage> {
         }
         return Ok(exit::OK);
     }
-    run_all_due(engine, due, t.json).await
+    // Each refresh decided again under its identity's lock.
+    run_all_of(engine, due, Op::Refresh, true, t.json).await
 }
 
 fn refresh_due_at(p: &Profile, entry: &Entry, now: chrono::DateTime<Utc>) -> bool {
@@ -517,15 +525,6 @@ async fn run_all(
     json: bool,
 ) -> Result<i32, Usage> {
     run_all_of(engine, chosen, op, false, json).await
-}
-
-/// `refresh --due`: refreshes that are decided again under each identity's lock.
-async fn run_all_due(
-    engine: Arc<Engine>,
-    chosen: Vec<Arc<Profile>>,
-    json: bool,
-) -> Result<i32, Usage> {
-    run_all_of(engine, chosen, Op::Refresh, true, json).await
 }
 
 async fn run_all_of(

@@ -45,7 +45,7 @@ pub(super) async fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32, Usage> {
     let mut command = std::process::Command::new(program);
     command
         .args(rest)
-        .env("SUGAR_URL", format!("{}/rest/{}", p.root(), p.api))
+        .env("SUGAR_URL", p.rest_root())
         .env("SUGAR_TOKEN", token.session.access_token.expose())
         .env("SUGAR_TOKEN_EXPIRES", rfc3339(token.session.expires_at))
         .env("SUGAR_PLATFORM", &p.platform)

@@ -18,12 +18,6 @@ mod validate;
 pub use errors::{ConfigError, LoadError};
 pub use schema::{COLUMN_NAMES, MAX_PROFILE_NAME};
 
-/// The known name closest to a mistyped one (a small edit distance, or the only one it begins),
-/// for "did you mean" hints.
-pub fn closest_name<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
-    messages::closest(name, known)
-}
-
 /// Up to three known names close to a mistyped one, closest first.
 pub fn close_names<'k>(name: &str, known: &[&'k str]) -> Vec<&'k str> {
     messages::close(name, known, 3)
@@ -163,14 +157,14 @@ impl Profile {
         self.url.as_str().trim_end_matches('/')
     }
 
+    /// The REST root: `{root}/rest/{api}`, e.g. `https://acme.sugarondemand.com/rest/v11`.
+    pub fn rest_root(&self) -> String {
+        format!("{}/rest/{}", self.root(), self.api)
+    }
+
     /// The URL of a REST endpoint: `{root}/rest/{api}/{endpoint}`, e.g. `api_url("oauth2/token")`.
     pub fn api_url(&self, endpoint: &str) -> String {
-        format!(
-            "{}/rest/{}/{}",
-            self.root(),
-            self.api,
-            endpoint.trim_start_matches('/')
-        )
+        format!("{}/{}", self.rest_root(), endpoint.trim_start_matches('/'))
     }
 
     pub fn has_tag(&self, tag: &str) -> bool {

@@ -177,7 +177,7 @@ async fn token(State(shared): State<Arc<Shared>>, UrlPath(name): UrlPath<String>
             let body = crate::secret::json_bytes(&[
                 ("access_token", s.access_token.expose()),
                 ("expires_at", &crate::session::rfc3339(s.expires_at)),
-                ("url", &format!("{}/rest/{}", p.root(), p.api)),
+                ("url", &p.rest_root()),
                 ("platform", &p.platform),
             ]);
             tracing::info!(profile = %p.name, "broker: token handed out");

@@ -304,10 +304,7 @@ impl Client {
         let err = error_of(p, "request");
         let mut req = self
             .http
-            .request(
-                method.clone(),
-                format!("{}/rest/{}{target}", p.root(), p.api),
-            )
+            .request(method.clone(), format!("{}{target}", p.rest_root()))
             .timeout(p.timeout)
             .header("Accept", "application/json");
         if let Some(body) = body {
@@ -356,7 +353,7 @@ impl Client {
         parse: impl FnOnce(&Value) -> Result<T, String>,
     ) -> Call<T> {
         let path = method.path();
-        let url = format!("{}/rest/{}{}", p.root(), p.api, method.target());
+        let url = format!("{}{}", p.rest_root(), method.target());
         let err = error_of(p, op);
         let method_name = method.name();
         let mut req = match method {

@@ -84,10 +84,7 @@ pub(super) fn draw_details(
     let when = |t: DateTime<Utc>| zone.format(t, "%Y-%m-%d %H:%M:%S %:z");
     let cols = usize::from(area.width.saturating_sub(4));
     let mut lines: Vec<Line> = Vec::new();
-    lines.push(Line::from(vec![
-        label("URL"),
-        Span::raw(format!("{}/rest/{}", p.root(), p.api)),
-    ]));
+    lines.push(Line::from(vec![label("URL"), Span::raw(p.rest_root())]));
     if row.insecure() {
         lines.extend(labelled(
             "Security",
