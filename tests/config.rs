@@ -1403,3 +1403,25 @@ fn nested_catalogues_layer_nearest_the_top_first_and_a_file_reached_twice_is_rea
     assert_eq!(x.timeout, Duration::from_secs(40));
     assert_eq!(p.files, [top, d.join("b.toml"), d.join("c.toml")]);
 }
+
+/// An include that is not a regular file (a FIFO here) is refused at once: reading it would wait
+/// for a writer that never comes.
+#[test]
+fn an_included_fifo_is_refused_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fifo = d.join("clients.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let top = put(
+        d,
+        "profiles.toml",
+        "include = [\"clients.toml\"]\n[defaults]\nusername = \"u\"\n",
+    );
+    let errors = load_errors(&top);
+    assert!(
+        errors.contains(&format!("{} is not a regular file", fifo.display())),
+        "{errors}"
+    );
+}

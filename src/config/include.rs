@@ -285,10 +285,7 @@ impl Loader {
             // Included twice (two globs, or two catalogues including a third): read once.
             return None;
         }
-        let text = match unsafe_catalogue(path).and_then(|()| {
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("{}: cannot read it: {e}", path.display()))
-        }) {
+        let text = match read_catalogue(path, &canonical) {
             Ok(text) => text,
             Err(message) => {
                 self.errs[f].push(entry.at, Some(entry.key.clone()), message);
@@ -381,11 +378,25 @@ impl Loader {
     }
 }
 
-/// An included file that someone else could change is refused, as OpenSSH refuses such config:
-/// owned by another user (root aside), writable by group or others, or in a directory others may
-/// write to without the sticky bit.
-fn unsafe_catalogue(path: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Reads an included file, refused when someone else could change it, as OpenSSH refuses such
+/// config: owned by another user (root aside), writable by group or others, or in a directory
+/// another user owns or that others may write to without the sticky bit. The checks are made on
+/// the file opened (not on its path again, which could be swapped in between), and anything but
+/// a regular file is refused (a FIFO would make the load wait).
+fn read_catalogue(path: &Path, canonical: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     let refused = "refused, as OpenSSH refuses such configuration";
@@ -405,11 +416,19 @@ fn unsafe_catalogue(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    if let Some(dir) = real.parent()
+    if let Some(dir) = canonical.parent()
         && let Ok(dir_meta) = std::fs::metadata(dir)
     {
         let dir_mode = dir_meta.mode() & 0o7777;
+        if dir_meta.uid() != me && dir_meta.uid() != 0 {
+            return Err(format!(
+                "others can replace {}: its directory {} belongs to another user (uid {}): \
+                 {refused}",
+                path.display(),
+                dir.display(),
+                dir_meta.uid()
+            ));
+        }
         if dir_mode & 0o022 != 0 && dir_mode & 0o1000 == 0 {
             return Err(format!(
                 "others can replace {}: its directory {} is writable by others (mode {:03o}): \
@@ -420,7 +439,10 @@ fn unsafe_catalogue(path: &Path) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
+    Ok(text)
 }
 
 /// A file name against a glob of `*` (any run of characters) and `?` (one character).
