@@ -145,11 +145,18 @@ fn open(account: &str) -> Result<keyring::Entry, Failed> {
 async fn on_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Failed> + Send + 'static,
 ) -> Result<T, Failed> {
+    use std::sync::atomic::Ordering;
+    // A call that never answered (the store's set-up hangs, say) holds the others behind it:
+    // new calls fail at once instead of leaving one stuck thread each, until it answers.
+    if STUCK.load(Ordering::SeqCst) {
+        return Err(Failed::TimedOut);
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("keyring".into())
         .spawn(move || {
             let _ = tx.send(f());
+            STUCK.store(false, Ordering::SeqCst);
         })
         .map_err(Failed::Thread)?;
     match tokio::time::timeout(KEYRING_TIMEOUT, rx).await {
@@ -157,9 +164,15 @@ async fn on_thread<T: Send + 'static>(
         Ok(Err(_)) => Err(Failed::NoStore(
             "the keyring call ended without an answer".into(),
         )),
-        Err(_) => Err(Failed::TimedOut),
+        Err(_) => {
+            STUCK.store(true, Ordering::SeqCst);
+            Err(Failed::TimedOut)
+        }
     }
 }
+
+/// A keyring call timed out and its thread has not ended yet.
+static STUCK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[cfg(test)]
 mod tests {
@@ -184,6 +197,16 @@ mod tests {
             m.contains("within 3 s") && m.contains("password_cmd"),
             "{m}"
         );
+        // While it hangs, later calls start no thread of their own to hang in turn.
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = ran.clone();
+        let r: Result<(), Failed> = on_thread(move || {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        })
+        .await;
+        assert!(matches!(r, Err(Failed::TimedOut)));
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]
