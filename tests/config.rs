@@ -1425,3 +1425,30 @@ fn an_included_fifo_is_refused_without_waiting() {
         "{errors}"
     );
 }
+
+/// Two catalogues include a third: its profile is one profile, and an overlay in the second
+/// catalogue completes it as one in the first would (it is not taken for a second definition).
+#[test]
+fn a_catalogue_included_by_two_takes_the_overlays_of_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    put(
+        d,
+        "common.toml",
+        "[profiles.p]\nurl = \"https://p.example.com\"\n",
+    );
+    put(d, "a.toml", "include = [\"common.toml\"]\n");
+    put(
+        d,
+        "b.toml",
+        "include = [\"common.toml\"]\n[profiles.p]\ntags = [\"b\"]\n",
+    );
+    let top = put(
+        d,
+        "profiles.toml",
+        "include = [\"a.toml\", \"b.toml\"]\n[defaults]\nusername = \"u\"\n",
+    );
+    let p = config::load(&top).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.profiles.len(), 1);
+    assert_eq!(p.get("p").unwrap().tags, ["b"]);
+}

@@ -29,6 +29,14 @@ const NOT_IN_CATALOGUE: &[&str] = &[
     "keyring_over_ssh",
 ];
 
+/// What an include entry's path came to.
+enum Opened {
+    /// A file read now.
+    New(usize),
+    /// A file read already (included by another file too).
+    Again(usize),
+}
+
 /// One file read.
 struct Source {
     path: PathBuf,
@@ -188,11 +196,21 @@ impl Loader {
         let entries = std::mem::take(&mut self.sources[f].walked.includes);
         for entry in &entries {
             for path in self.expand(f, entry) {
-                if let Some(child) = self.open(f, entry, &path, stack) {
-                    self.sources[f].includes.push(child);
-                    stack.push(child);
-                    self.follow(child, stack);
-                    stack.pop();
+                match self.open(f, entry, &path, stack) {
+                    Some(Opened::New(child)) => {
+                        self.sources[f].includes.push(child);
+                        stack.push(child);
+                        self.follow(child, stack);
+                        stack.pop();
+                    }
+                    // Read already (another file includes it too): followed once, and its
+                    // profiles take this file's overlays as well.
+                    Some(Opened::Again(child)) => {
+                        if !self.sources[f].includes.contains(&child) {
+                            self.sources[f].includes.push(child);
+                        }
+                    }
+                    None => {}
                 }
             }
         }
@@ -263,7 +281,7 @@ impl Loader {
         entry: &IncludeEntry,
         path: &Path,
         stack: &[usize],
-    ) -> Option<usize> {
+    ) -> Option<Opened> {
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         if let Some(start) = stack
             .iter()
@@ -281,9 +299,9 @@ impl Loader {
             );
             return None;
         }
-        if self.sources.iter().any(|s| s.canonical == canonical) {
+        if let Some(again) = self.sources.iter().position(|s| s.canonical == canonical) {
             // Included twice (two globs, or two catalogues including a third): read once.
-            return None;
+            return Some(Opened::Again(again));
         }
         let text = match read_catalogue(path, &canonical) {
             Ok(text) => text,
@@ -303,7 +321,7 @@ impl Loader {
         };
         let mut errs = Errors::new(&text, path);
         let walked = walk_file(&text, &mut errs).unwrap_or_default();
-        Some(self.add(path, walked, errs, note))
+        Some(Opened::New(self.add(path, walked, errs, note)))
     }
 
     /// In an included file: no settings of the whole file, no secrets.
@@ -345,6 +363,24 @@ impl Loader {
                 let name = self.sources[df].walked.tables[dt].name.clone();
                 if let Some(&i) = index.get(&name) {
                     let (pf, pt) = merged[i].tables[merged[i].tables.len() - 1];
+                    if (pf, pt) == (df, dt) {
+                        // The same definition reached along another way (a file included by
+                        // two others): one profile, with the overlays of both ways.
+                        let known = &mut merged[i];
+                        for table in &chain.tables[..chain.tables.len() - 1] {
+                            if !known.tables.contains(table) {
+                                let last = known.tables.len() - 1;
+                                known.tables.insert(last, *table);
+                            }
+                        }
+                        for file in chain.files {
+                            if !known.files.contains(&file) {
+                                let last = known.files.len() - 1;
+                                known.files.insert(last, file);
+                            }
+                        }
+                        continue;
+                    }
                     let place = self.errs[pf].place(self.sources[pf].walked.tables[pt].key_at);
                     let table = &self.sources[df].walked.tables[dt];
                     self.errs[df].push(
