@@ -205,12 +205,10 @@ impl Loader {
                     }
                     // Read already (another file includes it too): followed once, and its
                     // profiles take this file's overlays as well.
-                    Some(Opened::Again(child)) => {
-                        if !self.sources[f].includes.contains(&child) {
-                            self.sources[f].includes.push(child);
-                        }
+                    Some(Opened::Again(child)) if !self.sources[f].includes.contains(&child) => {
+                        self.sources[f].includes.push(child);
                     }
-                    None => {}
+                    Some(Opened::Again(_)) | None => {}
                 }
             }
         }
