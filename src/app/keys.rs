@@ -473,11 +473,13 @@ impl Model {
 
     /// Why `action` is refused on a read-only screen, if it is: what changes a session (log in,
     /// refresh, log out, impersonate, and a check of many at once) or shows a token (the copies).
-    pub(super) fn read_only_refusal(&self, action: Action) -> Option<String> {
+    /// What a read-only screen refuses of `action`, in words (`None`: allowed). Asked for every
+    /// key hint of every frame: nothing is formatted here.
+    pub(super) fn read_only_refusal(&self, action: Action) -> Option<&'static str> {
         if !self.options.read_only {
             return None;
         }
-        let what = match action {
+        Some(match action {
             Action::Login => "l (log in)",
             Action::Refresh => "r (refresh)",
             Action::Logout => "o (log out)",
@@ -486,10 +488,7 @@ impl Model {
             Action::CopyExport => "e (copy export line)",
             Action::Check if self.selected_count > 0 => "a check of the selected profiles",
             _ => return None,
-        };
-        Some(format!(
-            "read-only screen: {what} is refused; this screen only shows sessions"
-        ))
+        })
     }
 
     fn applies(&self, action: Action, targets: &[usize]) -> bool {
@@ -616,8 +615,10 @@ fn is_modifier(key: &KeyEvent) -> bool {
 }
 
 fn normal_action(model: &mut Model, action: Action) -> Vec<Command> {
-    if let Some(why) = model.read_only_refusal(action) {
-        model.warn(why);
+    if let Some(what) = model.read_only_refusal(action) {
+        model.warn(format!(
+            "read-only screen: {what} is refused; this screen only shows sessions"
+        ));
         return Vec::new();
     }
     let page = model.page();
