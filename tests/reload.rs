@@ -195,16 +195,7 @@ async fn the_screen_applies_edits_of_its_profiles_file_within_a_moment() {
         &format!("{head}[profiles.first]\nurl = \"{url}\"\n"),
     );
     let state = dir.path().join("state");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sugar-sessions"));
-    cmd.arg("--profiles")
-        .arg(&path)
-        .arg("--state-dir")
-        .arg(&state)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir.path())
-        .env("TERM", "xterm-256color")
-        .env("LANG", "C.UTF-8");
+    let cmd = pty::screen_command(&path, &state, dir.path());
     let mut screen = tokio::task::block_in_place(|| pty::Pty::spawn(cmd, 30, 120, true));
     tokio::task::block_in_place(|| {
         screen.wait_for("the first profile", 10, |s| s.contains("first"));
@@ -269,16 +260,7 @@ async fn the_screen_follows_a_new_file_in_an_included_glob_directory() {
         ),
     );
     let state = dir.path().join("state");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sugar-sessions"));
-    cmd.arg("--profiles")
-        .arg(&path)
-        .arg("--state-dir")
-        .arg(&state)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", dir.path())
-        .env("TERM", "xterm-256color")
-        .env("LANG", "C.UTF-8");
+    let cmd = pty::screen_command(&path, &state, dir.path());
     let mut screen = tokio::task::block_in_place(|| pty::Pty::spawn(cmd, 30, 120, true));
     tokio::task::block_in_place(|| {
         screen.wait_for("the first profile", 10, |s| s.contains("first"));

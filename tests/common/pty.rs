@@ -299,6 +299,26 @@ impl Live {
     }
 }
 
+/// The program on a profiles file and a state directory, with the clean environment the screen
+/// tests run it in: PATH, HOME, an xterm-256color terminal, a UTF-8 locale.
+pub fn screen_command(
+    profiles: &std::path::Path,
+    state: &std::path::Path,
+    home: &std::path::Path,
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sugar-sessions"));
+    cmd.arg("--profiles")
+        .arg(profiles)
+        .arg("--state-dir")
+        .arg(state)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("TERM", "xterm-256color")
+        .env("LANG", "C.UTF-8");
+    cmd
+}
+
 /// A pty pair, both ends close-on-exec (atomically: other tests spawn programs concurrently).
 pub fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
     let err = || std::io::Error::last_os_error();
