@@ -4,7 +4,7 @@ use chrono::{DateTime, FixedOffset, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use sugar_sessions::app::{Model, Msg, Options, Source, Zone, update};
 use sugar_sessions::config;
 use sugar_sessions::identity::SessionKey;
@@ -111,30 +111,7 @@ fn key_of(m: &Model, name: &str) -> SessionKey {
 
 /// acme-prod active (52m 07s), acme-sbx expiring (4m 12s), globex logged out, initech logged out.
 fn model(opts: Options) -> Model {
-    let profiles = config::parse(
-        PROFILES,
-        Path::new("/home/u/.config/sugar-sessions/profiles.toml"),
-    )
-    .unwrap();
-    let mut m = Model::new(
-        &profiles,
-        Source::File(PathBuf::from(
-            "/home/u/.config/sugar-sessions/profiles.toml",
-        )),
-        opts,
-        now(),
-    );
-    let mut cache = Cache::default();
-    cache.sessions.insert(
-        key_of(&m, "acme-prod"),
-        entry(Some(session(52 * 60 + 7, 14 * 86_400 - 3600)), None),
-    );
-    cache.sessions.insert(
-        key_of(&m, "acme-sbx"),
-        entry(Some(session(4 * 60 + 12, 13 * 86_400)), None),
-    );
-    update(&mut m, Msg::CacheReloaded(cache.into()), now());
-    m
+    model_with_defaults("", opts)
 }
 
 fn key(m: &mut Model, code: KeyCode) {
