@@ -175,6 +175,11 @@ const TITLES: &[&str] = &[
     "Accountant",
 ];
 
+/// A stable 32-hex-digit hash (FNV-1a, 128 bit): Sugar's `_hash` is an md5 of the metadata.
+pub(crate) fn fnv_hex(input: &str) -> String {
+    format!("{:032x}", fnv(input))
+}
+
 /// FNV-1a, 128 bit: stable across runs and platforms.
 pub(crate) fn fnv(input: &str) -> u128 {
     let mut hash: u128 = 0x6c62272e07bb014262b821756295c58d;

@@ -557,7 +557,7 @@ fn sugar(
 fn metadata(server_info: J, args: &Args) -> J {
     let config = J::obj([
         ("maxQueryResult", J::s("20")),
-        ("maxRecordFetchSize", J::Int(1000)),
+        ("maxRecordFetchSize", J::Int(records::MAX_NUM)),
         ("listMaxEntriesPerPage", J::Int(20)),
         ("systemStatus", J::Arr(Vec::new())),
     ]);
@@ -581,13 +581,8 @@ fn metadata(server_info: J, args: &Args) -> J {
     {
         pairs.push(("full_module_list".to_string(), records::full_module_list()));
     }
-    pairs.push(("_hash".to_string(), J::s(fnv_hex(&hash_input))));
+    pairs.push(("_hash".to_string(), J::s(dataset::fnv_hex(&hash_input))));
     J::Obj(pairs)
-}
-
-/// A stable 32-hex-digit hash (FNV-1a, 128 bit): Sugar's `_hash` is an md5 of the metadata.
-fn fnv_hex(input: &str) -> String {
-    format!("{:032x}", dataset::fnv(input))
 }
 
 #[cfg(test)]

@@ -209,7 +209,7 @@ pub(crate) fn full_module_list() -> J {
     let mut pairs: Vec<(String, J)> = MODULES.iter().map(|m| (m.to_string(), J::s(*m))).collect();
     pairs.push((
         "_hash".to_string(),
-        J::s(format!("{:032x}", dataset::fnv(&MODULES.join(",")))),
+        J::s(dataset::fnv_hex(&MODULES.join(","))),
     ));
     J::Obj(pairs)
 }
