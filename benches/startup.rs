@@ -2,7 +2,8 @@
 //! `token NAME` (what scripts call constantly) and `list`.
 //!
 //! `cargo bench --bench startup` (a few seconds). `STARTUP_PROFILES` sets the number of profiles
-//! (1,000), `STARTUP_RUNS` the number of timed runs of each command (30).
+//! (1,000), `STARTUP_RUNS` the number of timed runs of each command (30). `STARTUP_WORLD=DIR` writes
+//! the profiles file and the cache into DIR and keeps them (to profile a command by hand).
 
 mod common;
 
@@ -47,7 +48,15 @@ fn main() {
         .unwrap_or(30);
     println!("start-up: {}", common::machine());
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (profiles, state) = common::full_cache_world(tmp.path(), n, 100);
+    let world = match std::env::var_os("STARTUP_WORLD") {
+        Some(dir) => {
+            let dir = std::path::PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).expect("STARTUP_WORLD");
+            dir
+        }
+        None => tmp.path().to_path_buf(),
+    };
+    let (profiles, state) = common::full_cache_world(&world, n, 100);
     let cache_len = std::fs::metadata(state.join("sessions.json"))
         .map(|m| m.len())
         .unwrap_or(0);

@@ -7,7 +7,7 @@
 use super::args::CheckArgs;
 use super::bulk::run_jobs;
 use super::commands::{load_cache, select, with_impersonations};
-use super::{Cli, Usage, load_profiles, open_store, profiles_path};
+use super::{Cli, Usage, load_for_command, open_store, profiles_path};
 use crate::config::Profile;
 use crate::monitor::{Judged, Live, Status, Thresholds, judge, perf_label, worst};
 use crate::runtime::Engine;
@@ -98,7 +98,7 @@ async fn judge_all(cli: &Cli, a: &CheckArgs) -> Result<Option<Vec<Judgement>>, U
         warn: a.warn,
         crit: a.crit,
     };
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let profiles = load_for_command(cli, &profiles_path(cli)?)?;
     let engine = Arc::new(Engine::new(open_store(cli, &profiles)?, &profiles.settings));
     let mut cache = load_cache(engine.reader())?;
     let profiles = with_impersonations(&profiles, &cache);

@@ -67,6 +67,13 @@ pub fn load_profiles(path: &Path) -> Result<Profiles, Usage> {
     config::load(path).map_err(|e| Usage(format!("{e}")))
 }
 
+/// The profiles file of a shell command: through its validated snapshot in the state directory
+/// ([`config::load_cached`]), which scripts calling `token` over and over are spared the parse by.
+pub(crate) fn load_for_command(cli: &Cli, path: &Path) -> Result<Profiles, Usage> {
+    let state_dir = cli.state_dir().or_else(default_state_dir);
+    config::load_cached(path, state_dir.as_deref()).map_err(|e| Usage(format!("{e}")))
+}
+
 /// Where read-only mode came from, in the words a message uses: `--read-only`, or the file's
 /// `[defaults]` with its path; `None` when it is off.
 pub fn read_only_source(cli: &Cli, profiles: &Profiles) -> Option<String> {
@@ -101,7 +108,7 @@ pub(crate) fn load_writable(cli: &Cli, command: &str) -> Result<Profiles, Usage>
     if cli.read_only {
         return Err(read_only_refusal(command, "--read-only"));
     }
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let profiles = load_for_command(cli, &profiles_path(cli)?)?;
     match read_only_source(cli, &profiles) {
         Some(source) => Err(read_only_refusal(command, &source)),
         None => Ok(profiles),
@@ -164,13 +171,13 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
             let profiles = if *origin {
                 config::load_with_origins(&path).map_err(|e| Usage(format!("{e}")))?
             } else {
-                load_profiles(&path)?
+                load_for_command(cli, &path)?
             };
             list(&profiles, *json, *origin);
             Ok(exit::OK)
         }
         Some(Command::Status { format, json }) => {
-            let profiles = load_profiles(&profiles_path(cli)?)?;
+            let profiles = load_for_command(cli, &profiles_path(cli)?)?;
             let store = open_store(cli, &profiles)?;
             let format = if *json { StatusFormat::Json } else { *format };
             status(&profiles, &store, format)

@@ -3,7 +3,7 @@
 
 use super::bulk::TtyModes;
 use super::commands::select;
-use super::{Cli, PasswordCommand, Targets, Usage, load_profiles, profiles_path};
+use super::{Cli, PasswordCommand, Targets, Usage, load_for_command, profiles_path};
 use crate::config::{KEYRING_SERVICE, KeyringEntry, PasswordSource, Profile, Profiles};
 use crate::exit;
 use crate::runtime::password::keyring;
@@ -11,7 +11,7 @@ use crate::secret::Secret;
 use std::io::BufRead;
 
 pub(super) async fn password(cli: &Cli, command: &PasswordCommand) -> Result<i32, Usage> {
-    let profiles = load_profiles(&profiles_path(cli)?)?;
+    let profiles = load_for_command(cli, &profiles_path(cli)?)?;
     let (name, storing) = match command {
         PasswordCommand::Set { name, .. } => (name, true),
         PasswordCommand::Delete { name } => (name, false),

@@ -7,6 +7,7 @@
 use super::checks::resolve_path;
 use super::errors::{ConfigError, Errors};
 use super::schema::{KEYS, PASSWORD_KEYS, Scope};
+use super::snapshot::{DirStamp, FileStamp, Listing, Reads};
 use super::validate::{
     IncludeEntry, KeyAt, Placed, ProfileTable, Walked, resolve, settings, walk_file,
 };
@@ -47,6 +48,8 @@ struct Source {
     includes: Vec<usize>,
     /// ` (included from profiles.toml:1:12, ...)`: follows each of its messages.
     note: String,
+    /// What it was when read (for the snapshot).
+    stamp: Option<FileStamp>,
 }
 
 struct Loader {
@@ -55,25 +58,35 @@ struct Loader {
     errs: Vec<Errors>,
     /// The directories of the globs.
     dirs: Vec<PathBuf>,
+    /// The listings of those directories and the catalogues' directories, as read.
+    listings: Vec<Listing>,
+    parents: Vec<DirStamp>,
 }
 
-/// [`parse`](super::parse) with the included files read from disk, and where the first plain
-/// `password` key of the top-level file is, if any.
+/// A profiles file loaded: its profiles, where the first plain `password` key of the top-level
+/// file is (if any), and what the load read (for the snapshot).
+pub(super) type Parsed = (Profiles, Option<KeyAt>, Reads);
+
+/// [`parse`](super::parse) with the included files read from disk; `stamp` is the top-level
+/// file's, when it was read from disk.
 pub(super) fn parse_file(
     text: &str,
     path: &Path,
+    stamp: Option<FileStamp>,
     want_origins: bool,
-) -> Result<(Profiles, Option<KeyAt>), Vec<ConfigError>> {
+) -> Result<Parsed, Vec<ConfigError>> {
     let mut loader = Loader {
         sources: Vec::new(),
         errs: Vec::new(),
         dirs: Vec::new(),
+        listings: Vec::new(),
+        parents: Vec::new(),
     };
     let mut errs = Errors::new(text, path);
     let Some(walked) = walk_file(text, &mut errs) else {
         return Err(errs.finish());
     };
-    loader.add(path, walked, errs, String::new());
+    loader.add(path, walked, errs, String::new(), stamp);
     loader.follow(0, &mut vec![0]);
 
     let chains = loader.chains(0);
@@ -81,6 +94,8 @@ pub(super) fn parse_file(
         sources,
         mut errs,
         dirs,
+        listings,
+        parents,
     } = loader;
     let mut profiles = Vec::with_capacity(chains.len());
     let mut origins = HashMap::new();
@@ -129,7 +144,12 @@ pub(super) fn parse_file(
             dirs,
             origins,
         };
-        Ok((profiles, plain_password_at))
+        let reads = Reads {
+            files: sources.into_iter().map(|s| s.stamp).collect(),
+            listings,
+            parents,
+        };
+        Ok((profiles, plain_password_at, reads))
     } else {
         Err(errs
             .into_iter()
@@ -172,7 +192,14 @@ struct Chain {
 }
 
 impl Loader {
-    fn add(&mut self, path: &Path, walked: Walked, errs: Errors, note: String) -> usize {
+    fn add(
+        &mut self,
+        path: &Path,
+        walked: Walked,
+        errs: Errors,
+        note: String,
+        stamp: Option<FileStamp>,
+    ) -> usize {
         let canonical = std::fs::canonicalize(path)
             .or_else(|_| std::path::absolute(path))
             .unwrap_or_else(|_| path.to_path_buf());
@@ -182,6 +209,7 @@ impl Loader {
             walked,
             includes: Vec::new(),
             note,
+            stamp,
         });
         self.errs.push(errs);
         self.sources.len() - 1
@@ -246,6 +274,7 @@ impl Loader {
         }
         if !self.dirs.contains(&dir) {
             self.dirs.push(dir.clone());
+            self.listings.push(Listing::of(&dir));
         }
         let Ok(listing) = std::fs::read_dir(if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -301,8 +330,8 @@ impl Loader {
             // Included twice (two globs, or two catalogues including a third): read once.
             return Some(Opened::Again(again));
         }
-        let text = match read_catalogue(path, &canonical) {
-            Ok(text) => text,
+        let (text, stamp) = match read_catalogue(path, &canonical, &mut self.parents) {
+            Ok(read) => read,
             Err(message) => {
                 self.errs[f].push(entry.at, Some(entry.key.clone()), message);
                 return None;
@@ -319,7 +348,7 @@ impl Loader {
         };
         let mut errs = Errors::new(&text, path);
         let walked = walk_file(&text, &mut errs).unwrap_or_default();
-        Some(Opened::New(self.add(path, walked, errs, note)))
+        Some(Opened::New(self.add(path, walked, errs, note, stamp)))
     }
 
     /// In an included file: no settings of the whole file, no secrets.
@@ -416,8 +445,13 @@ impl Loader {
 /// config: owned by another user (root aside), writable by group or others, or in a directory
 /// another user owns or that others may write to without the sticky bit. The checks are made on
 /// the file opened (not on its path again, which could be swapped in between), and anything but
-/// a regular file is refused (a FIFO would make the load wait).
-fn read_catalogue(path: &Path, canonical: &Path) -> Result<String, String> {
+/// a regular file is refused (a FIFO would make the load wait). Returns the text and the file's
+/// stamp; the directory's owner and mode go to `parents` (for the snapshot).
+fn read_catalogue(
+    path: &Path,
+    canonical: &Path,
+    parents: &mut Vec<DirStamp>,
+) -> Result<(String, Option<FileStamp>), String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -472,11 +506,16 @@ fn read_catalogue(path: &Path, canonical: &Path) -> Result<String, String> {
                 dir_mode & 0o777
             ));
         }
+        let stamp = DirStamp::of(dir, &dir_meta);
+        if !parents.contains(&stamp) {
+            parents.push(stamp);
+        }
     }
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
-    Ok(text)
+    let stamp = FileStamp::of(path, &meta, &text);
+    Ok((text, stamp))
 }
 
 /// A file name against a glob of `*` (any run of characters) and `?` (one character).

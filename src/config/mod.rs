@@ -13,6 +13,7 @@ mod errors;
 mod include;
 mod messages;
 mod schema;
+mod snapshot;
 mod validate;
 
 pub use errors::{ConfigError, LoadError};
@@ -303,13 +304,40 @@ pub fn load_with_origins(path: &Path) -> Result<Profiles, LoadError> {
     load_as(path, true)
 }
 
+/// [`load`] through the validated snapshot kept in `state_dir` (see `snapshot.rs`): the same
+/// profiles, without the TOML parse and the walk while no file the load read has changed. A
+/// full load writes the snapshot again when it may hold the result (no secret in it).
+pub fn load_cached(path: &Path, state_dir: Option<&Path>) -> Result<Profiles, LoadError> {
+    let Some(dir) = state_dir else {
+        return load(path);
+    };
+    if let Some(profiles) = snapshot::load(dir, path) {
+        return Ok(profiles);
+    }
+    let (profiles, reads) = read_and_parse(path, false)?;
+    snapshot::save(dir, &profiles, reads);
+    Ok(profiles)
+}
+
 fn load_as(path: &Path, origins: bool) -> Result<Profiles, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Io {
+    read_and_parse(path, origins).map(|(profiles, _)| profiles)
+}
+
+fn read_and_parse(path: &Path, origins: bool) -> Result<(Profiles, snapshot::Reads), LoadError> {
+    use std::io::Read;
+    let io = |error| LoadError::Io {
         file: path.to_path_buf(),
         error,
-    })?;
-    let (profiles, plain_password_at) =
-        parse_file(&text, path, origins).map_err(LoadError::Invalid)?;
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io)?;
+    let stamp = file
+        .metadata()
+        .ok()
+        .and_then(|meta| snapshot::FileStamp::of(path, &meta, &text));
+    let (profiles, plain_password_at, reads) =
+        parse_file(&text, path, stamp, origins).map_err(LoadError::Invalid)?;
     if let Some((at, key)) = plain_password_at {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)
@@ -335,7 +363,7 @@ fn load_as(path: &Path, origins: bool) -> Result<Profiles, LoadError> {
             return Err(LoadError::Invalid(errs.finish()));
         }
     }
-    Ok(profiles)
+    Ok((profiles, reads))
 }
 
 /// Validate the text of a profiles file; `path` is used in the errors.
@@ -346,5 +374,5 @@ fn load_as(path: &Path, origins: bool) -> Result<Profiles, LoadError> {
 /// A `ca_cert` file is read here too (relative paths are resolved against `path`'s directory): a
 /// missing or invalid one is reported like any other mistake.
 pub fn parse(text: &str, path: &Path) -> Result<Profiles, Vec<ConfigError>> {
-    parse_file(text, path, true).map(|(profiles, _)| profiles)
+    parse_file(text, path, None, true).map(|(profiles, _, _)| profiles)
 }

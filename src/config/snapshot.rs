@@ -1,0 +1,766 @@
+//! A validated snapshot of a profiles file, so that the commands scripts call constantly
+//! (`token`, `list`, `status`) skip the TOML parse and the located-error walk while nothing
+//! changed.
+//!
+//! After a full load without a problem, the resolved profiles are written to the state
+//! directory (`profiles-HASH.snapshot`, 0600, by an atomic rename) together with what the
+//! load depended on (in postcard, a compact binary form of serde): each file read (device, inode, owner, mode, length and the SHA-256 of the
+//! text parsed), the listing of each directory a glob looked in, the owner and mode of each
+//! catalogue's directory, the home directory (`~/` includes) and the program (its version and
+//! the executable's size and modification time). A load through the snapshot reads every one of
+//! those files again and compares; any difference, or a snapshot that cannot be read or
+//! trusted, falls back to the full load (which writes a new snapshot). The `ca_cert` files are
+//! read and checked again each time, as the full load does.
+//!
+//! No secret is ever written: a file set whose profiles hold a plain `password` or a
+//! `client_secret` gets no snapshot, and is parsed in full each time.
+//!
+//! A snapshot is trusted only when it is a regular file owned by the user, readable by nobody
+//! else, in a directory only the user may write to (the token cache's own rules): it decides
+//! where passwords are sent.
+
+use super::checks::check_ca_cert;
+use super::schema::{COLUMN_NAMES, Val};
+use super::{CaCert, KeyringEntry, PasswordSource, Profile, Profiles, Settings};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// Bumped when the snapshot's shape or meaning changes (the program stamp covers rebuilds too).
+const FORMAT: u32 = 1;
+
+/// The most a snapshot file may hold: far above 10,000 profiles (about 3 MB).
+const MAX_SNAPSHOT: u64 = 64 * 1024 * 1024;
+
+/// One file read by the load, as it was when its text was parsed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct FileStamp {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    uid: u32,
+    mode: u32,
+    len: u64,
+    sha256: String,
+}
+
+impl FileStamp {
+    /// The stamp of a file opened and read: its metadata (from the open file) and its text.
+    /// `None` for anything but a regular file (a pipe is read anew each time).
+    pub(super) fn of(path: &Path, meta: &Metadata, text: &str) -> Option<FileStamp> {
+        meta.is_file().then(|| FileStamp {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            uid: meta.uid(),
+            mode: meta.mode(),
+            len: meta.len(),
+            sha256: hex(&Sha256::digest(text.as_bytes())),
+        })
+    }
+
+    /// The file is still the one stamped, with the same text.
+    fn holds(&self) -> bool {
+        let Ok(mut file) = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.path)
+        else {
+            return false;
+        };
+        let Ok(meta) = file.metadata() else {
+            return false;
+        };
+        if !meta.is_file()
+            || (meta.dev(), meta.ino(), meta.uid(), meta.mode(), meta.len())
+                != (self.dev, self.ino, self.uid, self.mode, self.len)
+        {
+            return false;
+        }
+        let mut bytes = Vec::with_capacity(self.len as usize + 1);
+        if file.read_to_end(&mut bytes).is_err() {
+            return false;
+        }
+        hex(&Sha256::digest(&bytes)) == self.sha256
+    }
+}
+
+/// The entries of a directory a glob looked in: names, and whether each is a regular file
+/// (following a symbolic link).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Listing {
+    dir: PathBuf,
+    entries: Vec<(String, bool)>,
+}
+
+impl Listing {
+    /// The directory's entries now; `None` when it cannot be read (not there: no entries).
+    pub(super) fn of(dir: &Path) -> Listing {
+        let read = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let mut entries: Vec<(String, bool)> = match std::fs::read_dir(read) {
+            Ok(listing) => listing
+                .flatten()
+                .map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let is_file = match e.file_type() {
+                        Ok(t) if t.is_symlink() => e.path().is_file(),
+                        Ok(t) => t.is_file(),
+                        Err(_) => e.path().is_file(),
+                    };
+                    (name, is_file)
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        entries.sort();
+        Listing {
+            dir: dir.to_path_buf(),
+            entries,
+        }
+    }
+}
+
+/// A catalogue's directory: its owner and mode decide whether the catalogue may be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct DirStamp {
+    dir: PathBuf,
+    uid: u32,
+    mode: u32,
+}
+
+impl DirStamp {
+    pub(super) fn of(dir: &Path, meta: &Metadata) -> DirStamp {
+        DirStamp {
+            dir: dir.to_path_buf(),
+            uid: meta.uid(),
+            mode: meta.mode(),
+        }
+    }
+
+    fn holds(&self) -> bool {
+        std::fs::metadata(&self.dir).is_ok_and(|m| (m.uid(), m.mode()) == (self.uid, self.mode))
+    }
+}
+
+/// What a full load read, besides the profiles file's text: filled in by the loader.
+#[derive(Default)]
+pub(super) struct Reads {
+    /// Every file read, in the order of [`Profiles::files`]; `None` for one that is not a
+    /// regular file (then no snapshot is written).
+    pub(super) files: Vec<Option<FileStamp>>,
+    pub(super) listings: Vec<Listing>,
+    pub(super) parents: Vec<DirStamp>,
+}
+
+/// The snapshot file.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    format: u32,
+    program: String,
+    home: Option<PathBuf>,
+    files: Vec<FileStamp>,
+    listings: Vec<Listing>,
+    parents: Vec<DirStamp>,
+    dirs: Vec<PathBuf>,
+    settings: SnapSettings,
+    profiles: Vec<SnapProfile>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapSettings {
+    max_concurrency: usize,
+    max_per_host: usize,
+    read_only: bool,
+    columns: Option<Vec<String>>,
+}
+
+/// A resolved profile without its secrets (it has none: see the module's doc).
+#[derive(Serialize, Deserialize)]
+struct SnapProfile {
+    name: String,
+    url: String,
+    api: String,
+    username: String,
+    password: SnapPassword,
+    platform: String,
+    client_id: String,
+    tags: Vec<String>,
+    allow_http: bool,
+    timeout_ms: u64,
+    connect_timeout_ms: u64,
+    auto_refresh: bool,
+    relogin: bool,
+    refresh_before_ms: Option<u64>,
+    check_interval_ms: Option<u64>,
+    ca_cert: Option<PathBuf>,
+    insecure: bool,
+    proxy: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum SnapPassword {
+    Env(String),
+    Cmd(String),
+    Keyring { account: String, over_ssh: bool },
+    Prompt,
+}
+
+/// Where the snapshot of the profiles file `path` is kept in `state_dir`.
+pub(super) fn snapshot_path(state_dir: &Path, path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let digest = Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+    state_dir.join(format!("profiles-{}.snapshot", &hex(&digest)[..16]))
+}
+
+/// The profiles of `path` from its snapshot in `state_dir`, when there is one that still
+/// describes every file the load read; `None` otherwise.
+pub(super) fn load(state_dir: &Path, path: &Path) -> Option<Profiles> {
+    let bytes = read_trusted(&snapshot_path(state_dir, path))?;
+    let snap: Snapshot = postcard::from_bytes(&bytes).ok()?;
+    if snap.format != FORMAT
+        || snap.program != program()?
+        || snap.home != home()
+        || snap.files.first().map(|f| f.path.as_path()) != Some(path)
+    {
+        return None;
+    }
+    if !snap.files.iter().all(FileStamp::holds)
+        || !snap.listings.iter().all(|l| Listing::of(&l.dir) == *l)
+        || !snap.parents.iter().all(DirStamp::holds)
+    {
+        return None;
+    }
+    let columns = match snap.settings.columns {
+        Some(names) => Some(
+            names
+                .iter()
+                .map(|n| COLUMN_NAMES.iter().copied().find(|c| c == n))
+                .collect::<Option<Vec<&'static str>>>()?,
+        ),
+        None => None,
+    };
+    let mut cas: HashMap<PathBuf, CaCert> = HashMap::new();
+    // Profiles of one instance share its URL: each one parsed once.
+    let mut urls: HashMap<String, Url> = HashMap::new();
+    let mut profiles = Vec::with_capacity(snap.profiles.len());
+    for p in snap.profiles {
+        let ca_cert = match p.ca_cert {
+            Some(file) => Some(match cas.get(&file) {
+                Some(ca) => ca.clone(),
+                None => match check_ca_cert(Val::Path(file.clone())) {
+                    Ok(Val::Ca(ca)) => {
+                        cas.insert(file, ca.clone());
+                        ca
+                    }
+                    _ => return None,
+                },
+            }),
+            None => None,
+        };
+        profiles.push(Arc::new(Profile {
+            name: p.name,
+            url: match urls.get(&p.url) {
+                Some(url) => url.clone(),
+                None => {
+                    let url = Url::parse(&p.url).ok()?;
+                    urls.insert(p.url, url.clone());
+                    url
+                }
+            },
+            api: p.api,
+            username: p.username,
+            password: match p.password {
+                SnapPassword::Env(v) => PasswordSource::Env(v),
+                SnapPassword::Cmd(c) => PasswordSource::Cmd(c),
+                SnapPassword::Keyring { account, over_ssh } => {
+                    PasswordSource::Keyring(KeyringEntry { account, over_ssh })
+                }
+                SnapPassword::Prompt => PasswordSource::Prompt,
+            },
+            platform: p.platform,
+            client_id: p.client_id,
+            client_secret: Secret::default(),
+            tags: p.tags,
+            allow_http: p.allow_http,
+            timeout: Duration::from_millis(p.timeout_ms),
+            connect_timeout: Duration::from_millis(p.connect_timeout_ms),
+            auto_refresh: p.auto_refresh,
+            relogin: p.relogin,
+            refresh_before: p.refresh_before_ms.map(Duration::from_millis),
+            check_interval: p.check_interval_ms.map(Duration::from_millis),
+            ca_cert,
+            insecure: p.insecure,
+            proxy: match p.proxy {
+                Some(proxy) => Some(Url::parse(&proxy).ok()?),
+                None => None,
+            },
+            admin: None,
+        }));
+    }
+    Some(Profiles {
+        path: path.to_path_buf(),
+        files: snap.files.into_iter().map(|f| f.path).collect(),
+        dirs: snap.dirs,
+        profiles,
+        settings: Settings {
+            max_concurrency: snap.settings.max_concurrency,
+            max_per_host: snap.settings.max_per_host,
+            read_only: snap.settings.read_only,
+            columns,
+        },
+        origins: HashMap::new(),
+    })
+}
+
+/// Writes the snapshot of a full load, when it may hold it (no secret, every file a regular
+/// one) and the state directory is there and private. Best effort: a snapshot not written
+/// only means the next load is a full one.
+pub(super) fn save(state_dir: &Path, loaded: &Profiles, reads: Reads) {
+    let Some(files) = reads.files.into_iter().collect::<Option<Vec<FileStamp>>>() else {
+        return;
+    };
+    let Some(program) = program() else {
+        return;
+    };
+    let mut profiles = Vec::with_capacity(loaded.profiles.len());
+    for p in &loaded.profiles {
+        let password = match &p.password {
+            PasswordSource::Env(v) => SnapPassword::Env(v.clone()),
+            PasswordSource::Cmd(c) => SnapPassword::Cmd(c.clone()),
+            PasswordSource::Keyring(k) => SnapPassword::Keyring {
+                account: k.account.clone(),
+                over_ssh: k.over_ssh,
+            },
+            PasswordSource::Prompt => SnapPassword::Prompt,
+            PasswordSource::Plain(_) => return,
+        };
+        if !p.client_secret.is_empty() || p.admin.is_some() {
+            return;
+        }
+        profiles.push(SnapProfile {
+            name: p.name.clone(),
+            url: p.url.to_string(),
+            api: p.api.clone(),
+            username: p.username.clone(),
+            password,
+            platform: p.platform.clone(),
+            client_id: p.client_id.clone(),
+            tags: p.tags.clone(),
+            allow_http: p.allow_http,
+            timeout_ms: millis(p.timeout),
+            connect_timeout_ms: millis(p.connect_timeout),
+            auto_refresh: p.auto_refresh,
+            relogin: p.relogin,
+            refresh_before_ms: p.refresh_before.map(millis),
+            check_interval_ms: p.check_interval.map(millis),
+            ca_cert: p.ca_cert.as_ref().map(|c| c.path.clone()),
+            insecure: p.insecure,
+            proxy: p.proxy.as_ref().map(Url::to_string),
+        });
+    }
+    let snap = Snapshot {
+        format: FORMAT,
+        program,
+        home: home(),
+        files,
+        listings: reads.listings,
+        parents: reads.parents,
+        dirs: loaded.dirs.clone(),
+        settings: SnapSettings {
+            max_concurrency: loaded.settings.max_concurrency,
+            max_per_host: loaded.settings.max_per_host,
+            read_only: loaded.settings.read_only,
+            columns: loaded
+                .settings
+                .columns
+                .as_ref()
+                .map(|c| c.iter().map(|n| n.to_string()).collect()),
+        },
+        profiles,
+    };
+    if !private_dir(state_dir) {
+        return;
+    }
+    let Ok(bytes) = postcard::to_allocvec(&snap) else {
+        return;
+    };
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        // tempfile creates the file 0600.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".profiles-snapshot-")
+            .tempfile_in(state_dir)?;
+        tmp.write_all(&bytes)?;
+        tmp.persist(snapshot_path(state_dir, &loaded.path))?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        tracing::debug!(error = %e, "profiles snapshot not written");
+    }
+}
+
+/// The snapshot's bytes, when it is a regular file of the user's, 0600 or stricter, in a
+/// private directory, and not too large.
+fn read_trusted(file: &Path) -> Option<Vec<u8>> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(file)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_file() || meta.uid() != me || meta.mode() & 0o077 != 0 || meta.len() > MAX_SNAPSHOT
+    {
+        return None;
+    }
+    if !private_dir(file.parent()?) {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
+    f.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// A directory of the user's that nobody else may write to.
+fn private_dir(dir: &Path) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0)
+}
+
+/// The program that wrote a snapshot: its version and its executable's size and modification
+/// time (a rebuilt program never reads an older build's snapshot).
+fn program() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let meta = std::fs::metadata(exe).ok()?;
+    Some(format!(
+        "{} {} {}.{}",
+        env!("CARGO_PKG_VERSION"),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    ))
+}
+
+/// The home directory `~/` in an include or a `ca_cert` path stands for.
+fn home() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{load as full_load, load_cached};
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    struct World {
+        dir: tempfile::TempDir,
+        state: PathBuf,
+        profiles: PathBuf,
+    }
+
+    fn world(text: &str) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let profiles = dir.path().join("profiles.toml");
+        write(&profiles, text);
+        World {
+            dir,
+            state,
+            profiles,
+        }
+    }
+
+    fn write(path: &Path, text: &str) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    impl World {
+        fn cached(&self) -> Profiles {
+            load_cached(&self.profiles, Some(&self.state)).unwrap()
+        }
+        fn through_snapshot(&self) -> Option<Profiles> {
+            load(&self.state, &self.profiles)
+        }
+        fn snapshot(&self) -> PathBuf {
+            snapshot_path(&self.state, &self.profiles)
+        }
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+    }
+
+    fn shown(p: &Profiles) -> String {
+        format!(
+            "{:?}\n{:?}\n{:?}\n{:?}",
+            p.profiles, p.settings, p.files, p.dirs
+        )
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    const RICH: &str = r#"
+include = ["conf.d/*.toml", "team.toml"]
+
+[defaults]
+platform = "ops"
+max_concurrency = 12
+max_per_host = 3
+columns = ["name", "state", "user", "token"]
+password_env = "OPS_PW"
+
+[profiles.acme]
+url = "https://acme.example.com/sugar"
+username = "integration"
+tags = ["acme", "prod"]
+timeout_s = 7
+refresh_before_s = 120
+check_interval_s = 60
+proxy = "socks5h://127.0.0.1:1080"
+
+[profiles.local]
+url = "http://127.0.0.1:8080/x"
+username = "admin"
+password_cmd = "pass show local"
+api = "v11_20"
+client_id = "mine"
+auto_refresh = false
+relogin = false
+
+[profiles.kr]
+url = "https://kr.example.com"
+username = "kim"
+password_keyring = true
+keyring_account = "kim@kr"
+keyring_over_ssh = true
+
+[profiles.ask]
+url = "https://ask.example.com"
+username = "asker"
+password_keyring = false
+
+[profiles.team-one]
+tags = ["mine"]
+"#;
+
+    fn rich() -> World {
+        let w = world(RICH);
+        write(&w.path("ca.pem"), &ca_pem());
+        write(
+            &w.path("conf.d/a.toml"),
+            "[profiles.cat-a]\nurl = \"https://a.example.com\"\nusername = \"u\"\nca_cert = \"../ca.pem\"\n",
+        );
+        write(
+            &w.path("team.toml"),
+            "[defaults]\nusername = \"team\"\n[profiles.team-one]\nurl = \"https://t.example.com\"\n",
+        );
+        w
+    }
+
+    #[test]
+    fn a_snapshot_gives_what_the_full_load_gives() {
+        let w = rich();
+        let full = w.cached();
+        assert!(w.snapshot().exists(), "a full load writes the snapshot");
+        let snap = w.through_snapshot().expect("the snapshot is used");
+        assert_eq!(shown(&snap), shown(&full));
+        assert_eq!(shown(&w.cached()), shown(&full_load(&w.profiles).unwrap()));
+        let mode = std::fs::metadata(w.snapshot())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // Profiles of the file and of the catalogues, all there.
+        let names: Vec<&str> = snap.profiles.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["cat-a", "team-one", "acme", "local", "kr", "ask"]);
+    }
+
+    #[test]
+    fn an_edit_that_keeps_the_size_and_the_times_is_seen() {
+        let w = world("[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"anna\"\n");
+        w.cached();
+        let before = std::fs::metadata(&w.profiles).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&w.profiles)
+            .unwrap();
+        std::fs::write(
+            &w.profiles,
+            "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"bert\"\n",
+        )
+        .unwrap();
+        file.set_times(
+            std::fs::FileTimes::new()
+                .set_modified(before.modified().unwrap())
+                .set_accessed(before.accessed().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(w.cached().profiles[0].username, "bert");
+    }
+
+    #[test]
+    fn a_file_holding_a_secret_gets_no_snapshot() {
+        for secret in [
+            "password = \"hunter2-xyz\"",
+            "client_secret = \"hunter2-xyz\"",
+        ] {
+            let w = world(&format!(
+                "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\n{secret}\n"
+            ));
+            let p = w.cached();
+            assert_eq!(p.profiles.len(), 1);
+            assert!(!w.snapshot().exists(), "{secret}: no snapshot");
+            for entry in std::fs::read_dir(&w.state).unwrap() {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+                assert!(!bytes.windows(7).any(|b| b == b"hunter2"));
+            }
+        }
+    }
+
+    #[test]
+    fn a_new_catalogue_in_a_glob_directory_is_read() {
+        let w = rich();
+        w.cached();
+        write(
+            &w.path("conf.d/b.toml"),
+            "[profiles.cat-b]\nurl = \"https://b.example.com\"\nusername = \"u\"\n",
+        );
+        assert!(w.through_snapshot().is_none());
+        assert!(w.cached().get("cat-b").is_some());
+        std::fs::remove_file(w.path("conf.d/b.toml")).unwrap();
+        assert!(w.cached().get("cat-b").is_none());
+    }
+
+    #[test]
+    fn a_catalogue_others_may_change_is_refused_again() {
+        let w = rich();
+        w.cached();
+        let cat = w.path("conf.d/a.toml");
+        std::fs::set_permissions(&cat, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = load_cached(&w.profiles, Some(&w.state)).unwrap_err();
+        assert!(e.to_string().contains("others can change"), "{e}");
+        std::fs::set_permissions(w.path("conf.d"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&cat, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = load_cached(&w.profiles, Some(&w.state)).unwrap_err();
+        assert!(e.to_string().contains("writable by others"), "{e}");
+    }
+
+    #[test]
+    fn a_broken_ca_file_is_reported() {
+        let w = rich();
+        w.cached();
+        write(&w.path("ca.pem"), "not a certificate\n");
+        let e = load_cached(&w.profiles, Some(&w.state)).unwrap_err();
+        assert!(e.to_string().contains("ca_cert"), "{e}");
+    }
+
+    #[test]
+    fn a_broken_profiles_file_is_reported_where_it_is_broken() {
+        let w = rich();
+        w.cached();
+        write(
+            &w.profiles,
+            &RICH.replace("timeout_s = 7", "timeout_s = \"7\""),
+        );
+        let e = load_cached(&w.profiles, Some(&w.state)).unwrap_err();
+        assert!(
+            e.to_string().contains(":15:13: profiles.acme.timeout_s"),
+            "{e}"
+        );
+    }
+
+    /// A snapshot that still describes the files, but says something else of a profile: what
+    /// someone who could write to it would make.
+    fn forge(w: &World) {
+        let bytes = std::fs::read(w.snapshot()).unwrap();
+        let mut snap: Snapshot = postcard::from_bytes(&bytes).unwrap();
+        snap.profiles[0].url = "https://evil.example.net/".into();
+        std::fs::write(w.snapshot(), postcard::to_allocvec(&snap).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_others_may_change_is_not_trusted() {
+        let w = world("[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\n");
+        w.cached();
+        forge(&w);
+        // The forgery is read when the file is private (what makes the checks below the ones
+        // that refuse it)...
+        assert_eq!(
+            w.cached().profiles[0].url.as_str(),
+            "https://evil.example.net/"
+        );
+        // ...and not when others may read or change it, or its directory.
+        std::fs::set_permissions(w.snapshot(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            w.cached().profiles[0].url.as_str(),
+            "https://a.example.com/"
+        );
+        forge(&w);
+        std::fs::set_permissions(w.snapshot(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&w.state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(
+            w.cached().profiles[0].url.as_str(),
+            "https://a.example.com/"
+        );
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_read_past() {
+        let w = rich();
+        let full = w.cached();
+        let bytes = std::fs::read(w.snapshot()).unwrap();
+        for damaged in [&b"garbage"[..], &bytes[..bytes.len() / 2], &[]] {
+            std::fs::write(w.snapshot(), damaged).unwrap();
+            assert_eq!(shown(&w.cached()), shown(&full));
+        }
+        // The last full load wrote a good one again.
+        assert!(w.through_snapshot().is_some());
+    }
+
+    #[test]
+    fn a_state_directory_others_may_write_to_gets_no_snapshot() {
+        let w = world("[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\n");
+        std::fs::set_permissions(&w.state, std::fs::Permissions::from_mode(0o777)).unwrap();
+        w.cached();
+        assert!(!w.snapshot().exists());
+    }
+}
