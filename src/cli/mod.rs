@@ -143,10 +143,12 @@ pub fn open_store_with(
     let dir = cli.state_dir().or_else(default_state_dir).ok_or_else(|| {
         Usage("sugar-sessions: no home directory for the token cache: pass --state-dir DIR".into())
     })?;
-    let names = profiles
-        .profiles
-        .iter()
-        .map(|p| (p.name.clone(), p.client_id.clone(), p.username.clone()));
+    let all = profiles.profiles.clone();
+    let names = move || {
+        all.iter()
+            .map(|p| (p.name.clone(), p.client_id.clone(), p.username.clone()))
+            .collect::<Vec<_>>()
+    };
     Ok(Store::open(dir)
         .map_err(|e| Usage(format!("sugar-sessions: {e}")))?
         .with_lock_policy(policy)

@@ -53,10 +53,7 @@ struct V1Failure {
     superseded: bool,
 }
 
-pub(super) fn decode(
-    bytes: &[u8],
-    names: &HashMap<String, (String, String)>,
-) -> Result<Cache, Unreadable> {
+pub(super) fn decode(bytes: &[u8], names: &super::Names) -> Result<Cache, Unreadable> {
     let raw: RawCache = match serde_json::from_slice(bytes) {
         Ok(raw) => raw,
         // The version of a file that is not this shape: a newer format is left alone even if its
@@ -73,7 +70,7 @@ pub(super) fn decode(
     }
     let sessions = match (raw.sessions, raw.profiles) {
         (Some(sessions), _) => sessions,
-        (None, Some(v1)) => migrate(v1, names),
+        (None, Some(v1)) => migrate(v1, names.get()),
         (None, None) => IndexMap::new(),
     };
     Ok(Cache {

@@ -103,6 +103,28 @@ pub(super) fn io_err(
     move |source| StoreError::Io { path, what, source }
 }
 
+/// Profile name → (client id, user name), for reading a format-1 cache: made when first needed.
+#[derive(Clone, Default)]
+pub(super) struct Names {
+    make: Option<Arc<NamesFn>>,
+    made: Arc<std::sync::OnceLock<HashMap<String, (String, String)>>>,
+}
+
+type NamesFn = dyn Fn() -> HashMap<String, (String, String)> + Send + Sync;
+
+impl Names {
+    pub(super) fn get(&self) -> &HashMap<String, (String, String)> {
+        self.made
+            .get_or_init(|| self.make.as_ref().map(|make| make()).unwrap_or_default())
+    }
+}
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Names")
+    }
+}
+
 /// The token cache of one state directory.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -111,7 +133,7 @@ pub struct Store {
     known: Arc<Mutex<Option<Known>>>,
     policy: LockPolicy,
     /// For reading a format-1 cache: profile name → (client id, user name).
-    names: Arc<HashMap<String, (String, String)>>,
+    names: Names,
     /// The temporary file of the next write, created and preallocated before a request is sent.
     spare: Arc<Mutex<Option<Spare>>>,
     /// This process is writing the cache (holds its lock) now.
@@ -205,7 +227,7 @@ impl Store {
             dir,
             known: Arc::default(),
             policy: LockPolicy::default(),
-            names: Arc::default(),
+            names: Names::default(),
             spare: Arc::default(),
             writing: Arc::default(),
         })
@@ -219,16 +241,21 @@ impl Store {
 
     /// The profiles' client ids and users, for reading a format-1 cache (keyed by profile name):
     /// an entry's client id comes from the profile of that name, else `sugar`.
-    pub fn with_profile_names(
-        mut self,
-        names: impl IntoIterator<Item = (String, String, String)>,
-    ) -> Store {
-        self.names = Arc::new(
-            names
-                .into_iter()
-                .map(|(name, client, user)| (name, (client, user)))
-                .collect(),
-        );
+    /// `names` is called only when a format-1 file is read, at most once: a command that reads
+    /// a format-2 cache does not build the table for its thousands of profiles.
+    pub fn with_profile_names<I>(mut self, names: impl Fn() -> I + Send + Sync + 'static) -> Store
+    where
+        I: IntoIterator<Item = (String, String, String)>,
+    {
+        self.names = Names {
+            make: Some(Arc::new(move || {
+                names()
+                    .into_iter()
+                    .map(|(name, client, user)| (name, (client, user)))
+                    .collect()
+            })),
+            made: Arc::default(),
+        };
         self
     }
 
