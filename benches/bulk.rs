@@ -175,7 +175,7 @@ fn in_process_loop(server: &FleetServer, n: usize) -> (Duration, usize) {
 }
 
 fn main() {
-    if common::serve_if_asked() {
+    if common::measure_if_asked() || common::serve_if_asked() {
         return;
     }
     let n = env_usize("BULK_PROFILES", 1000);

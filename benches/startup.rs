@@ -38,6 +38,9 @@ const CASES: &[Case] = &[
 ];
 
 fn main() {
+    if common::measure_if_asked() {
+        return;
+    }
     let n: usize = std::env::var("STARTUP_PROFILES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -51,7 +51,7 @@ fn first_frame(s: &Screen) -> bool {
 }
 
 fn main() {
-    if common::serve_if_asked() {
+    if common::measure_if_asked() || common::serve_if_asked() {
         return;
     }
     let idle_secs: u64 = std::env::var("IDLE_SECS")

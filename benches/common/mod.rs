@@ -262,42 +262,91 @@ impl Measured {
     }
 }
 
-fn tv(t: libc::timeval) -> Duration {
-    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-}
+/// The environment variable that makes a bench binary the measuring helper of [`measure`]: it
+/// runs the command of its arguments and writes the command's figures to the file this names.
+pub const MEASURE_ENV: &str = "SUGAR_BENCH_MEASURE_TO";
 
-/// Runs `cmd` to completion, reading its output, and measures it with `wait4`.
-pub fn measure(mut cmd: Command) -> Measured {
-    cmd.stdin(Stdio::null())
+/// Runs `cmd` to completion, reading its output, and measures it: wall time, CPU time and peak
+/// RSS of the command alone.
+///
+/// Through a helper process (this bench binary again, see [`measure_if_asked`]) that starts the
+/// command and `wait4`s it: Linux gives a child the peak RSS of the process it was forked from as
+/// a floor (exec records the old address space's high-water mark), so a command started by a
+/// bench holding a 10,000-profile world in memory would report the bench's peak as its own. The
+/// helper is small, and measures the wall time itself (its own start-up is not counted).
+pub fn measure(cmd: Command) -> Measured {
+    let report = tempfile::NamedTempFile::new().expect("report file");
+    let mut helper = Command::new(std::env::current_exe().expect("the bench binary"));
+    helper
+        .env(MEASURE_ENV, report.path())
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => helper.env(key, v),
+            None => helper.env_remove(key),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        helper.current_dir(dir);
+    }
+    helper
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let out = helper.output().expect("run the measuring helper");
+    let text = std::fs::read_to_string(report.path()).expect("the helper's report");
+    let f: Vec<u64> = text
+        .split_whitespace()
+        .map(|n| n.parse().expect("a figure"))
+        .collect();
+    assert_eq!(
+        f.len(),
+        5,
+        "the helper's report: {text:?}; its stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Measured {
+        status: f[0] as i32,
+        wall: Duration::from_nanos(f[1]),
+        user: Duration::from_micros(f[2]),
+        sys: Duration::from_micros(f[3]),
+        max_rss_kib: f[4],
+        stdout: out.stdout,
+        stderr: out.stderr,
+    }
+}
+
+/// When this process is [`measure`]'s helper: runs the command of the arguments with this
+/// process's standard streams, writes `STATUS WALL_NS USER_US SYS_US MAXRSS_KIB` of it to the
+/// file [`MEASURE_ENV`] names, and returns true (the bench's `main` then returns).
+pub fn measure_if_asked() -> bool {
+    let Some(report) = std::env::var_os(MEASURE_ENV) else {
+        return false;
+    };
+    let mut args = std::env::args_os().skip(1);
+    let program = args.next().expect("a command to measure");
+    let mut cmd = Command::new(program);
+    cmd.args(args).env_remove(MEASURE_ENV);
     let started = Instant::now();
-    let mut child = cmd.spawn().expect("spawn");
+    let child = cmd.spawn().expect("spawn the measured command");
     let pid = child.id() as libc::pid_t;
-    let mut so = child.stdout.take().expect("piped");
-    let mut se = child.stderr.take().expect("piped");
-    let t1 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
     let (status, ru) = wait4(pid);
     let wall = started.elapsed();
     std::mem::forget(child); // reaped by wait4 already
-    Measured {
-        wall,
-        user: tv(ru.ru_utime),
-        sys: tv(ru.ru_stime),
-        max_rss_kib: ru.ru_maxrss as u64,
-        status,
-        stdout: t1.join().unwrap(),
-        stderr: t2.join().unwrap(),
-    }
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    std::fs::write(
+        report,
+        format!(
+            "{status} {} {} {} {}",
+            wall.as_nanos(),
+            micros(ru.ru_utime),
+            micros(ru.ru_stime),
+            ru.ru_maxrss
+        ),
+    )
+    .expect("write the report");
+    true
 }
 
 /// Waits for `pid` and returns its exit status (128+signal when killed) and resource usage.
