@@ -33,6 +33,9 @@ pub struct CacheReader {
     notices: Arc<Mutex<Vec<String>>>,
     /// The last entry read alone, with the file version it was read from.
     last_entry: Arc<Mutex<Option<(FileStamp, SessionKey, Entry)>>>,
+    /// Held while the whole file is read and parsed: callers at once (a bulk action's operations
+    /// after each write) wait for that one parse and share it instead of each reading the file.
+    reading: Arc<Mutex<()>>,
 }
 
 impl CacheReader {
@@ -42,6 +45,7 @@ impl CacheReader {
             snapshot: Arc::default(),
             notices: Arc::default(),
             last_entry: Arc::default(),
+            reading: Arc::default(),
         }
     }
 
@@ -115,6 +119,16 @@ impl CacheReader {
                 notices: Vec::new(),
             });
         }
+        let _one = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+        // Another caller may have read this version while this one waited.
+        let before = self.store.stamp();
+        if let Some(cache) = self.snapshot_at(before) {
+            return Ok(CacheRead {
+                cache,
+                stamp: before,
+                notices: Vec::new(),
+            });
+        }
         // Not parsed again when it is the file this process last wrote or read.
         let (cache, report) = self.store.load_shared().map_err(|e| e.to_string())?;
         self.keep_notice(report.notice());
@@ -131,5 +145,48 @@ impl CacheReader {
             stamp,
             notices: Vec::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Change, Expect};
+
+    /// A bulk action's operations all ask for the cache at once after each write: they must share
+    /// one parse of the new file, not each read and parse it (ten thousand sessions: 6 MB each).
+    #[test]
+    fn readers_at_once_share_one_parse_of_a_changed_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = Store::open(tmp.path()).unwrap();
+        let changes = (0..2000)
+            .map(|i| Change {
+                key: SessionKey::new("https://acme.example.com", &format!("u{i}"), "p", "sugar"),
+                label: format!("u{i}"),
+                expect: Expect::Held,
+                apply: Box::new(|_| {}),
+            })
+            .collect();
+        writer.apply(changes).unwrap();
+        let reader = CacheReader::new(Store::open(tmp.path()).unwrap());
+        let start = std::sync::Barrier::new(8);
+        let caches: Vec<Arc<Cache>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        reader.read_keeping_notices().unwrap().cache
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(caches[0].sessions.len(), 2000);
+        for cache in &caches[1..] {
+            assert!(
+                Arc::ptr_eq(cache, &caches[0]),
+                "the file was parsed more than once"
+            );
+        }
     }
 }
