@@ -545,8 +545,7 @@ impl Store {
         // keyed by its bytes, so it never stands for anything else.)
         let result = f(Arc::make_mut(&mut cache));
         Arc::make_mut(&mut cache).version = FORMAT_VERSION;
-        let (len, stamp) = self.write(&cache)?;
-        self.remember(Some(Known { len, cache, stamp }));
+        self.write(&cache)?;
         self.remove_stale_temp_files();
         Ok(result)
     }
@@ -585,9 +584,11 @@ impl Store {
         }
     }
 
-    /// Writes the cache atomically (into the prepared temporary file when there is one); returns
-    /// the number of bytes written and the file version they became.
-    fn write(&self, cache: &Cache) -> Result<(usize, Option<FileStamp>), StoreError> {
+    /// Writes the cache atomically (into the prepared temporary file when there is one), and
+    /// remembers it as the version the file becomes, before the rename: readers of this process
+    /// that see the new file find its parse at once, instead of each reading it while the
+    /// directory is synced and the next write's file is made.
+    fn write(&self, cache: &Arc<Cache>) -> Result<(), StoreError> {
         let path = self.cache_path();
         let spare = self
             .spare
@@ -606,7 +607,7 @@ impl Store {
         let len = {
             use std::io::Seek;
             let mut out = io::BufWriter::with_capacity(64 * 1024, &mut *file);
-            serde_json::to_writer_pretty(&mut out, cache)
+            serde_json::to_writer_pretty(&mut out, &**cache)
                 .map_err(io::Error::from)
                 .and_then(|()| out.flush())
                 .and_then(|()| out.get_mut().stream_position())
@@ -618,10 +619,19 @@ impl Store {
             .map_err(io_err(&path, "cannot sync the token cache"))?;
         // The rename keeps the inode, size and modification time: the version the file becomes.
         let stamp = file.metadata().ok().map(|m| FileStamp::of(&m));
-        tmp.persist(&path).map_err(|e| StoreError::Io {
-            path: path.clone(),
-            what: "cannot replace the token cache",
-            source: e.error,
+        // Until the rename, no file has that stamp: the parse stands for nothing else meanwhile.
+        self.remember(Some(Known {
+            len: len as usize,
+            cache: cache.clone(),
+            stamp,
+        }));
+        tmp.persist(&path).map_err(|e| {
+            self.remember(None);
+            StoreError::Io {
+                path: path.clone(),
+                what: "cannot replace the token cache",
+                source: e.error,
+            }
         })?;
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
@@ -637,6 +647,6 @@ impl Store {
                 tracing::warn!(error = %e, "cannot prepare the next write of the token cache")
             }
         }
-        Ok((len, stamp))
+        Ok(())
     }
 }
