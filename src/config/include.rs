@@ -130,7 +130,9 @@ pub(super) fn parse_file(
             if want_origins {
                 origins.insert(profile.name.clone(), origin(&tables, &defaults, &errs));
             }
-            profiles.push(profile);
+            // Shared from the start: collecting `Vec<Profile>` into `Vec<Arc<Profile>>` reuses
+            // the first vector's buffer (5 MB at 10,000 profiles) for the second, and keeps it.
+            profiles.push(Arc::new(profile));
         }
     }
 
@@ -138,7 +140,7 @@ pub(super) fn parse_file(
         let plain_password_at = sources[0].walked.plain_password_at.clone();
         let profiles = Profiles {
             path: path.to_path_buf(),
-            profiles: profiles.into_iter().map(Arc::new).collect(),
+            profiles,
             settings: settings(&sources[0].walked.defaults),
             files: sources.iter().map(|s| s.path.clone()).collect(),
             dirs,
