@@ -327,12 +327,18 @@ impl Store {
         stamp: Option<FileStamp>,
     ) -> Result<Arc<Cache>, Unreadable> {
         let cache = Arc::new(decode(&bytes, &self.names)?);
-        if keep {
-            self.remember(Some(Known {
-                len: bytes.len(),
-                cache: cache.clone(),
-                stamp,
-            }));
+        // Remembered only as a certain version, and never over the parse of the version the file
+        // is now (a read that began before this process's last write finishes after it).
+        if keep && stamp.is_some() {
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            let current = known.as_ref().and_then(|k| k.stamp);
+            if current.is_none() || current != self.stamp() {
+                *known = Some(Known {
+                    len: bytes.len(),
+                    cache: cache.clone(),
+                    stamp,
+                });
+            }
         }
         Ok(cache)
     }
