@@ -7,7 +7,7 @@
 use super::checks::resolve_path;
 use super::errors::{ConfigError, Errors};
 use super::schema::{KEYS, PASSWORD_KEYS, Scope};
-use super::snapshot::{DirStamp, FileStamp, Listing, Reads};
+use super::snapshot::{DirStamp, FileStamp, Listing, Reads, Seen};
 use super::validate::{
     IncludeEntry, KeyAt, Placed, ProfileTable, Walked, resolve, settings, walk_file,
 };
@@ -61,6 +61,8 @@ struct Loader {
     /// The listings of those directories and the catalogues' directories, as read.
     listings: Vec<Listing>,
     parents: Vec<DirStamp>,
+    /// Every path an include entry came to, and the file it led to.
+    seen: Vec<Seen>,
 }
 
 /// A profiles file loaded: its profiles, where the first plain `password` key of the top-level
@@ -81,6 +83,7 @@ pub(super) fn parse_file(
         dirs: Vec::new(),
         listings: Vec::new(),
         parents: Vec::new(),
+        seen: Vec::new(),
     };
     let mut errs = Errors::new(text, path);
     let Some(walked) = walk_file(text, &mut errs) else {
@@ -96,6 +99,7 @@ pub(super) fn parse_file(
         dirs,
         listings,
         parents,
+        seen,
     } = loader;
     let mut profiles = Vec::with_capacity(chains.len());
     let mut origins = HashMap::new();
@@ -146,10 +150,23 @@ pub(super) fn parse_file(
             dirs,
             origins,
         };
+        let mut cas: Vec<PathBuf> = Vec::new();
+        for source in &sources {
+            let walked = &source.walked;
+            let layers =
+                std::iter::once(&walked.defaults).chain(walked.tables.iter().map(|t| &t.layer));
+            for ca in layers.filter_map(|l| l.ca_cert()) {
+                if !cas.contains(&ca.path) {
+                    cas.push(ca.path.clone());
+                }
+            }
+        }
         let reads = Reads {
             files: sources.into_iter().map(|s| s.stamp).collect(),
             listings,
             parents,
+            seen,
+            cas,
         };
         Ok((profiles, plain_password_at, reads))
     } else {
@@ -272,6 +289,7 @@ impl Loader {
                 );
                 return Vec::new();
             }
+            self.seen.push(Seen::of(&path));
             return vec![path];
         }
         if !self.dirs.contains(&dir) {
@@ -295,6 +313,7 @@ impl Loader {
                 (!hidden && glob_match(&name, &file)).then(|| dir.join(file))
             })
             .filter(|p| p.is_file())
+            .inspect(|p| self.seen.push(Seen::of(p)))
             // A glob never matches the including file.
             .filter(|p| std::fs::canonicalize(p).is_ok_and(|c| &c != own))
             .collect();

@@ -6,7 +6,8 @@
 //! directory (`profiles-HASH.snapshot`, 0600, by an atomic rename) together with what the
 //! load depended on (in postcard, a compact binary form of serde): each file read (device, inode, owner, mode, length and the SHA-256 of the
 //! text parsed), the listing of each directory a glob looked in, the owner and mode of each
-//! catalogue's directory, the home directory (`~/` includes) and the program (its version and
+//! catalogue's directory, the file each include path led to (a moved link), every `ca_cert` file
+//! of any layer (read and checked again each time), the home directory (`~/` includes) and the program (its version and
 //! the executable's size and modification time). A load through the snapshot reads every one of
 //! those files again and compares; any difference, or a snapshot that cannot be read or
 //! trusted, falls back to the full load (which writes a new snapshot). The `ca_cert` files are
@@ -132,6 +133,23 @@ impl Listing {
     }
 }
 
+/// A path an include entry came to (read, read already through another path, or the including
+/// file itself), and the file it led to: a link moved to another file changes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Seen {
+    path: PathBuf,
+    file: Option<(u64, u64)>,
+}
+
+impl Seen {
+    pub(super) fn of(path: &Path) -> Seen {
+        Seen {
+            path: path.to_path_buf(),
+            file: std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino())),
+        }
+    }
+}
+
 /// A catalogue's directory: its owner and mode decide whether the catalogue may be read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct DirStamp {
@@ -162,6 +180,9 @@ pub(super) struct Reads {
     pub(super) files: Vec<Option<FileStamp>>,
     pub(super) listings: Vec<Listing>,
     pub(super) parents: Vec<DirStamp>,
+    pub(super) seen: Vec<Seen>,
+    /// Every `ca_cert` file checked, in any layer (read and checked again at each load).
+    pub(super) cas: Vec<PathBuf>,
 }
 
 /// The snapshot file.
@@ -173,6 +194,8 @@ struct Snapshot {
     files: Vec<FileStamp>,
     listings: Vec<Listing>,
     parents: Vec<DirStamp>,
+    seen: Vec<Seen>,
+    cas: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
     settings: SnapSettings,
     profiles: Vec<SnapProfile>,
@@ -239,6 +262,7 @@ pub(super) fn load(state_dir: &Path, path: &Path) -> Option<Profiles> {
     if !snap.files.iter().all(FileStamp::holds)
         || !snap.listings.iter().all(|l| Listing::of(&l.dir) == *l)
         || !snap.parents.iter().all(DirStamp::holds)
+        || !snap.seen.iter().all(|s| Seen::of(&s.path) == *s)
     {
         return None;
     }
@@ -251,7 +275,15 @@ pub(super) fn load(state_dir: &Path, path: &Path) -> Option<Profiles> {
         ),
         None => None,
     };
+    // Every ca_cert file of the file set is read and checked again, as a full load does, even
+    // one that every profile overrides.
     let mut cas: HashMap<PathBuf, CaCert> = HashMap::new();
+    for file in snap.cas {
+        match check_ca_cert(Val::Path(file.clone())) {
+            Ok(Val::Ca(ca)) => cas.insert(file, ca),
+            _ => return None,
+        };
+    }
     // Profiles of one instance share its URL: each one parsed once.
     let mut urls: HashMap<String, Url> = HashMap::new();
     let mut profiles = Vec::with_capacity(snap.profiles.len());
@@ -346,7 +378,11 @@ pub(super) fn save(state_dir: &Path, loaded: &Profiles, reads: Reads) {
             PasswordSource::Prompt => SnapPassword::Prompt,
             PasswordSource::Plain(_) => return,
         };
-        if !p.client_secret.is_empty() || p.admin.is_some() {
+        let proxy_secret = p
+            .proxy
+            .as_ref()
+            .is_some_and(|u| !u.username().is_empty() || u.password().is_some());
+        if !p.client_secret.is_empty() || p.admin.is_some() || proxy_secret {
             return;
         }
         profiles.push(SnapProfile {
@@ -377,6 +413,8 @@ pub(super) fn save(state_dir: &Path, loaded: &Profiles, reads: Reads) {
         files,
         listings: reads.listings,
         parents: reads.parents,
+        seen: reads.seen,
+        cas: reads.cas,
         dirs: loaded.dirs.clone(),
         settings: SnapSettings {
             max_concurrency: loaded.settings.max_concurrency,
@@ -442,17 +480,23 @@ fn private_dir(dir: &Path) -> bool {
         .is_ok_and(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0)
 }
 
-/// The program that wrote a snapshot: its version and its executable's size and modification
-/// time (a rebuilt program never reads an older build's snapshot).
+/// The program that wrote a snapshot: its version and its executable's file (device, inode,
+/// size, modification and change times). A rebuilt or reinstalled program is a new file with a
+/// new change time even when its modification time is kept (`cp -p`, packages, Nix's 1970), so
+/// it never reads an older build's snapshot (postcard does not describe its fields).
 fn program() -> Option<String> {
     let exe = std::env::current_exe().ok()?;
     let meta = std::fs::metadata(exe).ok()?;
     Some(format!(
-        "{} {} {}.{}",
+        "{} {} {} {} {}.{} {}.{}",
         env!("CARGO_PKG_VERSION"),
+        meta.dev(),
+        meta.ino(),
         meta.len(),
         meta.mtime(),
-        meta.mtime_nsec()
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
     ))
 }
 
@@ -706,6 +750,50 @@ tags = ["mine"]
             e.to_string().contains(":15:13: profiles.acme.timeout_s"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_link_to_a_file_read_already_is_followed_again_when_it_moves() {
+        let w = world("include = [\"cat/prod.toml\", \"conf.d/*.toml\"]\n");
+        write(
+            &w.path("cat/prod.toml"),
+            "[profiles.prod]\nurl = \"https://p.example.com\"\nusername = \"u\"\n",
+        );
+        write(
+            &w.path("cat/staging.toml"),
+            "[profiles.staging]\nurl = \"https://s.example.com\"\nusername = \"u\"\n",
+        );
+        std::fs::create_dir(w.path("conf.d")).unwrap();
+        std::os::unix::fs::symlink("../cat/prod.toml", w.path("conf.d/x.toml")).unwrap();
+        assert!(w.cached().get("staging").is_none());
+        std::fs::remove_file(w.path("conf.d/x.toml")).unwrap();
+        std::os::unix::fs::symlink("../cat/staging.toml", w.path("conf.d/x.toml")).unwrap();
+        assert!(w.cached().get("staging").is_some());
+    }
+
+    #[test]
+    fn a_ca_file_every_profile_overrides_is_still_checked() {
+        let w = world(
+            "[defaults]\nca_cert = \"corp.pem\"\n[profiles.a]\nurl = \"https://a.example.com\"\n\
+             username = \"u\"\nca_cert = \"own.pem\"\n",
+        );
+        write(&w.path("corp.pem"), &ca_pem());
+        write(&w.path("own.pem"), &ca_pem());
+        w.cached();
+        assert!(w.through_snapshot().is_some());
+        write(&w.path("corp.pem"), "garbage\n");
+        let e = load_cached(&w.profiles, Some(&w.state)).unwrap_err();
+        assert!(e.to_string().contains("defaults.ca_cert"), "{e}");
+    }
+
+    #[test]
+    fn a_proxy_with_a_password_gets_no_snapshot() {
+        let w = world(
+            "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\n\
+             proxy = \"http://alice:hunter2-xyz@proxy.example.com:3128\"\n",
+        );
+        w.cached();
+        assert!(!w.snapshot().exists());
     }
 
     /// A snapshot that still describes the files, but says something else of a profile: what

@@ -265,6 +265,14 @@ impl Layer {
         self.fields.iter().find(|f| f.spec.name == name)
     }
 
+    /// The `ca_cert` of this table, when set and good (its file read and checked).
+    pub(super) fn ca_cert(&self) -> Option<&super::CaCert> {
+        match self.val("ca_cert")? {
+            Val::Ca(ca) => Some(ca),
+            _ => None,
+        }
+    }
+
     /// Set in this table, with a good or a bad value.
     pub(super) fn has(&self, name: &str) -> bool {
         self.field(name).is_some()
