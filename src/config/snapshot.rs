@@ -557,6 +557,12 @@ mod tests {
         fn cached(&self) -> Profiles {
             load_cached(&self.profiles, Some(&self.state)).unwrap()
         }
+        /// The error of a load through the snapshot (which must fail).
+        fn error(&self) -> String {
+            load_cached(&self.profiles, Some(&self.state))
+                .unwrap_err()
+                .to_string()
+        }
         fn through_snapshot(&self) -> Option<Profiles> {
             load(&self.state, &self.profiles)
         }
@@ -720,12 +726,12 @@ tags = ["mine"]
         w.cached();
         let cat = w.path("conf.d/a.toml");
         std::fs::set_permissions(&cat, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let e = load_cached(&w.profiles, Some(&w.state)).unwrap_err();
-        assert!(e.to_string().contains("others can change"), "{e}");
+        let e = w.error();
+        assert!(e.contains("others can change"), "{e}");
         std::fs::set_permissions(w.path("conf.d"), std::fs::Permissions::from_mode(0o777)).unwrap();
         std::fs::set_permissions(&cat, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let e = load_cached(&w.profiles, Some(&w.state)).unwrap_err();
-        assert!(e.to_string().contains("writable by others"), "{e}");
+        let e = w.error();
+        assert!(e.contains("writable by others"), "{e}");
     }
 
     #[test]
@@ -733,8 +739,8 @@ tags = ["mine"]
         let w = rich();
         w.cached();
         write(&w.path("ca.pem"), "not a certificate\n");
-        let e = load_cached(&w.profiles, Some(&w.state)).unwrap_err();
-        assert!(e.to_string().contains("ca_cert"), "{e}");
+        let e = w.error();
+        assert!(e.contains("ca_cert"), "{e}");
     }
 
     #[test]
@@ -782,8 +788,8 @@ tags = ["mine"]
         w.cached();
         assert!(w.through_snapshot().is_some());
         write(&w.path("corp.pem"), "garbage\n");
-        let e = load_cached(&w.profiles, Some(&w.state)).unwrap_err();
-        assert!(e.to_string().contains("defaults.ca_cert"), "{e}");
+        let e = w.error();
+        assert!(e.contains("defaults.ca_cert"), "{e}");
     }
 
     #[test]

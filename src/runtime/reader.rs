@@ -111,23 +111,24 @@ impl CacheReader {
 
     /// The cache as it is on disk now, for the runtime's own use: notices stay for a front end.
     pub fn read_keeping_notices(&self) -> Result<CacheRead, String> {
-        let before = self.store.stamp();
-        if let Some(cache) = self.snapshot_at(before) {
-            return Ok(CacheRead {
+        // The parse of the version the file is now, when this process holds it.
+        let parsed = || {
+            let stamp = self.store.stamp();
+            let read = |cache| CacheRead {
                 cache,
-                stamp: before,
+                stamp,
                 notices: Vec::new(),
-            });
+            };
+            (stamp, self.snapshot_at(stamp).map(read))
+        };
+        if let (_, Some(read)) = parsed() {
+            return Ok(read);
         }
         let _one = self.reading.lock().unwrap_or_else(|p| p.into_inner());
         // Another caller may have read this version while this one waited.
-        let before = self.store.stamp();
-        if let Some(cache) = self.snapshot_at(before) {
-            return Ok(CacheRead {
-                cache,
-                stamp: before,
-                notices: Vec::new(),
-            });
+        let (before, known) = parsed();
+        if let Some(read) = known {
+            return Ok(read);
         }
         // Not parsed again when it is the file this process last wrote or read.
         let (cache, report) = self.store.load_shared().map_err(|e| e.to_string())?;
