@@ -328,11 +328,14 @@ impl Store {
     ) -> Result<Arc<Cache>, Unreadable> {
         let cache = Arc::new(decode(&bytes, &self.names)?);
         // Remembered only as a certain version, and never over the parse of the version the file
-        // is now (a read that began before this process's last write finishes after it).
+        // is now (a read that began before this process's last write finishes after it), nor
+        // while this process writes: the write remembers the version it makes just before the
+        // rename, and a read finishing in between would replace it with the version it replaces.
         if keep && stamp.is_some() {
             let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
             let current = known.as_ref().and_then(|k| k.stamp);
-            if current.is_none() || current != self.stamp() {
+            let writing = self.writing.load(std::sync::atomic::Ordering::Acquire);
+            if current.is_none() || (current != self.stamp() && !writing) {
                 *known = Some(Known {
                     len: bytes.len(),
                     cache: cache.clone(),
