@@ -1,6 +1,9 @@
 //! `app::update` with a fixed clock: keys and task results in, commands and Model changes out.
 
-use chrono::{DateTime, TimeDelta, Utc};
+mod common;
+
+use chrono::TimeDelta;
+use common::{screen_model, t0};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::path::Path;
 use sugar_sessions::app::{
@@ -47,12 +50,6 @@ url = "https://umbrella.example.com"
 username = "alice"
 "#;
 
-fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
 fn profiles(text: &str) -> Profiles {
     config::parse(text, Path::new("profiles.toml")).unwrap()
 }
@@ -62,21 +59,7 @@ fn fixture() -> Profiles {
 }
 
 fn model() -> Model {
-    let mut m = Model::new(
-        &fixture(),
-        Source::File("profiles.toml".into()),
-        Options::default(),
-        t0(),
-    );
-    update(
-        &mut m,
-        Msg::Resize {
-            width: 120,
-            height: 30,
-        },
-        t0(),
-    );
-    m
+    screen_model(&fixture(), Options::default())
 }
 
 fn press(m: &mut Model, code: KeyCode) -> Vec<Command> {
@@ -1981,22 +1964,12 @@ fn read_only_model(keep_alive: bool) -> Model {
         "auto_refresh = false",
         "auto_refresh = true\nrefresh_before_s = 60\nread_only = true",
     );
-    let mut m = Model::new(
+    let mut m = screen_model(
         &profiles(&text),
-        Source::File("p".into()),
         Options {
             keep_alive,
             ..Options::default()
         },
-        t0(),
-    );
-    update(
-        &mut m,
-        Msg::Resize {
-            width: 120,
-            height: 30,
-        },
-        t0(),
     );
     let mut short = active_entry(600);
     short.session.as_mut().unwrap().obtained_at = t0();

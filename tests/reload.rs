@@ -7,22 +7,17 @@ mod common;
 #[path = "common/pty.rs"]
 mod pty;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
+use common::{screen_model, t0};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use sugar_sessions::app::{Model, Msg, Options, RowState, Source, update};
+use sugar_sessions::app::{Model, Msg, Options, RowState, update};
 use sugar_sessions::config::{self, Profiles};
 use sugar_sessions::secret::Secret;
 use sugar_sessions::session::{Entry, Session};
 use sugar_sessions::store::Cache;
-
-fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 fn profiles(body: &str) -> Profiles {
     config::parse(
@@ -71,20 +66,7 @@ fn key(m: &mut Model, code: KeyCode) {
 #[test]
 fn rows_follow_the_file_and_keep_what_the_screen_knows() {
     let first = profiles(&format!("{A}{B}"));
-    let mut m = Model::new(
-        &first,
-        Source::File("profiles.toml".into()),
-        Options::default(),
-        t0(),
-    );
-    update(
-        &mut m,
-        Msg::Resize {
-            width: 120,
-            height: 30,
-        },
-        t0(),
-    );
+    let mut m = screen_model(&first, Options::default());
     let mut cache = Cache::default();
     for name in ["a", "b"] {
         cache
@@ -335,20 +317,7 @@ fn a_prompt_goes_with_its_profile_and_with_read_only() {
     };
     let opened = |body: &str| {
         let first = profiles(body);
-        let mut m = Model::new(
-            &first,
-            Source::File("profiles.toml".into()),
-            Options::default(),
-            t0(),
-        );
-        update(
-            &mut m,
-            Msg::Resize {
-                width: 120,
-                height: 30,
-            },
-            t0(),
-        );
+        let mut m = screen_model(&first, Options::default());
         start(&mut m);
         m
     };

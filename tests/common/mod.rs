@@ -1,8 +1,10 @@
 //! Shared by the integration tests: an emulator world and profiles that point at it.
 #![allow(dead_code)]
 
+use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use sugar_sessions::app::{Model, Msg, Options, Source, update};
 use sugar_sessions::config::{self, Profile, Profiles};
 use sugar_sessions::emulator::{Emulator, EmulatorConfig, InstanceConfig, UserConfig};
 
@@ -168,4 +170,30 @@ pub fn refused_addr() -> std::net::SocketAddr {
         std::thread::sleep(Duration::from_millis(10));
     }
     addr
+}
+
+/// The fixed instant of the screen's pure tests: 2026-03-01 12:00 UTC.
+pub fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// The screen's model of `profiles` (from `profiles.toml`) at [`t0`], on a 120x30 terminal.
+pub fn screen_model(profiles: &Profiles, options: Options) -> Model {
+    let mut m = Model::new(
+        profiles,
+        Source::File("profiles.toml".into()),
+        options,
+        t0(),
+    );
+    update(
+        &mut m,
+        Msg::Resize {
+            width: 120,
+            height: 30,
+        },
+        t0(),
+    );
+    m
 }
