@@ -1262,6 +1262,30 @@ fn a_catalogue_names_no_keyring_entry() {
 }
 
 #[test]
+fn a_catalogue_holds_no_client_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = put(
+        d,
+        "team/clients.toml",
+        "[profiles.x]\nurl = \"https://x.example.com\"\nclient_id = \"team\"\n\
+         client_secret = \"s3cr3t-of-the-team\"\n",
+    );
+    let top = put(
+        d,
+        "profiles.toml",
+        "include = [\"team/clients.toml\"]\n[defaults]\nusername = \"jim\"\n",
+    );
+    let errors = load_errors(&top);
+    let located = format!(
+        "{}:4:1: profiles.x.client_secret: an included file (a catalogue)",
+        c.display()
+    );
+    assert!(errors.contains(&located), "{errors}");
+    assert!(!errors.contains("s3cr3t"), "{errors}");
+}
+
+#[test]
 fn a_catalogue_others_can_change_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

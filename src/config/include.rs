@@ -6,7 +6,7 @@
 
 use super::checks::resolve_path;
 use super::errors::{ConfigError, Errors};
-use super::schema::{KEYS, PASSWORD_KEYS, Scope};
+use super::schema::{KEYS, Kind, PASSWORD_KEYS, Scope};
 use super::snapshot::{DirStamp, FileStamp, Listing, Reads, Seen};
 use super::validate::{
     IncludeEntry, KeyAt, Placed, ProfileTable, Walked, resolve, settings, walk_file,
@@ -17,11 +17,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Keys a catalogue (an included file) may not hold: secrets and what lowers security belong in
-/// the personal file. A catalogue names its instance's URL, so it may not also name the keyring
-/// entry whose password goes there, nor take the keyring over SSH.
+/// Keys a catalogue (an included file) may not hold besides the secrets (every key of
+/// [`Kind::Secret`]: `password`, `client_secret`): what runs or lowers security belongs in the
+/// personal file. A catalogue names its instance's URL, so it may not also name the keyring entry
+/// whose password goes there, nor take the keyring over SSH.
 const NOT_IN_CATALOGUE: &[&str] = &[
-    "password",
     "password_cmd",
     "insecure",
     "proxy",
@@ -385,7 +385,7 @@ impl Loader {
                         "`{name}` is a setting of the whole file: only the top-level profiles \
                          file may set it"
                     )
-                } else if NOT_IN_CATALOGUE.contains(&name) {
+                } else if field.spec.kind == Kind::Secret || NOT_IN_CATALOGUE.contains(&name) {
                     format!(
                         "an included file (a catalogue) holds no secrets nor security \
                          exceptions: set `{name}` in the profiles file that includes it (in a \
