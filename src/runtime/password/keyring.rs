@@ -10,6 +10,8 @@
 
 use crate::config::{KEYRING_SERVICE, KeyringEntry};
 use crate::secret::Secret;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How long one keyring call may take.
@@ -145,34 +147,60 @@ fn open(account: &str) -> Result<keyring::Entry, Failed> {
 async fn on_thread<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Failed> + Send + 'static,
 ) -> Result<T, Failed> {
-    use std::sync::atomic::Ordering;
+    on_thread_within(&STUCK, KEYRING_TIMEOUT, f).await
+}
+
+/// Calls that timed out and whose thread has not ended yet.
+static STUCK: AtomicUsize = AtomicUsize::new(0);
+
+/// A call's thread is running, has finished, or was given up on.
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
+/// [`on_thread`] with the count of stuck calls and the timeout given.
+async fn on_thread_within<T: Send + 'static>(
+    stuck: &'static AtomicUsize,
+    timeout: Duration,
+    f: impl FnOnce() -> Result<T, Failed> + Send + 'static,
+) -> Result<T, Failed> {
     // A call that never answered (the store's set-up hangs, say) holds the others behind it:
-    // new calls fail at once instead of leaving one stuck thread each, until it answers.
-    if STUCK.load(Ordering::SeqCst) {
+    // new calls fail at once instead of leaving one stuck thread each, until every call given up
+    // on has ended (one that ended does not speak for another still hanging).
+    if stuck.load(Ordering::SeqCst) > 0 {
         return Err(Failed::TimedOut);
     }
+    let state = Arc::new(AtomicU8::new(RUNNING));
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let ours = state.clone();
     std::thread::Builder::new()
         .name("keyring".into())
         .spawn(move || {
             let _ = tx.send(f());
-            STUCK.store(false, Ordering::SeqCst);
+            if ours.swap(FINISHED, Ordering::SeqCst) == TIMED_OUT {
+                stuck.fetch_sub(1, Ordering::SeqCst);
+            }
         })
         .map_err(Failed::Thread)?;
-    match tokio::time::timeout(KEYRING_TIMEOUT, rx).await {
+    match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(done)) => done,
         Ok(Err(_)) => Err(Failed::NoStore(
             "the keyring call ended without an answer".into(),
         )),
         Err(_) => {
-            STUCK.store(true, Ordering::SeqCst);
+            // Counted before it is marked, so that the thread's uncounting always follows.
+            stuck.fetch_add(1, Ordering::SeqCst);
+            if state
+                .compare_exchange(RUNNING, TIMED_OUT, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                // It finished just now: not stuck.
+                stuck.fetch_sub(1, Ordering::SeqCst);
+            }
             Err(Failed::TimedOut)
         }
     }
 }
-
-/// A keyring call timed out and its thread has not ended yet.
-static STUCK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[cfg(test)]
 mod tests {
@@ -207,6 +235,42 @@ mod tests {
         .await;
         assert!(matches!(r, Err(Failed::TimedOut)));
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    /// A call that ends after another was given up on does not let new calls through while that
+    /// other one still hangs; once it ends too, calls go through again.
+    #[tokio::test]
+    async fn only_the_end_of_every_stuck_call_lets_new_calls_through() {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let short = Duration::from_millis(50);
+        let (release_b, b_waits) = std::sync::mpsc::channel::<()>();
+        let (release_a, a_waits) = std::sync::mpsc::channel::<()>();
+        let b = tokio::spawn(on_thread_within(
+            &COUNT,
+            Duration::from_secs(60),
+            move || {
+                let _ = b_waits.recv();
+                Ok(())
+            },
+        ));
+        let a = on_thread_within(&COUNT, short, move || {
+            let _ = a_waits.recv();
+            Ok(())
+        })
+        .await;
+        assert!(matches!(a, Err(Failed::TimedOut)));
+        release_b.send(()).unwrap();
+        assert!(b.await.unwrap().is_ok());
+        let c = on_thread_within(&COUNT, short, || Ok(())).await;
+        assert!(
+            matches!(c, Err(Failed::TimedOut)),
+            "a call went through while one hangs"
+        );
+        release_a.send(()).unwrap();
+        while COUNT.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(on_thread_within(&COUNT, short, || Ok(())).await.is_ok());
     }
 
     #[test]
