@@ -193,6 +193,24 @@ impl fmt::Display for State {
 }
 
 impl Entry {
+    /// Only a new login makes a session of this entry usable again: there is none, its refresh
+    /// token expired or another login superseded it, or a failure says so (or left neither a
+    /// usable access token nor a valid refresh token). The one rule of the daemon's decision and
+    /// of its second look under the identity's lock.
+    pub fn needs_login(&self, now: DateTime<Utc>) -> bool {
+        match self.state(now) {
+            State::LoggedOut | State::RefreshExpired | State::Superseded => true,
+            State::Error => {
+                self.failure.as_ref().is_some_and(|f| f.needs_login)
+                    || self
+                        .session
+                        .as_ref()
+                        .is_none_or(|s| !s.refresh_valid(now) && !s.access_usable(now))
+            }
+            State::Active | State::Expired => false,
+        }
+    }
+
     /// The state at `now`.
     pub fn state(&self, now: DateTime<Utc>) -> State {
         if let Some(f) = &self.failure {

@@ -475,6 +475,28 @@ async fn a_due_login_is_decided_again_under_the_lock() {
         o.message
     );
     assert!(emu.requests().is_empty(), "nothing was sent");
+    // A passing failure beside that session (a check that could not reach Sugar) makes it no
+    // less usable: the rule that decided the login says none is needed, and none is sent.
+    change_entry(&other, &p, |e| {
+        e.failure = Some(sugar_sessions::outcome::Failure::local(
+            Op::Check,
+            chrono::Utc::now(),
+            "the network went away",
+        ))
+    })
+    .await;
+    assert_eq!(
+        other
+            .current(&p.session_key())
+            .await
+            .unwrap()
+            .state(chrono::Utc::now()),
+        State::Error
+    );
+    let permit = daemon.acquire(&p).await;
+    let o = daemon.execute_due(&p, Op::Login, permit).await;
+    assert!(o.ok, "{}", o.message);
+    assert!(emu.requests().is_empty(), "nothing was sent: {}", o.message);
     // With no session, the due login is sent.
     let permit = other.acquire(&p).await;
     assert!(other.execute(&p, Op::Logout, None, permit).await.ok);

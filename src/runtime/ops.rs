@@ -156,7 +156,8 @@ struct Run<'a> {
     /// The place in the concurrency bounds: held for requests, given up while a result is stored
     /// (writes are coalesced; the network need not wait for them).
     permit: Mutex<Option<Permit>>,
-    /// A refresh decided because it was due: skipped if it no longer is under the lock.
+    /// An operation decided because it was due (a refresh, or the daemon's login): skipped if it
+    /// no longer is, looked at again under the lock.
     due: bool,
 }
 
@@ -309,10 +310,7 @@ impl Run<'_> {
             // logged in (or refreshed) meanwhile, and a login now would end that session.
             let entry = self.current().await?;
             let now = Utc::now();
-            if matches!(
-                entry.state(now),
-                crate::session::State::Active | crate::session::State::Expired
-            ) {
+            if !entry.needs_login(now) {
                 return Ok((
                     format!(
                         "{}: logged in by another process just now; {}",

@@ -4,7 +4,7 @@
 //! from the cache entry and the time; the daemon's loop sends what is decided.
 
 use crate::config::Profile;
-use crate::session::{Entry, Op, RELOGIN_INTERVAL, State, refresh_due};
+use crate::session::{Entry, Op, RELOGIN_INTERVAL, refresh_due};
 use chrono::{DateTime, TimeDelta, Utc};
 
 /// The longest wait between two logins after failures.
@@ -66,19 +66,7 @@ pub enum Next {
 /// What to do for `p` now, if anything. Impersonations (sudo sessions) are only checked: they
 /// have no refresh token and no password of their own.
 pub fn next(p: &Profile, entry: &Entry, memory: &Memory, now: DateTime<Utc>) -> Option<Next> {
-    let state = entry.state(now);
-    let needs_login = match state {
-        State::LoggedOut | State::RefreshExpired | State::Superseded => true,
-        State::Error => {
-            entry.failure.as_ref().is_some_and(|f| f.needs_login)
-                || entry
-                    .session
-                    .as_ref()
-                    .is_none_or(|s| !s.refresh_valid(now) && !s.access_usable(now))
-        }
-        State::Active | State::Expired => false,
-    };
-    if needs_login {
+    if entry.needs_login(now) {
         let can = !p.is_impersonation() && p.password.is_non_interactive();
         return (can && memory.may_log_in(now)).then_some(Next::Op(Op::Login));
     }
