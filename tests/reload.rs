@@ -308,6 +308,31 @@ async fn the_screen_follows_a_new_file_in_an_included_glob_directory() {
 
 /// A password prompt open for a profile the edit removed, or on a screen the edit made read-only,
 /// is put away: Enter then starts nothing (and does not find a prompt without a profile).
+/// An edit read while the screen closes does not take the closing back: no refresh starts after.
+#[test]
+fn a_reload_while_quitting_stays_quitting() {
+    let first = profiles(&format!("{A}{B}"));
+    let mut m = screen_model(&first, Options::default());
+    update(
+        &mut m,
+        Msg::Shutdown {
+            reason: "SIGTERM".into(),
+        },
+        t0(),
+    );
+    assert!(m.quitting());
+    let second = profiles(&format!("{A}{B}{C}"));
+    update(
+        &mut m,
+        Msg::ProfilesReloaded {
+            profiles: Box::new(second),
+            cache: Arc::new(Cache::default()),
+        },
+        t0(),
+    );
+    assert!(m.quitting(), "the reload took the closing back");
+}
+
 #[test]
 fn a_prompt_goes_with_its_profile_and_with_read_only() {
     let start = |m: &mut Model| {

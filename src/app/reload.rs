@@ -25,6 +25,8 @@ impl Model {
         self.reverse = old.reverse;
         self.details = old.details;
         self.filter = std::mem::take(&mut old.filter);
+        // A screen closing stays closing (no refresh starts after an edit read meanwhile).
+        self.quitting = old.quitting;
 
         // Old row index -> new row index, for the profiles (and impersonations) that stayed.
         let mut kept: HashMap<usize, usize> = HashMap::new();
