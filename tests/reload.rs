@@ -13,7 +13,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use sugar_sessions::app::{Model, Msg, Options, RowState, update};
+use sugar_sessions::app::{Command, Model, Msg, Options, RowState, update};
 use sugar_sessions::config::{self, Profiles};
 use sugar_sessions::secret::Secret;
 use sugar_sessions::session::{Entry, Session};
@@ -308,6 +308,59 @@ async fn the_screen_follows_a_new_file_in_an_included_glob_directory() {
 
 /// A password prompt open for a profile the edit removed, or on a screen the edit made read-only,
 /// is put away: Enter then starts nothing (and does not find a prompt without a profile).
+/// A login still queued for a profile the edit removed, or whose instance it changed, is
+/// withdrawn: it would go to an instance the file no longer names, and nothing would show it.
+#[test]
+fn a_queued_request_goes_with_its_profile() {
+    let d = |url: &str| format!("[profiles.d]\nurl = \"{url}\"\npassword_env = \"D_PW\"\n");
+    let queued = || {
+        let mut m = screen_model(
+            &profiles(&format!("{A}{}", d("https://d.example.com"))),
+            Options::default(),
+        );
+        key(&mut m, KeyCode::Down);
+        let started = update(
+            &mut m,
+            Msg::Key(KeyEvent::new(KeyCode::Char('l'), KeyModifiers::NONE)),
+            t0(),
+        );
+        assert!(
+            started
+                .iter()
+                .any(|c| matches!(c, Command::Start { name, .. } if name == "d")),
+            "{started:?}"
+        );
+        m
+    };
+    let reload = |m: &mut Model, body: &str| {
+        update(
+            m,
+            Msg::ProfilesReloaded {
+                profiles: Box::new(profiles(body)),
+                cache: Arc::new(Cache::default()),
+            },
+            t0(),
+        )
+    };
+    let cancels = |cmds: &[Command]| {
+        cmds.iter()
+            .any(|c| matches!(c, Command::Cancel { name } if name == "d"))
+    };
+    let mut m = queued();
+    assert!(cancels(&reload(&mut m, A)), "removed");
+    let mut m = queued();
+    assert!(
+        cancels(&reload(
+            &mut m,
+            &format!("{A}{}", d("https://other.example.com"))
+        )),
+        "moved"
+    );
+    let mut m = queued();
+    let kept = reload(&mut m, &format!("{A}{}", d("https://d.example.com")));
+    assert!(!cancels(&kept), "kept: {kept:?}");
+}
+
 /// An edit read while the screen closes does not take the closing back: no refresh starts after.
 #[test]
 fn a_reload_while_quitting_stays_quitting() {

@@ -221,8 +221,7 @@ pub fn update(model: &mut Model, msg: Msg, now: DateTime<Utc>) -> Vec<Command> {
                     Vec::new()
                 }
                 Msg::ProfilesReloaded { profiles, cache } => {
-                    model.apply_profiles(&profiles, &cache);
-                    Vec::new()
+                    model.apply_profiles(&profiles, &cache)
                 }
                 Msg::ProfilesBroken(error) => {
                     model.profiles_broken(error);

@@ -2,7 +2,9 @@
 //! knows of each profile that stayed (its session, its request in flight, its last result, its
 //! selection) stays with it.
 
+use super::Command;
 use super::model::{Mode, Model};
+use super::row::Phase;
 use crate::config::Profiles;
 use crate::session::Cache;
 use std::collections::HashMap;
@@ -16,8 +18,10 @@ impl Model {
     ///   its new identity, and the status line says its old session is no longer its own.
     ///
     /// The view (filter, sort, cursor, details, help) stays. A prompt or a question about a
-    /// profile that went or changed is put away. The status line says what changed.
-    pub fn apply_profiles(&mut self, profiles: &Profiles, cache: &Cache) {
+    /// profile that went or changed is put away, and a request still queued for one is withdrawn
+    /// (the commands returned): it would go to an instance the file no longer names. The status
+    /// line says what changed.
+    pub fn apply_profiles(&mut self, profiles: &Profiles, cache: &Cache) -> Vec<Command> {
         let new = Model::new(profiles, self.source.clone(), self.options, self.clock);
         let mut old = std::mem::replace(self, new);
         self.size = old.size;
@@ -82,6 +86,19 @@ impl Model {
                 self.selected_count += 1;
             }
         }
+        let withdraw: Vec<Command> = old
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(o, r)| {
+                !kept.contains_key(o)
+                    && r.flight
+                        .is_some_and(|f| f.phase == Phase::Queued && !f.detached)
+            })
+            .map(|(_, r)| Command::Cancel {
+                name: r.profile.name.clone(),
+            })
+            .collect();
         // Checks at start still on their way for profiles that went are not waited for.
         let lost_checks = old
             .rows
@@ -157,6 +174,7 @@ impl Model {
             ));
         }
         self.say(text);
+        withdraw
     }
 
     /// The profiles file was changed into one that cannot be used: the profiles stay as they
