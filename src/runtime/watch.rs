@@ -129,8 +129,10 @@ impl FileWatch {
         }
     }
 
-    /// Watches another set from now on (after a reload: the includes may have changed), taken
-    /// as seen as it is now. The same set again changes nothing.
+    /// Watches another set from now on (after a reload: the includes may have changed). A path
+    /// watched already keeps what was last seen of it (an edit made since the reload read it is
+    /// still a change); a new one is taken as seen as it is now. The same set again changes
+    /// nothing.
     pub fn replace(&mut self, files: &[PathBuf], dirs: &[PathBuf]) {
         let set = Set::new(files, dirs);
         if set == self.set {
@@ -139,7 +141,16 @@ impl FileWatch {
         self._watcher = None;
         self._watcher = watcher(&set, self.tx.clone());
         self.closed = false;
-        self.seen = set.stamps();
+        let before: Vec<&PathBuf> = self.set.files.iter().chain(&self.set.dirs).collect();
+        self.seen = set
+            .files
+            .iter()
+            .chain(&set.dirs)
+            .map(|p| match before.iter().position(|b| *b == p) {
+                Some(i) => self.seen[i],
+                None => Stamp::of(p),
+            })
+            .collect();
         self.candidate = None;
         self.set = set;
     }
@@ -291,6 +302,23 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), watch.changed())
             .await
             .expect("the removal is reported");
+    }
+
+    /// A reload reads the files, then replaces the set: an edit of a file already watched made
+    /// in between is still a change (it was not read).
+    #[tokio::test]
+    async fn an_edit_between_a_reload_and_the_new_set_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = dir.path().join("profiles.toml");
+        let clients = dir.path().join("clients.toml");
+        std::fs::write(&top, "top").unwrap();
+        std::fs::write(&clients, "clients").unwrap();
+        let mut watch = FileWatch::watching(std::slice::from_ref(&top), &[]);
+        std::fs::write(&top, "top, edited after the reload read it").unwrap();
+        watch.replace(&[top.clone(), clients.clone()], &[]);
+        tokio::time::timeout(Duration::from_secs(5), watch.changed())
+            .await
+            .expect("the edit made before the new set is reported");
     }
 
     #[tokio::test]
