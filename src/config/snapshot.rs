@@ -288,17 +288,9 @@ pub(super) fn load(state_dir: &Path, path: &Path) -> Option<Profiles> {
     let mut urls: HashMap<String, Url> = HashMap::new();
     let mut profiles = Vec::with_capacity(snap.profiles.len());
     for p in snap.profiles {
+        // Every profile's file is among them (it is one of a layer's).
         let ca_cert = match p.ca_cert {
-            Some(file) => Some(match cas.get(&file) {
-                Some(ca) => ca.clone(),
-                None => match check_ca_cert(Val::Path(file.clone())) {
-                    Ok(Val::Ca(ca)) => {
-                        cas.insert(file, ca.clone());
-                        ca
-                    }
-                    _ => return None,
-                },
-            }),
+            Some(file) => Some(cas.get(&file)?.clone()),
             None => None,
         };
         profiles.push(Arc::new(Profile {
@@ -473,11 +465,11 @@ fn read_trusted(file: &Path) -> Option<Vec<u8>> {
 }
 
 /// A directory of the user's that nobody else may write to.
+/// A state directory that is a symbolic link is followed, as the token cache's own checks do.
 fn private_dir(dir: &Path) -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    std::fs::symlink_metadata(dir)
-        .is_ok_and(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0)
+    std::fs::metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == me && m.mode() & 0o022 == 0)
 }
 
 /// The program that wrote a snapshot: its version and its executable's file (device, inode,
@@ -848,6 +840,15 @@ tags = ["mine"]
         }
         // The last full load wrote a good one again.
         assert!(w.through_snapshot().is_some());
+    }
+
+    #[test]
+    fn a_state_directory_reached_through_a_link_keeps_a_snapshot() {
+        let w = world("[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\n");
+        let link = w.path("state-link");
+        std::os::unix::fs::symlink(&w.state, &link).unwrap();
+        load_cached(&w.profiles, Some(&link)).unwrap();
+        assert!(load(&link, &w.profiles).is_some());
     }
 
     #[test]
