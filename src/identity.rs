@@ -51,6 +51,15 @@ impl SessionKey {
         }
     }
 
+    /// [`without_sudo`](Self::without_sudo) is `other`, found without a copy.
+    pub fn admin_session_is(&self, other: &SessionKey) -> bool {
+        other.sudo.is_none()
+            && self.instance == other.instance
+            && self.username == other.username
+            && self.platform == other.platform
+            && self.client_id == other.client_id
+    }
+
     /// The canonical text form, used in the cache file: the parts joined by `|`, each
     /// percent-encoded where it holds `%`, `|` or a control character.
     pub fn canonical(&self) -> String {
@@ -344,6 +353,27 @@ impl std::str::FromStr for ProfileId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admin_session_of_an_impersonation_is_found_as_without_sudo_finds_it() {
+        let admin = SessionKey::new("https://a.example.com", "admin", "p", "c");
+        let jim = admin.impersonating("jim");
+        let other = SessionKey::new("https://a.example.com", "admin", "q", "c");
+        for (key, of) in [
+            (&jim, &admin),
+            (&jim, &other),
+            (&jim, &jim),
+            (&admin, &admin),
+        ] {
+            assert_eq!(
+                key.admin_session_is(of),
+                key.without_sudo() == *of,
+                "{key:?} {of:?}"
+            );
+        }
+        assert!(jim.admin_session_is(&admin));
+        assert!(!jim.admin_session_is(&jim));
+    }
 
     #[test]
     fn profile_ids_parse_print_and_refuse_what_no_profile_can_be() {

@@ -97,10 +97,10 @@ pub(super) fn on_outcome(model: &mut Model, outcome: Outcome, answer: Answer) {
     // About the identity the profile had when the request was sent: the file was edited since
     // and the profile is another session now (its answer is in the cache, under its own key).
     let about = match &answer {
-        Answer::Sudo { .. } => outcome.key.without_sudo(),
-        _ => outcome.key.clone(),
+        Answer::Sudo { .. } => outcome.key.admin_session_is(&model.rows[i].key),
+        _ => outcome.key == model.rows[i].key,
     };
-    if about != model.rows[i].key {
+    if !about {
         return;
     }
     let Outcome {
