@@ -63,6 +63,8 @@ struct Loader {
     parents: Vec<DirStamp>,
     /// Every path an include entry came to, and the file it led to.
     seen: Vec<Seen>,
+    /// What the load read is kept (for the snapshot): only when the top-level file was stamped.
+    track: bool,
 }
 
 /// A profiles file loaded: its profiles, where the first plain `password` key of the top-level
@@ -84,6 +86,7 @@ pub(super) fn parse_file(
         listings: Vec::new(),
         parents: Vec::new(),
         seen: Vec::new(),
+        track: stamp.is_some(),
     };
     let mut errs = Errors::new(text, path);
     let Some(walked) = walk_file(text, &mut errs) else {
@@ -100,6 +103,7 @@ pub(super) fn parse_file(
         listings,
         parents,
         seen,
+        track,
     } = loader;
     let mut profiles = Vec::with_capacity(chains.len());
     let mut origins = HashMap::new();
@@ -151,7 +155,7 @@ pub(super) fn parse_file(
             origins,
         };
         let mut cas: Vec<PathBuf> = Vec::new();
-        for source in &sources {
+        for source in sources.iter().filter(|_| track) {
             let walked = &source.walked;
             let layers =
                 std::iter::once(&walked.defaults).chain(walked.tables.iter().map(|t| &t.layer));
@@ -289,12 +293,16 @@ impl Loader {
                 );
                 return Vec::new();
             }
-            self.seen.push(Seen::of(&path));
+            if self.track {
+                self.seen.push(Seen::of(&path));
+            }
             return vec![path];
         }
         if !self.dirs.contains(&dir) {
             self.dirs.push(dir.clone());
-            self.listings.push(Listing::of(&dir));
+            if self.track {
+                self.listings.push(Listing::of(&dir));
+            }
         }
         let Ok(listing) = std::fs::read_dir(if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -313,7 +321,11 @@ impl Loader {
                 (!hidden && glob_match(&name, &file)).then(|| dir.join(file))
             })
             .filter(|p| p.is_file())
-            .inspect(|p| self.seen.push(Seen::of(p)))
+            .inspect(|p| {
+                if self.track {
+                    self.seen.push(Seen::of(p));
+                }
+            })
             // A glob never matches the including file.
             .filter(|p| std::fs::canonicalize(p).is_ok_and(|c| &c != own))
             .collect();
@@ -351,7 +363,8 @@ impl Loader {
             // Included twice (two globs, or two catalogues including a third): read once.
             return Some(Opened::Again(again));
         }
-        let (text, stamp) = match read_catalogue(path, &canonical, &mut self.parents) {
+        let parents = self.track.then_some(&mut self.parents);
+        let (text, stamp) = match read_catalogue(path, &canonical, parents) {
             Ok(read) => read,
             Err(message) => {
                 self.errs[f].push(entry.at, Some(entry.key.clone()), message);
@@ -466,12 +479,12 @@ impl Loader {
 /// config: owned by another user (root aside), writable by group or others, or in a directory
 /// another user owns or that others may write to without the sticky bit. The checks are made on
 /// the file opened (not on its path again, which could be swapped in between), and anything but
-/// a regular file is refused (a FIFO would make the load wait). Returns the text and the file's
-/// stamp; the directory's owner and mode go to `parents` (for the snapshot).
+/// a regular file is refused (a FIFO would make the load wait). Returns the text, and with
+/// `parents` (kept for the snapshot) the file's stamp, the directory's owner and mode going there.
 fn read_catalogue(
     path: &Path,
     canonical: &Path,
-    parents: &mut Vec<DirStamp>,
+    mut parents: Option<&mut Vec<DirStamp>>,
 ) -> Result<(String, Option<FileStamp>), String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
@@ -527,15 +540,17 @@ fn read_catalogue(
                 dir_mode & 0o777
             ));
         }
-        let stamp = DirStamp::of(dir, &dir_meta);
-        if !parents.contains(&stamp) {
-            parents.push(stamp);
+        if let Some(parents) = parents.as_deref_mut() {
+            let stamp = DirStamp::of(dir, &dir_meta);
+            if !parents.contains(&stamp) {
+                parents.push(stamp);
+            }
         }
     }
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
-    let stamp = FileStamp::of(path, &meta, &text);
+    let stamp = parents.and_then(|_| FileStamp::of(path, &meta, &text));
     Ok((text, stamp))
 }
 

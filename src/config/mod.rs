@@ -314,16 +314,22 @@ pub fn load_cached(path: &Path, state_dir: Option<&Path>) -> Result<Profiles, Lo
     if let Some(profiles) = snapshot::load(dir, path) {
         return Ok(profiles);
     }
-    let (profiles, reads) = read_and_parse(path, false)?;
+    let (profiles, reads) = read_and_parse(path, false, true)?;
     snapshot::save(dir, &profiles, reads);
     Ok(profiles)
 }
 
 fn load_as(path: &Path, origins: bool) -> Result<Profiles, LoadError> {
-    read_and_parse(path, origins).map(|(profiles, _)| profiles)
+    read_and_parse(path, origins, false).map(|(profiles, _)| profiles)
 }
 
-fn read_and_parse(path: &Path, origins: bool) -> Result<(Profiles, snapshot::Reads), LoadError> {
+/// Reads and validates the file; `reads`: keep what the load read (for the snapshot: each file's
+/// SHA-256, the glob directories' listings, ...), which only [`load_cached`] wants.
+fn read_and_parse(
+    path: &Path,
+    origins: bool,
+    reads: bool,
+) -> Result<(Profiles, snapshot::Reads), LoadError> {
     use std::io::Read;
     let io = |error| LoadError::Io {
         file: path.to_path_buf(),
@@ -335,6 +341,7 @@ fn read_and_parse(path: &Path, origins: bool) -> Result<(Profiles, snapshot::Rea
     let stamp = file
         .metadata()
         .ok()
+        .filter(|_| reads)
         .and_then(|meta| snapshot::FileStamp::of(path, &meta, &text));
     let (profiles, plain_password_at, reads) =
         parse_file(&text, path, stamp, origins).map_err(LoadError::Invalid)?;
