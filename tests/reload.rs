@@ -27,6 +27,18 @@ fn profiles(body: &str) -> Profiles {
     .unwrap()
 }
 
+/// The file read again as `profiles`, with the cache as `cache`: what the screen's runtime sends.
+fn reload(m: &mut Model, profiles: Profiles, cache: Cache) -> Vec<Command> {
+    update(
+        m,
+        Msg::ProfilesReloaded {
+            profiles: Box::new(profiles),
+            cache: Arc::new(cache),
+        },
+        t0(),
+    )
+}
+
 const A: &str = "[profiles.a]\nurl = \"https://a.example.com\"\n";
 const B: &str = "[profiles.b]\nurl = \"https://b.example.com\"\n";
 const C: &str = "[profiles.c]\nurl = \"https://c.example.com\"\n";
@@ -81,14 +93,7 @@ fn rows_follow_the_file_and_keep_what_the_screen_knows() {
 
     // `a` removed, `c` added, `b` stays: b keeps its session, its selection and the cursor.
     let second = profiles(&format!("{B}{C}"));
-    update(
-        &mut m,
-        Msg::ProfilesReloaded {
-            profiles: Box::new(second.clone()),
-            cache: Arc::new(cache.clone()),
-        },
-        t0(),
-    );
+    reload(&mut m, second.clone(), cache.clone());
     assert_eq!(m.visible_names(), ["b", "c"]);
     assert_eq!(m.row("b").unwrap().state(), RowState::Active);
     assert_eq!(m.row("c").unwrap().state(), RowState::LoggedOut);
@@ -104,14 +109,7 @@ fn rows_follow_the_file_and_keep_what_the_screen_knows() {
     let third = profiles(&format!(
         "[profiles.b]\nurl = \"https://b.example.com\"\nusername = \"other\"\n{C}"
     ));
-    update(
-        &mut m,
-        Msg::ProfilesReloaded {
-            profiles: Box::new(third),
-            cache: Arc::new(cache),
-        },
-        t0(),
-    );
+    reload(&mut m, third, cache);
     assert_eq!(m.row("b").unwrap().state(), RowState::LoggedOut);
     let said = m.status().unwrap().text.clone();
     assert!(
@@ -152,14 +150,7 @@ fn rows_follow_the_file_and_keep_what_the_screen_knows() {
         m.file_error(),
         Some("profiles.toml:3:7: profiles.b.url: not a URL")
     );
-    update(
-        &mut m,
-        Msg::ProfilesReloaded {
-            profiles: Box::new(second),
-            cache: Arc::new(Cache::default()),
-        },
-        t0(),
-    );
+    reload(&mut m, second, Cache::default());
     assert_eq!(m.file_error(), None);
 }
 
@@ -332,32 +323,23 @@ fn a_queued_request_goes_with_its_profile() {
         );
         m
     };
-    let reload = |m: &mut Model, body: &str| {
-        update(
-            m,
-            Msg::ProfilesReloaded {
-                profiles: Box::new(profiles(body)),
-                cache: Arc::new(Cache::default()),
-            },
-            t0(),
-        )
-    };
+    let edited = |m: &mut Model, body: &str| reload(m, profiles(body), Cache::default());
     let cancels = |cmds: &[Command]| {
         cmds.iter()
             .any(|c| matches!(c, Command::Cancel { name } if name == "d"))
     };
     let mut m = queued();
-    assert!(cancels(&reload(&mut m, A)), "removed");
+    assert!(cancels(&edited(&mut m, A)), "removed");
     let mut m = queued();
     assert!(
-        cancels(&reload(
+        cancels(&edited(
             &mut m,
             &format!("{A}{}", d("https://other.example.com"))
         )),
         "moved"
     );
     let mut m = queued();
-    let kept = reload(&mut m, &format!("{A}{}", d("https://d.example.com")));
+    let kept = edited(&mut m, &format!("{A}{}", d("https://d.example.com")));
     assert!(!cancels(&kept), "kept: {kept:?}");
 }
 
@@ -375,14 +357,7 @@ fn a_reload_while_quitting_stays_quitting() {
     );
     assert!(m.quitting());
     let second = profiles(&format!("{A}{B}{C}"));
-    update(
-        &mut m,
-        Msg::ProfilesReloaded {
-            profiles: Box::new(second),
-            cache: Arc::new(Cache::default()),
-        },
-        t0(),
-    );
+    reload(&mut m, second, Cache::default());
     assert!(m.quitting(), "the reload took the closing back");
 }
 
@@ -413,14 +388,7 @@ fn a_prompt_goes_with_its_profile_and_with_read_only() {
     };
     // The prompted profile removed.
     let mut m = opened(&format!("{A}{B}"));
-    update(
-        &mut m,
-        Msg::ProfilesReloaded {
-            profiles: Box::new(profiles(A)),
-            cache: Arc::new(Cache::default()),
-        },
-        t0(),
-    );
+    reload(&mut m, profiles(A), Cache::default());
     assert!(enter(&mut m).is_empty(), "nothing started");
     // The screen made read-only by the edit.
     let mut m = opened(&format!("{A}{B}"));
@@ -429,14 +397,7 @@ fn a_prompt_goes_with_its_profile_and_with_read_only() {
         Path::new("profiles.toml"),
     )
     .unwrap();
-    update(
-        &mut m,
-        Msg::ProfilesReloaded {
-            profiles: Box::new(read_only),
-            cache: Arc::new(Cache::default()),
-        },
-        t0(),
-    );
+    reload(&mut m, read_only, Cache::default());
     for c in "pw".chars() {
         key(&mut m, KeyCode::Char(c));
     }
