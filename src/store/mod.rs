@@ -146,6 +146,19 @@ struct Spare {
     capacity: u64,
 }
 
+/// The room `prepare` wants ready for the next write of a cache file of `len` bytes: the file as
+/// it is, and some growth.
+fn spare_need(len: u64) -> u64 {
+    len + len / 8 + 64 * 1024
+}
+
+/// The room a write makes ready for the next one, before its own version is written: enough for
+/// [`spare_need`] of that version too when it grows by what one write of a bulk action adds, so
+/// that requests prepared meanwhile find it ready.
+fn spare_size(len: u64) -> u64 {
+    spare_need(spare_need(len))
+}
+
 /// Marks this process as writing while it lives.
 struct Writing<'a>(&'a std::sync::atomic::AtomicBool);
 
@@ -473,8 +486,7 @@ impl Store {
         check_dir(&self.dir)?;
         let path = self.cache_path();
         Self::check_mode(&path)?;
-        let len = fs::symlink_metadata(&path).map_or(0, |m| m.len());
-        let need = len + len / 8 + 64 * 1024;
+        let need = spare_need(fs::symlink_metadata(&path).map_or(0, |m| m.len()));
         let ready = {
             let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
             spare
@@ -528,8 +540,11 @@ impl Store {
     /// Read-modify-write under the lock: re-reads the cache, lets `f` change it, writes it atomically.
     /// `f` should change only the entries it is about, so that other processes' results survive.
     pub fn update<R>(&self, f: impl FnOnce(&mut Cache) -> R) -> Result<R, StoreError> {
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let _writing = Writing::mark(&self.writing);
+        // Released while still marked as writing (locals drop in reverse): a `prepare` at that
+        // moment sees this process's own write, never a lock held by nobody it knows of.
+        let _lock = lock;
         let path = self.cache_path();
         Self::check_mode(&path)?;
         // The file as this process last wrote or read it (certainly that version): not read again.
@@ -605,11 +620,23 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .filter(|s| s.file.path().exists());
+        // The length of the version being replaced.
+        let last_len = fs::symlink_metadata(&path).map_or(self.known_len() as u64, |m| m.len());
         let mut tmp = match spare {
             Some(s) => s.file,
             // Sized like the last version (a full disk fails here, before anything is written).
-            None => self.new_spare(self.known_len() as u64 + 4096)?.file,
+            None => self.new_spare(last_len + 4096)?.file,
         };
+        // The file of the next write, made now (under the lock), before this one is written:
+        // requests prepared while this write runs find it ready (`prepare`) instead of each
+        // waiting for this write's syncs. A full disk shows there, before a request is sent.
+        match self.new_spare(spare_size(last_len)) {
+            Ok(next) => *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(next),
+            // The next request's `prepare` makes it again, and fails there, before sending.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot prepare the next write of the token cache")
+            }
+        }
         // Written straight into the file: a cache of thousands of sessions is never held in
         // memory a second time as text.
         let file = tmp.as_file_mut();
@@ -644,17 +671,6 @@ impl Store {
         })?;
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
-        }
-        // The file of the next write, made now (under the lock): requests about to be sent find it
-        // ready (`prepare`). A full disk shows there, before a request is sent.
-        let len = len as usize;
-        let need = (len + len / 8 + 64 * 1024) as u64;
-        match self.new_spare(need) {
-            Ok(next) => *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(next),
-            // The next request's `prepare` makes it again, and fails there, before sending.
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot prepare the next write of the token cache")
-            }
         }
         Ok(())
     }
