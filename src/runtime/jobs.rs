@@ -125,6 +125,7 @@ where
             drop(older);
         }
         let engine = self.engine.clone();
+        let alive = engine.job_alive();
         let reports = self.reports.clone();
         let queued = self.queued.clone();
         let (places, kind) = (work.places(), work.kind());
@@ -137,6 +138,7 @@ where
             Poll::Pending => None,
         };
         self.tasks.spawn(async move {
+            let _alive = alive;
             let permit = tokio::select! {
                 biased;
                 withdrawn = cancelled => {

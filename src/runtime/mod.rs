@@ -33,6 +33,7 @@ use crate::session::Entry;
 use crate::store::{Applied, Cache, Change, LockGuard, Store, StoreError};
 use crate::sugar::{Client, NetSettings};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -49,16 +50,25 @@ pub struct Engine {
     global_max: usize,
     persist_tx: mpsc::UnboundedSender<(Change, Ack)>,
     reader: CacheReader,
+    /// The jobs alive (queued or running), for the cache writer ([`persister`]).
+    activity: Arc<Activity>,
     /// One preparation at a time in this process: each holds the file lock for a moment, and a
-    /// burst of requests would otherwise keep a blocking thread each polling for it.
+    /// burst of requests would otherwise keep a blocking thread each polling for it. The callers
+    /// that waited meanwhile share the next one's answer ([`Engine::prepare`]).
     preparing: tokio::sync::Mutex<()>,
+    /// Tickets of the callers of [`Engine::prepare`], in the order they asked.
+    prepare_asked: AtomicU64,
+    /// Every caller with a ticket up to this one is vouched for by a preparation that began after
+    /// it asked and succeeded.
+    prepared_upto: AtomicU64,
 }
 
 impl Engine {
     /// Must be called inside a tokio runtime (it starts the cache writer task).
     pub fn new(store: Store, settings: &Settings) -> Engine {
         let (persist_tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(persister(store.clone(), rx));
+        let activity = Arc::new(Activity::default());
+        tokio::spawn(persister(store.clone(), rx, activity.clone()));
         Engine {
             clients: Mutex::new(HashMap::new()),
             global: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
@@ -67,7 +77,10 @@ impl Engine {
             global_max: settings.max_concurrency.max(1),
             persist_tx,
             reader: CacheReader::new(store.clone()),
+            activity,
             preparing: tokio::sync::Mutex::new(()),
+            prepare_asked: AtomicU64::new(0),
+            prepared_upto: AtomicU64::new(0),
             store,
         }
     }
@@ -147,18 +160,38 @@ impl Engine {
             .map_err(|e| e.to_string())
     }
 
+    /// Counts a job alive (queued or running) until the guard is dropped: while every job alive
+    /// waits for the cache writer, it writes at once instead of gathering more.
+    pub(super) fn job_alive(&self) -> JobAlive {
+        self.activity.jobs.fetch_add(1, Ordering::AcqRel);
+        JobAlive(self.activity.clone())
+    }
+
     /// Makes sure the cache can be written before a request that rotates or ends a session.
+    /// Callers at once (a bulk action's requests) share one preparation: one that began after a
+    /// caller asked answers for it; one that failed answers for nobody else, who then try their own
+    /// (and say why it failed).
     pub(super) async fn prepare(&self) -> Result<(), StoreError> {
+        let ticket = self.prepare_asked.fetch_add(1, Ordering::AcqRel) + 1;
         let _one = self.preparing.lock().await;
+        if self.prepared_upto.load(Ordering::Acquire) >= ticket {
+            return Ok(());
+        }
+        // Everyone who asked so far asked before this preparation began.
+        let covers = self.prepare_asked.load(Ordering::Acquire);
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.prepare()).await {
+        let result = match tokio::task::spawn_blocking(move || store.prepare()).await {
             Ok(r) => r,
             Err(e) => Err(StoreError::Io {
                 path: self.store.dir().to_path_buf(),
                 what: "cannot prepare the token cache",
                 source: std::io::Error::other(e.to_string()),
             }),
+        };
+        if result.is_ok() {
+            self.prepared_upto.fetch_max(covers, Ordering::AcqRel);
         }
+        result
     }
 
     /// The whole cache, read from disk.
@@ -180,19 +213,62 @@ pub const WRITE_DUTY: u32 = 4;
 /// another process's lock does not hold the next one back for long).
 pub const MAX_WRITE_INTERVAL: Duration = Duration::from_millis(500);
 
+/// The jobs alive in a process, for the cache writer.
+#[derive(Default)]
+struct Activity {
+    jobs: std::sync::atomic::AtomicUsize,
+    /// Told when a job ends.
+    ended: tokio::sync::Notify,
+}
+
+/// A job alive: counted in [`Activity`] until dropped.
+pub(super) struct JobAlive(Arc<Activity>);
+
+impl Drop for JobAlive {
+    fn drop(&mut self) {
+        self.0.jobs.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_one();
+    }
+}
+
 /// Writes queued changes; all changes waiting when a write starts go into that one write. A change
 /// that comes after a quiet spell is written at once; one that comes sooner after the previous
 /// write than [`MIN_WRITE_INTERVAL`] (or [`WRITE_DUTY`] times that write's duration, when longer,
-/// up to [`MAX_WRITE_INTERVAL`]) waits for the rest of the interval, gathering others.
-async fn persister(store: Store, mut rx: mpsc::UnboundedReceiver<(Change, Ack)>) {
+/// up to [`MAX_WRITE_INTERVAL`]) waits for the rest of the interval, gathering others, unless every
+/// job alive already waits for this write (the end of a bulk action: nothing more would come).
+async fn persister(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<(Change, Ack)>,
+    activity: Arc<Activity>,
+) {
     let mut last_write: Option<(tokio::time::Instant, Duration)> = None;
     while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
         if let Some((at, took)) = last_write {
             let interval = MIN_WRITE_INTERVAL.max((took * WRITE_DUTY).min(MAX_WRITE_INTERVAL));
-            tokio::time::sleep_until(at + interval).await;
+            let deadline = tokio::time::sleep_until(at + interval);
+            tokio::pin!(deadline);
+            loop {
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                // A job waits for at most one change at a time: as many changes as jobs alive
+                // means all of them wait (a change from outside the jobs only makes it sooner).
+                let jobs = activity.jobs.load(Ordering::Acquire);
+                if jobs > 0 && batch.len() >= jobs {
+                    break;
+                }
+                tokio::select! {
+                    () = &mut deadline => break,
+                    more = rx.recv() => match more {
+                        Some(more) => batch.push(more),
+                        None => break,
+                    },
+                    () = activity.ended.notified() => {}
+                }
+            }
         }
         let started = tokio::time::Instant::now();
-        let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
@@ -215,5 +291,54 @@ async fn persister(store: Store, mut rx: mpsc::UnboundedReceiver<(Change, Ack)>)
             }
             Err(_) => {} // the acks are dropped: callers see "stopped"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Expect;
+    use tokio::time::Instant;
+
+    fn change(i: usize) -> Change {
+        Change {
+            key: SessionKey::new("https://acme.example.com", &format!("u{i}"), "p", "sugar"),
+            label: format!("u{i}"),
+            expect: Expect::Held,
+            apply: Box::new(|_| {}),
+        }
+    }
+
+    /// The end of a bulk action: when every job alive waits for the cache writer, its results
+    /// are written at once, not after the rest of the write interval (the command's last
+    /// answers would wait for nothing). While other jobs may still bring theirs, it gathers.
+    /// (On tokio's paused clock: a wait shows as the clock moving, whatever the machine's speed.)
+    #[tokio::test(start_paused = true)]
+    async fn the_writer_waits_to_gather_only_while_a_job_alive_may_still_bring_a_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = Engine::new(Store::open(tmp.path()).unwrap(), &Settings::default());
+        // The first write: at once (a quiet spell before it).
+        engine.persist(change(0)).await.unwrap();
+
+        let one = engine.job_alive();
+        let asked = Instant::now();
+        engine.persist(change(1)).await.unwrap();
+        assert!(
+            asked.elapsed() < MIN_WRITE_INTERVAL,
+            "the one job alive waited {:?} for its own change to be written",
+            asked.elapsed()
+        );
+
+        let two = engine.job_alive();
+        let asked = Instant::now();
+        engine.persist(change(2)).await.unwrap();
+        assert!(
+            asked.elapsed() >= MIN_WRITE_INTERVAL,
+            "written after {:?}, while another job alive could still bring a change",
+            asked.elapsed()
+        );
+        drop((one, two));
+        let cache = engine.load_cache().unwrap();
+        assert_eq!(cache.sessions.len(), 3);
     }
 }
