@@ -130,6 +130,11 @@ impl Engine {
     /// The whole cache as it is on disk now; read again only when the file changed since last
     /// time. For the runtime's own decisions: what reading found waits for [`Engine::read_cache`].
     pub async fn cache(&self) -> Result<Arc<Cache>, String> {
+        // A version this process holds already costs a `stat`, not a trip to a blocking thread
+        // (a bulk action's every request asks, twice).
+        if let Some(cache) = self.reader.known() {
+            return Ok(cache);
+        }
         let reader = self.reader.clone();
         tokio::task::spawn_blocking(move || reader.read_keeping_notices())
             .await

@@ -109,6 +109,19 @@ impl CacheReader {
         }
     }
 
+    /// The cache as it is on disk now if this process holds its parse already (it read or wrote
+    /// that version): one `stat`, cheap enough for an async task. `None`: read it
+    /// ([`read_keeping_notices`](Self::read_keeping_notices)) on a blocking thread.
+    pub fn known(&self) -> Option<Arc<Cache>> {
+        let stamp = self.store.stamp()?;
+        if let Some(cache) = self.snapshot_at(Some(stamp)) {
+            return Some(cache);
+        }
+        let cache = self.store.known(stamp)?;
+        *self.snapshot.lock().expect("snapshot lock") = Some((stamp, Arc::downgrade(&cache)));
+        Some(cache)
+    }
+
     /// The cache as it is on disk now, for the runtime's own use: notices stay for a front end.
     pub fn read_keeping_notices(&self) -> Result<CacheRead, String> {
         // The parse of the version the file is now, when this process holds it.

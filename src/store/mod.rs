@@ -331,6 +331,11 @@ impl Store {
             .map(|k| k.cache.clone())
     }
 
+    /// The parse this process holds of the file version `stamp` (it read or wrote it), if any.
+    pub fn known(&self, stamp: FileStamp) -> Option<Arc<Cache>> {
+        self.known_at(Some(stamp))
+    }
+
     /// Parses `bytes`; `keep`: remember this parse for next time, with the file version `stamp`
     /// it was read from.
     fn parse(
