@@ -37,6 +37,7 @@ impl Engine {
     ) -> Result<Answered, ApiError> {
         let client = self
             .client(p)
+            .await
             .map_err(|e| ApiError::Failed(format!("{}: {e}", p.name)))?;
         let mut notes = Vec::new();
         let mut rejected: Option<Secret> = None;

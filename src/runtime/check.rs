@@ -57,7 +57,7 @@ impl Engine {
                     None,
                 );
             };
-            let client = match self.client(p) {
+            let client = match self.client(p).await {
                 Ok(c) => c,
                 Err(msg) => {
                     let f = Failure::local(Op::Check, now, msg);

@@ -126,6 +126,7 @@ where
         }
         let engine = self.engine.clone();
         let alive = engine.job_alive();
+        engine.warm_client(&profile);
         let reports = self.reports.clone();
         let queued = self.queued.clone();
         let (places, kind) = (work.places(), work.kind());

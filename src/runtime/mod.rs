@@ -43,7 +43,7 @@ type Ack = oneshot::Sender<Result<Applied, String>>;
 /// The engine: one per process.
 pub struct Engine {
     store: Store,
-    clients: Mutex<HashMap<NetSettings, Client>>,
+    clients: Mutex<HashMap<NetSettings, Arc<ClientSlot>>>,
     global: Arc<Semaphore>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
     per_host: usize,
@@ -89,15 +89,40 @@ impl Engine {
         &self.store
     }
 
-    pub(super) fn client(&self, p: &Profile) -> Result<Client, String> {
+    /// The HTTP client of the profile's network settings: made once, on a blocking thread (it
+    /// reads the system's CA certificates: a few hundred files); callers at once wait for the
+    /// one being made. A failure is not kept: the next caller tries again, and says why.
+    pub(super) async fn client(&self, p: &Profile) -> Result<Client, String> {
         let key = NetSettings::of(p);
+        let slot = self.client_slot(&key);
+        slot.client
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || Client::new(&key))
+                    .await
+                    .map_err(|e| e.to_string())?
+            })
+            .await
+            .cloned()
+    }
+
+    fn client_slot(&self, key: &NetSettings) -> Arc<ClientSlot> {
         let mut clients = self.clients.lock().expect("clients lock");
-        if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
+        match clients.get(key) {
+            Some(slot) => slot.clone(),
+            None => clients.entry(key.clone()).or_default().clone(),
         }
-        let c = Client::new(&key)?;
-        clients.insert(key, c.clone());
-        Ok(c)
+    }
+
+    /// Starts making the client a job for `p` will need, while the job waits for its place and
+    /// its lock (once per set of network settings).
+    pub(super) fn warm_client(self: &Arc<Self>, p: &Arc<Profile>) {
+        let slot = self.client_slot(&NetSettings::of(p));
+        if slot.client.initialized() || slot.warming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (engine, p) = (self.clone(), p.clone());
+        // A failure here is said by the job that needs the client (it tries again).
+        tokio::spawn(async move { engine.client(&p).await.ok() });
     }
 
     /// Applies a change to an entry in the cache (under the file lock, merged with what other
@@ -217,6 +242,14 @@ pub const WRITE_DUTY: u32 = 4;
 /// The longest a result waits for the next write (a write that was slow because it waited for
 /// another process's lock does not hold the next one back for long).
 pub const MAX_WRITE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The HTTP client of one set of network settings, once made.
+#[derive(Default)]
+struct ClientSlot {
+    client: tokio::sync::OnceCell<Client>,
+    /// Its making was started ahead of need ([`Engine::warm_client`]).
+    warming: std::sync::atomic::AtomicBool,
+}
 
 /// The jobs alive in a process, for the cache writer.
 #[derive(Default)]

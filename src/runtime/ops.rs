@@ -90,7 +90,7 @@ impl Engine {
         };
         let result = match lock {
             Err(msg) => Err(run.unstored(Failure::local(op, Utc::now(), msg))),
-            Ok(_lock) => match (self.client(p), op) {
+            Ok(_lock) => match (self.client(p).await, op) {
                 (Err(msg), _) => Err(run.fail(Failure::local(op, Utc::now(), msg)).await),
                 (Ok(client), Op::Login | Op::Relogin) => run.login(&client, password).await,
                 (Ok(client), Op::Refresh) => run.refresh(&client).await,

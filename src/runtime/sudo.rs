@@ -53,7 +53,7 @@ impl Engine {
             );
             return fail(f, vec![]);
         };
-        let client = match self.client(p) {
+        let client = match self.client(p).await {
             Ok(c) => c,
             Err(msg) => return fail(Failure::local(Op::Sudo, now, msg), vec![]),
         };
