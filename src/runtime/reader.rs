@@ -117,7 +117,9 @@ impl CacheReader {
         if let Some(cache) = self.snapshot_at(Some(stamp)) {
             return Some(cache);
         }
-        let cache = self.store.known(stamp)?;
+        let (Some(stamp), Some(cache)) = self.store.known() else {
+            return None;
+        };
         *self.snapshot.lock().expect("snapshot lock") = Some((stamp, Arc::downgrade(&cache)));
         Some(cache)
     }

@@ -318,22 +318,19 @@ impl Store {
         known.as_ref().map_or(0, |k| k.len)
     }
 
-    fn remember(&self, known: Option<Known>) {
-        *self.known.lock().unwrap_or_else(|p| p.into_inner()) = known;
-    }
-
-    /// The remembered parse, if the file on disk is still the version it was read from or written as.
-    fn known_at(&self, stamp: Option<FileStamp>) -> Option<Arc<Cache>> {
+    /// The version of the file on disk now, and the parse this process holds of it (it read or
+    /// wrote that version), if any. The file is looked at while the remembered parse cannot
+    /// change: a write replaces both at once (see [`write`](Self::write)), so a look during a
+    /// write sees the old file with the old parse or the new file with the new one, never the
+    /// old file with the new parse (which sent it to read and parse the whole file again).
+    pub fn known(&self) -> (Option<FileStamp>, Option<Arc<Cache>>) {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        known
+        let stamp = self.stamp();
+        let cache = known
             .as_ref()
             .filter(|k| stamp.is_some() && k.stamp == stamp)
-            .map(|k| k.cache.clone())
-    }
-
-    /// The parse this process holds of the file version `stamp` (it read or wrote it), if any.
-    pub fn known(&self, stamp: FileStamp) -> Option<Arc<Cache>> {
-        self.known_at(Some(stamp))
+            .map(|k| k.cache.clone());
+        (stamp, cache)
     }
 
     /// Parses `bytes`; `keep`: remember this parse for next time, with the file version `stamp`
@@ -379,8 +376,8 @@ impl Store {
     fn read(&self, keep: bool) -> Result<(Arc<Cache>, LoadReport), StoreError> {
         let path = self.cache_path();
         Self::check_mode(&path)?;
-        let before = self.stamp();
-        if let Some(cache) = self.known_at(before) {
+        let (before, known) = self.known();
+        if let Some(cache) = known {
             return Ok((cache, LoadReport::default()));
         }
         let Some(bytes) = read_file(&path)? else {
@@ -422,8 +419,7 @@ impl Store {
     pub fn read_entry(&self, key: &SessionKey) -> Result<(Entry, LoadReport), StoreError> {
         let path = self.cache_path();
         Self::check_mode(&path)?;
-        let before = self.stamp();
-        if let Some(cache) = self.known_at(before) {
+        if let (_, Some(cache)) = self.known() {
             return Ok((cache.entry_or_default(key), LoadReport::default()));
         }
         let Some(bytes) = read_file(&path)? else {
@@ -553,7 +549,7 @@ impl Store {
         let path = self.cache_path();
         Self::check_mode(&path)?;
         // The file as this process last wrote or read it (certainly that version): not read again.
-        let mut cache = if let Some(cache) = self.known_at(self.stamp()) {
+        let mut cache = if let (_, Some(cache)) = self.known() {
             cache
         } else {
             match read_file(&path)? {
@@ -661,19 +657,23 @@ impl Store {
         // The rename keeps the inode, size and modification time: the version the file becomes.
         let stamp = file.metadata().ok().map(|m| FileStamp::of(&m));
         // Until the rename, no file has that stamp: the parse stands for nothing else meanwhile.
-        self.remember(Some(Known {
-            len: len as usize,
-            cache: cache.clone(),
-            stamp,
-        }));
-        tmp.persist(&path).map_err(|e| {
-            self.remember(None);
-            StoreError::Io {
-                path: path.clone(),
-                what: "cannot replace the token cache",
-                source: e.error,
-            }
-        })?;
+        // Both change under the lock of what is known ([`known`](Self::known)).
+        {
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            *known = Some(Known {
+                len: len as usize,
+                cache: cache.clone(),
+                stamp,
+            });
+            tmp.persist(&path).map_err(|e| {
+                *known = None;
+                StoreError::Io {
+                    path: path.clone(),
+                    what: "cannot replace the token cache",
+                    source: e.error,
+                }
+            })?;
+        }
         if let Ok(d) = File::open(&self.dir) {
             let _ = d.sync_all();
         }
