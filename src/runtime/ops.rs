@@ -82,6 +82,9 @@ impl Engine {
             permit: Mutex::new(Some(permit)),
             due,
         };
+        // The client first: at the start of a bulk action it is being made (the system's CA
+        // certificates read), and the identities' locks wait for it rather than compete with it.
+        let client = self.client(p).await;
         // The place in the bounds stays held while waiting (boundedly) for another process: a
         // request that has its place is the next to be sent, as the bounds' queue promised.
         let lock = match held {
@@ -90,7 +93,7 @@ impl Engine {
         };
         let result = match lock {
             Err(msg) => Err(run.unstored(Failure::local(op, Utc::now(), msg))),
-            Ok(_lock) => match (self.client(p).await, op) {
+            Ok(_lock) => match (client, op) {
                 (Err(msg), _) => Err(run.fail(Failure::local(op, Utc::now(), msg)).await),
                 (Ok(client), Op::Login | Op::Relogin) => run.login(&client, password).await,
                 (Ok(client), Op::Refresh) => run.refresh(&client).await,
