@@ -4,6 +4,7 @@
 //! history for).
 
 use crate::config::Profile;
+use crate::outcome::Outcome;
 use crate::session::{Cache, Entry, State};
 use chrono::{DateTime, Utc};
 use prometheus::proto::{Gauge, LabelPair, Metric, MetricFamily, MetricType};
@@ -266,8 +267,18 @@ impl DaemonMetrics {
         }
     }
 
-    /// Counts an operation that ended: `result` is `ok` or the failure's kind.
-    pub fn request(&self, op: &str, result: &str, took: Duration) {
+    /// Counts an operation that ended, if it sent anything to Sugar: `ok`, or its failure's kind.
+    /// One that found under the identity's lock that it was no longer needed (another process,
+    /// or the broker, had just done it) sent nothing, and is not counted.
+    pub fn sent(&self, o: &Outcome, took: Duration) {
+        if o.requests.is_empty() {
+            return;
+        }
+        let result = o.failure.as_ref().map_or("ok", |f| f.kind.as_str());
+        self.request(o.op.as_str(), result, took);
+    }
+
+    fn request(&self, op: &str, result: &str, took: Duration) {
         self.requests.with_label_values(&[op, result]).inc();
         self.duration
             .with_label_values(&[op])

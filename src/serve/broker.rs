@@ -162,10 +162,7 @@ async fn token(State(shared): State<Arc<Shared>>, UrlPath(name): UrlPath<String>
         );
     };
     // What the broker sends to Sugar itself (a refresh, a login) is counted as the daemon's.
-    let counted = |o: &crate::outcome::Outcome, took: Duration| {
-        let result = o.failure.as_ref().map_or("ok", |f| f.kind.as_str());
-        shared.metrics.request(o.op.as_str(), result, took);
-    };
+    let counted = |o: &crate::outcome::Outcome, took: Duration| shared.metrics.sent(o, took);
     match shared
         .engine
         .token_with(&p, crate::runtime::Need::default(), counted)

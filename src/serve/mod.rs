@@ -361,11 +361,8 @@ fn done(
     let took = in_flight
         .remove(&name)
         .map_or(Duration::ZERO, |at| at.elapsed());
-    let result = match &outcome.failure {
-        None => "ok",
-        Some(f) => f.kind.as_str(),
-    };
-    shared.metrics.request(outcome.op.as_str(), result, took);
+    shared.metrics.sent(&outcome, took);
+    let result = outcome.failure.as_ref().map_or("ok", |f| f.kind.as_str());
     if outcome.op == Op::Login
         && let Some(m) = memory.get_mut(&name)
     {
