@@ -267,11 +267,12 @@ impl DaemonMetrics {
         }
     }
 
-    /// Counts an operation that ended, if it sent anything to Sugar: `ok`, or its failure's kind.
-    /// One that found under the identity's lock that it was no longer needed (another process,
-    /// or the broker, had just done it) sent nothing, and is not counted.
+    /// Counts an operation that ended: `ok`, or its failure's kind (a failure found before
+    /// anything was sent, such as a cache that cannot keep the result, counts too). One that found
+    /// under the identity's lock that it was no longer needed (another process, or the broker,
+    /// had just done it) sent nothing and did nothing, and is not counted.
     pub fn sent(&self, o: &Outcome, took: Duration) {
-        if o.requests.is_empty() {
+        if o.ok && o.requests.is_empty() {
             return;
         }
         let result = o.failure.as_ref().map_or("ok", |f| f.kind.as_str());

@@ -157,7 +157,7 @@ impl Engine {
     pub async fn cache(&self) -> Result<Arc<Cache>, String> {
         // A version this process holds already costs a `stat`, not a trip to a blocking thread
         // (a bulk action's every request asks, twice).
-        if let Some(cache) = self.reader.known() {
+        if let Some((_, cache)) = self.reader.known() {
             return Ok(cache);
         }
         let reader = self.reader.clone();

@@ -109,42 +109,39 @@ impl CacheReader {
         }
     }
 
-    /// The cache as it is on disk now if this process holds its parse already (it read or wrote
-    /// that version): one `stat`, cheap enough for an async task. `None`: read it
-    /// ([`read_keeping_notices`](Self::read_keeping_notices)) on a blocking thread.
-    pub fn known(&self) -> Option<Arc<Cache>> {
+    /// The cache as it is on disk now, and that version's stamp, if this process holds its parse
+    /// already (it read or wrote that version): a `stat` or two, cheap enough for an async task.
+    /// `None`: read it ([`read_keeping_notices`](Self::read_keeping_notices)) on a blocking thread.
+    pub fn known(&self) -> Option<(FileStamp, Arc<Cache>)> {
         let stamp = self.store.stamp()?;
         if let Some(cache) = self.snapshot_at(Some(stamp)) {
-            return Some(cache);
+            return Some((stamp, cache));
         }
         let (Some(stamp), Some(cache)) = self.store.known() else {
             return None;
         };
         *self.snapshot.lock().expect("snapshot lock") = Some((stamp, Arc::downgrade(&cache)));
-        Some(cache)
+        Some((stamp, cache))
     }
 
     /// The cache as it is on disk now, for the runtime's own use: notices stay for a front end.
     pub fn read_keeping_notices(&self) -> Result<CacheRead, String> {
-        // The parse of the version the file is now, when this process holds it.
-        let parsed = || {
-            let stamp = self.store.stamp();
-            let read = |cache| CacheRead {
+        let known = || {
+            self.known().map(|(stamp, cache)| CacheRead {
                 cache,
-                stamp,
+                stamp: Some(stamp),
                 notices: Vec::new(),
-            };
-            (stamp, self.snapshot_at(stamp).map(read))
+            })
         };
-        if let (_, Some(read)) = parsed() {
+        if let Some(read) = known() {
             return Ok(read);
         }
         let _one = self.reading.lock().unwrap_or_else(|p| p.into_inner());
         // Another caller may have read this version while this one waited.
-        let (before, known) = parsed();
-        if let Some(read) = known {
+        if let Some(read) = known() {
             return Ok(read);
         }
+        let before = self.store.stamp();
         // Not parsed again when it is the file this process last wrote or read.
         let (cache, report) = self.store.load_shared().map_err(|e| e.to_string())?;
         self.keep_notice(report.notice());

@@ -609,10 +609,10 @@ impl Store {
         }
     }
 
-    /// Writes the cache atomically (into the prepared temporary file when there is one), and
-    /// remembers it as the version the file becomes, before the rename: readers of this process
-    /// that see the new file find its parse at once, instead of each reading it while the
-    /// directory is synced and the next write's file is made.
+    /// Writes the cache atomically (into the prepared temporary file when there is one), having
+    /// first made the next write's file, and remembers it as the version the file becomes in the
+    /// same moment as the rename: readers of this process that see the new file find its parse at
+    /// once, instead of each reading it while the directory is synced.
     fn write(&self, cache: &Arc<Cache>) -> Result<(), StoreError> {
         let path = self.cache_path();
         let spare = self
