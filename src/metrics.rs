@@ -340,7 +340,7 @@ mod tests {
 
     fn with_session(p: &Profile, now: DateTime<Utc>) -> Cache {
         let mut cache = Cache::default();
-        cache.sessions.insert(
+        cache.insert(
             p.session_key(),
             Entry {
                 session: Some(Session {

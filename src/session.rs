@@ -9,6 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// A token is handed out only while it has at least this long left, or a fifth of its lifetime
 /// when that is shorter (see [`Session::usable_margin`]).
@@ -122,17 +123,24 @@ pub struct Entry {
 pub struct Cache {
     pub version: u32,
     #[serde(default)]
-    pub sessions: IndexMap<SessionKey, Entry>,
+    /// Entries are shared: a change copies the map's pointers and the entries it changes, not
+    /// every entry (readers keep the version they hold while a write makes the next).
+    pub sessions: IndexMap<SessionKey, Arc<Entry>>,
 }
 
 impl Cache {
     pub fn entry(&self, key: &SessionKey) -> Option<&Entry> {
-        self.sessions.get(key)
+        self.sessions.get(key).map(|e| &**e)
+    }
+
+    /// Sets the entry of `key`.
+    pub fn insert(&mut self, key: SessionKey, entry: Entry) {
+        self.sessions.insert(key, Arc::new(entry));
     }
 
     /// The entry of `key`, or an empty one (generation 0).
     pub fn entry_or_default(&self, key: &SessionKey) -> Entry {
-        self.sessions.get(key).cloned().unwrap_or_default()
+        self.entry(key).cloned().unwrap_or_default()
     }
 }
 

@@ -218,7 +218,7 @@ fn key_of(m: &Model, name: &str) -> SessionKey {
 fn with_cache(m: &mut Model, entries: &[(&str, Entry)]) {
     let mut cache = Cache::default();
     for (name, e) in entries {
-        cache.sessions.insert(key_of(m, name), e.clone());
+        cache.insert(key_of(m, name), e.clone());
     }
     update(m, Msg::CacheReloaded(cache.into()), t0());
 }
@@ -1688,13 +1688,9 @@ fn impersonations_in_the_cache_get_rows_after_their_profile() {
         ..Entry::default()
     };
     let mut cache = Cache::default();
-    cache
-        .sessions
-        .insert(key_of(&m, "acme-sbx"), active_entry(3600));
-    cache.sessions.insert(key_of(&m, "acme-sbx>jsmith"), gone);
-    cache
-        .sessions
-        .insert(key_of(&m, "acme-sbx>alice"), sudo_entry("alice", 900));
+    cache.insert(key_of(&m, "acme-sbx"), active_entry(3600));
+    cache.insert(key_of(&m, "acme-sbx>jsmith"), gone);
+    cache.insert(key_of(&m, "acme-sbx>alice"), sudo_entry("alice", 900));
     update(&mut m, Msg::CacheReloaded(cache.into()), t0());
     assert_eq!(
         m.visible_names(),

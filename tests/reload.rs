@@ -81,9 +81,7 @@ fn rows_follow_the_file_and_keep_what_the_screen_knows() {
     let mut m = screen_model(&first, Options::default());
     let mut cache = Cache::default();
     for name in ["a", "b"] {
-        cache
-            .sessions
-            .insert(first.get(name).unwrap().session_key(), active(&first, name));
+        cache.insert(first.get(name).unwrap().session_key(), active(&first, name));
     }
     update(&mut m, Msg::CacheReloaded(Arc::new(cache.clone())), t0());
     // The cursor on `b`, which is selected.

@@ -5,7 +5,7 @@ use rand::Rng;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use sugar_sessions::identity::SessionKey;
-use sugar_sessions::session::{Entry, Failure, Op};
+use sugar_sessions::session::{Failure, Op};
 use sugar_sessions::store::Store;
 
 const CHILD_ENV: &str = "SUGAR_SESSIONS_TEST_WRITER_DIR";
@@ -22,7 +22,7 @@ fn writer_child() {
             .update(|cache| {
                 for i in 0..200 {
                     let key = SessionKey::new("https://x.example.com", &format!("u{i}"), "p", "c");
-                    let entry = cache.sessions.entry(key).or_insert_with(Entry::default);
+                    let entry = std::sync::Arc::make_mut(cache.sessions.entry(key).or_default());
                     entry.failure = Some(Failure::local(
                         Op::Refresh,
                         chrono::Utc::now(),

@@ -678,10 +678,8 @@ fn unverified_impersonation_hard_end_and_superseded_rows_at_80x24_and_160x40() {
     let mut capped = session(52 * 60 + 7, 190);
     capped.hard_end = Some(now() + TimeDelta::seconds(190));
     let mut cache = Cache::default();
-    cache
-        .sessions
-        .insert(key_of(&m, "acme-prod"), entry(Some(capped), None));
-    cache.sessions.insert(
+    cache.insert(key_of(&m, "acme-prod"), entry(Some(capped), None));
+    cache.insert(
         key_of(&m, "acme-sbx"),
         entry(Some(session(40 * 60, 13 * 86_400)), None),
     );
@@ -690,14 +688,12 @@ fn unverified_impersonation_hard_end_and_superseded_rows_at_80x24_and_160x40() {
     sudo.refresh_token = None;
     sudo.refresh_expires_at = None;
     sudo.username = "sally".into();
-    cache
-        .sessions
-        .insert(key_of(&m, "acme-sbx>sally"), entry(Some(sudo), None));
+    cache.insert(key_of(&m, "acme-sbx>sally"), entry(Some(sudo), None));
     // initech: superseded by another login; its access token no longer counts down.
     let mut dead = session(45 * 60, 0);
     dead.refresh_token = None;
     dead.refresh_expires_at = None;
-    cache.sessions.insert(key_of(&m, "initech"),
+    cache.insert(key_of(&m, "initech"),
         entry(
             Some(dead),
             Some(Failure {
@@ -797,9 +793,7 @@ fn after_an_impersonation_is_logged_out_the_title_and_the_filter_line_count_alik
     let mut sudo = session(30 * 60, 0);
     sudo.refresh_token = None;
     sudo.refresh_expires_at = None;
-    cache
-        .sessions
-        .insert(key_of(&m, "acme-sbx>sally"), entry(Some(sudo), None));
+    cache.insert(key_of(&m, "acme-sbx>sally"), entry(Some(sudo), None));
     update(&mut m, Msg::CacheReloaded(cache.into()), now());
     assert_eq!(m.total(), 5);
     // The impersonation is logged out: its row goes.
@@ -912,9 +906,7 @@ fn the_last_column_tells_a_wrong_password_from_a_maintenance_window() {
     .failure
     .unwrap();
     let mut cache = Cache::default();
-    cache
-        .sessions
-        .insert(key_of(&m, "globex"), entry(None, Some(f)));
+    cache.insert(key_of(&m, "globex"), entry(None, Some(f)));
     update(&mut m, Msg::CacheReloaded(cache.into()), now());
     resize(&mut m, 230, 30);
     let lines = render(&m, 230, 30);
@@ -998,11 +990,11 @@ fn model_with_defaults(extra: &str, opts: Options) -> Model {
     let profiles = config::parse(&text, path).unwrap();
     let mut m = Model::new(&profiles, Source::File(path.to_path_buf()), opts, now());
     let mut cache = Cache::default();
-    cache.sessions.insert(
+    cache.insert(
         key_of(&m, "acme-prod"),
         entry(Some(session(52 * 60 + 7, 14 * 86_400 - 3600)), None),
     );
-    cache.sessions.insert(
+    cache.insert(
         key_of(&m, "acme-sbx"),
         entry(Some(session(4 * 60 + 12, 13 * 86_400)), None),
     );

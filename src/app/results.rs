@@ -45,8 +45,8 @@ impl Model {
                 continue;
             };
             let old = &self.rows[i].entry;
-            if new != old && newer(new, old) {
-                let new = new.clone();
+            if **new != *old && newer(new, old) {
+                let new = Entry::clone(new);
                 self.change_row(i, false, |r| r.entry = new);
                 changed = true;
             }

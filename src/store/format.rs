@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Why a cache file could not be used.
 pub(super) enum Unreadable {
@@ -24,7 +25,7 @@ struct RawCache {
     #[serde(default)]
     version: u32,
     #[serde(default)]
-    sessions: Option<IndexMap<SessionKey, Entry>>,
+    sessions: Option<IndexMap<SessionKey, Arc<Entry>>>,
     /// Format 1: entries keyed by profile name.
     #[serde(default)]
     profiles: Option<IndexMap<String, V1Entry>>,
@@ -208,8 +209,8 @@ pub(super) fn find_entry(bytes: &[u8], key: &SessionKey) -> Option<Option<Entry>
 fn migrate(
     v1: IndexMap<String, V1Entry>,
     names: &HashMap<String, (String, String)>,
-) -> IndexMap<SessionKey, Entry> {
-    let mut out: IndexMap<SessionKey, Entry> = IndexMap::with_capacity(v1.len());
+) -> IndexMap<SessionKey, Arc<Entry>> {
+    let mut out: IndexMap<SessionKey, Arc<Entry>> = IndexMap::with_capacity(v1.len());
     for (name, old) in v1 {
         let Some(session) = old.session else {
             continue;
@@ -262,7 +263,7 @@ fn migrate(
                 if e.session.as_ref().map(|s| s.obtained_at)
                     >= entry.session.as_ref().map(|s| s.obtained_at) => {}
             _ => {
-                out.insert(key, entry);
+                out.insert(key, Arc::new(entry));
             }
         }
     }

@@ -4,6 +4,7 @@ use super::Cache;
 use crate::identity::SessionKey;
 use crate::session::Entry;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// What a change to an entry was computed from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +43,8 @@ pub fn apply(cache: &mut Cache, changes: Vec<Change>, now: DateTime<Utc>) -> Vec
     changes
         .into_iter()
         .map(|change| {
-            let entry = cache.sessions.entry(change.key).or_default();
+            // A copy of the entry only: the version readers hold keeps its own.
+            let entry = Arc::make_mut(cache.sessions.entry(change.key).or_default());
             if let Expect::Generation(g) = change.expect
                 && entry.generation != g
             {
