@@ -9,7 +9,7 @@
 //! one channel, in the order it happens for each key: [`Report::Started`] or
 //! [`Report::Withdrawn`], then [`Report::Done`].
 
-use super::{CHECK_REQUESTS, Engine};
+use super::{CHECK_REQUESTS, Engine, Permit};
 use crate::config::Profile;
 use crate::outcome::Outcome;
 use crate::secret::Secret;
@@ -129,7 +129,7 @@ where
         engine.warm_client(&profile);
         let reports = self.reports.clone();
         let queued = self.queued.clone();
-        let (places, kind) = (work.places(), work.kind());
+        let places = work.places();
         // The job takes its place in line now, in the order of submission: the bounds serve their
         // waiters first come, first served, but tasks are first run in any order (two workers
         // take them at once). Polled once here, the wait is registered; the task waits on.
@@ -144,40 +144,17 @@ where
                 biased;
                 withdrawn = cancelled => {
                     if withdrawn.is_ok() {
-                        let _ = reports.send((key, Report::Withdrawn)).await;
+                        // (Boxed, as the rest below.)
+                        let _ = Box::pin(reports.send((key, Report::Withdrawn))).await;
                     }
                     return;
                 }
                 permit = async { match first.take() { Some(p) => p, None => place.await } } => permit,
             };
-            // No longer withdrawable (unless a newer job took the key meanwhile).
-            {
-                let mut queued = queued.lock().expect("jobs lock");
-                if queued.get(&key).is_some_and(|(i, _)| *i == id) {
-                    queued.remove(&key);
-                }
-            }
-            let _ = reports.send((key.clone(), Report::Started)).await;
-            // Each operation's state (its requests, their buffers) is boxed when it starts: a
-            // queued job holds only what it was given, so ten thousand queued jobs stay small.
-            let (outcome, report) = match work {
-                Work::Op { op, password } => (
-                    Box::pin(engine.execute(&profile, op, password, permit)).await,
-                    None,
-                ),
-                Work::Due(op) => (Box::pin(engine.execute_due(&profile, op, permit)).await, None),
-                Work::Check => Box::pin(engine.check_holding(&profile, permit)).await,
-                Work::Sudo { user } => (
-                    Box::pin(engine.sudo_holding(&profile, &user, permit)).await,
-                    None,
-                ),
-            };
-            let done = Report::Done {
-                kind,
-                outcome: Box::new(outcome),
-                report,
-            };
-            let _ = reports.send((key, done)).await;
+            // The rest is boxed when the job has its place: a queued job's task holds only the
+            // wait above (the task is as large as its largest state), so that ten thousand queued
+            // jobs stay small.
+            Box::pin(run(engine, queued, reports, (key, id), profile, work, permit)).await;
         });
     }
 
@@ -222,4 +199,37 @@ where
         self.tasks.abort_all();
         left
     }
+}
+
+/// A job that has its place: no longer withdrawable, it runs its work and reports the result.
+async fn run<K: Eq + Hash + Clone>(
+    engine: Arc<Engine>,
+    queued: Queued<K>,
+    reports: mpsc::Sender<(K, Report)>,
+    (key, id): (K, u64),
+    profile: Arc<Profile>,
+    work: Work,
+    permit: Permit,
+) {
+    // No longer withdrawable (unless a newer job took the key meanwhile).
+    {
+        let mut queued = queued.lock().expect("jobs lock");
+        if queued.get(&key).is_some_and(|(i, _)| *i == id) {
+            queued.remove(&key);
+        }
+    }
+    let _ = reports.send((key.clone(), Report::Started)).await;
+    let kind = work.kind();
+    let (outcome, report) = match work {
+        Work::Op { op, password } => (engine.execute(&profile, op, password, permit).await, None),
+        Work::Due(op) => (engine.execute_due(&profile, op, permit).await, None),
+        Work::Check => engine.check_holding(&profile, permit).await,
+        Work::Sudo { user } => (engine.sudo_holding(&profile, &user, permit).await, None),
+    };
+    let done = Report::Done {
+        kind,
+        outcome: Box::new(outcome),
+        report,
+    };
+    let _ = reports.send((key, done)).await;
 }
