@@ -125,7 +125,7 @@ pub struct Cache {
     #[serde(default)]
     /// Entries are shared: a change copies the map's pointers and the entries it changes, not
     /// every entry (readers keep the version they hold while a write makes the next).
-    pub sessions: IndexMap<SessionKey, Arc<Entry>>,
+    pub sessions: IndexMap<Arc<SessionKey>, Arc<Entry>>,
 }
 
 impl Cache {
@@ -135,7 +135,7 @@ impl Cache {
 
     /// Sets the entry of `key`.
     pub fn insert(&mut self, key: SessionKey, entry: Entry) {
-        self.sessions.insert(key, Arc::new(entry));
+        self.sessions.insert(Arc::new(key), Arc::new(entry));
     }
 
     /// The entry of `key`, or an empty one (generation 0).

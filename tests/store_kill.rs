@@ -22,7 +22,8 @@ fn writer_child() {
             .update(|cache| {
                 for i in 0..200 {
                     let key = SessionKey::new("https://x.example.com", &format!("u{i}"), "p", "c");
-                    let entry = std::sync::Arc::make_mut(cache.sessions.entry(key).or_default());
+                    let entry =
+                        std::sync::Arc::make_mut(cache.sessions.entry(key.into()).or_default());
                     entry.failure = Some(Failure::local(
                         Op::Refresh,
                         chrono::Utc::now(),

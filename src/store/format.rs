@@ -25,7 +25,7 @@ struct RawCache {
     #[serde(default)]
     version: u32,
     #[serde(default)]
-    sessions: Option<IndexMap<SessionKey, Arc<Entry>>>,
+    sessions: Option<IndexMap<Arc<SessionKey>, Arc<Entry>>>,
     /// Format 1: entries keyed by profile name.
     #[serde(default)]
     profiles: Option<IndexMap<String, V1Entry>>,
@@ -209,8 +209,8 @@ pub(super) fn find_entry(bytes: &[u8], key: &SessionKey) -> Option<Option<Entry>
 fn migrate(
     v1: IndexMap<String, V1Entry>,
     names: &HashMap<String, (String, String)>,
-) -> IndexMap<SessionKey, Arc<Entry>> {
-    let mut out: IndexMap<SessionKey, Arc<Entry>> = IndexMap::with_capacity(v1.len());
+) -> IndexMap<Arc<SessionKey>, Arc<Entry>> {
+    let mut out: IndexMap<Arc<SessionKey>, Arc<Entry>> = IndexMap::with_capacity(v1.len());
     for (name, old) in v1 {
         let Some(session) = old.session else {
             continue;
@@ -263,7 +263,7 @@ fn migrate(
                 if e.session.as_ref().map(|s| s.obtained_at)
                     >= entry.session.as_ref().map(|s| s.obtained_at) => {}
             _ => {
-                out.insert(key, Arc::new(entry));
+                out.insert(Arc::new(key), Arc::new(entry));
             }
         }
     }

@@ -44,7 +44,7 @@ pub fn apply(cache: &mut Cache, changes: Vec<Change>, now: DateTime<Utc>) -> Vec
         .into_iter()
         .map(|change| {
             // A copy of the entry only: the version readers hold keeps its own.
-            let entry = Arc::make_mut(cache.sessions.entry(change.key).or_default());
+            let entry = Arc::make_mut(cache.sessions.entry(Arc::new(change.key)).or_default());
             if let Expect::Generation(g) = change.expect
                 && entry.generation != g
             {

@@ -39,7 +39,7 @@ fn updates_merge_instead_of_overwriting() {
     put(&two, "b");
     let (cache, _) = one.load().unwrap();
     assert_eq!(
-        cache.sessions.keys().collect::<Vec<_>>(),
+        cache.sessions.keys().map(|k| &**k).collect::<Vec<_>>(),
         [&key("a"), &key("b")]
     );
 }
