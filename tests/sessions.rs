@@ -549,3 +549,88 @@ async fn a_due_refresh_is_decided_again_under_the_lock() {
     let o = second.execute(&p, Op::Refresh, None, permit).await;
     assert!(o.ok && o.message.contains("refreshed;"), "{}", o.message);
 }
+
+/// Jobs queued behind a busy host's bound hold no job of another host back (the screen submits
+/// a login for a free instance after a hundred for a slow one: it goes at once), and the queued
+/// ones are all withdrawn, each with its report, when the front end ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_hosts_queue_holds_no_other_host_back() {
+    use std::sync::Arc;
+    use sugar_sessions::runtime::{Jobs, Report, Work};
+    let slow = start().await;
+    let free = start().await;
+    slow.set_latency("acme", Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        max_per_host: 1,
+        ..Settings::default()
+    };
+    let engine = Arc::new(Engine::new(Store::open(dir.path()).unwrap(), &settings));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let mut jobs = Jobs::new(engine, tx);
+    let login = || Work::Op {
+        op: Op::Login,
+        password: None,
+    };
+    let n = 20;
+    for i in 0..n {
+        let p = Arc::new(integration(&slow, &format!("slow{i}"), "acme"));
+        jobs.submit(format!("slow{i}"), p, login());
+    }
+    jobs.submit(
+        "free".to_string(),
+        Arc::new(integration(&free, "free", "acme")),
+        login(),
+    );
+    let mut seen: Vec<(String, &str)> = Vec::new();
+    loop {
+        let (key, report) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("reports come")
+            .expect("the channel is open");
+        let done = matches!(report, Report::Done { .. });
+        seen.push((
+            key.clone(),
+            match report {
+                Report::Started => "started",
+                Report::Withdrawn => "withdrawn",
+                Report::Done { ref outcome, .. } if outcome.ok => "done",
+                Report::Done { .. } => "failed",
+            },
+        ));
+        if done {
+            assert_eq!(key, "free", "the free host's login ends first: {seen:?}");
+            break;
+        }
+    }
+    assert_eq!(
+        seen.iter().filter(|(_, r)| *r == "started").count(),
+        2,
+        "one slow login in flight, and the free one: {seen:?}"
+    );
+    // The slow host's first login is on its way; the others wait, and are withdrawn now.
+    assert_eq!(jobs.finish(Duration::from_secs(10)).await, 0);
+    while let Ok(Some((key, report))) =
+        tokio::time::timeout(Duration::from_millis(200), rx.recv()).await
+    {
+        seen.push((
+            key,
+            match report {
+                Report::Started => "started",
+                Report::Withdrawn => "withdrawn",
+                Report::Done { .. } => "done",
+            },
+        ));
+    }
+    let of = |k: &str| -> Vec<&str> {
+        seen.iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, r)| *r)
+            .collect()
+    };
+    assert_eq!(of("free"), ["started", "done"]);
+    assert_eq!(of("slow0"), ["started", "done"], "{seen:?}");
+    for i in 1..n {
+        assert_eq!(of(&format!("slow{i}")), ["withdrawn"], "{seen:?}");
+    }
+}

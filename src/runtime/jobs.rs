@@ -9,17 +9,18 @@
 //! one channel, in the order it happens for each key: [`Report::Started`] or
 //! [`Report::Withdrawn`], then [`Report::Done`].
 
-use super::{CHECK_REQUESTS, Engine, Permit};
+use super::{CHECK_REQUESTS, Engine, JobAlive, Permit};
 use crate::config::Profile;
 use crate::outcome::Outcome;
 use crate::secret::Secret;
 use crate::session::{CheckReport, Op};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinSet};
 
@@ -82,31 +83,69 @@ pub enum Report {
 /// The queued (still withdrawable) job of each key, with the number that tells jobs apart.
 type Queued<K> = Arc<Mutex<HashMap<K, (u64, oneshot::Sender<()>)>>>;
 
-/// Runs jobs on an [`Engine`]; reports go to the channel given to [`Jobs::new`].
-pub struct Jobs<K> {
+/// A job not yet in line for its host's bound: what it was given, nothing more (no task yet).
+struct Pending<K> {
+    key: K,
+    id: u64,
+    profile: Arc<Profile>,
+    work: Work,
+    cancelled: oneshot::Receiver<()>,
+    alive: JobAlive,
+}
+
+/// The jobs of one instance host: how many wait in its bound's line (each in a task), and the
+/// ones behind them, in the order they were submitted.
+struct Line<K> {
+    waiting: usize,
+    backlog: VecDeque<Pending<K>>,
+}
+
+/// What the jobs' tasks share with [`Jobs`] (they hold it weakly: dropping `Jobs` drops the tasks).
+struct Shared<K> {
     engine: Arc<Engine>,
     reports: mpsc::Sender<(K, Report)>,
     queued: Queued<K>,
+    lines: Mutex<HashMap<String, Line<K>>>,
+    tasks: Mutex<JoinSet<()>>,
+    /// Tasks that failed (a panic) and were taken out of `tasks` before a front end asked.
+    failed: Mutex<VecDeque<JoinError>>,
+    /// Where tasks are spawned, also from a task's end.
+    runtime: Handle,
+}
+
+/// Runs jobs on an [`Engine`]; reports go to the channel given to [`Jobs::new`].
+///
+/// At most as many jobs of one host as its bound allows wait in the bound's line, each in its own
+/// task; the others wait in the host's backlog as plain data and join the line, in the order they
+/// were submitted, as places in it free up. Ten thousand queued jobs cost no ten thousand tasks,
+/// and a host with a long backlog holds no job of another host back.
+pub struct Jobs<K> {
+    shared: Arc<Shared<K>>,
     next: u64,
-    tasks: JoinSet<()>,
 }
 
 impl<K> Jobs<K>
 where
     K: Clone + Eq + Hash + Send + 'static,
 {
+    /// Must be called within a tokio runtime (its jobs run there).
     pub fn new(engine: Arc<Engine>, reports: mpsc::Sender<(K, Report)>) -> Jobs<K> {
         Jobs {
-            engine,
-            reports,
-            queued: Arc::default(),
+            shared: Arc::new(Shared {
+                engine,
+                reports,
+                queued: Arc::default(),
+                lines: Mutex::default(),
+                tasks: Mutex::new(JoinSet::new()),
+                failed: Mutex::default(),
+                runtime: Handle::current(),
+            }),
             next: 0,
-            tasks: JoinSet::new(),
         }
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+        &self.shared.engine
     }
 
     /// Queues `work` on `profile` under `key`. A job of the same key still waiting for its place
@@ -115,34 +154,186 @@ where
         self.next += 1;
         let id = self.next;
         let (cancel, cancelled) = oneshot::channel::<()>();
-        let replaced = self
-            .queued
-            .lock()
-            .expect("jobs lock")
-            .insert(key.clone(), (id, cancel));
+        let replaced = lock(&self.shared.queued).insert(key.clone(), (id, cancel));
         if let Some((_, older)) = replaced {
             // Dropped, not sent: the older job ends without a report.
             drop(older);
         }
-        let engine = self.engine.clone();
+        let engine = &self.shared.engine;
         let alive = engine.job_alive();
         engine.warm_client(&profile);
-        let reports = self.reports.clone();
-        let queued = self.queued.clone();
-        let places = work.places();
+        Shared::admit(
+            &self.shared,
+            Pending {
+                key,
+                id,
+                profile,
+                work,
+                cancelled,
+                alive,
+            },
+        );
+    }
+
+    /// Withdraws the job of `key` if it is still waiting for its place; true if there was one.
+    /// A job already sent runs to its end (its answer is stored).
+    pub fn cancel(&mut self, key: &K) -> bool {
+        let Some((id, cancel)) = lock(&self.shared.queued).remove(key) else {
+            return false;
+        };
+        if cancel.send(()).is_err() {
+            return false;
+        }
+        // One still in a backlog is reported now, not when its turn in the line would come.
+        let found = lock(&self.shared.lines).values_mut().find_map(|line| {
+            let at = line
+                .backlog
+                .iter()
+                .position(|p| p.id == id && p.key == *key)?;
+            line.backlog.remove(at)
+        });
+        if let Some(p) = found {
+            self.shared.withdrawn(p);
+        }
+        true
+    }
+
+    /// Withdraws every job still waiting for its place.
+    pub fn cancel_all(&mut self) {
+        let all: Vec<_> = lock(&self.shared.queued)
+            .drain()
+            .map(|(_, (_, c))| c)
+            .collect();
+        for cancel in all {
+            let _ = cancel.send(());
+        }
+        let backlog: Vec<Pending<K>> = lock(&self.shared.lines)
+            .values_mut()
+            .flat_map(|line| line.backlog.drain(..))
+            .collect();
+        for mut p in backlog {
+            // Replaced ones (their sender dropped) go without a word, as they would have.
+            if p.cancelled.try_recv().is_ok() {
+                self.shared.withdrawn(p);
+            }
+        }
+    }
+
+    /// The next task that ended, for a front end that watches for panics; `None` when none runs.
+    pub async fn join_next(&mut self) -> Option<Result<(), JoinError>> {
+        if let Some(e) = lock(&self.shared.failed).pop_front() {
+            return Some(Err(e));
+        }
+        std::future::poll_fn(|cx| lock(&self.shared.tasks).poll_join_next(cx)).await
+    }
+
+    pub fn is_idle(&self) -> bool {
+        // A backlog waits only behind a task of its host.
+        lock(&self.shared.tasks).is_empty() && lock(&self.shared.failed).is_empty()
+    }
+
+    /// Withdraws the queued jobs and waits at most `grace` for the ones being sent; what is still
+    /// running then is abandoned. Returns how many were abandoned.
+    pub async fn finish(&mut self, grace: Duration) -> usize {
+        self.cancel_all();
+        let _ =
+            tokio::time::timeout(grace, async { while self.join_next().await.is_some() {} }).await;
+        let mut tasks = lock(&self.shared.tasks);
+        let left = tasks.len();
+        tasks.abort_all();
+        left
+    }
+}
+
+impl<K> Drop for Jobs<K> {
+    /// As a dropped `JoinSet` does: the tasks end (they hold what they share with `Jobs` weakly,
+    /// so nothing keeps it alive).
+    fn drop(&mut self) {
+        lock(&self.shared.tasks).abort_all();
+    }
+}
+
+impl<K> Shared<K>
+where
+    K: Clone + Eq + Hash + Send + 'static,
+{
+    /// Puts a job in its host's line if there is room there (and no backlog ahead of it), else at
+    /// the end of the backlog.
+    fn admit(this: &Arc<Self>, p: Pending<K>) {
+        let host = p.profile.host_port();
+        {
+            let mut lines = lock(&this.lines);
+            let line = lines.entry(host.clone()).or_insert_with(|| Line {
+                waiting: 0,
+                backlog: VecDeque::new(),
+            });
+            if line.waiting >= this.engine.per_host || !line.backlog.is_empty() {
+                line.backlog.push_back(p);
+                return;
+            }
+            line.waiting += 1;
+        }
+        Self::spawn(this, host, p);
+    }
+
+    /// A place in `host`'s line is free again: the next job of its backlog takes it.
+    fn release(this: &Arc<Self>, host: String) {
+        let next = {
+            let mut lines = lock(&this.lines);
+            let Some(line) = lines.get_mut(&host) else {
+                return;
+            };
+            match line.backlog.pop_front() {
+                Some(p) => Some(p),
+                None => {
+                    line.waiting -= 1;
+                    if line.waiting == 0 {
+                        lines.remove(&host);
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(p) = next {
+            Self::spawn(this, host, p);
+        }
+    }
+
+    /// The task of a job in its host's line (the line's count already has it).
+    fn spawn(this: &Arc<Self>, host: String, p: Pending<K>) {
+        let Pending {
+            key,
+            id,
+            profile,
+            work,
+            cancelled,
+            alive,
+        } = p;
+        let engine = this.engine.clone();
+        let reports = this.reports.clone();
+        let queued = this.queued.clone();
+        let place_in_line = InLine {
+            shared: Arc::downgrade(this),
+            host: Some(host),
+        };
         // The job takes its place in line now, in the order of submission: the bounds serve their
         // waiters first come, first served, but tasks are first run in any order (two workers
         // take them at once). Polled once here, the wait is registered; the task waits on.
-        let mut place = Box::pin(engine.clone().acquire_n_owned(profile.clone(), places));
+        let mut place = Box::pin(
+            engine
+                .clone()
+                .acquire_n_owned(profile.clone(), work.places()),
+        );
         let mut first = match place.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(permit) => Some(permit),
             Poll::Pending => None,
         };
-        self.tasks.spawn(async move {
+        let task = async move {
             let _alive = alive;
             let permit = tokio::select! {
                 biased;
                 withdrawn = cancelled => {
+                    drop(place_in_line);
                     if withdrawn.is_ok() {
                         // (Boxed, as the rest below.)
                         let _ = Box::pin(reports.send((key, Report::Withdrawn))).await;
@@ -151,54 +342,70 @@ where
                 }
                 permit = async { match first.take() { Some(p) => p, None => place.await } } => permit,
             };
-            // The rest is boxed when the job has its place: a queued job's task holds only the
-            // wait above (the task is as large as its largest state), so that ten thousand queued
-            // jobs stay small.
-            Box::pin(run(engine, queued, reports, (key, id), profile, work, permit)).await;
+            // Out of the line: the next job of the host's backlog steps in.
+            drop(place_in_line);
+            // The rest is boxed when the job has its place: a job waiting in line holds only the
+            // wait above (a task is as large as its largest state).
+            Box::pin(run(
+                engine,
+                queued,
+                reports,
+                (key, id),
+                profile,
+                work,
+                permit,
+            ))
+            .await;
+        };
+        this.add_task(task);
+    }
+
+    /// Spawns a task of the set, first taking the ones that ended out of it: a front end that
+    /// never asks for them (a bulk command) would otherwise keep every finished task's memory to
+    /// the end. A panic among them is kept for [`Jobs::join_next`].
+    fn add_task(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = lock(&self.tasks);
+        while let Some(ended) = tasks.try_join_next() {
+            if let Err(e) = ended {
+                lock(&self.failed).push_back(e);
+            }
+        }
+        tasks.spawn_on(task, &self.runtime);
+    }
+
+    /// Reports a job withdrawn from a backlog.
+    fn withdrawn(&self, p: Pending<K>) {
+        let reports = self.reports.clone();
+        self.add_task(async move {
+            let _alive = p.alive;
+            let _ = reports.send((p.key, Report::Withdrawn)).await;
         });
     }
+}
 
-    /// Withdraws the job of `key` if it is still waiting for its place; true if there was one.
-    /// A job already sent runs to its end (its answer is stored).
-    pub fn cancel(&mut self, key: &K) -> bool {
-        let cancel = self.queued.lock().expect("jobs lock").remove(key);
-        cancel.is_some_and(|(_, c)| c.send(()).is_ok())
-    }
+/// A job's place in its host's line, given up when dropped (whatever ends the wait: the place,
+/// a withdrawal, a replacement, the task's abort).
+struct InLine<K>
+where
+    K: Clone + Eq + Hash + Send + 'static,
+{
+    shared: Weak<Shared<K>>,
+    host: Option<String>,
+}
 
-    /// Withdraws every job still waiting for its place.
-    pub fn cancel_all(&mut self) {
-        let all: Vec<_> = self
-            .queued
-            .lock()
-            .expect("jobs lock")
-            .drain()
-            .map(|(_, (_, c))| c)
-            .collect();
-        for cancel in all {
-            let _ = cancel.send(());
+impl<K> Drop for InLine<K>
+where
+    K: Clone + Eq + Hash + Send + 'static,
+{
+    fn drop(&mut self) {
+        if let (Some(shared), Some(host)) = (self.shared.upgrade(), self.host.take()) {
+            Shared::release(&shared, host);
         }
     }
+}
 
-    /// The next task that ended, for a front end that watches for panics; `None` when none runs.
-    pub async fn join_next(&mut self) -> Option<Result<(), JoinError>> {
-        self.tasks.join_next().await
-    }
-
-    pub fn is_idle(&self) -> bool {
-        self.tasks.is_empty()
-    }
-
-    /// Withdraws the queued jobs and waits at most `grace` for the ones being sent; what is still
-    /// running then is abandoned. Returns how many were abandoned.
-    pub async fn finish(&mut self, grace: Duration) -> usize {
-        self.cancel_all();
-        let tasks = &mut self.tasks;
-        let _ =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-        let left = self.tasks.len();
-        self.tasks.abort_all();
-        left
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A job that has its place: no longer withdrawable, it runs its work and reports the result.
@@ -213,7 +420,7 @@ async fn run<K: Eq + Hash + Clone>(
 ) {
     // No longer withdrawable (unless a newer job took the key meanwhile).
     {
-        let mut queued = queued.lock().expect("jobs lock");
+        let mut queued = lock(&queued);
         if queued.get(&key).is_some_and(|(i, _)| *i == id) {
             queued.remove(&key);
         }
