@@ -22,8 +22,9 @@ pub(super) const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 /// What became of the jobs of a bulk command, in file order.
 pub(super) struct Finished {
-    /// What is printed of each profile's outcome (and a live check's report), when it ran to the end.
-    pub outcomes: Vec<(Summary, Option<CheckReport>)>,
+    /// What is printed of each profile's outcome (and a live check's report, boxed: most
+    /// commands have none), when it ran to the end.
+    pub outcomes: Vec<(Summary, Option<Box<CheckReport>>)>,
     /// Ctrl-C ended it.
     pub interrupted: bool,
 }
@@ -88,7 +89,8 @@ pub(super) async fn run_jobs(
             }
         }
     }
-    let mut results: Vec<Option<(Summary, Option<CheckReport>)>> = (0..n).map(|_| None).collect();
+    let mut results: Vec<Option<(Summary, Option<Box<CheckReport>>)>> =
+        (0..n).map(|_| None).collect();
     let mut started = vec![false; n];
     let mut withdrawn = vec![false; n];
     let mut left = submitted.iter().filter(|s| **s).count();
@@ -127,7 +129,7 @@ pub(super) async fn run_jobs(
                             }
                         }
                     }
-                    results[i] = Some((Summary::from(*outcome), report));
+                    results[i] = Some((Summary::from(*outcome), report.map(Box::new)));
                     left -= 1;
                 }
             },

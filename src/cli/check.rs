@@ -135,7 +135,7 @@ async fn judge_all(cli: &Cli, a: &CheckArgs) -> Result<Option<Vec<Judgement>>, U
                     Live {
                         ok: summary.ok,
                         message,
-                        report,
+                        report: report.map(|r| *r),
                     },
                 );
             }

@@ -111,12 +111,13 @@ pub struct Profile {
     /// `check_interval_s`: `serve` checks the session live this often (none by default).
     pub check_interval: Option<Duration>,
     /// `ca_cert`: certificates trusted in addition to the system's (and `SSL_CERT_FILE`).
-    pub ca_cert: Option<CaCert>,
+    /// (Boxed, as `proxy`: most profiles have none, and thousands of profiles are held at once.)
+    pub ca_cert: Option<Box<CaCert>>,
     /// `insecure = true`: any server certificate is accepted. Never the default; shown as INSECURE.
     pub insecure: bool,
     /// `proxy`: every request goes through this proxy (`http://`, `https://`, `socks5://`,
     /// `socks5h://`); without it, `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` apply.
-    pub proxy: Option<Url>,
+    pub proxy: Option<Box<Url>>,
     /// For an impersonation (sudo) profile: the admin whose session made it (`username` is then
     /// the impersonated user). `None` for every profile of the file.
     pub admin: Option<String>,

@@ -290,7 +290,7 @@ pub(super) fn load(state_dir: &Path, path: &Path) -> Option<Profiles> {
     for p in snap.profiles {
         // Every profile's file is among them (it is one of a layer's).
         let ca_cert = match p.ca_cert {
-            Some(file) => Some(cas.get(&file)?.clone()),
+            Some(file) => Some(Box::new(cas.get(&file)?.clone())),
             None => None,
         };
         profiles.push(Arc::new(Profile {
@@ -327,7 +327,7 @@ pub(super) fn load(state_dir: &Path, path: &Path) -> Option<Profiles> {
             ca_cert,
             insecure: p.insecure,
             proxy: match p.proxy {
-                Some(proxy) => Some(Url::parse(&proxy).ok()?),
+                Some(proxy) => Some(Box::new(Url::parse(&proxy).ok()?)),
                 None => None,
             },
             admin: None,
@@ -395,7 +395,7 @@ pub(super) fn save(state_dir: &Path, loaded: &Profiles, reads: Reads) {
             check_interval_ms: p.check_interval.map(millis),
             ca_cert: p.ca_cert.as_ref().map(|c| c.path.clone()),
             insecure: p.insecure,
-            proxy: p.proxy.as_ref().map(Url::to_string),
+            proxy: p.proxy.as_deref().map(Url::to_string),
         });
     }
     let snap = Snapshot {

@@ -667,12 +667,12 @@ pub(super) fn resolve(
             _ => None,
         },
         ca_cert: match pick("ca_cert") {
-            Some(Val::Ca(ca)) => Some(ca.clone()),
+            Some(Val::Ca(ca)) => Some(Box::new(ca.clone())),
             _ => None,
         },
         insecure: matches!(pick("insecure"), Some(Val::Bool(true))),
         proxy: match pick("proxy") {
-            Some(Val::Url(url)) => Some(url.clone()),
+            Some(Val::Url(url)) => Some(Box::new(url.clone())),
             _ => None,
         },
         admin: None,

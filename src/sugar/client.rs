@@ -77,9 +77,9 @@ impl NetSettings {
     pub fn of(profile: &Profile) -> NetSettings {
         NetSettings {
             connect_timeout: profile.connect_timeout,
-            ca_cert: profile.ca_cert.clone(),
+            ca_cert: profile.ca_cert.as_deref().cloned(),
             insecure: profile.insecure,
-            proxy: profile.proxy.clone(),
+            proxy: profile.proxy.as_deref().cloned(),
         }
     }
 }
