@@ -345,6 +345,15 @@ async fn a_check_takes_a_place_per_request_under_the_per_host_bound() {
         .expect("clamped to the bound");
 }
 
+/// An engine on `dir` whose bounds send one request at a time to each host.
+fn one_per_host(dir: &std::path::Path) -> std::sync::Arc<Engine> {
+    let settings = Settings {
+        max_per_host: 1,
+        ..Settings::default()
+    };
+    std::sync::Arc::new(Engine::new(Store::open(dir).unwrap(), &settings))
+}
+
 /// The job runner: a job waits for its place under the bounds; while it waits it can be
 /// withdrawn (reported), and a newer job for the same key replaces it (no report for the older);
 /// a job that has its place runs to its end and reports its outcome.
@@ -355,11 +364,7 @@ async fn jobs_run_one_per_key_newer_replaces_queued_and_queued_can_be_withdrawn(
     let emu = start().await;
     emu.set_latency("acme", Duration::from_millis(300));
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        max_per_host: 1,
-        ..Settings::default()
-    };
-    let engine = Arc::new(Engine::new(Store::open(dir.path()).unwrap(), &settings));
+    let engine = one_per_host(dir.path());
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let mut jobs = Jobs::new(engine, tx);
     let p = |name: &str| Arc::new(integration(&emu, name, "acme"));
@@ -416,11 +421,7 @@ async fn jobs_take_their_places_in_the_order_they_were_submitted() {
     let emu = start().await;
     emu.set_latency("acme", Duration::from_millis(20));
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        max_per_host: 1,
-        ..Settings::default()
-    };
-    let engine = Arc::new(Engine::new(Store::open(dir.path()).unwrap(), &settings));
+    let engine = one_per_host(dir.path());
     for round in 0..5 {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let mut jobs = Jobs::new(engine.clone(), tx);
@@ -561,11 +562,7 @@ async fn a_busy_hosts_queue_holds_no_other_host_back() {
     let free = start().await;
     slow.set_latency("acme", Duration::from_secs(2));
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        max_per_host: 1,
-        ..Settings::default()
-    };
-    let engine = Arc::new(Engine::new(Store::open(dir.path()).unwrap(), &settings));
+    let engine = one_per_host(dir.path());
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let mut jobs = Jobs::new(engine, tx);
     let login = || Work::Op {
