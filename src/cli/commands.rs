@@ -191,38 +191,54 @@ struct StatusRow<'a> {
     refresh_expires_at: Option<String>,
 }
 
-fn status_rows<'a>(rows: &[(&'a Profile, &'a Entry)], now: DateTime<Utc>) -> Vec<StatusRow<'a>> {
-    rows.iter()
-        .map(|&(p, e)| {
-            let s = e.session.as_ref();
-            StatusRow {
-                name: &p.name,
-                url: p.url.as_str().trim_end_matches('/'),
-                username: &p.username,
-                platform: &p.platform,
-                tags: &p.tags,
-                state: e.state(now).as_str(),
-                reason: e
-                    .failure
-                    .as_ref()
-                    .map(|f| f.render(&p.name))
-                    .or_else(|| e.reason(now)),
-                obtained_at: s.map(|s| rfc3339(s.obtained_at)),
-                expires_at: s.map(|s| rfc3339(s.expires_at)),
-                refresh_expires_at: s
-                    .and_then(crate::session::Session::refresh_expiry)
-                    .map(rfc3339),
-            }
-        })
-        .collect()
+fn status_row<'a>(p: &'a Profile, e: &'a Entry, now: DateTime<Utc>) -> StatusRow<'a> {
+    let s = e.session.as_ref();
+    StatusRow {
+        name: &p.name,
+        url: p.url.as_str().trim_end_matches('/'),
+        username: &p.username,
+        platform: &p.platform,
+        tags: &p.tags,
+        state: e.state(now).as_str(),
+        reason: e
+            .failure
+            .as_ref()
+            .map(|f| f.render(&p.name))
+            .or_else(|| e.reason(now)),
+        obtained_at: s.map(|s| rfc3339(s.obtained_at)),
+        expires_at: s.map(|s| rfc3339(s.expires_at)),
+        refresh_expires_at: s
+            .and_then(crate::session::Session::refresh_expiry)
+            .map(rfc3339),
+    }
+}
+
+/// The rows of `status --json`, each made as it is written: ten thousand rows are never held at
+/// once.
+struct StatusRows<'r, 'a>(&'r [(&'a Profile, &'a Entry)], DateTime<Utc>);
+
+impl serde::Serialize for StatusRows<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|&(p, e)| status_row(p, e, self.1)))
+    }
 }
 
 /// The `status --json` document (also the daemon's `/status`): an array of one object per
 /// profile, pretty-printed, with a final newline.
 pub fn status_document(rows: &[(&Profile, &Entry)], now: DateTime<Utc>) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(&status_rows(rows, now)).expect("rows serialise");
-    out.push(b'\n');
+    let mut out = Vec::new();
+    write_status_document(&mut out, rows, now).expect("rows serialise into memory");
     out
+}
+
+/// [`status_document`] written as it is made (a few megabytes at ten thousand profiles).
+fn write_status_document(
+    mut out: impl Write,
+    rows: &[(&Profile, &Entry)],
+    now: DateTime<Utc>,
+) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut out, &StatusRows(rows, now))?;
+    out.write_all(b"\n")
 }
 
 /// Standard output through one buffer: a table of thousands of lines is a few writes, not one per
@@ -255,8 +271,7 @@ pub(super) fn status(
         .collect();
     if json {
         // What cannot be written is dropped, as by `println!` here (output.rs).
-        let mut out = stdout_buffered();
-        let _ = out.write_all(&status_document(&rows, now));
+        let _ = write_status_document(stdout_buffered(), &rows, now);
         return Ok(exit::OK);
     }
     // The name column is as wide as the longest name, up to 40: a longer name pushes its own line.
