@@ -631,3 +631,45 @@ async fn a_busy_hosts_queue_holds_no_other_host_back() {
         assert_eq!(of(&format!("slow{i}")), ["withdrawn"], "{seen:?}");
     }
 }
+
+/// A job runner that outlives its runtime (a front end that panicked with jobs queued): the
+/// runtime still shuts down, without starting the queued jobs and without hanging.
+#[test]
+fn a_runtime_shuts_down_under_queued_jobs() {
+    use std::sync::Arc;
+    use sugar_sessions::runtime::{Jobs, Work};
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (jobs, rx) = rt.block_on(async {
+        let emu = start().await;
+        emu.set_latency("acme", Duration::from_secs(5));
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let mut jobs = Jobs::new(one_per_host(dir.path()), tx);
+        for i in 0..5 {
+            let p = Arc::new(integration(&emu, &format!("p{i}"), "acme"));
+            let login = Work::Op {
+                op: Op::Login,
+                password: None,
+            };
+            jobs.submit(i, p, login);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (jobs, rx)
+    });
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(rt);
+        let _ = done.send(());
+    });
+    if ended.recv_timeout(Duration::from_secs(20)).is_err() {
+        // (Dropping the runner would wait for the lock the stuck shutdown holds.)
+        std::mem::forget(jobs);
+        panic!("the runtime did not shut down: stuck under queued jobs");
+    }
+    drop(jobs);
+    drop(rx);
+}

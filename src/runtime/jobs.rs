@@ -14,14 +14,17 @@ use crate::config::Profile;
 use crate::outcome::Outcome;
 use crate::secret::Secret;
 use crate::session::{CheckReport, Op};
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::{JoinError, JoinSet};
 
 /// What a job does to a session.
@@ -100,6 +103,21 @@ struct Line<K> {
     backlog: VecDeque<Pending<K>>,
 }
 
+/// A job's wait for its place under the bounds.
+type Place = Pin<Box<dyn Future<Output = Permit> + Send>>;
+
+/// A job that has entered its host's line: its wait registered, its place in the line held.
+struct Entered<K>
+where
+    K: Clone + Eq + Hash + Send + 'static,
+{
+    p: Pending<K>,
+    place: Place,
+    /// The place, when the first poll got it.
+    first: Option<Permit>,
+    in_line: InLine<K>,
+}
+
 /// What the jobs' tasks share with [`Jobs`] (they hold it weakly: dropping `Jobs` drops the tasks).
 struct Shared<K> {
     engine: Arc<Engine>,
@@ -109,6 +127,10 @@ struct Shared<K> {
     tasks: Mutex<JoinSet<()>>,
     /// Tasks that failed (a panic) and were taken out of `tasks` before a front end asked.
     failed: Mutex<VecDeque<JoinError>>,
+    /// Wakes [`Jobs::join_next`] when a failed task was taken out of `tasks` meanwhile.
+    ended: Notify,
+    /// `Jobs` was dropped: nothing more starts.
+    closed: AtomicBool,
     /// Where tasks are spawned, also from a task's end.
     runtime: Handle,
 }
@@ -138,6 +160,8 @@ where
                 lines: Mutex::default(),
                 tasks: Mutex::new(JoinSet::new()),
                 failed: Mutex::default(),
+                ended: Notify::new(),
+                closed: AtomicBool::new(false),
                 runtime: Handle::current(),
             }),
             next: 0,
@@ -221,10 +245,20 @@ where
 
     /// The next task that ended, for a front end that watches for panics; `None` when none runs.
     pub async fn join_next(&mut self) -> Option<Result<(), JoinError>> {
-        if let Some(e) = lock(&self.shared.failed).pop_front() {
-            return Some(Err(e));
+        let shared = &self.shared;
+        loop {
+            // Made before the look, so that a failure kept after it still wakes this wait.
+            let kept = shared.ended.notified();
+            if let Some(e) = lock(&shared.failed).pop_front() {
+                return Some(Err(e));
+            }
+            tokio::select! {
+                ended = std::future::poll_fn(|cx| lock(&shared.tasks).poll_join_next(cx)) => {
+                    return ended;
+                }
+                () = kept => {}
+            }
         }
-        std::future::poll_fn(|cx| lock(&self.shared.tasks).poll_join_next(cx)).await
     }
 
     pub fn is_idle(&self) -> bool {
@@ -249,6 +283,7 @@ impl<K> Drop for Jobs<K> {
     /// As a dropped `JoinSet` does: the tasks end (they hold what they share with `Jobs` weakly,
     /// so nothing keeps it alive).
     fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
         lock(&self.shared.tasks).abort_all();
     }
 }
@@ -261,7 +296,7 @@ where
     /// the end of the backlog.
     fn admit(this: &Arc<Self>, p: Pending<K>) {
         let host = p.profile.host_port();
-        {
+        let entered = {
             let mut lines = lock(&this.lines);
             let line = lines.entry(host.clone()).or_insert_with(|| Line {
                 waiting: 0,
@@ -272,19 +307,24 @@ where
                 return;
             }
             line.waiting += 1;
-        }
-        Self::spawn(this, host, p);
+            Self::enter(this, host, p)
+        };
+        Self::start(this, entered);
     }
 
     /// A place in `host`'s line is free again: the next job of its backlog takes it.
     fn release(this: &Arc<Self>, host: String) {
+        if this.closed.load(Ordering::Acquire) {
+            // `Jobs` is gone: its tasks are being aborted, and nothing more starts.
+            return;
+        }
         let next = {
             let mut lines = lock(&this.lines);
             let Some(line) = lines.get_mut(&host) else {
                 return;
             };
             match line.backlog.pop_front() {
-                Some(p) => Some(p),
+                Some(p) => Some(Self::enter(this, host.clone(), p)),
                 None => {
                     line.waiting -= 1;
                     if line.waiting == 0 {
@@ -294,40 +334,55 @@ where
                 }
             }
         };
-        if let Some(p) = next {
-            Self::spawn(this, host, p);
+        if let Some(entered) = next {
+            Self::start(this, entered);
         }
     }
 
-    /// The task of a job in its host's line (the line's count already has it).
-    fn spawn(this: &Arc<Self>, host: String, p: Pending<K>) {
-        let Pending {
-            key,
-            id,
-            profile,
-            work,
-            cancelled,
-            alive,
-        } = p;
-        let engine = this.engine.clone();
-        let reports = this.reports.clone();
-        let queued = this.queued.clone();
-        let place_in_line = InLine {
-            shared: Arc::downgrade(this),
-            host: Some(host),
-        };
-        // The job takes its place in line now, in the order of submission: the bounds serve their
-        // waiters first come, first served, but tasks are first run in any order (two workers
-        // take them at once). Polled once here, the wait is registered; the task waits on.
-        let mut place = Box::pin(
-            engine
+    /// A job takes its place in its host's bound's line, called under the lines' lock: the bounds
+    /// serve their waiters first come, first served, so the jobs of a host register their waits
+    /// in the order of its backlog (under the lock), not in the order workers get to run them.
+    /// Polled once here, the wait is registered; the job's task waits on.
+    fn enter(this: &Arc<Self>, host: String, p: Pending<K>) -> Entered<K> {
+        let mut place: Place = Box::pin(
+            this.engine
                 .clone()
-                .acquire_n_owned(profile.clone(), work.places()),
+                .acquire_n_owned(p.profile.clone(), p.work.places()),
         );
-        let mut first = match place.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        let first = match place.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(permit) => Some(permit),
             Poll::Pending => None,
         };
+        Entered {
+            p,
+            place,
+            first,
+            in_line: InLine {
+                shared: Arc::downgrade(this),
+                host: Some(host),
+            },
+        }
+    }
+
+    /// The task of a job that entered its host's line.
+    fn start(this: &Arc<Self>, entered: Entered<K>) {
+        let Entered {
+            p:
+                Pending {
+                    key,
+                    id,
+                    profile,
+                    work,
+                    cancelled,
+                    alive,
+                },
+            place,
+            mut first,
+            in_line: place_in_line,
+        } = entered;
+        let engine = this.engine.clone();
+        let reports = this.reports.clone();
+        let queued = this.queued.clone();
         let task = async move {
             let _alive = alive;
             let permit = tokio::select! {
@@ -368,8 +423,10 @@ where
         while let Some(ended) = tasks.try_join_next() {
             if let Err(e) = ended {
                 lock(&self.failed).push_back(e);
+                self.ended.notify_one();
             }
         }
+        let _adding = Adding::start();
         tasks.spawn_on(task, &self.runtime);
     }
 
@@ -398,9 +455,35 @@ where
     K: Clone + Eq + Hash + Send + 'static,
 {
     fn drop(&mut self) {
+        if ADDING.get() {
+            // Dropped as it was spawned, by a runtime that is shutting down: nothing more starts
+            // (and the set is locked on this thread).
+            return;
+        }
         if let (Some(shared), Some(host)) = (self.shared.upgrade(), self.host.take()) {
             Shared::release(&shared, host);
         }
+    }
+}
+
+thread_local! {
+    /// This thread is adding a task to a job set (under its lock).
+    static ADDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as adding a task while it lives.
+struct Adding;
+
+impl Adding {
+    fn start() -> Adding {
+        ADDING.set(true);
+        Adding
+    }
+}
+
+impl Drop for Adding {
+    fn drop(&mut self) {
+        ADDING.set(false);
     }
 }
 
