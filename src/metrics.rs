@@ -275,12 +275,8 @@ impl DaemonMetrics {
         if o.ok && o.requests.is_empty() {
             return;
         }
-        let result = o.failure.as_ref().map_or("ok", |f| f.kind.as_str());
-        self.request(o.op.as_str(), result, took);
-    }
-
-    fn request(&self, op: &str, result: &str, took: Duration) {
-        self.requests.with_label_values(&[op, result]).inc();
+        let op = o.op.as_str();
+        self.requests.with_label_values(&[op, o.result()]).inc();
         self.duration
             .with_label_values(&[op])
             .observe(took.as_secs_f64());

@@ -233,6 +233,13 @@ pub struct Outcome {
     pub failure: Option<Failure>,
 }
 
+impl Outcome {
+    /// `ok`, or the failure's kind: the `result` label of the daemon's metrics and logs.
+    pub fn result(&self) -> &'static str {
+        self.failure.as_ref().map_or("ok", |f| f.kind.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -210,10 +210,7 @@ where
         }
         // One still in a backlog is reported now, not when its turn in the line would come.
         let found = lock(&self.shared.lines).values_mut().find_map(|line| {
-            let at = line
-                .backlog
-                .iter()
-                .position(|p| p.id == id && p.key == *key)?;
+            let at = line.backlog.iter().position(|p| p.id == id)?;
             line.backlog.remove(at)
         });
         if let Some(p) = found {
@@ -359,7 +356,7 @@ where
             first,
             in_line: InLine {
                 shared: Arc::downgrade(this),
-                host: Some(host),
+                host,
             },
         }
     }
@@ -367,50 +364,32 @@ where
     /// The task of a job that entered its host's line.
     fn start(this: &Arc<Self>, entered: Entered<K>) {
         let Entered {
-            p:
-                Pending {
-                    key,
-                    id,
-                    profile,
-                    work,
-                    cancelled,
-                    alive,
-                },
+            mut p,
             place,
             mut first,
-            in_line: place_in_line,
+            in_line,
         } = entered;
         let engine = this.engine.clone();
         let reports = this.reports.clone();
         let queued = this.queued.clone();
         let task = async move {
-            let _alive = alive;
             let permit = tokio::select! {
                 biased;
-                withdrawn = cancelled => {
-                    drop(place_in_line);
+                withdrawn = &mut p.cancelled => {
+                    drop(in_line);
                     if withdrawn.is_ok() {
                         // (Boxed, as the rest below.)
-                        let _ = Box::pin(reports.send((key, Report::Withdrawn))).await;
+                        let _ = Box::pin(reports.send((p.key, Report::Withdrawn))).await;
                     }
                     return;
                 }
                 permit = async { match first.take() { Some(p) => p, None => place.await } } => permit,
             };
             // Out of the line: the next job of the host's backlog steps in.
-            drop(place_in_line);
+            drop(in_line);
             // The rest is boxed when the job has its place: a job waiting in line holds only the
             // wait above (a task is as large as its largest state).
-            Box::pin(run(
-                engine,
-                queued,
-                reports,
-                (key, id),
-                profile,
-                work,
-                permit,
-            ))
-            .await;
+            Box::pin(run(engine, queued, reports, p, permit)).await;
         };
         this.add_task(task);
     }
@@ -447,7 +426,7 @@ where
     K: Clone + Eq + Hash + Send + 'static,
 {
     shared: Weak<Shared<K>>,
-    host: Option<String>,
+    host: String,
 }
 
 impl<K> Drop for InLine<K>
@@ -460,8 +439,8 @@ where
             // (and the set is locked on this thread).
             return;
         }
-        if let (Some(shared), Some(host)) = (self.shared.upgrade(), self.host.take()) {
-            Shared::release(&shared, host);
+        if let Some(shared) = self.shared.upgrade() {
+            Shared::release(&shared, std::mem::take(&mut self.host));
         }
     }
 }
@@ -496,11 +475,18 @@ async fn run<K: Eq + Hash + Clone>(
     engine: Arc<Engine>,
     queued: Queued<K>,
     reports: mpsc::Sender<(K, Report)>,
-    (key, id): (K, u64),
-    profile: Arc<Profile>,
-    work: Work,
+    p: Pending<K>,
     permit: Permit,
 ) {
+    // Counted alive until the end of its work.
+    let Pending {
+        key,
+        id,
+        profile,
+        work,
+        alive: _alive,
+        ..
+    } = p;
     // No longer withdrawable (unless a newer job took the key meanwhile).
     {
         let mut queued = lock(&queued);

@@ -362,7 +362,6 @@ fn done(
         .remove(&name)
         .map_or(Duration::ZERO, |at| at.elapsed());
     shared.metrics.sent(&outcome, took);
-    let result = outcome.failure.as_ref().map_or("ok", |f| f.kind.as_str());
     if outcome.op == Op::Login
         && let Some(m) = memory.get_mut(&name)
     {
@@ -378,6 +377,7 @@ fn done(
     if outcome.ok {
         tracing::info!(profile = %name, op = outcome.op.as_str(), "{}", outcome.message);
     } else {
+        let result = outcome.result();
         tracing::warn!(profile = %name, op = outcome.op.as_str(), result, "{}", outcome.message);
     }
 }

@@ -25,7 +25,7 @@ struct RawCache {
     #[serde(default)]
     version: u32,
     #[serde(default)]
-    sessions: Option<Shared>,
+    sessions: Option<AllSessions>,
     /// Format 1: entries keyed by profile name.
     #[serde(default)]
     profiles: Option<IndexMap<String, V1Entry>>,
@@ -33,24 +33,27 @@ struct RawCache {
 
 /// The `sessions` object, each key and entry made in its shared place at once (serde's own `Arc`
 /// makes a `Box` first and moves it: two allocations and a copy for each of thousands).
-struct Shared(IndexMap<Arc<SessionKey>, Arc<Entry>>);
+struct AllSessions(IndexMap<Arc<SessionKey>, Arc<Entry>>);
 
-impl<'de> Deserialize<'de> for Shared {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Shared, D::Error> {
+impl<'de> Deserialize<'de> for AllSessions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AllSessions, D::Error> {
         struct Map;
         impl<'de> serde::de::Visitor<'de> for Map {
-            type Value = Shared;
+            type Value = AllSessions;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("the sessions, by key")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Shared, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<AllSessions, A::Error> {
                 let mut out = IndexMap::with_capacity(m.size_hint().unwrap_or(0).min(4096));
                 while let Some(key) = m.next_key::<SessionKey>()? {
                     let entry: Entry = m.next_value()?;
                     // A key there twice: the last one stands (as a map keeps it).
                     out.insert(Arc::new(key), Arc::new(entry));
                 }
-                Ok(Shared(out))
+                Ok(AllSessions(out))
             }
         }
         d.deserialize_map(Map)
@@ -96,7 +99,7 @@ pub(super) fn decode(bytes: &[u8], names: &super::Names) -> Result<Cache, Unread
         return Err(Unreadable::Newer(raw.version));
     }
     let sessions = match (raw.sessions, raw.profiles) {
-        (Some(Shared(sessions)), _) => sessions,
+        (Some(AllSessions(sessions)), _) => sessions,
         (None, Some(v1)) => migrate(v1, names.get()),
         (None, None) => IndexMap::new(),
     };
