@@ -551,6 +551,17 @@ async fn a_due_refresh_is_decided_again_under_the_lock() {
     assert!(o.ok && o.message.contains("refreshed;"), "{}", o.message);
 }
 
+/// What a job's report says, in a word (a `Done` that failed: `failed`).
+fn said(report: &sugar_sessions::runtime::Report) -> &'static str {
+    use sugar_sessions::runtime::Report;
+    match report {
+        Report::Started => "started",
+        Report::Withdrawn => "withdrawn",
+        Report::Done { outcome, .. } if outcome.ok => "done",
+        Report::Done { .. } => "failed",
+    }
+}
+
 /// Jobs queued behind a busy host's bound hold no job of another host back (the screen submits
 /// a login for a free instance after a hundred for a slow one: it goes at once), and the queued
 /// ones are all withdrawn, each with its report, when the front end ends.
@@ -585,17 +596,8 @@ async fn a_busy_hosts_queue_holds_no_other_host_back() {
             .await
             .expect("reports come")
             .expect("the channel is open");
-        let done = matches!(report, Report::Done { .. });
-        seen.push((
-            key.clone(),
-            match report {
-                Report::Started => "started",
-                Report::Withdrawn => "withdrawn",
-                Report::Done { ref outcome, .. } if outcome.ok => "done",
-                Report::Done { .. } => "failed",
-            },
-        ));
-        if done {
+        seen.push((key.clone(), said(&report)));
+        if matches!(report, Report::Done { .. }) {
             assert_eq!(key, "free", "the free host's login ends first: {seen:?}");
             break;
         }
@@ -610,14 +612,7 @@ async fn a_busy_hosts_queue_holds_no_other_host_back() {
     while let Ok(Some((key, report))) =
         tokio::time::timeout(Duration::from_millis(200), rx.recv()).await
     {
-        seen.push((
-            key,
-            match report {
-                Report::Started => "started",
-                Report::Withdrawn => "withdrawn",
-                Report::Done { .. } => "done",
-            },
-        ));
+        seen.push((key, said(&report)));
     }
     let of = |k: &str| -> Vec<&str> {
         seen.iter()
