@@ -1212,6 +1212,73 @@ async fn a_format_1_cache_keeps_its_sessions() {
     );
 }
 
+/// `token NAME` reads the profiles' snapshot for that one profile alone. On a format-1 cache the
+/// store still needs every profile's client id (the old cache is keyed by name): when `token a`
+/// refreshes and so rewrites the cache, `b`'s session (another client id) must stay `b`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_through_the_snapshot_keeps_a_format_1_caches_other_sessions() {
+    let mut acme = instance("acme");
+    acme.clients.push(("mine".to_string(), String::new()));
+    let emu = start(vec![acme]).await;
+    let url = emu.url("acme");
+    // No secret in the file, so that it gets a snapshot: passwords from the environment.
+    let e = env(&format!(
+        "[defaults]\nplatform = \"custom_api\"\n\
+         [profiles.a]\nurl = \"{url}\"\nusername = \"integration\"\npassword_env = \"SS_PW_A\"\n\
+         [profiles.b]\nurl = \"{url}\"\nusername = \"jim\"\npassword_env = \"SS_PW_B\"\nclient_id = \"mine\"\n"
+    ));
+    let cmd = |args: &[&str]| {
+        let mut c = e.cmd(args);
+        c.env("SS_PW_A", INTEGRATION_PW).env("SS_PW_B", JIM_PW);
+        c
+    };
+    ok(run(cmd(&["login", "--all", "--yes"])).await).await;
+    // The same sessions as the first release wrote them: keyed by profile name; a's expired.
+    let file = e.state.join("sessions.json");
+    let v2: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let mut v1 = serde_json::json!({"version": 1, "profiles": {}});
+    for entry in v2["sessions"].as_object().unwrap().values() {
+        let name = entry["profile"].as_str().unwrap();
+        let mut session = entry["session"].clone();
+        if name == "a" {
+            session["expires_at"] = Value::from("2020-01-01T00:00:00Z");
+        }
+        v1["profiles"][name] = serde_json::json!({"session": session});
+    }
+    std::fs::write(&file, serde_json::to_vec_pretty(&v1).unwrap()).unwrap();
+    // A load now that the state directory is there writes the profiles' snapshot.
+    ok(run(cmd(&["list"])).await).await;
+    let b_token = v1["profiles"]["b"]["session"]["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let snapshots = std::fs::read_dir(&e.state)
+        .unwrap()
+        .filter(|f| {
+            f.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".snapshot")
+        })
+        .count();
+    assert_eq!(
+        snapshots, 1,
+        "list's full load wrote the profiles' snapshot"
+    );
+
+    let refreshed = ok(run(cmd(&["token", "a"])).await).await;
+    assert_eq!(refresh_grants(&emu, "acme"), 1, "{}", refreshed.show());
+    let b = run(cmd(&["token", "b"])).await;
+    assert_eq!(
+        b.token().as_deref(),
+        Some(b_token.as_str()),
+        "b's stored session, kept when a's refresh rewrote the format-1 cache: {}",
+        b.show()
+    );
+    assert_eq!(password_grants(&emu, "acme"), 2, "the two logins only");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Found by the protocol model (tests/protocol_model.rs), here with the real binary
 // ---------------------------------------------------------------------------------------------

@@ -1,8 +1,7 @@
 //! `api NAME [METHOD] PATH`: one authenticated request to the profile's REST root, as `gh api`
 //! does for GitHub; `--paginate` follows Sugar's `next_offset`.
 
-use super::commands::one_profile;
-use super::{ApiArgs, Cli, Usage, load_writable, open_store};
+use super::{ApiArgs, Cli, Usage, one_profile_engine};
 use crate::config::Profile;
 use crate::exit;
 use crate::runtime::{ApiError, Engine, NoToken};
@@ -157,9 +156,7 @@ pub(super) async fn api(cli: &Cli, args: &ApiArgs) -> Result<i32, Usage> {
     } else {
         None
     };
-    let profiles = load_writable(cli, "api")?;
-    let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
-    let p = one_profile(&profiles, &engine, &args.name)?;
+    let (p, engine) = one_profile_engine(cli, "api", &args.name)?;
     let terminal = std::io::stdout().is_terminal();
     let Some(paging) = paging else {
         let answer = match send(&engine, &p, &r).await {

@@ -588,9 +588,7 @@ pub(super) fn one_profile(
 }
 
 pub(super) async fn token(cli: &Cli, name: &str) -> Result<i32, Usage> {
-    let profiles = load_writable(cli, "token")?;
-    let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
-    let p = one_profile(&profiles, &engine, name)?;
+    let (p, engine) = super::one_profile_engine(cli, "token", name)?;
     let result = engine.token(&p).await;
     for notice in engine.reader().take_notices() {
         eprintln!("sugar-sessions: warning: {notice}");

@@ -1,9 +1,8 @@
 //! `exec NAME -- CMD`: a command run with a usable token in its environment.
 
-use super::commands::one_profile;
-use super::{Cli, ExecArgs, Usage, load_writable, open_store};
+use super::{Cli, ExecArgs, Usage, one_profile_engine};
 use crate::exit;
-use crate::runtime::{Engine, Need, NoToken};
+use crate::runtime::{Need, NoToken};
 use crate::session::rfc3339;
 use std::os::unix::process::CommandExt;
 
@@ -13,9 +12,7 @@ const NOT_FOUND: i32 = 127;
 const NOT_RUNNABLE: i32 = 126;
 
 pub(super) async fn exec(cli: &Cli, args: &ExecArgs) -> Result<i32, Usage> {
-    let profiles = load_writable(cli, "exec")?;
-    let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
-    let p = one_profile(&profiles, &engine, &args.name)?;
+    let (p, engine) = one_profile_engine(cli, "exec", &args.name)?;
     let need = Need {
         min_valid: Some(args.min_valid),
         rejected: None,

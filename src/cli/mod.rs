@@ -34,6 +34,7 @@ use commands::{act, list, refresh_due, status, sudo, token};
 use demo::emulator;
 
 use crate::config::{self, Profiles};
+use crate::runtime::Engine;
 use crate::session::Op;
 use crate::store::Store;
 use std::io::IsTerminal;
@@ -109,24 +110,72 @@ pub(crate) fn load_writable(cli: &Cli, command: &str) -> Result<Profiles, Usage>
         return Err(read_only_refusal(command, "--read-only"));
     }
     let profiles = load_for_command(cli, &profiles_path(cli)?)?;
+    writable(cli, command, profiles)
+}
+
+/// `profiles`, unless read-only mode refuses `command`.
+fn writable(cli: &Cli, command: &str, profiles: Profiles) -> Result<Profiles, Usage> {
     match read_only_source(cli, &profiles) {
         Some(source) => Err(read_only_refusal(command, &source)),
         None => Ok(profiles),
     }
 }
 
+/// What a command on one profile (`token`, `exec`, `api`) starts from: the profile that `name`
+/// names, and an engine over the token cache; refused in read-only mode as [`load_writable`].
+///
+/// Scripts call these constantly, so through a valid snapshot only that profile is decoded, not
+/// the thousands beside it. The store then gets the whole table of profiles (which only a cache
+/// of the first release asks for) by loading the file again, if it ever asks.
+pub(crate) fn one_profile_engine(
+    cli: &Cli,
+    command: &str,
+    name: &str,
+) -> Result<(Arc<config::Profile>, Engine), Usage> {
+    if cli.read_only {
+        return Err(read_only_refusal(command, "--read-only"));
+    }
+    let path = profiles_path(cli)?;
+    let state_dir = cli.state_dir().or_else(default_state_dir);
+    let only = name
+        .parse::<crate::identity::ProfileId>()
+        .ok()
+        .map(|id| id.name().to_string());
+    let (profiles, whole) = config::load_cached_for(&path, state_dir.as_deref(), only.as_deref())
+        .map_err(|e| Usage(format!("{e}")))?;
+    let profiles = writable(cli, command, profiles)?;
+    let store = if whole {
+        open_store(cli, &profiles)?
+    } else {
+        let known = profiles.profiles.clone();
+        store_in(cli, cli_lock_policy(cli), move || {
+            let all = config::load_cached(&path, state_dir.as_deref())
+                .map(|p| p.profiles)
+                .unwrap_or_else(|_| known.clone());
+            names_of(&all)
+        })?
+    };
+    let engine = Engine::new(store, &profiles.settings);
+    let p = commands::one_profile(&profiles, &engine, name)?;
+    Ok((p, engine))
+}
+
 /// The token cache, with lock waits bounded by `--lock-timeout` and told on a terminal, and the
 /// profiles' client ids for reading a cache of the first release.
 fn open_store(cli: &Cli, profiles: &Profiles) -> Result<Store, Usage> {
-    let policy = crate::store::LockPolicy {
+    open_store_with(cli, profiles, cli_lock_policy(cli))
+}
+
+/// Lock waits bounded by `--lock-timeout`, and told when stderr is a terminal.
+fn cli_lock_policy(cli: &Cli) -> crate::store::LockPolicy {
+    crate::store::LockPolicy {
         timeout: lock_timeout(cli),
         on_wait: Arc::new(|what: &str| {
             if std::io::stderr().is_terminal() {
                 eprintln!("sugar-sessions: {what}");
             }
         }),
-    };
-    open_store_with(cli, profiles, policy)
+    }
 }
 
 /// `--lock-timeout`.
@@ -140,19 +189,31 @@ pub fn open_store_with(
     profiles: &Profiles,
     policy: crate::store::LockPolicy,
 ) -> Result<Store, Usage> {
+    let all = profiles.profiles.clone();
+    store_in(cli, policy, move || names_of(&all))
+}
+
+/// The token cache in `--state-dir` (else [`default_state_dir`]); `names` gives the profiles'
+/// (name, client id, user) for reading a cache of the first release, and is called only then.
+fn store_in(
+    cli: &Cli,
+    policy: crate::store::LockPolicy,
+    names: impl Fn() -> Vec<(String, String, String)> + Send + Sync + 'static,
+) -> Result<Store, Usage> {
     let dir = cli.state_dir().or_else(default_state_dir).ok_or_else(|| {
         Usage("sugar-sessions: no home directory for the token cache: pass --state-dir DIR".into())
     })?;
-    let all = profiles.profiles.clone();
-    let names = move || {
-        all.iter()
-            .map(|p| (p.name.clone(), p.client_id.clone(), p.username.clone()))
-            .collect::<Vec<_>>()
-    };
     Ok(Store::open(dir)
         .map_err(|e| Usage(format!("sugar-sessions: {e}")))?
         .with_lock_policy(policy)
         .with_profile_names(names))
+}
+
+fn names_of(profiles: &[Arc<config::Profile>]) -> Vec<(String, String, String)> {
+    profiles
+        .iter()
+        .map(|p| (p.name.clone(), p.client_id.clone(), p.username.clone()))
+        .collect()
 }
 
 /// Runs a command without a screen; returns the exit status. `main.rs` opens the screen itself

@@ -309,15 +309,27 @@ pub fn load_with_origins(path: &Path) -> Result<Profiles, LoadError> {
 /// profiles, without the TOML parse and the walk while no file the load read has changed. A
 /// full load writes the snapshot again when it may hold the result (no secret in it).
 pub fn load_cached(path: &Path, state_dir: Option<&Path>) -> Result<Profiles, LoadError> {
+    load_cached_for(path, state_dir, None).map(|(profiles, _)| profiles)
+}
+
+/// [`load_cached`] for a command on the one profile `only`: when the snapshot is valid and holds
+/// it, that profile alone is decoded, and the second value is `false` (the profiles are not the
+/// file's whole set: no other profile, no name to suggest). Every profile otherwise (`true`), so
+/// that an unknown name gets the full load's answer.
+pub fn load_cached_for(
+    path: &Path,
+    state_dir: Option<&Path>,
+    only: Option<&str>,
+) -> Result<(Profiles, bool), LoadError> {
     let Some(dir) = state_dir else {
-        return load(path);
+        return load(path).map(|profiles| (profiles, true));
     };
-    if let Some(profiles) = snapshot::load(dir, path) {
-        return Ok(profiles);
+    if let Some(loaded) = snapshot::load(dir, path, only) {
+        return Ok(loaded);
     }
     let (profiles, reads) = read_and_parse(path, false, true)?;
     snapshot::save(dir, &profiles, reads);
-    Ok(profiles)
+    Ok((profiles, true))
 }
 
 fn load_as(path: &Path, origins: bool) -> Result<Profiles, LoadError> {

@@ -36,7 +36,8 @@ use std::time::Duration;
 use url::Url;
 
 /// Bumped when the snapshot's shape or meaning changes (the program stamp covers rebuilds too).
-const FORMAT: u32 = 1;
+/// 2: each profile encoded on its own.
+const FORMAT: u32 = 2;
 
 /// The most a snapshot file may hold: far above 10,000 profiles (about 3 MB).
 const MAX_SNAPSHOT: u64 = 64 * 1024 * 1024;
@@ -187,7 +188,7 @@ pub(super) struct Reads {
 
 /// The snapshot file.
 #[derive(Serialize, Deserialize)]
-struct Snapshot {
+struct Snapshot<'a> {
     format: u32,
     program: String,
     home: Option<PathBuf>,
@@ -198,7 +199,22 @@ struct Snapshot {
     cas: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
     settings: SnapSettings,
-    profiles: Vec<SnapProfile>,
+    #[serde(borrow)]
+    profiles: Vec<Encoded<'a>>,
+}
+
+/// A profile's name and its [`SnapProfile`], encoded on its own: a command on one profile
+/// (`token NAME`, which scripts call constantly) decodes that one alone, borrowing the rest.
+#[derive(Serialize, Deserialize)]
+struct Encoded<'a> {
+    name: &'a str,
+    #[serde(serialize_with = "as_bytes")]
+    body: &'a [u8],
+}
+
+/// A byte slice as bytes (serde writes a `[u8]` as a sequence, and reads a borrowed one as bytes).
+fn as_bytes<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(bytes)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -248,8 +264,10 @@ pub(super) fn snapshot_path(state_dir: &Path, path: &Path) -> PathBuf {
 }
 
 /// The profiles of `path` from its snapshot in `state_dir`, when there is one that still
-/// describes every file the load read; `None` otherwise.
-pub(super) fn load(state_dir: &Path, path: &Path) -> Option<Profiles> {
+/// describes every file the load read; `None` otherwise. With `only`, and a snapshot that holds
+/// a profile of that name, that profile alone is decoded (the second value is then `false`: not
+/// the whole file); every profile otherwise.
+pub(super) fn load(state_dir: &Path, path: &Path, only: Option<&str>) -> Option<(Profiles, bool)> {
     let bytes = read_trusted(&snapshot_path(state_dir, path))?;
     let snap: Snapshot = postcard::from_bytes(&bytes).ok()?;
     if snap.format != FORMAT
@@ -284,56 +302,23 @@ pub(super) fn load(state_dir: &Path, path: &Path) -> Option<Profiles> {
             _ => return None,
         };
     }
+    let one = only.and_then(|name| snap.profiles.iter().find(|e| e.name == name));
+    let whole = one.is_none();
+    let encoded = match one {
+        Some(one) => std::slice::from_ref(one),
+        None => &snap.profiles[..],
+    };
     // Profiles of one instance share its URL: each one parsed once.
     let mut urls: HashMap<String, Url> = HashMap::new();
-    let mut profiles = Vec::with_capacity(snap.profiles.len());
-    for p in snap.profiles {
-        // Every profile's file is among them (it is one of a layer's).
-        let ca_cert = match p.ca_cert {
-            Some(file) => Some(Box::new(cas.get(&file)?.clone())),
-            None => None,
-        };
-        profiles.push(Arc::new(Profile {
-            name: p.name,
-            url: match urls.get(&p.url) {
-                Some(url) => url.clone(),
-                None => {
-                    let url = Url::parse(&p.url).ok()?;
-                    urls.insert(p.url, url.clone());
-                    url
-                }
-            },
-            api: p.api,
-            username: p.username,
-            password: match p.password {
-                SnapPassword::Env(v) => PasswordSource::Env(v),
-                SnapPassword::Cmd(c) => PasswordSource::Cmd(c),
-                SnapPassword::Keyring { account, over_ssh } => {
-                    PasswordSource::Keyring(KeyringEntry { account, over_ssh })
-                }
-                SnapPassword::Prompt => PasswordSource::Prompt,
-            },
-            platform: p.platform,
-            client_id: p.client_id,
-            client_secret: Secret::default(),
-            tags: p.tags,
-            allow_http: p.allow_http,
-            timeout: Duration::from_millis(p.timeout_ms),
-            connect_timeout: Duration::from_millis(p.connect_timeout_ms),
-            auto_refresh: p.auto_refresh,
-            relogin: p.relogin,
-            refresh_before: p.refresh_before_ms.map(Duration::from_millis),
-            check_interval: p.check_interval_ms.map(Duration::from_millis),
-            ca_cert,
-            insecure: p.insecure,
-            proxy: match p.proxy {
-                Some(proxy) => Some(Box::new(Url::parse(&proxy).ok()?)),
-                None => None,
-            },
-            admin: None,
-        }));
+    let mut profiles = Vec::with_capacity(encoded.len());
+    for e in encoded {
+        let p: SnapProfile = postcard::from_bytes(e.body).ok()?;
+        if p.name != e.name {
+            return None;
+        }
+        profiles.push(Arc::new(p.resolve(&cas, &mut urls)?));
     }
-    Some(Profiles {
+    let profiles = Profiles {
         path: path.to_path_buf(),
         files: snap.files.into_iter().map(|f| f.path).collect(),
         dirs: snap.dirs,
@@ -345,7 +330,64 @@ pub(super) fn load(state_dir: &Path, path: &Path) -> Option<Profiles> {
             columns,
         },
         origins: HashMap::new(),
-    })
+    };
+    Some((profiles, whole))
+}
+
+impl SnapProfile {
+    /// The profile this stands for, its `ca_cert` among the checked `cas` and its URL parsed
+    /// (or taken from `urls`, the ones parsed already); `None` when the snapshot does not hold
+    /// together.
+    fn resolve(
+        self,
+        cas: &HashMap<PathBuf, CaCert>,
+        urls: &mut HashMap<String, Url>,
+    ) -> Option<Profile> {
+        // Every profile's file is among them (it is one of a layer's).
+        let ca_cert = match self.ca_cert {
+            Some(file) => Some(Box::new(cas.get(&file)?.clone())),
+            None => None,
+        };
+        Some(Profile {
+            name: self.name,
+            url: match urls.get(&self.url) {
+                Some(url) => url.clone(),
+                None => {
+                    let url = Url::parse(&self.url).ok()?;
+                    urls.insert(self.url, url.clone());
+                    url
+                }
+            },
+            api: self.api,
+            username: self.username,
+            password: match self.password {
+                SnapPassword::Env(v) => PasswordSource::Env(v),
+                SnapPassword::Cmd(c) => PasswordSource::Cmd(c),
+                SnapPassword::Keyring { account, over_ssh } => {
+                    PasswordSource::Keyring(KeyringEntry { account, over_ssh })
+                }
+                SnapPassword::Prompt => PasswordSource::Prompt,
+            },
+            platform: self.platform,
+            client_id: self.client_id,
+            client_secret: Secret::default(),
+            tags: self.tags,
+            allow_http: self.allow_http,
+            timeout: Duration::from_millis(self.timeout_ms),
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            auto_refresh: self.auto_refresh,
+            relogin: self.relogin,
+            refresh_before: self.refresh_before_ms.map(Duration::from_millis),
+            check_interval: self.check_interval_ms.map(Duration::from_millis),
+            ca_cert,
+            insecure: self.insecure,
+            proxy: match self.proxy {
+                Some(proxy) => Some(Box::new(Url::parse(&proxy).ok()?)),
+                None => None,
+            },
+            admin: None,
+        })
+    }
 }
 
 /// Writes the snapshot of a full load, when it may hold it (no secret, every file a regular
@@ -377,7 +419,7 @@ pub(super) fn save(state_dir: &Path, loaded: &Profiles, reads: Reads) {
         if !p.client_secret.is_empty() || p.admin.is_some() || proxy_secret {
             return;
         }
-        profiles.push(SnapProfile {
+        let snap = SnapProfile {
             name: p.name.clone(),
             url: p.url.to_string(),
             api: p.api.clone(),
@@ -396,7 +438,11 @@ pub(super) fn save(state_dir: &Path, loaded: &Profiles, reads: Reads) {
             ca_cert: p.ca_cert.as_ref().map(|c| c.path.clone()),
             insecure: p.insecure,
             proxy: p.proxy.as_deref().map(Url::to_string),
-        });
+        };
+        let Ok(body) = postcard::to_allocvec(&snap) else {
+            return;
+        };
+        profiles.push((p.name.as_str(), body));
     }
     let snap = Snapshot {
         format: FORMAT,
@@ -418,7 +464,10 @@ pub(super) fn save(state_dir: &Path, loaded: &Profiles, reads: Reads) {
                 .as_ref()
                 .map(|c| c.iter().map(|n| n.to_string()).collect()),
         },
-        profiles,
+        profiles: profiles
+            .iter()
+            .map(|(name, body)| Encoded { name, body })
+            .collect(),
     };
     if !private_dir(state_dir) {
         return;
@@ -556,7 +605,10 @@ mod tests {
                 .to_string()
         }
         fn through_snapshot(&self) -> Option<Profiles> {
-            load(&self.state, &self.profiles)
+            load(&self.state, &self.profiles, None).map(|(p, whole)| {
+                assert!(whole);
+                p
+            })
         }
         fn snapshot(&self) -> PathBuf {
             snapshot_path(&self.state, &self.profiles)
@@ -654,6 +706,26 @@ tags = ["mine"]
         // Profiles of the file and of the catalogues, all there.
         let names: Vec<&str> = snap.profiles.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["cat-a", "team-one", "acme", "local", "kr", "ask"]);
+    }
+
+    #[test]
+    fn one_profile_is_decoded_alone_and_an_unknown_name_gets_them_all() {
+        let w = rich();
+        let full = w.cached();
+        let (one, whole) = load(&w.state, &w.profiles, Some("kr")).expect("the snapshot is used");
+        assert!(!whole);
+        let kr = full.profiles.iter().find(|p| p.name == "kr").unwrap();
+        assert_eq!(format!("{:?}", one.profiles), format!("{:?}", [kr]));
+        assert_eq!(
+            format!("{:?}", one.settings),
+            format!("{:?}", full.settings)
+        );
+        // A catalogue's profile, with its checked ca_cert.
+        let (one, _) = load(&w.state, &w.profiles, Some("cat-a")).unwrap();
+        assert!(one.profiles[0].ca_cert.is_some());
+        let (all, whole) = load(&w.state, &w.profiles, Some("nosuch")).unwrap();
+        assert!(whole);
+        assert_eq!(shown(&all), shown(&full));
     }
 
     #[test]
@@ -799,7 +871,10 @@ tags = ["mine"]
     fn forge(w: &World) {
         let bytes = std::fs::read(w.snapshot()).unwrap();
         let mut snap: Snapshot = postcard::from_bytes(&bytes).unwrap();
-        snap.profiles[0].url = "https://evil.example.net/".into();
+        let mut p: SnapProfile = postcard::from_bytes(snap.profiles[0].body).unwrap();
+        p.url = "https://evil.example.net/".into();
+        let body = postcard::to_allocvec(&p).unwrap();
+        snap.profiles[0].body = &body;
         std::fs::write(w.snapshot(), postcard::to_allocvec(&snap).unwrap()).unwrap();
     }
 
@@ -848,7 +923,7 @@ tags = ["mine"]
         let link = w.path("state-link");
         std::os::unix::fs::symlink(&w.state, &link).unwrap();
         load_cached(&w.profiles, Some(&link)).unwrap();
-        assert!(load(&link, &w.profiles).is_some());
+        assert!(load(&link, &w.profiles, None).is_some());
     }
 
     #[test]
