@@ -6,7 +6,7 @@
 //! share one session in the cache instead, and do not end each other's).
 
 use crate::config::Profile;
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::HashMap;
 
 /// Why logging in on this profile ends another session, if it does.
@@ -47,24 +47,43 @@ pub fn warnings<P: Borrow<Profile>>(profiles: &[P]) -> HashMap<String, Vec<Warni
         .map(Borrow::borrow)
         .filter(|p: &&Profile| !p.is_impersonation())
         .collect();
-    let mut groups: HashMap<(String, String, &str), Vec<usize>> = HashMap::with_capacity(own.len());
+    // Names are lowered only when they have capitals (most have none: no copy of each).
+    fn lower(s: &str) -> Cow<'_, str> {
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(s.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(s)
+        }
+    }
+    // Each profile's group (instance, user, platform), by number: thousands of profiles that
+    // share nothing make no list each.
+    let mut ids: HashMap<(Cow<str>, Cow<str>, &str), usize> = HashMap::with_capacity(own.len());
+    let mut sizes: Vec<usize> = Vec::with_capacity(own.len());
+    let mut group_of: Vec<usize> = Vec::with_capacity(own.len());
     let mut out: HashMap<String, Vec<Warning>> = HashMap::new();
-    for (i, p) in own.iter().enumerate() {
-        let instance = p.url.as_str().trim_end_matches('/').to_ascii_lowercase();
-        groups
-            .entry((
-                instance,
-                p.username.to_ascii_lowercase(),
-                p.platform.as_str(),
-            ))
-            .or_default()
-            .push(i);
+    for p in &own {
+        let instance = lower(p.url.as_str().trim_end_matches('/'));
+        let new = sizes.len();
+        let g = *ids
+            .entry((instance, lower(&p.username), p.platform.as_str()))
+            .or_insert(new);
+        if g == new {
+            sizes.push(0);
+        }
+        sizes[g] += 1;
+        group_of.push(g);
         // Sugar's own platform is `base`; a name that differs only in case is flagged too.
         if p.platform.eq_ignore_ascii_case("base") {
             out.insert(p.name.clone(), vec![Warning::BasePlatform]);
         }
     }
-    for group in groups.values().filter(|g| g.len() > 1) {
+    let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (i, &g) in group_of.iter().enumerate() {
+        if sizes[g] > 1 {
+            groups.entry(g).or_default().push(i);
+        }
+    }
+    for group in groups.values() {
         for &i in group {
             let p = own[i];
             let key = p.session_key();
