@@ -283,7 +283,16 @@ fn one_entry_read_alone_is_the_entry_of_the_whole_read() {
         }])
         .unwrap();
     let (whole, _) = writer.load().unwrap();
-    for user in ["a", "b|c", "100%", "tab\there", "nel\u{85}x", "ümlaut", "d", "nobody"] {
+    for user in [
+        "a",
+        "b|c",
+        "100%",
+        "tab\there",
+        "nel\u{85}x",
+        "ümlaut",
+        "d",
+        "nobody",
+    ] {
         // A fresh store: nothing remembered, so the entry is found by the scan.
         let store = Store::open(tmp.path()).unwrap();
         let (alone, report) = store.read_entry(&key(user)).unwrap();
