@@ -85,22 +85,20 @@ impl SessionKey {
 
     /// Parses [`canonical`](Self::canonical).
     pub fn parse(text: &str) -> Result<SessionKey, String> {
-        let parts: Vec<&str> = text.split('|').collect();
-        if !(4..=5).contains(&parts.len()) {
+        let count = text.bytes().filter(|&b| b == b'|').count() + 1;
+        if !(4..=5).contains(&count) {
             return Err(format!(
-                "a session key has 4 or 5 parts separated by |, not {}",
-                parts.len()
+                "a session key has 4 or 5 parts separated by |, not {count}"
             ));
         }
-        let decoded: Vec<String> = parts.iter().map(|p| decode(p)).collect::<Result<_, _>>()?;
-        let mut it = decoded.into_iter();
-        let mut next = || it.next().unwrap_or_default();
+        let mut parts = text.split('|');
+        let mut next = || decode(parts.next().unwrap_or_default());
         Ok(SessionKey {
-            instance: next(),
-            username: next(),
-            platform: next(),
-            client_id: next(),
-            sudo: (parts.len() == 5).then(next),
+            instance: next()?,
+            username: next()?,
+            platform: next()?,
+            client_id: next()?,
+            sudo: if count == 5 { Some(next()?) } else { None },
         })
     }
 
@@ -149,33 +147,32 @@ impl<'de> Deserialize<'de> for SessionKey {
 /// path as written (Sugar's paths are case-sensitive on most servers).
 pub fn normalise_instance(url: &str) -> String {
     let url = url.trim();
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (s.to_ascii_lowercase(), r),
-        None => (String::new(), url),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     // Credentials never belong in a URL the profiles file accepts; drop them if present.
     let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
-    let mut authority = authority.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "https" => Some(":443"),
-        "http" => Some(":80"),
-        _ => None,
-    };
-    if let Some(port) = default_port
-        && authority.ends_with(port)
-    {
-        authority.truncate(authority.len() - port.len());
-    }
-    let path = path.trim_end_matches('/');
-    if scheme.is_empty() {
-        format!("{authority}{path}")
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        Some(":443")
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(":80")
     } else {
-        format!("{scheme}://{authority}{path}")
+        None
+    };
+    let authority = match default_port {
+        Some(port) => authority.strip_suffix(port).unwrap_or(authority),
+        None => authority,
+    };
+    let path = path.trim_end_matches('/');
+    // One string, lowered in place: every profile's key is made from this, thousands at a time.
+    let mut out = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
+    if !scheme.is_empty() {
+        out.push_str(scheme);
+        out.push_str("://");
     }
+    out.push_str(authority);
+    out.make_ascii_lowercase();
+    out.push_str(path);
+    out
 }
 
 fn encode_into(part: &str, out: &mut String) {
@@ -415,6 +412,10 @@ mod tests {
                 "https://acme.example.com:8443/",
                 "https://acme.example.com:8443",
             ),
+            ("  https://u:pw@Host.COM:443/x/ ", "https://host.com/x"),
+            ("HTTP://h:80", "http://h"),
+            ("Acme.example.com/Sugar/", "acme.example.com/Sugar"),
+            ("ftp://H:21/", "ftp://h:21"),
         ] {
             assert_eq!(normalise_instance(given), want, "{given}");
         }
@@ -430,6 +431,9 @@ mod tests {
         let plain = SessionKey::new("https://a.example.com", "u", "p", "c");
         assert_eq!(SessionKey::parse(&plain.canonical()).unwrap(), plain);
         assert!(SessionKey::parse("a|b").is_err());
+        assert!(SessionKey::parse("a|b|c|d|e|f").is_err());
+        assert!(SessionKey::parse("a|b%zz|c|d").is_err());
+        assert_eq!(SessionKey::parse("a|b|c|d|").unwrap().sudo.as_deref(), Some(""));
     }
 
     #[test]
