@@ -67,6 +67,10 @@ fn main() {
         "  world: {n} profiles, a token cache of {n} active sessions ({:.0} KiB); {runs} runs after 3 warm-ups, stdout to a pipe",
         cache_len as f64 / 1024.0
     );
+    // The same commands with one profile: the machine's floor for them (starting the process,
+    // the runtime, the cache), which the thousands of profiles add to.
+    let one = tempfile::tempdir().expect("tempdir");
+    let (one_profiles, one_state) = common::full_cache_world(one.path(), 1, 1);
     for case in CASES {
         let target = if n <= 1000 {
             case.target_1k
@@ -75,29 +79,78 @@ fn main() {
         } else {
             None
         };
-        time(&profiles, &state, case.args, n, runs, target);
+        // The profile named: p00042, or the last of fewer.
+        let named = |n: usize| -> Vec<String> {
+            case.args
+                .iter()
+                .map(|a| match a.strip_prefix('p') {
+                    Some(i) if i.parse::<usize>().is_ok() => {
+                        format!("p{:05}", i.parse::<usize>().unwrap_or(0).min(n - 1))
+                    }
+                    _ => a.to_string(),
+                })
+                .collect()
+        };
+        let args = named(n);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let med = time(&profiles, &state, &args, n, runs, target);
+        if n > 1 && case.args[0] != "status" {
+            let args = named(1);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let floor = time_quiet(&one_profiles, &one_state, &args, runs);
+            println!(
+                "  {:<52} {:>22}",
+                "  the same with one profile / the profiles' cost",
+                format!(
+                    "{:.1} / +{:.1} ms",
+                    ms(floor),
+                    ms(med.saturating_sub(floor))
+                )
+            );
+        }
     }
 }
 
-fn time(profiles: &Path, state: &Path, args: &[&str], n: usize, runs: usize, target: Option<u64>) {
-    let run = || {
-        let mut cmd = Command::new(binary());
-        cmd.arg("--profiles")
-            .arg(profiles)
-            .arg("--state-dir")
-            .arg(state)
-            .args(args)
-            .env_remove("RUST_LOG");
-        let m = measure(cmd);
-        assert_eq!(
-            m.status,
-            0,
-            "{} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&m.stderr)
-        );
-        m
-    };
+/// One run of the binary on the world, which must succeed.
+fn run_once(profiles: &Path, state: &Path, args: &[&str]) -> common::Measured {
+    let mut cmd = Command::new(binary());
+    cmd.arg("--profiles")
+        .arg(profiles)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env_remove("RUST_LOG");
+    let m = measure(cmd);
+    assert_eq!(
+        m.status,
+        0,
+        "{} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&m.stderr)
+    );
+    m
+}
+
+/// The median wall time of `runs` runs after 3 warm-ups, printed by the caller.
+fn time_quiet(profiles: &Path, state: &Path, args: &[&str], runs: usize) -> Duration {
+    for _ in 0..3 {
+        run_once(profiles, state, args);
+    }
+    let mut walls: Vec<Duration> = (0..runs)
+        .map(|_| run_once(profiles, state, args).wall)
+        .collect();
+    median(&mut walls)
+}
+
+fn time(
+    profiles: &Path,
+    state: &Path,
+    args: &[&str],
+    n: usize,
+    runs: usize,
+    target: Option<u64>,
+) -> Duration {
+    let run = || run_once(profiles, state, args);
     for _ in 0..3 {
         run();
     }
@@ -147,4 +200,5 @@ fn time(profiles: &Path, state: &Path, args: &[&str], n: usize, runs: usize, tar
         "",
         None,
     );
+    med
 }
