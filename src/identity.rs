@@ -433,7 +433,10 @@ mod tests {
         assert!(SessionKey::parse("a|b").is_err());
         assert!(SessionKey::parse("a|b|c|d|e|f").is_err());
         assert!(SessionKey::parse("a|b%zz|c|d").is_err());
-        assert_eq!(SessionKey::parse("a|b|c|d|").unwrap().sudo.as_deref(), Some(""));
+        assert_eq!(
+            SessionKey::parse("a|b|c|d|").unwrap().sudo.as_deref(),
+            Some("")
+        );
     }
 
     #[test]
