@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Fleet, FleetServer, Measured, PASSWORD, binary, measure, ms, report, user_name};
+use common::{Fleet, FleetServer, Measured, PASSWORD, measure, ms, report, user_name};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,16 +27,7 @@ fn floor(n: usize, global: usize, per_host: usize, hosts: usize, latency: Durati
 }
 
 fn run_cli(profiles: &Path, state: &Path, args: &[&str]) -> Measured {
-    let mut cmd = Command::new(binary());
-    cmd.arg("--profiles")
-        .arg(profiles)
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .env_remove("SUGAR_SESSIONS_PROFILES")
-        .env_remove("SUGAR_SESSIONS_STATE_DIR")
-        .env_remove("RUST_LOG");
-    let m = measure(cmd);
+    let m = measure(common::on_world(profiles, state, args));
     if m.status != 0 {
         let out = String::from_utf8_lossy(&m.stdout);
         let failed: Vec<&str> = out

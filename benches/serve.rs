@@ -7,9 +7,9 @@
 mod common;
 
 use common::pty::cpu_time;
-use common::{binary, median, ms, report, vm_hwm_kib};
+use common::{median, ms, report, vm_hwm_kib};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -44,25 +44,24 @@ fn main() {
         "  world: {n} profiles, {n} active sessions (one-hour tokens), nothing due; idle {} s",
         idle.as_secs()
     );
-    let mut child = Command::new(binary())
-        .arg("--profiles")
-        .arg(&profiles)
-        .arg("--state-dir")
-        .arg(&state)
-        .args([
+    let mut child = common::on_world(
+        &profiles,
+        &state,
+        &[
             "serve",
             "--all",
             "--listen",
             "127.0.0.1:0",
             "--log-format",
             "json",
-        ])
-        .env("SUGAR_SESSIONS_LOG", "info")
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
+        ],
+    )
+    .env("SUGAR_SESSIONS_LOG", "info")
+    .env_remove("NOTIFY_SOCKET")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("serve starts");
     let pid = child.id() as libc::pid_t;
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::{binary, measure, median, ms, report};
+use common::{measure, median, ms, report};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 /// A command timed, with its target at 1,000 and at 10,000 profiles.
@@ -113,14 +112,7 @@ fn main() {
 
 /// One run of the binary on the world, which must succeed.
 fn run_once(profiles: &Path, state: &Path, args: &[&str]) -> common::Measured {
-    let mut cmd = Command::new(binary());
-    cmd.arg("--profiles")
-        .arg(profiles)
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .env_remove("RUST_LOG");
-    let m = measure(cmd);
+    let m = measure(common::on_world(profiles, state, args));
     assert_eq!(
         m.status,
         0,

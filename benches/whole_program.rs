@@ -13,7 +13,7 @@
 mod common;
 
 use common::pty::{Pty, Screen, cpu_time};
-use common::{Fleet, FleetServer, binary, ms, report, write_private};
+use common::{Fleet, FleetServer, ms, report, write_private};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,17 +22,10 @@ const ROWS: u16 = 50;
 const COLS: u16 = 200;
 
 fn screen_cmd(profiles: &Path, state: &Path) -> Command {
-    let mut cmd = Command::new(binary());
-    cmd.arg("--profiles")
-        .arg(profiles)
-        .arg("--state-dir")
-        .arg(state)
-        .env("TERM", "xterm-256color")
+    let mut cmd = common::on_world(profiles, state, &[]);
+    cmd.env("TERM", "xterm-256color")
         .env("LANG", "C.UTF-8")
-        .env_remove("NO_COLOR")
-        .env_remove("RUST_LOG")
-        .env_remove("SUGAR_SESSIONS_PROFILES")
-        .env_remove("SUGAR_SESSIONS_STATE_DIR");
+        .env_remove("NO_COLOR");
     cmd
 }
 

@@ -17,6 +17,21 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sugar-sessions"))
 }
 
+/// The binary on a benchmark's world: `--profiles FILE --state-dir DIR ARGS`, with no log level
+/// and no profiles file or state directory from the environment.
+pub fn on_world(profiles: &Path, state: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.arg("--profiles")
+        .arg(profiles)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("SUGAR_SESSIONS_PROFILES")
+        .env_remove("SUGAR_SESSIONS_STATE_DIR");
+    cmd
+}
+
 /// The environment variable that turns a bench binary into the emulator fleet server.
 pub const SERVER_ENV: &str = "SUGAR_BENCH_SERVER";
 
