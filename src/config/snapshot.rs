@@ -879,6 +879,35 @@ tags = ["mine"]
     }
 
     #[test]
+    fn an_entry_with_another_profiles_body_or_a_cut_one_is_not_used() {
+        let w = world(
+            "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"anna\"\n\
+             [profiles.b]\nurl = \"https://b.example.com\"\nusername = \"bert\"\n",
+        );
+        w.cached();
+        let bytes = std::fs::read(w.snapshot()).unwrap();
+        let rewrite = |change: &dyn Fn(&mut Snapshot)| {
+            let mut snap: Snapshot = postcard::from_bytes(&bytes).unwrap();
+            change(&mut snap);
+            std::fs::write(w.snapshot(), postcard::to_allocvec(&snap).unwrap()).unwrap();
+        };
+        // `a` in front of `b`'s body.
+        rewrite(&|snap| snap.profiles[0].body = snap.profiles[1].body);
+        assert!(load(&w.state, &w.profiles, Some("a")).is_none());
+        // `a`'s body cut short.
+        rewrite(&|snap| {
+            let body = snap.profiles[0].body;
+            snap.profiles[0].body = &body[..body.len() / 2];
+        });
+        assert!(load(&w.state, &w.profiles, Some("a")).is_none());
+        // Either way the full load answers, and writes a sound snapshot again.
+        assert_eq!(w.cached().get("a").unwrap().username, "anna");
+        let (one, whole) = load(&w.state, &w.profiles, Some("a")).unwrap();
+        assert!(!whole);
+        assert_eq!(one.profiles[0].username, "anna");
+    }
+
+    #[test]
     fn a_snapshot_others_may_change_is_not_trusted() {
         let w = world("[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"u\"\n");
         w.cached();
