@@ -238,17 +238,25 @@ pub(super) fn find_entry(bytes: &[u8], key: &SessionKey) -> Option<Option<Entry>
         }
     }
 
+    fn scan<'de, R: serde_json::de::Read<'de>>(
+        mut de: serde_json::Deserializer<R>,
+        matches: Matches,
+    ) -> Option<Option<Entry>> {
+        let found = de.deserialize_map(File(matches)).ok()?;
+        de.end().ok()?;
+        found
+    }
     let canonical = key.canonical();
-    // Valid UTF-8 as a whole, so that its thousands of strings are not checked one by one.
-    let mut de = serde_json::Deserializer::from_str(std::str::from_utf8(bytes).ok()?);
-    let found = de
-        .deserialize_map(File(Matches {
-            key,
-            canonical: &canonical,
-        }))
-        .ok()?;
-    de.end().ok()?;
-    found
+    let matches = Matches {
+        key,
+        canonical: &canonical,
+    };
+    // Valid UTF-8 as a whole, so that its thousands of strings are not checked one by one; bytes
+    // that are not are skipped in the other entries, as they always were.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => scan(serde_json::Deserializer::from_str(text), matches),
+        Err(_) => scan(serde_json::Deserializer::from_slice(bytes), matches),
+    }
 }
 
 /// Format 1 → 2: each entry with a session is keyed by the session's url, user and platform and

@@ -319,6 +319,45 @@ fn one_entry_of_a_key_written_with_escapes_is_found_as_a_whole_read_finds_it() {
 }
 
 #[test]
+fn one_entry_of_a_key_with_raw_control_characters_is_found_as_a_whole_read_finds_it() {
+    // Not the canonical text, which %-escapes them: a tab (JSON's `\t`) and U+0085 (a C1 control,
+    // two bytes in UTF-8) as they are.
+    for user in ["tab\there", "nel\u{85}x"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let json_key =
+            serde_json::to_string(&format!("https://acme.example.com|{user}|custom_api|sugar"))
+                .unwrap();
+        let text = format!(r#"{{"version": 2, "sessions": {{{json_key}: {{"generation": 7}}}}}}"#);
+        let store = store_with(tmp.path(), text.as_bytes());
+        let (entry, _) = store.read_entry(&key(user)).unwrap();
+        assert_eq!(entry.generation, 7, "{user:?}");
+        let (whole, _) = Store::open(tmp.path()).unwrap().load().unwrap();
+        assert_eq!(whole.entry_or_default(&key(user)).generation, 7, "{user:?}");
+    }
+}
+
+#[test]
+fn a_byte_that_is_not_utf_8_in_another_entry_costs_this_one_nothing() {
+    // `b`'s entry is broken (a whole read moves the file aside); reading `a`'s alone skips it.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut text = br#"{"version": 2, "sessions": {
+        "https://acme.example.com|a|custom_api|sugar": {"generation": 7},
+        "https://acme.example.com|b|custom_api|sugar": {"generation": 1, "profile": "b"#
+        .to_vec();
+    text.push(0xFF);
+    text.extend_from_slice(br#""}}}"#);
+    let store = store_with(tmp.path(), &text);
+    let (entry, report) = store.read_entry(&key("a")).unwrap();
+    assert_eq!(entry.generation, 7);
+    assert!(report.moved_aside.is_none());
+    assert_eq!(
+        fs::read(store.cache_path()).unwrap(),
+        text,
+        "the file is kept"
+    );
+}
+
+#[test]
 fn a_file_that_is_not_plain_format_2_is_read_whole_for_one_entry() {
     let tmp = tempfile::tempdir().unwrap();
     // Broken: moved aside and said, as by a whole read.
