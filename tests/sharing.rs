@@ -1212,6 +1212,42 @@ async fn a_format_1_cache_keeps_its_sessions() {
     );
 }
 
+/// A name that the snapshot's one profile does not answer (`acme>nobody`: no such impersonation)
+/// gets the whole file's answer, with its closest names, as the first run (a full load) gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_one_profile_does_not_answer_gets_the_whole_files_answer() {
+    let mut text = String::from("[defaults]\nplatform = \"custom_api\"\n");
+    for name in ["acme", "acm", "acme-nobody"] {
+        text.push_str(&format!(
+            "[profiles.{name}]\nurl = \"https://{name}.example.com\"\nusername = \"u\"\n\
+             password_env = \"SS_NO_PW\"\n"
+        ));
+    }
+    let e = env(&text);
+    std::fs::create_dir(&e.state).unwrap();
+    std::fs::set_permissions(&e.state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let first = run(e.cmd(&["token", "acme>nobody"])).await;
+    assert!(
+        first.stderr.contains("did you mean") && first.stderr.contains("acme-nobody"),
+        "{}",
+        first.show()
+    );
+    let snapshot = std::fs::read_dir(&e.state).unwrap().any(|f| {
+        f.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".snapshot")
+    });
+    assert!(snapshot, "the first run's full load wrote the snapshot");
+    let again = run(e.cmd(&["token", "acme>nobody"])).await;
+    assert_eq!(
+        (again.code, &again.stderr),
+        (first.code, &first.stderr),
+        "{}",
+        again.show()
+    );
+}
+
 /// `token NAME` reads the profiles' snapshot for that one profile alone. On a format-1 cache the
 /// store still needs every profile's client id (the old cache is keyed by name): when `token a`
 /// refreshes and so rewrites the cache, `b`'s session (another client id) must stay `b`'s.

@@ -253,7 +253,6 @@ pub(super) fn status(
     format: StatusFormat,
 ) -> Result<i32, Usage> {
     let cache = load_cache(&CacheReader::new(store.clone()))?;
-    super::left_to_exit(Arc::clone(&cache));
     let in_file = profiles.profiles.len();
     let profiles = &*with_impersonations(profiles, &cache);
     let now = Utc::now();

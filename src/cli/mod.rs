@@ -126,7 +126,9 @@ fn writable(cli: &Cli, command: &str, profiles: Profiles) -> Result<Profiles, Us
 ///
 /// Scripts call these constantly, so through a valid snapshot only that profile is decoded, not
 /// the thousands beside it. The store then gets the whole table of profiles (which only a cache
-/// of the first release asks for) by loading the file again, if it ever asks.
+/// of the first release asks for) from the rest of the same snapshot, if it ever asks; and a name
+/// the one profile does not answer (`acme>nobody`) is looked up again in the whole file, for its
+/// closest names.
 pub(crate) fn one_profile_engine(
     cli: &Cli,
     command: &str,
@@ -141,23 +143,29 @@ pub(crate) fn one_profile_engine(
         .parse::<crate::identity::ProfileId>()
         .ok()
         .map(|id| id.name().to_string());
-    let (profiles, whole) = config::load_cached_for(&path, state_dir.as_deref(), only.as_deref())
+    let (profiles, rest) = config::load_cached_for(&path, state_dir.as_deref(), only.as_deref())
         .map_err(|e| Usage(format!("{e}")))?;
     let profiles = writable(cli, command, profiles)?;
-    let store = if whole {
-        open_store(cli, &profiles)?
-    } else {
-        let known = profiles.profiles.clone();
-        store_in(cli, cli_lock_policy(cli), move || {
-            let all = config::load_cached(&path, state_dir.as_deref())
-                .map(|p| p.profiles)
-                .unwrap_or_else(|_| known.clone());
-            names_of(&all)
-        })?
+    let in_whole = |profiles: Profiles| {
+        let engine = Engine::new(open_store(cli, &profiles)?, &profiles.settings);
+        let p = commands::one_profile(&profiles, &engine, name)?;
+        Ok((p, engine))
     };
+    let Some(rest) = rest else {
+        return in_whole(profiles);
+    };
+    let known = profiles.profiles.clone();
+    let store = store_in(cli, cli_lock_policy(cli), move || {
+        // A snapshot damaged where it was not read: the file as it is now, else this profile.
+        rest.names()
+            .or_else(|| config::load(&path).ok().map(|all| names_of(&all.profiles)))
+            .unwrap_or_else(|| names_of(&known))
+    })?;
     let engine = Engine::new(store, &profiles.settings);
-    let p = commands::one_profile(&profiles, &engine, name)?;
-    Ok((p, engine))
+    match commands::one_profile(&profiles, &engine, name) {
+        Ok(p) => Ok((p, engine)),
+        Err(_) => in_whole(load_writable(cli, command)?),
+    }
 }
 
 /// The token cache, with lock waits bounded by `--lock-timeout` and told on a terminal, and the
@@ -216,11 +224,16 @@ fn names_of(profiles: &[Arc<config::Profile>]) -> Vec<(String, String, String)> 
         .collect()
 }
 
-/// Leaves what a read-only command read to the process's end, which is near (`main` exits when
-/// the command returns): thousands of profiles or sessions freed one by one cost such a command
-/// a tenth of its time, and the system takes the memory back at once.
-pub(crate) fn left_to_exit<T>(value: T) {
-    std::mem::forget(value);
+/// Leaves the profiles a read-only command read to the process's end, which is near (`main`
+/// exits when the command returns): thousands of profiles freed one by one cost `list` a tenth
+/// of its time, and the system takes the memory back at once. Profiles that hold a secret are
+/// dropped, so that it is zeroized (as the sessions' tokens always are).
+fn left_to_exit(profiles: Profiles) {
+    if profiles.profiles.iter().any(|p| p.holds_secret()) {
+        drop(profiles);
+    } else {
+        std::mem::forget(profiles);
+    }
 }
 
 /// Runs a command without a screen; returns the exit status. `main.rs` opens the screen itself

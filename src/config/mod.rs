@@ -18,6 +18,7 @@ mod validate;
 
 pub use errors::{ConfigError, LoadError};
 pub use schema::{COLUMN_NAMES, MAX_PROFILE_NAME};
+pub use snapshot::Rest;
 
 /// Up to three known names close to a mistyped one, closest first.
 pub fn close_names<'k>(name: &str, known: &[&'k str]) -> Vec<&'k str> {
@@ -144,6 +145,12 @@ impl fmt::Debug for CaCert {
 }
 
 impl Profile {
+    /// Whether the profile holds a secret in memory (a plain password, a client secret), which is
+    /// zeroized when it is dropped.
+    pub fn holds_secret(&self) -> bool {
+        matches!(self.password, PasswordSource::Plain(_)) || !self.client_secret.is_empty()
+    }
+
     /// `host` or `host:port` of the instance, for display and for the per-host concurrency bound.
     pub fn host_port(&self) -> String {
         let host = self.url.host_str().unwrap_or("");
@@ -313,23 +320,23 @@ pub fn load_cached(path: &Path, state_dir: Option<&Path>) -> Result<Profiles, Lo
 }
 
 /// [`load_cached`] for a command on the one profile `only`: when the snapshot is valid and holds
-/// it, that profile alone is decoded, and the second value is `false` (the profiles are not the
-/// file's whole set: no other profile, no name to suggest). Every profile otherwise (`true`), so
-/// that an unknown name gets the full load's answer.
+/// it, that profile alone is decoded, with the [`Rest`] of the snapshot (the profiles are then not
+/// the file's whole set: no other profile, no name to suggest). Every profile otherwise, and no
+/// rest.
 pub fn load_cached_for(
     path: &Path,
     state_dir: Option<&Path>,
     only: Option<&str>,
-) -> Result<(Profiles, bool), LoadError> {
+) -> Result<(Profiles, Option<Rest>), LoadError> {
     let Some(dir) = state_dir else {
-        return load(path).map(|profiles| (profiles, true));
+        return load(path).map(|profiles| (profiles, None));
     };
     if let Some(loaded) = snapshot::load(dir, path, only) {
         return Ok(loaded);
     }
     let (profiles, reads) = read_and_parse(path, false, true)?;
     snapshot::save(dir, &profiles, reads);
-    Ok((profiles, true))
+    Ok((profiles, None))
 }
 
 fn load_as(path: &Path, origins: bool) -> Result<Profiles, LoadError> {

@@ -265,9 +265,13 @@ pub(super) fn snapshot_path(state_dir: &Path, path: &Path) -> PathBuf {
 
 /// The profiles of `path` from its snapshot in `state_dir`, when there is one that still
 /// describes every file the load read; `None` otherwise. With `only`, and a snapshot that holds
-/// a profile of that name, that profile alone is decoded (the second value is then `false`: not
-/// the whole file); every profile otherwise.
-pub(super) fn load(state_dir: &Path, path: &Path, only: Option<&str>) -> Option<(Profiles, bool)> {
+/// a profile of that name, that profile alone is decoded, and the [`Rest`] comes with it; every
+/// profile otherwise.
+pub(super) fn load(
+    state_dir: &Path,
+    path: &Path,
+    only: Option<&str>,
+) -> Option<(Profiles, Option<Rest>)> {
     let bytes = read_trusted(&snapshot_path(state_dir, path))?;
     let snap: Snapshot = postcard::from_bytes(&bytes).ok()?;
     if snap.format != FORMAT
@@ -303,7 +307,7 @@ pub(super) fn load(state_dir: &Path, path: &Path, only: Option<&str>) -> Option<
         };
     }
     let one = only.and_then(|name| snap.profiles.iter().find(|e| e.name == name));
-    let whole = one.is_none();
+    let partial = one.is_some();
     let encoded = match one {
         Some(one) => std::slice::from_ref(one),
         None => &snap.profiles[..],
@@ -312,10 +316,7 @@ pub(super) fn load(state_dir: &Path, path: &Path, only: Option<&str>) -> Option<
     let mut urls: HashMap<String, Url> = HashMap::new();
     let mut profiles = Vec::with_capacity(encoded.len());
     for e in encoded {
-        let p: SnapProfile = postcard::from_bytes(e.body).ok()?;
-        if p.name != e.name {
-            return None;
-        }
+        let p = e.decode()?;
         profiles.push(Arc::new(p.resolve(&cas, &mut urls)?));
     }
     let profiles = Profiles {
@@ -331,7 +332,33 @@ pub(super) fn load(state_dir: &Path, path: &Path, only: Option<&str>) -> Option<
         },
         origins: HashMap::new(),
     };
-    Some((profiles, whole))
+    Some((profiles, partial.then_some(Rest { bytes })))
+}
+
+/// The rest of a snapshot read for one profile: the same bytes (the file set that was checked,
+/// not the file as it may be now), decoded further only if asked.
+pub struct Rest {
+    bytes: Vec<u8>,
+}
+
+impl Rest {
+    /// (name, client id, user) of every profile of the file set, for reading a cache of the first
+    /// release (keyed by profile name); `None` when one of them cannot be decoded.
+    pub fn names(&self) -> Option<Vec<(String, String, String)>> {
+        let snap: Snapshot = postcard::from_bytes(&self.bytes).ok()?;
+        snap.profiles
+            .iter()
+            .map(|e| e.decode().map(|p| (p.name, p.client_id, p.username)))
+            .collect()
+    }
+}
+
+impl Encoded<'_> {
+    /// The profile, when its body is one whole profile of this entry's name.
+    fn decode(&self) -> Option<SnapProfile> {
+        let (p, left): (SnapProfile, _) = postcard::take_from_bytes(self.body).ok()?;
+        (left.is_empty() && p.name == self.name).then_some(p)
+    }
 }
 
 impl SnapProfile {
@@ -416,7 +443,7 @@ pub(super) fn save(state_dir: &Path, loaded: &Profiles, reads: Reads) {
             .proxy
             .as_ref()
             .is_some_and(|u| !u.username().is_empty() || u.password().is_some());
-        if !p.client_secret.is_empty() || p.admin.is_some() || proxy_secret {
+        if p.holds_secret() || p.admin.is_some() || proxy_secret {
             return;
         }
         let snap = SnapProfile {
@@ -605,8 +632,8 @@ mod tests {
                 .to_string()
         }
         fn through_snapshot(&self) -> Option<Profiles> {
-            load(&self.state, &self.profiles, None).map(|(p, whole)| {
-                assert!(whole);
+            load(&self.state, &self.profiles, None).map(|(p, rest)| {
+                assert!(rest.is_none());
                 p
             })
         }
@@ -712,8 +739,12 @@ tags = ["mine"]
     fn one_profile_is_decoded_alone_and_an_unknown_name_gets_them_all() {
         let w = rich();
         let full = w.cached();
-        let (one, whole) = load(&w.state, &w.profiles, Some("kr")).expect("the snapshot is used");
-        assert!(!whole);
+        let (one, rest) = load(&w.state, &w.profiles, Some("kr")).expect("the snapshot is used");
+        // The rest names every profile of the file set, with its client id.
+        let names = rest.unwrap().names().unwrap();
+        let local = names.iter().find(|n| n.0 == "local").unwrap();
+        assert_eq!((local.1.as_str(), local.2.as_str()), ("mine", "admin"));
+        assert_eq!(names.len(), full.profiles.len());
         let kr = full.profiles.iter().find(|p| p.name == "kr").unwrap();
         assert_eq!(format!("{:?}", one.profiles), format!("{:?}", [kr]));
         assert_eq!(
@@ -723,8 +754,8 @@ tags = ["mine"]
         // A catalogue's profile, with its checked ca_cert.
         let (one, _) = load(&w.state, &w.profiles, Some("cat-a")).unwrap();
         assert!(one.profiles[0].ca_cert.is_some());
-        let (all, whole) = load(&w.state, &w.profiles, Some("nosuch")).unwrap();
-        assert!(whole);
+        let (all, rest) = load(&w.state, &w.profiles, Some("nosuch")).unwrap();
+        assert!(rest.is_none());
         assert_eq!(shown(&all), shown(&full));
     }
 
@@ -879,31 +910,30 @@ tags = ["mine"]
     }
 
     #[test]
-    fn an_entry_with_another_profiles_body_or_a_cut_one_is_not_used() {
+    fn an_entry_with_another_profiles_body_or_a_cut_or_padded_one_is_not_used() {
         let w = world(
             "[profiles.a]\nurl = \"https://a.example.com\"\nusername = \"anna\"\n\
              [profiles.b]\nurl = \"https://b.example.com\"\nusername = \"bert\"\n",
         );
         w.cached();
         let bytes = std::fs::read(w.snapshot()).unwrap();
-        let rewrite = |change: &dyn Fn(&mut Snapshot)| {
+        // `a`'s body made from `a`'s and `b`'s.
+        type Body = dyn Fn(&[u8], &[u8]) -> Vec<u8>;
+        let a = |make: &Body| {
             let mut snap: Snapshot = postcard::from_bytes(&bytes).unwrap();
-            change(&mut snap);
+            let body = make(snap.profiles[0].body, snap.profiles[1].body);
+            snap.profiles[0].body = &body;
             std::fs::write(w.snapshot(), postcard::to_allocvec(&snap).unwrap()).unwrap();
+            load(&w.state, &w.profiles, Some("a"))
         };
-        // `a` in front of `b`'s body.
-        rewrite(&|snap| snap.profiles[0].body = snap.profiles[1].body);
-        assert!(load(&w.state, &w.profiles, Some("a")).is_none());
-        // `a`'s body cut short.
-        rewrite(&|snap| {
-            let body = snap.profiles[0].body;
-            snap.profiles[0].body = &body[..body.len() / 2];
-        });
-        assert!(load(&w.state, &w.profiles, Some("a")).is_none());
+        // `a` in front of `b`'s body; `a`'s body cut short; `a`'s body with a byte more.
+        assert!(a(&|_, b| b.to_vec()).is_none());
+        assert!(a(&|a, _| a[..a.len() / 2].to_vec()).is_none());
+        assert!(a(&|a, _| [a, &[0]].concat()).is_none());
         // Either way the full load answers, and writes a sound snapshot again.
         assert_eq!(w.cached().get("a").unwrap().username, "anna");
-        let (one, whole) = load(&w.state, &w.profiles, Some("a")).unwrap();
-        assert!(!whole);
+        let (one, rest) = load(&w.state, &w.profiles, Some("a")).unwrap();
+        assert!(rest.is_some());
         assert_eq!(one.profiles[0].username, "anna");
     }
 
