@@ -354,24 +354,40 @@ fn one_per_host(dir: &std::path::Path) -> std::sync::Arc<Engine> {
     std::sync::Arc::new(Engine::new(Store::open(dir).unwrap(), &settings))
 }
 
+/// A job runner over `engine`, and the channel of its reports.
+fn runner<K>(
+    engine: std::sync::Arc<Engine>,
+) -> (
+    sugar_sessions::runtime::Jobs<K>,
+    tokio::sync::mpsc::Receiver<(K, sugar_sessions::runtime::Report)>,
+)
+where
+    K: Clone + Eq + std::hash::Hash + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    (sugar_sessions::runtime::Jobs::new(engine, tx), rx)
+}
+
+/// A login with the profile's own password source.
+fn login() -> sugar_sessions::runtime::Work {
+    sugar_sessions::runtime::Work::Op {
+        op: Op::Login,
+        password: None,
+    }
+}
+
 /// The job runner: a job waits for its place under the bounds; while it waits it can be
 /// withdrawn (reported), and a newer job for the same key replaces it (no report for the older);
 /// a job that has its place runs to its end and reports its outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_run_one_per_key_newer_replaces_queued_and_queued_can_be_withdrawn() {
     use std::sync::Arc;
-    use sugar_sessions::runtime::{Jobs, Report, Work};
+    use sugar_sessions::runtime::{Report, Work};
     let emu = start().await;
     emu.set_latency("acme", Duration::from_millis(300));
     let dir = tempfile::tempdir().unwrap();
-    let engine = one_per_host(dir.path());
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let mut jobs = Jobs::new(engine, tx);
+    let (mut jobs, mut rx) = runner(one_per_host(dir.path()));
     let p = |name: &str| Arc::new(integration(&emu, name, "acme"));
-    let login = || Work::Op {
-        op: Op::Login,
-        password: None,
-    };
     // "a" takes the one place; "b" and "c" wait behind it.
     jobs.submit("a", p("a"), login());
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -417,14 +433,13 @@ async fn jobs_run_one_per_key_newer_replaces_queued_and_queued_can_be_withdrawn(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_take_their_places_in_the_order_they_were_submitted() {
     use std::sync::Arc;
-    use sugar_sessions::runtime::{Jobs, Report, Work};
+    use sugar_sessions::runtime::{Report, Work};
     let emu = start().await;
     emu.set_latency("acme", Duration::from_millis(20));
     let dir = tempfile::tempdir().unwrap();
     let engine = one_per_host(dir.path());
     for round in 0..5 {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-        let mut jobs = Jobs::new(engine.clone(), tx);
+        let (mut jobs, mut rx) = runner(engine.clone());
         let names: Vec<String> = (0..8).map(|i| format!("r{round}p{i}")).collect();
         for (i, name) in names.iter().enumerate() {
             let p = Arc::new(integration(&emu, name, "acme"));
@@ -568,18 +583,12 @@ fn said(report: &sugar_sessions::runtime::Report) -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_hosts_queue_holds_no_other_host_back() {
     use std::sync::Arc;
-    use sugar_sessions::runtime::{Jobs, Report, Work};
+    use sugar_sessions::runtime::Report;
     let slow = start().await;
     let free = start().await;
     slow.set_latency("acme", Duration::from_secs(2));
     let dir = tempfile::tempdir().unwrap();
-    let engine = one_per_host(dir.path());
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let mut jobs = Jobs::new(engine, tx);
-    let login = || Work::Op {
-        op: Op::Login,
-        password: None,
-    };
+    let (mut jobs, mut rx) = runner(one_per_host(dir.path()));
     let n = 20;
     for i in 0..n {
         let p = Arc::new(integration(&slow, &format!("slow{i}"), "acme"));
@@ -632,7 +641,6 @@ async fn a_busy_hosts_queue_holds_no_other_host_back() {
 #[test]
 fn a_runtime_shuts_down_under_queued_jobs() {
     use std::sync::Arc;
-    use sugar_sessions::runtime::{Jobs, Work};
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -642,15 +650,10 @@ fn a_runtime_shuts_down_under_queued_jobs() {
     let (jobs, rx) = rt.block_on(async {
         let emu = start().await;
         emu.set_latency("acme", Duration::from_secs(5));
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let mut jobs = Jobs::new(one_per_host(dir.path()), tx);
+        let (mut jobs, rx) = runner(one_per_host(dir.path()));
         for i in 0..5 {
             let p = Arc::new(integration(&emu, &format!("p{i}"), "acme"));
-            let login = Work::Op {
-                op: Op::Login,
-                password: None,
-            };
-            jobs.submit(i, p, login);
+            jobs.submit(i, p, login());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         (jobs, rx)
