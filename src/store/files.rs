@@ -77,17 +77,31 @@ pub(super) fn preallocate(file: &File, len: u64) -> io::Result<()> {
 
 /// Reads a file without following a symlink; `None` when it does not exist.
 pub(super) fn read_file(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    let mut file = match OpenOptions::new()
+    let Some(mut file) = open_file(path)? else {
+        return Ok(None);
+    };
+    read_rest(&mut file, path).map(Some)
+}
+
+/// Opens a file for reading without following a symlink; `None` when it does not exist.
+pub(super) fn open_file(path: &Path) -> Result<Option<File>, StoreError> {
+    match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
     {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err(path, "cannot read the token cache")(e)),
-    };
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path, "cannot read the token cache")(e)),
+    }
+}
+
+/// The whole of an open file (from its start, wherever it was read to).
+pub(super) fn read_rest(file: &mut File, path: &Path) -> Result<Vec<u8>, StoreError> {
+    use std::io::Seek;
     let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize));
-    file.read_to_end(&mut bytes)
+    file.seek(io::SeekFrom::Start(0))
+        .and_then(|_| file.read_to_end(&mut bytes))
         .map_err(io_err(path, "cannot read the token cache"))?;
-    Ok(Some(bytes))
+    Ok(bytes)
 }

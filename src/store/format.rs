@@ -259,6 +259,118 @@ pub(super) fn find_entry(bytes: &[u8], key: &SessionKey) -> Option<Option<Entry>
     }
 }
 
+/// How a cache this program wrote begins (`to_writer_pretty` of [`Cache`]): format 2, and the
+/// `sessions` object with at least one entry.
+const WRITTEN_HEAD: &[u8] = b"{\n  \"version\": 2,\n  \"sessions\": {\n";
+
+/// How much of the file is read at a time by [`seek_entry`]: one buffer for the whole file, so
+/// that a read of thousands of entries costs its copy, not a page fault for every page of it.
+const CHUNK: usize = 64 * 1024;
+
+/// The entry of `key` in a cache as this program writes it, found by its text instead of by
+/// parsing every entry around it: `None` whenever that is not certain, and the caller then goes
+/// through [`find_entry`] (or the whole read), which decides.
+///
+/// A file this program wrote is pretty-printed: each session's key begins a line, indented by
+/// four spaces, and a raw newline never occurs inside a JSON string, so `\n    "KEY": ` found in
+/// the file is a key of the `sessions` object and nothing else. The rest of the file is read
+/// through too (a chunk at a time, into one buffer), so that a key there twice (a file edited by
+/// hand) gives the last entry, as a whole read does, and a file that does not end as written (cut
+/// short) is left to the whole read, which moves it aside.
+///
+/// What this does not look at, and [`find_entry`] does: the other keys, and whether the rest is
+/// JSON (a file with a broken entry elsewhere still gives this one; the next whole read, by any
+/// command that writes or lists, moves it aside), and a key spelled otherwise for the same
+/// session (escapes that a parse would undo: this program writes each key in one spelling). A key
+/// that is not found is left to the scan, the one that can say the file has no entry for it.
+pub(super) fn seek_entry(file: &mut impl std::io::Read, key: &SessionKey) -> Option<Entry> {
+    let needle = format!("\n    {}: ", serde_json::to_string(&key.canonical()).ok()?);
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    // `buf[..filled]` holds the bytes not yet searched, after those carried over from the last
+    // chunk (a needle may straddle two chunks).
+    let mut buf = vec![0u8; CHUNK];
+    let mut filled = 0;
+    while filled < WRITTEN_HEAD.len() {
+        match read_some(file, &mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    if !buf[..filled].starts_with(WRITTEN_HEAD) {
+        return None;
+    }
+    // The head's last newline begins the first key's line: it stays in the buffer.
+    let mut found: Option<Entry> = None;
+    let mut from = WRITTEN_HEAD.len() - 1;
+    loop {
+        while let Some(hit) = finder.find(&buf[from..filled]) {
+            let start = from + hit + needle.len();
+            let (entry, used) = entry_at(file, &mut buf, &mut filled, start)?;
+            // A key there twice (a file edited by hand): the last one stands, as in a whole read.
+            found = Some(entry);
+            from = start + used;
+        }
+        // Carry over what could begin a needle; it is never the whole of one already found, and
+        // it holds the end of the file when there is no more.
+        let keep = (needle.len() - 1).min(filled);
+        buf.copy_within(filled - keep..filled, 0);
+        filled = keep;
+        from = 0;
+        if buf.len() > CHUNK {
+            // An entry made the buffer grow for a moment: back to its size.
+            buf.truncate(CHUNK);
+            buf.shrink_to(CHUNK);
+        }
+        match read_some(file, &mut buf[filled..])? {
+            // The end: the file must close as written (`}` of `sessions`, `}` of the file).
+            0 => {
+                let closed = buf[..filled].trim_ascii_end().ends_with(b"\n  }\n}");
+                return found.filter(|_| closed);
+            }
+            n => filled += n,
+        }
+    }
+}
+
+/// The entry whose JSON begins at `buf[start..]`, reading on while it is cut by the chunk's end;
+/// and how many bytes of the buffer it took from `start`. `None` when it is not an entry.
+fn entry_at(
+    file: &mut impl std::io::Read,
+    buf: &mut Vec<u8>,
+    filled: &mut usize,
+    start: usize,
+) -> Option<(Entry, usize)> {
+    loop {
+        let mut stream =
+            serde_json::Deserializer::from_slice(&buf[start..*filled]).into_iter::<Entry>();
+        match stream.next()? {
+            Ok(entry) => return Some((entry, stream.byte_offset())),
+            Err(e) if e.is_eof() => {
+                if *filled == buf.len() {
+                    buf.resize(buf.len() * 2, 0);
+                }
+                let n = read_some(file, &mut buf[*filled..])?;
+                if n == 0 {
+                    return None;
+                }
+                *filled += n;
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A `read` that is retried when interrupted; `None` for an error (the whole read reports it).
+fn read_some(file: &mut impl std::io::Read, into: &mut [u8]) -> Option<usize> {
+    loop {
+        match file.read(into) {
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Format 1 → 2: each entry with a session is keyed by the session's url, user and platform and
 /// the client id of the profile of its name (else `sugar`); an impersonation `NAME>USER` by
 /// NAME's identity and USER. Entries that held only a failure are dropped.

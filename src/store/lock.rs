@@ -71,15 +71,7 @@ pub(super) fn acquire(
     what: &str,
     policy: &LockPolicy,
 ) -> Result<LockGuard, StoreError> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(io_err(path, "cannot open the lock file"))?;
+    let mut file = open_lock(path)?;
     let start = Instant::now();
     let mut told = false;
     let mut pause = Duration::from_millis(2);
@@ -109,9 +101,37 @@ pub(super) fn acquire(
         std::thread::sleep(pause.min(policy.timeout.saturating_sub(waited)));
         pause = (pause * 2).min(Duration::from_millis(50));
     }
+    Ok(held(file))
+}
+
+/// [`acquire`] without waiting: `None` when another holds the lock now.
+pub(super) fn acquire_now(path: &Path) -> Result<Option<LockGuard>, StoreError> {
+    let file = open_lock(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(held(file))),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(io_err(path, "cannot lock the lock file")(e)),
+    }
+}
+
+/// Opens a lock file, creating it with mode 0600, never through a symlink.
+fn open_lock(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io_err(path, "cannot open the lock file"))
+}
+
+/// The lock just taken on `file`, with its holder's record: `pid command`.
+fn held(mut file: File) -> LockGuard {
     let _ = file.set_len(0);
     let _ = writeln!(file, "{} {}", std::process::id(), own_command());
-    Ok(LockGuard { file })
+    LockGuard { file }
 }
 
 /// The lock at `path` is free now (taken and given back at once; never waited for). A lock file

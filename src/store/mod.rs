@@ -34,9 +34,9 @@ pub use protocol::{Applied, Change, Expect, apply};
 use crate::identity::SessionKey;
 use crate::session::Entry;
 use chrono::Utc;
-use files::{check_dir, ensure_dir, euid, preallocate, read_file};
+use files::{check_dir, ensure_dir, euid, open_file, preallocate, read_file, read_rest};
 use format::{Unreadable, decode};
-use lock::acquire;
+use lock::{acquire, acquire_now};
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -413,7 +413,8 @@ impl Store {
 
     /// The entry of one identity as the file holds it now, for a command about one session
     /// (`token`): a file this process already parsed is not parsed again, and otherwise only that
-    /// entry is built (a cache of thousands of sessions costs a scan, not a parse). Anything
+    /// entry is built: found by its key's text in a file as this program writes it (a cache of
+    /// thousands of sessions costs a read through one small buffer), else by a scan. Anything
     /// unusual (format 1, a newer format, a broken file) goes through the whole read, which says
     /// what is wrong and moves a broken file aside.
     pub fn read_entry(&self, key: &SessionKey) -> Result<(Entry, LoadReport), StoreError> {
@@ -422,9 +423,15 @@ impl Store {
         if let (_, Some(cache)) = self.known() {
             return Ok((cache.entry_or_default(key), LoadReport::default()));
         }
-        let Some(bytes) = read_file(&path)? else {
+        let Some(mut file) = open_file(&path)? else {
             return Ok((Entry::default(), LoadReport::default()));
         };
+        // A file as this program writes it: the entry found by its key's text, read a chunk at
+        // a time. Anything else (no entry, a key there twice, a file cut short): the scan.
+        if let Some(entry) = format::seek_entry(&mut file, key) {
+            return Ok((entry, LoadReport::default()));
+        }
+        let bytes = read_rest(&mut file, &path)?;
         if let Some(found) = format::find_entry(&bytes, key) {
             return Ok((found.unwrap_or_default(), LoadReport::default()));
         }
@@ -469,6 +476,13 @@ impl Store {
             &format!("the session {key}"),
             &self.policy,
         )
+    }
+
+    /// [`lock_key`](Self::lock_key) without waiting: `None` while another holds it.
+    pub fn lock_key_now(&self, key: &SessionKey) -> Result<Option<LockGuard>, StoreError> {
+        let dir = self.dir.join(LOCK_DIR);
+        ensure_dir(&dir, "cannot create the lock directory")?;
+        acquire_now(&self.key_lock_path(key))
     }
 
     /// Identifies the cache file's current content cheaply (inode, size, modification time).

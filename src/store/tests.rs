@@ -399,3 +399,109 @@ fn a_file_that_is_not_plain_format_2_is_read_whole_for_one_entry() {
         Some("t".to_string())
     );
 }
+
+/// Hands out at most `most` bytes per read, as a pipe or a slow file system may.
+struct Dribble<R> {
+    inner: R,
+    most: usize,
+}
+
+impl<R: io::Read> io::Read for Dribble<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.most);
+        self.inner.read(&mut buf[..n])
+    }
+}
+
+#[test]
+fn one_entry_of_a_written_cache_is_found_by_its_key_wherever_the_reads_cut_it() {
+    // 300 sessions (about 70 KB: more than one of the reads' chunks), one of them with a failure
+    // of 100 KB (an entry longer than a chunk), read in pieces of every kind of size.
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = Store::open(tmp.path()).unwrap();
+    let users: Vec<String> = (0..300).map(|i| format!("u{i:03}")).collect();
+    writer
+        .apply(
+            users
+                .iter()
+                .enumerate()
+                .map(|(i, user)| Change {
+                    key: key(user),
+                    label: user.clone(),
+                    expect: Expect::Held,
+                    apply: Box::new(move |e| {
+                        let long = if i == 150 { 100_000 } else { i };
+                        e.failure = Some(Failure::local(Op::Refresh, Utc::now(), "x".repeat(long)));
+                    }),
+                })
+                .collect(),
+        )
+        .unwrap();
+    let (whole, _) = writer.load().unwrap();
+    let bytes = fs::read(writer.cache_path()).unwrap();
+    assert!(bytes.len() > 2 * 64 * 1024, "{}", bytes.len());
+    for most in [usize::MAX, 65_539, 4096, 997] {
+        for user in users.iter().step_by(if most < 4096 { 7 } else { 1 }) {
+            let mut file = Dribble {
+                inner: io::Cursor::new(&bytes),
+                most,
+            };
+            let found = format::seek_entry(&mut file, &key(user));
+            assert_eq!(
+                found.as_ref(),
+                whole.sessions.get(&key(user)).map(|e| &**e),
+                "{user} in reads of {most}"
+            );
+        }
+    }
+    // And through the store, as `token` reads it.
+    let (alone, report) = Store::open(tmp.path())
+        .unwrap()
+        .read_entry(&key("u150"))
+        .unwrap();
+    assert_eq!(alone.failure.unwrap().message.len(), 100_000);
+    assert!(report.moved_aside.is_none());
+}
+
+/// A cache as this program writes it (pretty-printed), with `a`'s entry twice and `b`'s once.
+fn written_twice() -> String {
+    let entry = |generation: u64| format!("{{\n      \"generation\": {generation}\n    }}");
+    format!(
+        "{{\n  \"version\": 2,\n  \"sessions\": {{\n    {a}: {},\n    {b}: {},\n    {a}: {}\n  }}\n}}",
+        entry(1),
+        entry(5),
+        entry(2),
+        a = serde_json::to_string(&key("a").canonical()).unwrap(),
+        b = serde_json::to_string(&key("b").canonical()).unwrap(),
+    )
+}
+
+#[test]
+fn a_key_there_twice_gives_one_entry_read_alone_the_last_as_a_whole_read_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with(tmp.path(), written_twice().as_bytes());
+    let (entry, _) = store.read_entry(&key("a")).unwrap();
+    assert_eq!(entry.generation, 2);
+    let (whole, _) = Store::open(tmp.path()).unwrap().load().unwrap();
+    assert_eq!(whole.entry_or_default(&key("a")).generation, 2);
+    let (entry, _) = Store::open(tmp.path())
+        .unwrap()
+        .read_entry(&key("b"))
+        .unwrap();
+    assert_eq!(entry.generation, 5);
+}
+
+#[test]
+fn a_written_cache_cut_short_after_the_entry_is_moved_aside_for_one_entry_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = Store::open(tmp.path()).unwrap();
+    put(&writer, "a");
+    put(&writer, "b");
+    let bytes = fs::read(writer.cache_path()).unwrap();
+    // `a`'s entry is whole; the file ends inside `b`'s.
+    let cut = &bytes[..bytes.len() - 12];
+    let store = store_with(tmp.path(), cut);
+    let (entry, report) = store.read_entry(&key("a")).unwrap();
+    assert_eq!(entry, Entry::default());
+    assert!(report.moved_aside.is_some(), "the cut file is moved aside");
+}
