@@ -40,6 +40,26 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 type Ack = oneshot::Sender<Result<Applied, String>>;
 
+/// Whether this runtime has one thread: a command about one session (`token`, `status`, `api`),
+/// whose work is done one step at a time anyway.
+fn one_thread() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
+/// Runs `f`, a short call on local files (a read of the cache), where it costs least: on this
+/// thread when the runtime has only that one (nothing else waits for it, and a blocking thread
+/// made for the call would cost more than the call), else on a blocking thread, so that the
+/// screen and the other jobs go on meanwhile.
+async fn on_files<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    if one_thread() {
+        return Ok(f());
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// The engine: one per process.
 pub struct Engine {
     store: Store,
@@ -147,9 +167,7 @@ impl Engine {
     pub async fn current_one(&self, key: &SessionKey) -> Result<Entry, String> {
         let reader = self.reader.clone();
         let key = key.clone();
-        tokio::task::spawn_blocking(move || reader.read_entry(&key))
-            .await
-            .map_err(|e| e.to_string())?
+        on_files(move || reader.read_entry(&key)).await?
     }
 
     /// The whole cache as it is on disk now; read again only when the file changed since last
@@ -161,18 +179,15 @@ impl Engine {
             return Ok(cache);
         }
         let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || reader.read_keeping_notices())
-            .await
-            .map_err(|e| e.to_string())?
+        on_files(move || reader.read_keeping_notices())
+            .await?
             .map(|r| r.cache)
     }
 
     /// The cache for a front end, with what reading it found (said once).
     pub async fn read_cache(&self) -> Result<CacheRead, String> {
         let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || reader.read())
-            .await
-            .map_err(|e| e.to_string())?
+        on_files(move || reader.read()).await?
     }
 
     /// The one cache reader, for a front end that reads on its own schedule.
@@ -182,6 +197,13 @@ impl Engine {
 
     /// Takes the identity's cross-process lock (a bounded wait for another process).
     pub async fn lock_key(&self, key: &SessionKey) -> Result<LockGuard, String> {
+        // Free now (as it nearly always is): taken here, where no other work waits for the thread.
+        // A wait goes to a blocking thread, so that Ctrl-C and the other jobs are heard meanwhile.
+        if one_thread()
+            && let Some(lock) = self.store.lock_key_now(key).map_err(|e| e.to_string())?
+        {
+            return Ok(lock);
+        }
         let store = self.store.clone();
         let key = key.clone();
         tokio::task::spawn_blocking(move || store.lock_key(&key))

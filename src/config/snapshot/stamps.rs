@@ -64,11 +64,12 @@ impl FileStamp {
         {
             return false;
         }
-        let mut bytes = Vec::with_capacity(self.len as usize + 1);
-        if file.read_to_end(&mut bytes).is_err() {
-            return false;
+        // Hashed as it is read, through one small buffer: the text itself is not needed.
+        let mut hasher = Sha256::new();
+        match std::io::copy(&mut (&mut file).take(self.len + 1), &mut hasher) {
+            Ok(n) if n == self.len => hex(&hasher.finalize()) == self.sha256,
+            _ => false,
         }
-        hex(&Sha256::digest(&bytes)) == self.sha256
     }
 }
 
