@@ -40,8 +40,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 type Ack = oneshot::Sender<Result<Applied, String>>;
 
-/// Whether this runtime has one thread: a command about one session (`token`, `status`, `api`),
-/// whose work is done one step at a time anyway.
+/// Whether this runtime has one thread: a command that reads and prints, or acts on one session
+/// (`status`, `token`, `api`: `main.rs`), whose work is done one step at a time anyway.
 fn one_thread() -> bool {
     tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
