@@ -6,10 +6,71 @@
 //! share one session in the cache instead, and do not end each other's).
 
 use crate::config::Profile;
+use crate::identity::SessionKey;
 use hashbrown::HashTable;
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+/// What the guard reads of a profile: a resolved [`Profile`], or one read from the profiles'
+/// snapshot without being built (`list`).
+pub trait Guarded {
+    fn name(&self) -> &str;
+    /// The URL as `url::Url` writes it.
+    fn url(&self) -> &str;
+    fn username(&self) -> &str;
+    fn platform(&self) -> &str;
+    fn client_id(&self) -> &str;
+    /// A profile made for `sudo` (`NAME>USER`): the guard leaves it out.
+    fn is_impersonation(&self) -> bool;
+}
+
+impl Guarded for Profile {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn url(&self) -> &str {
+        self.url.as_str()
+    }
+    fn username(&self) -> &str {
+        &self.username
+    }
+    fn platform(&self) -> &str {
+        &self.platform
+    }
+    fn client_id(&self) -> &str {
+        &self.client_id
+    }
+    fn is_impersonation(&self) -> bool {
+        Profile::is_impersonation(self)
+    }
+}
+
+impl<T: Guarded + ?Sized> Guarded for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn url(&self) -> &str {
+        (**self).url()
+    }
+    fn username(&self) -> &str {
+        (**self).username()
+    }
+    fn platform(&self) -> &str {
+        (**self).platform()
+    }
+    fn client_id(&self) -> &str {
+        (**self).client_id()
+    }
+    fn is_impersonation(&self) -> bool {
+        (**self).is_impersonation()
+    }
+}
+
+/// The session a profile that is not an impersonation logs in to (as [`Profile::session_key`]).
+fn session_key(p: &impl Guarded) -> SessionKey {
+    SessionKey::new(p.url(), p.username(), p.platform(), p.client_id())
+}
 
 /// Why logging in on this profile ends another session, if it does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,18 +84,19 @@ pub enum Warning {
 
 impl Warning {
     /// A sentence for people, about the given profile.
-    pub fn message(&self, p: &Profile) -> String {
+    pub fn message(&self, p: &impl Guarded) -> String {
         match self {
             Warning::BasePlatform => format!(
                 "platform {}: a login here logs {} out of Sugar's web UI; give the profile a platform of its own",
-                p.platform, p.username
+                p.platform(),
+                p.username()
             ),
             Warning::SharedPlatform { others } => format!(
                 "{} also log{} in as {} on this instance and platform {}: each login ends the other's session; give each its own platform",
                 others.join(", "),
                 if others.len() == 1 { "s" } else { "" },
-                p.username,
-                p.platform
+                p.username(),
+                p.platform()
             ),
         }
     }
@@ -43,24 +105,20 @@ impl Warning {
 /// The warnings of every profile that has any, by profile name. One pass groups the profiles by
 /// instance, user and platform; only the few groups of more than one are looked at again (at
 /// 10,000 profiles this was a tenth of `list`'s time when every profile was looked up twice).
-pub fn warnings<P: Borrow<Profile>>(profiles: &[P]) -> HashMap<String, Vec<Warning>> {
-    let own: Vec<&Profile> = profiles
-        .iter()
-        .map(Borrow::borrow)
-        .filter(|p: &&Profile| !p.is_impersonation())
-        .collect();
+pub fn warnings<P: Guarded>(profiles: &[P]) -> HashMap<String, Vec<Warning>> {
+    let own: Vec<&P> = profiles.iter().filter(|p| !p.is_impersonation()).collect();
     // Each profile's group, by number. The table holds (a profile of the group, the group): no
     // copy of any name, and a sixth of the memory of a map keyed by the names (1,000 profiles
     // that share nothing took 150 KB and as many page faults as the rest of `list`).
     let state = foldhash::fast::RandomState::default();
-    let hash = |p: &Profile| group_hash(&state, p);
+    let hash = |p: &P| group_hash(&state, p);
     let mut ids: HashTable<(usize, usize)> = HashTable::with_capacity(own.len());
     let mut sizes: Vec<usize> = Vec::with_capacity(own.len());
     let mut group_of: Vec<usize> = Vec::with_capacity(own.len());
     let mut out: HashMap<String, Vec<Warning>> = HashMap::new();
     for (i, p) in own.iter().enumerate() {
         let h = hash(p);
-        let g = match ids.find(h, |&(first, _)| same_group(own[first], p)) {
+        let g = match ids.find(h, |&(first, _)| same_group(own[first], *p)) {
             Some(&(_, g)) => g,
             None => {
                 let new = sizes.len();
@@ -72,8 +130,8 @@ pub fn warnings<P: Borrow<Profile>>(profiles: &[P]) -> HashMap<String, Vec<Warni
         sizes[g] += 1;
         group_of.push(g);
         // Sugar's own platform is `base`; a name that differs only in case is flagged too.
-        if p.platform.eq_ignore_ascii_case("base") {
-            out.insert(p.name.clone(), vec![Warning::BasePlatform]);
+        if p.platform().eq_ignore_ascii_case("base") {
+            out.insert(p.name().to_string(), vec![Warning::BasePlatform]);
         }
     }
     let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -85,15 +143,15 @@ pub fn warnings<P: Borrow<Profile>>(profiles: &[P]) -> HashMap<String, Vec<Warni
     for group in groups.values() {
         for &i in group {
             let p = own[i];
-            let key = p.session_key();
+            let key = session_key(p);
             let others: Vec<String> = group
                 .iter()
                 .map(|&j| own[j])
-                .filter(|o| o.name != p.name && o.session_key() != key)
-                .map(|o| o.name.clone())
+                .filter(|o| o.name() != p.name() && session_key(*o) != key)
+                .map(|o| o.name().to_string())
                 .collect();
             if !others.is_empty() {
-                out.entry(p.name.clone())
+                out.entry(p.name().to_string())
                     .or_default()
                     .push(Warning::SharedPlatform { others });
             }
@@ -103,23 +161,23 @@ pub fn warnings<P: Borrow<Profile>>(profiles: &[P]) -> HashMap<String, Vec<Warni
 }
 
 /// The instance of a profile as the guard compares it: its URL without the trailing slashes.
-fn instance(p: &Profile) -> &str {
-    p.url.as_str().trim_end_matches('/')
+fn instance(p: &impl Guarded) -> &str {
+    p.url().trim_end_matches('/')
 }
 
 /// Whether two profiles are one user on one platform of one instance for Sugar: instance and
 /// user in any ASCII letter case, the platform as it is.
-fn same_group(a: &Profile, b: &Profile) -> bool {
+fn same_group(a: &impl Guarded, b: &impl Guarded) -> bool {
     instance(a).eq_ignore_ascii_case(instance(b))
-        && a.username.eq_ignore_ascii_case(&b.username)
-        && a.platform == b.platform
+        && a.username().eq_ignore_ascii_case(b.username())
+        && a.platform() == b.platform()
 }
 
 /// A hash that agrees with [`same_group`]: instance and user lowered (a piece at a time, with no
 /// copy of either), each part ended by a byte no text holds.
-fn group_hash(state: &impl BuildHasher, p: &Profile) -> u64 {
+fn group_hash(state: &impl BuildHasher, p: &impl Guarded) -> u64 {
     let mut h = state.build_hasher();
-    for text in [instance(p), p.username.as_str()] {
+    for text in [instance(p), p.username()] {
         let mut piece = [0u8; 64];
         for chunk in text.as_bytes().chunks(piece.len()) {
             let lowered = &mut piece[..chunk.len()];
@@ -129,7 +187,7 @@ fn group_hash(state: &impl BuildHasher, p: &Profile) -> u64 {
         }
         h.write_u8(0xFF);
     }
-    h.write(p.platform.as_bytes());
+    h.write(p.platform().as_bytes());
     h.finish()
 }
 

@@ -953,3 +953,53 @@ fn list_origin_names_the_file_and_line_of_each_key() {
     );
     assert!(json(&list(&["--json"]))[0].get("origin").is_none());
 }
+
+#[test]
+fn list_through_the_profiles_snapshot_prints_what_the_full_load_prints() {
+    // Every kind of password source, tags, a profile that does not check certificates, the
+    // platform guard's two warnings, a name longer than the name column.
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[defaults]\nusername = \"integration\"\nplatform = \"custom_api\"\n\
+         [profiles.web]\nurl = \"https://acme.example.com/sugar/\"\nplatform = \"base\"\npassword_env = \"PW\"\n\
+         [profiles.sync-a]\nurl = \"https://ACME.example.com/sugar\"\npassword_cmd = \"pass show a\"\ntags = [\"acme\", \"prod\"]\n\
+         [profiles.sync-b]\nurl = \"https://acme.example.com/sugar\"\nclient_id = \"acme_client\"\npassword_keyring = true\n\
+         [profiles.a-profile-name-well-beyond-forty-characters-long]\nurl = \"https://b.example.com\"\n\
+         [profiles.zurich]\nurl = \"https://c.example.com:8443\"\ninsecure = true\ntags = [\"ch\"]\n";
+    let profiles = write_profiles(dir.path(), text);
+    let state = dir.path().join("state");
+    let list = |args: &[&str]| {
+        let out = Command::cargo_bin("sugar-sessions")
+            .unwrap()
+            .arg("--profiles")
+            .arg(&profiles)
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args)
+            .env_remove("SUGAR_SESSIONS_PROFILES")
+            .env_remove("SUGAR_SESSIONS_STATE_DIR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for args in [&["list"][..], &["list", "--json"]] {
+        // A state directory of the user's: where the snapshot is kept.
+        std::fs::remove_dir_all(&state).ok();
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let full = list(args);
+        let snapshots = std::fs::read_dir(&state)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".snapshot")
+            })
+            .count();
+        assert_eq!(snapshots, 1, "the full load wrote the snapshot");
+        assert_eq!(list(args), full, "{args:?}");
+        assert!(full.contains("sync-b also logs in"), "{full}");
+        let insecure = full.contains("INSECURE (certificates not checked)")
+            || full.contains(r#""insecure": true"#);
+        assert!(full.contains("zurich") && insecure, "{full}");
+    }
+}

@@ -10,179 +10,10 @@ use crate::runtime::{CacheReader, Engine};
 use crate::session::{Entry, Op, State, rfc3339};
 use crate::store::{Cache, Store};
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-
-fn source_kind(p: &Profile) -> &'static str {
-    p.password.kind()
-}
-
-/// `list --origin`: where each key of a profile was set, as `key=FILE:LINE` pairs (keys left to
-/// the built-in defaults are not named).
-fn origin_line(profiles: &Profiles, p: &Profile) -> String {
-    let pairs: Vec<String> = profiles
-        .origin_of(&p.name)
-        .into_iter()
-        .map(|(key, at)| format!("{key}={at}"))
-        .collect();
-    format!("from: {}", pairs.join(" "))
-}
-
-/// The padding of `list`'s name column (at most 40 wide).
-const SPACES: &str = "                                        ";
-
-pub(super) fn list(profiles: &Profiles, json: bool, origin: bool) {
-    let warnings = crate::guard::warnings(&profiles.profiles);
-    let warnings_of = |p: &Profile| -> Vec<String> {
-        warnings
-            .get(&p.name)
-            .into_iter()
-            .flatten()
-            .map(|w| w.message(p))
-            .collect()
-    };
-    if json {
-        let rows: Vec<_> = profiles
-            .profiles
-            .iter()
-            .map(|p| {
-                let mut row = json!({
-                    "name": p.name, "url": p.url.as_str().trim_end_matches('/'), "api": p.api, "username": p.username,
-                    "platform": p.platform, "client_id": p.client_id, "tags": p.tags, "password_source": source_kind(p),
-                    "warnings": warnings_of(p), "insecure": p.insecure,
-                });
-                if origin {
-                    let keys: serde_json::Map<String, serde_json::Value> = profiles
-                        .origin_of(&p.name)
-                        .into_iter()
-                        .map(|(key, at)| (key.to_string(), json!(at)))
-                        .collect();
-                    row["origin"] = serde_json::Value::Object(keys);
-                }
-                row
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&rows).expect("json"));
-        return;
-    }
-    // The name column is as wide as the longest name, up to 40: a longer name pushes its own line.
-    let w = profiles
-        .profiles
-        .iter()
-        .map(|p| p.name.len())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 40);
-    let mut out = stdout_buffered();
-    let origin_of = |p: &Profile| origin.then(|| origin_line(profiles, p));
-    if std::io::stdout().is_terminal() {
-        list_table(profiles, &warnings_of, &origin_of, &mut out);
-        return;
-    }
-    for p in &profiles.profiles {
-        // `NAME  URL  USER on PLATFORM (password: KIND)  [TAGS]`, written piece by piece: for
-        // thousands of profiles, formatting each line (and its tags) was a fifth of `list`.
-        let pad = w.saturating_sub(p.name.chars().count());
-        let mut line = vec![
-            p.name.as_str(),
-            &SPACES[..pad.min(SPACES.len())],
-            "  ",
-            p.url.as_str().trim_end_matches('/'),
-            "  ",
-            &p.username,
-            " on ",
-            &p.platform,
-            " (password: ",
-            source_kind(p),
-            ")",
-        ];
-        for (i, tag) in p.tags.iter().enumerate() {
-            line.extend([if i == 0 { "  [" } else { ", " }, tag.as_str()]);
-        }
-        if !p.tags.is_empty() {
-            line.push("]");
-        }
-        if p.insecure {
-            line.push("  INSECURE (certificates not checked)");
-        }
-        line.push("\n");
-        for piece in line {
-            let _ = out.write_all(piece.as_bytes());
-        }
-        for warning in warnings_of(p) {
-            let _ = writeln!(out, "{:w$}  warning: {warning}", "");
-        }
-        if let Some(line) = origin_of(p) {
-            let _ = writeln!(out, "{:w$}  {line}", "");
-        }
-    }
-}
-
-/// `list` on a terminal: a header, and every column aligned (widths capped, so that one long URL
-/// does not push every row off the screen); a profile's warnings on lines of their own.
-fn list_table(
-    profiles: &Profiles,
-    warnings_of: &dyn Fn(&Profile) -> Vec<String>,
-    origin_of: &dyn Fn(&Profile) -> Option<String>,
-    out: &mut impl Write,
-) {
-    let rows: Vec<[String; 6]> = profiles
-        .profiles
-        .iter()
-        .map(|p| {
-            let mut flags = p.tags.join(",");
-            if p.insecure {
-                flags.push_str(if flags.is_empty() { "" } else { " " });
-                flags.push_str("INSECURE");
-            }
-            [
-                p.name.clone(),
-                p.url.as_str().trim_end_matches('/').to_string(),
-                p.username.clone(),
-                p.platform.clone(),
-                source_kind(p).to_string(),
-                flags,
-            ]
-        })
-        .collect();
-    let header = ["NAME", "URL", "USER", "PLATFORM", "PASSWORD", "TAGS"];
-    let caps = [40, 60, 30, 30, 8, 0];
-    let mut widths = [0usize; 6];
-    for (i, w) in widths.iter_mut().enumerate().take(5) {
-        let longest = rows
-            .iter()
-            .map(|r| r[i].chars().count())
-            .chain([header[i].len()])
-            .max()
-            .unwrap_or(0);
-        *w = longest.min(caps[i]);
-    }
-    let line = |cells: [&str; 6]| -> String {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i < 5 {
-                text.push_str(&format!("{cell:w$}  ", w = widths[i]));
-            } else {
-                text.push_str(cell);
-            }
-        }
-        text.trim_end().to_string()
-    };
-    let _ = writeln!(out, "{}", line(header));
-    for (p, row) in profiles.profiles.iter().zip(&rows) {
-        let cells = [&*row[0], &*row[1], &*row[2], &*row[3], &*row[4], &*row[5]];
-        let _ = writeln!(out, "{}", line(cells));
-        for warning in warnings_of(p) {
-            let _ = writeln!(out, "{:w$}  warning: {warning}", "", w = widths[0]);
-        }
-        if let Some(line) = origin_of(p) {
-            let _ = writeln!(out, "{:w$}  {line}", "", w = widths[0]);
-        }
-    }
-}
 
 /// The cache entry of a profile's session.
 fn entry_for(p: &Profile, cache: &crate::store::Cache) -> Entry {
@@ -256,7 +87,7 @@ fn write_status_document(
 
 /// Standard output through one buffer: a table of thousands of lines is a few writes, not one per
 /// line (standard output is line-buffered even into a pipe).
-fn stdout_buffered() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+pub(super) fn stdout_buffered() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
     std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
 }
 

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the non-interactive commands.
 //!
-//! `args`: the clap definitions; `commands`: the commands without a screen; `output`: printing;
+//! `args`: the clap definitions; `commands`: the commands without a screen; `list`: `list`;
+//! `output`: printing;
 //! `demo`: the emulator command and what the demo needs. The screen (no command, or `demo`) is
 //! started by `main.rs`, which also does the start-up (runtime, logging, the panic catch).
 
@@ -14,6 +15,7 @@ mod bulk;
 mod check;
 mod commands;
 mod exec;
+mod list;
 mod meta;
 mod password;
 pub use commands::{select, status_document, with_impersonations};
@@ -30,7 +32,7 @@ pub use args::{
 pub use check::unknown as check_unknown;
 pub use demo::{start_demo_emulator, write_private};
 
-use commands::{act, list, refresh_due, status, sudo, token};
+use commands::{act, refresh_due, status, sudo, token};
 use demo::emulator;
 
 use crate::config::{self, Profiles};
@@ -251,12 +253,21 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
         }) => emulator(*port, write_profiles.as_deref(), *force, *tls).await,
         Some(Command::List { json, origin }) => {
             let path = profiles_path(cli)?;
+            // Through the snapshot when it holds: the profiles shown where they lie in it.
+            let state_dir = cli.state_dir().or_else(default_state_dir);
+            let listed = (!*origin)
+                .then(|| config::listing(&path, state_dir.as_deref()))
+                .flatten();
+            if let Some(profiles) = listed.as_ref().and_then(|l| l.profiles()) {
+                list::list_listed(&profiles, *json);
+                return Ok(exit::OK);
+            }
             let profiles = if *origin {
                 config::load_with_origins(&path).map_err(|e| Usage(format!("{e}")))?
             } else {
                 load_for_command(cli, &path)?
             };
-            list(&profiles, *json, *origin);
+            list::list(&profiles, *json, *origin);
             left_to_exit(profiles);
             Ok(exit::OK)
         }

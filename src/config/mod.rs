@@ -18,7 +18,7 @@ mod validate;
 
 pub use errors::{ConfigError, LoadError};
 pub use schema::{COLUMN_NAMES, MAX_PROFILE_NAME};
-pub use snapshot::Rest;
+pub use snapshot::{Listed, ListedProfile, Rest};
 
 /// Up to three known names close to a mistyped one, closest first.
 pub fn close_names<'k>(name: &str, known: &[&'k str]) -> Vec<&'k str> {
@@ -337,6 +337,12 @@ pub fn load_cached_for(
     let (profiles, reads) = read_and_parse(path, false, true)?;
     snapshot::save(dir, &profiles, reads);
     Ok((profiles, None))
+}
+
+/// The profiles of `path` as its valid snapshot in `state_dir` holds them, for `list`: read where
+/// they lie, not built. `None` when there is no snapshot that holds ([`load_cached`] then).
+pub fn listing(path: &Path, state_dir: Option<&Path>) -> Option<Listed> {
+    snapshot::listing(state_dir?, path)
 }
 
 fn load_as(path: &Path, origins: bool) -> Result<Profiles, LoadError> {
