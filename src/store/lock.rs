@@ -137,15 +137,7 @@ fn held(mut file: File) -> LockGuard {
 /// The lock at `path` is free now (taken and given back at once; never waited for). A lock file
 /// that cannot be opened counts as not free: the bounded wait then says why.
 pub(super) fn is_free(path: &Path) -> bool {
-    let Ok(file) = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    else {
+    let Ok(file) = open_lock(path) else {
         return false;
     };
     match file.try_lock() {
