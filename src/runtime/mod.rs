@@ -198,7 +198,8 @@ impl Engine {
     /// Takes the identity's cross-process lock (a bounded wait for another process).
     pub async fn lock_key(&self, key: &SessionKey) -> Result<LockGuard, String> {
         // Free now (as it nearly always is): taken here, where no other work waits for the thread.
-        // A wait goes to a blocking thread, so that Ctrl-C and the other jobs are heard meanwhile.
+        // A wait (bounded, polling) goes to a blocking thread: the runtime's other tasks (a live
+        // check, a timer) go on meanwhile.
         if one_thread()
             && let Some(lock) = self.store.lock_key_now(key).map_err(|e| e.to_string())?
         {
