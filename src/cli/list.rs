@@ -117,11 +117,13 @@ fn list_of<P: Shown>(profiles: &[P], json: bool, origins: Option<&Profiles>) {
         list_table(profiles, &warnings_of, &origin_of, &mut out);
         return;
     }
+    let mut line: Vec<&str> = Vec::with_capacity(32);
     for p in profiles {
         // `NAME  URL  USER on PLATFORM (password: KIND)  [TAGS]`, written piece by piece: for
         // thousands of profiles, formatting each line (and its tags) was a fifth of `list`.
         let pad = w.saturating_sub(p.name().chars().count());
-        let mut line = vec![
+        line.clear();
+        line.extend([
             p.name(),
             &SPACES[..pad.min(SPACES.len())],
             "  ",
@@ -133,7 +135,7 @@ fn list_of<P: Shown>(profiles: &[P], json: bool, origins: Option<&Profiles>) {
             " (password: ",
             p.password_kind(),
             ")",
-        ];
+        ]);
         let mut tags = 0;
         for tag in p.tags() {
             line.extend([if tags == 0 { "  [" } else { ", " }, tag]);
@@ -146,7 +148,7 @@ fn list_of<P: Shown>(profiles: &[P], json: bool, origins: Option<&Profiles>) {
             line.push("  INSECURE (certificates not checked)");
         }
         line.push("\n");
-        for piece in line {
+        for piece in &line {
             let _ = out.write_all(piece.as_bytes());
         }
         for warning in warnings_of(p) {

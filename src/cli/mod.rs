@@ -255,11 +255,12 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
             let path = profiles_path(cli)?;
             // Through the snapshot when it holds: the profiles shown where they lie in it.
             let state_dir = cli.state_dir().or_else(default_state_dir);
-            let listed = (!*origin)
-                .then(|| config::listing(&path, state_dir.as_deref()))
-                .flatten();
-            if let Some(profiles) = listed.as_ref().and_then(|l| l.profiles()) {
-                list::list_listed(&profiles, *json);
+            if !*origin
+                && config::with_listing(&path, state_dir.as_deref(), |profiles| {
+                    list::list_listed(profiles, *json)
+                })
+                .is_some()
+            {
                 return Ok(exit::OK);
             }
             let profiles = if *origin {

@@ -18,7 +18,7 @@ mod validate;
 
 pub use errors::{ConfigError, LoadError};
 pub use schema::{COLUMN_NAMES, MAX_PROFILE_NAME};
-pub use snapshot::{Listed, ListedProfile, Rest};
+pub use snapshot::{ListedProfile, Rest};
 
 /// Up to three known names close to a mistyped one, closest first.
 pub fn close_names<'k>(name: &str, known: &[&'k str]) -> Vec<&'k str> {
@@ -339,10 +339,14 @@ pub fn load_cached_for(
     Ok((profiles, None))
 }
 
-/// The profiles of `path` as its valid snapshot in `state_dir` holds them, for `list`: read where
-/// they lie, not built. `None` when there is no snapshot that holds ([`load_cached`] then).
-pub fn listing(path: &Path, state_dir: Option<&Path>) -> Option<Listed> {
-    snapshot::listing(state_dir?, path)
+/// `f` of the profiles of `path` as its valid snapshot in `state_dir` holds them, for `list`: read
+/// where they lie, not built. `None` when there is no snapshot that holds ([`load_cached`] then).
+pub fn with_listing<R>(
+    path: &Path,
+    state_dir: Option<&Path>,
+    f: impl FnOnce(&[ListedProfile<'_>]) -> R,
+) -> Option<R> {
+    snapshot::with_listing(state_dir?, path, f)
 }
 
 fn load_as(path: &Path, origins: bool) -> Result<Profiles, LoadError> {

@@ -204,27 +204,23 @@ fn checked<'a>(bytes: &'a [u8], path: &Path) -> Option<(Snapshot<'a>, HashMap<Pa
     Some((snap, cas))
 }
 
-/// The profiles of a file set as its valid snapshot holds them, for `list`: read where they lie
-/// in its bytes, not built into [`Profile`]s (no copy of their text, no URL parsed again: at
-/// 1,000 profiles that was half of `list`). `None` when the snapshot is not valid: the full load
-/// answers then, and writes it again.
-pub(in crate::config) fn listing(state_dir: &Path, path: &Path) -> Option<Listed> {
+/// `f` of the profiles of a file set as its valid snapshot holds them, for `list`: read where
+/// they lie in its bytes, not built into [`Profile`]s (no copy of their text, no URL parsed
+/// again: at 1,000 profiles that was half of `list`). `None` when the snapshot is not valid, or a
+/// profile in it cannot be read: the full load answers then, and writes it again.
+pub(in crate::config) fn with_listing<R>(
+    state_dir: &Path,
+    path: &Path,
+    f: impl FnOnce(&[ListedProfile<'_>]) -> R,
+) -> Option<R> {
     let bytes = read_trusted(&snapshot_path(state_dir, path))?;
-    checked(&bytes, path)?;
-    Some(Listed { bytes })
-}
-
-/// A valid snapshot's bytes, for [`listing`].
-pub struct Listed {
-    bytes: Vec<u8>,
-}
-
-impl Listed {
-    /// Every profile, in the file set's order; `None` when one of them cannot be read.
-    pub fn profiles(&self) -> Option<Vec<ListedProfile<'_>>> {
-        let snap: Snapshot = postcard::from_bytes(&self.bytes).ok()?;
-        snap.profiles.iter().map(Encoded::view).collect()
-    }
+    let (snap, _) = checked(&bytes, path)?;
+    let profiles = snap
+        .profiles
+        .iter()
+        .map(Encoded::view)
+        .collect::<Option<Vec<_>>>()?;
+    Some(f(&profiles))
 }
 
 /// The rest of a snapshot read for one profile: the same bytes (the file set that was checked,
