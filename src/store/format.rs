@@ -263,6 +263,10 @@ pub(super) fn find_entry(bytes: &[u8], key: &SessionKey) -> Option<Option<Entry>
 /// `sessions` object with at least one entry.
 const WRITTEN_HEAD: &[u8] = b"{\n  \"version\": 2,\n  \"sessions\": {\n";
 
+/// Where `sessions` closes in a cache as written: the first line that is `  }` (its entries' own
+/// lines are indented further, and a raw newline never occurs inside a JSON string).
+const SESSIONS_CLOSE: &[u8] = b"\n  }";
+
 /// How much of the file is read at a time by [`seek_entry`]: one buffer for the whole file, so
 /// that a read of thousands of entries costs its copy, not a page fault for every page of it.
 const CHUNK: usize = 64 * 1024;
@@ -272,11 +276,12 @@ const CHUNK: usize = 64 * 1024;
 /// through [`find_entry`] (or the whole read), which decides.
 ///
 /// A file this program wrote is pretty-printed: each session's key begins a line, indented by
-/// four spaces, and a raw newline never occurs inside a JSON string, so `\n    "KEY": ` found in
-/// the file is a key of the `sessions` object and nothing else. The rest of the file is read
-/// through too (a chunk at a time, into one buffer), so that a key there twice (a file edited by
-/// hand) gives the last entry, as a whole read does, and a file that does not end as written (cut
-/// short) is left to the whole read, which moves it aside.
+/// four spaces, and a raw newline never occurs inside a JSON string, so `\n    "KEY": ` found
+/// before `sessions` closes (its first line `  }`) is a key of the `sessions` object and nothing
+/// else. The rest of the file is read through too (a chunk at a time, into one buffer), so that a
+/// key there twice (a file edited by hand) gives the last entry, as a whole read does, and a file
+/// that does not end as written (cut short, or more after `sessions`) is left to the whole read,
+/// which moves a broken one aside.
 ///
 /// What this does not look at, and [`find_entry`] does: the other keys, and whether the rest is
 /// JSON (a file with a broken entry elsewhere still gives this one; the next whole read, by any
@@ -286,6 +291,7 @@ const CHUNK: usize = 64 * 1024;
 pub(super) fn seek_entry(file: &mut impl std::io::Read, key: &SessionKey) -> Option<Entry> {
     let needle = format!("\n    {}: ", serde_json::to_string(&key.canonical()).ok()?);
     let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    let closes = memchr::memmem::Finder::new(SESSIONS_CLOSE);
     // `buf[..filled]` holds the bytes not yet searched, after those carried over from the last
     // chunk (a needle may straddle two chunks).
     let mut buf = vec![0u8; CHUNK];
@@ -303,15 +309,31 @@ pub(super) fn seek_entry(file: &mut impl std::io::Read, key: &SessionKey) -> Opt
     let mut found: Option<Entry> = None;
     let mut from = WRITTEN_HEAD.len() - 1;
     loop {
-        while let Some(hit) = finder.find(&buf[from..filled]) {
+        // Keys are looked for only before `sessions` closes, if it does in what was read.
+        let close = closes.find(&buf[from..filled]).map(|c| from + c);
+        if let Some(hit) = finder.find(&buf[from..close.unwrap_or(filled)]) {
             let start = from + hit + needle.len();
             let (entry, used) = entry_at(file, &mut buf, &mut filled, start)?;
             // A key there twice (a file edited by hand): the last one stands, as in a whole read.
             found = Some(entry);
             from = start + used;
+            continue;
         }
-        // Carry over what could begin a needle; it is never the whole of one already found, and
-        // it holds the end of the file when there is no more.
+        if let Some(close) = close {
+            // The rest must be the file's own `}`, as written: not a file cut short, nor one
+            // with more after `sessions` (where a key would not be a session's).
+            buf.copy_within(close + SESSIONS_CLOSE.len()..filled, 0);
+            filled -= close + SESSIONS_CLOSE.len();
+            while filled < buf.len() {
+                match read_some(file, &mut buf[filled..])? {
+                    0 => return found.filter(|_| buf[..filled].trim_ascii_end() == b"\n}"),
+                    n => filled += n,
+                }
+            }
+            return None;
+        }
+        // Carry over what could begin a needle or the close; it is never the whole of a needle
+        // already found.
         let keep = (needle.len() - 1).min(filled);
         buf.copy_within(filled - keep..filled, 0);
         filled = keep;
@@ -322,18 +344,17 @@ pub(super) fn seek_entry(file: &mut impl std::io::Read, key: &SessionKey) -> Opt
             buf.shrink_to(CHUNK);
         }
         match read_some(file, &mut buf[filled..])? {
-            // The end: the file must close as written (`}` of `sessions`, `}` of the file).
-            0 => {
-                let closed = buf[..filled].trim_ascii_end().ends_with(b"\n  }\n}");
-                return found.filter(|_| closed);
-            }
+            // The end of the file before `sessions` closed: cut short.
+            0 => return None,
             n => filled += n,
         }
     }
 }
 
-/// The entry whose JSON begins at `buf[start..]`, reading on while it is cut by the chunk's end;
-/// and how many bytes of the buffer it took from `start`. `None` when it is not an entry.
+/// The entry whose JSON begins at `buf[start..]`, reading on while it is cut by the end of what
+/// was read; and how many bytes of the buffer it took from `start`. `None` when it is not an
+/// entry. Each new try has the buffer full, twice as large as the last one's, so that an entry of
+/// any length (or a source that hands out a few bytes at a time) is parsed a few times at most.
 fn entry_at(
     file: &mut impl std::io::Read,
     buf: &mut Vec<u8>,
@@ -343,19 +364,25 @@ fn entry_at(
     loop {
         let mut stream =
             serde_json::Deserializer::from_slice(&buf[start..*filled]).into_iter::<Entry>();
-        match stream.next()? {
-            Ok(entry) => return Some((entry, stream.byte_offset())),
-            Err(e) if e.is_eof() => {
-                if *filled == buf.len() {
-                    buf.resize(buf.len() * 2, 0);
-                }
-                let n = read_some(file, &mut buf[*filled..])?;
-                if n == 0 {
-                    return None;
-                }
-                *filled += n;
+        match stream.next() {
+            Some(Ok(entry)) => return Some((entry, stream.byte_offset())),
+            // Nothing of it read yet, or cut short: read on.
+            None => {}
+            Some(Err(e)) if e.is_eof() => {}
+            Some(Err(_)) => return None,
+        }
+        if *filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let before = *filled;
+        while *filled < buf.len() {
+            match read_some(file, &mut buf[*filled..])? {
+                0 => break,
+                n => *filled += n,
             }
-            Err(_) => return None,
+        }
+        if *filled == before {
+            return None;
         }
     }
 }

@@ -416,7 +416,9 @@ impl Store {
     /// entry is built: found by its key's text in a file as this program writes it (a cache of
     /// thousands of sessions costs a read through one small buffer), else by a scan. Anything
     /// unusual (format 1, a newer format, a broken file) goes through the whole read, which says
-    /// what is wrong and moves a broken file aside.
+    /// what is wrong and moves a broken file aside. A file as written whose *other* entries are
+    /// broken (a hand edit) still gives this one: the next whole read, by any command that
+    /// writes or shows every session, moves it aside.
     pub fn read_entry(&self, key: &SessionKey) -> Result<(Entry, LoadReport), StoreError> {
         let path = self.cache_path();
         Self::check_mode(&path)?;

@@ -505,3 +505,78 @@ fn a_written_cache_cut_short_after_the_entry_is_moved_aside_for_one_entry_too() 
     assert_eq!(entry, Entry::default());
     assert!(report.moved_aside.is_some(), "the cut file is moved aside");
 }
+
+/// Hands out the bytes up to `at` in its first read, then the rest.
+struct CutAt<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    read: usize,
+}
+
+impl io::Read for CutAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let end = if self.read < self.at {
+            self.at
+        } else {
+            self.bytes.len()
+        };
+        let n = buf.len().min(end - self.read);
+        buf[..n].copy_from_slice(&self.bytes[self.read..self.read + n]);
+        self.read += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn one_entry_whose_key_ends_where_a_read_ends_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = Store::open(tmp.path()).unwrap();
+    for user in ["a", "b", "c"] {
+        put(&writer, user);
+    }
+    let (whole, _) = writer.load().unwrap();
+    let bytes = fs::read(writer.cache_path()).unwrap();
+    for user in ["a", "b", "c"] {
+        let json_key = serde_json::to_string(&key(user).canonical()).unwrap();
+        let needle = format!("\n    {json_key}: ");
+        let at = memchr::memmem::find(&bytes, needle.as_bytes()).unwrap() + needle.len();
+        // The first read ends with the key, or one byte before its entry's end, or just after it.
+        for at in [at, at + 1, at - 1] {
+            let mut file = CutAt {
+                bytes: &bytes,
+                at,
+                read: 0,
+            };
+            let found = format::seek_entry(&mut file, &key(user));
+            assert_eq!(
+                found.as_ref(),
+                whole.sessions.get(&key(user)).map(|e| &**e),
+                "{user} cut at {at}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_key_after_the_sessions_object_is_no_session() {
+    // Written as this program writes, and then a map of another name keyed by a session's key
+    // (a hand edit, or a later format): a whole read ignores it, and so does one entry read alone.
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = Store::open(tmp.path()).unwrap();
+    put(&writer, "a");
+    let text = String::from_utf8(fs::read(writer.cache_path()).unwrap()).unwrap();
+    let b = serde_json::to_string(&key("b").canonical()).unwrap();
+    let edited = text.trim_end().strip_suffix("\n}").unwrap().to_string()
+        + &format!(",\n  \"later\": {{\n    {b}: {{\n      \"generation\": 9\n    }}\n  }}\n}}");
+    let store = store_with(tmp.path(), edited.as_bytes());
+    let (whole, _) = Store::open(tmp.path()).unwrap().load().unwrap();
+    assert_eq!(whole.entry_or_default(&key("b")).generation, 0);
+    let (entry, report) = store.read_entry(&key("b")).unwrap();
+    assert_eq!(entry.generation, 0);
+    assert!(report.moved_aside.is_none());
+    let (entry, _) = Store::open(tmp.path())
+        .unwrap()
+        .read_entry(&key("a"))
+        .unwrap();
+    assert_eq!(entry, (**whole.sessions.get(&key("a")).unwrap()).clone());
+}
