@@ -31,6 +31,28 @@ impl Shown for Arc<Profile> {
     }
 }
 
+impl Guarded for ListedProfile<'_> {
+    fn name(&self) -> &str {
+        ListedProfile::name(self)
+    }
+    fn url(&self) -> &str {
+        ListedProfile::url(self)
+    }
+    fn username(&self) -> &str {
+        ListedProfile::username(self)
+    }
+    fn platform(&self) -> &str {
+        ListedProfile::platform(self)
+    }
+    fn client_id(&self) -> &str {
+        ListedProfile::client_id(self)
+    }
+    /// A snapshot never holds an impersonation (`sudo` makes them at run time).
+    fn is_impersonation(&self) -> bool {
+        false
+    }
+}
+
 impl Shown for ListedProfile<'_> {
     fn api(&self) -> &str {
         ListedProfile::api(self)

@@ -53,7 +53,9 @@ fn one_thread() -> bool {
 /// screen and the other jobs go on meanwhile.
 async fn on_files<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
     if one_thread() {
-        return Ok(f());
+        // A panic is an error of this call, as `spawn_blocking` makes it (its message was printed).
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .map_err(|_| "a read of the token cache panicked".to_string());
     }
     tokio::task::spawn_blocking(f)
         .await

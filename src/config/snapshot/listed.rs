@@ -1,9 +1,8 @@
 //! A profile as the snapshot holds it, read without being built: what `list` shows of it, and
-//! what the platform guard compares.
+//! what the platform guard compares (`cli/list.rs` hands it to the guard).
 
 use super::{SnapPassword, SnapProfile};
 use crate::config::{KeyringEntry, PasswordSource};
-use crate::guard::Guarded;
 
 /// One profile of a valid snapshot ([`super::listing`]), its text borrowed from the snapshot.
 pub struct ListedProfile<'a>(pub(super) SnapProfile<&'a str>);
@@ -47,27 +46,5 @@ impl<'a> ListedProfile<'a> {
             .kind(),
             SnapPassword::Prompt => PasswordSource::Prompt.kind(),
         }
-    }
-}
-
-impl Guarded for ListedProfile<'_> {
-    fn name(&self) -> &str {
-        self.0.name
-    }
-    fn url(&self) -> &str {
-        self.0.url
-    }
-    fn username(&self) -> &str {
-        self.0.username
-    }
-    fn platform(&self) -> &str {
-        self.0.platform
-    }
-    fn client_id(&self) -> &str {
-        self.0.client_id
-    }
-    /// A snapshot never holds an impersonation (`sudo` makes them at run time).
-    fn is_impersonation(&self) -> bool {
-        false
     }
 }

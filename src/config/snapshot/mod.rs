@@ -214,12 +214,21 @@ pub(in crate::config) fn with_listing<R>(
     f: impl FnOnce(&[ListedProfile<'_>]) -> R,
 ) -> Option<R> {
     let bytes = read_trusted(&snapshot_path(state_dir, path))?;
-    let (snap, _) = checked(&bytes, path)?;
+    let (snap, cas) = checked(&bytes, path)?;
     let profiles = snap
         .profiles
         .iter()
         .map(Encoded::view)
         .collect::<Option<Vec<_>>>()?;
+    // As `resolve` makes sure: each profile's `ca_cert` is one of those checked. (Its URL is
+    // taken as `url::Url` wrote it when the snapshot was made, by this very program.)
+    if !profiles.iter().all(|p| {
+        p.0.ca_cert
+            .as_ref()
+            .is_none_or(|file| cas.contains_key(file))
+    }) {
+        return None;
+    }
     Some(f(&profiles))
 }
 

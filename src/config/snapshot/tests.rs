@@ -403,3 +403,46 @@ fn a_state_directory_others_may_write_to_gets_no_snapshot() {
     w.cached();
     assert!(!w.snapshot().exists());
 }
+
+#[test]
+fn a_listing_shows_what_the_loaded_profiles_show() {
+    let w = rich();
+    assert!(
+        with_listing(&w.state, &w.profiles, |_| ()).is_none(),
+        "no snapshot yet"
+    );
+    let full = w.cached();
+    let listed = with_listing(&w.state, &w.profiles, |views| {
+        views
+            .iter()
+            .map(|v| {
+                let tags: Vec<String> = v.tags().iter().map(|t| t.to_string()).collect();
+                (
+                    [v.name(), v.url(), v.api(), v.username(), v.platform()].map(str::to_string),
+                    v.client_id().to_string(),
+                    tags,
+                    v.insecure(),
+                    v.password_kind(),
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .expect("the snapshot is used");
+    let loaded: Vec<_> = full
+        .profiles
+        .iter()
+        .map(|p| {
+            (
+                [&p.name, p.url.as_str(), &p.api, &p.username, &p.platform].map(str::to_string),
+                p.client_id.clone(),
+                p.tags.clone(),
+                p.insecure,
+                p.password.kind(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, loaded);
+    // An edit is seen, as by a load: no listing until the full load has written it again.
+    write(&w.profiles, &RICH.replace("kim@kr", "kim@kr2"));
+    assert!(with_listing(&w.state, &w.profiles, |_| ()).is_none());
+}
