@@ -296,13 +296,8 @@ pub(super) fn seek_entry(file: &mut impl std::io::Read, key: &SessionKey) -> Opt
     // chunk (a needle may straddle two chunks).
     let mut buf = vec![0u8; CHUNK];
     let mut filled = 0;
-    while filled < WRITTEN_HEAD.len() {
-        match read_some(file, &mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    if !buf[..filled].starts_with(WRITTEN_HEAD) {
+    fill(file, &mut buf[..WRITTEN_HEAD.len()], &mut filled)?;
+    if buf[..filled] != *WRITTEN_HEAD {
         return None;
     }
     // The head's last newline begins the first key's line: it stays in the buffer.
@@ -321,16 +316,13 @@ pub(super) fn seek_entry(file: &mut impl std::io::Read, key: &SessionKey) -> Opt
         }
         if let Some(close) = close {
             // The rest must be the file's own `}`, as written: not a file cut short, nor one
-            // with more after `sessions` (where a key would not be a session's).
+            // with more after `sessions` (where a key would not be a session's). A rest that
+            // fills the buffer is more than that.
             buf.copy_within(close + SESSIONS_CLOSE.len()..filled, 0);
             filled -= close + SESSIONS_CLOSE.len();
-            while filled < buf.len() {
-                match read_some(file, &mut buf[filled..])? {
-                    0 => return found.filter(|_| buf[..filled].trim_ascii_end() == b"\n}"),
-                    n => filled += n,
-                }
-            }
-            return None;
+            fill(file, &mut buf, &mut filled)?;
+            let closed = filled < buf.len() && buf[..filled].trim_ascii_end() == b"\n}";
+            return found.filter(|_| closed);
         }
         // Carry over what could begin a needle or the close; it is never the whole of a needle
         // already found.
@@ -338,15 +330,10 @@ pub(super) fn seek_entry(file: &mut impl std::io::Read, key: &SessionKey) -> Opt
         buf.copy_within(filled - keep..filled, 0);
         filled = keep;
         from = 0;
-        if buf.len() > CHUNK {
-            // An entry made the buffer grow for a moment: back to its size.
-            buf.truncate(CHUNK);
-            buf.shrink_to(CHUNK);
-        }
-        match read_some(file, &mut buf[filled..])? {
+        fill(file, &mut buf, &mut filled)?;
+        if filled == keep {
             // The end of the file before `sessions` closed: cut short.
-            0 => return None,
-            n => filled += n,
+            return None;
         }
     }
 }
@@ -375,27 +362,25 @@ fn entry_at(
             buf.resize(buf.len() * 2, 0);
         }
         let before = *filled;
-        while *filled < buf.len() {
-            match read_some(file, &mut buf[*filled..])? {
-                0 => break,
-                n => *filled += n,
-            }
-        }
+        fill(file, buf, filled)?;
         if *filled == before {
             return None;
         }
     }
 }
 
-/// A `read` that is retried when interrupted; `None` for an error (the whole read reports it).
-fn read_some(file: &mut impl std::io::Read, into: &mut [u8]) -> Option<usize> {
-    loop {
-        match file.read(into) {
-            Ok(n) => return Some(n),
+/// Reads on into `buf[*filled..]` until it is full or the file ends (reads that are interrupted
+/// are tried again); `None` for an error, which the whole read then reports.
+fn fill(file: &mut impl std::io::Read, buf: &mut [u8], filled: &mut usize) -> Option<()> {
+    while *filled < buf.len() {
+        match file.read(&mut buf[*filled..]) {
+            Ok(0) => break,
+            Ok(n) => *filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return None,
         }
     }
+    Some(())
 }
 
 /// Format 1 → 2: each entry with a session is keyed by the session's url, user and platform and

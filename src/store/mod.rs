@@ -429,7 +429,7 @@ impl Store {
             return Ok((Entry::default(), LoadReport::default()));
         };
         // A file as this program writes it: the entry found by its key's text, read a chunk at
-        // a time. Anything else (no entry, a key there twice, a file cut short): the scan.
+        // a time. Anything else (no entry, another shape, a file cut short): the scan.
         if let Some(entry) = format::seek_entry(&mut file, key) {
             return Ok((entry, LoadReport::default()));
         }
@@ -471,10 +471,8 @@ impl Store {
     /// that two processes never send the same refresh token and never decide on a stale session.
     /// Waits at most the policy's timeout; released on drop.
     pub fn lock_key(&self, key: &SessionKey) -> Result<LockGuard, StoreError> {
-        let dir = self.dir.join(LOCK_DIR);
-        ensure_dir(&dir, "cannot create the lock directory")?;
         acquire(
-            &self.key_lock_path(key),
+            &self.key_lock_file(key)?,
             &format!("the session {key}"),
             &self.policy,
         )
@@ -482,9 +480,13 @@ impl Store {
 
     /// [`lock_key`](Self::lock_key) without waiting: `None` while another holds it.
     pub fn lock_key_now(&self, key: &SessionKey) -> Result<Option<LockGuard>, StoreError> {
-        let dir = self.dir.join(LOCK_DIR);
-        ensure_dir(&dir, "cannot create the lock directory")?;
-        acquire_now(&self.key_lock_path(key))
+        acquire_now(&self.key_lock_file(key)?)
+    }
+
+    /// [`key_lock_path`](Self::key_lock_path), its directory made when missing.
+    fn key_lock_file(&self, key: &SessionKey) -> Result<PathBuf, StoreError> {
+        ensure_dir(&self.dir.join(LOCK_DIR), "cannot create the lock directory")?;
+        Ok(self.key_lock_path(key))
     }
 
     /// Identifies the cache file's current content cheaply (inode, size, modification time).
