@@ -2,7 +2,7 @@
 //! profiles they act on, and Ctrl-C and password prompts while they run.
 
 use super::bulk::run_jobs;
-use super::output::{Summary, print_outcomes};
+use super::output::{Summary, print_outcomes, stdout_buffered};
 use super::{Cli, StatusFormat, Targets, Usage, load_writable, open_store};
 use crate::config::{Profile, Profiles};
 use crate::exit;
@@ -83,12 +83,6 @@ fn write_status_document(
 ) -> std::io::Result<()> {
     serde_json::to_writer_pretty(&mut out, &StatusRows(rows, now))?;
     out.write_all(b"\n")
-}
-
-/// Standard output through one buffer: a table of thousands of lines is a few writes, not one per
-/// line (standard output is line-buffered even into a pipe).
-pub(super) fn stdout_buffered() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
-    std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
 }
 
 pub(super) fn status(

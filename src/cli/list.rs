@@ -33,19 +33,19 @@ impl Shown for Arc<Profile> {
 
 impl Guarded for ListedProfile<'_> {
     fn name(&self) -> &str {
-        ListedProfile::name(self)
+        self.name
     }
     fn url(&self) -> &str {
-        ListedProfile::url(self)
+        self.url
     }
     fn username(&self) -> &str {
-        ListedProfile::username(self)
+        self.username
     }
     fn platform(&self) -> &str {
-        ListedProfile::platform(self)
+        self.platform
     }
     fn client_id(&self) -> &str {
-        ListedProfile::client_id(self)
+        self.client_id
     }
     /// A snapshot never holds an impersonation (`sudo` makes them at run time).
     fn is_impersonation(&self) -> bool {
@@ -55,16 +55,16 @@ impl Guarded for ListedProfile<'_> {
 
 impl Shown for ListedProfile<'_> {
     fn api(&self) -> &str {
-        ListedProfile::api(self)
+        self.api
     }
     fn password_kind(&self) -> &'static str {
-        ListedProfile::password_kind(self)
+        self.password_kind
     }
     fn tags(&self) -> impl Iterator<Item = &str> {
-        ListedProfile::tags(self).iter().copied()
+        self.tags.iter().copied()
     }
     fn insecure(&self) -> bool {
-        ListedProfile::insecure(self)
+        self.insecure
     }
 }
 
@@ -133,7 +133,7 @@ fn list_of<P: Shown>(profiles: &[P], json: bool, origins: Option<&Profiles>) {
         .max()
         .unwrap_or(4)
         .clamp(4, 40);
-    let mut out = super::commands::stdout_buffered();
+    let mut out = super::output::stdout_buffered();
     let origin_of = |p: &P| origins.map(|all| origin_line(all, p.name()));
     if std::io::stdout().is_terminal() {
         list_table(profiles, &warnings_of, &origin_of, &mut out);

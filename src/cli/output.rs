@@ -95,3 +95,9 @@ pub(super) fn print_outcomes(outcomes: &[Summary], json: bool) {
         }
     }
 }
+
+/// Standard output through one buffer: a table of thousands of lines is a few writes, not one per
+/// line (standard output is line-buffered even into a pipe).
+pub(super) fn stdout_buffered() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
+}

@@ -218,17 +218,8 @@ pub(in crate::config) fn with_listing<R>(
     let profiles = snap
         .profiles
         .iter()
-        .map(Encoded::view)
+        .map(|e| ListedProfile::of(e.decode()?, &cas))
         .collect::<Option<Vec<_>>>()?;
-    // As `resolve` makes sure: each profile's `ca_cert` is one of those checked. (Its URL is
-    // taken as `url::Url` wrote it when the snapshot was made, by this very program.)
-    if !profiles.iter().all(|p| {
-        p.0.ca_cert
-            .as_ref()
-            .is_none_or(|file| cas.contains_key(file))
-    }) {
-        return None;
-    }
     Some(f(&profiles))
 }
 
@@ -245,22 +236,20 @@ impl Rest {
         let snap: Snapshot = postcard::from_bytes(&self.bytes).ok()?;
         snap.profiles
             .iter()
-            .map(|e| e.decode().map(|p| (p.name, p.client_id, p.username)))
+            .map(|e| {
+                e.decode::<String>()
+                    .map(|p| (p.name, p.client_id, p.username))
+            })
             .collect()
     }
 }
 
 impl<'a> Encoded<'a> {
-    /// The profile, when its body is one whole profile of this entry's name.
-    fn decode(&self) -> Option<SnapProfile> {
-        let (p, left): (SnapProfile, _) = postcard::take_from_bytes(self.body).ok()?;
-        (left.is_empty() && p.name == self.name).then_some(p)
-    }
-
-    /// [`decode`](Self::decode), its text borrowed from the snapshot's bytes.
-    fn view(&self) -> Option<ListedProfile<'a>> {
-        let (p, left): (SnapProfile<&'a str>, _) = postcard::take_from_bytes(self.body).ok()?;
-        (left.is_empty() && p.name == self.name).then_some(ListedProfile(p))
+    /// The profile, when its body is one whole profile of this entry's name: its text as
+    /// `String`s, or borrowed from the snapshot's bytes (`S = &str`).
+    fn decode<S: Deserialize<'a> + AsRef<str>>(&self) -> Option<SnapProfile<S>> {
+        let (p, left): (SnapProfile<S>, _) = postcard::take_from_bytes(self.body).ok()?;
+        (left.is_empty() && p.name.as_ref() == self.name).then_some(p)
     }
 }
 

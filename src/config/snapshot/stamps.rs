@@ -87,7 +87,7 @@ impl Listing {
         Listing::of(&self.dir) == *self
     }
 
-    /// The directory's entries now; `None` when it cannot be read (not there: no entries).
+    /// The directory's entries now; one that cannot be read (or is not there) lists none.
     pub(in crate::config) fn of(dir: &Path) -> Listing {
         let read = if dir.as_os_str().is_empty() {
             Path::new(".")

@@ -416,13 +416,13 @@ fn a_listing_shows_what_the_loaded_profiles_show() {
         views
             .iter()
             .map(|v| {
-                let tags: Vec<String> = v.tags().iter().map(|t| t.to_string()).collect();
+                let tags: Vec<String> = v.tags.iter().map(|t| t.to_string()).collect();
                 (
-                    [v.name(), v.url(), v.api(), v.username(), v.platform()].map(str::to_string),
-                    v.client_id().to_string(),
+                    [v.name, v.url, v.api, v.username, v.platform].map(str::to_string),
+                    v.client_id.to_string(),
                     tags,
-                    v.insecure(),
-                    v.password_kind(),
+                    v.insecure,
+                    v.password_kind,
                 )
             })
             .collect::<Vec<_>>()
