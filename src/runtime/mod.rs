@@ -30,7 +30,7 @@ pub use token::{Need, NoToken, Token};
 use crate::config::{Profile, Settings};
 use crate::identity::SessionKey;
 use crate::session::Entry;
-use crate::store::{Applied, Cache, Change, LockGuard, Store, StoreError};
+use crate::store::{Applied, Cache, Change, Create, LockGuard, Store, StoreError};
 use crate::sugar::{Client, NetSettings};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -199,11 +199,19 @@ impl Engine {
 
     /// Takes the identity's cross-process lock (a bounded wait for another process).
     pub async fn lock_key(&self, key: &SessionKey) -> Result<LockGuard, String> {
-        // Free now (as it nearly always is): taken here, where no other work waits for the thread.
-        // A wait (bounded, polling) goes to a blocking thread: the runtime's other tasks (a live
-        // check, a timer) go on meanwhile.
-        if one_thread()
-            && let Some(lock) = self.store.lock_key_now(key).map_err(|e| e.to_string())?
+        // Free now (as it nearly always is): taken here, without the round trip to a blocking
+        // thread. A wait (bounded, polling) goes to a blocking thread: the runtime's other tasks
+        // (the screen, a live check, a timer) go on meanwhile. So does creating the lock file (an
+        // identity's first lock) when other tasks share the runtime: that can take milliseconds.
+        let create = if one_thread() {
+            Create::Yes
+        } else {
+            Create::No
+        };
+        if let Some(lock) = self
+            .store
+            .lock_key_now(key, create)
+            .map_err(|e| e.to_string())?
         {
             return Ok(lock);
         }

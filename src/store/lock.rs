@@ -104,9 +104,17 @@ pub(super) fn acquire(
     Ok(held(file))
 }
 
-/// [`acquire`] without waiting: `None` when another holds the lock now.
-pub(super) fn acquire_now(path: &Path) -> Result<Option<LockGuard>, StoreError> {
-    let file = open_lock(path)?;
+/// [`acquire`] without waiting: `None` when another holds the lock now, or when `create` is
+/// [`Create::No`] and the lock file is not there.
+pub(super) fn acquire_now(path: &Path, create: Create) -> Result<Option<LockGuard>, StoreError> {
+    let file = match create {
+        Create::Yes => open_lock(path)?,
+        Create::No => match lock_options(false).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(path, "cannot open the lock file")(e)),
+        },
+    };
     match file.try_lock() {
         Ok(()) => Ok(Some(held(file))),
         Err(fs::TryLockError::WouldBlock) => Ok(None),
@@ -114,17 +122,33 @@ pub(super) fn acquire_now(path: &Path) -> Result<Option<LockGuard>, StoreError> 
     }
 }
 
+/// Whether [`acquire_now`] may create the lock file. Creating a file can make the file system
+/// search for a free inode for milliseconds (see ARCHITECTURE.md, "Where blocking work runs"):
+/// a caller that must not stand still that long asks for a lock file that is already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    Yes,
+    No,
+}
+
 /// Opens a lock file, creating it with mode 0600, never through a symlink.
 fn open_lock(path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .create(true)
+    lock_options(true)
+        .open(path)
+        .map_err(io_err(path, "cannot open the lock file"))
+}
+
+/// How a lock file is opened: read and write, never through a symlink, made 0600 when created.
+fn lock_options(create: bool) -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options
+        .create(create)
         .truncate(false)
         .read(true)
         .write(true)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(io_err(path, "cannot open the lock file"))
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    options
 }
 
 /// The lock just taken on `file`, with its holder's record: `pid command`.

@@ -36,6 +36,7 @@ use crate::session::Entry;
 use chrono::Utc;
 use files::{check_dir, ensure_dir, euid, open_file, preallocate, read_file, read_rest};
 use format::{Unreadable, decode};
+pub use lock::Create;
 use lock::{acquire, acquire_now};
 
 use std::collections::HashMap;
@@ -478,9 +479,18 @@ impl Store {
         )
     }
 
-    /// [`lock_key`](Self::lock_key) without waiting: `None` while another holds it.
-    pub fn lock_key_now(&self, key: &SessionKey) -> Result<Option<LockGuard>, StoreError> {
-        acquire_now(&self.key_lock_file(key)?)
+    /// [`lock_key`](Self::lock_key) without waiting: `None` while another holds it, or, with
+    /// [`Create::No`], while its lock file (or the lock directory) does not exist yet.
+    pub fn lock_key_now(
+        &self,
+        key: &SessionKey,
+        create: Create,
+    ) -> Result<Option<LockGuard>, StoreError> {
+        let path = match create {
+            Create::Yes => self.key_lock_file(key)?,
+            Create::No => self.key_lock_path(key),
+        };
+        acquire_now(&path, create)
     }
 
     /// [`key_lock_path`](Self::key_lock_path), its directory made when missing.

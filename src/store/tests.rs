@@ -210,6 +210,46 @@ fn lock_files_are_named_from_the_identity_never_from_user_names() {
 }
 
 #[test]
+fn an_identity_lock_taken_without_creating_needs_its_file_and_is_still_exclusive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let store = Store::open(&state).unwrap();
+    let key = key("admin");
+    // No lock directory, no lock file: nothing is taken, and nothing is made.
+    assert!(store.lock_key_now(&key, Create::No).unwrap().is_none());
+    assert!(!state.join(LOCK_DIR).exists());
+    let first = store.lock_key_now(&key, Create::Yes).unwrap().unwrap();
+    // The file is there now, but held (by another open file, as by another process).
+    assert!(store.lock_key_now(&key, Create::No).unwrap().is_none());
+    assert!(store.lock_key_now(&key, Create::Yes).unwrap().is_none());
+    drop(first);
+    let again = store.lock_key_now(&key, Create::No).unwrap().unwrap();
+    let record = fs::read_to_string(store.key_lock_path(&key)).unwrap();
+    assert!(
+        record.starts_with(&format!("{} ", std::process::id())),
+        "{record:?}"
+    );
+    drop(again);
+    // Another identity's file is not this one's.
+    assert!(
+        store
+            .lock_key_now(&key.impersonating("jim"), Create::No)
+            .unwrap()
+            .is_none()
+    );
+    // A symlink is never followed, with or without creating.
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, "precious").unwrap();
+    let other = self::key("other");
+    std::os::unix::fs::symlink(&victim, store.key_lock_path(&other)).unwrap();
+    for create in [Create::No, Create::Yes] {
+        let err = store.lock_key_now(&other, create).unwrap_err().to_string();
+        assert!(err.contains("cannot open the lock file"), "{err}");
+    }
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+}
+
+#[test]
 fn a_lock_file_that_is_a_directory_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
