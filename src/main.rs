@@ -11,8 +11,8 @@ macro_rules! println {
 use std::path::PathBuf;
 use std::sync::Arc;
 use sugar_sessions::cli::{
-    self, Cli, Command, Usage, default_profiles_path, default_state_dir, load_profiles,
-    lock_timeout, open_store_with, profiles_path, start_demo_emulator, write_private,
+    self, Cli, Command, Usage, default_profiles_path, load_profiles, lock_timeout, open_store_with,
+    profiles_path, start_demo_emulator, write_private,
 };
 use sugar_sessions::exit;
 use sugar_sessions::runtime::Engine;
@@ -64,7 +64,7 @@ fn start() -> i32 {
             sugar_sessions::logging::init_stderr(sugar_sessions::serve::log_format(args.log_format))
         }
         _ => {
-            sugar_sessions::logging::init(cli.state_dir().or_else(default_state_dir).as_deref());
+            sugar_sessions::logging::init(cli::state_dir(&cli).as_deref());
         }
     }
     // Commands that read and print, or send one request, run on one thread: no worker threads

@@ -1,7 +1,7 @@
 //! Commands about sugar-sessions itself: `completions` (with the profile names and tags it
 //! completes), `man`, `paths`.
 
-use super::{Cli, CompletionShell, Usage, default_profiles_path, default_state_dir};
+use super::{Cli, CompletionShell, Usage, default_profiles_path};
 use crate::exit;
 use clap_complete::engine::CompletionCandidate;
 use clap_complete::env::{Bash, Elvish, EnvCompleter, Fish, Powershell, Zsh};
@@ -174,7 +174,7 @@ pub(super) fn man(out_dir: Option<&Path>) -> Result<i32, Usage> {
 /// `paths`: where everything is, and whether it exists.
 pub(super) fn paths(cli: &Cli, json: bool) -> Result<i32, Usage> {
     let profiles = cli.profiles_file().or_else(default_profiles_path);
-    let state = cli.state_dir().or_else(default_state_dir);
+    let state = super::state_dir(cli);
     let in_state = |name: &str| state.as_ref().map(|d| d.join(name));
     let rows: Vec<(&str, Option<PathBuf>)> = vec![
         ("profiles", profiles),

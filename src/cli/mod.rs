@@ -58,6 +58,12 @@ pub fn default_state_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "sugar-sessions").map(|d| d.data_dir().to_path_buf())
 }
 
+/// The state directory: `--state-dir`, else `SUGAR_SESSIONS_STATE_DIR`, else
+/// [`default_state_dir`]; `None` only without a home directory.
+pub fn state_dir(cli: &Cli) -> Option<PathBuf> {
+    cli.state_dir().or_else(default_state_dir)
+}
+
 /// The profiles file: `--profiles`, else [`default_profiles_path`].
 pub fn profiles_path(cli: &Cli) -> Result<PathBuf, Usage> {
     cli.profiles_file()
@@ -73,7 +79,7 @@ pub fn load_profiles(path: &Path) -> Result<Profiles, Usage> {
 /// The profiles file of a shell command: through its validated snapshot in the state directory
 /// ([`config::load_cached`]), which scripts calling `token` over and over are spared the parse by.
 pub(crate) fn load_for_command(cli: &Cli, path: &Path) -> Result<Profiles, Usage> {
-    let state_dir = cli.state_dir().or_else(default_state_dir);
+    let state_dir = state_dir(cli);
     config::load_cached(path, state_dir.as_deref()).map_err(|e| Usage(format!("{e}")))
 }
 
@@ -140,7 +146,7 @@ pub(crate) fn one_profile_engine(
         return Err(read_only_refusal(command, "--read-only"));
     }
     let path = profiles_path(cli)?;
-    let state_dir = cli.state_dir().or_else(default_state_dir);
+    let state_dir = state_dir(cli);
     let only = name
         .parse::<crate::identity::ProfileId>()
         .ok()
@@ -210,7 +216,7 @@ fn store_in(
     policy: crate::store::LockPolicy,
     names: impl Fn() -> Vec<(String, String, String)> + Send + Sync + 'static,
 ) -> Result<Store, Usage> {
-    let dir = cli.state_dir().or_else(default_state_dir).ok_or_else(|| {
+    let dir = state_dir(cli).ok_or_else(|| {
         Usage("sugar-sessions: no home directory for the token cache: pass --state-dir DIR".into())
     })?;
     Ok(Store::open(dir)
@@ -254,7 +260,7 @@ pub async fn run(cli: &Cli) -> Result<i32, Usage> {
         Some(Command::List { json, origin }) => {
             let path = profiles_path(cli)?;
             // Through the snapshot when it holds: the profiles shown where they lie in it.
-            let state_dir = cli.state_dir().or_else(default_state_dir);
+            let state_dir = state_dir(cli);
             if !*origin
                 && config::with_listing(&path, state_dir.as_deref(), |profiles| {
                     list::list_listed(profiles, *json)
