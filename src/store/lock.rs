@@ -122,9 +122,9 @@ pub(super) fn acquire_now(path: &Path, create: Create) -> Result<Option<LockGuar
     }
 }
 
-/// Whether [`acquire_now`] may create the lock file. Creating a file can make the file system
-/// search for a free inode for milliseconds (see ARCHITECTURE.md, "Where blocking work runs"):
-/// a caller that must not stand still that long asks for a lock file that is already there.
+/// Whether [`acquire_now`] may create the lock file. Creating a file can take milliseconds (an
+/// ext4 without a journal searches past recently deleted inodes: BENCHMARKS.md, "Missed, and
+/// why"): a caller that must not stand still that long asks for a lock file that is already there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Create {
     Yes,
@@ -151,10 +151,12 @@ fn lock_options(create: bool) -> OpenOptions {
     options
 }
 
-/// The lock just taken on `file`, with its holder's record: `pid command`.
+/// The lock just taken on `file`, with its holder's record: `pid command`, in one write, so that
+/// another process naming the holder reads no record or a whole one (never `pid` alone).
 fn held(mut file: File) -> LockGuard {
     let _ = file.set_len(0);
-    let _ = writeln!(file, "{} {}", std::process::id(), own_command());
+    let record = format!("{} {}\n", std::process::id(), own_command());
+    let _ = file.write_all(record.as_bytes());
     LockGuard { file }
 }
 
@@ -204,9 +206,15 @@ fn holder_of(file: &mut File) -> Holder {
     let mut text = String::new();
     let _ = io::Seek::seek(file, io::SeekFrom::Start(0));
     let _ = file.take(256).read_to_string(&mut text);
-    let recorded = text.lines().next().and_then(|line| {
+    // Only a whole line: a record read while its holder writes it may stop anywhere (`pid `, or
+    // a command cut short); the kernel's word and the process's name are used instead.
+    let recorded = text.split_once('\n').and_then(|(line, _)| {
         let (pid, cmd) = line.split_once(' ')?;
-        Some((pid.parse::<u32>().ok()?, cmd.trim().to_string()))
+        let cmd = cmd.trim();
+        Some((
+            pid.parse::<u32>().ok()?,
+            (!cmd.is_empty()).then(|| cmd.to_string())?,
+        ))
     });
     let kernel = file.metadata().ok().and_then(|m| lock_owner(m.ino()));
     match (recorded, kernel) {

@@ -219,9 +219,14 @@ fn an_identity_lock_taken_without_creating_needs_its_file_and_is_still_exclusive
     assert!(store.lock_key_now(&key, Create::No).unwrap().is_none());
     assert!(!state.join(LOCK_DIR).exists());
     let first = store.lock_key_now(&key, Create::Yes).unwrap().unwrap();
-    // The file is there now, but held (by another open file, as by another process).
+    let record = || fs::read_to_string(store.key_lock_path(&key)).unwrap();
+    let holders = record();
+    // The file is there now, but held (by another open file, as by another process): not taken,
+    // and the holder's record is left as it is.
     assert!(store.lock_key_now(&key, Create::No).unwrap().is_none());
     assert!(store.lock_key_now(&key, Create::Yes).unwrap().is_none());
+    assert_eq!(record(), holders);
+    assert!(holders.starts_with(&format!("{} ", std::process::id())));
     drop(first);
     let again = store.lock_key_now(&key, Create::No).unwrap().unwrap();
     let record = fs::read_to_string(store.key_lock_path(&key)).unwrap();
@@ -230,13 +235,10 @@ fn an_identity_lock_taken_without_creating_needs_its_file_and_is_still_exclusive
         "{record:?}"
     );
     drop(again);
-    // Another identity's file is not this one's.
-    assert!(
-        store
-            .lock_key_now(&key.impersonating("jim"), Create::No)
-            .unwrap()
-            .is_none()
-    );
+    // Another identity's file is not this one's, and is not made.
+    let jim = key.impersonating("jim");
+    assert!(store.lock_key_now(&jim, Create::No).unwrap().is_none());
+    assert!(!store.key_lock_path(&jim).exists());
     // A symlink is never followed, with or without creating.
     let victim = tmp.path().join("victim");
     fs::write(&victim, "precious").unwrap();
@@ -247,6 +249,46 @@ fn an_identity_lock_taken_without_creating_needs_its_file_and_is_still_exclusive
         assert!(err.contains("cannot open the lock file"), "{err}");
     }
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+}
+
+#[test]
+fn a_holder_record_read_while_it_is_written_does_not_name_the_holder_wrongly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path())
+        .unwrap()
+        .with_lock_policy(LockPolicy {
+            timeout: Duration::from_millis(50),
+            on_wait: Arc::new(|_| ()),
+        });
+    let key = key("admin");
+    drop(store.lock_key_now(&key, Create::Yes).unwrap().unwrap());
+    let path = store.key_lock_path(&key);
+    let me = std::process::id();
+    let comm = fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+    // Another holder, caught by the reader in the middle of writing its record: no newline yet.
+    for partial in [
+        format!("{me}"),
+        format!("{me} "),
+        format!("{me} sugar-sess"),
+    ] {
+        let holder = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        holder.lock().unwrap();
+        fs::write(&path, &partial).unwrap();
+        let err = store.lock_key(&key).unwrap_err();
+        match &err {
+            StoreError::LockTimeout { holder, .. } => {
+                assert_eq!(holder.pid, Some(me), "{partial:?}");
+                assert_eq!(holder.command.as_deref(), Some(comm.trim()), "{partial:?}");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(!err.to_string().contains("()"), "{err}");
+        drop(holder);
+    }
 }
 
 #[test]
