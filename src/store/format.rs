@@ -269,7 +269,7 @@ const SESSIONS_CLOSE: &[u8] = b"\n  }";
 
 /// How much of the file is read at a time by [`seek_entry`]: one buffer for the whole file, so
 /// that a read of thousands of entries costs its copy, not a page fault for every page of it.
-const CHUNK: usize = 64 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
 
 /// The entry of `key` in a cache as this program writes it, found by its text instead of by
 /// parsing every entry around it: `None` whenever that is not certain, and the caller then goes

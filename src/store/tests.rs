@@ -588,54 +588,44 @@ fn a_written_cache_cut_short_after_the_entry_is_moved_aside_for_one_entry_too() 
     assert!(report.moved_aside.is_some(), "the cut file is moved aside");
 }
 
-/// Hands out the bytes up to `at` in its first read, then the rest.
-struct CutAt<'a> {
-    bytes: &'a [u8],
-    at: usize,
-    read: usize,
-}
-
-impl io::Read for CutAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let end = if self.read < self.at {
-            self.at
-        } else {
-            self.bytes.len()
-        };
-        let n = buf.len().min(end - self.read);
-        buf[..n].copy_from_slice(&self.bytes[self.read..self.read + n]);
-        self.read += n;
-        Ok(n)
-    }
-}
-
 #[test]
 fn one_entry_whose_key_ends_where_a_read_ends_is_found() {
-    let tmp = tempfile::tempdir().unwrap();
-    let writer = Store::open(tmp.path()).unwrap();
-    for user in ["a", "b", "c"] {
-        put(&writer, user);
-    }
-    let (whole, _) = writer.load().unwrap();
-    let bytes = fs::read(writer.cache_path()).unwrap();
-    for user in ["a", "b", "c"] {
-        let json_key = serde_json::to_string(&key(user).canonical()).unwrap();
-        let needle = format!("\n    {json_key}: ");
-        let at = memchr::memmem::find(&bytes, needle.as_bytes()).unwrap() + needle.len();
-        // The first read ends with the key, or one byte before its entry's end, or just after it.
-        for at in [at, at + 1, at - 1] {
-            let mut file = CutAt {
-                bytes: &bytes,
-                at,
-                read: 0,
-            };
-            let found = format::seek_entry(&mut file, &key(user));
-            assert_eq!(
-                found.as_ref(),
-                whole.sessions.get(&key(user)).map(|e| &**e),
-                "{user} cut at {at}"
-            );
-        }
+    // `a`'s failure pads the file so that `b`'s key ends exactly where the first chunk of the
+    // read ends, one byte before, or one byte after: its entry begins in the next chunk.
+    let cache_with = |pad: usize| {
+        let tmp = tempfile::tempdir().unwrap();
+        let writer = Store::open(tmp.path()).unwrap();
+        writer
+            .apply(vec![Change {
+                key: key("a"),
+                label: "a".into(),
+                expect: Expect::Held,
+                apply: Box::new(move |e| {
+                    e.failure = Some(Failure::local(Op::Refresh, Utc::now(), "x".repeat(pad)));
+                }),
+            }])
+            .unwrap();
+        put(&writer, "b");
+        let (whole, _) = writer.load().unwrap();
+        (fs::read(writer.cache_path()).unwrap(), whole)
+    };
+    let needle = format!(
+        "\n    {}: ",
+        serde_json::to_string(&key("b").canonical()).unwrap()
+    );
+    let key_end =
+        |bytes: &[u8]| memchr::memmem::find(bytes, needle.as_bytes()).unwrap() + needle.len();
+    let pad = 1000 + format::CHUNK - key_end(&cache_with(1000).0);
+    for pad in [pad, pad - 1, pad + 1] {
+        let (bytes, whole) = cache_with(pad);
+        let end = key_end(&bytes);
+        assert!(end.abs_diff(format::CHUNK) <= 1, "{end}");
+        let found = format::seek_entry(&mut &bytes[..], &key("b"));
+        assert_eq!(
+            found.as_ref(),
+            whole.sessions.get(&key("b")).map(|e| &**e),
+            "{end}"
+        );
     }
 }
 
