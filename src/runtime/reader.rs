@@ -110,18 +110,24 @@ impl CacheReader {
     }
 
     /// The cache as it is on disk now, and that version's stamp, if this process holds its parse
-    /// already (it read or wrote that version): a `stat` or two, cheap enough for an async task.
-    /// `None`: read it ([`read_keeping_notices`](Self::read_keeping_notices)) on a blocking thread.
-    pub fn known(&self) -> Option<(FileStamp, Arc<Cache>)> {
-        let stamp = self.store.stamp()?;
+    /// already (it read or wrote that version), or if there is no file (nothing stored yet, as a
+    /// read would find): a `stat` or two, cheap enough for an async task. `None`: read it
+    /// ([`read_keeping_notices`](Self::read_keeping_notices)) on a blocking thread.
+    pub fn known(&self) -> Option<(Option<FileStamp>, Arc<Cache>)> {
+        let Some(stamp) = self.store.stamp() else {
+            return self
+                .store
+                .is_absent()
+                .then(|| (None, Arc::<Cache>::default()));
+        };
         if let Some(cache) = self.snapshot_at(Some(stamp)) {
-            return Some((stamp, cache));
+            return Some((Some(stamp), cache));
         }
         let (Some(stamp), Some(cache)) = self.store.known() else {
             return None;
         };
         *self.snapshot.lock().expect("snapshot lock") = Some((stamp, Arc::downgrade(&cache)));
-        Some((stamp, cache))
+        Some((Some(stamp), cache))
     }
 
     /// The cache as it is on disk now, for the runtime's own use: notices stay for a front end.
@@ -129,7 +135,7 @@ impl CacheReader {
         let known = || {
             self.known().map(|(stamp, cache)| CacheRead {
                 cache,
-                stamp: Some(stamp),
+                stamp,
                 notices: Vec::new(),
             })
         };
@@ -165,6 +171,37 @@ impl CacheReader {
 mod tests {
     use super::*;
     use crate::store::{Change, Expect};
+
+    /// The first operations into a new state directory ask for the cache before anything is
+    /// stored: no file is known to hold nothing (one `stat`, no read on a blocking thread), while a
+    /// file this process has not read is not known.
+    #[test]
+    fn no_file_is_known_to_be_empty_and_a_file_not_read_yet_is_not_known() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reader = CacheReader::new(Store::open(tmp.path()).unwrap());
+        let (stamp, cache) = reader.known().expect("no file: known");
+        assert_eq!(stamp, None);
+        assert!(cache.sessions.is_empty());
+
+        let writer = Store::open(tmp.path()).unwrap();
+        writer
+            .apply(vec![Change {
+                key: SessionKey::new("https://acme.example.com", "jim", "p", "sugar"),
+                label: "jim".into(),
+                expect: Expect::Held,
+                apply: Box::new(|_| {}),
+            }])
+            .unwrap();
+        assert!(
+            reader.known().is_none(),
+            "another process's file must be read, not taken for empty"
+        );
+        let read = reader.read_keeping_notices().unwrap();
+        assert_eq!(read.cache.sessions.len(), 1);
+        let (stamp, cache) = reader.known().expect("read: known");
+        assert_eq!(stamp, reader.store().stamp());
+        assert!(Arc::ptr_eq(&cache, &read.cache));
+    }
 
     /// A bulk action's operations all ask for the cache at once after each write: they must share
     /// one parse of the new file, not each read and parse it (ten thousand sessions: 6 MB each).

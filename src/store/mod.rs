@@ -506,6 +506,11 @@ impl Store {
             .map(|m| FileStamp::of(&m))
     }
 
+    /// Whether there is certainly no cache file (nothing stored yet): one `stat`.
+    pub fn is_absent(&self) -> bool {
+        matches!(fs::symlink_metadata(self.cache_path()), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    }
+
     /// Makes sure the next write can succeed before a request that rotates or ends a session is
     /// sent: checks the directory and the file, makes sure the file lock can be had (waiting
     /// boundedly, naming the holder, only when another process holds it), and that the temporary
