@@ -668,6 +668,55 @@ async fn the_binary_honours_ssl_cert_file_and_explains_an_unknown_ca() {
     assert!(text.starts_with("acme-prod: logged in"), "{text}");
 }
 
+/// A machine with no CA certificates at all (a minimal container): plain `http://` instances
+/// still work, since nothing there needs them; an `https://` one says what is missing, and one
+/// with its own `ca_cert` works on that alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_systems_ca_certificates_only_https_needs_them() {
+    let plain = start().await;
+    let tls = start_tls(TlsOptions::default()).await;
+    let dir = Dir::new(&tls);
+    std::fs::write(dir.path().join("none.pem"), "").unwrap();
+    let profiles = write_profiles(
+        dir.path(),
+        &format!(
+            "[profiles.plain]\n{}\n[profiles.tls-system]\n{}\n[profiles.tls-own]\n{}",
+            body(&plain, "acme", ""),
+            body(&tls, "acme", ""),
+            body(&tls, "acme", "ca_cert = \"certs/ca.pem\"")
+        ),
+    );
+    let mut c = assert_cmd::Command::cargo_bin("sugar-sessions").unwrap();
+    c.arg("--profiles")
+        .arg(&profiles)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["login", "--all", "--yes"])
+        .env_remove("SUGAR_SESSIONS_LOG")
+        .env_remove("SSL_CERT_DIR")
+        .env("SSL_CERT_FILE", dir.path().join("none.pem"));
+    let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}: ")))
+            .unwrap_or_else(|| panic!("no line for {name}: {text}"))
+            .to_string()
+    };
+    assert!(line("plain").starts_with("plain: logged in"), "{text}");
+    assert!(line("tls-own").starts_with("tls-own: logged in"), "{text}");
+    let failed = line("tls-system");
+    assert!(
+        failed.starts_with("tls-system: login failed: cannot read this machine's CA certificates")
+            && failed.contains("SSL_CERT_FILE"),
+        "{text}"
+    );
+    assert_no_secret(&text);
+}
+
 #[test]
 fn list_marks_insecure_profiles() {
     let dir = tempfile::tempdir().unwrap();

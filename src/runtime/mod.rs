@@ -111,20 +111,36 @@ impl Engine {
         &self.store
     }
 
-    /// The HTTP client of the profile's network settings: made once, on a blocking thread (it
-    /// reads the system's CA certificates: a few hundred files); callers at once wait for the
-    /// one being made. A failure is not kept: the next caller tries again, and says why.
+    /// The HTTP client of the profile's network settings: made once, on a blocking thread; callers
+    /// at once wait for the one being made. For a profile that talks TLS (an `https://` url, or a
+    /// proxy), the system's CA certificates are read first, once, on a blocking thread too (a few
+    /// hundred files); a plain `http://` profile never waits for them. A failure is not kept: the
+    /// next caller tries again, and says why.
     pub(super) async fn client(&self, p: &Profile) -> Result<Client, String> {
         let key = NetSettings::of(p);
         let slot = self.client_slot(&key);
-        slot.client
+        let client = slot
+            .client
             .get_or_try_init(|| async move {
                 tokio::task::spawn_blocking(move || Client::new(&key))
                     .await
                     .map_err(|e| e.to_string())?
             })
             .await
-            .cloned()
+            .cloned()?;
+        if client.roots_pending() && (p.url.scheme() == "https" || p.proxy.is_some()) {
+            slot.roots
+                .get_or_try_init(|| {
+                    let client = client.clone();
+                    async move {
+                        tokio::task::spawn_blocking(move || client.load_roots())
+                            .await
+                            .map_err(|e| e.to_string())?
+                    }
+                })
+                .await?;
+        }
+        Ok(client)
     }
 
     fn client_slot(&self, key: &NetSettings) -> Arc<ClientSlot> {
@@ -280,6 +296,8 @@ pub const MAX_WRITE_INTERVAL: Duration = Duration::from_millis(500);
 #[derive(Default)]
 struct ClientSlot {
     client: tokio::sync::OnceCell<Client>,
+    /// The system's CA certificates read for it ([`Client::load_roots`]).
+    roots: tokio::sync::OnceCell<()>,
     /// Its making was started ahead of need ([`Engine::warm_client`]).
     warming: std::sync::atomic::AtomicBool,
 }

@@ -3,11 +3,13 @@
 
 use super::error::{ErrorKind, SugarError, classify, through_proxy};
 use super::parse::{Grant, Me, ServerInfo, interpret, parse_grant, parse_me, scrub};
+use super::tls::{self, LazyVerifier};
 use crate::config::{CaCert, Profile};
 use crate::secret::Secret;
 use crate::session::{Op, RequestLog};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use url::Url;
 use zeroize::Zeroizing;
@@ -40,6 +42,8 @@ pub const POOL_IDLE_PER_HOST: usize = 2;
 #[derive(Clone, Debug)]
 pub struct Client {
     http: reqwest::Client,
+    /// What checks server certificates; `None` for an `insecure` profile's client.
+    verifier: Option<Arc<LazyVerifier>>,
 }
 
 /// Makes sure one rustls crypto provider is installed for the process (ring).
@@ -110,24 +114,33 @@ impl Client {
             // A burst to one host opens up to `max_per_host` connections; keeping them all
             // afterwards holds ~26 KB each (a bulk action over 100 hosts: over 20 MB) for little reuse.
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST);
+        // The profile's `ca_cert` certificates (checked when the profiles file was read; again
+        // here, as a client can be made for a profile that was not read from a file).
+        let mut extra = Vec::new();
         if let Some(ca) = &settings.ca_cert {
-            let certs = ca
-                .certs
-                .iter()
-                .map(|der| reqwest::Certificate::from_der(der))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
+            let mut check = rustls::RootCertStore::empty();
+            for der in ca.certs.iter() {
+                let der = rustls::pki_types::CertificateDer::from(der.clone());
+                check.add(der.clone()).map_err(|e| {
                     format!(
                         "cannot use the CA certificates in {}: {}",
                         ca.path.display(),
                         error_chain(&e)
                     )
                 })?;
-            builder = builder.tls_certs_merge(certs);
+                extra.push(der);
+            }
         }
-        if settings.insecure {
+        let verifier = if settings.insecure {
             builder = builder.tls_danger_accept_invalid_certs(true);
-        }
+            None
+        } else {
+            let verifier = Arc::new(LazyVerifier::new(extra, tls::provider()));
+            let config = tls::client_config(verifier.clone())
+                .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+            builder = builder.use_preconfigured_tls(config);
+            Some(verifier)
+        };
         if let Some(proxy) = &settings.proxy {
             // An explicit proxy replaces the environment's (reqwest then ignores HTTPS_PROXY & co).
             let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|e| {
@@ -157,7 +170,30 @@ impl Client {
             )),
             "new HTTP client"
         );
-        Ok(Client { http })
+        Ok(Client { http, verifier })
+    }
+
+    /// Whether a TLS handshake of this client would first read the system's CA certificates.
+    pub fn roots_pending(&self) -> bool {
+        self.verifier.as_ref().is_some_and(|v| !v.is_loaded())
+    }
+
+    /// Reads the system's CA certificates now, if they are not read yet (blocking: a few hundred
+    /// files). Otherwise the first TLS handshake does, on the thread that runs it.
+    pub fn load_roots(&self) -> Result<(), String> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(());
+        };
+        if verifier.is_loaded() {
+            return Ok(());
+        }
+        verifier.load().map_err(|e| {
+            format!(
+                "cannot read this machine's CA certificates ({e}): install them (the ca-certificates package), point SSL_CERT_FILE at a bundle, or set ca_cert in the profile"
+            )
+        })?;
+        tracing::debug!("CA certificates read");
+        Ok(())
     }
 
     /// `POST /oauth2/token` with the password grant.

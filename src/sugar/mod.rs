@@ -6,11 +6,13 @@
 //! total timeout. No message ever contains a password or a token.
 //!
 //! `error`: what went wrong and what a person can do about it; `client`: the requests;
-//! `parse`: Sugar's answers read into typed values.
+//! `parse`: Sugar's answers read into typed values; `tls`: server certificates checked against the
+//! system's CAs, read at the first need.
 
 mod client;
 mod error;
 mod parse;
+mod tls;
 
 pub use client::{
     Call, Client, MAX_API_BODY, MAX_BODY, NetSettings, POOL_IDLE_PER_HOST, RawAnswer,
