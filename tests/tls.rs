@@ -669,19 +669,21 @@ async fn the_binary_honours_ssl_cert_file_and_explains_an_unknown_ca() {
 }
 
 /// A machine with no CA certificates at all (a minimal container): plain `http://` instances
-/// still work, since nothing there needs them; an `https://` one says what is missing, and one
+/// still work, directly or through a SOCKS proxy, since nothing there needs them; an `https://` one says what is missing, and one
 /// with its own `ca_cert` works on that alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_systems_ca_certificates_only_https_needs_them() {
     let plain = start().await;
     let tls = start_tls(TlsOptions::default()).await;
+    let (socks, seen) = socks5_proxy().await;
     let dir = Dir::new(&tls);
     std::fs::write(dir.path().join("none.pem"), "").unwrap();
     let profiles = write_profiles(
         dir.path(),
         &format!(
-            "[profiles.plain]\n{}\n[profiles.tls-system]\n{}\n[profiles.tls-own]\n{}",
+            "[profiles.plain]\n{}\n[profiles.plain-socks]\n{}\n[profiles.tls-system]\n{}\n[profiles.tls-own]\n{}",
             body(&plain, "acme", ""),
+            body(&plain, "acme", &format!("proxy = \"socks5://{socks}\"")),
             body(&tls, "acme", ""),
             body(&tls, "acme", "ca_cert = \"certs/ca.pem\"")
         ),
@@ -707,6 +709,12 @@ async fn without_the_systems_ca_certificates_only_https_needs_them() {
             .to_string()
     };
     assert!(line("plain").starts_with("plain: logged in"), "{text}");
+    // Through a proxy that is not TLS either.
+    assert!(
+        line("plain-socks").starts_with("plain-socks: logged in"),
+        "{text}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "{text}");
     assert!(line("tls-own").starts_with("tls-own: logged in"), "{text}");
     let failed = line("tls-system");
     assert!(

@@ -112,10 +112,10 @@ impl Engine {
     }
 
     /// The HTTP client of the profile's network settings: made once, on a blocking thread; callers
-    /// at once wait for the one being made. For a profile that talks TLS (an `https://` url, or a
-    /// proxy), the system's CA certificates are read first, once, on a blocking thread too (a few
-    /// hundred files); a plain `http://` profile never waits for them. A failure is not kept: the
-    /// next caller tries again, and says why.
+    /// at once wait for the one being made. For a profile that talks TLS ([`talks_tls`]), the
+    /// system's CA certificates are read first, once, on a blocking thread too (a few hundred
+    /// files); a plain `http://` profile never waits for them. A failure is not kept: the next
+    /// caller tries again, and says why.
     pub(super) async fn client(&self, p: &Profile) -> Result<Client, String> {
         let key = NetSettings::of(p);
         let slot = self.client_slot(&key);
@@ -128,7 +128,7 @@ impl Engine {
             })
             .await
             .cloned()?;
-        if client.roots_pending() && (p.url.scheme() == "https" || p.proxy.is_some()) {
+        if client.roots_pending() && talks_tls(p) {
             slot.roots
                 .get_or_try_init(|| {
                     let client = client.clone();
@@ -155,7 +155,14 @@ impl Engine {
     /// its lock (once per set of network settings).
     pub(super) fn warm_client(self: &Arc<Self>, p: &Arc<Profile>) {
         let slot = self.client_slot(&NetSettings::of(p));
-        if slot.client.initialized() || slot.warming.swap(true, Ordering::AcqRel) {
+        // Made already (for a plain `http://` profile, say): only the CA certificates may be
+        // wanted still.
+        let flag = match slot.client.get() {
+            Some(client) if client.roots_pending() && talks_tls(p) => &slot.warming_roots,
+            Some(_) => return,
+            None => &slot.warming,
+        };
+        if flag.swap(true, Ordering::AcqRel) {
             return;
         }
         let (engine, p) = (self.clone(), p.clone());
@@ -292,6 +299,22 @@ pub const WRITE_DUTY: u32 = 4;
 /// another process's lock does not hold the next one back for long).
 pub const MAX_WRITE_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Whether a job for `p` makes a TLS handshake, and so needs the system's CA certificates: an
+/// `https://` instance, or an `https://` proxy (the profile's; for a profile without one, the
+/// environment's `HTTP_PROXY` or `ALL_PROXY` when the instance is plain `http://`).
+fn talks_tls(p: &Profile) -> bool {
+    if p.url.scheme() == "https" {
+        return true;
+    }
+    match p.proxy.as_deref() {
+        Some(proxy) => proxy.scheme() == "https",
+        None => ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .any(|v| v.trim_start().to_ascii_lowercase().starts_with("https://")),
+    }
+}
+
 /// The HTTP client of one set of network settings, once made.
 #[derive(Default)]
 struct ClientSlot {
@@ -300,6 +323,8 @@ struct ClientSlot {
     roots: tokio::sync::OnceCell<()>,
     /// Its making was started ahead of need ([`Engine::warm_client`]).
     warming: std::sync::atomic::AtomicBool,
+    /// The reading of its CA certificates was started ahead of need.
+    warming_roots: std::sync::atomic::AtomicBool,
 }
 
 /// The jobs alive in a process, for the cache writer.

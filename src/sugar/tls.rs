@@ -67,8 +67,15 @@ impl ServerCertVerifier for LazyVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.load()?
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        // Said as what it is, not as a problem of the server's certificate.
+        let verifier = self.load().map_err(|e| {
+            let why = match e {
+                rustls::Error::General(why) => why,
+                other => other.to_string(),
+            };
+            rustls::Error::General(format!("cannot read this machine's CA certificates: {why}"))
+        })?;
+        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     // The signatures of the handshake are checked with the provider's algorithms, as the
