@@ -114,11 +114,10 @@ impl CacheReader {
     /// read would find): a `stat` or two, cheap enough for an async task. `None`: read it
     /// ([`read_keeping_notices`](Self::read_keeping_notices)) on a blocking thread.
     pub fn known(&self) -> Option<(Option<FileStamp>, Arc<Cache>)> {
-        let Some(stamp) = self.store.stamp() else {
-            return self
-                .store
-                .is_absent()
-                .then(|| (None, Arc::<Cache>::default()));
+        let stamp = match self.store.stamp_or_absent() {
+            Ok(Some(stamp)) => stamp,
+            Ok(None) => return Some((None, Arc::default())),
+            Err(_) => return None,
         };
         if let Some(cache) = self.snapshot_at(Some(stamp)) {
             return Some((Some(stamp), cache));

@@ -501,14 +501,17 @@ impl Store {
 
     /// Identifies the cache file's current content cheaply (inode, size, modification time).
     pub fn stamp(&self) -> Option<FileStamp> {
-        fs::symlink_metadata(self.cache_path())
-            .ok()
-            .map(|m| FileStamp::of(&m))
+        self.stamp_or_absent().ok().flatten()
     }
 
-    /// Whether there is certainly no cache file (nothing stored yet): one `stat`.
-    pub fn is_absent(&self) -> bool {
-        matches!(fs::symlink_metadata(self.cache_path()), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    /// [`stamp`](Self::stamp), telling apart no file (`Ok(None)`: nothing stored yet) from a
+    /// file that cannot be looked at: one `stat`.
+    pub fn stamp_or_absent(&self) -> std::io::Result<Option<FileStamp>> {
+        match fs::symlink_metadata(self.cache_path()) {
+            Ok(m) => Ok(Some(FileStamp::of(&m))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Makes sure the next write can succeed before a request that rotates or ends a session is

@@ -184,15 +184,7 @@ impl Client {
         let Some(verifier) = &self.verifier else {
             return Ok(());
         };
-        if verifier.is_loaded() {
-            return Ok(());
-        }
-        verifier.load().map_err(|e| {
-            format!(
-                "cannot read this machine's CA certificates ({e}): install them (the ca-certificates package), point SSL_CERT_FILE at a bundle, or set ca_cert in the profile"
-            )
-        })?;
-        tracing::debug!("CA certificates read");
+        verifier.load()?;
         Ok(())
     }
 

@@ -37,7 +37,8 @@ impl LazyVerifier {
     }
 
     /// Makes the verifier now if it is not made yet (reads the system's CA certificates: blocking).
-    pub fn load(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
+    /// The error says what is missing and what a person can do.
+    pub fn load(&self) -> Result<&rustls_platform_verifier::Verifier, String> {
         if let Some(v) = self.loaded.get() {
             return Ok(v);
         }
@@ -48,7 +49,17 @@ impl LazyVerifier {
         let made = rustls_platform_verifier::Verifier::new_with_extra_roots(
             self.extra.iter().cloned(),
             self.provider.clone(),
-        )?;
+        )
+        .map_err(|e| {
+            let why = match e {
+                rustls::Error::General(why) => why,
+                other => other.to_string(),
+            };
+            format!(
+                "cannot read this machine's CA certificates ({why}): install them (the ca-certificates package), point SSL_CERT_FILE at a bundle, or set ca_cert in the profile"
+            )
+        })?;
+        tracing::debug!("CA certificates read");
         Ok(self.loaded.get_or_init(|| made))
     }
 
@@ -68,14 +79,9 @@ impl ServerCertVerifier for LazyVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         // Said as what it is, not as a problem of the server's certificate.
-        let verifier = self.load().map_err(|e| {
-            let why = match e {
-                rustls::Error::General(why) => why,
-                other => other.to_string(),
-            };
-            rustls::Error::General(format!("cannot read this machine's CA certificates: {why}"))
-        })?;
-        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        self.load()
+            .map_err(rustls::Error::General)?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     // The signatures of the handshake are checked with the provider's algorithms, as the
