@@ -104,21 +104,42 @@ pub(super) fn acquire(
     Ok(held(file))
 }
 
-/// [`acquire`] without waiting: `None` when another holds the lock now, or when `create` is
-/// [`Create::No`] and the lock file is not there.
-pub(super) fn acquire_now(path: &Path, create: Create) -> Result<Option<LockGuard>, StoreError> {
+/// [`acquire`] without waiting: taken, held by another now, or (with [`Create::No`]) no lock file
+/// there to take.
+pub(super) fn acquire_now(path: &Path, create: Create) -> Result<Now, StoreError> {
     let file = match create {
         Create::Yes => open_lock(path)?,
         Create::No => match lock_options(false).open(path) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Now::NoFile),
             Err(e) => return Err(io_err(path, "cannot open the lock file")(e)),
         },
     };
     match file.try_lock() {
-        Ok(()) => Ok(Some(held(file))),
-        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Ok(()) => Ok(Now::Taken(held(file))),
+        Err(fs::TryLockError::WouldBlock) => Ok(Now::Held),
         Err(fs::TryLockError::Error(e)) => Err(io_err(path, "cannot lock the lock file")(e)),
+    }
+}
+
+/// What a lock taken without waiting ([`acquire_now`]) found.
+#[derive(Debug)]
+pub enum Now {
+    /// Taken: held until the guard is dropped.
+    Taken(LockGuard),
+    /// Another holds it now.
+    Held,
+    /// Its lock file (or the lock directory) does not exist yet, and was not to be made.
+    NoFile,
+}
+
+impl Now {
+    /// The lock, when it was taken.
+    pub fn taken(self) -> Option<LockGuard> {
+        match self {
+            Now::Taken(guard) => Some(guard),
+            Now::Held | Now::NoFile => None,
+        }
     }
 }
 
@@ -129,6 +150,11 @@ pub(super) fn acquire_now(path: &Path, create: Create) -> Result<Option<LockGuar
 pub enum Create {
     Yes,
     No,
+}
+
+/// Makes a lock file (mode 0600, never through a symlink) if it is missing; takes nothing.
+pub(super) fn make_lock_file(path: &Path) -> Result<(), StoreError> {
+    open_lock(path).map(drop)
 }
 
 /// Opens a lock file, creating it with mode 0600, never through a symlink.

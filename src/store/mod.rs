@@ -36,8 +36,8 @@ use crate::session::Entry;
 use chrono::Utc;
 use files::{check_dir, ensure_dir, euid, open_file, preallocate, read_file, read_rest};
 use format::{Unreadable, decode};
-pub use lock::Create;
-use lock::{acquire, acquire_now};
+pub use lock::{Create, Now};
+use lock::{acquire, acquire_now, make_lock_file};
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -479,18 +479,19 @@ impl Store {
         )
     }
 
-    /// [`lock_key`](Self::lock_key) without waiting: `None` while another holds it, or, with
-    /// [`Create::No`], while its lock file (or the lock directory) does not exist yet.
-    pub fn lock_key_now(
-        &self,
-        key: &SessionKey,
-        create: Create,
-    ) -> Result<Option<LockGuard>, StoreError> {
+    /// [`lock_key`](Self::lock_key) without waiting: taken, held by another now, or, with
+    /// [`Create::No`], no lock file (or lock directory) there yet.
+    pub fn lock_key_now(&self, key: &SessionKey, create: Create) -> Result<Now, StoreError> {
         let path = match create {
             Create::Yes => self.key_lock_file(key)?,
             Create::No => self.key_lock_path(key),
         };
         acquire_now(&path, create)
+    }
+
+    /// Makes an identity's lock file (and the lock directory) if missing, without taking it.
+    pub fn make_key_lock_file(&self, key: &SessionKey) -> Result<(), StoreError> {
+        make_lock_file(&self.key_lock_file(key)?)
     }
 
     /// [`key_lock_path`](Self::key_lock_path), its directory made when missing.

@@ -216,19 +216,36 @@ fn an_identity_lock_taken_without_creating_needs_its_file_and_is_still_exclusive
     let store = Store::open(&state).unwrap();
     let key = key("admin");
     // No lock directory, no lock file: nothing is taken, and nothing is made.
-    assert!(store.lock_key_now(&key, Create::No).unwrap().is_none());
+    assert!(matches!(
+        store.lock_key_now(&key, Create::No).unwrap(),
+        Now::NoFile
+    ));
     assert!(!state.join(LOCK_DIR).exists());
-    let first = store.lock_key_now(&key, Create::Yes).unwrap().unwrap();
+    let first = store
+        .lock_key_now(&key, Create::Yes)
+        .unwrap()
+        .taken()
+        .unwrap();
     let record = || fs::read_to_string(store.key_lock_path(&key)).unwrap();
     let holders = record();
     // The file is there now, but held (by another open file, as by another process): not taken,
     // and the holder's record is left as it is.
-    assert!(store.lock_key_now(&key, Create::No).unwrap().is_none());
-    assert!(store.lock_key_now(&key, Create::Yes).unwrap().is_none());
+    assert!(matches!(
+        store.lock_key_now(&key, Create::No).unwrap(),
+        Now::Held
+    ));
+    assert!(matches!(
+        store.lock_key_now(&key, Create::Yes).unwrap(),
+        Now::Held
+    ));
     assert_eq!(record(), holders);
     assert!(holders.starts_with(&format!("{} ", std::process::id())));
     drop(first);
-    let again = store.lock_key_now(&key, Create::No).unwrap().unwrap();
+    let again = store
+        .lock_key_now(&key, Create::No)
+        .unwrap()
+        .taken()
+        .unwrap();
     let record = fs::read_to_string(store.key_lock_path(&key)).unwrap();
     assert!(
         record.starts_with(&format!("{} ", std::process::id())),
@@ -237,7 +254,10 @@ fn an_identity_lock_taken_without_creating_needs_its_file_and_is_still_exclusive
     drop(again);
     // Another identity's file is not this one's, and is not made.
     let jim = key.impersonating("jim");
-    assert!(store.lock_key_now(&jim, Create::No).unwrap().is_none());
+    assert!(matches!(
+        store.lock_key_now(&jim, Create::No).unwrap(),
+        Now::NoFile
+    ));
     assert!(!store.key_lock_path(&jim).exists());
     // A symlink is never followed, with or without creating.
     let victim = tmp.path().join("victim");
@@ -261,7 +281,13 @@ fn a_holder_record_read_while_it_is_written_does_not_name_the_holder_wrongly() {
             on_wait: Arc::new(|_| ()),
         });
     let key = key("admin");
-    drop(store.lock_key_now(&key, Create::Yes).unwrap().unwrap());
+    drop(
+        store
+            .lock_key_now(&key, Create::Yes)
+            .unwrap()
+            .taken()
+            .unwrap(),
+    );
     let path = store.key_lock_path(&key);
     let me = std::process::id();
     let comm = fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
