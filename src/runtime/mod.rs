@@ -77,7 +77,9 @@ pub struct Engine {
     /// One preparation at a time in this process: each holds the file lock for a moment, and a
     /// burst of requests would otherwise keep a blocking thread each polling for it. The callers
     /// that waited meanwhile share the next one's answer ([`Engine::prepare`]).
-    preparing: tokio::sync::Mutex<()>,
+    preparing: std::sync::atomic::AtomicBool,
+    /// Told when a preparation ends, however it ends.
+    prepare_ended: tokio::sync::Notify,
     /// Identities' lock files waiting to be made ([`Engine::make_lock_file`]).
     lock_files: Arc<Mutex<LockFiles>>,
     /// Tickets of the callers of [`Engine::prepare`], in the order they asked.
@@ -102,7 +104,8 @@ impl Engine {
             persist_tx,
             reader: CacheReader::new(store.clone()),
             activity,
-            preparing: tokio::sync::Mutex::new(()),
+            preparing: std::sync::atomic::AtomicBool::new(false),
+            prepare_ended: tokio::sync::Notify::new(),
             lock_files: Arc::default(),
             prepare_asked: AtomicU64::new(0),
             prepared_upto: AtomicU64::new(0),
@@ -293,28 +296,50 @@ impl Engine {
     /// Makes sure the cache can be written before a request that rotates or ends a session.
     /// Callers at once (a bulk action's requests) share one preparation: one that began after a
     /// caller asked answers for it; one that failed answers for nobody else, who then try their own
-    /// (and say why it failed).
+    /// (and say why it failed). Those waiting for a preparation are all told at once when it ends
+    /// (a queue that let them go one at a time held a bulk action's first requests back by
+    /// milliseconds, each woken behind the runtime's other tasks).
     pub(super) async fn prepare(&self) -> Result<(), StoreError> {
         let ticket = self.prepare_asked.fetch_add(1, Ordering::AcqRel) + 1;
-        let _one = self.preparing.lock().await;
-        if self.prepared_upto.load(Ordering::Acquire) >= ticket {
-            return Ok(());
+        loop {
+            // Listening before looking: a preparation that ends after the look is heard.
+            let ended = self.prepare_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.prepared_upto.load(Ordering::Acquire) >= ticket {
+                return Ok(());
+            }
+            if self.preparing.swap(true, Ordering::AcqRel) {
+                ended.await;
+                continue;
+            }
+            // This caller prepares. Everyone who asked so far asked before it began. Nothing to
+            // make (the common case, once the first preparation made the next write's file): a
+            // few calls on files that are there, in place. Else on a blocking thread (it may make
+            // files, or wait boundedly for another process's lock).
+            let preparing = Preparing(self);
+            let covers = self.prepare_asked.load(Ordering::Acquire);
+            let result = match self.store.prepared_already() {
+                Ok(true) => Ok(()),
+                Err(e) => Err(e),
+                Ok(false) => {
+                    let store = self.store.clone();
+                    match tokio::task::spawn_blocking(move || store.prepare()).await {
+                        Ok(r) => r,
+                        Err(e) => Err(StoreError::Io {
+                            path: self.store.dir().to_path_buf(),
+                            what: "cannot prepare the token cache",
+                            source: std::io::Error::other(e.to_string()),
+                        }),
+                    }
+                }
+            };
+            if result.is_ok() {
+                self.prepared_upto.fetch_max(covers, Ordering::AcqRel);
+            }
+            drop(preparing);
+            return result;
         }
-        // Everyone who asked so far asked before this preparation began.
-        let covers = self.prepare_asked.load(Ordering::Acquire);
-        let store = self.store.clone();
-        let result = match tokio::task::spawn_blocking(move || store.prepare()).await {
-            Ok(r) => r,
-            Err(e) => Err(StoreError::Io {
-                path: self.store.dir().to_path_buf(),
-                what: "cannot prepare the token cache",
-                source: std::io::Error::other(e.to_string()),
-            }),
-        };
-        if result.is_ok() {
-            self.prepared_upto.fetch_max(covers, Ordering::AcqRel);
-        }
-        result
     }
 
     /// The whole cache, read from disk.
@@ -362,6 +387,17 @@ struct ClientSlot {
     warming: std::sync::atomic::AtomicBool,
     /// The reading of its CA certificates was started ahead of need.
     warming_roots: std::sync::atomic::AtomicBool,
+}
+
+/// A preparation under way ([`Engine::prepare`]): when it ends, or its caller goes away
+/// meanwhile, the next may begin, and those waiting are told.
+struct Preparing<'a>(&'a Engine);
+
+impl Drop for Preparing<'_> {
+    fn drop(&mut self) {
+        self.0.preparing.store(false, Ordering::Release);
+        self.0.prepare_ended.notify_waiters();
+    }
 }
 
 /// Identities' lock files waiting to be made, each with whom to tell, and whether a maker is
@@ -503,6 +539,30 @@ mod tests {
             expect: Expect::Held,
             apply: Box::new(|_| {}),
         }
+    }
+
+    /// A preparation whose caller went away (a job dropped while another process held the
+    /// cache's lock) does not hold back the callers after it: the next one prepares on its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_preparation_whose_caller_went_away_does_not_hold_back_the_next() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let engine = Engine::new(store.clone(), &Settings::default());
+        // Another process holds the cache's lock: a preparation waits for it.
+        let other = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(store.lock_path())
+            .unwrap();
+        other.lock().unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(200), engine.prepare()).await;
+        assert!(waited.is_err(), "prepared while another held the lock");
+        drop(other);
+        tokio::time::timeout(Duration::from_secs(5), engine.prepare())
+            .await
+            .expect("the next caller was held back")
+            .expect("prepared");
     }
 
     /// A bulk action into a new state directory takes each identity's first lock, whose file must

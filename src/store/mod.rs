@@ -521,25 +521,10 @@ impl Store {
     /// file of the next write exists, preallocated to the size it will need, so that a full disk
     /// fails here and not after the server answered.
     pub fn prepare(&self) -> Result<(), StoreError> {
-        check_dir(&self.dir)?;
-        let path = self.cache_path();
-        Self::check_mode(&path)?;
-        let need = spare_need(fs::symlink_metadata(&path).map_or(0, |m| m.len()));
-        let ready = {
-            let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-            spare
-                .as_ref()
-                .is_some_and(|s| s.capacity >= need && s.file.path().exists())
-        };
-        // The next write's file is ready (each write makes the one after it): the lock is only
-        // probed, not waited for, unless another process holds it. Many requests at once then
-        // never queue behind this process's own writes.
-        if ready
-            && (self.writing.load(std::sync::atomic::Ordering::Acquire)
-                || lock::is_free(&self.lock_path()))
-        {
+        if self.prepared_already()? {
             return Ok(());
         }
+        let need = spare_need(fs::symlink_metadata(self.cache_path()).map_or(0, |m| m.len()));
         let _lock = self.lock()?;
         let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = spare.as_ref()
@@ -550,6 +535,28 @@ impl Store {
         }
         *spare = Some(self.new_spare(need)?);
         Ok(())
+    }
+
+    /// [`prepare`](Self::prepare) when there is nothing to make: the directory and the file are
+    /// checked, the next write's file is ready (each write makes the one after it) and the lock
+    /// is free or held by this process's own write. A few calls on files that are there, never a
+    /// wait: `Ok(false)` when a preparation must make something or wait for another process.
+    pub fn prepared_already(&self) -> Result<bool, StoreError> {
+        check_dir(&self.dir)?;
+        let path = self.cache_path();
+        Self::check_mode(&path)?;
+        let need = spare_need(fs::symlink_metadata(&path).map_or(0, |m| m.len()));
+        let ready = {
+            let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+            spare
+                .as_ref()
+                .is_some_and(|s| s.capacity >= need && s.file.path().exists())
+        };
+        // The lock is only probed, not waited for, unless another process holds it. Many
+        // requests at once then never queue behind this process's own writes.
+        Ok(ready
+            && (self.writing.load(std::sync::atomic::Ordering::Acquire)
+                || lock::is_free(&self.lock_path())))
     }
 
     fn new_spare(&self, capacity: u64) -> Result<Spare, StoreError> {
