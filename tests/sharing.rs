@@ -697,6 +697,56 @@ async fn a_held_lock_is_waited_for_boundedly_before_anything_is_sent() {
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
 
+/// A bulk action while another process holds the cache's lock: its requests do not each wait out
+/// the bound in turn (six profiles, a 1 s bound: six seconds and more when each waited its own);
+/// nothing is sent, and every profile says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_action_under_a_held_lock_waits_the_bound_once_not_once_per_profile() {
+    let emu = start(vec![instance("acme"), instance("globex")]).await;
+    let mut text = String::new();
+    for inst in ["acme", "globex"] {
+        for user in ["admin", "integration", "jim"] {
+            text.push_str(&profile(&emu, &format!("{inst}-{user}"), inst, user, ""));
+        }
+    }
+    let e = env(&text);
+    ok(run(e.cmd(&["login", "--all", "--yes"])).await).await;
+    emu.clear_requests();
+    let out = {
+        let _held = hold_lock(&e.state.join("sessions.lock"));
+        run_limited(
+            e.cmd(&["refresh", "--all", "--lock-timeout", "1"]),
+            Duration::from_secs(30),
+        )
+        .await
+    };
+    let sent = refresh_grants(&emu, "acme") + refresh_grants(&emu, "globex");
+    let mut problems = Vec::new();
+    if out.code != Some(1) {
+        problems.push("exit 1 expected".to_string());
+    }
+    // Two bounds at most: one preparation answers for the requests that asked before it began.
+    if out.elapsed > Duration::from_secs(4) {
+        problems.push(format!("gave up after {:?}", out.elapsed));
+    }
+    if sent != 0 {
+        problems.push(format!("{sent} refresh grant(s) sent under a held lock"));
+    }
+    for inst in ["acme", "globex"] {
+        for user in ["admin", "integration", "jim"] {
+            let name = format!("{inst}-{user}");
+            if !out
+                .stdout
+                .lines()
+                .any(|l| l.contains(&name) && l.contains("lock"))
+            {
+                problems.push(format!("{name} is not said to have failed on the lock"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:?}: {}", out.show());
+}
+
 async fn run_limited(cmd: Command, limit: Duration) -> Out {
     tokio::task::spawn_blocking(move || run_blocking(cmd, limit))
         .await

@@ -80,6 +80,9 @@ pub struct Engine {
     preparing: std::sync::atomic::AtomicBool,
     /// Told when a preparation ends, however it ends.
     prepare_ended: tokio::sync::Notify,
+    /// The last preparation that failed: the callers it answers for (tickets up to this one), and
+    /// why.
+    prepare_failed: Mutex<(u64, Option<Arc<StoreError>>)>,
     /// Identities' lock files waiting to be made ([`Engine::make_lock_file`]).
     lock_files: Arc<Mutex<LockFiles>>,
     /// Tickets of the callers of [`Engine::prepare`], in the order they asked.
@@ -106,6 +109,7 @@ impl Engine {
             activity,
             preparing: std::sync::atomic::AtomicBool::new(false),
             prepare_ended: tokio::sync::Notify::new(),
+            prepare_failed: Mutex::new((0, None)),
             lock_files: Arc::default(),
             prepare_asked: AtomicU64::new(0),
             prepared_upto: AtomicU64::new(0),
@@ -295,11 +299,12 @@ impl Engine {
 
     /// Makes sure the cache can be written before a request that rotates or ends a session.
     /// Callers at once (a bulk action's requests) share one preparation: one that began after a
-    /// caller asked answers for it; one that failed answers for nobody else, who then try their own
-    /// (and say why it failed). Those waiting for a preparation are all told at once when it ends
-    /// (a queue that let them go one at a time held a bulk action's first requests back by
-    /// milliseconds, each woken behind the runtime's other tasks).
-    pub(super) async fn prepare(&self) -> Result<(), StoreError> {
+    /// caller asked answers for it, with its success or its failure (each waiting out a bound of
+    /// its own, a bulk action under another process's lock waited the bound once per profile);
+    /// callers who asked while it ran wait for the next. Those waiting are all told at once when
+    /// a preparation ends (a queue that let them go one at a time held a bulk action's first
+    /// requests back by milliseconds, each woken behind the runtime's other tasks).
+    pub(super) async fn prepare(&self) -> Result<(), Arc<StoreError>> {
         let ticket = self.prepare_asked.fetch_add(1, Ordering::AcqRel) + 1;
         loop {
             // Listening before looking: a preparation that ends after the look is heard.
@@ -308,6 +313,11 @@ impl Engine {
             ended.as_mut().enable();
             if self.prepared_upto.load(Ordering::Acquire) >= ticket {
                 return Ok(());
+            }
+            if let (upto, Some(failure)) = &*self.prepare_failed.lock().expect("prepare failed")
+                && *upto >= ticket
+            {
+                return Err(failure.clone());
             }
             if self.preparing.swap(true, Ordering::AcqRel) {
                 ended.await;
@@ -334,9 +344,18 @@ impl Engine {
                     }
                 }
             };
-            if result.is_ok() {
-                self.prepared_upto.fetch_max(covers, Ordering::AcqRel);
-            }
+            let result = match result {
+                Ok(()) => {
+                    self.prepared_upto.fetch_max(covers, Ordering::AcqRel);
+                    Ok(())
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    *self.prepare_failed.lock().expect("prepare failed") =
+                        (covers, Some(e.clone()));
+                    Err(e)
+                }
+            };
             drop(preparing);
             return result;
         }
