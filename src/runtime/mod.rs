@@ -80,8 +80,8 @@ pub struct Engine {
     preparing: std::sync::atomic::AtomicBool,
     /// Told when a preparation ends, however it ends.
     prepare_ended: tokio::sync::Notify,
-    /// The last preparation that failed: the callers it answers for (tickets up to this one), and
-    /// why.
+    /// The last preparation that failed: the callers it answers for (tickets up to the last one
+    /// asked when it ended), and why.
     prepare_failed: Mutex<(u64, Option<Arc<StoreError>>)>,
     /// Identities' lock files waiting to be made ([`Engine::make_lock_file`]).
     lock_files: Arc<Mutex<LockFiles>>,
@@ -299,9 +299,9 @@ impl Engine {
 
     /// Makes sure the cache can be written before a request that rotates or ends a session.
     /// Callers at once (a bulk action's requests) share one preparation: one that began after a
-    /// caller asked answers for it, with its success or its failure (each waiting out a bound of
-    /// its own, a bulk action under another process's lock waited the bound once per profile);
-    /// callers who asked while it ran wait for the next. Those waiting are all told at once when
+    /// caller asked answers for it; callers who asked while it ran wait for the next if it
+    /// succeeded, and share its failure if it failed (each waiting out a bound of its own, a bulk
+    /// action under another process's lock waited the bound once per profile). Those waiting are all told at once when
     /// a preparation ends (a queue that let them go one at a time held a bulk action's first
     /// requests back by milliseconds, each woken behind the runtime's other tasks).
     pub(super) async fn prepare(&self) -> Result<(), Arc<StoreError>> {
@@ -350,9 +350,11 @@ impl Engine {
                     Ok(())
                 }
                 Err(e) => {
+                    // A failure answers also for those who asked while it ran: they would wait
+                    // out another bound for the same lock.
                     let e = Arc::new(e);
-                    *self.prepare_failed.lock().expect("prepare failed") =
-                        (covers, Some(e.clone()));
+                    let upto = self.prepare_asked.load(Ordering::Acquire);
+                    *self.prepare_failed.lock().expect("prepare failed") = (upto, Some(e.clone()));
                     Err(e)
                 }
             };
