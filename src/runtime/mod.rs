@@ -301,9 +301,10 @@ impl Engine {
     /// Callers at once (a bulk action's requests) share one preparation: one that began after a
     /// caller asked answers for it; callers who asked while it ran wait for the next if it
     /// succeeded, and share its failure if it failed (each waiting out a bound of its own, a bulk
-    /// action under another process's lock waited the bound once per profile). Those waiting are all told at once when
-    /// a preparation ends (a queue that let them go one at a time held a bulk action's first
-    /// requests back by milliseconds, each woken behind the runtime's other tasks).
+    /// action under another process's lock waited the bound once per profile). Those waiting are
+    /// all told at once when a preparation ends (a queue that let them go one at a time held a
+    /// bulk action's first requests back by milliseconds, each woken behind the runtime's other
+    /// tasks).
     pub(super) async fn prepare(&self) -> Result<(), Arc<StoreError>> {
         let ticket = self.prepare_asked.fetch_add(1, Ordering::AcqRel) + 1;
         loop {
