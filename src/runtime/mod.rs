@@ -633,7 +633,10 @@ mod tests {
                 std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == NAME)
             })
             .count();
-        assert!(threads <= 2 + 2, "{threads} threads for 64 first locks");
+        // The two workers and the maker's thread; a maker that ran dry and was started again may
+        // find the last one's thread not yet idle and start another. A thread for each first
+        // lock made 16 and more here.
+        assert!(threads <= 2 + 4, "{threads} threads for 64 first locks");
         drop(guards);
     }
 
