@@ -324,28 +324,10 @@ impl Engine {
                 ended.await;
                 continue;
             }
-            // This caller prepares. Everyone who asked so far asked before it began. Nothing to
-            // make (the common case, once the first preparation made the next write's file): a
-            // few calls on files that are there, in place. Else on a blocking thread (it may make
-            // files, or wait boundedly for another process's lock).
+            // This caller prepares. Everyone who asked so far asked before it began.
             let preparing = Preparing(self);
             let covers = self.prepare_asked.load(Ordering::Acquire);
-            let result = match self.store.prepared_already() {
-                Ok(true) => Ok(()),
-                Err(e) => Err(e),
-                Ok(false) => {
-                    let store = self.store.clone();
-                    match tokio::task::spawn_blocking(move || store.prepare()).await {
-                        Ok(r) => r,
-                        Err(e) => Err(StoreError::Io {
-                            path: self.store.dir().to_path_buf(),
-                            what: "cannot prepare the token cache",
-                            source: std::io::Error::other(e.to_string()),
-                        }),
-                    }
-                }
-            };
-            let result = match result {
+            let result = match self.prepare_once().await {
                 Ok(()) => {
                     self.prepared_upto.fetch_max(covers, Ordering::AcqRel);
                     Ok(())
@@ -362,6 +344,25 @@ impl Engine {
             drop(preparing);
             return result;
         }
+    }
+
+    /// One preparation. Nothing to make (the common case, once the first preparation made the
+    /// next write's file): a few calls on files that are there, in place. Else on a blocking
+    /// thread: it may make files, or wait boundedly for another process's lock.
+    async fn prepare_once(&self) -> Result<(), StoreError> {
+        if self.store.prepared_already()? {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.prepare())
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Io {
+                    path: self.store.dir().to_path_buf(),
+                    what: "cannot prepare the token cache",
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
     }
 
     /// The whole cache, read from disk.

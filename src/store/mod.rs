@@ -147,6 +147,13 @@ struct Spare {
     capacity: u64,
 }
 
+impl Spare {
+    /// Still there, with room for a version that needs `need` bytes.
+    fn fits(&self, need: u64) -> bool {
+        self.capacity >= need && self.file.path().exists()
+    }
+}
+
 /// The room `prepare` wants ready for the next write of a cache file of `len` bytes: the file as
 /// it is, and some growth.
 fn spare_need(len: u64) -> u64 {
@@ -524,17 +531,19 @@ impl Store {
         if self.prepared_already()? {
             return Ok(());
         }
-        let need = spare_need(fs::symlink_metadata(self.cache_path()).map_or(0, |m| m.len()));
+        let need = self.spare_wanted();
         let _lock = self.lock()?;
         let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = spare.as_ref()
-            && s.capacity >= need
-            && s.file.path().exists()
-        {
+        if spare.as_ref().is_some_and(|s| s.fits(need)) {
             return Ok(());
         }
         *spare = Some(self.new_spare(need)?);
         Ok(())
+    }
+
+    /// The room the next write's file must have for the cache file as it is now.
+    fn spare_wanted(&self) -> u64 {
+        spare_need(fs::symlink_metadata(self.cache_path()).map_or(0, |m| m.len()))
     }
 
     /// [`prepare`](Self::prepare) when there is nothing to make: the directory and the file are
@@ -543,14 +552,11 @@ impl Store {
     /// wait: `Ok(false)` when a preparation must make something or wait for another process.
     pub fn prepared_already(&self) -> Result<bool, StoreError> {
         check_dir(&self.dir)?;
-        let path = self.cache_path();
-        Self::check_mode(&path)?;
-        let need = spare_need(fs::symlink_metadata(&path).map_or(0, |m| m.len()));
+        Self::check_mode(&self.cache_path())?;
+        let need = self.spare_wanted();
         let ready = {
             let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-            spare
-                .as_ref()
-                .is_some_and(|s| s.capacity >= need && s.file.path().exists())
+            spare.as_ref().is_some_and(|s| s.fits(need))
         };
         // The lock is only probed, not waited for, unless another process holds it. Many
         // requests at once then never queue behind this process's own writes.
