@@ -184,7 +184,7 @@ pub(super) fn user_action(model: &mut Model, action: Action) -> Vec<Command> {
             model.begin(i, Op::Sudo, false, true);
             let name = model.rows[i].profile.name.clone();
             model.say(format!("{name}: impersonating {user}: queued"));
-            let profile = Box::new(model.rows[i].profile.clone());
+            let profile = model.rows[i].profile.clone();
             vec![Command::Sudo {
                 name,
                 profile,

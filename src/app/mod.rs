@@ -100,7 +100,7 @@ pub enum Command {
     /// non-interactive password source (typed into the prompt).
     Start {
         name: String,
-        profile: Box<Profile>,
+        profile: Arc<Profile>,
         op: Op,
         password: Option<Secret>,
         /// An automatic refresh, started because it was due: the runtime skips it if another
@@ -108,12 +108,12 @@ pub enum Command {
         due: bool,
     },
     /// Queue a live check of the profile's session (`GET /ping`, `/me`, server info, server time).
-    Check { name: String, profile: Box<Profile> },
+    Check { name: String, profile: Arc<Profile> },
     /// Queue an impersonation: with `name`'s (admin) session, a session as `user`, stored as
     /// `NAME>USER`. The request is `name`'s request in flight.
     Sudo {
         name: String,
-        profile: Box<Profile>,
+        profile: Arc<Profile>,
         user: String,
     },
     /// Withdraw the profile's request if it is still queued (one already sent is left to finish).

@@ -13,6 +13,7 @@ use crate::session::Op;
 use chrono::{DateTime, FixedOffset, Local, Utc};
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Where the profiles came from, for the header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,7 +276,7 @@ impl Model {
         let rows: Vec<Row> = profiles
             .profiles
             .iter()
-            .map(|p| crate::config::Profile::clone(p))
+            .map(Arc::clone)
             .enumerate()
             .map(|(i, p)| {
                 let found = warnings.remove(&p.name).unwrap_or_default();
@@ -562,7 +563,7 @@ impl Model {
         if let Some(&i) = self.by_name.get(&name) {
             return i;
         }
-        let mut row = Row::new(base.profile.impersonation(user), base.order.0);
+        let mut row = Row::new(Arc::new(base.profile.impersonation(user)), base.order.0);
         row.order.1 = Some(user.to_string());
         row.sudo = Some((parent, user.to_string()));
         row.hidden = true;

@@ -103,7 +103,7 @@ impl Model {
         self.begin(i, op, false, reposition);
         Command::Start {
             name: self.rows[i].profile.name.clone(),
-            profile: Box::new(self.rows[i].profile.clone()),
+            profile: self.rows[i].profile.clone(),
             op,
             password,
             due: false,
@@ -294,7 +294,7 @@ pub(super) fn check(model: &mut Model) -> Vec<Command> {
                 model.begin(i, Op::Check, false, false);
                 cmds.push(Command::Check {
                     name: model.rows[i].profile.name.clone(),
-                    profile: Box::new(model.rows[i].profile.clone()),
+                    profile: model.rows[i].profile.clone(),
                 });
             }
         }
@@ -347,7 +347,7 @@ pub(super) fn verify(model: &mut Model) -> Vec<Command> {
         model.begin(i, Op::Check, true, false);
         cmds.push(Command::Check {
             name: model.rows[i].profile.name.clone(),
-            profile: Box::new(model.rows[i].profile.clone()),
+            profile: model.rows[i].profile.clone(),
         });
     }
     if cmds.is_empty() {

@@ -5,6 +5,7 @@ use crate::identity::SessionKey;
 use crate::session::{self, CheckReport, Entry, Op, RequestLog, State, format_duration, remaining};
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// A row stands out (and its state reads "expiring") when its access token has less than this left.
 pub const EXPIRING: TimeDelta = TimeDelta::minutes(10);
@@ -212,7 +213,8 @@ pub struct LastError {
 /// One profile on the screen.
 #[derive(Clone, Debug)]
 pub struct Row {
-    pub profile: Profile,
+    /// Shared with the loaded profiles (and with the requests made for this row).
+    pub profile: Arc<Profile>,
     /// The identity of the profile's session: what the token cache keys it by.
     pub key: SessionKey,
     /// The instance as shown: `host[:port][/path]`.
@@ -248,7 +250,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub(super) fn new(profile: Profile, position: usize) -> Row {
+    pub(super) fn new(profile: Arc<Profile>, position: usize) -> Row {
         let mut instance = profile.host_port();
         let path = profile.url.path().trim_end_matches('/');
         instance.push_str(path);

@@ -576,28 +576,20 @@ impl Runtime {
                 op: Op::Refresh,
                 due: true,
                 ..
-            } => self
-                .jobs
-                .submit(name, Arc::new(*profile), Work::Due(Op::Refresh)),
+            } => self.jobs.submit(name, profile, Work::Due(Op::Refresh)),
             Command::Start {
                 name,
                 profile,
                 op,
                 password,
                 ..
-            } => self
-                .jobs
-                .submit(name, Arc::new(*profile), Work::Op { op, password }),
-            Command::Check { name, profile } => {
-                self.jobs.submit(name, Arc::new(*profile), Work::Check)
-            }
+            } => self.jobs.submit(name, profile, Work::Op { op, password }),
+            Command::Check { name, profile } => self.jobs.submit(name, profile, Work::Check),
             Command::Sudo {
                 name,
                 profile,
                 user,
-            } => self
-                .jobs
-                .submit(name, Arc::new(*profile), Work::Sudo { user }),
+            } => self.jobs.submit(name, profile, Work::Sudo { user }),
             Command::Cancel { name } => {
                 self.jobs.cancel(&name);
             }
