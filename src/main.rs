@@ -143,7 +143,7 @@ async fn screen(cli: &Cli) -> Result<i32, Usage> {
     if cli.profiles_file().is_none() && !path.exists() {
         return run_demo(cli, Some(path)).await;
     }
-    let profiles = load_profiles(&path)?;
+    let profiles = cli::load_for_command(cli, &path)?;
     let (policy, notices) = tui::notice_channel(lock_timeout(cli));
     let store = open_store_with(cli, &profiles, policy)?;
     let engine = Arc::new(Engine::new(store, &profiles.settings));

@@ -212,6 +212,61 @@ async fn the_screen_applies_edits_of_its_profiles_file_within_a_moment() {
     assert_eq!(exit.and_then(|e| e.code()), Some(0));
 }
 
+/// The screen starts from the profiles' validated snapshot when the file holds no secret (as the
+/// shell commands do), and never from a stale one: an edit made while it was not running, even one
+/// that keeps the file's size and modification time, shows at the next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_started_again_shows_an_edit_made_while_it_was_not_running() {
+    let emu = common::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = emu.url("acme");
+    let text = |name: &str| {
+        format!("[defaults]\nusername = \"integration\"\n[profiles.{name}]\nurl = \"{url}\"\n")
+    };
+    let path = common::write_profiles(dir.path(), &text("first"));
+    // A state directory made already (by an earlier command): the snapshot goes there.
+    let state = dir.path().join("state");
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&state)
+            .unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let start = |wanted: &'static str| {
+        let cmd = pty::screen_command(&path, &state, dir.path());
+        let mut screen = pty::Pty::spawn(cmd, 30, 120, true);
+        screen.wait_for(wanted, 10, |s| s.contains(wanted));
+        let shown = screen.screen().text();
+        screen.send(b"q");
+        let exit = screen.wait_exit(Duration::from_secs(5));
+        assert_eq!(exit.and_then(|e| e.code()), Some(0));
+        shown
+    };
+    tokio::task::block_in_place(|| start("first"));
+    let snapshot = std::fs::read_dir(&state).unwrap().any(|f| {
+        let name = f.unwrap().file_name();
+        name.to_string_lossy().ends_with(".snapshot")
+    });
+    assert!(
+        snapshot,
+        "the screen's start left no snapshot of the profiles"
+    );
+
+    // The same length, and the old modification time put back.
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    std::fs::write(&path, text("fresh")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let shown = tokio::task::block_in_place(|| start("fresh"));
+    assert!(!shown.contains("first"), "{shown}");
+}
+
 /// A new catalogue in a directory the file includes by a glob shows up on the screen, and an edit
 /// of it too: the watch covers the included files and the globs' directories.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,9 +76,10 @@ pub fn load_profiles(path: &Path) -> Result<Profiles, Usage> {
     config::load(path).map_err(|e| Usage(format!("{e}")))
 }
 
-/// The profiles file of a shell command: through its validated snapshot in the state directory
-/// ([`config::load_cached`]), which scripts calling `token` over and over are spared the parse by.
-pub(crate) fn load_for_command(cli: &Cli, path: &Path) -> Result<Profiles, Usage> {
+/// The profiles file of a shell command or the screen: through its validated snapshot in the state
+/// directory ([`config::load_cached`]), which scripts calling `token` over and over, and the screen's
+/// start, are spared the parse by.
+pub fn load_for_command(cli: &Cli, path: &Path) -> Result<Profiles, Usage> {
     let state_dir = state_dir(cli);
     config::load_cached(path, state_dir.as_deref()).map_err(|e| Usage(format!("{e}")))
 }
