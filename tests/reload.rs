@@ -214,7 +214,8 @@ async fn the_screen_applies_edits_of_its_profiles_file_within_a_moment() {
 
 /// The screen starts from the profiles' validated snapshot when the file holds no secret (as the
 /// shell commands do), and never from a stale one: an edit made while it was not running, even one
-/// that keeps the file's size and modification time, shows at the next start.
+/// that keeps the file's size and modification time, shows at the next start; and one made while
+/// it runs shows as it does after a full read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_screen_started_again_shows_an_edit_made_while_it_was_not_running() {
     let emu = common::start().await;
@@ -265,6 +266,21 @@ async fn the_screen_started_again_shows_an_edit_made_while_it_was_not_running() 
         .unwrap();
     let shown = tokio::task::block_in_place(|| start("fresh"));
     assert!(!shown.contains("first"), "{shown}");
+
+    // Started from the snapshot again (the last start wrote it anew), the screen still follows
+    // the file it names: an edit while it runs shows.
+    let cmd = pty::screen_command(&path, &state, dir.path());
+    let mut screen = tokio::task::block_in_place(|| pty::Pty::spawn(cmd, 30, 120, true));
+    tokio::task::block_in_place(|| screen.wait_for("fresh", 10, |s| s.contains("fresh")));
+    std::fs::write(&path, text("added")).unwrap();
+    tokio::task::block_in_place(|| {
+        screen.wait_for("the edit", 10, |s| {
+            s.contains("added") && s.contains("profiles file reloaded")
+        });
+    });
+    screen.send(b"q");
+    let exit = tokio::task::block_in_place(|| screen.wait_exit(Duration::from_secs(5)));
+    assert_eq!(exit.and_then(|e| e.code()), Some(0));
 }
 
 /// A new catalogue in a directory the file includes by a glob shows up on the screen, and an edit
