@@ -227,12 +227,9 @@ async fn the_screen_started_again_shows_an_edit_made_while_it_was_not_running() 
     let path = common::write_profiles(dir.path(), &text("first"));
     // A state directory made already (by an earlier command): the snapshot goes there.
     let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
     {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&state)
-            .unwrap();
+        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
     let start = |wanted: &'static str| {
