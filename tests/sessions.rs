@@ -467,6 +467,58 @@ async fn jobs_take_their_places_in_the_order_they_were_submitted() {
     }
 }
 
+/// Into a new state directory, every identity's first lock makes its lock file. Jobs waiting for
+/// their place under the bounds have theirs made meanwhile, so that a bulk login's later waves
+/// take their locks at once when their turn comes instead of queueing for the files then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_jobs_have_their_lock_files_made_while_they_wait() {
+    use std::sync::Arc;
+    use sugar_sessions::runtime::Report;
+    let emu = start().await;
+    emu.set_latency("acme", Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let engine = one_per_host(dir.path());
+    let store = engine.store().clone();
+    let (mut jobs, mut rx) = runner(engine);
+    let profiles: Vec<Arc<sugar_sessions::config::Profile>> = (0..4)
+        .map(|i| {
+            Arc::new(profile(
+                &format!("p{i}"),
+                &format!(
+                    "url = \"{}\"\nusername = \"user{i}\"\npassword = \"pw\"\nplatform = \"custom_api\"",
+                    emu.url("acme")
+                ),
+            ))
+        })
+        .collect();
+    for (i, p) in profiles.iter().enumerate() {
+        jobs.submit(i, p.clone(), login());
+    }
+    // p0 has the host's one place for two seconds; p1 to p3 wait behind it.
+    let files: Vec<_> = profiles
+        .iter()
+        .map(|p| store.key_lock_path(&p.session_key()))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    while !files.iter().all(|f| f.exists()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut started = Vec::new();
+    while let Ok((i, report)) = rx.try_recv() {
+        if matches!(report, Report::Started) {
+            started.push(i);
+        }
+    }
+    assert_eq!(started, [0], "only the first job has its place yet");
+    for (p, f) in profiles.iter().zip(&files) {
+        assert!(f.exists(), "{}'s lock file is made while it waits", p.name);
+    }
+    for i in 1..4 {
+        assert!(jobs.cancel(&i), "job {i} was still queued");
+    }
+    assert_eq!(jobs.finish(Duration::from_secs(10)).await, 0);
+}
+
 /// A login decided because the session needed one (the daemon's, with nothing to refresh with):
 /// when another process logged in meanwhile (the broker, the screen, `token`), a second login would
 /// end that session (Sugar keeps one per user and platform). Under the lock it is decided again,

@@ -58,6 +58,12 @@ impl Work {
         }
     }
 
+    /// Whether the job takes the lock of its profile's identity (a check only to log in again, an
+    /// impersonation the lock of the session it makes).
+    fn takes_lock(&self) -> bool {
+        matches!(self, Work::Op { .. } | Work::Due(_))
+    }
+
     /// How many places under the bounds the job takes: the requests it sends at once.
     fn places(&self) -> u32 {
         match self {
@@ -186,7 +192,8 @@ where
         let engine = &self.shared.engine;
         let alive = engine.job_alive();
         engine.warm_client(&profile);
-        Shared::admit(
+        let lock = work.takes_lock().then(|| profile.session_key());
+        let waits = Shared::admit(
             &self.shared,
             Pending {
                 key,
@@ -197,6 +204,11 @@ where
                 alive,
             },
         );
+        // Its identity's lock file is made while it waits for its place (a job that has it now
+        // makes its own, first in the maker's line).
+        if let (true, Some(key)) = (waits, lock) {
+            engine.warm_lock_file(key);
+        }
     }
 
     /// Withdraws the job of `key` if it is still waiting for its place; true if there was one.
@@ -291,7 +303,8 @@ where
 {
     /// Puts a job in its host's line if there is room there (and no backlog ahead of it), else at
     /// the end of the backlog.
-    fn admit(this: &Arc<Self>, p: Pending<K>) {
+    /// True when the job waits for its place (in its host's backlog or in the bound's line).
+    fn admit(this: &Arc<Self>, p: Pending<K>) -> bool {
         let host = p.profile.host_port();
         let entered = {
             let mut lines = lock(&this.lines);
@@ -301,12 +314,14 @@ where
             });
             if line.waiting >= this.engine.per_host || !line.backlog.is_empty() {
                 line.backlog.push_back(p);
-                return;
+                return true;
             }
             line.waiting += 1;
             Self::enter(this, host, p)
         };
+        let waits = entered.first.is_none();
         Self::start(this, entered);
+        waits
     }
 
     /// A place in `host`'s line is free again: the next job of its backlog takes it.
