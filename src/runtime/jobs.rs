@@ -192,7 +192,7 @@ where
         let engine = &self.shared.engine;
         let alive = engine.job_alive();
         engine.warm_client(&profile);
-        let lock = work.takes_lock().then(|| profile.session_key());
+        let locks = work.takes_lock().then(|| profile.clone());
         let waits = Shared::admit(
             &self.shared,
             Pending {
@@ -206,8 +206,8 @@ where
         );
         // Its identity's lock file is made while it waits for its place (a job that has it now
         // makes its own, first in the maker's line).
-        if let (true, Some(key)) = (waits, lock) {
-            engine.warm_lock_file(key);
+        if let (true, Some(profile)) = (waits, locks) {
+            engine.warm_lock_file(profile.session_key());
         }
     }
 
