@@ -550,7 +550,7 @@ impl Store {
     /// checked, the next write's file is ready (each write makes the one after it) and the lock
     /// is free or held by this process's own write. A few calls on files that are there, never a
     /// wait: `Ok(false)` when a preparation must make something or wait for another process.
-    pub fn prepared_already(&self) -> Result<bool, StoreError> {
+    pub(crate) fn prepared_already(&self) -> Result<bool, StoreError> {
         check_dir(&self.dir)?;
         Self::check_mode(&self.cache_path())?;
         let need = self.spare_wanted();
