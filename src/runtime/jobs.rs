@@ -302,8 +302,8 @@ where
     K: Clone + Eq + Hash + Send + 'static,
 {
     /// Puts a job in its host's line if there is room there (and no backlog ahead of it), else at
-    /// the end of the backlog.
-    /// True when the job waits for its place (in its host's backlog or in the bound's line).
+    /// the end of the backlog. True when the job waits for its place (in its host's backlog or in
+    /// the bound's line).
     fn admit(this: &Arc<Self>, p: Pending<K>) -> bool {
         let host = p.profile.host_port();
         let entered = {

@@ -446,7 +446,7 @@ impl Drop for Preparing<'_> {
 #[derive(Default)]
 struct LockFiles {
     /// Files a job needs now (its identity's first lock): made first.
-    waiting: std::collections::VecDeque<(SessionKey, oneshot::Sender<Result<(), StoreError>>)>,
+    waiting: std::collections::VecDeque<Asked>,
     /// Files of jobs still waiting for their place, made ahead when no job needs one now.
     ahead: std::collections::VecDeque<SessionKey>,
     making: bool,
@@ -493,8 +493,12 @@ impl LockFileMaker {
     }
 }
 
+/// A file a job waits for, and how it hears that it was made.
+type Asked = (SessionKey, oneshot::Sender<Result<(), StoreError>>);
+
+/// The maker's next file.
 enum Next {
-    Now((SessionKey, oneshot::Sender<Result<(), StoreError>>)),
+    Now(Asked),
     Ahead(SessionKey),
 }
 
