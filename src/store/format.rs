@@ -4,7 +4,7 @@
 use super::{Cache, FORMAT_VERSION};
 use crate::identity::SessionKey;
 use crate::outcome::{Failure, FailureKind, Op};
-use crate::session::{Entry, Session};
+use crate::session::{Entry, Session, Sessions};
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -33,7 +33,7 @@ struct RawCache {
 
 /// The `sessions` object, each key and entry made in its shared place at once (serde's own `Arc`
 /// makes a `Box` first and moves it: two allocations and a copy for each of thousands).
-struct AllSessions(IndexMap<Arc<SessionKey>, Arc<Entry>>);
+struct AllSessions(Sessions);
 
 impl<'de> Deserialize<'de> for AllSessions {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AllSessions, D::Error> {
@@ -47,7 +47,10 @@ impl<'de> Deserialize<'de> for AllSessions {
                 self,
                 mut m: A,
             ) -> Result<AllSessions, A::Error> {
-                let mut out = IndexMap::with_capacity(m.size_hint().unwrap_or(0).min(4096));
+                let mut out = Sessions::with_capacity_and_hasher(
+                    m.size_hint().unwrap_or(0).min(4096),
+                    Default::default(),
+                );
                 while let Some(key) = m.next_key::<SessionKey>()? {
                     let entry: Entry = m.next_value()?;
                     // A key there twice: the last one stands (as a map keeps it).
@@ -101,7 +104,7 @@ pub(super) fn decode(bytes: &[u8], names: &super::Names) -> Result<Cache, Unread
     let sessions = match (raw.sessions, raw.profiles) {
         (Some(AllSessions(sessions)), _) => sessions,
         (None, Some(v1)) => migrate(v1, names.get()),
-        (None, None) => IndexMap::new(),
+        (None, None) => Sessions::default(),
     };
     Ok(Cache {
         version: raw.version.max(1),
@@ -386,11 +389,8 @@ fn fill(file: &mut impl std::io::Read, buf: &mut [u8], filled: &mut usize) -> Op
 /// Format 1 → 2: each entry with a session is keyed by the session's url, user and platform and
 /// the client id of the profile of its name (else `sugar`); an impersonation `NAME>USER` by
 /// NAME's identity and USER. Entries that held only a failure are dropped.
-fn migrate(
-    v1: IndexMap<String, V1Entry>,
-    names: &HashMap<String, (String, String)>,
-) -> IndexMap<Arc<SessionKey>, Arc<Entry>> {
-    let mut out: IndexMap<Arc<SessionKey>, Arc<Entry>> = IndexMap::with_capacity(v1.len());
+fn migrate(v1: IndexMap<String, V1Entry>, names: &HashMap<String, (String, String)>) -> Sessions {
+    let mut out = Sessions::with_capacity_and_hasher(v1.len(), Default::default());
     for (name, old) in v1 {
         let Some(session) = old.session else {
             continue;
