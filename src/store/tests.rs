@@ -685,3 +685,57 @@ fn a_key_after_the_sessions_object_is_no_session() {
         .unwrap();
     assert_eq!(entry, (**whole.sessions.get(&key("a")).unwrap()).clone());
 }
+
+/// A cache of megabytes (thousands of sessions) is read into memory of its own, advised to be
+/// backed by huge pages: another process reads every entry of it, whole, as one of kilobytes.
+#[test]
+fn a_cache_of_megabytes_reads_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let writer = Store::open(tmp.path()).unwrap();
+    let users: Vec<String> = (0..30).map(|i| format!("u{i:02}")).collect();
+    writer
+        .apply(
+            users
+                .iter()
+                .enumerate()
+                .map(|(i, user)| Change {
+                    key: key(user),
+                    label: user.clone(),
+                    expect: Expect::Held,
+                    apply: Box::new(move |e| {
+                        let text = format!("{i}:{}", "x".repeat(100_000 + i));
+                        e.failure = Some(Failure::local(Op::Refresh, Utc::now(), text));
+                    }),
+                })
+                .collect(),
+        )
+        .unwrap();
+    let size = fs::metadata(writer.cache_path()).unwrap().len() as usize;
+    assert!(size > files::HUGE_PAGE, "{size}");
+    let (cache, report) = Store::open(tmp.path()).unwrap().load().unwrap();
+    assert!(report.moved_aside.is_none());
+    assert_eq!(cache.sessions.len(), users.len());
+    for (i, user) in users.iter().enumerate() {
+        let message = &cache
+            .entry(&key(user))
+            .unwrap()
+            .failure
+            .as_ref()
+            .unwrap()
+            .message;
+        assert_eq!(
+            message,
+            &format!("{i}:{}", "x".repeat(100_000 + i)),
+            "{user}"
+        );
+    }
+    // The bytes as they are in the file, on either side of the size where the mapping begins.
+    for len in [files::HUGE_PAGE - 1, files::HUGE_PAGE, size] {
+        let path = tmp.path().join(format!("bytes-{len}"));
+        let want: Vec<u8> = fs::read(writer.cache_path()).unwrap()[..len.min(size)].to_vec();
+        fs::write(&path, &want).unwrap();
+        let mut file = fs::File::open(&path).unwrap();
+        let got = files::read_rest(&mut file, &path).unwrap();
+        assert!(*got == *want, "{len} bytes read back differ");
+    }
+}
