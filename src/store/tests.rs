@@ -20,6 +20,26 @@ fn put(store: &Store, user: &str) {
         .unwrap();
 }
 
+/// Records a failed refresh for each of `users`, the i-th with the message `text(i)`, in one batch.
+fn fail_each(store: &Store, users: &[String], text: impl Fn(usize) -> String) {
+    let changes = users
+        .iter()
+        .enumerate()
+        .map(|(i, user)| {
+            let text = text(i);
+            Change {
+                key: key(user),
+                label: user.clone(),
+                expect: Expect::Held,
+                apply: Box::new(move |e: &mut Entry| {
+                    e.failure = Some(Failure::local(Op::Refresh, Utc::now(), text));
+                }),
+            }
+        })
+        .collect();
+    store.apply(changes).unwrap();
+}
+
 #[test]
 fn cache_and_dir_have_private_modes() {
     let tmp = tempfile::tempdir().unwrap();
@@ -528,23 +548,9 @@ fn one_entry_of_a_written_cache_is_found_by_its_key_wherever_the_reads_cut_it() 
     let tmp = tempfile::tempdir().unwrap();
     let writer = Store::open(tmp.path()).unwrap();
     let users: Vec<String> = (0..300).map(|i| format!("u{i:03}")).collect();
-    writer
-        .apply(
-            users
-                .iter()
-                .enumerate()
-                .map(|(i, user)| Change {
-                    key: key(user),
-                    label: user.clone(),
-                    expect: Expect::Held,
-                    apply: Box::new(move |e| {
-                        let long = if i == 150 { 100_000 } else { i };
-                        e.failure = Some(Failure::local(Op::Refresh, Utc::now(), "x".repeat(long)));
-                    }),
-                })
-                .collect(),
-        )
-        .unwrap();
+    fail_each(&writer, &users, |i| {
+        "x".repeat(if i == 150 { 100_000 } else { i })
+    });
     let (whole, _) = writer.load().unwrap();
     let bytes = fs::read(writer.cache_path()).unwrap();
     assert!(bytes.len() > 2 * 64 * 1024, "{}", bytes.len());
@@ -693,23 +699,9 @@ fn a_cache_of_megabytes_reads_whole() {
     let tmp = tempfile::tempdir().unwrap();
     let writer = Store::open(tmp.path()).unwrap();
     let users: Vec<String> = (0..30).map(|i| format!("u{i:02}")).collect();
-    writer
-        .apply(
-            users
-                .iter()
-                .enumerate()
-                .map(|(i, user)| Change {
-                    key: key(user),
-                    label: user.clone(),
-                    expect: Expect::Held,
-                    apply: Box::new(move |e| {
-                        let text = format!("{i}:{}", "x".repeat(100_000 + i));
-                        e.failure = Some(Failure::local(Op::Refresh, Utc::now(), text));
-                    }),
-                })
-                .collect(),
-        )
-        .unwrap();
+    fail_each(&writer, &users, |i| {
+        format!("{i}:{}", "x".repeat(100_000 + i))
+    });
     let size = fs::metadata(writer.cache_path()).unwrap().len() as usize;
     assert!(size > files::HUGE_PAGE, "{size}");
     let (cache, report) = Store::open(tmp.path()).unwrap().load().unwrap();
