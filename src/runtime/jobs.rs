@@ -192,7 +192,8 @@ where
         let engine = &self.shared.engine;
         let alive = engine.job_alive();
         engine.warm_client(&profile);
-        let locks = work.takes_lock().then(|| profile.clone());
+        // The profile whose identity the job will lock, if it locks one.
+        let lock_of = work.takes_lock().then(|| profile.clone());
         let waits = Shared::admit(
             &self.shared,
             Pending {
@@ -206,7 +207,7 @@ where
         );
         // Its identity's lock file is made while it waits for its place (a job that has it now
         // makes its own, first in the maker's line).
-        if let (true, Some(profile)) = (waits, locks) {
+        if let (true, Some(profile)) = (waits, lock_of) {
             engine.warm_lock_file(profile.session_key());
         }
     }

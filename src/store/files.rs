@@ -99,9 +99,8 @@ pub(super) fn open_file(path: &Path) -> Result<Option<File>, StoreError> {
 /// A file's bytes, read whole.
 pub(super) enum FileBytes {
     Heap(Vec<u8>),
-    /// A large file in memory of its own (see [`read_rest`]): the bytes from the first `usize`, as
-    /// many as the second.
-    Mapped(memmap2::MmapMut, usize, usize),
+    /// A large file in memory of its own (see [`read_rest`]): its bytes are that range of it.
+    Mapped(memmap2::MmapMut, std::ops::Range<usize>),
 }
 
 impl std::ops::Deref for FileBytes {
@@ -109,7 +108,7 @@ impl std::ops::Deref for FileBytes {
     fn deref(&self) -> &[u8] {
         match self {
             FileBytes::Heap(v) => v,
-            FileBytes::Mapped(m, at, len) => &m[*at..*at + *len],
+            FileBytes::Mapped(m, bytes) => &m[bytes.clone()],
         }
     }
 }
@@ -129,25 +128,22 @@ pub(super) fn read_rest(file: &mut File, path: &Path) -> Result<FileBytes, Store
     let err = |e| io_err(path, "cannot read the token cache")(e);
     let size = file.metadata().map_or(0, |m| m.len() as usize);
     file.seek(io::SeekFrom::Start(0)).map_err(err)?;
-    if size < HUGE_PAGE {
-        let mut bytes = Vec::with_capacity(size);
-        file.read_to_end(&mut bytes).map_err(err)?;
-        return Ok(FileBytes::Heap(bytes));
-    }
     // A huge page is one only where it is aligned: the bytes start at the first boundary of a
     // mapping one huge page longer (the pages of the slack are never touched).
-    let Ok(mut map) = memmap2::MmapMut::map_anon(size + HUGE_PAGE) else {
+    let map = (size >= HUGE_PAGE)
+        .then(|| memmap2::MmapMut::map_anon(size + HUGE_PAGE).ok())
+        .flatten();
+    let Some(mut map) = map else {
         let mut bytes = Vec::with_capacity(size);
         file.read_to_end(&mut bytes).map_err(err)?;
         return Ok(FileBytes::Heap(bytes));
     };
     let _ = map.advise(memmap2::Advice::HugePage);
     let at = map.as_ptr().align_offset(HUGE_PAGE);
-    let buf = &mut map[at..at + size];
     let mut len = 0;
     while len < size {
-        match file.read(&mut buf[len..]) {
-            Ok(0) => return Ok(FileBytes::Mapped(map, at, len)),
+        match file.read(&mut map[at + len..at + size]) {
+            Ok(0) => return Ok(FileBytes::Mapped(map, at..at + len)),
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(err(e)),
@@ -157,7 +153,7 @@ pub(super) fn read_rest(file: &mut File, path: &Path) -> Result<FileBytes, Store
     let mut more = Vec::new();
     file.read_to_end(&mut more).map_err(err)?;
     if more.is_empty() {
-        return Ok(FileBytes::Mapped(map, at, len));
+        return Ok(FileBytes::Mapped(map, at..at + len));
     }
     let mut bytes = Vec::with_capacity(len + more.len());
     bytes.extend_from_slice(&map[at..at + len]);
